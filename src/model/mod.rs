@@ -1,0 +1,150 @@
+//! The classifier trait and its engines.
+//!
+//! Attacks, defenses and agents see a model only through [`Classifier`]:
+//! logits, the input gradient of a loss, and a training step. An engine can
+//! be replaced behind it without touching any of them.
+
+pub mod loss;
+mod net;
+
+use serde::{Deserialize, Serialize};
+
+pub use loss::{argmax_rows, softmax, CrossEntropy, CwMargin, Loss, SoftCrossEntropy};
+pub use net::{naive_conv2d, Net};
+
+/// A differentiable image classifier over flattened images.
+pub trait Classifier: Send + Sync {
+    /// Pixels per image.
+    fn input_dim(&self) -> usize;
+    /// Number of classes.
+    fn classes(&self) -> usize;
+    /// Logits for a batch (`x.len() / input_dim` images), row-major.
+    fn logits(&self, x: &[f32]) -> Vec<f32>;
+    /// Logits and the gradient of the summed `loss` with respect to `x`.
+    fn input_grad(&self, x: &[f32], loss: &dyn Loss) -> (Vec<f32>, Vec<f32>);
+    /// One optimizer step on the mean of `loss` over the batch; returns that mean.
+    fn train_step(&mut self, x: &[f32], loss: &dyn Loss, opt: &Sgd) -> f32;
+    /// An independent copy, parameters and optimizer state included.
+    fn boxed_clone(&self) -> Box<dyn Classifier>;
+    /// All parameters, flattened (for checks and fingerprints).
+    fn parameters(&self) -> Vec<f32>;
+}
+
+/// Stochastic gradient descent with momentum and weight decay.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sgd {
+    pub lr: f32,
+    #[serde(default = "default_momentum")]
+    pub momentum: f32,
+    #[serde(default)]
+    pub weight_decay: f32,
+}
+
+fn default_momentum() -> f32 {
+    0.9
+}
+
+impl Default for Sgd {
+    fn default() -> Self {
+        Sgd {
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// The model families redqueen ships, as written in a tournament file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ModelConfig {
+    /// Fully connected ReLU network.
+    Mlp {
+        #[serde(default = "default_hidden")]
+        hidden: Vec<usize>,
+    },
+    /// Madry et al.'s MNIST network: two 5x5 same-padded conv layers with
+    /// ReLU and 2x2 max-pooling, then a dense ReLU layer and the output.
+    Cnn {
+        #[serde(default = "default_channels")]
+        channels: [usize; 2],
+        #[serde(default = "default_dense")]
+        dense: usize,
+    },
+}
+
+fn default_hidden() -> Vec<usize> {
+    vec![256, 256]
+}
+fn default_channels() -> [usize; 2] {
+    [32, 64]
+}
+fn default_dense() -> usize {
+    1024
+}
+
+/// Model names and one line of help each, for `redqueen list`.
+pub const MODELS: &[(&str, &str)] = &[
+    ("mlp", "fully connected ReLU network; `hidden` = layer widths"),
+    (
+        "cnn",
+        "Madry MNIST CNN: two 5x5 conv + 2x2 max-pool, dense head; `channels`, `dense`",
+    ),
+];
+
+impl ModelConfig {
+    /// A freshly initialized model for `rows x cols` images, its weights drawn
+    /// from `seed`.
+    pub fn init(&self, rows: usize, cols: usize, classes: usize, seed: u64) -> Box<dyn Classifier> {
+        Box::new(Net::new(self, rows, cols, classes, seed))
+    }
+
+    /// Why this configuration cannot be built, if it cannot.
+    pub fn validate(&self, rows: usize, cols: usize) -> Result<(), String> {
+        match self {
+            ModelConfig::Mlp { hidden } => {
+                if hidden.iter().any(|&h| h == 0) {
+                    return Err("every entry of `hidden` must be at least 1".into());
+                }
+            }
+            ModelConfig::Cnn { channels, dense } => {
+                if channels.iter().any(|&c| c == 0) || *dense == 0 {
+                    return Err("`channels` and `dense` must be at least 1".into());
+                }
+                if rows % 4 != 0 || cols % 4 != 0 {
+                    return Err(format!(
+                        "the cnn pools twice by 2, so image sides must be multiples of 4 (got {rows}x{cols})"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Predicted labels, in batches of `batch`.
+pub fn predict(model: &dyn Classifier, x: &[f32], batch: usize) -> Vec<u8> {
+    let dim = model.input_dim();
+    x.chunks(batch * dim)
+        .flat_map(|chunk| argmax_rows(&model.logits(chunk), model.classes()))
+        .collect()
+}
+
+/// Softmax probabilities, in batches of `batch`.
+pub fn probabilities(model: &dyn Classifier, x: &[f32], batch: usize) -> Vec<f32> {
+    let dim = model.input_dim();
+    x.chunks(batch * dim)
+        .flat_map(|chunk| softmax(&model.logits(chunk), model.classes()))
+        .collect()
+}
+
+/// Fraction of `x` classified as `labels`.
+pub fn accuracy(model: &dyn Classifier, x: &[f32], labels: &[u8]) -> f64 {
+    if labels.is_empty() {
+        return 0.0;
+    }
+    let predicted = predict(model, x, 256);
+    let correct = predicted.iter().zip(labels).filter(|(p, y)| p == y).count();
+    correct as f64 / labels.len() as f64
+}

@@ -1,0 +1,521 @@
+//! The dfdx engine: MLPs and the Madry CNN as one list of layers.
+//!
+//! dfdx 0.13's convolution and pooling are nightly-only, so both are built
+//! from stable ops: activations are kept as a `(pixels, channels)` matrix,
+//! a convolution is an im2col by `gather` (a zero row appended serves the
+//! padding) followed by one `matmul`, and 2x2 max-pooling is a `gather` of
+//! the four candidates followed by a `max` over them.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use dfdx::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::{Classifier, Loss, ModelConfig, Sgd};
+
+type Matrix<Tp> = Tensor<(usize, usize), f32, Cpu, Tp>;
+type Flat<Tp> = Tensor<(usize,), f32, Cpu, Tp>;
+type Indices = Tensor<(usize,), usize, Cpu>;
+type Taped = OwnedTape<f32, Cpu>;
+
+#[derive(Clone, Copy, Debug)]
+enum Layer {
+    /// `x W + b`, `W` stored `(inp, out)`, optionally followed by ReLU.
+    Dense { inp: usize, out: usize, relu: bool },
+    /// Same-padded, stride-1 `k x k` convolution followed by ReLU, NHWC.
+    Conv {
+        h: usize,
+        w: usize,
+        cin: usize,
+        cout: usize,
+        k: usize,
+    },
+    /// 2x2 max-pooling with stride 2.
+    Pool { h: usize, w: usize, c: usize },
+}
+
+impl Layer {
+    /// Shapes of its parameters, as (rows, cols) with fan-in = rows.
+    fn parameter_shapes(&self) -> Vec<(usize, usize)> {
+        match *self {
+            Layer::Dense { inp, out, .. } => vec![(inp, out), (1, out)],
+            Layer::Conv { cin, cout, k, .. } => vec![(k * k * cin, cout), (1, cout)],
+            Layer::Pool { .. } => vec![],
+        }
+    }
+}
+
+/// A network on the dfdx CPU device.
+pub struct Net {
+    dev: Cpu,
+    layers: Vec<Layer>,
+    params: Vec<Flat<NoneTape>>,
+    /// Momentum buffers, one per parameter tensor.
+    velocity: Vec<Vec<f32>>,
+    input_dim: usize,
+    classes: usize,
+    /// Gather indices by (layer, batch size): they depend on nothing else.
+    index_cache: Mutex<HashMap<(usize, usize), Indices>>,
+}
+
+impl Net {
+    pub fn new(config: &ModelConfig, rows: usize, cols: usize, classes: usize, seed: u64) -> Net {
+        let input_dim = rows * cols;
+        let layers = match config {
+            ModelConfig::Mlp { hidden } => {
+                let mut layers = Vec::new();
+                let mut inp = input_dim;
+                for &out in hidden {
+                    layers.push(Layer::Dense { inp, out, relu: true });
+                    inp = out;
+                }
+                layers.push(Layer::Dense {
+                    inp,
+                    out: classes,
+                    relu: false,
+                });
+                layers
+            }
+            ModelConfig::Cnn { channels, dense } => {
+                let [c1, c2] = *channels;
+                let (h2, w2) = (rows / 2, cols / 2);
+                vec![
+                    Layer::Conv {
+                        h: rows,
+                        w: cols,
+                        cin: 1,
+                        cout: c1,
+                        k: 5,
+                    },
+                    Layer::Pool {
+                        h: rows,
+                        w: cols,
+                        c: c1,
+                    },
+                    Layer::Conv {
+                        h: h2,
+                        w: w2,
+                        cin: c1,
+                        cout: c2,
+                        k: 5,
+                    },
+                    Layer::Pool { h: h2, w: w2, c: c2 },
+                    Layer::Dense {
+                        inp: (h2 / 2) * (w2 / 2) * c2,
+                        out: *dense,
+                        relu: true,
+                    },
+                    Layer::Dense {
+                        inp: *dense,
+                        out: classes,
+                        relu: false,
+                    },
+                ]
+            }
+        };
+        // PyTorch's default initialization: uniform in +-1/sqrt(fan_in).
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let host: Vec<Vec<f32>> = layers
+            .iter()
+            .flat_map(|l| l.parameter_shapes())
+            .map(|(fan_in, cols)| {
+                let bound = 1.0 / (fan_in as f32).sqrt();
+                (0..fan_in * cols)
+                    .map(|_| rng.gen_range(-bound..bound))
+                    .collect()
+            })
+            .collect();
+        Net::from_parts(Cpu::seed_from_u64(seed), layers, &host, input_dim, classes)
+    }
+
+    fn from_parts(dev: Cpu, layers: Vec<Layer>, host: &[Vec<f32>], input_dim: usize, classes: usize) -> Net {
+        let params = host
+            .iter()
+            .map(|p| dev.tensor_from_vec(p.clone(), (p.len(),)))
+            .collect();
+        Net {
+            velocity: host.iter().map(|p| vec![0.0; p.len()]).collect(),
+            dev,
+            layers,
+            params,
+            input_dim,
+            classes,
+            index_cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn batch_of(&self, x: &[f32]) -> usize {
+        assert_eq!(
+            x.len() % self.input_dim,
+            0,
+            "input length {} is not a multiple of the image size {}",
+            x.len(),
+            self.input_dim
+        );
+        x.len() / self.input_dim
+    }
+
+    fn indices(&self, layer: usize, batch: usize) -> Indices {
+        let mut cache = self.index_cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry((layer, batch))
+            .or_insert_with(|| {
+                let idx = match self.layers[layer] {
+                    Layer::Conv { h, w, k, .. } => conv_indices(batch, h, w, k),
+                    Layer::Pool { h, w, .. } => pool_indices(batch, h, w),
+                    Layer::Dense { .. } => unreachable!("dense layers gather nothing"),
+                };
+                let len = idx.len();
+                self.dev.tensor_from_vec(idx, (len,))
+            })
+            .clone()
+    }
+
+    fn forward<Tp: Tape<f32, Cpu>>(&self, x: Matrix<Tp>, params: Vec<Flat<Tp>>) -> Matrix<Tp> {
+        let batch = x.shape().0;
+        let mut params = params.into_iter();
+        let mut next = || params.next().expect("one tensor per parameter");
+        let mut act = x;
+        for (li, layer) in self.layers.iter().enumerate() {
+            act = match *layer {
+                Layer::Dense { inp, out, relu } => {
+                    let w = next().reshape_like(&(inp, out));
+                    let b = next();
+                    let z = act.reshape_like(&(batch, inp)).matmul(w)
+                        + b.broadcast_like::<_, Axis<0>>(&(batch, out));
+                    if relu {
+                        z.relu()
+                    } else {
+                        z
+                    }
+                }
+                Layer::Conv { h, w, cin, cout, k } => {
+                    let pixels = batch * h * w;
+                    let weights = next();
+                    let bias = next();
+                    conv_same(
+                        &self.dev,
+                        act.reshape_like(&(pixels, cin)),
+                        self.indices(li, batch),
+                        weights.reshape_like(&(k * k * cin, cout)),
+                        bias,
+                    )
+                    .relu()
+                }
+                Layer::Pool { h, w, c } => {
+                    let out_pixels = batch * (h / 2) * (w / 2);
+                    let candidates: Matrix<Tp> = act.reshape_like(&(batch * h * w, c)).gather(self.indices(li, batch));
+                    candidates
+                        .reshape_like(&(4usize, out_pixels, c))
+                        .max::<(usize, usize), Axis<0>>()
+                }
+            };
+        }
+        act.reshape_like(&(batch, self.classes))
+    }
+
+    /// Forward and backward for `loss`, the loss gradient scaled by `scale`.
+    /// Returns the logits, the per-example losses and the gradients.
+    fn backward(&self, x: &[f32], loss: &dyn Loss, scale: f32) -> (Vec<f32>, Vec<f32>, Gradients<f32, Cpu>, Matrix<NoneTape>) {
+        let batch = self.batch_of(x);
+        let x_leaf: Matrix<NoneTape> = self.dev.tensor_from_vec(x.to_vec(), (batch, self.input_dim));
+        let params: Vec<Flat<Taped>> = self.params.iter().map(|p| p.clone().leaky_traced()).collect();
+        let logits = self.forward(x_leaf.clone().leaky_traced(), params);
+        let values = logits.as_vec();
+        let (losses, mut dlogits) = loss.eval(&values, self.classes);
+        if scale != 1.0 {
+            dlogits.iter_mut().for_each(|g| *g *= scale);
+        }
+        let dlogits = self.dev.tensor_from_vec(dlogits, (batch, self.classes));
+        // d/dθ sum(logits * dlogits) is the chain rule's next step.
+        let grads = (logits * dlogits).sum::<Rank0, _>().backward();
+        (values, losses, grads, x_leaf)
+    }
+
+    fn host_parameters(&self) -> Vec<Vec<f32>> {
+        self.params.iter().map(|p| p.as_vec()).collect()
+    }
+}
+
+/// Same-padded stride-1 convolution of `(pixels, cin)` activations by
+/// im2col: gather every pixel's `k x k` neighbourhood (the appended zero row
+/// stands for the padding), then one matmul with `(k*k*cin, cout)` weights.
+fn conv_same<Tp: Tape<f32, Cpu>>(dev: &Cpu, act: Matrix<Tp>, indices: Indices, weights: Matrix<Tp>, bias: Flat<Tp>) -> Matrix<Tp> {
+    let (pixels, cin) = *act.shape();
+    let (patch, cout) = *weights.shape();
+    let zero_row = dev.zeros_like(&(1usize, cin)).retaped::<Tp>();
+    let padded = (act, zero_row).concat_along(Axis::<0>);
+    let columns: Matrix<Tp> = padded.gather(indices);
+    columns.reshape_like(&(pixels, patch)).matmul(weights) + bias.broadcast_like::<_, Axis<0>>(&(pixels, cout))
+}
+
+/// im2col gather indices for a same-padded `k x k` convolution over `batch`
+/// images of `h x w` pixels; `batch * h * w` is the zero row.
+fn conv_indices(batch: usize, h: usize, w: usize, k: usize) -> Vec<usize> {
+    let pad = (k / 2) as isize;
+    let zero_row = batch * h * w;
+    let mut idx = Vec::with_capacity(batch * h * w * k * k);
+    for b in 0..batch {
+        for oy in 0..h as isize {
+            for ox in 0..w as isize {
+                for ky in 0..k as isize {
+                    for kx in 0..k as isize {
+                        let (iy, ix) = (oy + ky - pad, ox + kx - pad);
+                        idx.push(if iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize {
+                            b * h * w + iy as usize * w + ix as usize
+                        } else {
+                            zero_row
+                        });
+                    }
+                }
+            }
+        }
+    }
+    idx
+}
+
+/// Gather indices for 2x2 max-pooling: the four candidates of every output
+/// pixel, candidate-major so that a `(4, pixels, c)` reshape lines them up.
+fn pool_indices(batch: usize, h: usize, w: usize) -> Vec<usize> {
+    let (oh, ow) = (h / 2, w / 2);
+    let mut idx = Vec::with_capacity(4 * batch * oh * ow);
+    for q in 0..4 {
+        let (dy, dx) = (q / 2, q % 2);
+        for b in 0..batch {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    idx.push(b * h * w + (2 * oy + dy) * w + 2 * ox + dx);
+                }
+            }
+        }
+    }
+    idx
+}
+
+/// A direct same-padded convolution, NHWC, weights `(k, k, cin, cout)`: the
+/// reference the im2col path is tested against.
+#[allow(clippy::too_many_arguments)]
+pub fn naive_conv2d(x: &[f32], weights: &[f32], bias: &[f32], batch: usize, h: usize, w: usize, cin: usize, cout: usize, k: usize) -> Vec<f32> {
+    let pad = (k / 2) as isize;
+    let mut out = vec![0.0; batch * h * w * cout];
+    for b in 0..batch {
+        for oy in 0..h {
+            for ox in 0..w {
+                for co in 0..cout {
+                    let mut acc = bias[co];
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let iy = oy as isize + ky as isize - pad;
+                            let ix = ox as isize + kx as isize - pad;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            for ci in 0..cin {
+                                let xv = x[((b * h + iy as usize) * w + ix as usize) * cin + ci];
+                                acc += xv * weights[((ky * k + kx) * cin + ci) * cout + co];
+                            }
+                        }
+                    }
+                    out[((b * h + oy) * w + ox) * cout + co] = acc;
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Classifier for Net {
+    fn input_dim(&self) -> usize {
+        self.input_dim
+    }
+
+    fn classes(&self) -> usize {
+        self.classes
+    }
+
+    fn logits(&self, x: &[f32]) -> Vec<f32> {
+        let batch = self.batch_of(x);
+        let x = self.dev.tensor_from_vec(x.to_vec(), (batch, self.input_dim));
+        self.forward(x, self.params.clone()).as_vec()
+    }
+
+    fn input_grad(&self, x: &[f32], loss: &dyn Loss) -> (Vec<f32>, Vec<f32>) {
+        let (logits, _, grads, x_leaf) = self.backward(x, loss, 1.0);
+        (logits, grads.get(&x_leaf).as_vec())
+    }
+
+    fn train_step(&mut self, x: &[f32], loss: &dyn Loss, opt: &Sgd) -> f32 {
+        let batch = self.batch_of(x);
+        let (_, losses, grads, _) = self.backward(x, loss, 1.0 / batch as f32);
+        for (param, velocity) in self.params.iter_mut().zip(&mut self.velocity) {
+            let grad = grads.get(&*param).as_vec();
+            let mut values = param.as_vec();
+            for ((w, v), g) in values.iter_mut().zip(velocity.iter_mut()).zip(grad) {
+                *v = opt.momentum * *v + g + opt.weight_decay * *w;
+                *w -= opt.lr * *v;
+            }
+            param.copy_from(&values);
+        }
+        losses.iter().sum::<f32>() / batch as f32
+    }
+
+    fn boxed_clone(&self) -> Box<dyn Classifier> {
+        // A fresh device: clones of a dfdx device would share one RNG.
+        let mut copy = Net::from_parts(Cpu::default(), self.layers.clone(), &self.host_parameters(), self.input_dim, self.classes);
+        copy.velocity = self.velocity.clone();
+        Box::new(copy)
+    }
+
+    fn parameters(&self) -> Vec<f32> {
+        self.host_parameters().concat()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{accuracy, CrossEntropy};
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..n).map(|_| rng.gen_range(0.0..1.0)).collect()
+    }
+
+    #[test]
+    fn im2col_convolution_matches_naive_convolution() {
+        let (batch, h, w, cin, cout, k) = (2, 6, 5, 3, 4, 5);
+        let x = random(batch * h * w * cin, 1);
+        let weights = random(k * k * cin * cout, 2);
+        let bias = random(cout, 3);
+        let dev = Cpu::default();
+        let idx = conv_indices(batch, h, w, k);
+        let n = idx.len();
+        let out = conv_same::<NoneTape>(
+            &dev,
+            dev.tensor_from_vec(x.clone(), (batch * h * w, cin)),
+            dev.tensor_from_vec(idx, (n,)),
+            dev.tensor_from_vec(weights.clone(), (k * k * cin, cout)),
+            dev.tensor_from_vec(bias.clone(), (cout,)),
+        )
+        .as_vec();
+        let expected = naive_conv2d(&x, &weights, &bias, batch, h, w, cin, cout, k);
+        assert_eq!(out.len(), expected.len());
+        for (a, b) in out.iter().zip(&expected) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn pooling_takes_the_max_of_each_2x2_block() {
+        let config = ModelConfig::Cnn {
+            channels: [1, 1],
+            dense: 1,
+        };
+        let net = Net::new(&config, 4, 4, 2, 0);
+        let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let dev = Cpu::default();
+        let idx = pool_indices(1, 4, 4);
+        let n = idx.len();
+        let t: Matrix<NoneTape> = dev.tensor_from_vec(x, (16, 1));
+        let g: Matrix<NoneTape> = t.gather(dev.tensor_from_vec(idx, (n,)));
+        let pooled = g.reshape_like(&(4usize, 4usize, 1usize)).max::<(usize, usize), Axis<0>>();
+        assert_eq!(pooled.as_vec(), vec![5.0, 7.0, 13.0, 15.0]);
+        drop(net);
+    }
+
+    /// Central differences on a few coordinates of the input and of every
+    /// parameter tensor: checks the whole backward pass, gather, concat and
+    /// max included.
+    fn check_gradients(config: ModelConfig, rows: usize, cols: usize) {
+        let net = Net::new(&config, rows, cols, 3, 11);
+        let batch = 2;
+        let x = random(batch * rows * cols, 5);
+        let labels = [0u8, 2];
+        let loss = CrossEntropy { labels: &labels };
+        let total = |net: &Net, x: &[f32]| -> f64 {
+            let (losses, _) = loss.eval(&net.logits(x), 3);
+            losses.iter().map(|&l| l as f64).sum()
+        };
+        let (_, dx) = net.input_grad(&x, &loss);
+        let h = 1e-2;
+        for i in [0, 7, rows * cols + 3, x.len() - 1] {
+            let mut up = x.clone();
+            let mut down = x.clone();
+            up[i] += h;
+            down[i] -= h;
+            let numeric = (total(&net, &up) - total(&net, &down)) / (2.0 * h as f64);
+            assert!((numeric - dx[i] as f64).abs() < 2e-2 + 0.05 * numeric.abs(), "input {i}: numeric {numeric} vs {}", dx[i]);
+        }
+        // Weight gradients: one SGD step with lr 1 and no momentum moves
+        // each parameter by exactly minus its mean-loss gradient.
+        let before = net.host_parameters();
+        let mut stepped = Net::from_parts(Cpu::default(), net.layers.clone(), &before, net.input_dim, net.classes);
+        stepped.train_step(&x, &loss, &Sgd { lr: 1.0, momentum: 0.0, weight_decay: 0.0 });
+        let after = stepped.host_parameters();
+        for (t, (b, a)) in before.iter().zip(&after).enumerate() {
+            for i in [0, b.len() / 2, b.len() - 1] {
+                let analytic = (b[i] - a[i]) as f64 * batch as f64;
+                let mut up = before.clone();
+                let mut down = before.clone();
+                up[t][i] += h;
+                down[t][i] -= h;
+                let net_up = Net::from_parts(Cpu::default(), net.layers.clone(), &up, net.input_dim, net.classes);
+                let net_down = Net::from_parts(Cpu::default(), net.layers.clone(), &down, net.input_dim, net.classes);
+                let numeric = (total(&net_up, &x) - total(&net_down, &x)) / (2.0 * h as f64);
+                assert!((numeric - analytic).abs() < 2e-2 + 0.05 * numeric.abs(), "param {t}[{i}]: numeric {numeric} vs {analytic}");
+            }
+        }
+    }
+
+    #[test]
+    fn mlp_gradients_match_finite_differences() {
+        check_gradients(ModelConfig::Mlp { hidden: vec![16, 8] }, 4, 5);
+    }
+
+    #[test]
+    fn cnn_gradients_match_finite_differences() {
+        check_gradients(
+            ModelConfig::Cnn {
+                channels: [3, 4],
+                dense: 8,
+            },
+            8,
+            8,
+        );
+    }
+
+    #[test]
+    fn training_fits_a_small_separable_problem() {
+        // Class = which half of the image is brighter.
+        let (rows, cols, n) = (4, 4, 128);
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for _ in 0..n {
+            let label = rng.gen_range(0..2u8);
+            for p in 0..rows * cols {
+                let bright = (p < 8) == (label == 0);
+                x.push(if bright { rng.gen_range(0.5..1.0) } else { rng.gen_range(0.0..0.5) });
+            }
+            y.push(label);
+        }
+        let mut net = Net::new(&ModelConfig::Mlp { hidden: vec![16] }, rows, cols, 2, 1);
+        let before = accuracy(&net, &x, &y);
+        for _ in 0..30 {
+            net.train_step(&x, &CrossEntropy { labels: &y }, &Sgd::default());
+        }
+        let after = accuracy(&net, &x, &y);
+        assert!(after > 0.95 && after > before, "accuracy {before} -> {after}");
+    }
+
+    #[test]
+    fn clones_are_independent() {
+        let mut net = Net::new(&ModelConfig::Mlp { hidden: vec![4] }, 2, 2, 2, 3);
+        let copy = net.boxed_clone();
+        assert_eq!(copy.parameters(), net.parameters());
+        net.train_step(&[0.1, 0.2, 0.3, 0.4], &CrossEntropy { labels: &[1] }, &Sgd::default());
+        assert_ne!(copy.parameters(), net.parameters());
+    }
+}
