@@ -1,0 +1,161 @@
+//! The arena: one match, round by round, as DESIGN.md's round protocol.
+
+pub mod metrics;
+pub mod referee;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::agent::AttackerConfig;
+use crate::attack::{craft_batched, AttackConfig, Norms};
+use crate::data::Split;
+use crate::defense::{DefenderConfig, RoundData};
+use crate::model::Classifier;
+use crate::path;
+use crate::record::{RoundRow, RoundTiming};
+use crate::rng::stream;
+use metrics::{correct, fraction, robust, wrong_confidence, EVAL_BATCH};
+
+/// Everything one match needs, borrowed from the tournament.
+pub struct MatchPlan<'a> {
+    pub match_id: usize,
+    pub seed: u64,
+    pub rounds: usize,
+    /// Training images crafted on per round.
+    pub craft: usize,
+    pub attacker: &'a AttackerConfig,
+    pub defender: &'a DefenderConfig,
+    pub unseen: &'a [AttackConfig],
+    pub train: &'a Split,
+    /// The tournament's fixed evaluation subset of the test split.
+    pub eval: &'a Split,
+}
+
+/// The phase a match is in, for progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Attack,
+    Defense,
+    Evaluation,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Attack => "attack",
+            Phase::Defense => "defense",
+            Phase::Evaluation => "evaluation",
+        }
+    }
+}
+
+/// Play one match from `pretrained`, handing each round's row to `on_row`
+/// as soon as it is complete. `stop` is asked before every round.
+pub fn play(
+    plan: &MatchPlan<'_>,
+    pretrained: &dyn Classifier,
+    on_phase: &dyn Fn(usize, Phase),
+    stop: &dyn Fn() -> bool,
+    on_row: &mut dyn FnMut(&RoundRow),
+) -> Vec<RoundRow> {
+    let dim = pretrained.input_dim();
+    let mut model = pretrained.boxed_clone();
+    let repertoire = &plan.attacker.repertoire;
+    let mut policy = plan.attacker.policy.init(repertoire.len());
+    let mut defense = plan.defender.strategy.init();
+    let (eval_x, eval_y) = (&plan.eval.images, &plan.eval.labels);
+    let mut seen: BTreeMap<String, &AttackConfig> = BTreeMap::new();
+    let mut stale_sets: Vec<Vec<f32>> = Vec::new();
+    let mut rows = Vec::with_capacity(plan.rounds);
+
+    for round in 1..=plan.rounds {
+        if stop() {
+            break;
+        }
+        let rng = |purpose: &str, detail: &str| stream(plan.seed, path!["match", &plan.attacker.name, &plan.defender.name, round, purpose, detail]);
+        let mut timing = RoundTiming::default();
+
+        // 1. Attack: the agent picks; it crafts on fresh training images.
+        on_phase(round, Phase::Attack);
+        let started = Instant::now();
+        let arm = policy.pick(round, &mut rng("pick", ""));
+        let config = &repertoire[arm];
+        let label = config.label();
+        let attack = config.build();
+        let craft_indices = rand::seq::index::sample(&mut rng("craft-images", ""), plan.train.len(), plan.craft).into_vec();
+        let craft_set = plan.train.subset(&craft_indices);
+        let crafted = craft_batched(attack.as_ref(), model.as_ref(), &craft_set.images, &craft_set.labels, &mut rng("craft", &label), EVAL_BATCH);
+        let crafted = referee::check(attack.threat(), crafted, &craft_set.images, dim);
+
+        // 2. Zero-day: the same attack on the evaluation set, before any defense.
+        let zero_day = craft_batched(attack.as_ref(), model.as_ref(), eval_x, eval_y, &mut rng("zero-day", &label), EVAL_BATCH);
+        let zero_day = referee::check(attack.threat(), zero_day, eval_x, dim);
+        let clean_before = correct(model.as_ref(), eval_x, eval_y);
+        let zero_day_robust = robust(model.as_ref(), &zero_day.examples, eval_y, &clean_before);
+        let zero_day_acc = fraction(&zero_day_robust);
+        policy.observe(arm, 1.0 - zero_day_acc);
+        let success: Vec<bool> = clean_before.iter().zip(&zero_day_robust).map(|(&c, &r)| c && !r).collect();
+        let wrong_conf = wrong_confidence(model.as_ref(), &zero_day.examples, &success);
+        let perturbation = Norms::mean(&zero_day.examples, eval_x, dim, &success);
+        timing.attack_s = started.elapsed().as_secs_f64();
+
+        // 3. Defense: the defender learns from this round's crafted examples.
+        on_phase(round, Phase::Defense);
+        let started = Instant::now();
+        let data = RoundData {
+            crafted: &crafted.examples,
+            crafted_labels: &craft_set.labels,
+            train: plan.train,
+        };
+        defense.update(model.as_mut(), &data, &mut rng("defense", ""));
+        timing.defense_s = started.elapsed().as_secs_f64();
+
+        // 4. Post-round evaluation of the updated model.
+        on_phase(round, Phase::Evaluation);
+        let started = Instant::now();
+        seen.insert(label.clone(), config);
+        stale_sets.push(zero_day.examples);
+        let clean_after = correct(model.as_ref(), eval_x, eval_y);
+        let robust_acc = |config: &AttackConfig, purpose: &str| {
+            let label = config.label();
+            let adv = craft_batched(config.build().as_ref(), model.as_ref(), eval_x, eval_y, &mut rng(purpose, &label), EVAL_BATCH);
+            let adv = referee::check(config.threat(), adv, eval_x, dim);
+            (label, fraction(&robust(model.as_ref(), &adv.examples, eval_y, &clean_after)))
+        };
+        let seen_acc: BTreeMap<String, f64> = seen.values().map(|c| robust_acc(c, "seen")).collect();
+        let unseen_acc: BTreeMap<String, f64> = plan.unseen.iter().map(|c| robust_acc(c, "unseen")).collect();
+        let stale_acc = metrics::min(stale_sets.iter().map(|set| fraction(&robust(model.as_ref(), set, eval_y, &clean_after)))).unwrap_or(0.0);
+        let seen_worst = metrics::min(seen_acc.values().copied()).unwrap_or(0.0);
+        let unseen_worst = metrics::min(unseen_acc.values().copied());
+        let unseen_values: Vec<f64> = unseen_acc.values().copied().collect();
+        timing.eval_s = started.elapsed().as_secs_f64();
+
+        let row = RoundRow {
+            match_id: plan.match_id,
+            attacker: plan.attacker.name.clone(),
+            defender: plan.defender.name.clone(),
+            seed: plan.seed,
+            round,
+            attack: label,
+            zero_day_acc,
+            reward: 1.0 - zero_day_acc,
+            clean_acc: fraction(&clean_after),
+            seen_worst,
+            unseen_worst,
+            unseen_mean: metrics::mean(&unseen_values),
+            gap: unseen_worst.map(|u| seen_worst - u),
+            stale_acc,
+            stale_inflation: stale_acc - seen_worst,
+            seen_acc,
+            unseen_acc,
+            wrong_confidence: wrong_conf,
+            perturbation,
+            violations: crafted.violations + zero_day.violations,
+            referee_log: crafted.log.into_iter().chain(zero_day.log).collect(),
+            timing,
+        };
+        on_row(&row);
+        rows.push(row);
+    }
+    rows
+}

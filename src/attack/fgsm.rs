@@ -1,0 +1,52 @@
+//! FGSM: one step of size eps along the gradient's sign (linf) or its
+//! normalized direction (l2). Goodfellow, Shlens & Szegedy 2015.
+
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{ascend, Attack, AttackLoss, Norm, ThreatModel};
+use crate::model::Classifier;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FgsmConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default = "super::pgd::default_norm")]
+    pub norm: Norm,
+    pub eps: f32,
+    #[serde(default)]
+    pub loss: AttackLoss,
+}
+
+impl FgsmConfig {
+    pub fn new(norm: Norm, eps: f32) -> Self {
+        FgsmConfig {
+            name: None,
+            norm,
+            eps,
+            loss: AttackLoss::Ce,
+        }
+    }
+    pub fn threat(&self) -> ThreatModel {
+        ThreatModel {
+            norm: self.norm,
+            eps: self.eps,
+        }
+    }
+}
+
+impl Attack for FgsmConfig {
+    fn threat(&self) -> ThreatModel {
+        FgsmConfig::threat(self)
+    }
+
+    fn craft(&self, model: &dyn Classifier, x: &[f32], y: &[u8], _rng: &mut ChaCha8Rng) -> Vec<f32> {
+        let dim = model.input_dim();
+        let (_, grad) = model.input_grad(x, self.loss.on(y).as_ref());
+        let mut adv = x.to_vec();
+        ascend(self.norm, &mut adv, &grad, self.eps, dim);
+        self.threat().project(&mut adv, x, dim);
+        adv
+    }
+}

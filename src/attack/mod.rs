@@ -1,0 +1,211 @@
+//! Attacks: one file each, one trait, one registry.
+//!
+//! An attack is an algorithm plus hyperparameters in one threat model. It is
+//! configured by a table in a strategy file (`family = "pgd"` picks the
+//! variant of [`AttackConfig`]) and built into an [`Attack`].
+
+pub mod fgsm;
+pub mod noise;
+pub mod pgd;
+pub mod threat;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{argmax_rows, Classifier, CrossEntropy, CwMargin, Loss};
+pub use fgsm::FgsmConfig;
+pub use noise::NoiseConfig;
+pub use pgd::PgdConfig;
+pub use threat::{Norm, Norms, ThreatModel, Violation};
+
+/// A crafting algorithm with its hyperparameters.
+pub trait Attack: Send + Sync {
+    /// The threat model its examples stay inside.
+    fn threat(&self) -> ThreatModel;
+    /// Adversarial versions of the images `x` (true labels `y`) against
+    /// `model`. All randomness comes from `rng`.
+    fn craft(&self, model: &dyn Classifier, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32>;
+}
+
+/// Every attack a strategy file can name, by `family`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "kebab-case")]
+pub enum AttackConfig {
+    Fgsm(FgsmConfig),
+    Pgd(PgdConfig),
+    Noise(NoiseConfig),
+}
+
+/// One registered attack family.
+pub struct AttackEntry {
+    pub family: &'static str,
+    pub help: &'static str,
+    /// A typical configuration, used by `list` and by the conformance suite.
+    pub example: fn() -> AttackConfig,
+}
+
+/// The registry: every attack family, in the order `list` shows them.
+pub const ATTACKS: &[AttackEntry] = &[
+    AttackEntry {
+        family: "fgsm",
+        help: "fast gradient sign method, one step of size eps (Goodfellow et al. 2015); linf or l2",
+        example: || AttackConfig::Fgsm(FgsmConfig::new(Norm::Linf, 0.3)),
+    },
+    AttackEntry {
+        family: "pgd",
+        help: "projected gradient descent with random start and restarts, CE or CW-margin loss (Madry et al. 2018); linf or l2",
+        example: || AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.3)),
+    },
+    AttackEntry {
+        family: "noise",
+        help: "uniform or Gaussian random noise inside the budget: the baseline any attack must beat",
+        example: || AttackConfig::Noise(NoiseConfig::new(Norm::Linf, 0.3)),
+    },
+];
+
+impl AttackConfig {
+    pub fn family(&self) -> &'static str {
+        match self {
+            AttackConfig::Fgsm(_) => "fgsm",
+            AttackConfig::Pgd(_) => "pgd",
+            AttackConfig::Noise(_) => "noise",
+        }
+    }
+
+    pub fn threat(&self) -> ThreatModel {
+        match self {
+            AttackConfig::Fgsm(c) => c.threat(),
+            AttackConfig::Pgd(c) => c.threat(),
+            AttackConfig::Noise(c) => c.threat(),
+        }
+    }
+
+    /// The name rows and tables use: the configured `name`, or one made of
+    /// the family, norm, budget and whatever else distinguishes it.
+    pub fn label(&self) -> String {
+        let (name, detail) = match self {
+            AttackConfig::Fgsm(c) => (&c.name, String::new()),
+            AttackConfig::Pgd(c) => (&c.name, c.label_detail()),
+            AttackConfig::Noise(c) => (&c.name, c.label_detail()),
+        };
+        if let Some(name) = name {
+            return name.clone();
+        }
+        let t = self.threat();
+        format!("{}-{}-{}{}", self.family(), t.norm, t.eps, detail)
+    }
+
+    /// Why this configuration is invalid, if it is: names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let t = self.threat();
+        if !(t.eps.is_finite() && t.eps > 0.0) {
+            return Err(format!("`eps` must be a positive number, got {}", t.eps));
+        }
+        match self {
+            AttackConfig::Fgsm(_) => Ok(()),
+            AttackConfig::Pgd(c) => c.validate(),
+            AttackConfig::Noise(_) => Ok(()),
+        }
+    }
+
+    pub fn build(&self) -> Box<dyn Attack> {
+        match self {
+            AttackConfig::Fgsm(c) => Box::new(c.clone()),
+            AttackConfig::Pgd(c) => Box::new(c.clone()),
+            AttackConfig::Noise(c) => Box::new(c.clone()),
+        }
+    }
+}
+
+/// The loss a gradient attack ascends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttackLoss {
+    /// Cross-entropy of the true label.
+    #[default]
+    Ce,
+    /// Carlini-Wagner margin on logits.
+    Cw,
+}
+
+impl AttackLoss {
+    pub fn on<'a>(self, labels: &'a [u8]) -> Box<dyn Loss + 'a> {
+        match self {
+            AttackLoss::Ce => Box::new(CrossEntropy { labels }),
+            AttackLoss::Cw => Box::new(CwMargin { labels, kappa: 50.0 }),
+        }
+    }
+}
+
+/// Move every image of `adv` a step of length `step` (in `norm`) along the
+/// steepest ascent direction of its gradient.
+pub fn ascend(norm: Norm, adv: &mut [f32], grad: &[f32], step: f32, dim: usize) {
+    for (a, g) in adv.chunks_mut(dim).zip(grad.chunks(dim)) {
+        match norm {
+            Norm::Linf => {
+                for (a, g) in a.iter_mut().zip(g) {
+                    *a += step * g.signum() * (*g != 0.0) as u8 as f32;
+                }
+            }
+            Norm::L2 => {
+                let length = g.iter().map(|g| g * g).sum::<f32>().sqrt();
+                if length > 1e-12 {
+                    for (a, g) in a.iter_mut().zip(g) {
+                        *a += step * g / length;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A uniformly random point of the threat model around each image (for l2,
+/// a uniformly random direction at a radius drawn uniformly in [0, eps]).
+pub fn random_start(threat: ThreatModel, x: &[f32], dim: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    let mut adv = x.to_vec();
+    for a in adv.chunks_mut(dim) {
+        match threat.norm {
+            Norm::Linf => a.iter_mut().for_each(|v| *v += rng.gen_range(-threat.eps..=threat.eps)),
+            Norm::L2 => {
+                let direction: Vec<f32> = (0..dim).map(|_| standard_normal(rng)).collect();
+                let length = Norm::L2.of(&direction).max(1e-12);
+                let radius = threat.eps * rng.gen_range(0.0f32..=1.0);
+                for (v, d) in a.iter_mut().zip(direction) {
+                    *v += radius * d / length;
+                }
+            }
+        }
+    }
+    threat.project(&mut adv, x, dim);
+    adv
+}
+
+/// A standard normal sample (Box-Muller), from our own stream so that
+/// results do not depend on another crate's sampling algorithm.
+pub fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
+    let u1: f32 = rng.gen_range(f32::EPSILON..1.0);
+    let u2: f32 = rng.gen_range(0.0..1.0);
+    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+}
+
+/// Run `attack` over `x` in batches of `batch` images (bounding memory).
+pub fn craft_batched(attack: &dyn Attack, model: &dyn Classifier, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng, batch: usize) -> Vec<f32> {
+    let dim = model.input_dim();
+    x.chunks(batch * dim)
+        .zip(y.chunks(batch))
+        .flat_map(|(xb, yb)| attack.craft(model, xb, yb, rng))
+        .collect()
+}
+
+/// For each image, whether `model` misclassifies it.
+pub fn fooled(model: &dyn Classifier, x: &[f32], y: &[u8]) -> Vec<bool> {
+    argmax_rows(&model.logits(x), model.classes())
+        .iter()
+        .zip(y)
+        .map(|(p, t)| p != t)
+        .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod conformance;

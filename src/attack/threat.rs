@@ -1,0 +1,193 @@
+//! Threat models: the Lp balls around a clean image, intersected with the
+//! pixel box [0,1], and the projections onto them.
+
+use serde::{Deserialize, Serialize};
+
+/// Which norm bounds a perturbation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Norm {
+    Linf,
+    L2,
+}
+
+impl Norm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Norm::Linf => "linf",
+            Norm::L2 => "l2",
+        }
+    }
+
+    /// The norm of one perturbation.
+    pub fn of(self, delta: &[f32]) -> f32 {
+        match self {
+            Norm::Linf => delta.iter().fold(0.0, |m, d| m.max(d.abs())),
+            Norm::L2 => delta.iter().map(|d| d * d).sum::<f32>().sqrt(),
+        }
+    }
+}
+
+impl std::fmt::Display for Norm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A norm ball of radius `eps`, intersected with [0,1].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ThreatModel {
+    pub norm: Norm,
+    pub eps: f32,
+}
+
+impl ThreatModel {
+    /// Project every image of `adv` onto the ball around the matching image
+    /// of `clean`, then into [0,1]. For linf the result is exact; for l2 the
+    /// box clamp after the ball projection can only shrink the perturbation,
+    /// so the result stays inside both sets.
+    pub fn project(&self, adv: &mut [f32], clean: &[f32], dim: usize) {
+        for (a, x) in adv.chunks_mut(dim).zip(clean.chunks(dim)) {
+            match self.norm {
+                Norm::Linf => {
+                    for (a, &x) in a.iter_mut().zip(x) {
+                        *a = a.clamp(x - self.eps, x + self.eps);
+                    }
+                }
+                Norm::L2 => {
+                    let norm = a.iter().zip(x).map(|(a, x)| (a - x) * (a - x)).sum::<f32>().sqrt();
+                    if norm > self.eps {
+                        let scale = self.eps / norm;
+                        for (a, &x) in a.iter_mut().zip(x) {
+                            *a = x + (*a - x) * scale;
+                        }
+                    }
+                }
+            }
+            for a in a.iter_mut() {
+                *a = a.clamp(0.0, 1.0);
+            }
+        }
+    }
+
+    /// Whether `adv` lies inside this threat model around `clean` (with a
+    /// float tolerance), finite and inside [0,1].
+    pub fn admits(&self, adv: &[f32], clean: &[f32]) -> Result<(), Violation> {
+        if adv.len() != clean.len() {
+            return Err(Violation::Shape);
+        }
+        if adv.iter().any(|a| !a.is_finite()) {
+            return Err(Violation::NotFinite);
+        }
+        if adv.iter().any(|&a| !(-1e-6..=1.0 + 1e-6).contains(&a)) {
+            return Err(Violation::OutsideBox);
+        }
+        let delta: Vec<f32> = adv.iter().zip(clean).map(|(a, x)| a - x).collect();
+        let norm = self.norm.of(&delta);
+        if norm > self.eps * (1.0 + 1e-4) + 1e-5 {
+            return Err(Violation::OverBudget {
+                norm: self.norm,
+                size: norm,
+                eps: self.eps,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why the referee rejected an adversarial example.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Violation {
+    #[error("the example has the wrong number of pixels")]
+    Shape,
+    #[error("the example has a NaN or infinite pixel")]
+    NotFinite,
+    #[error("the example has a pixel outside [0,1]")]
+    OutsideBox,
+    #[error("the perturbation's {norm} norm {size} exceeds the budget {eps}")]
+    OverBudget { norm: Norm, size: f32, eps: f32 },
+}
+
+/// Mean perturbation norms of a set of examples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Norms {
+    pub l0: f64,
+    pub l1: f64,
+    pub l2: f64,
+    pub linf: f64,
+}
+
+impl Norms {
+    /// Mean norms of `adv - clean` over the images selected by `mask`;
+    /// `None` when none is selected. l0 counts pixels moved by more than
+    /// half a grey level.
+    pub fn mean(adv: &[f32], clean: &[f32], dim: usize, mask: &[bool]) -> Option<Norms> {
+        let mut sum = Norms::default();
+        let mut count = 0;
+        for ((a, x), &selected) in adv.chunks(dim).zip(clean.chunks(dim)).zip(mask) {
+            if !selected {
+                continue;
+            }
+            count += 1;
+            let delta: Vec<f32> = a.iter().zip(x).map(|(a, x)| a - x).collect();
+            sum.l0 += delta.iter().filter(|d| d.abs() > 0.5 / 255.0).count() as f64;
+            sum.l1 += delta.iter().map(|d| d.abs() as f64).sum::<f64>();
+            sum.l2 += Norm::L2.of(&delta) as f64;
+            sum.linf += Norm::Linf.of(&delta) as f64;
+        }
+        (count > 0).then(|| {
+            let n = count as f64;
+            Norms {
+                l0: sum.l0 / n,
+                l1: sum.l1 / n,
+                l2: sum.l2 / n,
+                linf: sum.linf / n,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linf_projection_clips_to_ball_and_box() {
+        let t = ThreatModel { norm: Norm::Linf, eps: 0.1 };
+        let clean = [0.5, 0.95, 0.02];
+        let mut adv = [0.9, 1.2, -0.5];
+        t.project(&mut adv, &clean, 3);
+        assert_eq!(adv, [0.6, 1.0, 0.0]);
+        assert!(t.admits(&adv, &clean).is_ok());
+    }
+
+    #[test]
+    fn l2_projection_scales_onto_the_sphere() {
+        let t = ThreatModel { norm: Norm::L2, eps: 0.5 };
+        let clean = [0.5, 0.5];
+        let mut adv = [0.5 + 0.6, 0.5 + 0.8];
+        t.project(&mut adv, &clean, 2);
+        // Scaled to (0.3, 0.4), then the box clamps the second coordinate.
+        assert!((adv[0] - 0.8).abs() < 1e-6 && adv[1] == 1.0);
+        assert!(t.admits(&adv, &clean).is_ok());
+    }
+
+    #[test]
+    fn admits_rejects_each_violation() {
+        let t = ThreatModel { norm: Norm::Linf, eps: 0.1 };
+        let clean = [0.5, 0.5];
+        assert_eq!(t.admits(&[f32::NAN, 0.5], &clean), Err(Violation::NotFinite));
+        assert_eq!(t.admits(&[1.5, 0.5], &clean), Err(Violation::OutsideBox));
+        assert!(matches!(t.admits(&[0.7, 0.5], &clean), Err(Violation::OverBudget { .. })));
+        assert_eq!(t.admits(&[0.5], &clean), Err(Violation::Shape));
+    }
+
+    #[test]
+    fn norms_average_over_selected_images() {
+        let clean = [0.0, 0.0, 0.0, 0.0];
+        let adv = [0.3, 0.4, 1.0, 1.0];
+        let n = Norms::mean(&adv, &clean, 2, &[true, false]).unwrap();
+        assert!((n.l2 - 0.5).abs() < 1e-6 && (n.linf - 0.4).abs() < 1e-6 && n.l0 == 2.0);
+        assert!(Norms::mean(&adv, &clean, 2, &[false, false]).is_none());
+    }
+}

@@ -1,0 +1,27 @@
+//! The strategy files built into the binary, so that `redqueen run` works
+//! right after `cargo install` with nothing else on disk.
+
+/// (path under `strategies/`, contents).
+pub const STRATEGIES: &[(&str, &str)] = &[
+    ("tournaments/default.toml", include_str!("../../strategies/tournaments/default.toml")),
+    ("attackers/pgd-linf.toml", include_str!("../../strategies/attackers/pgd-linf.toml")),
+    ("attackers/bandit-linf.toml", include_str!("../../strategies/attackers/bandit-linf.toml")),
+    ("attackers/cycle-mixed.toml", include_str!("../../strategies/attackers/cycle-mixed.toml")),
+    ("defenders/standard.toml", include_str!("../../strategies/defenders/standard.toml")),
+    ("defenders/adversarial.toml", include_str!("../../strategies/defenders/adversarial.toml")),
+    ("defenders/pgd-at.toml", include_str!("../../strategies/defenders/pgd-at.toml")),
+];
+
+pub const DEFAULT_TOURNAMENT: &str = "tournaments/default.toml";
+
+pub fn get(path: &str) -> Option<&'static str> {
+    STRATEGIES.iter().find(|(p, _)| *p == path).map(|(_, text)| *text)
+}
+
+/// The first comment line of a strategy file: what it models.
+pub fn summary_line(text: &str) -> &str {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix('#'))
+        .map(str::trim)
+        .unwrap_or("")
+}

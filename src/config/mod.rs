@@ -1,0 +1,466 @@
+//! Tournament files: raw TOML in, a checked [`Plan`] out.
+//!
+//! Parsing is strict (unknown keys are errors, with the line), and checking
+//! happens before anything runs, so a typo never surfaces an hour in.
+
+pub mod builtin;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{AttackerConfig, PolicyConfig};
+use crate::attack::{AttackConfig, Norm, ThreatModel};
+use crate::defense::{DefenderConfig, DefenseConfig};
+use crate::error::{Error, Result};
+use crate::model::{ModelConfig, Sgd};
+
+/// A tournament file as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TournamentFile {
+    pub name: String,
+    #[serde(default)]
+    pub seed: u64,
+    pub rounds: usize,
+    pub data: DataConfig,
+    #[serde(default)]
+    pub sizes: Sizes,
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub pretrain: PretrainConfig,
+    pub rules: Rules,
+    pub attackers: Vec<AttackerEntry>,
+    pub defenders: Vec<DefenderEntry>,
+    /// Held-out attacks that only measure generalization.
+    #[serde(default)]
+    pub unseen: Vec<AttackConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// `synthetic-digits`, `mnist`, `fashion-mnist`, or `idx` with `path`.
+    pub dataset: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Training images used (the first ones of the split).
+    #[serde(default = "default_train")]
+    pub train: usize,
+    /// Test images the evaluation subset is drawn from.
+    #[serde(default = "default_test")]
+    pub test: usize,
+}
+
+fn default_train() -> usize {
+    5000
+}
+fn default_test() -> usize {
+    1000
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sizes {
+    /// Evaluation images, drawn once per tournament from the test split.
+    #[serde(default = "default_eval")]
+    pub eval: usize,
+    /// Training images an attacker crafts on per round.
+    #[serde(default = "default_craft")]
+    pub craft: usize,
+}
+
+fn default_eval() -> usize {
+    200
+}
+fn default_craft() -> usize {
+    256
+}
+
+impl Default for Sizes {
+    fn default() -> Self {
+        Sizes {
+            eval: default_eval(),
+            craft: default_craft(),
+        }
+    }
+}
+
+/// Clean training before round 1, shared by every defender of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainConfig {
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    #[serde(default)]
+    pub optimizer: Sgd,
+}
+
+fn default_epochs() -> usize {
+    3
+}
+fn default_batch() -> usize {
+    64
+}
+
+impl Default for PretrainConfig {
+    fn default() -> Self {
+        PretrainConfig {
+            epochs: default_epochs(),
+            batch: default_batch(),
+            optimizer: Sgd::default(),
+        }
+    }
+}
+
+/// The largest budget allowed per threat model; a threat model without a
+/// budget is not allowed at all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linf: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l2: Option<f32>,
+}
+
+impl Rules {
+    pub fn budget(&self, norm: Norm) -> Option<f32> {
+        match norm {
+            Norm::Linf => self.linf,
+            Norm::L2 => self.l2,
+        }
+    }
+}
+
+/// An attacker: inline, or `use = "attackers/NAME.toml"` (optionally with
+/// a `name` override).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttackerEntry {
+    #[serde(rename = "use", default, skip_serializing_if = "Option::is_none")]
+    pub include: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repertoire: Option<Vec<AttackConfig>>,
+}
+
+/// A defender: inline, or `use = "defenders/NAME.toml"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefenderEntry {
+    #[serde(rename = "use", default, skip_serializing_if = "Option::is_none")]
+    pub include: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<DefenseConfig>,
+}
+
+/// Where `use = "..."` references are read from.
+pub enum Store {
+    /// A `strategies/` folder on disk.
+    Disk(PathBuf),
+    /// The copies built into the binary.
+    Builtin,
+}
+
+impl Store {
+    /// The store for a tournament file: the folder above `tournaments/` when
+    /// the file sits in one, else the file's own folder.
+    pub fn for_file(path: &Path) -> Store {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let root = if dir.file_name().is_some_and(|n| n == "tournaments") {
+            dir.parent().unwrap_or(Path::new("."))
+        } else {
+            dir
+        };
+        Store::Disk(root.to_path_buf())
+    }
+
+    /// Read a strategy file by its path relative to the store; returns the
+    /// name to cite in errors and the text.
+    fn read(&self, relative: &str, cited_from: &str) -> Result<(String, String)> {
+        let rel = Path::new(relative);
+        let safe = rel.extension().is_some_and(|e| e == "toml") && rel.components().all(|c| matches!(c, Component::Normal(_)));
+        if !safe {
+            return Err(Error::config(
+                cited_from,
+                format!("`use = \"{relative}\"`: a strategy reference must be a relative path to a .toml file inside the strategies folder, without `..`, such as \"attackers/bandit-linf.toml\""),
+            ));
+        }
+        match self {
+            Store::Builtin => builtin::get(relative)
+                .map(|text| (format!("strategies/{relative} (built in)"), text.to_string()))
+                .ok_or_else(|| {
+                    let known: Vec<&str> = builtin::STRATEGIES.iter().map(|(p, _)| *p).collect();
+                    Error::config(cited_from, format!("`use = \"{relative}\"`: no such built-in strategy; built in: {}", known.join(", ")))
+                }),
+            Store::Disk(root) => {
+                let path = root.join(rel);
+                let text = std::fs::read_to_string(&path).map_err(|e| Error::config(cited_from, format!("`use = \"{relative}\"`: cannot read {}: {e}", path.display())))?;
+                Ok((path.display().to_string(), text))
+            }
+        }
+    }
+}
+
+/// A checked tournament, every reference resolved.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The fully resolved file (entries inline): rerunning it reproduces the run.
+    pub file: TournamentFile,
+    pub attackers: Vec<AttackerConfig>,
+    pub defenders: Vec<DefenderConfig>,
+}
+
+/// One match of the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatchRef {
+    pub id: usize,
+    pub attacker: usize,
+    pub defender: usize,
+}
+
+impl Plan {
+    /// Every attacker against every defender, in a fixed order.
+    pub fn matches(&self) -> Vec<MatchRef> {
+        let d = self.defenders.len();
+        (0..self.attackers.len() * d)
+            .map(|id| MatchRef {
+                id,
+                attacker: id / d,
+                defender: id % d,
+            })
+            .collect()
+    }
+
+    /// The resolved configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(&self.file).expect("a checked plan serializes")
+    }
+}
+
+/// Parse a TOML document, naming `file` in the error.
+pub fn parse<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| Error::config(file, e.to_string().trim_end().to_string()))
+}
+
+/// Load and check a tournament file from disk.
+pub fn load_file(path: &Path) -> Result<Plan> {
+    let cited = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Error::config(&cited, format!("cannot read the file: {e}")))?;
+    check(parse(&text, &cited)?, &cited, &Store::for_file(path))
+}
+
+/// The built-in default tournament.
+pub fn load_default() -> Result<Plan> {
+    let cited = format!("strategies/{} (built in)", builtin::DEFAULT_TOURNAMENT);
+    let text = builtin::get(builtin::DEFAULT_TOURNAMENT).expect("the default tournament is built in");
+    check(parse(text, &cited)?, &cited, &Store::Builtin)
+}
+
+/// Shrink a plan for a quick run (tests, smoke checks).
+pub fn quick(file: &mut TournamentFile) {
+    file.rounds = file.rounds.min(3);
+    file.data.train = file.data.train.min(1500);
+    file.data.test = file.data.test.min(300);
+    file.sizes.eval = file.sizes.eval.min(100);
+    file.sizes.craft = file.sizes.craft.min(64);
+    file.pretrain.epochs = file.pretrain.epochs.min(2);
+}
+
+/// Resolve references and check everything that can be checked without data.
+pub fn check(mut file: TournamentFile, cited: &str, store: &Store) -> Result<Plan> {
+    let err = |message: String| Error::config(cited, message);
+
+    let mut attackers = Vec::new();
+    for (i, entry) in file.attackers.iter().enumerate() {
+        let at = format!("attackers[{i}]");
+        let config = match &entry.include {
+            Some(include) => {
+                if entry.policy.is_some() || entry.repertoire.is_some() {
+                    return Err(err(format!("{at}: `use` takes the whole attacker from its file; remove `policy` and `repertoire` (only `name` may override)")));
+                }
+                let (source, text) = store.read(include, cited)?;
+                let mut config: AttackerConfig = parse(&text, &source)?;
+                if let Some(name) = &entry.name {
+                    config.name = name.clone();
+                }
+                config
+            }
+            None => AttackerConfig {
+                name: entry.name.clone().ok_or_else(|| err(format!("{at}: needs `name`, `policy` and `repertoire`, or `use = \"attackers/NAME.toml\"`")))?,
+                policy: entry.policy.clone().ok_or_else(|| err(format!("{at}: missing `policy` (a table with `kind` = fixed, cycle or bandit)")))?,
+                repertoire: entry.repertoire.clone().ok_or_else(|| err(format!("{at}: missing `repertoire` (a list of attack tables)")))?,
+            },
+        };
+        attackers.push(config);
+    }
+
+    let mut defenders = Vec::new();
+    for (i, entry) in file.defenders.iter().enumerate() {
+        let at = format!("defenders[{i}]");
+        let config = match &entry.include {
+            Some(include) => {
+                if entry.strategy.is_some() {
+                    return Err(err(format!("{at}: `use` takes the whole defender from its file; remove `strategy` (only `name` may override)")));
+                }
+                let (source, text) = store.read(include, cited)?;
+                let mut config: DefenderConfig = parse(&text, &source)?;
+                if let Some(name) = &entry.name {
+                    config.name = name.clone();
+                }
+                config
+            }
+            None => DefenderConfig {
+                name: entry.name.clone().ok_or_else(|| err(format!("{at}: needs `name` and `strategy`, or `use = \"defenders/NAME.toml\"`")))?,
+                strategy: entry.strategy.clone().ok_or_else(|| err(format!("{at}: missing `strategy` (a table with `kind` = standard, adversarial or pgd-at)")))?,
+            },
+        };
+        defenders.push(config);
+    }
+
+    // From here on the file is self-contained: write the resolved entries back.
+    file.attackers = attackers
+        .iter()
+        .map(|a| AttackerEntry {
+            include: None,
+            name: Some(a.name.clone()),
+            policy: Some(a.policy.clone()),
+            repertoire: Some(a.repertoire.clone()),
+        })
+        .collect();
+    file.defenders = defenders
+        .iter()
+        .map(|d| DefenderEntry {
+            include: None,
+            name: Some(d.name.clone()),
+            strategy: Some(d.strategy.clone()),
+        })
+        .collect();
+
+    validate(&file, &attackers, &defenders).map_err(err)?;
+    Ok(Plan { file, attackers, defenders })
+}
+
+pub const DATASETS: &[(&str, &str)] = &[
+    (
+        "synthetic-digits",
+        "built in: 28x28 digits drawn from strokes with random affine transforms, generated from the seed",
+    ),
+    ("mnist", "MNIST IDX files from $REDQUEEN_DATA/mnist or /usr/share/datasets/mnist"),
+    (
+        "fashion-mnist",
+        "Fashion-MNIST IDX files from $REDQUEEN_DATA/fashion-mnist or /usr/share/datasets/fashion-mnist",
+    ),
+    ("idx", "any folder of the four MNIST-format IDX files (gzip or raw), given as `path`"),
+];
+
+fn validate(file: &TournamentFile, attackers: &[AttackerConfig], defenders: &[DefenderConfig]) -> std::result::Result<(), String> {
+    if file.name.is_empty() || !file.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(format!("`name` = {:?} must be non-empty and use only letters, digits, '-' and '_' (it names the results folder)", file.name));
+    }
+    if file.rounds == 0 {
+        return Err("`rounds` must be at least 1".into());
+    }
+    if !DATASETS.iter().any(|(name, _)| *name == file.data.dataset) {
+        let names: Vec<&str> = DATASETS.iter().map(|(n, _)| *n).collect();
+        return Err(format!("`data.dataset` = {:?} is not a dataset; valid: {}", file.data.dataset, names.join(", ")));
+    }
+    if file.data.dataset == "idx" && file.data.path.is_none() {
+        return Err("`data.dataset` = \"idx\" needs `data.path`, the folder holding the four IDX files".into());
+    }
+    if file.data.train == 0 || file.data.test == 0 {
+        return Err("`data.train` and `data.test` must be at least 1".into());
+    }
+    if file.sizes.eval == 0 || file.sizes.eval > file.data.test {
+        return Err(format!("`sizes.eval` = {} must be between 1 and the test images used (`data.test` = {})", file.sizes.eval, file.data.test));
+    }
+    if file.sizes.craft == 0 || file.sizes.craft > file.data.train {
+        return Err(format!("`sizes.craft` = {} must be between 1 and the training images used (`data.train` = {})", file.sizes.craft, file.data.train));
+    }
+    file.model.validate(28, 28).map_err(|e| format!("`model`: {e}"))?;
+    if file.pretrain.epochs == 0 || file.pretrain.batch == 0 {
+        return Err("`pretrain.epochs` and `pretrain.batch` must be at least 1".into());
+    }
+    for (key, budget) in [("linf", file.rules.linf), ("l2", file.rules.l2)] {
+        if let Some(b) = budget {
+            if !(b.is_finite() && b > 0.0) {
+                return Err(format!("`rules.{key}` must be a positive number, got {b}"));
+            }
+        }
+    }
+    if attackers.is_empty() || defenders.is_empty() {
+        return Err("a tournament needs at least one entry in `attackers` and one in `defenders`".into());
+    }
+
+    // Attack labels identify attacks in rows: one label, one configuration.
+    let mut labels: BTreeMap<String, AttackConfig> = BTreeMap::new();
+    let mut check_attack = |at: &str, attack: &AttackConfig| -> std::result::Result<(), String> {
+        attack.validate().map_err(|e| format!("{at}: {e}"))?;
+        check_budget(&file.rules, attack.threat()).map_err(|e| format!("{at}: {e}"))?;
+        let label = attack.label();
+        match labels.get(&label) {
+            Some(other) if other != attack => Err(format!("{at}: the label {label:?} already names a different attack; give one of them another `name`")),
+            _ => {
+                labels.insert(label, attack.clone());
+                Ok(())
+            }
+        }
+    };
+
+    let mut names = BTreeSet::new();
+    let mut used = BTreeSet::new();
+    for a in attackers {
+        let at = format!("attacker {:?}", a.name);
+        if a.name.is_empty() || !names.insert(a.name.clone()) {
+            return Err(format!("{at}: attacker names must be non-empty and unique"));
+        }
+        a.policy.validate().map_err(|e| format!("{at}: `policy`: {e}"))?;
+        if a.repertoire.is_empty() {
+            return Err(format!("{at}: `repertoire` must list at least one attack"));
+        }
+        for (j, attack) in a.repertoire.iter().enumerate() {
+            check_attack(&format!("{at}, repertoire[{j}]"), attack)?;
+            used.insert(attack.label());
+        }
+    }
+    let mut names = BTreeSet::new();
+    for d in defenders {
+        let at = format!("defender {:?}", d.name);
+        if d.name.is_empty() || !names.insert(d.name.clone()) {
+            return Err(format!("{at}: defender names must be non-empty and unique"));
+        }
+        d.strategy.validate().map_err(|e| format!("{at}: `strategy`: {e}"))?;
+        if let DefenseConfig::PgdAt(c) = &d.strategy {
+            check_budget(&file.rules, c.attack.threat()).map_err(|e| format!("{at}: `strategy.attack`: {e}"))?;
+        }
+    }
+    for (j, attack) in file.unseen.iter().enumerate() {
+        let at = format!("unseen[{j}]");
+        check_attack(&at, attack)?;
+        if used.contains(&attack.label()) {
+            return Err(format!("{at}: {:?} is in an attacker's repertoire; the unseen panel must hold attacks no attacker uses", attack.label()));
+        }
+    }
+    Ok(())
+}
+
+/// Whether an attack's threat model is within the rules.
+pub fn check_budget(rules: &Rules, threat: ThreatModel) -> std::result::Result<(), String> {
+    match rules.budget(threat.norm) {
+        None => Err(format!("the rules set no {} budget, so {} attacks are not allowed; add `{} = ...` to [rules]", threat.norm, threat.norm, threat.norm)),
+        Some(budget) if threat.eps > budget => Err(format!("eps {} exceeds the rules' {} budget {} (`rules.{}`)", threat.eps, threat.norm, budget, threat.norm)),
+        Some(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,153 @@
+use super::*;
+
+fn tournament(extra: &str) -> String {
+    format!(
+        r#"
+name = "t"
+rounds = 2
+[data]
+dataset = "synthetic-digits"
+train = 500
+test = 100
+[sizes]
+eval = 50
+craft = 32
+[model]
+kind = "mlp"
+hidden = [32]
+[rules]
+linf = 0.3
+l2 = 2.0
+[[attackers]]
+name = "a"
+policy = {{ kind = "fixed" }}
+repertoire = [{{ family = "pgd", eps = 0.3 }}]
+[[defenders]]
+name = "d"
+strategy = {{ kind = "standard" }}
+{extra}
+"#
+    )
+}
+
+fn check_text(text: &str) -> Result<Plan> {
+    check(parse(text, "t.toml")?, "t.toml", &Store::Builtin)
+}
+
+fn error_of(text: &str) -> String {
+    check_text(text).expect_err("should be rejected").to_string()
+}
+
+#[test]
+fn a_minimal_tournament_checks() {
+    let plan = check_text(&tournament("")).unwrap();
+    assert_eq!(plan.matches().len(), 1);
+    assert_eq!(plan.attackers[0].repertoire[0].label(), "pgd-linf-0.3");
+}
+
+#[test]
+fn the_default_tournament_checks_and_round_trips() {
+    let plan = load_default().unwrap();
+    assert!(plan.attackers.len() >= 2);
+    assert!(plan.attackers.iter().any(|a| a.policy.kind() == "bandit"));
+    let kinds: Vec<&str> = plan.defenders.iter().map(|d| d.strategy.kind()).collect();
+    for kind in ["standard", "adversarial", "pgd-at"] {
+        assert!(kinds.contains(&kind), "default lacks {kind}");
+    }
+    // The resolved config reproduces the same plan.
+    let again = check_text(&plan.to_toml()).unwrap();
+    assert_eq!(again.file, plan.file);
+    assert_eq!(again.attackers, plan.attackers);
+}
+
+#[test]
+fn every_builtin_strategy_file_parses() {
+    for (path, text) in builtin::STRATEGIES {
+        let result: Result<()> = if path.starts_with("attackers/") {
+            parse::<AttackerConfig>(text, path).map(|_| ())
+        } else if path.starts_with("defenders/") {
+            parse::<DefenderConfig>(text, path).map(|_| ())
+        } else {
+            parse::<TournamentFile>(text, path).map(|_| ())
+        };
+        result.unwrap();
+        assert!(!builtin::summary_line(text).is_empty(), "{path} has no comment line saying what it models");
+    }
+}
+
+#[test]
+fn the_checked_in_files_match_the_built_in_copies() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("strategies");
+    for (path, text) in builtin::STRATEGIES {
+        assert_eq!(std::fs::read_to_string(root.join(path)).unwrap(), *text);
+    }
+}
+
+#[test]
+fn unknown_keys_are_named_with_their_line() {
+    let e = error_of(&tournament("").replace("rounds = 2", "rounds = 2\nrunds = 3"));
+    assert!(e.contains("runds") && e.contains("line"), "{e}");
+    let e = error_of(&tournament("").replace("eps = 0.3 }", "eps = 0.3, stesp = 3 }"));
+    assert!(e.contains("stesp"), "{e}");
+}
+
+#[test]
+fn bad_values_are_named() {
+    let cases = [
+        ("rounds = 2", "rounds = 0", "`rounds`"),
+        ("eval = 50", "eval = 500", "`sizes.eval`"),
+        ("craft = 32", "craft = 5000", "`sizes.craft`"),
+        ("eps = 0.3 }", "eps = 0.5 }", "linf budget 0.3"),
+        ("eps = 0.3 }", "eps = -1.0 }", "`eps`"),
+        ("dataset = \"synthetic-digits\"", "dataset = \"cifar\"", "`data.dataset`"),
+        ("l2 = 2.0", "", "no l2 budget"),
+    ];
+    for (from, to, expected) in cases {
+        let mut text = tournament("");
+        if to.is_empty() {
+            text = text.replace(from, "");
+            text = text.replace("[[defenders]]", "[[attackers]]\nname = \"b\"\npolicy = { kind = \"fixed\" }\nrepertoire = [{ family = \"pgd\", norm = \"l2\", eps = 1.0 }]\n[[defenders]]");
+        } else {
+            text = text.replace(from, to);
+        }
+        let e = error_of(&text);
+        assert!(e.contains(expected), "{to}: {e}");
+    }
+}
+
+#[test]
+fn unseen_attacks_may_not_be_in_a_repertoire() {
+    let e = error_of(&tournament("[[unseen]]\nfamily = \"pgd\"\neps = 0.3"));
+    assert!(e.contains("unseen[0]"), "{e}");
+    assert!(check_text(&tournament("[[unseen]]\nfamily = \"pgd\"\nnorm = \"l2\"\neps = 2.0")).is_ok());
+}
+
+#[test]
+fn duplicate_names_are_rejected() {
+    let text = tournament("[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }");
+    assert!(error_of(&text).contains("unique"));
+}
+
+#[test]
+fn references_must_stay_inside_the_strategies_folder() {
+    for bad in ["../secret.toml", "/etc/passwd.toml", "attackers/../../x.toml", "attackers/x.txt"] {
+        let text = tournament("").replace("[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }", &format!("[[defenders]]\nuse = \"{bad}\""));
+        assert!(error_of(&text).contains("relative path"), "{bad}");
+    }
+}
+
+#[test]
+fn references_resolve_and_names_override() {
+    let text = tournament("").replace("[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }", "[[defenders]]\nuse = \"defenders/adversarial.toml\"\nname = \"adv2\"");
+    let plan = check_text(&text).unwrap();
+    assert_eq!(plan.defenders[0].name, "adv2");
+    assert_eq!(plan.defenders[0].strategy.kind(), "adversarial");
+    assert!(plan.to_toml().contains("kind = \"adversarial\""));
+}
+
+#[test]
+fn quick_shrinks_sizes() {
+    let mut plan = load_default().unwrap();
+    quick(&mut plan.file);
+    assert!(plan.file.rounds <= 3 && plan.file.sizes.eval <= 100);
+}

@@ -1,0 +1,237 @@
+//! Datasets: a generated stand-in for MNIST, and MNIST-format IDX folders.
+//!
+//! Everything downstream sees a [`Dataset`]: two [`Split`]s of grey images in
+//! [0,1] with labels, and a fingerprint so that a report can say exactly
+//! which data a tournament ran on.
+
+pub mod idx;
+pub mod synthetic;
+
+pub use idx::{load_idx_dir, resolve_named, DataError};
+pub use synthetic::synthetic_digits;
+
+use crate::rng::{fnv1a, FNV_OFFSET};
+
+/// One split of a dataset: images as f32 in [0,1], row-major, `rows*cols` per image.
+#[derive(Clone, Debug)]
+pub struct Split {
+    pub images: Vec<f32>,
+    pub labels: Vec<u8>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl Split {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Pixels per image (`rows * cols`).
+    pub fn dim(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// The pixels of image `i`. Panics if `i >= len()`, like slice indexing.
+    pub fn image(&self, i: usize) -> &[f32] {
+        let dim = self.dim();
+        &self.images[i * dim..(i + 1) * dim]
+    }
+
+    /// The images at `indices`, in that order (copies).
+    /// Panics on an index out of range, like slice indexing.
+    pub fn subset(&self, indices: &[usize]) -> Split {
+        let mut images = Vec::with_capacity(indices.len() * self.dim());
+        let mut labels = Vec::with_capacity(indices.len());
+        for &i in indices {
+            images.extend_from_slice(self.image(i));
+            labels.push(self.labels[i]);
+        }
+        Split {
+            images,
+            labels,
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+
+    /// The first `n` images (copies). Panics if `n > len()`.
+    fn prefix(&self, n: usize) -> Split {
+        Split {
+            images: self.images[..n * self.dim()].to_vec(),
+            labels: self.labels[..n].to_vec(),
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+
+    /// Feeds shape, labels and pixel bits into an FNV-1a hash.
+    fn hash_into(&self, mut hash: u64) -> u64 {
+        // The shape goes in too, so that 28x28 and 14x56 data with the same
+        // bytes do not share a fingerprint.
+        for n in [self.rows, self.cols, self.len()] {
+            hash = fnv1a(&(n as u64).to_le_bytes(), hash);
+        }
+        hash = fnv1a(&self.labels, hash);
+        // Hash in chunks: one call per pixel would be needlessly slow in
+        // debug builds, and a bytes buffer of the whole split would double
+        // the memory held.
+        let mut buf = [0u8; 4 * 1024];
+        for chunk in self.images.chunks(1024) {
+            for (dst, px) in buf.chunks_exact_mut(4).zip(chunk) {
+                dst.copy_from_slice(&px.to_bits().to_le_bytes());
+            }
+            hash = fnv1a(&buf[..4 * chunk.len()], hash);
+        }
+        hash
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub name: String,
+    pub train: Split,
+    pub test: Split,
+    pub classes: usize,
+    /// hex FNV-1a-64 of the label and pixel contents of both splits
+    /// (see [`fingerprint`]).
+    pub fingerprint: String,
+}
+
+/// Hex FNV-1a-64 over both splits: for each of train then test, its rows,
+/// cols and image count (u64 little-endian), its labels, then its pixels as
+/// f32 bits (little-endian).
+pub fn fingerprint(train: &Split, test: &Split) -> String {
+    let hash = test.hash_into(train.hash_into(FNV_OFFSET));
+    format!("{hash:016x}")
+}
+
+impl Dataset {
+    /// Builds a dataset and computes its fingerprint.
+    pub fn new(name: impl Into<String>, train: Split, test: Split, classes: usize) -> Dataset {
+        let fingerprint = fingerprint(&train, &test);
+        Dataset {
+            name: name.into(),
+            train,
+            test,
+            classes,
+            fingerprint,
+        }
+    }
+
+    /// Keep the first `train` and `test` images of each split (error if
+    /// larger than available, naming split, asked and available).
+    pub fn truncate(self, train: usize, test: usize) -> Result<Dataset, DataError> {
+        for (split, asked, available) in [
+            ("train", train, self.train.len()),
+            ("test", test, self.test.len()),
+        ] {
+            if asked > available {
+                return Err(DataError::NotEnoughImages {
+                    dataset: self.name.clone(),
+                    split,
+                    asked,
+                    available,
+                });
+            }
+        }
+        if train == self.train.len() && test == self.test.len() {
+            // Nothing changes, so the (costly on full MNIST) hash stays valid.
+            return Ok(self);
+        }
+        let train = self.train.prefix(train);
+        let test = self.test.prefix(test);
+        Ok(Dataset::new(self.name, train, test, self.classes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(n: usize) -> Split {
+        Split {
+            images: (0..n * 4).map(|i| i as f32 / (n * 4) as f32).collect(),
+            labels: (0..n).map(|i| (i % 10) as u8).collect(),
+            rows: 2,
+            cols: 2,
+        }
+    }
+
+    #[test]
+    fn split_accessors_and_subset() {
+        let s = split(5);
+        assert_eq!(s.len(), 5);
+        assert!(!s.is_empty());
+        assert_eq!(s.dim(), 4);
+        assert_eq!(s.image(1), &s.images[4..8]);
+        let sub = s.subset(&[3, 0, 3]);
+        assert_eq!(sub.len(), 3);
+        assert_eq!(sub.labels, vec![3, 0, 3]);
+        assert_eq!(sub.image(0), s.image(3));
+        assert_eq!(sub.image(1), s.image(0));
+        assert_eq!(sub.image(2), s.image(3));
+        assert!(s.subset(&[]).is_empty());
+    }
+
+    #[test]
+    fn truncate_keeps_prefix_and_updates_fingerprint() {
+        let d = Dataset::new("t", split(6), split(4), 10);
+        let same = d.clone().truncate(6, 4).expect("same size");
+        assert_eq!(same.fingerprint, d.fingerprint);
+        let t = d.clone().truncate(3, 2).expect("smaller");
+        assert_eq!(t.train.len(), 3);
+        assert_eq!(t.test.len(), 2);
+        assert_eq!(t.train.image(2), d.train.image(2));
+        assert_eq!(t.fingerprint, fingerprint(&t.train, &t.test));
+        assert_ne!(t.fingerprint, d.fingerprint);
+        assert_eq!(t.fingerprint.len(), 16);
+    }
+
+    #[test]
+    fn truncate_too_large_names_split_asked_available() {
+        let d = Dataset::new("t", split(6), split(4), 10);
+        let err = d.clone().truncate(6, 5).unwrap_err();
+        match &err {
+            DataError::NotEnoughImages {
+                split,
+                asked,
+                available,
+                ..
+            } => {
+                assert_eq!((*split, *asked, *available), ("test", 5, 4));
+            }
+            other => panic!("wrong error {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(
+            msg.contains("test") && msg.contains('5') && msg.contains('4'),
+            "{msg}"
+        );
+        assert!(matches!(
+            d.truncate(7, 0),
+            Err(DataError::NotEnoughImages { split: "train", .. })
+        ));
+    }
+
+    #[test]
+    fn fingerprint_sees_labels_pixels_and_shape() {
+        let base = fingerprint(&split(3), &split(2));
+        let mut s = split(3);
+        s.labels[0] = 9;
+        assert_ne!(fingerprint(&s, &split(2)), base);
+        let mut s = split(3);
+        s.images[5] += 1e-6;
+        assert_ne!(fingerprint(&s, &split(2)), base);
+        let mut s = split(3);
+        s.rows = 1;
+        s.cols = 4;
+        assert_ne!(fingerprint(&s, &split(2)), base);
+        // Swapping splits is a different dataset.
+        assert_ne!(fingerprint(&split(2), &split(3)), base);
+    }
+}

@@ -1,0 +1,139 @@
+//! Defenses: how a defender agent updates its model after being attacked.
+//!
+//! A defense sees only [`RoundData`]: the examples crafted against it this
+//! round and the clean training split. Evaluation images are not in it, so
+//! no defense can train on them.
+
+pub mod adversarial;
+pub mod pgd_at;
+pub mod standard;
+
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::Split;
+use crate::model::{Classifier, CrossEntropy, Sgd};
+pub use adversarial::AdversarialConfig;
+pub use pgd_at::PgdAtConfig;
+
+/// What a defense may learn from in one round.
+pub struct RoundData<'a> {
+    /// The attacker's adversarial examples, crafted on training images.
+    pub crafted: &'a [f32],
+    /// Their true labels.
+    pub crafted_labels: &'a [u8],
+    /// The clean training split.
+    pub train: &'a Split,
+}
+
+/// A training strategy.
+pub trait Defense: Send {
+    /// Update `model` after a round's attack.
+    fn update(&mut self, model: &mut dyn Classifier, round: &RoundData<'_>, rng: &mut ChaCha8Rng);
+}
+
+/// The defenses a strategy file can name, by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum DefenseConfig {
+    Standard,
+    Adversarial(AdversarialConfig),
+    PgdAt(PgdAtConfig),
+}
+
+/// Defense names and one line of help each, for `redqueen list`.
+pub const DEFENSES: &[(&str, &str)] = &[
+    ("standard", "no defense: the pretrained model is never updated"),
+    (
+        "adversarial",
+        "retrains on the attackers' examples mixed with clean data, with a replay buffer of past rounds",
+    ),
+    (
+        "pgd-at",
+        "Madry et al.'s adversarial training: PGD examples crafted on the fly at every step",
+    ),
+];
+
+impl DefenseConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DefenseConfig::Standard => "standard",
+            DefenseConfig::Adversarial(_) => "adversarial",
+            DefenseConfig::PgdAt(_) => "pgd-at",
+        }
+    }
+
+    pub fn init(&self) -> Box<dyn Defense> {
+        match self {
+            DefenseConfig::Standard => Box::new(standard::Standard),
+            DefenseConfig::Adversarial(c) => Box::new(c.init()),
+            DefenseConfig::PgdAt(c) => Box::new(c.clone()),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            DefenseConfig::Standard => Ok(()),
+            DefenseConfig::Adversarial(c) => c.validate(),
+            DefenseConfig::PgdAt(c) => c.validate(),
+        }
+    }
+}
+
+/// A defender agent: a name and a training strategy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefenderConfig {
+    pub name: String,
+    pub strategy: DefenseConfig,
+}
+
+/// Checks shared by the training hyperparameters of every defense.
+pub(crate) fn validate_training(epochs_or_steps: (&str, usize), batch: usize, opt: &Sgd) -> Result<(), String> {
+    if epochs_or_steps.1 == 0 {
+        return Err(format!("`{}` must be at least 1", epochs_or_steps.0));
+    }
+    if batch == 0 {
+        return Err("`batch` must be at least 1".into());
+    }
+    if !(opt.lr.is_finite() && opt.lr > 0.0) {
+        return Err(format!("`lr` must be a positive number, got {}", opt.lr));
+    }
+    if !(0.0..1.0).contains(&opt.momentum) {
+        return Err(format!("`momentum` must be in [0, 1), got {}", opt.momentum));
+    }
+    Ok(())
+}
+
+/// Plain minibatch SGD on cross-entropy: `epochs` passes over `(x, y)` in a
+/// fresh random order each. Returns the mean loss of the last epoch.
+pub fn train_epochs(model: &mut dyn Classifier, x: &[f32], y: &[u8], epochs: usize, batch: usize, opt: &Sgd, rng: &mut ChaCha8Rng) -> f32 {
+    let dim = model.input_dim();
+    let mut order: Vec<usize> = (0..y.len()).collect();
+    let mut last = 0.0;
+    let mut xb = Vec::with_capacity(batch * dim);
+    let mut yb = Vec::with_capacity(batch);
+    for _ in 0..epochs {
+        order.shuffle(rng);
+        let mut total = 0.0;
+        for chunk in order.chunks(batch) {
+            xb.clear();
+            yb.clear();
+            for &i in chunk {
+                xb.extend_from_slice(&x[i * dim..(i + 1) * dim]);
+                yb.push(y[i]);
+            }
+            total += model.train_step(&xb, &CrossEntropy { labels: &yb }, opt) * chunk.len() as f32;
+        }
+        last = total / y.len().max(1) as f32;
+    }
+    last
+}
+
+/// `count` distinct random training images and their labels.
+pub fn sample_train(train: &Split, count: usize, rng: &mut ChaCha8Rng) -> (Vec<f32>, Vec<u8>) {
+    let indices = rand::seq::index::sample(rng, train.len(), count.min(train.len())).into_vec();
+    let subset = train.subset(&indices);
+    (subset.images, subset.labels)
+}

@@ -1,0 +1,255 @@
+//! The files a run writes: rows, summary, manifest; all written atomically.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::attack::Norms;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One match, one round: every metric of the round protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundRow {
+    /// Index of the match in the tournament's plan.
+    pub match_id: usize,
+    pub attacker: String,
+    pub defender: String,
+    pub seed: u64,
+    pub round: usize,
+    /// The attack the attacker picked this round.
+    pub attack: String,
+    /// Robust accuracy of the pre-update model under the picked attack.
+    pub zero_day_acc: f64,
+    /// `1 - zero_day_acc`.
+    pub reward: f64,
+    /// Accuracy of the updated model on clean evaluation images.
+    pub clean_acc: f64,
+    /// Every attack used so far in the match, re-run against the updated model.
+    pub seen_acc: BTreeMap<String, f64>,
+    pub seen_worst: f64,
+    /// The unseen panel, run against the updated model.
+    pub unseen_acc: BTreeMap<String, f64>,
+    pub unseen_worst: Option<f64>,
+    pub unseen_mean: Option<f64>,
+    /// `seen_worst - unseen_worst`.
+    pub gap: Option<f64>,
+    /// Worst accuracy of the updated model on the zero-day examples of
+    /// every round so far (crafted against the models of those rounds).
+    pub stale_acc: f64,
+    /// `stale_acc - seen_worst`.
+    pub stale_inflation: f64,
+    /// Mean probability of the wrong answer on successful zero-day examples.
+    pub wrong_confidence: Option<f64>,
+    /// Mean perturbation norms of the successful zero-day examples.
+    pub perturbation: Option<Norms>,
+    /// Examples the referee rejected this round (counted as failures).
+    pub violations: usize,
+    /// What the referee rejected, for the first few violations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub referee_log: Vec<String>,
+    pub timing: RoundTiming,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoundTiming {
+    pub attack_s: f64,
+    pub defense_s: f64,
+    pub eval_s: f64,
+}
+
+/// Aggregates of one match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchSummary {
+    pub match_id: usize,
+    pub attacker: String,
+    pub defender: String,
+    pub rounds: usize,
+    pub aurc_unseen: Option<f64>,
+    pub aurc_seen: f64,
+    pub aurc_zero_day: f64,
+    pub mean_reward: f64,
+    pub final_clean_acc: f64,
+    pub final_seen_worst: f64,
+    pub final_unseen_worst: Option<f64>,
+    pub final_gap: Option<f64>,
+    pub final_stale_inflation: f64,
+    /// How often each attack was picked.
+    pub picks: BTreeMap<String, usize>,
+}
+
+/// A defender's aggregates over its matches (means).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DefenderSummary {
+    pub defender: String,
+    pub matches: usize,
+    pub aurc_unseen: Option<f64>,
+    pub aurc_seen: f64,
+    pub aurc_zero_day: f64,
+    pub final_clean_acc: f64,
+    pub final_seen_worst: f64,
+    pub final_unseen_worst: Option<f64>,
+    pub final_gap: Option<f64>,
+    pub final_stale_inflation: f64,
+}
+
+/// An attacker's aggregates over its matches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttackerSummary {
+    pub attacker: String,
+    pub matches: usize,
+    pub mean_reward: f64,
+    pub picks: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub schema_version: u32,
+    pub name: String,
+    pub seed: u64,
+    pub matches: Vec<MatchSummary>,
+    /// Ranked by `aurc_unseen`, best first.
+    pub defenders: Vec<DefenderSummary>,
+    /// Ranked by mean reward, best first.
+    pub attackers: Vec<AttackerSummary>,
+    pub timing: RunTiming,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunTiming {
+    pub pretrain_s: f64,
+    pub matches_s: f64,
+    pub total_s: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Running,
+    Partial,
+    Complete,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub schema_version: u32,
+    pub redqueen_version: String,
+    pub name: String,
+    pub seed: u64,
+    pub dataset: String,
+    pub dataset_fingerprint: String,
+    pub started: String,
+    pub finished: Option<String>,
+    pub status: Status,
+}
+
+/// Write `bytes` to `path` atomically: a temporary file in the same folder,
+/// flushed to disk, then renamed over the target.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Serialize `value` as pretty JSON (with a final newline) atomically.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    let mut text = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+/// Appends rows to `rounds.jsonl`, one complete line per write, flushed.
+pub struct RowLog {
+    file: File,
+}
+
+impl RowLog {
+    pub fn open(path: &Path) -> io::Result<RowLog> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(RowLog { file })
+    }
+
+    pub fn append(&mut self, row: &RoundRow) -> io::Result<()> {
+        let mut line = serde_json::to_string(row).map_err(io::Error::other)?;
+        line.push('\n');
+        // One write call per line, so a crash leaves at most a torn last line.
+        self.file.write_all(line.as_bytes())?;
+        self.file.flush()
+    }
+}
+
+/// Read every complete row of a `rounds.jsonl` (a torn last line is skipped).
+pub fn read_rows(path: &Path) -> io::Result<Vec<RoundRow>> {
+    let text = fs::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect())
+}
+
+/// Rewrite `rounds.jsonl` with `rows` in canonical order (match, round), so
+/// the file does not depend on which match finished first.
+pub fn write_rows_sorted(path: &Path, rows: &mut [RoundRow]) -> io::Result<()> {
+    rows.sort_by_key(|r| (r.match_id, r.round));
+    let mut text = String::new();
+    for row in rows.iter() {
+        text.push_str(&serde_json::to_string(row).map_err(io::Error::other)?);
+        text.push('\n');
+    }
+    write_atomic(path, text.as_bytes())
+}
+
+/// The standard file names inside a run folder.
+pub struct RunFiles {
+    pub dir: PathBuf,
+}
+
+impl RunFiles {
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+    pub fn manifest(&self) -> PathBuf {
+        self.dir.join("manifest.json")
+    }
+    pub fn rounds(&self) -> PathBuf {
+        self.dir.join("rounds.jsonl")
+    }
+    pub fn summary(&self) -> PathBuf {
+        self.dir.join("summary.json")
+    }
+}
+
+/// The current time as RFC 3339, UTC, to the second.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.json");
+        write_atomic(&path, b"first").unwrap();
+        write_atomic(&path, b"second").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "second");
+        // No temporary files left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn torn_last_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rounds.jsonl");
+        fs::write(&path, "not json\n{\"match_id\": 1, \"trunc").unwrap();
+        assert!(read_rows(&path).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,226 @@
+//! Running a tournament: data, pretraining, every match (concurrently, on
+//! blocking threads), then the files and the summary.
+
+pub mod summary;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::arena::{self, MatchPlan, Phase};
+use crate::config::{Plan, PretrainConfig, TournamentFile};
+use crate::data::{self, Dataset, Split};
+use crate::defense::train_epochs;
+use crate::error::{Error, Result};
+use crate::model::{Classifier, ModelConfig};
+use crate::path;
+use crate::record::{self, Manifest, RoundRow, RowLog, RunFiles, RunTiming, Status, Summary, SCHEMA_VERSION};
+use crate::rng::{derived_seed, stream};
+
+/// What a tournament reports while it runs (progress bars live above).
+pub trait Observer: Send + Sync {
+    fn pretraining(&self) {}
+    fn match_started(&self, _id: usize, _attacker: &str, _defender: &str, _rounds: usize) {}
+    fn phase(&self, _id: usize, _round: usize, _phase: Phase) {}
+    fn round_done(&self, _row: &RoundRow) {}
+    fn match_finished(&self, _id: usize) {}
+}
+
+/// An observer that shows nothing.
+pub struct Silent;
+impl Observer for Silent {}
+
+pub struct RunOptions {
+    pub out: PathBuf,
+    /// Matches run at once.
+    pub jobs: usize,
+    /// Replace the run files of an existing output folder.
+    pub force: bool,
+}
+
+/// Load the dataset a tournament names, cut to its sizes.
+pub fn load_dataset(file: &TournamentFile) -> Result<Dataset> {
+    let d = &file.data;
+    let dataset = match d.dataset.as_str() {
+        "synthetic-digits" => data::synthetic_digits(file.seed, d.train, d.test),
+        "idx" => {
+            let path = d.path.as_deref().ok_or_else(|| Error::Usage("`data.path` is required for the idx dataset".into()))?;
+            data::load_idx_dir(path, "idx")?
+        }
+        named => data::load_idx_dir(&data::resolve_named(named)?, named)?,
+    };
+    if dataset.train.rows != 28 || dataset.train.cols != 28 {
+        return Err(Error::Usage(format!(
+            "the dataset's images are {}x{}; redqueen's models take 28x28",
+            dataset.train.rows, dataset.train.cols
+        )));
+    }
+    Ok(dataset.truncate(d.train, d.test)?)
+}
+
+/// The tournament's fixed evaluation subset of the test split.
+pub fn eval_subset(test: &Split, size: usize, seed: u64) -> Split {
+    let mut indices = rand::seq::index::sample(&mut stream(seed, path!["eval-subset"]), test.len(), size).into_vec();
+    indices.sort_unstable();
+    test.subset(&indices)
+}
+
+/// Clean training before round 1. Depends only on the model, the pretraining
+/// settings, the data and the seed, so every defender of a model shares it.
+pub fn pretrain(model: &ModelConfig, settings: &PretrainConfig, train: &Split, classes: usize, seed: u64) -> Box<dyn Classifier> {
+    let key = serde_json::to_string(model).expect("model configs serialize");
+    let mut net = model.init(train.rows, train.cols, classes, derived_seed(seed, path!["init", &key]));
+    train_epochs(
+        net.as_mut(),
+        &train.images,
+        &train.labels,
+        settings.epochs,
+        settings.batch,
+        &settings.optimizer,
+        &mut stream(seed, path!["pretrain", &key]),
+    );
+    net
+}
+
+/// The run files an existing folder may hold, removed by `--force`.
+const RUN_FILES: &[&str] = &["config.toml", "manifest.json", "rounds.jsonl", "summary.json", "report.html"];
+
+fn prepare_output(out: &Path, force: bool) -> Result<()> {
+    if out.exists() {
+        if !out.is_dir() {
+            return Err(Error::Usage(format!("--out {}: exists and is not a folder", out.display())));
+        }
+        let non_empty = std::fs::read_dir(out).map_err(Error::io(format!("reading {}", out.display())))?.next().is_some();
+        if non_empty && !force {
+            return Err(Error::Usage(format!(
+                "the output folder {} already exists; choose another with --out, or pass --force to replace its run files",
+                out.display()
+            )));
+        }
+        for name in RUN_FILES {
+            let path = out.join(name);
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(Error::io(format!("removing {}", path.display())))?;
+            }
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::Usage(format!("--out {}: cannot create the folder: {e}", out.display())))
+}
+
+/// Run every match of `plan`, writing the run folder. Bad input (data,
+/// output folder) is reported before anything is written.
+pub async fn run(plan: Plan, options: RunOptions, observer: Arc<dyn Observer>, cancel: Arc<AtomicBool>) -> Result<Summary> {
+    let started = Instant::now();
+    let plan = Arc::new(plan);
+    let file = plan.file.clone();
+    let dataset = {
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || load_dataset(&file)).await.expect("dataset loading does not panic")?
+    };
+    prepare_output(&options.out, options.force)?;
+    let files = RunFiles { dir: options.out.clone() };
+    let io = |what: &Path| Error::io(format!("writing {}", what.display()));
+    record::write_atomic(&files.config(), plan.to_toml().as_bytes()).map_err(io(&files.config()))?;
+    let mut manifest = Manifest {
+        schema_version: SCHEMA_VERSION,
+        redqueen_version: env!("CARGO_PKG_VERSION").to_string(),
+        name: file.name.clone(),
+        seed: file.seed,
+        dataset: dataset.name.clone(),
+        dataset_fingerprint: dataset.fingerprint.clone(),
+        started: record::now_rfc3339(),
+        finished: None,
+        status: Status::Running,
+    };
+    record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
+
+    // Pretraining, once for the tournament's model.
+    observer.pretraining();
+    let pretrain_started = Instant::now();
+    let dataset = Arc::new(dataset);
+    let eval = Arc::new(eval_subset(&dataset.test, file.sizes.eval, file.seed));
+    let pretrained: Arc<dyn Classifier> = {
+        let (file, dataset) = (file.clone(), dataset.clone());
+        let net = tokio::task::spawn_blocking(move || pretrain(&file.model, &file.pretrain, &dataset.train, dataset.classes, file.seed))
+            .await
+            .expect("pretraining does not panic");
+        Arc::from(net)
+    };
+    let pretrain_s = pretrain_started.elapsed().as_secs_f64();
+
+    // Matches, `jobs` at a time, each on a blocking thread.
+    let matches_started = Instant::now();
+    let log = Arc::new(Mutex::new(RowLog::open(&files.rounds()).map_err(io(&files.rounds()))?));
+    let write_error: Arc<Mutex<Option<std::io::Error>>> = Arc::new(Mutex::new(None));
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(options.jobs.max(1)));
+    let mut handles = Vec::new();
+    for m in plan.matches() {
+        let permit = semaphore.clone().acquire_owned().await.expect("the semaphore is never closed");
+        if cancel.load(Ordering::SeqCst) {
+            break;
+        }
+        let (plan, dataset, eval, pretrained) = (plan.clone(), dataset.clone(), eval.clone(), pretrained.clone());
+        let (observer, cancel, log, write_error) = (observer.clone(), cancel.clone(), log.clone(), write_error.clone());
+        handles.push(tokio::task::spawn_blocking(move || {
+            let attacker = &plan.attackers[m.attacker];
+            let defender = &plan.defenders[m.defender];
+            let match_plan = MatchPlan {
+                match_id: m.id,
+                seed: plan.file.seed,
+                rounds: plan.file.rounds,
+                craft: plan.file.sizes.craft,
+                attacker,
+                defender,
+                unseen: &plan.file.unseen,
+                train: &dataset.train,
+                eval: &eval,
+            };
+            observer.match_started(m.id, &attacker.name, &defender.name, plan.file.rounds);
+            let rows = arena::play(
+                &match_plan,
+                pretrained.as_ref(),
+                &|round, phase| observer.phase(m.id, round, phase),
+                &|| cancel.load(Ordering::SeqCst),
+                &mut |row| {
+                    if let Err(e) = log.lock().unwrap_or_else(|e| e.into_inner()).append(row) {
+                        write_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                    }
+                    observer.round_done(row);
+                },
+            );
+            observer.match_finished(m.id);
+            drop(permit);
+            rows
+        }));
+    }
+    let mut rows: Vec<RoundRow> = Vec::new();
+    for handle in handles {
+        rows.extend(handle.await.expect("a match does not panic"));
+    }
+    if let Some(e) = write_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        return Err(Error::Io {
+            context: format!("appending to {}", files.rounds().display()),
+            source: e,
+        });
+    }
+    let matches_s = matches_started.elapsed().as_secs_f64();
+
+    // Canonical order, so the file does not depend on `--jobs`.
+    record::write_rows_sorted(&files.rounds(), &mut rows).map_err(io(&files.rounds()))?;
+    let timing = RunTiming {
+        pretrain_s,
+        matches_s,
+        total_s: started.elapsed().as_secs_f64(),
+    };
+    let summary = summary::summarize(&file.name, file.seed, &rows, timing);
+    record::write_json(&files.summary(), &summary).map_err(io(&files.summary()))?;
+    let interrupted = cancel.load(Ordering::SeqCst);
+    manifest.finished = Some(record::now_rfc3339());
+    manifest.status = if interrupted { Status::Partial } else { Status::Complete };
+    record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
+    if interrupted {
+        return Err(Error::Interrupted(options.out));
+    }
+    Ok(summary)
+}
