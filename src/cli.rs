@@ -22,7 +22,11 @@ use crate::report;
 use crate::tournament::{self, Observer, RunOptions};
 
 #[derive(Parser, Debug)]
-#[command(name = "redqueen", version, about = "A tournament simulator for the adversarial-examples arms race")]
+#[command(
+    name = "redqueen",
+    version,
+    about = "A tournament simulator for the adversarial-examples arms race"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -109,10 +113,16 @@ fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
         Some(j) => j,
         None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     };
-    let out = args.out.unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{}", plan.file.name, plan.file.seed)));
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{}", plan.file.name, plan.file.seed)));
     Ok(RunPlan {
         plan,
-        options: RunOptions { out, jobs, force: args.force },
+        options: RunOptions {
+            out,
+            jobs,
+            force: args.force,
+        },
     })
 }
 
@@ -168,7 +178,11 @@ impl Bars {
     fn new(total_rounds: usize) -> Bars {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let overall = multi.add(ProgressBar::new(total_rounds as u64));
-        overall.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} rounds, {elapsed}").expect("valid template").progress_chars("=> "));
+        overall.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} rounds, {elapsed}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
         overall.set_prefix("tournament");
         Bars {
             multi,
@@ -194,7 +208,10 @@ impl Observer for Bars {
         bar.set_style(ProgressStyle::with_template("  {msg}").expect("valid template"));
         let name = format!("{attacker} vs {defender}");
         bar.set_message(name.clone());
-        self.matches.lock().unwrap_or_else(|e| e.into_inner()).insert(id, (bar, name));
+        self.matches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, (bar, name));
     }
 
     fn phase(&self, id: usize, round: usize, phase: Phase) {
@@ -227,15 +244,29 @@ pub fn list() -> String {
         }
         out.push('\n');
     };
-    let pairs = |table: &[(&str, &str)]| table.iter().map(|(n, h)| (n.to_string(), h.to_string())).collect::<Vec<_>>();
-    section("Attacks (`family` in an attack table):", ATTACKS.iter().map(|a| (a.family.to_string(), a.help.to_string())).collect());
+    let pairs = |table: &[(&str, &str)]| {
+        table
+            .iter()
+            .map(|(n, h)| (n.to_string(), h.to_string()))
+            .collect::<Vec<_>>()
+    };
+    section(
+        "Attacks (`family` in an attack table):",
+        ATTACKS
+            .iter()
+            .map(|a| (a.family.to_string(), a.help.to_string()))
+            .collect(),
+    );
     section("Attacker agents (`policy.kind`):", pairs(POLICIES));
     section("Defenses (`strategy.kind`):", pairs(DEFENSES));
     section("Models (`model.kind`):", pairs(MODELS));
     section("Datasets (`data.dataset`):", pairs(DATASETS));
     section(
         "Strategy files (built in; `use = \"PATH\"`):",
-        builtin::STRATEGIES.iter().map(|(p, text)| (p.to_string(), builtin::summary_line(text).to_string())).collect(),
+        builtin::STRATEGIES
+            .iter()
+            .map(|(p, text)| (p.to_string(), builtin::summary_line(text).to_string()))
+            .collect(),
     );
     out
 }

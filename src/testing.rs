@@ -26,7 +26,13 @@ pub fn trained_mlp() -> &'static SyntheticFixture {
             batch: 64,
             optimizer: Sgd::default(),
         };
-        let model = pretrain(&ModelConfig::Mlp { hidden: vec![128] }, &settings, &data.train, data.classes, 11);
+        let model = pretrain(
+            &ModelConfig::Mlp { hidden: vec![128] },
+            &settings,
+            &data.train,
+            data.classes,
+            11,
+        );
         SyntheticFixture {
             model,
             dim: data.test.dim(),

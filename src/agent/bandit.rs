@@ -43,7 +43,10 @@ impl BanditConfig {
             return Err(format!("`gamma` must be in (0, 1], got {}", self.gamma));
         }
         if !(self.exploration >= 0.0 && self.exploration.is_finite()) {
-            return Err(format!("`exploration` must be a non-negative number, got {}", self.exploration));
+            return Err(format!(
+                "`exploration` must be a non-negative number, got {}",
+                self.exploration
+            ));
         }
         Ok(())
     }

@@ -7,13 +7,21 @@ pub const EVAL_BATCH: usize = 128;
 
 /// For each image, whether `model` classifies it as its label.
 pub fn correct(model: &dyn Classifier, x: &[f32], y: &[u8]) -> Vec<bool> {
-    predict(model, x, EVAL_BATCH).iter().zip(y).map(|(p, t)| p == t).collect()
+    predict(model, x, EVAL_BATCH)
+        .iter()
+        .zip(y)
+        .map(|(p, t)| p == t)
+        .collect()
 }
 
 /// Robust per image: right on the clean image and on its adversarial
 /// version (an image the model gets wrong clean is never robust).
 pub fn robust(model: &dyn Classifier, adv: &[f32], y: &[u8], clean_correct: &[bool]) -> Vec<bool> {
-    correct(model, adv, y).iter().zip(clean_correct).map(|(&a, &c)| a && c).collect()
+    correct(model, adv, y)
+        .iter()
+        .zip(clean_correct)
+        .map(|(&a, &c)| a && c)
+        .collect()
 }
 
 pub fn fraction(mask: &[bool]) -> f64 {
@@ -38,7 +46,9 @@ pub fn wrong_confidence(model: &dyn Classifier, adv: &[f32], success: &[bool]) -
 }
 
 pub fn min(values: impl IntoIterator<Item = f64>) -> Option<f64> {
-    values.into_iter().fold(None, |m, v| Some(m.map_or(v, |m: f64| m.min(v))))
+    values
+        .into_iter()
+        .fold(None, |m, v| Some(m.map_or(v, |m: f64| m.min(v))))
 }
 
 pub fn mean(values: &[f64]) -> Option<f64> {

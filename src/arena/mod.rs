@@ -72,7 +72,19 @@ pub fn play(
         if stop() {
             break;
         }
-        let rng = |purpose: &str, detail: &str| stream(plan.seed, path!["match", &plan.attacker.name, &plan.defender.name, round, purpose, detail]);
+        let rng = |purpose: &str, detail: &str| {
+            stream(
+                plan.seed,
+                path![
+                    "match",
+                    &plan.attacker.name,
+                    &plan.defender.name,
+                    round,
+                    purpose,
+                    detail
+                ],
+            )
+        };
         let mut timing = RoundTiming::default();
 
         // 1. Attack: the agent picks; it crafts on fresh training images.
@@ -82,19 +94,38 @@ pub fn play(
         let config = &repertoire[arm];
         let label = config.label();
         let attack = config.build();
-        let craft_indices = rand::seq::index::sample(&mut rng("craft-images", ""), plan.train.len(), plan.craft).into_vec();
+        let craft_indices =
+            rand::seq::index::sample(&mut rng("craft-images", ""), plan.train.len(), plan.craft).into_vec();
         let craft_set = plan.train.subset(&craft_indices);
-        let crafted = craft_batched(attack.as_ref(), model.as_ref(), &craft_set.images, &craft_set.labels, &mut rng("craft", &label), EVAL_BATCH);
+        let crafted = craft_batched(
+            attack.as_ref(),
+            model.as_ref(),
+            &craft_set.images,
+            &craft_set.labels,
+            &mut rng("craft", &label),
+            EVAL_BATCH,
+        );
         let crafted = referee::check(attack.threat(), crafted, &craft_set.images, dim);
 
         // 2. Zero-day: the same attack on the evaluation set, before any defense.
-        let zero_day = craft_batched(attack.as_ref(), model.as_ref(), eval_x, eval_y, &mut rng("zero-day", &label), EVAL_BATCH);
+        let zero_day = craft_batched(
+            attack.as_ref(),
+            model.as_ref(),
+            eval_x,
+            eval_y,
+            &mut rng("zero-day", &label),
+            EVAL_BATCH,
+        );
         let zero_day = referee::check(attack.threat(), zero_day, eval_x, dim);
         let clean_before = correct(model.as_ref(), eval_x, eval_y);
         let zero_day_robust = robust(model.as_ref(), &zero_day.examples, eval_y, &clean_before);
         let zero_day_acc = fraction(&zero_day_robust);
         policy.observe(arm, 1.0 - zero_day_acc);
-        let success: Vec<bool> = clean_before.iter().zip(&zero_day_robust).map(|(&c, &r)| c && !r).collect();
+        let success: Vec<bool> = clean_before
+            .iter()
+            .zip(&zero_day_robust)
+            .map(|(&c, &r)| c && !r)
+            .collect();
         let wrong_conf = wrong_confidence(model.as_ref(), &zero_day.examples, &success);
         let perturbation = Norms::mean(&zero_day.examples, eval_x, dim, &success);
         timing.attack_s = started.elapsed().as_secs_f64();
@@ -118,13 +149,28 @@ pub fn play(
         let clean_after = correct(model.as_ref(), eval_x, eval_y);
         let robust_acc = |config: &AttackConfig, purpose: &str| {
             let label = config.label();
-            let adv = craft_batched(config.build().as_ref(), model.as_ref(), eval_x, eval_y, &mut rng(purpose, &label), EVAL_BATCH);
+            let adv = craft_batched(
+                config.build().as_ref(),
+                model.as_ref(),
+                eval_x,
+                eval_y,
+                &mut rng(purpose, &label),
+                EVAL_BATCH,
+            );
             let adv = referee::check(config.threat(), adv, eval_x, dim);
-            (label, fraction(&robust(model.as_ref(), &adv.examples, eval_y, &clean_after)))
+            (
+                label,
+                fraction(&robust(model.as_ref(), &adv.examples, eval_y, &clean_after)),
+            )
         };
         let seen_acc: BTreeMap<String, f64> = seen.values().map(|c| robust_acc(c, "seen")).collect();
         let unseen_acc: BTreeMap<String, f64> = plan.unseen.iter().map(|c| robust_acc(c, "unseen")).collect();
-        let stale_acc = metrics::min(stale_sets.iter().map(|set| fraction(&robust(model.as_ref(), set, eval_y, &clean_after)))).unwrap_or(0.0);
+        let stale_acc = metrics::min(
+            stale_sets
+                .iter()
+                .map(|set| fraction(&robust(model.as_ref(), set, eval_y, &clean_after))),
+        )
+        .unwrap_or(0.0);
         let seen_worst = metrics::min(seen_acc.values().copied()).unwrap_or(0.0);
         let unseen_worst = metrics::min(unseen_acc.values().copied());
         let unseen_values: Vec<f64> = unseen_acc.values().copied().collect();

@@ -22,7 +22,11 @@ pub fn check(threat: ThreatModel, adv: Vec<f32>, clean: &[f32], dim: usize) -> V
         // A wrong-sized answer fails as a whole.
         return Verdict {
             violations: clean.len() / dim,
-            log: vec![format!("returned {} pixels for {} images", examples.len(), clean.len() / dim)],
+            log: vec![format!(
+                "returned {} pixels for {} images",
+                examples.len(),
+                clean.len() / dim
+            )],
             examples: clean.to_vec(),
         };
     }
@@ -35,7 +39,11 @@ pub fn check(threat: ThreatModel, adv: Vec<f32>, clean: &[f32], dim: usize) -> V
             a.copy_from_slice(x);
         }
     }
-    Verdict { examples, violations, log }
+    Verdict {
+        examples,
+        violations,
+        log,
+    }
 }
 
 #[cfg(test)]
@@ -45,7 +53,10 @@ mod tests {
 
     #[test]
     fn violating_examples_become_clean_and_are_logged() {
-        let t = ThreatModel { norm: Norm::Linf, eps: 0.1 };
+        let t = ThreatModel {
+            norm: Norm::Linf,
+            eps: 0.1,
+        };
         let clean = vec![0.5, 0.5, 0.5, 0.5];
         let adv = vec![0.55, 0.45, 0.9, f32::NAN];
         let v = check(t, adv, &clean, 2);
@@ -56,7 +67,10 @@ mod tests {
 
     #[test]
     fn wrong_sized_answers_fail_whole() {
-        let t = ThreatModel { norm: Norm::Linf, eps: 0.1 };
+        let t = ThreatModel {
+            norm: Norm::Linf,
+            eps: 0.1,
+        };
         let v = check(t, vec![0.5], &[0.5, 0.5], 1);
         assert_eq!(v.violations, 2);
         assert_eq!(v.examples, vec![0.5, 0.5]);

@@ -46,8 +46,11 @@ fn every_attack_stays_inside_its_budget_and_the_pixel_box() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let adv = craft_batched(attack.as_ref(), model.as_ref(), x, y, &mut rng, 64);
         assert_eq!(adv.len(), x.len(), "{}", config.label());
-        for (a, c) in adv.chunks(dim).zip(x.chunks(*dim)) {
-            attack.threat().admits(a, c).unwrap_or_else(|v| panic!("{}: {v}", config.label()));
+        for (a, c) in adv.chunks(dim).zip(x.chunks(dim)) {
+            attack
+                .threat()
+                .admits(a, c)
+                .unwrap_or_else(|v| panic!("{}: {v}", config.label()));
         }
     }
 }
@@ -71,12 +74,22 @@ fn gradient_attacks_break_an_undefended_model() {
     let SyntheticFixture { model, x, y, .. } = trained_mlp();
     let correct: Vec<bool> = fooled(model.as_ref(), x, y).iter().map(|f| !f).collect();
     let n_correct = correct.iter().filter(|&&c| c).count();
-    assert!(n_correct as f64 > 0.8 * y.len() as f64, "the fixture model is not trained");
+    assert!(
+        n_correct as f64 > 0.8 * y.len() as f64,
+        "the fixture model is not trained"
+    );
     let mut noise_success = 1.0;
     let mut pgd_success = 0.0;
     for config in every_attack() {
         let attack = config.build();
-        let adv = craft_batched(attack.as_ref(), model.as_ref(), x, y, &mut ChaCha8Rng::seed_from_u64(5), 64);
+        let adv = craft_batched(
+            attack.as_ref(),
+            model.as_ref(),
+            x,
+            y,
+            &mut ChaCha8Rng::seed_from_u64(5),
+            64,
+        );
         let after = fooled(model.as_ref(), &adv, y);
         let success = correct.iter().zip(&after).filter(|(&c, &f)| c && f).count() as f64 / n_correct as f64;
         if config == (ATTACKS[1].example)() {
@@ -86,8 +99,15 @@ fn gradient_attacks_break_an_undefended_model() {
             noise_success = success;
         }
         if let Some(required) = required_success(config.family()) {
-            assert!(success >= required, "{} succeeded on {success:.3}, needs {required}", config.label());
+            assert!(
+                success >= required,
+                "{} succeeded on {success:.3}, needs {required}",
+                config.label()
+            );
         }
     }
-    assert!(pgd_success > noise_success + 0.5, "pgd {pgd_success} vs noise {noise_success}");
+    assert!(
+        pgd_success > noise_success + 0.5,
+        "pgd {pgd_success} vs noise {noise_success}"
+    );
 }

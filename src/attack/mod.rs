@@ -190,7 +190,14 @@ pub fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
 }
 
 /// Run `attack` over `x` in batches of `batch` images (bounding memory).
-pub fn craft_batched(attack: &dyn Attack, model: &dyn Classifier, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng, batch: usize) -> Vec<f32> {
+pub fn craft_batched(
+    attack: &dyn Attack,
+    model: &dyn Classifier,
+    x: &[f32],
+    y: &[u8],
+    rng: &mut ChaCha8Rng,
+    batch: usize,
+) -> Vec<f32> {
     let dim = model.input_dim();
     x.chunks(batch * dim)
         .zip(y.chunks(batch))

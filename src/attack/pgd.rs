@@ -128,7 +128,8 @@ impl Attack for PgdConfig {
                     // Per image: a fooling example beats one that does not;
                     // otherwise the higher loss wins.
                     for i in 0..y.len() {
-                        let better = (is_fooled[i] && !b_fooled[i]) || (is_fooled[i] == b_fooled[i] && values[i] > b_values[i]);
+                        let better =
+                            (is_fooled[i] && !b_fooled[i]) || (is_fooled[i] == b_fooled[i] && values[i] > b_values[i]);
                         if better {
                             b_adv[i * dim..(i + 1) * dim].copy_from_slice(&adv[i * dim..(i + 1) * dim]);
                             b_fooled[i] = is_fooled[i];

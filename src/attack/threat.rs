@@ -153,7 +153,10 @@ mod tests {
 
     #[test]
     fn linf_projection_clips_to_ball_and_box() {
-        let t = ThreatModel { norm: Norm::Linf, eps: 0.1 };
+        let t = ThreatModel {
+            norm: Norm::Linf,
+            eps: 0.1,
+        };
         let clean = [0.5, 0.95, 0.02];
         let mut adv = [0.9, 1.2, -0.5];
         t.project(&mut adv, &clean, 3);
@@ -163,22 +166,42 @@ mod tests {
 
     #[test]
     fn l2_projection_scales_onto_the_sphere() {
-        let t = ThreatModel { norm: Norm::L2, eps: 0.5 };
+        let t = ThreatModel {
+            norm: Norm::L2,
+            eps: 0.5,
+        };
         let clean = [0.5, 0.5];
         let mut adv = [0.5 + 0.6, 0.5 + 0.8];
         t.project(&mut adv, &clean, 2);
-        // Scaled to (0.3, 0.4), then the box clamps the second coordinate.
-        assert!((adv[0] - 0.8).abs() < 1e-6 && adv[1] == 1.0);
+        // The perturbation (0.6, 0.8) has norm 1; scaled by 0.5 to (0.3, 0.4).
+        assert!((adv[0] - 0.8).abs() < 1e-6 && (adv[1] - 0.9).abs() < 1e-6);
+        let mut near_edge = [0.9, 0.9];
+        t.project(&mut near_edge, &[0.8, 0.8], 2);
+        assert!(t.admits(&near_edge, &[0.8, 0.8]).is_ok());
+        // Onto the sphere first (0.5 + 0.5), then the box clamps nothing more.
+        let mut outside_box = [1.3, 0.5];
+        t.project(&mut outside_box, &clean, 2);
+        assert_eq!(outside_box, [1.0, 0.5]);
+        // The box clamp after the ball projection.
+        let mut far = [1.5, 0.5];
+        t.project(&mut far, &[0.9, 0.5], 2);
+        assert_eq!(far, [1.0, 0.5]);
         assert!(t.admits(&adv, &clean).is_ok());
     }
 
     #[test]
     fn admits_rejects_each_violation() {
-        let t = ThreatModel { norm: Norm::Linf, eps: 0.1 };
+        let t = ThreatModel {
+            norm: Norm::Linf,
+            eps: 0.1,
+        };
         let clean = [0.5, 0.5];
         assert_eq!(t.admits(&[f32::NAN, 0.5], &clean), Err(Violation::NotFinite));
         assert_eq!(t.admits(&[1.5, 0.5], &clean), Err(Violation::OutsideBox));
-        assert!(matches!(t.admits(&[0.7, 0.5], &clean), Err(Violation::OverBudget { .. })));
+        assert!(matches!(
+            t.admits(&[0.7, 0.5], &clean),
+            Err(Violation::OverBudget { .. })
+        ));
         assert_eq!(t.admits(&[0.5], &clean), Err(Violation::Shape));
     }
 

@@ -3,13 +3,34 @@
 
 /// (path under `strategies/`, contents).
 pub const STRATEGIES: &[(&str, &str)] = &[
-    ("tournaments/default.toml", include_str!("../../strategies/tournaments/default.toml")),
-    ("attackers/pgd-linf.toml", include_str!("../../strategies/attackers/pgd-linf.toml")),
-    ("attackers/bandit-linf.toml", include_str!("../../strategies/attackers/bandit-linf.toml")),
-    ("attackers/cycle-mixed.toml", include_str!("../../strategies/attackers/cycle-mixed.toml")),
-    ("defenders/standard.toml", include_str!("../../strategies/defenders/standard.toml")),
-    ("defenders/adversarial.toml", include_str!("../../strategies/defenders/adversarial.toml")),
-    ("defenders/pgd-at.toml", include_str!("../../strategies/defenders/pgd-at.toml")),
+    (
+        "tournaments/default.toml",
+        include_str!("../../strategies/tournaments/default.toml"),
+    ),
+    (
+        "attackers/pgd-linf.toml",
+        include_str!("../../strategies/attackers/pgd-linf.toml"),
+    ),
+    (
+        "attackers/bandit-linf.toml",
+        include_str!("../../strategies/attackers/bandit-linf.toml"),
+    ),
+    (
+        "attackers/cycle-mixed.toml",
+        include_str!("../../strategies/attackers/cycle-mixed.toml"),
+    ),
+    (
+        "defenders/standard.toml",
+        include_str!("../../strategies/defenders/standard.toml"),
+    ),
+    (
+        "defenders/adversarial.toml",
+        include_str!("../../strategies/defenders/adversarial.toml"),
+    ),
+    (
+        "defenders/pgd-at.toml",
+        include_str!("../../strategies/defenders/pgd-at.toml"),
+    ),
 ];
 
 pub const DEFAULT_TOURNAMENT: &str = "tournaments/default.toml";

@@ -188,7 +188,8 @@ impl Store {
     /// name to cite in errors and the text.
     fn read(&self, relative: &str, cited_from: &str) -> Result<(String, String)> {
         let rel = Path::new(relative);
-        let safe = rel.extension().is_some_and(|e| e == "toml") && rel.components().all(|c| matches!(c, Component::Normal(_)));
+        let safe =
+            rel.extension().is_some_and(|e| e == "toml") && rel.components().all(|c| matches!(c, Component::Normal(_)));
         if !safe {
             return Err(Error::config(
                 cited_from,
@@ -200,11 +201,22 @@ impl Store {
                 .map(|text| (format!("strategies/{relative} (built in)"), text.to_string()))
                 .ok_or_else(|| {
                     let known: Vec<&str> = builtin::STRATEGIES.iter().map(|(p, _)| *p).collect();
-                    Error::config(cited_from, format!("`use = \"{relative}\"`: no such built-in strategy; built in: {}", known.join(", ")))
+                    Error::config(
+                        cited_from,
+                        format!(
+                            "`use = \"{relative}\"`: no such built-in strategy; built in: {}",
+                            known.join(", ")
+                        ),
+                    )
                 }),
             Store::Disk(root) => {
                 let path = root.join(rel);
-                let text = std::fs::read_to_string(&path).map_err(|e| Error::config(cited_from, format!("`use = \"{relative}\"`: cannot read {}: {e}", path.display())))?;
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    Error::config(
+                        cited_from,
+                        format!("`use = \"{relative}\"`: cannot read {}: {e}", path.display()),
+                    )
+                })?;
                 Ok((path.display().to_string(), text))
             }
         }
@@ -255,7 +267,8 @@ pub fn parse<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T
 /// Load and check a tournament file from disk.
 pub fn load_file(path: &Path) -> Result<Plan> {
     let cited = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| Error::config(&cited, format!("cannot read the file: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::config(&cited, format!("cannot read the file: {e}")))?;
     check(parse(&text, &cited)?, &cited, &Store::for_file(path))
 }
 
@@ -296,9 +309,20 @@ pub fn check(mut file: TournamentFile, cited: &str, store: &Store) -> Result<Pla
                 config
             }
             None => AttackerConfig {
-                name: entry.name.clone().ok_or_else(|| err(format!("{at}: needs `name`, `policy` and `repertoire`, or `use = \"attackers/NAME.toml\"`")))?,
-                policy: entry.policy.clone().ok_or_else(|| err(format!("{at}: missing `policy` (a table with `kind` = fixed, cycle or bandit)")))?,
-                repertoire: entry.repertoire.clone().ok_or_else(|| err(format!("{at}: missing `repertoire` (a list of attack tables)")))?,
+                name: entry.name.clone().ok_or_else(|| {
+                    err(format!(
+                        "{at}: needs `name`, `policy` and `repertoire`, or `use = \"attackers/NAME.toml\"`"
+                    ))
+                })?,
+                policy: entry.policy.clone().ok_or_else(|| {
+                    err(format!(
+                        "{at}: missing `policy` (a table with `kind` = fixed, cycle or bandit)"
+                    ))
+                })?,
+                repertoire: entry
+                    .repertoire
+                    .clone()
+                    .ok_or_else(|| err(format!("{at}: missing `repertoire` (a list of attack tables)")))?,
             },
         };
         attackers.push(config);
@@ -320,8 +344,16 @@ pub fn check(mut file: TournamentFile, cited: &str, store: &Store) -> Result<Pla
                 config
             }
             None => DefenderConfig {
-                name: entry.name.clone().ok_or_else(|| err(format!("{at}: needs `name` and `strategy`, or `use = \"defenders/NAME.toml\"`")))?,
-                strategy: entry.strategy.clone().ok_or_else(|| err(format!("{at}: missing `strategy` (a table with `kind` = standard, adversarial or pgd-at)")))?,
+                name: entry.name.clone().ok_or_else(|| {
+                    err(format!(
+                        "{at}: needs `name` and `strategy`, or `use = \"defenders/NAME.toml\"`"
+                    ))
+                })?,
+                strategy: entry.strategy.clone().ok_or_else(|| {
+                    err(format!(
+                        "{at}: missing `strategy` (a table with `kind` = standard, adversarial or pgd-at)"
+                    ))
+                })?,
             },
         };
         defenders.push(config);
@@ -347,7 +379,11 @@ pub fn check(mut file: TournamentFile, cited: &str, store: &Store) -> Result<Pla
         .collect();
 
     validate(&file, &attackers, &defenders).map_err(err)?;
-    Ok(Plan { file, attackers, defenders })
+    Ok(Plan {
+        file,
+        attackers,
+        defenders,
+    })
 }
 
 pub const DATASETS: &[(&str, &str)] = &[
@@ -355,24 +391,46 @@ pub const DATASETS: &[(&str, &str)] = &[
         "synthetic-digits",
         "built in: 28x28 digits drawn from strokes with random affine transforms, generated from the seed",
     ),
-    ("mnist", "MNIST IDX files from $REDQUEEN_DATA/mnist or /usr/share/datasets/mnist"),
+    (
+        "mnist",
+        "MNIST IDX files from $REDQUEEN_DATA/mnist or /usr/share/datasets/mnist",
+    ),
     (
         "fashion-mnist",
         "Fashion-MNIST IDX files from $REDQUEEN_DATA/fashion-mnist or /usr/share/datasets/fashion-mnist",
     ),
-    ("idx", "any folder of the four MNIST-format IDX files (gzip or raw), given as `path`"),
+    (
+        "idx",
+        "any folder of the four MNIST-format IDX files (gzip or raw), given as `path`",
+    ),
 ];
 
-fn validate(file: &TournamentFile, attackers: &[AttackerConfig], defenders: &[DefenderConfig]) -> std::result::Result<(), String> {
-    if file.name.is_empty() || !file.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(format!("`name` = {:?} must be non-empty and use only letters, digits, '-' and '_' (it names the results folder)", file.name));
+fn validate(
+    file: &TournamentFile,
+    attackers: &[AttackerConfig],
+    defenders: &[DefenderConfig],
+) -> std::result::Result<(), String> {
+    if file.name.is_empty()
+        || !file
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "`name` = {:?} must be non-empty and use only letters, digits, '-' and '_' (it names the results folder)",
+            file.name
+        ));
     }
     if file.rounds == 0 {
         return Err("`rounds` must be at least 1".into());
     }
     if !DATASETS.iter().any(|(name, _)| *name == file.data.dataset) {
         let names: Vec<&str> = DATASETS.iter().map(|(n, _)| *n).collect();
-        return Err(format!("`data.dataset` = {:?} is not a dataset; valid: {}", file.data.dataset, names.join(", ")));
+        return Err(format!(
+            "`data.dataset` = {:?} is not a dataset; valid: {}",
+            file.data.dataset,
+            names.join(", ")
+        ));
     }
     if file.data.dataset == "idx" && file.data.path.is_none() {
         return Err("`data.dataset` = \"idx\" needs `data.path`, the folder holding the four IDX files".into());
@@ -381,10 +439,16 @@ fn validate(file: &TournamentFile, attackers: &[AttackerConfig], defenders: &[De
         return Err("`data.train` and `data.test` must be at least 1".into());
     }
     if file.sizes.eval == 0 || file.sizes.eval > file.data.test {
-        return Err(format!("`sizes.eval` = {} must be between 1 and the test images used (`data.test` = {})", file.sizes.eval, file.data.test));
+        return Err(format!(
+            "`sizes.eval` = {} must be between 1 and the test images used (`data.test` = {})",
+            file.sizes.eval, file.data.test
+        ));
     }
     if file.sizes.craft == 0 || file.sizes.craft > file.data.train {
-        return Err(format!("`sizes.craft` = {} must be between 1 and the training images used (`data.train` = {})", file.sizes.craft, file.data.train));
+        return Err(format!(
+            "`sizes.craft` = {} must be between 1 and the training images used (`data.train` = {})",
+            file.sizes.craft, file.data.train
+        ));
     }
     file.model.validate(28, 28).map_err(|e| format!("`model`: {e}"))?;
     if file.pretrain.epochs == 0 || file.pretrain.batch == 0 {
@@ -408,7 +472,9 @@ fn validate(file: &TournamentFile, attackers: &[AttackerConfig], defenders: &[De
         check_budget(&file.rules, attack.threat()).map_err(|e| format!("{at}: {e}"))?;
         let label = attack.label();
         match labels.get(&label) {
-            Some(other) if other != attack => Err(format!("{at}: the label {label:?} already names a different attack; give one of them another `name`")),
+            Some(other) if other != attack => Err(format!(
+                "{at}: the label {label:?} already names a different attack; give one of them another `name`"
+            )),
             _ => {
                 labels.insert(label, attack.clone());
                 Ok(())
@@ -447,7 +513,10 @@ fn validate(file: &TournamentFile, attackers: &[AttackerConfig], defenders: &[De
         let at = format!("unseen[{j}]");
         check_attack(&at, attack)?;
         if used.contains(&attack.label()) {
-            return Err(format!("{at}: {:?} is in an attacker's repertoire; the unseen panel must hold attacks no attacker uses", attack.label()));
+            return Err(format!(
+                "{at}: {:?} is in an attacker's repertoire; the unseen panel must hold attacks no attacker uses",
+                attack.label()
+            ));
         }
     }
     Ok(())
@@ -456,8 +525,14 @@ fn validate(file: &TournamentFile, attackers: &[AttackerConfig], defenders: &[De
 /// Whether an attack's threat model is within the rules.
 pub fn check_budget(rules: &Rules, threat: ThreatModel) -> std::result::Result<(), String> {
     match rules.budget(threat.norm) {
-        None => Err(format!("the rules set no {} budget, so {} attacks are not allowed; add `{} = ...` to [rules]", threat.norm, threat.norm, threat.norm)),
-        Some(budget) if threat.eps > budget => Err(format!("eps {} exceeds the rules' {} budget {} (`rules.{}`)", threat.eps, threat.norm, budget, threat.norm)),
+        None => Err(format!(
+            "the rules set no {} budget, so {} attacks are not allowed; add `{} = ...` to [rules]",
+            threat.norm, threat.norm, threat.norm
+        )),
+        Some(budget) if threat.eps > budget => Err(format!(
+            "eps {} exceeds the rules' {} budget {} (`rules.{}`)",
+            threat.eps, threat.norm, budget, threat.norm
+        )),
         Some(_) => Ok(()),
     }
 }

@@ -71,7 +71,10 @@ fn every_builtin_strategy_file_parses() {
             parse::<TournamentFile>(text, path).map(|_| ())
         };
         result.unwrap();
-        assert!(!builtin::summary_line(text).is_empty(), "{path} has no comment line saying what it models");
+        assert!(
+            !builtin::summary_line(text).is_empty(),
+            "{path} has no comment line saying what it models"
+        );
     }
 }
 
@@ -99,7 +102,11 @@ fn bad_values_are_named() {
         ("craft = 32", "craft = 5000", "`sizes.craft`"),
         ("eps = 0.3 }", "eps = 0.5 }", "linf budget 0.3"),
         ("eps = 0.3 }", "eps = -1.0 }", "`eps`"),
-        ("dataset = \"synthetic-digits\"", "dataset = \"cifar\"", "`data.dataset`"),
+        (
+            "dataset = \"synthetic-digits\"",
+            "dataset = \"cifar\"",
+            "`data.dataset`",
+        ),
         ("l2 = 2.0", "", "no l2 budget"),
     ];
     for (from, to, expected) in cases {
@@ -130,15 +137,26 @@ fn duplicate_names_are_rejected() {
 
 #[test]
 fn references_must_stay_inside_the_strategies_folder() {
-    for bad in ["../secret.toml", "/etc/passwd.toml", "attackers/../../x.toml", "attackers/x.txt"] {
-        let text = tournament("").replace("[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }", &format!("[[defenders]]\nuse = \"{bad}\""));
+    for bad in [
+        "../secret.toml",
+        "/etc/passwd.toml",
+        "attackers/../../x.toml",
+        "attackers/x.txt",
+    ] {
+        let text = tournament("").replace(
+            "[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }",
+            &format!("[[defenders]]\nuse = \"{bad}\""),
+        );
         assert!(error_of(&text).contains("relative path"), "{bad}");
     }
 }
 
 #[test]
 fn references_resolve_and_names_override() {
-    let text = tournament("").replace("[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }", "[[defenders]]\nuse = \"defenders/adversarial.toml\"\nname = \"adv2\"");
+    let text = tournament("").replace(
+        "[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }",
+        "[[defenders]]\nuse = \"defenders/adversarial.toml\"\nname = \"adv2\"",
+    );
     let plan = check_text(&text).unwrap();
     assert_eq!(plan.defenders[0].name, "adv2");
     assert_eq!(plan.defenders[0].strategy.kind(), "adversarial");

@@ -103,16 +103,10 @@ pub enum DataError {
     },
 
     #[error("cannot read {}: {source}", .path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 
     #[error("{} starts with the gzip magic bytes 1f 8b but is not valid gzip: {source}", .path.display())]
-    BadGzip {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    BadGzip { path: PathBuf, source: std::io::Error },
 
     #[error("{} decompresses to more than {limit} bytes, far beyond any IDX dataset", .path.display())]
     TooLarge { path: PathBuf, limit: u64 },
@@ -268,13 +262,7 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
 }
 
 /// Checks the magic number and that the file holds at least a full header.
-fn check_header(
-    bytes: &[u8],
-    file: &Path,
-    kind: &'static str,
-    magic: u32,
-    header_len: usize,
-) -> Result<(), DataError> {
+fn check_header(bytes: &[u8], file: &Path, kind: &'static str, magic: u32, header_len: usize) -> Result<(), DataError> {
     if bytes.is_empty() {
         return Err(DataError::Empty {
             path: file.to_path_buf(),
@@ -307,12 +295,7 @@ fn check_header(
 
 /// Compares the data length the header promises with what is there.
 /// `expected` is u128 so that absurd header counts cannot overflow.
-fn check_data_len(
-    file: &Path,
-    header: String,
-    expected: u128,
-    found: usize,
-) -> Result<(), DataError> {
+fn check_data_len(file: &Path, header: String, expected: u128, found: usize) -> Result<(), DataError> {
     let found_wide = found as u128;
     if found_wide < expected {
         return Err(DataError::Truncated {
@@ -335,10 +318,7 @@ fn check_data_len(
 
 /// Parses an IDX images file (already decompressed): returns the image
 /// count, rows, cols and the pixel bytes (`n * rows * cols` of them).
-pub fn parse_idx_images(
-    bytes: &[u8],
-    file: &Path,
-) -> Result<(usize, usize, usize, Vec<u8>), DataError> {
+pub fn parse_idx_images(bytes: &[u8], file: &Path) -> Result<(usize, usize, usize, Vec<u8>), DataError> {
     check_header(
         bytes,
         file,
@@ -441,9 +421,7 @@ fn load_split(images_path: &Path, labels_path: &Path) -> Result<Split, DataError
 /// also under the `train-images.idx3-ubyte` spelling.
 pub fn load_idx_dir(dir: &Path, name: &str) -> Result<Dataset, DataError> {
     if !dir.is_dir() {
-        return Err(DataError::FolderMissing {
-            dir: dir.to_path_buf(),
-        });
+        return Err(DataError::FolderMissing { dir: dir.to_path_buf() });
     }
     // Find all four before reading any, so a missing file is reported
     // without first spending a second on decompression.
@@ -482,9 +460,7 @@ pub fn search_dirs(name: &str) -> Vec<PathBuf> {
 /// The folder for a named dataset (`mnist` or `fashion-mnist`).
 pub fn resolve_named(name: &str) -> Result<PathBuf, DataError> {
     if !NAMED_DATASETS.contains(&name) {
-        return Err(DataError::UnknownName {
-            name: name.to_string(),
-        });
+        return Err(DataError::UnknownName { name: name.to_string() });
     }
     resolve_among(name, &search_dirs(name))
 }
@@ -493,11 +469,7 @@ pub fn resolve_named(name: &str) -> Result<PathBuf, DataError> {
 /// folder that exists at all, so that loading it reports precisely which
 /// file is missing rather than a vague "not found".
 fn resolve_among(name: &str, dirs: &[PathBuf]) -> Result<PathBuf, DataError> {
-    let complete = |dir: &PathBuf| {
-        IdxFile::ALL
-            .iter()
-            .all(|&which| find_idx_file(dir, which).is_ok())
-    };
+    let complete = |dir: &PathBuf| IdxFile::ALL.iter().all(|&which| find_idx_file(dir, which).is_ok());
     if let Some(dir) = dirs.iter().find(|d| complete(d)) {
         return Ok(dir.clone());
     }
@@ -711,16 +683,13 @@ mod tests {
         std::fs::rename(&tmp, &b).expect("rename");
         let err = load_idx_dir(dir.path(), "x").unwrap_err();
         match &err {
-            DataError::BadMagic {
-                expected, found, ..
-            } => assert_eq!((*expected, *found), (IMAGES_MAGIC, LABELS_MAGIC)),
+            DataError::BadMagic { expected, found, .. } => {
+                assert_eq!((*expected, *found), (IMAGES_MAGIC, LABELS_MAGIC))
+            }
             other => panic!("wrong error {other:?}"),
         }
         let msg = err.to_string();
-        assert!(
-            msg.contains("0x00000803") && msg.contains("0x00000801"),
-            "{msg}"
-        );
+        assert!(msg.contains("0x00000803") && msg.contains("0x00000801"), "{msg}");
         assert!(msg.contains("train-images-idx3-ubyte"), "{msg}");
         let err = parse_idx_labels(&images_bytes(1, 1, 1), Path::new("l")).unwrap_err();
         assert!(matches!(
@@ -801,21 +770,14 @@ mod tests {
         assert!(matches!(err, DataError::Truncated { .. }), "{err:?}");
         let mut lab = labels_bytes(&[1]);
         lab[4..8].copy_from_slice(&[0xff; 4]);
-        assert!(matches!(
-            parse_idx_labels(&lab, p),
-            Err(DataError::Truncated { .. })
-        ));
+        assert!(matches!(parse_idx_labels(&lab, p), Err(DataError::Truncated { .. })));
     }
 
     #[test]
     fn counts_must_agree() {
         let dir = tempdir();
         write_valid(dir.path(), false);
-        std::fs::write(
-            dir.path().join("train-labels-idx1-ubyte"),
-            labels_bytes(&[1, 2, 3, 4]),
-        )
-        .expect("write");
+        std::fs::write(dir.path().join("train-labels-idx1-ubyte"), labels_bytes(&[1, 2, 3, 4])).expect("write");
         let err = load_idx_dir(dir.path(), "x").unwrap_err();
         assert!(
             matches!(
@@ -829,10 +791,7 @@ mod tests {
             "{err:?}"
         );
         let msg = err.to_string();
-        assert!(
-            msg.contains("train-images") && msg.contains("train-labels"),
-            "{msg}"
-        );
+        assert!(msg.contains("train-images") && msg.contains("train-labels"), "{msg}");
     }
 
     #[test]
@@ -863,11 +822,7 @@ mod tests {
     fn image_sizes_must_agree() {
         let dir = tempdir();
         write_valid(dir.path(), false);
-        std::fs::write(
-            dir.path().join("t10k-images-idx3-ubyte"),
-            images_bytes(3, 3, 4),
-        )
-        .expect("write");
+        std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), images_bytes(3, 3, 4)).expect("write");
         let err = load_idx_dir(dir.path(), "x").unwrap_err();
         assert!(
             matches!(
@@ -888,14 +843,8 @@ mod tests {
     #[test]
     fn empty_files_and_zero_counts_are_reported() {
         let p = Path::new("f");
-        assert!(matches!(
-            parse_idx_images(&[], p),
-            Err(DataError::Empty { .. })
-        ));
-        assert!(matches!(
-            parse_idx_labels(&[], p),
-            Err(DataError::Empty { .. })
-        ));
+        assert!(matches!(parse_idx_images(&[], p), Err(DataError::Empty { .. })));
+        assert!(matches!(parse_idx_labels(&[], p), Err(DataError::Empty { .. })));
         assert!(matches!(
             parse_idx_images(&images_bytes(0, 28, 28), p),
             Err(DataError::Empty { .. })
@@ -918,10 +867,7 @@ mod tests {
         let gz = dir.path().join("e.gz");
         std::fs::write(&gz, gzip(&[])).expect("write");
         let bytes = read_maybe_gz(&gz).expect("empty gzip is valid gzip");
-        assert!(matches!(
-            parse_idx_labels(&bytes, &gz),
-            Err(DataError::Empty { .. })
-        ));
+        assert!(matches!(parse_idx_labels(&bytes, &gz), Err(DataError::Empty { .. })));
     }
 
     /// Every prefix, and random corruptions, of valid files: errors, never panics.
@@ -962,10 +908,7 @@ mod tests {
         let err = resolve_named("cifar").unwrap_err();
         assert!(matches!(err, DataError::UnknownName { .. }));
         let msg = err.to_string();
-        assert!(
-            msg.contains("mnist") && msg.contains("fashion-mnist"),
-            "{msg}"
-        );
+        assert!(msg.contains("mnist") && msg.contains("fashion-mnist"), "{msg}");
     }
 
     #[test]
@@ -986,10 +929,7 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains(&absent.display().to_string()), "{msg}");
         assert!(msg.contains(DATA_ENV), "{msg}");
-        assert!(
-            msg.contains("apt-get install dataset-fashion-mnist"),
-            "{msg}"
-        );
+        assert!(msg.contains("apt-get install dataset-fashion-mnist"), "{msg}");
     }
 
     #[test]
@@ -1004,10 +944,7 @@ mod tests {
     /// The real MNIST, when the shared datasets folder is present.
     #[test]
     fn loads_real_mnist_when_present() {
-        let dir = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/datasets/mnist"
-        ));
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/datasets/mnist"));
         if !dir.is_dir() {
             eprintln!("skipped: no MNIST at {}", dir.display());
             return;

@@ -126,10 +126,7 @@ impl Dataset {
     /// Keep the first `train` and `test` images of each split (error if
     /// larger than available, naming split, asked and available).
     pub fn truncate(self, train: usize, test: usize) -> Result<Dataset, DataError> {
-        for (split, asked, available) in [
-            ("train", train, self.train.len()),
-            ("test", test, self.test.len()),
-        ] {
+        for (split, asked, available) in [("train", train, self.train.len()), ("test", test, self.test.len())] {
             if asked > available {
                 return Err(DataError::NotEnoughImages {
                     dataset: self.name.clone(),
@@ -208,10 +205,7 @@ mod tests {
             other => panic!("wrong error {other:?}"),
         }
         let msg = err.to_string();
-        assert!(
-            msg.contains("test") && msg.contains('5') && msg.contains('4'),
-            "{msg}"
-        );
+        assert!(msg.contains("test") && msg.contains('5') && msg.contains('4'), "{msg}");
         assert!(matches!(
             d.truncate(7, 0),
             Err(DataError::NotEnoughImages { split: "train", .. })

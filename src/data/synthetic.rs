@@ -202,14 +202,7 @@ impl Style {
         // unit box on the origin, scale, shear x by y, rotate, translate.
         let (m00, m01) = (cos * sx, (cos * shear - sin) * sy);
         let (m10, m11) = (sin * sx, (sin * shear + cos) * sy);
-        let m = [
-            m00,
-            m01,
-            tx - 0.5 * (m00 + m01),
-            m10,
-            m11,
-            ty - 0.5 * (m10 + m11),
-        ];
+        let m = [m00, m01, tx - 0.5 * (m00 + m01), m10, m11, ty - 0.5 * (m10 + m11)];
         let mut wobble = [(0.0, 0.0, 0.0); 4];
         for w in &mut wobble {
             *w = (
@@ -379,10 +372,7 @@ mod tests {
         }
         // The border stays dark, like MNIST's padding, but for a rare
         // large, shifted digit.
-        assert!(
-            touching_border < 10,
-            "{touching_border} of 500 touch the border"
-        );
+        assert!(touching_border < 10, "{touching_border} of 500 touch the border");
         let mean: f32 = d.train.images.iter().sum::<f32>() / d.train.images.len() as f32;
         // MNIST's mean pixel is 0.13.
         assert!((0.05..0.25).contains(&mean), "mean pixel {mean}");
@@ -433,11 +423,7 @@ mod tests {
         let logits = |w: &[f32], b: &[f32; CLASSES], x: &[f32]| {
             let mut z = *b;
             for (k, zk) in z.iter_mut().enumerate() {
-                *zk += w[k * dim..(k + 1) * dim]
-                    .iter()
-                    .zip(x)
-                    .map(|(a, b)| a * b)
-                    .sum::<f32>();
+                *zk += w[k * dim..(k + 1) * dim].iter().zip(x).map(|(a, b)| a * b).sum::<f32>();
             }
             z
         };
@@ -450,11 +436,7 @@ mod tests {
                 let exp: Vec<f32> = z.iter().map(|v| (v - max).exp()).collect();
                 let sum: f32 = exp.iter().sum();
                 for k in 0..CLASSES {
-                    let target = if k == d.train.labels[i] as usize {
-                        1.0
-                    } else {
-                        0.0
-                    };
+                    let target = if k == d.train.labels[i] as usize { 1.0 } else { 0.0 };
                     let g = exp[k] / sum - target;
                     b[k] -= lr * g;
                     for (wk, xk) in w[k * dim..(k + 1) * dim].iter_mut().zip(x) {
@@ -467,8 +449,7 @@ mod tests {
             let correct = (0..s.len())
                 .filter(|&i| {
                     let z = logits(&w, &b, s.image(i));
-                    let best =
-                        (0..CLASSES).fold(0, |best, k| if z[k] > z[best] { k } else { best });
+                    let best = (0..CLASSES).fold(0, |best, k| if z[k] > z[best] { k } else { best });
                     best == s.labels[i] as usize
                 })
                 .count();

@@ -51,7 +51,10 @@ pub(crate) fn default_opt() -> Sgd {
 impl AdversarialConfig {
     pub fn validate(&self) -> Result<(), String> {
         if !(self.clean_ratio.is_finite() && self.clean_ratio >= 0.0) {
-            return Err(format!("`clean_ratio` must be a non-negative number, got {}", self.clean_ratio));
+            return Err(format!(
+                "`clean_ratio` must be a non-negative number, got {}",
+                self.clean_ratio
+            ));
         }
         validate_training(("epochs", self.epochs), self.batch, &self.optimizer)
     }
@@ -83,7 +86,15 @@ impl Defense for Adversarial {
         let (clean_x, clean_y) = sample_train(round.train, clean, rng);
         x.extend(clean_x);
         y.extend(clean_y);
-        train_epochs(model, &x, &y, self.config.epochs, self.config.batch, &self.config.optimizer, rng);
+        train_epochs(
+            model,
+            &x,
+            &y,
+            self.config.epochs,
+            self.config.batch,
+            &self.config.optimizer,
+            rng,
+        );
 
         for (image, &label) in round.crafted.chunks(dim).zip(round.crafted_labels) {
             self.buffer.push_back((image.to_vec(), label));

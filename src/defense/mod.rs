@@ -108,7 +108,15 @@ pub(crate) fn validate_training(epochs_or_steps: (&str, usize), batch: usize, op
 
 /// Plain minibatch SGD on cross-entropy: `epochs` passes over `(x, y)` in a
 /// fresh random order each. Returns the mean loss of the last epoch.
-pub fn train_epochs(model: &mut dyn Classifier, x: &[f32], y: &[u8], epochs: usize, batch: usize, opt: &Sgd, rng: &mut ChaCha8Rng) -> f32 {
+pub fn train_epochs(
+    model: &mut dyn Classifier,
+    x: &[f32],
+    y: &[u8],
+    epochs: usize,
+    batch: usize,
+    opt: &Sgd,
+    rng: &mut ChaCha8Rng,
+) -> f32 {
     let dim = model.input_dim();
     let mut order: Vec<usize> = (0..y.len()).collect();
     let mut last = 0.0;

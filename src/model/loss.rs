@@ -76,11 +76,7 @@ impl Loss for SoftCrossEntropy<'_> {
         let mut grad = softmax(logits, classes);
         let mut losses = Vec::with_capacity(logits.len() / classes);
         for (row, target) in grad.chunks_mut(classes).zip(self.targets.chunks(classes)) {
-            let loss: f32 = row
-                .iter()
-                .zip(target)
-                .map(|(p, t)| -t * p.max(1e-30).ln())
-                .sum();
+            let loss: f32 = row.iter().zip(target).map(|(p, t)| -t * p.max(1e-30).ln()).sum();
             losses.push(loss);
             for (g, t) in row.iter_mut().zip(target) {
                 *g -= t;
@@ -102,11 +98,7 @@ impl Loss for CwMargin<'_> {
     fn eval(&self, logits: &[f32], classes: usize) -> (Vec<f32>, Vec<f32>) {
         let mut grad = vec![0.0; logits.len()];
         let mut losses = Vec::with_capacity(self.labels.len());
-        for ((row, g), &y) in logits
-            .chunks(classes)
-            .zip(grad.chunks_mut(classes))
-            .zip(self.labels)
-        {
+        for ((row, g), &y) in logits.chunks(classes).zip(grad.chunks_mut(classes)).zip(self.labels) {
             let y = y as usize;
             let other = (0..classes)
                 .filter(|&j| j != y)
@@ -149,7 +141,10 @@ mod tests {
         let losses: Vec<Box<dyn Loss>> = vec![
             Box::new(CrossEntropy { labels: &labels }),
             Box::new(SoftCrossEntropy { targets: &targets }),
-            Box::new(CwMargin { labels: &labels, kappa: 50.0 }),
+            Box::new(CwMargin {
+                labels: &labels,
+                kappa: 50.0,
+            }),
         ];
         for loss in &losses {
             let (_, grad) = loss.eval(&logits, 4);
@@ -162,7 +157,11 @@ mod tests {
 
     #[test]
     fn margin_is_capped_at_kappa() {
-        let (loss, grad) = CwMargin { labels: &[0], kappa: 0.5 }.eval(&[0.0, 3.0], 2);
+        let (loss, grad) = CwMargin {
+            labels: &[0],
+            kappa: 0.5,
+        }
+        .eval(&[0.0, 3.0], 2);
         assert_eq!(loss, vec![0.5]);
         assert_eq!(grad, vec![0.0, 0.0]);
     }

@@ -104,15 +104,15 @@ impl ModelConfig {
     pub fn validate(&self, rows: usize, cols: usize) -> Result<(), String> {
         match self {
             ModelConfig::Mlp { hidden } => {
-                if hidden.iter().any(|&h| h == 0) {
+                if hidden.contains(&0) {
                     return Err("every entry of `hidden` must be at least 1".into());
                 }
             }
             ModelConfig::Cnn { channels, dense } => {
-                if channels.iter().any(|&c| c == 0) || *dense == 0 {
+                if channels.contains(&0) || *dense == 0 {
                     return Err("`channels` and `dense` must be at least 1".into());
                 }
-                if rows % 4 != 0 || cols % 4 != 0 {
+                if !rows.is_multiple_of(4) || !cols.is_multiple_of(4) {
                     return Err(format!(
                         "the cnn pools twice by 2, so image sides must be multiples of 4 (got {rows}x{cols})"
                     ));

@@ -122,9 +122,7 @@ impl Net {
             .flat_map(|l| l.parameter_shapes())
             .map(|(fan_in, cols)| {
                 let bound = 1.0 / (fan_in as f32).sqrt();
-                (0..fan_in * cols)
-                    .map(|_| rng.gen_range(-bound..bound))
-                    .collect()
+                (0..fan_in * cols).map(|_| rng.gen_range(-bound..bound)).collect()
             })
             .collect();
         Net::from_parts(Cpu::seed_from_u64(seed), layers, &host, input_dim, classes)
@@ -183,8 +181,7 @@ impl Net {
                 Layer::Dense { inp, out, relu } => {
                     let w = next().reshape_like(&(inp, out));
                     let b = next();
-                    let z = act.reshape_like(&(batch, inp)).matmul(w)
-                        + b.broadcast_like::<_, Axis<0>>(&(batch, out));
+                    let z = act.reshape_like(&(batch, inp)).matmul(w) + b.broadcast_like::<_, Axis<0>>(&(batch, out));
                     if relu {
                         z.relu()
                     } else {
@@ -218,7 +215,12 @@ impl Net {
 
     /// Forward and backward for `loss`, the loss gradient scaled by `scale`.
     /// Returns the logits, the per-example losses and the gradients.
-    fn backward(&self, x: &[f32], loss: &dyn Loss, scale: f32) -> (Vec<f32>, Vec<f32>, Gradients<f32, Cpu>, Matrix<NoneTape>) {
+    fn backward(
+        &self,
+        x: &[f32],
+        loss: &dyn Loss,
+        scale: f32,
+    ) -> (Vec<f32>, Vec<f32>, Gradients<f32, Cpu>, Matrix<NoneTape>) {
         let batch = self.batch_of(x);
         let x_leaf: Matrix<NoneTape> = self.dev.tensor_from_vec(x.to_vec(), (batch, self.input_dim));
         let params: Vec<Flat<Taped>> = self.params.iter().map(|p| p.clone().leaky_traced()).collect();
@@ -242,7 +244,13 @@ impl Net {
 /// Same-padded stride-1 convolution of `(pixels, cin)` activations by
 /// im2col: gather every pixel's `k x k` neighbourhood (the appended zero row
 /// stands for the padding), then one matmul with `(k*k*cin, cout)` weights.
-fn conv_same<Tp: Tape<f32, Cpu>>(dev: &Cpu, act: Matrix<Tp>, indices: Indices, weights: Matrix<Tp>, bias: Flat<Tp>) -> Matrix<Tp> {
+fn conv_same<Tp: Tape<f32, Cpu>>(
+    dev: &Cpu,
+    act: Matrix<Tp>,
+    indices: Indices,
+    weights: Matrix<Tp>,
+    bias: Flat<Tp>,
+) -> Matrix<Tp> {
     let (pixels, cin) = *act.shape();
     let (patch, cout) = *weights.shape();
     let zero_row = dev.zeros_like(&(1usize, cin)).retaped::<Tp>();
@@ -297,7 +305,17 @@ fn pool_indices(batch: usize, h: usize, w: usize) -> Vec<usize> {
 /// A direct same-padded convolution, NHWC, weights `(k, k, cin, cout)`: the
 /// reference the im2col path is tested against.
 #[allow(clippy::too_many_arguments)]
-pub fn naive_conv2d(x: &[f32], weights: &[f32], bias: &[f32], batch: usize, h: usize, w: usize, cin: usize, cout: usize, k: usize) -> Vec<f32> {
+pub fn naive_conv2d(
+    x: &[f32],
+    weights: &[f32],
+    bias: &[f32],
+    batch: usize,
+    h: usize,
+    w: usize,
+    cin: usize,
+    cout: usize,
+    k: usize,
+) -> Vec<f32> {
     let pad = (k / 2) as isize;
     let mut out = vec![0.0; batch * h * w * cout];
     for b in 0..batch {
@@ -363,7 +381,13 @@ impl Classifier for Net {
 
     fn boxed_clone(&self) -> Box<dyn Classifier> {
         // A fresh device: clones of a dfdx device would share one RNG.
-        let mut copy = Net::from_parts(Cpu::default(), self.layers.clone(), &self.host_parameters(), self.input_dim, self.classes);
+        let mut copy = Net::from_parts(
+            Cpu::default(),
+            self.layers.clone(),
+            &self.host_parameters(),
+            self.input_dim,
+            self.classes,
+        );
         copy.velocity = self.velocity.clone();
         Box::new(copy)
     }
@@ -420,7 +444,9 @@ mod tests {
         let n = idx.len();
         let t: Matrix<NoneTape> = dev.tensor_from_vec(x, (16, 1));
         let g: Matrix<NoneTape> = t.gather(dev.tensor_from_vec(idx, (n,)));
-        let pooled = g.reshape_like(&(4usize, 4usize, 1usize)).max::<(usize, usize), Axis<0>>();
+        let pooled = g
+            .reshape_like(&(4usize, 4usize, 1usize))
+            .max::<(usize, usize), Axis<0>>();
         assert_eq!(pooled.as_vec(), vec![5.0, 7.0, 13.0, 15.0]);
         drop(net);
     }
@@ -446,13 +472,25 @@ mod tests {
             up[i] += h;
             down[i] -= h;
             let numeric = (total(&net, &up) - total(&net, &down)) / (2.0 * h as f64);
-            assert!((numeric - dx[i] as f64).abs() < 2e-2 + 0.05 * numeric.abs(), "input {i}: numeric {numeric} vs {}", dx[i]);
+            assert!(
+                (numeric - dx[i] as f64).abs() < 2e-2 + 0.05 * numeric.abs(),
+                "input {i}: numeric {numeric} vs {}",
+                dx[i]
+            );
         }
         // Weight gradients: one SGD step with lr 1 and no momentum moves
         // each parameter by exactly minus its mean-loss gradient.
         let before = net.host_parameters();
         let mut stepped = Net::from_parts(Cpu::default(), net.layers.clone(), &before, net.input_dim, net.classes);
-        stepped.train_step(&x, &loss, &Sgd { lr: 1.0, momentum: 0.0, weight_decay: 0.0 });
+        stepped.train_step(
+            &x,
+            &loss,
+            &Sgd {
+                lr: 1.0,
+                momentum: 0.0,
+                weight_decay: 0.0,
+            },
+        );
         let after = stepped.host_parameters();
         for (t, (b, a)) in before.iter().zip(&after).enumerate() {
             for i in [0, b.len() / 2, b.len() - 1] {
@@ -464,7 +502,10 @@ mod tests {
                 let net_up = Net::from_parts(Cpu::default(), net.layers.clone(), &up, net.input_dim, net.classes);
                 let net_down = Net::from_parts(Cpu::default(), net.layers.clone(), &down, net.input_dim, net.classes);
                 let numeric = (total(&net_up, &x) - total(&net_down, &x)) / (2.0 * h as f64);
-                assert!((numeric - analytic).abs() < 2e-2 + 0.05 * numeric.abs(), "param {t}[{i}]: numeric {numeric} vs {analytic}");
+                assert!(
+                    (numeric - analytic).abs() < 2e-2 + 0.05 * numeric.abs(),
+                    "param {t}[{i}]: numeric {numeric} vs {analytic}"
+                );
             }
         }
     }
@@ -497,7 +538,11 @@ mod tests {
             let label = rng.gen_range(0..2u8);
             for p in 0..rows * cols {
                 let bright = (p < 8) == (label == 0);
-                x.push(if bright { rng.gen_range(0.5..1.0) } else { rng.gen_range(0.0..0.5) });
+                x.push(if bright {
+                    rng.gen_range(0.5..1.0)
+                } else {
+                    rng.gen_range(0.0..0.5)
+                });
             }
             y.push(label);
         }

@@ -21,7 +21,9 @@ fn points(v: Option<f64>) -> String {
 
 fn render(builder: Builder) -> String {
     let mut table = builder.build();
-    table.with(Style::rounded()).with(Modify::new(Columns::new(2..)).with(Alignment::right()));
+    table
+        .with(Style::rounded())
+        .with(Modify::new(Columns::new(2..)).with(Alignment::right()));
     table.to_string()
 }
 
@@ -61,7 +63,12 @@ pub fn leaderboards(summary: &Summary) -> String {
             .max_by(|x, y| x.1.cmp(y.1).then(y.0.cmp(x.0)))
             .map(|(attack, n)| format!("{attack} ({n})"))
             .unwrap_or_default();
-        attackers.push_record([(i + 1).to_string(), a.attacker.clone(), format!("{:.3}", a.mean_reward), favourite]);
+        attackers.push_record([
+            (i + 1).to_string(),
+            a.attacker.clone(),
+            format!("{:.3}", a.mean_reward),
+            favourite,
+        ]);
     }
     format!(
         "Defenders, ranked by robustness to unseen attacks (AURC unseen; final-round accuracies, mean over attackers)\n{}\n\nAttackers, ranked by mean reward (1 - zero-day accuracy)\n{}\n",

@@ -45,7 +45,10 @@ pub fn load_dataset(file: &TournamentFile) -> Result<Dataset> {
     let dataset = match d.dataset.as_str() {
         "synthetic-digits" => data::synthetic_digits(file.seed, d.train, d.test),
         "idx" => {
-            let path = d.path.as_deref().ok_or_else(|| Error::Usage("`data.path` is required for the idx dataset".into()))?;
+            let path = d
+                .path
+                .as_deref()
+                .ok_or_else(|| Error::Usage("`data.path` is required for the idx dataset".into()))?;
             data::load_idx_dir(path, "idx")?
         }
         named => data::load_idx_dir(&data::resolve_named(named)?, named)?,
@@ -68,7 +71,13 @@ pub fn eval_subset(test: &Split, size: usize, seed: u64) -> Split {
 
 /// Clean training before round 1. Depends only on the model, the pretraining
 /// settings, the data and the seed, so every defender of a model shares it.
-pub fn pretrain(model: &ModelConfig, settings: &PretrainConfig, train: &Split, classes: usize, seed: u64) -> Box<dyn Classifier> {
+pub fn pretrain(
+    model: &ModelConfig,
+    settings: &PretrainConfig,
+    train: &Split,
+    classes: usize,
+    seed: u64,
+) -> Box<dyn Classifier> {
     let key = serde_json::to_string(model).expect("model configs serialize");
     let mut net = model.init(train.rows, train.cols, classes, derived_seed(seed, path!["init", &key]));
     train_epochs(
@@ -84,14 +93,26 @@ pub fn pretrain(model: &ModelConfig, settings: &PretrainConfig, train: &Split, c
 }
 
 /// The run files an existing folder may hold, removed by `--force`.
-const RUN_FILES: &[&str] = &["config.toml", "manifest.json", "rounds.jsonl", "summary.json", "report.html"];
+const RUN_FILES: &[&str] = &[
+    "config.toml",
+    "manifest.json",
+    "rounds.jsonl",
+    "summary.json",
+    "report.html",
+];
 
 fn prepare_output(out: &Path, force: bool) -> Result<()> {
     if out.exists() {
         if !out.is_dir() {
-            return Err(Error::Usage(format!("--out {}: exists and is not a folder", out.display())));
+            return Err(Error::Usage(format!(
+                "--out {}: exists and is not a folder",
+                out.display()
+            )));
         }
-        let non_empty = std::fs::read_dir(out).map_err(Error::io(format!("reading {}", out.display())))?.next().is_some();
+        let non_empty = std::fs::read_dir(out)
+            .map_err(Error::io(format!("reading {}", out.display())))?
+            .next()
+            .is_some();
         if non_empty && !force {
             return Err(Error::Usage(format!(
                 "the output folder {} already exists; choose another with --out, or pass --force to replace its run files",
@@ -105,21 +126,31 @@ fn prepare_output(out: &Path, force: bool) -> Result<()> {
             }
         }
     }
-    std::fs::create_dir_all(out).map_err(|e| Error::Usage(format!("--out {}: cannot create the folder: {e}", out.display())))
+    std::fs::create_dir_all(out)
+        .map_err(|e| Error::Usage(format!("--out {}: cannot create the folder: {e}", out.display())))
 }
 
 /// Run every match of `plan`, writing the run folder. Bad input (data,
 /// output folder) is reported before anything is written.
-pub async fn run(plan: Plan, options: RunOptions, observer: Arc<dyn Observer>, cancel: Arc<AtomicBool>) -> Result<Summary> {
+pub async fn run(
+    plan: Plan,
+    options: RunOptions,
+    observer: Arc<dyn Observer>,
+    cancel: Arc<AtomicBool>,
+) -> Result<Summary> {
     let started = Instant::now();
     let plan = Arc::new(plan);
     let file = plan.file.clone();
     let dataset = {
         let file = file.clone();
-        tokio::task::spawn_blocking(move || load_dataset(&file)).await.expect("dataset loading does not panic")?
+        tokio::task::spawn_blocking(move || load_dataset(&file))
+            .await
+            .expect("dataset loading does not panic")?
     };
     prepare_output(&options.out, options.force)?;
-    let files = RunFiles { dir: options.out.clone() };
+    let files = RunFiles {
+        dir: options.out.clone(),
+    };
     let io = |what: &Path| Error::io(format!("writing {}", what.display()));
     record::write_atomic(&files.config(), plan.to_toml().as_bytes()).map_err(io(&files.config()))?;
     let mut manifest = Manifest {
@@ -142,9 +173,11 @@ pub async fn run(plan: Plan, options: RunOptions, observer: Arc<dyn Observer>, c
     let eval = Arc::new(eval_subset(&dataset.test, file.sizes.eval, file.seed));
     let pretrained: Arc<dyn Classifier> = {
         let (file, dataset) = (file.clone(), dataset.clone());
-        let net = tokio::task::spawn_blocking(move || pretrain(&file.model, &file.pretrain, &dataset.train, dataset.classes, file.seed))
-            .await
-            .expect("pretraining does not panic");
+        let net = tokio::task::spawn_blocking(move || {
+            pretrain(&file.model, &file.pretrain, &dataset.train, dataset.classes, file.seed)
+        })
+        .await
+        .expect("pretraining does not panic");
         Arc::from(net)
     };
     let pretrain_s = pretrain_started.elapsed().as_secs_f64();
@@ -156,7 +189,11 @@ pub async fn run(plan: Plan, options: RunOptions, observer: Arc<dyn Observer>, c
     let semaphore = Arc::new(tokio::sync::Semaphore::new(options.jobs.max(1)));
     let mut handles = Vec::new();
     for m in plan.matches() {
-        let permit = semaphore.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let permit = semaphore
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         if cancel.load(Ordering::SeqCst) {
             break;
         }

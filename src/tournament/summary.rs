@@ -86,9 +86,12 @@ pub fn summarize(name: &str, seed: u64, rows: &[RoundRow], timing: RunTiming) ->
         })
         .collect();
     defenders.sort_by(|a, b| {
-            let key = |d: &DefenderSummary| (d.aurc_unseen.unwrap_or(f64::NEG_INFINITY), d.aurc_seen);
-            key(b).partial_cmp(&key(a)).unwrap_or(std::cmp::Ordering::Equal).then_with(|| a.defender.cmp(&b.defender))
-        });
+        let key = |d: &DefenderSummary| (d.aurc_unseen.unwrap_or(f64::NEG_INFINITY), d.aurc_seen);
+        key(b)
+            .partial_cmp(&key(a))
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| a.defender.cmp(&b.defender))
+    });
 
     let mut attackers: Vec<AttackerSummary> = attacker_names
         .iter()
@@ -108,7 +111,11 @@ pub fn summarize(name: &str, seed: u64, rows: &[RoundRow], timing: RunTiming) ->
             }
         })
         .collect();
-    attackers.sort_by(|a, b| b.mean_reward.total_cmp(&a.mean_reward).then_with(|| a.attacker.cmp(&b.attacker)));
+    attackers.sort_by(|a, b| {
+        b.mean_reward
+            .total_cmp(&a.mean_reward)
+            .then_with(|| a.attacker.cmp(&b.attacker))
+    });
 
     Summary {
         schema_version: SCHEMA_VERSION,

@@ -1,0 +1,245 @@
+//! The command line, end to end.
+
+mod common;
+
+use common::{redqueen, strategies, tiny_tournament, without_timing};
+use predicates::prelude::*;
+
+#[test]
+fn run_quick_writes_every_file_and_prints_the_leaderboards() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    redqueen()
+        .args(["run", "--quick", "--jobs", "2", "--out"])
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Defenders, ranked by"))
+        .stdout(predicate::str::contains("pgd-at"))
+        .stdout(predicate::str::contains("Attackers, ranked by mean reward"));
+    for file in ["config.toml", "manifest.json", "rounds.jsonl", "summary.json"] {
+        assert!(out.join(file).exists(), "{file} missing");
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["status"], "complete");
+    assert_eq!(manifest["schema_version"], 1);
+    // 2 attackers x 3 defenders x 3 quick rounds.
+    let rows = std::fs::read_to_string(out.join("rounds.jsonl")).unwrap();
+    assert_eq!(rows.lines().count(), 18);
+    let row: serde_json::Value = serde_json::from_str(rows.lines().next().unwrap()).unwrap();
+    for key in [
+        "zero_day_acc",
+        "clean_acc",
+        "seen_acc",
+        "seen_worst",
+        "unseen_acc",
+        "unseen_worst",
+        "unseen_mean",
+        "gap",
+        "stale_acc",
+        "stale_inflation",
+        "wrong_confidence",
+        "timing",
+    ] {
+        assert!(row.get(key).is_some(), "rows lack {key}");
+    }
+    // The resolved config reruns as it is.
+    redqueen().arg("check").arg(out.join("config.toml")).assert().success();
+}
+
+#[test]
+fn results_do_not_depend_on_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    for (out, jobs) in [(&one, "1"), (&two, "2")] {
+        redqueen()
+            .args(["run", "--quick", "--jobs", jobs, "--out"])
+            .arg(out)
+            .assert()
+            .success();
+    }
+    for file in ["rounds.jsonl", "summary.json"] {
+        assert_eq!(
+            without_timing(&one.join(file)),
+            without_timing(&two.join(file)),
+            "{file} differs between --jobs 1 and 2"
+        );
+    }
+}
+
+#[test]
+fn rerunning_the_resolved_config_reproduces_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tiny_tournament(dir.path(), "[[defenders]]\nuse = \"defenders/adversarial.toml\"");
+    // `use` needs the strategies folder: run from a copy of the file beside it.
+    let tournaments = dir.path().join("strategies/tournaments");
+    std::fs::create_dir_all(&tournaments).unwrap();
+    copy_dir(
+        &strategies().join("defenders"),
+        &dir.path().join("strategies/defenders"),
+    );
+    let file_in_place = tournaments.join("tiny.toml");
+    std::fs::rename(&file, &file_in_place).unwrap();
+    let first = dir.path().join("first");
+    redqueen()
+        .arg("run")
+        .arg(&file_in_place)
+        .arg("--out")
+        .arg(&first)
+        .assert()
+        .success();
+    let second = dir.path().join("second");
+    redqueen()
+        .arg("run")
+        .arg(first.join("config.toml"))
+        .arg("--out")
+        .arg(&second)
+        .assert()
+        .success();
+    for f in ["rounds.jsonl", "summary.json"] {
+        assert_eq!(without_timing(&first.join(f)), without_timing(&second.join(f)));
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn check_accepts_every_shipped_tournament() {
+    for entry in std::fs::read_dir(strategies().join("tournaments")).unwrap() {
+        redqueen()
+            .arg("check")
+            .arg(entry.unwrap().path())
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("ok"));
+    }
+}
+
+#[test]
+fn check_names_the_broken_key_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tiny_tournament(
+        dir.path(),
+        "[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }",
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let cases = [
+        (text.replace("rounds = 2", "rounds = 2\nrouns = 4"), "rouns"),
+        (text.replace("rounds = 2", "rounds = 0"), "`rounds`"),
+        (text.replace("rounds = 2", "rounds = \"two\""), "rounds"),
+        (text.replace("kind = \"standard\"", "kind = \"magic\""), "magic"),
+        (
+            text.replace(
+                "eps = 0.1, steps = 5 }]\n\n[[attackers]]",
+                "eps = 0.5, steps = 5 }]\n\n[[attackers]]",
+            ),
+            "rules.linf",
+        ),
+        (text.replace("eval = 60", "eval = 6000"), "sizes.eval"),
+        (text.replace("name = \"tiny\"", "name = [1"), "line"),
+    ];
+    for (broken, expected) in cases {
+        std::fs::write(&file, &broken).unwrap();
+        redqueen()
+            .arg("check")
+            .arg(&file)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(expected))
+            .stderr(predicate::str::contains("tiny.toml"))
+            .stderr(predicate::str::contains("panicked").not());
+    }
+}
+
+#[test]
+fn a_missing_file_and_bad_flags_exit_2() {
+    redqueen()
+        .args(["check", "no/such/file.toml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no/such/file.toml"));
+    redqueen()
+        .args(["run", "--jobs", "0", "--quick"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--jobs"));
+    redqueen().args(["run", "--bogus"]).assert().code(2);
+}
+
+#[test]
+fn an_existing_output_folder_is_refused_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().join("keep.txt");
+    std::fs::write(&keep, "precious").unwrap();
+    let file = tiny_tournament(
+        dir.path(),
+        "[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }",
+    );
+    redqueen()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--force"));
+    assert_eq!(std::fs::read_to_string(&keep).unwrap(), "precious");
+    assert!(!dir.path().join("rounds.jsonl").exists());
+}
+
+#[test]
+fn a_missing_dataset_exits_2_before_writing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tiny_tournament(
+        dir.path(),
+        "[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }",
+    );
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "dataset = \"synthetic-digits\"",
+        "dataset = \"idx\"\npath = \"no-such-folder\"",
+    );
+    std::fs::write(&file, text).unwrap();
+    let out = dir.path().join("out");
+    redqueen()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no-such-folder"));
+    assert!(
+        !out.exists(),
+        "a results folder was created for a run that never started"
+    );
+}
+
+#[test]
+fn list_names_everything_registered() {
+    let assert = redqueen().arg("list").assert().success();
+    let out = String::from_utf8(assert.get_output().stdout.clone()).unwrap();
+    for attack in redqueen::attack::ATTACKS {
+        assert!(out.contains(attack.family), "list lacks {}", attack.family);
+    }
+    let tables: [&[(&str, &str)]; 4] = [
+        redqueen::agent::POLICIES,
+        redqueen::defense::DEFENSES,
+        redqueen::model::MODELS,
+        redqueen::config::DATASETS,
+    ];
+    for table in tables {
+        for (name, _) in table {
+            assert!(out.contains(name), "list lacks {name}");
+        }
+    }
+    for (path, _) in redqueen::config::builtin::STRATEGIES {
+        assert!(out.contains(path), "list lacks {path}");
+    }
+}

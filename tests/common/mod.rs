@@ -1,0 +1,86 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+pub fn redqueen() -> Command {
+    Command::cargo_bin("redqueen").expect("the binary is built")
+}
+
+/// The repository's `strategies/` folder.
+pub fn strategies() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("strategies")
+}
+
+/// `rounds.jsonl` or `summary.json` with every `timing` value removed.
+pub fn without_timing(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let strip = |mut v: serde_json::Value| {
+        if let Some(map) = v.as_object_mut() {
+            map.remove("timing");
+        }
+        v.to_string()
+    };
+    if path.extension().is_some_and(|e| e == "jsonl") {
+        text.lines()
+            .map(|l| strip(serde_json::from_str(l).expect("valid json line")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        strip(serde_json::from_str(&text).expect("valid json"))
+    }
+}
+
+/// A tiny tournament for fast end-to-end tests, written to `dir`.
+pub fn tiny_tournament(dir: &Path, defenders: &str) -> PathBuf {
+    let text = format!(
+        r#"# A tiny tournament for tests.
+name = "tiny"
+seed = 3
+rounds = 2
+
+[data]
+dataset = "synthetic-digits"
+train = 600
+test = 200
+
+[sizes]
+eval = 60
+craft = 48
+
+[model]
+kind = "mlp"
+hidden = [64]
+
+[pretrain]
+epochs = 3
+
+[rules]
+linf = 0.1
+l2 = 2.0
+
+[[attackers]]
+name = "fixed"
+policy = {{ kind = "fixed" }}
+repertoire = [{{ family = "pgd", eps = 0.1, steps = 5 }}]
+
+[[attackers]]
+name = "bandit"
+policy = {{ kind = "bandit", algorithm = "ucb1" }}
+repertoire = [{{ family = "pgd", eps = 0.1, steps = 5 }}, {{ family = "fgsm", eps = 0.1 }}]
+
+{defenders}
+
+[[unseen]]
+family = "pgd"
+norm = "l2"
+eps = 2.0
+steps = 5
+"#
+    );
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, text).expect("writable temp dir");
+    path
+}
