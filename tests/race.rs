@@ -54,24 +54,41 @@ fn the_default_tournament_shows_the_race() {
     let out = dir.path().join("default");
     redqueen().args(["run", "--out"]).arg(&out).assert().success();
     let rows = rows(&out);
-    let of = |defender: &str| -> Vec<&serde_json::Value> { rows.iter().filter(|r| r["defender"] == defender).collect() };
+    let of =
+        |defender: &str| -> Vec<&serde_json::Value> { rows.iter().filter(|r| r["defender"] == defender).collect() };
     let f = |r: &serde_json::Value, key: &str| r[key].as_f64().unwrap();
 
     // `standard` is broken in every round, by every attacker.
     for r in of("standard") {
-        assert!(f(r, "zero_day_acc") < 0.15, "standard zero-day {}", f(r, "zero_day_acc"));
+        assert!(
+            f(r, "zero_day_acc") < 0.15,
+            "standard zero-day {}",
+            f(r, "zero_day_acc")
+        );
     }
     for attacker in ["pgd-linf", "bandit-linf"] {
-        let adversarial: Vec<_> = of("adversarial").into_iter().filter(|r| r["attacker"] == attacker).collect();
+        let adversarial: Vec<_> = of("adversarial")
+            .into_iter()
+            .filter(|r| r["attacker"] == attacker)
+            .collect();
         let (first, last) = (adversarial[0], adversarial[adversarial.len() - 1]);
         // It learns what it is hit with...
-        assert!(f(last, "seen_worst") > f(first, "seen_worst") + 0.15, "{attacker}: seen_worst does not climb");
+        assert!(
+            f(last, "seen_worst") > f(first, "seen_worst") + 0.15,
+            "{attacker}: seen_worst does not climb"
+        );
         // ...and that does not carry over to what it has not seen.
-        assert!(f(last, "unseen_worst") < f(last, "seen_worst") - 0.15, "{attacker}: no generalization gap");
+        assert!(
+            f(last, "unseen_worst") < f(last, "seen_worst") - 0.15,
+            "{attacker}: no generalization gap"
+        );
         // A replay of stale examples flatters every retrained defender.
         for defender in ["adversarial", "pgd-at"] {
             let last = of(defender).into_iter().rfind(|r| r["attacker"] == attacker).unwrap();
-            assert!(f(last, "stale_acc") > f(last, "seen_worst"), "{defender}: stale does not exceed seen");
+            assert!(
+                f(last, "stale_acc") > f(last, "seen_worst"),
+                "{defender}: stale does not exceed seen"
+            );
         }
     }
 }
