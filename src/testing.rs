@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use crate::config::PretrainConfig;
 use crate::data::synthetic_digits;
-use crate::model::{Classifier, ModelConfig, Sgd};
+use crate::model::{Classifier, Engine, ModelConfig, Sgd};
 use crate::tournament::pretrain;
 
 pub struct SyntheticFixture {

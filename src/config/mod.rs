@@ -14,7 +14,7 @@ use crate::agent::{AttackerConfig, PolicyConfig};
 use crate::attack::{AttackConfig, Norm, ThreatModel};
 use crate::defense::{DefenderConfig, DefenseConfig};
 use crate::error::{Error, Result};
-use crate::model::{ModelConfig, Sgd};
+use crate::model::{Engine, ModelConfig, Sgd};
 
 /// A tournament file as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +24,9 @@ pub struct TournamentFile {
     #[serde(default)]
     pub seed: u64,
     pub rounds: usize,
+    /// The engine models run on: `native` (default) or `dfdx`.
+    #[serde(default)]
+    pub engine: Engine,
     pub data: DataConfig,
     #[serde(default)]
     pub sizes: Sizes,

@@ -4,12 +4,16 @@
 //! logits, the input gradient of a loss, and a training step. An engine can
 //! be replaced behind it without touching any of them.
 
+pub mod arch;
+pub mod kernels;
 pub mod loss;
+mod native;
 mod net;
 
 use serde::{Deserialize, Serialize};
 
 pub use loss::{argmax_rows, softmax, CrossEntropy, CwMargin, Loss, SoftCrossEntropy};
+pub use native::Native;
 pub use net::{naive_conv2d, Net};
 
 /// A differentiable image classifier over flattened images.
@@ -93,11 +97,24 @@ pub const MODELS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Which engine runs a model. Both compute the same functions (tests hold
+/// them to agree); `native` is the fast one, `dfdx` the general reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    #[default]
+    Native,
+    Dfdx,
+}
+
 impl ModelConfig {
     /// A freshly initialized model for `rows x cols` images, its weights drawn
-    /// from `seed`.
-    pub fn init(&self, rows: usize, cols: usize, classes: usize, seed: u64) -> Box<dyn Classifier> {
-        Box::new(Net::new(self, rows, cols, classes, seed))
+    /// from `seed` (the same weights on either engine).
+    pub fn init(&self, engine: Engine, rows: usize, cols: usize, classes: usize, seed: u64) -> Box<dyn Classifier> {
+        match engine {
+            Engine::Native => Box::new(Native::new(self, rows, cols, classes, seed)),
+            Engine::Dfdx => Box::new(Net::new(self, rows, cols, classes, seed)),
+        }
     }
 
     /// Why this configuration cannot be built, if it cannot.

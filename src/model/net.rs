@@ -10,42 +10,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use dfdx::prelude::*;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
+use super::arch::{self, Layer};
 use super::{Classifier, Loss, ModelConfig, Sgd};
 
 type Matrix<Tp> = Tensor<(usize, usize), f32, Cpu, Tp>;
 type Flat<Tp> = Tensor<(usize,), f32, Cpu, Tp>;
 type Indices = Tensor<(usize,), usize, Cpu>;
 type Taped = OwnedTape<f32, Cpu>;
-
-#[derive(Clone, Copy, Debug)]
-enum Layer {
-    /// `x W + b`, `W` stored `(inp, out)`, optionally followed by ReLU.
-    Dense { inp: usize, out: usize, relu: bool },
-    /// Same-padded, stride-1 `k x k` convolution followed by ReLU, NHWC.
-    Conv {
-        h: usize,
-        w: usize,
-        cin: usize,
-        cout: usize,
-        k: usize,
-    },
-    /// 2x2 max-pooling with stride 2.
-    Pool { h: usize, w: usize, c: usize },
-}
-
-impl Layer {
-    /// Shapes of its parameters, as (rows, cols) with fan-in = rows.
-    fn parameter_shapes(&self) -> Vec<(usize, usize)> {
-        match *self {
-            Layer::Dense { inp, out, .. } => vec![(inp, out), (1, out)],
-            Layer::Conv { cin, cout, k, .. } => vec![(k * k * cin, cout), (1, cout)],
-            Layer::Pool { .. } => vec![],
-        }
-    }
-}
 
 /// A network on the dfdx CPU device.
 pub struct Net {
@@ -62,70 +34,15 @@ pub struct Net {
 
 impl Net {
     pub fn new(config: &ModelConfig, rows: usize, cols: usize, classes: usize, seed: u64) -> Net {
-        let input_dim = rows * cols;
-        let layers = match config {
-            ModelConfig::Mlp { hidden } => {
-                let mut layers = Vec::new();
-                let mut inp = input_dim;
-                for &out in hidden {
-                    layers.push(Layer::Dense { inp, out, relu: true });
-                    inp = out;
-                }
-                layers.push(Layer::Dense {
-                    inp,
-                    out: classes,
-                    relu: false,
-                });
-                layers
-            }
-            ModelConfig::Cnn { channels, dense } => {
-                let [c1, c2] = *channels;
-                let (h2, w2) = (rows / 2, cols / 2);
-                vec![
-                    Layer::Conv {
-                        h: rows,
-                        w: cols,
-                        cin: 1,
-                        cout: c1,
-                        k: 5,
-                    },
-                    Layer::Pool {
-                        h: rows,
-                        w: cols,
-                        c: c1,
-                    },
-                    Layer::Conv {
-                        h: h2,
-                        w: w2,
-                        cin: c1,
-                        cout: c2,
-                        k: 5,
-                    },
-                    Layer::Pool { h: h2, w: w2, c: c2 },
-                    Layer::Dense {
-                        inp: (h2 / 2) * (w2 / 2) * c2,
-                        out: *dense,
-                        relu: true,
-                    },
-                    Layer::Dense {
-                        inp: *dense,
-                        out: classes,
-                        relu: false,
-                    },
-                ]
-            }
-        };
-        // PyTorch's default initialization: uniform in +-1/sqrt(fan_in).
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let host: Vec<Vec<f32>> = layers
-            .iter()
-            .flat_map(|l| l.parameter_shapes())
-            .map(|(fan_in, cols)| {
-                let bound = 1.0 / (fan_in as f32).sqrt();
-                (0..fan_in * cols).map(|_| rng.gen_range(-bound..bound)).collect()
-            })
-            .collect();
-        Net::from_parts(Cpu::seed_from_u64(seed), layers, &host, input_dim, classes)
+        let layers = arch::layers(config, rows, cols, classes);
+        let host = arch::init_parameters(&layers, seed);
+        Net::from_parts(Cpu::seed_from_u64(seed), layers, &host, rows * cols, classes)
+    }
+
+    /// A network with the given parameters (as `parameters()` lists them).
+    #[cfg(test)]
+    pub(crate) fn with_parameters(layers: Vec<Layer>, host: &[Vec<f32>], input_dim: usize, classes: usize) -> Net {
+        Net::from_parts(Cpu::default(), layers, host, input_dim, classes)
     }
 
     fn from_parts(dev: Cpu, layers: Vec<Layer>, host: &[Vec<f32>], input_dim: usize, classes: usize) -> Net {
@@ -161,8 +78,8 @@ impl Net {
             .entry((layer, batch))
             .or_insert_with(|| {
                 let idx = match self.layers[layer] {
-                    Layer::Conv { h, w, k, .. } => conv_indices(batch, h, w, k),
-                    Layer::Pool { h, w, .. } => pool_indices(batch, h, w),
+                    Layer::Conv { h, w, k, .. } => arch::conv_indices(batch, h, w, k),
+                    Layer::Pool { h, w, .. } => arch::pool_indices(batch, h, w),
                     Layer::Dense { .. } => unreachable!("dense layers gather nothing"),
                 };
                 let len = idx.len();
@@ -257,49 +174,6 @@ fn conv_same<Tp: Tape<f32, Cpu>>(
     let padded = (act, zero_row).concat_along(Axis::<0>);
     let columns: Matrix<Tp> = padded.gather(indices);
     columns.reshape_like(&(pixels, patch)).matmul(weights) + bias.broadcast_like::<_, Axis<0>>(&(pixels, cout))
-}
-
-/// im2col gather indices for a same-padded `k x k` convolution over `batch`
-/// images of `h x w` pixels; `batch * h * w` is the zero row.
-fn conv_indices(batch: usize, h: usize, w: usize, k: usize) -> Vec<usize> {
-    let pad = (k / 2) as isize;
-    let zero_row = batch * h * w;
-    let mut idx = Vec::with_capacity(batch * h * w * k * k);
-    for b in 0..batch {
-        for oy in 0..h as isize {
-            for ox in 0..w as isize {
-                for ky in 0..k as isize {
-                    for kx in 0..k as isize {
-                        let (iy, ix) = (oy + ky - pad, ox + kx - pad);
-                        idx.push(if iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize {
-                            b * h * w + iy as usize * w + ix as usize
-                        } else {
-                            zero_row
-                        });
-                    }
-                }
-            }
-        }
-    }
-    idx
-}
-
-/// Gather indices for 2x2 max-pooling: the four candidates of every output
-/// pixel, candidate-major so that a `(4, pixels, c)` reshape lines them up.
-fn pool_indices(batch: usize, h: usize, w: usize) -> Vec<usize> {
-    let (oh, ow) = (h / 2, w / 2);
-    let mut idx = Vec::with_capacity(4 * batch * oh * ow);
-    for q in 0..4 {
-        let (dy, dx) = (q / 2, q % 2);
-        for b in 0..batch {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    idx.push(b * h * w + (2 * oy + dy) * w + 2 * ox + dx);
-                }
-            }
-        }
-    }
-    idx
 }
 
 /// A direct same-padded convolution, NHWC, weights `(k, k, cin, cout)`: the
@@ -400,7 +274,10 @@ impl Classifier for Net {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::arch::{conv_indices, pool_indices};
     use crate::model::{accuracy, CrossEntropy};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
 
     fn random(n: usize, seed: u64) -> Vec<f32> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);

@@ -13,7 +13,7 @@ use crate::config::{Plan, PretrainConfig, TournamentFile};
 use crate::data::{self, Dataset, Split};
 use crate::defense::train_epochs;
 use crate::error::{Error, Result};
-use crate::model::{Classifier, ModelConfig};
+use crate::model::{kernels, Classifier, Engine, ModelConfig};
 use crate::path;
 use crate::record::{self, Manifest, RoundRow, RowLog, RunFiles, RunTiming, Status, Summary, SCHEMA_VERSION};
 use crate::rng::{derived_seed, stream};
@@ -73,13 +73,14 @@ pub fn eval_subset(test: &Split, size: usize, seed: u64) -> Split {
 /// settings, the data and the seed, so every defender of a model shares it.
 pub fn pretrain(
     model: &ModelConfig,
+    engine: Engine,
     settings: &PretrainConfig,
     train: &Split,
     classes: usize,
     seed: u64,
 ) -> Box<dyn Classifier> {
-    let key = serde_json::to_string(model).expect("model configs serialize");
-    let mut net = model.init(train.rows, train.cols, classes, derived_seed(seed, path!["init", &key]));
+    let key = serde_json::to_string(&(model, engine)).expect("model configs serialize");
+    let mut net = model.init(engine, train.rows, train.cols, classes, derived_seed(seed, path!["init", &key]));
     train_epochs(
         net.as_mut(),
         &train.images,
@@ -166,6 +167,11 @@ pub async fn run(
     };
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
 
+    // Cores are shared out: matches run side by side, each model's matrix
+    // multiplies use the cores left per match.
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    kernels::set_threads(cores / options.jobs.max(1));
+
     // Pretraining, once for the tournament's model.
     observer.pretraining();
     let pretrain_started = Instant::now();
@@ -174,7 +180,7 @@ pub async fn run(
     let pretrained: Arc<dyn Classifier> = {
         let (file, dataset) = (file.clone(), dataset.clone());
         let net = tokio::task::spawn_blocking(move || {
-            pretrain(&file.model, &file.pretrain, &dataset.train, dataset.classes, file.seed)
+            pretrain(&file.model, file.engine, &file.pretrain, &dataset.train, dataset.classes, file.seed)
         })
         .await
         .expect("pretraining does not panic");
