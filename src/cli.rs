@@ -43,6 +43,21 @@ enum Command {
         /// The tournament file.
         file: PathBuf,
     },
+    /// Time the engine on the workloads of the PyTorch baseline.
+    Bench {
+        /// Also write the results as JSON (the keys compare.py reads).
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Threads (default: the number of cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Fewer repetitions.
+        #[arg(long)]
+        quick: bool,
+        /// Leave out the CNN items.
+        #[arg(long)]
+        skip_cnn: bool,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -73,6 +88,26 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Run(args) => run_tournament(args),
         Command::List => {
             print!("{}", list());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            json,
+            threads,
+            quick,
+            skip_cnn,
+        } => {
+            let threads = match threads {
+                Some(0) => return Err(Error::Usage("--threads must be at least 1".into()).into()),
+                Some(t) => t,
+                None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            };
+            let report = crate::bench::run(threads, quick, skip_cnn)?;
+            print!("{}", crate::bench::table(&report));
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&report)?;
+                crate::record::write_atomic(&path, text.as_bytes())
+                    .map_err(Error::io(format!("writing {}", path.display())))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { file } => {

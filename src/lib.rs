@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod arena;
 pub mod attack;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;

@@ -28,6 +28,7 @@ pub fn trained_mlp() -> &'static SyntheticFixture {
         };
         let model = pretrain(
             &ModelConfig::Mlp { hidden: vec![128] },
+            Engine::Native,
             &settings,
             &data.train,
             data.classes,

@@ -20,10 +20,14 @@ pub fn threads() -> usize {
     THREADS.load(Ordering::Relaxed)
 }
 
-fn parallelism() -> Parallelism {
+/// Products smaller than this many multiply-adds run on one thread: waking
+/// another costs more than it saves.
+const PARALLEL_MIN_MACS: usize = 1 << 21;
+
+fn parallelism(macs: usize) -> Parallelism {
     match threads() {
-        1 => Parallelism::None,
-        n => Parallelism::Rayon(n),
+        n if n > 1 && macs >= PARALLEL_MIN_MACS => Parallelism::Rayon(n),
+        _ => Parallelism::None,
     }
 }
 
@@ -105,7 +109,7 @@ pub fn matmul(dst: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool) {
             false,
             false,
             false,
-            parallelism(),
+            parallelism(m * n * k),
         );
     }
 }

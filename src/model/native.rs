@@ -9,7 +9,7 @@
 use std::sync::Mutex;
 
 use super::arch::{self, Layer};
-use super::kernels::{for_chunks, matmul, View};
+use super::kernels::{self, for_chunks, matmul, View};
 use super::{Classifier, Loss, ModelConfig, Sgd};
 
 /// A pad entry in a convolution template.
@@ -41,6 +41,21 @@ struct Workspace {
     grad_in: Vec<f32>,
     grad_columns: Vec<f32>,
     param_grads: Vec<Vec<f32>>,
+    /// Transposed copies of the weight matrices (by parameter index), while
+    /// `transposed_valid`: a matmul by a transposed view is up to twice as
+    /// slow, and attacks take many input gradients between weight updates.
+    transposed: Vec<Vec<f32>>,
+    transposed_valid: bool,
+}
+
+/// `W^T` of parameter `p` (a `rows x cols` matrix) as a view: from the
+/// transposed cache where it is valid, else a transposed view of `w`.
+fn weight_t<'a>(transposed: &'a [Vec<f32>], valid: bool, w: &'a [f32], p: usize, rows: usize, cols: usize) -> View<'a> {
+    if valid {
+        View::new(&transposed[p], cols, rows)
+    } else {
+        View::new(w, rows, cols).t()
+    }
 }
 
 fn resize(buffer: &mut Vec<f32>, len: usize) {
@@ -126,14 +141,16 @@ impl Native {
                         true,
                     );
                     p += 2;
-                    relu_in_place(output);
+                    if !matches!(self.layers.get(i + 1), Some(Layer::Pool { .. })) {
+                        relu_in_place(output);
+                    }
                 }
                 Layer::Pool { h, w, c } => {
                     let out_len = batch * (h / 2) * (w / 2) * c;
                     resize(output, out_len);
                     let argmax = &mut ws.argmax[i];
                     argmax.resize(out_len, 0);
-                    max_pool(input, output, argmax, h, w, c);
+                    max_pool_relu(input, output, argmax, h, w, c);
                 }
             }
         }
@@ -174,7 +191,7 @@ impl Native {
                         matmul(
                             &mut ws.grad_in,
                             View::new(&ws.grad, batch, out),
-                            View::new(&self.params[p], inp, out).t(),
+                            weight_t(&ws.transposed, ws.transposed_valid, &self.params[p], p, inp, out),
                             false,
                         );
                         std::mem::swap(&mut ws.grad, &mut ws.grad_in);
@@ -200,7 +217,7 @@ impl Native {
                         matmul(
                             &mut ws.grad_columns,
                             View::new(&ws.grad, pixels, cout),
-                            View::new(&self.params[p], patch, cout).t(),
+                            weight_t(&ws.transposed, ws.transposed_valid, &self.params[p], p, patch, cout),
                             false,
                         );
                         resize(&mut ws.grad_in, pixels * cin);
@@ -215,6 +232,22 @@ impl Native {
                 }
             }
         }
+    }
+
+    /// Refresh the transposed weights (once per weight update).
+    fn transpose_weights(&self, ws: &mut Workspace) {
+        if ws.transposed_valid {
+            return;
+        }
+        ws.transposed.resize_with(self.params.len(), Vec::new);
+        let mut p = 0;
+        for layer in &self.layers {
+            for (rows, cols) in layer.parameter_shapes().into_iter().take(1) {
+                transpose_into(&self.params[p], rows, cols, &mut ws.transposed[p]);
+            }
+            p += layer.parameter_shapes().len();
+        }
+        ws.transposed_valid = true;
     }
 
     /// Forward, loss, and backward; returns the per-example losses.
@@ -233,7 +266,10 @@ impl Native {
         if scale != 1.0 {
             dlogits.iter_mut().for_each(|g| *g *= scale);
         }
-        ws.grad = dlogits;
+        // Copy into the kept buffer: replacing it would free and reallocate
+        // the large gradient buffers on every call.
+        ws.grad.clear();
+        ws.grad.extend_from_slice(&dlogits);
         self.backward(ws, batch, param_grads, want_input);
         losses
     }
@@ -266,6 +302,21 @@ impl Native {
 fn two_mut(grads: &mut [Vec<f32>], p: usize) -> (&mut [f32], &mut [f32]) {
     let (a, b) = grads.split_at_mut(p + 1);
     (&mut a[p], &mut b[0])
+}
+
+/// `dst` (cols x rows) = the transpose of `m` (rows x cols), in tiles.
+fn transpose_into(m: &[f32], rows: usize, cols: usize, dst: &mut Vec<f32>) {
+    const TILE: usize = 32;
+    resize(dst, rows * cols);
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    dst[c * rows + r] = m[r * cols + c];
+                }
+            }
+        }
+    }
 }
 
 /// Every row of `dst` set to `bias` (the matmul then accumulates onto it).
@@ -329,25 +380,44 @@ fn col2im(grad_columns: &[f32], grad_in: &mut [f32], template: &[u32], pixels: u
     });
 }
 
-/// 2x2 max-pooling with stride 2, remembering each winner's index.
-fn max_pool(input: &[f32], output: &mut [f32], argmax: &mut [u32], h: usize, w: usize, c: usize) {
+/// 2x2 max-pooling with stride 2 followed by ReLU (max and ReLU commute,
+/// so the convolution before it skips its own ReLU: 4 times fewer values),
+/// remembering each winner's index. One image per parallel chunk.
+fn max_pool_relu(input: &[f32], output: &mut [f32], argmax: &mut [u32], h: usize, w: usize, c: usize) {
+    use rayon::prelude::*;
     let (oh, ow) = (h / 2, w / 2);
-    for (o, (value, arg)) in output.iter_mut().zip(argmax.iter_mut()).enumerate() {
-        let ch = o % c;
-        let pixel = o / c;
-        let (b, rest) = (pixel / (oh * ow), pixel % (oh * ow));
-        let (oy, ox) = (rest / ow, rest % ow);
-        let mut best = f32::NEG_INFINITY;
-        let mut best_index = 0;
-        for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-            let index = ((b * h + 2 * oy + dy) * w + 2 * ox + dx) * c + ch;
-            if input[index] > best {
-                best = input[index];
-                best_index = index;
+    let per_image = oh * ow * c;
+    let pool_image = |b: usize, out: &mut [f32], arg: &mut [u32]| {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let top = ((b * h + 2 * oy) * w + 2 * ox) * c;
+                let corners = [top, top + c, top + w * c, top + w * c + c];
+                let o = (oy * ow + ox) * c;
+                for ch in 0..c {
+                    let mut best = corners[0] + ch;
+                    for &corner in &corners[1..] {
+                        if input[corner + ch] > input[best] {
+                            best = corner + ch;
+                        }
+                    }
+                    out[o + ch] = input[best].max(0.0);
+                    arg[o + ch] = best as u32;
+                }
             }
         }
-        *value = best;
-        *arg = best_index as u32;
+    };
+    if kernels::threads() > 1 {
+        output
+            .par_chunks_mut(per_image)
+            .zip(argmax.par_chunks_mut(per_image))
+            .enumerate()
+            .for_each(|(b, (out, arg))| pool_image(b, out, arg));
+    } else {
+        output
+            .chunks_mut(per_image)
+            .zip(argmax.chunks_mut(per_image))
+            .enumerate()
+            .for_each(|(b, (out, arg))| pool_image(b, out, arg));
     }
 }
 
@@ -375,6 +445,7 @@ impl Classifier for Native {
 
     fn input_grad(&self, x: &[f32], loss: &dyn Loss) -> (Vec<f32>, Vec<f32>) {
         let mut ws = self.lock();
+        self.transpose_weights(&mut ws);
         self.run(x, loss, 1.0, false, true, &mut ws);
         (ws.acts.last().expect("at least one layer").clone(), ws.grad.clone())
     }
@@ -389,6 +460,7 @@ impl Classifier for Native {
                 *w -= opt.lr * *v;
             }
         }
+        ws.transposed_valid = false;
         *self.workspace.get_mut().unwrap_or_else(|e| e.into_inner()) = ws;
         losses.iter().sum::<f32>() / batch as f32
     }
