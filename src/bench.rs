@@ -13,7 +13,8 @@ use serde::Serialize;
 
 use crate::attack::{ascend, Norm, ThreatModel};
 use crate::config;
-use crate::model::{kernels, Classifier, CrossEntropy, Engine, ModelConfig, Sgd};
+use crate::model::kernels::{self, View};
+use crate::model::{Classifier, CrossEntropy, Engine, ModelConfig, Sgd};
 use crate::tournament::{self, RunOptions, Silent};
 
 const BATCH: usize = 128;
@@ -26,8 +27,7 @@ const SGD: Sgd = Sgd {
     weight_decay: 0.0,
 };
 const MLP_MATMUL_PARAMS: f64 = (784 * 256 + 256 * 256 + 256 * 10) as f64;
-const CNN_FORWARD_MACS_PER_EXAMPLE: f64 =
-    (28 * 28 * 32 * 25 + 14 * 14 * 64 * 25 * 32 + 3136 * 1024 + 1024 * 10) as f64;
+const CNN_FORWARD_MACS_PER_EXAMPLE: f64 = (28 * 28 * 32 * 25 + 14 * 14 * 64 * 25 * 32 + 3136 * 1024 + 1024 * 10) as f64;
 
 /// One timed item: the median over blocks of (block time / steps).
 #[derive(Debug, Clone, Serialize)]
@@ -92,16 +92,33 @@ fn mlp() -> ModelConfig {
 fn pgd_step(model: &dyn Classifier, adv: &mut [f32], clean: &[f32], y: &[u8]) {
     let (_, grad) = model.input_grad(adv, &CrossEntropy { labels: y });
     ascend(Norm::Linf, adv, &grad, ALPHA, model.input_dim());
-    ThreatModel { norm: Norm::Linf, eps: EPS }.project(adv, clean, model.input_dim());
+    ThreatModel {
+        norm: Norm::Linf,
+        eps: EPS,
+    }
+    .project(adv, clean, model.input_dim());
 }
 
 /// A train step and a PGD step of `config`, batch 128.
-fn bench_model(name: &str, config: &ModelConfig, forward_flop: f64, (steps, reps, warmup): (usize, usize, usize), items: &mut BTreeMap<String, Item>) {
+fn bench_model(
+    name: &str,
+    config: &ModelConfig,
+    forward_flop: f64,
+    (steps, reps, warmup): (usize, usize, usize),
+    items: &mut BTreeMap<String, Item>,
+) {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut model = config.init(Engine::Native, 28, 28, 10, 0);
     let x = uniform(BATCH * 784, &mut rng);
     let y = labels(BATCH, &mut rng);
-    let mut item = time_blocks(|| { model.train_step(&x, &CrossEntropy { labels: &y }, &SGD); }, steps, reps, warmup);
+    let mut item = time_blocks(
+        || {
+            model.train_step(&x, &CrossEntropy { labels: &y }, &SGD);
+        },
+        steps,
+        reps,
+        warmup,
+    );
     item.gflops = Some(3.0 * forward_flop / item.median_s / 1e9);
     items.insert(format!("{name}_train_step"), item);
 
@@ -115,7 +132,10 @@ fn bench_model(name: &str, config: &ModelConfig, forward_flop: f64, (steps, reps
 /// 10 PGD steps, then one SGD step on the adversarial batch.
 fn adversarial_epoch(model: &mut dyn Classifier, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) {
     let dim = model.input_dim();
-    let ball = ThreatModel { norm: Norm::Linf, eps: EPS };
+    let ball = ThreatModel {
+        norm: Norm::Linf,
+        eps: EPS,
+    };
     for (xb, yb) in x.chunks(BATCH * dim).zip(y.chunks(BATCH)) {
         let mut adv: Vec<f32> = xb.iter().map(|v| v + rng.gen_range(-EPS..EPS)).collect();
         ball.project(&mut adv, xb, dim);
@@ -134,18 +154,51 @@ pub fn run(threads: usize, quick: bool, skip_cnn: bool) -> anyhow::Result<Report
     kernels::set_threads(threads);
     let mut items = BTreeMap::new();
     let mlp_forward_flop = 2.0 * BATCH as f64 * MLP_MATMUL_PARAMS;
-    bench_model("mlp", &mlp(), mlp_forward_flop, if quick { (20, 5, 20) } else { (50, 15, 20) }, &mut items);
+    bench_model(
+        "mlp",
+        &mlp(),
+        mlp_forward_flop,
+        if quick { (20, 5, 20) } else { (50, 15, 20) },
+        &mut items,
+    );
     if !skip_cnn {
-        let cnn = ModelConfig::Cnn { channels: [32, 64], dense: 1024 };
+        let cnn = ModelConfig::Cnn {
+            channels: [32, 64],
+            dense: 1024,
+        };
         let cnn_forward_flop = 2.0 * BATCH as f64 * CNN_FORWARD_MACS_PER_EXAMPLE;
-        bench_model("cnn", &cnn, cnn_forward_flop, if quick { (2, 3, 3) } else { (5, 7, 3) }, &mut items);
+        bench_model(
+            "cnn",
+            &cnn,
+            cnn_forward_flop,
+            if quick { (2, 3, 3) } else { (5, 7, 3) },
+            &mut items,
+        );
     }
+
+    // The matrix multiply alone, at the MLP's largest shape.
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let (a, b) = (uniform(BATCH * 784, &mut rng), uniform(784 * 256, &mut rng));
+    let mut c = vec![0.0; BATCH * 256];
+    let mut item = time_blocks(
+        || kernels::matmul(&mut c, View::new(&a, BATCH, 784), View::new(&b, 784, 256), false),
+        100,
+        if quick { 5 } else { 15 },
+        20,
+    );
+    item.gflops = Some(2.0 * (BATCH * 784 * 256) as f64 / item.median_s / 1e9);
+    items.insert("gemm_128x784x256".into(), item);
 
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let (x, y) = (uniform(10_000 * 784, &mut rng), labels(10_000, &mut rng));
     let mut model = mlp().init(Engine::Native, 28, 28, 10, 1);
     adversarial_epoch(model.as_mut(), &x[..1280 * 784], &y[..1280], &mut rng);
-    let mut item = time_blocks(|| adversarial_epoch(model.as_mut(), &x, &y, &mut rng), 1, if quick { 2 } else { 5 }, 0);
+    let mut item = time_blocks(
+        || adversarial_epoch(model.as_mut(), &x, &y, &mut rng),
+        1,
+        if quick { 2 } else { 5 },
+        0,
+    );
     let epoch_flop = 10_000.0 * 2.0 * MLP_MATMUL_PARAMS * (PGD_STEPS * 2 + 3) as f64;
     item.gflops = Some(epoch_flop / item.median_s / 1e9);
     items.insert("mlp_advtrain_epoch".into(), item);
@@ -159,9 +212,18 @@ pub fn run(threads: usize, quick: bool, skip_cnn: bool) -> anyhow::Result<Report
             config::quick(&mut plan.file);
         }
         let dir = tempfile::tempdir()?;
-        let options = RunOptions { out: dir.path().join("run"), jobs: threads, force: false };
+        let options = RunOptions {
+            out: dir.path().join("run"),
+            jobs: threads,
+            force: false,
+        };
         let started = Instant::now();
-        runtime.block_on(tournament::run(plan, options, Arc::new(Silent), Arc::new(AtomicBool::new(false))))?;
+        runtime.block_on(tournament::run(
+            plan,
+            options,
+            Arc::new(Silent),
+            Arc::new(AtomicBool::new(false)),
+        ))?;
         tournament_times.push(started.elapsed().as_secs_f64());
     }
     tournament_times.sort_by(f64::total_cmp);

@@ -72,6 +72,19 @@ impl DefenseConfig {
         }
     }
 
+    /// Images passed through the model (forward and backward) per round,
+    /// roughly: used only to start the costliest matches first.
+    pub fn work_per_round(&self, craft: usize) -> usize {
+        match self {
+            DefenseConfig::Standard => 0,
+            DefenseConfig::Adversarial(c) => {
+                let examples = craft + c.replay.min(craft * 8);
+                c.epochs * (examples as f32 * (1.0 + c.clean_ratio)) as usize
+            }
+            DefenseConfig::PgdAt(c) => c.steps * c.batch * (c.attack.steps * c.attack.restarts + 1),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         match self {
             DefenseConfig::Standard => Ok(()),

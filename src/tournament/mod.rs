@@ -80,7 +80,13 @@ pub fn pretrain(
     seed: u64,
 ) -> Box<dyn Classifier> {
     let key = serde_json::to_string(&(model, engine)).expect("model configs serialize");
-    let mut net = model.init(engine, train.rows, train.cols, classes, derived_seed(seed, path!["init", &key]));
+    let mut net = model.init(
+        engine,
+        train.rows,
+        train.cols,
+        classes,
+        derived_seed(seed, path!["init", &key]),
+    );
     train_epochs(
         net.as_mut(),
         &train.images,
@@ -180,7 +186,14 @@ pub async fn run(
     let pretrained: Arc<dyn Classifier> = {
         let (file, dataset) = (file.clone(), dataset.clone());
         let net = tokio::task::spawn_blocking(move || {
-            pretrain(&file.model, file.engine, &file.pretrain, &dataset.train, dataset.classes, file.seed)
+            pretrain(
+                &file.model,
+                file.engine,
+                &file.pretrain,
+                &dataset.train,
+                dataset.classes,
+                file.seed,
+            )
         })
         .await
         .expect("pretraining does not panic");
@@ -194,7 +207,11 @@ pub async fn run(
     let write_error: Arc<Mutex<Option<std::io::Error>>> = Arc::new(Mutex::new(None));
     let semaphore = Arc::new(tokio::sync::Semaphore::new(options.jobs.max(1)));
     let mut handles = Vec::new();
-    for m in plan.matches() {
+    // Costliest first, so that no long match starts last (the order of
+    // execution does not change any result).
+    let mut order = plan.matches();
+    order.sort_by_key(|m| std::cmp::Reverse(plan.defenders[m.defender].strategy.work_per_round(file.sizes.craft)));
+    for m in order {
         let permit = semaphore
             .clone()
             .acquire_owned()
