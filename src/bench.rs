@@ -216,6 +216,8 @@ pub fn run(threads: usize, quick: bool, skip_cnn: bool) -> anyhow::Result<Report
             out: dir.path().join("run"),
             jobs: threads,
             force: false,
+            // As many matches as threads, one thread each.
+            threads: Some(1),
         };
         let started = Instant::now();
         runtime.block_on(tournament::run(

@@ -157,6 +157,7 @@ fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
             out,
             jobs,
             force: args.force,
+            threads: None,
         },
     })
 }

@@ -243,3 +243,25 @@ fn list_names_everything_registered() {
         assert!(out.contains(path), "list lacks {path}");
     }
 }
+
+#[test]
+fn bench_writes_the_keys_compare_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    redqueen()
+        .args(["bench", "--quick", "--skip-cnn", "--threads", "1", "--json"])
+        .arg(&json)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("mlp_pgd_step"));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for key in [
+        "mlp_train_step",
+        "mlp_pgd_step",
+        "mlp_advtrain_epoch",
+        "tournament_default",
+    ] {
+        assert!(report[key]["median_s"].as_f64().unwrap() > 0.0, "{key}");
+    }
+    redqueen().args(["bench", "--threads", "0"]).assert().code(2);
+}

@@ -105,7 +105,7 @@ pub fn play(
             &mut rng("craft", &label),
             EVAL_BATCH,
         );
-        let crafted = referee::check(attack.threat(), crafted, &craft_set.images, dim);
+        let crafted = referee::check(config.threat(), crafted, &craft_set.images, dim);
 
         // 2. Zero-day: the same attack on the evaluation set, before any defense.
         let zero_day = craft_batched(
@@ -116,7 +116,7 @@ pub fn play(
             &mut rng("zero-day", &label),
             EVAL_BATCH,
         );
-        let zero_day = referee::check(attack.threat(), zero_day, eval_x, dim);
+        let zero_day = referee::check(config.threat(), zero_day, eval_x, dim);
         let clean_before = correct(model.as_ref(), eval_x, eval_y);
         let zero_day_robust = robust(model.as_ref(), &zero_day.examples, eval_y, &clean_before);
         let zero_day_acc = fraction(&zero_day_robust);

@@ -109,6 +109,18 @@ impl AttackConfig {
         }
     }
 
+    /// The same attack without its `name`: two configurations are the same
+    /// attack when these are equal.
+    pub fn unnamed(&self) -> AttackConfig {
+        let mut copy = self.clone();
+        match &mut copy {
+            AttackConfig::Fgsm(c) => c.name = None,
+            AttackConfig::Pgd(c) => c.name = None,
+            AttackConfig::Noise(c) => c.name = None,
+        }
+        copy
+    }
+
     pub fn build(&self) -> Box<dyn Attack> {
         match self {
             AttackConfig::Fgsm(c) => Box::new(c.clone()),

@@ -296,6 +296,10 @@ pub fn quick(file: &mut TournamentFile) {
 pub fn check(mut file: TournamentFile, cited: &str, store: &Store) -> Result<Plan> {
     let err = |message: String| Error::config(cited, message);
 
+    // Where each agent was written, for error messages: the tournament file,
+    // or the strategy file it `use`s.
+    let mut attacker_sources = Vec::new();
+    let mut defender_sources = Vec::new();
     let mut attackers = Vec::new();
     for (i, entry) in file.attackers.iter().enumerate() {
         let at = format!("attackers[{i}]");
@@ -309,24 +313,28 @@ pub fn check(mut file: TournamentFile, cited: &str, store: &Store) -> Result<Pla
                 if let Some(name) = &entry.name {
                     config.name = name.clone();
                 }
+                attacker_sources.push(Some(source));
                 config
             }
-            None => AttackerConfig {
-                name: entry.name.clone().ok_or_else(|| {
-                    err(format!(
-                        "{at}: needs `name`, `policy` and `repertoire`, or `use = \"attackers/NAME.toml\"`"
-                    ))
-                })?,
-                policy: entry.policy.clone().ok_or_else(|| {
-                    err(format!(
-                        "{at}: missing `policy` (a table with `kind` = fixed, cycle or bandit)"
-                    ))
-                })?,
-                repertoire: entry
-                    .repertoire
-                    .clone()
-                    .ok_or_else(|| err(format!("{at}: missing `repertoire` (a list of attack tables)")))?,
-            },
+            None => {
+                attacker_sources.push(None);
+                AttackerConfig {
+                    name: entry.name.clone().ok_or_else(|| {
+                        err(format!(
+                            "{at}: needs `name`, `policy` and `repertoire`, or `use = \"attackers/NAME.toml\"`"
+                        ))
+                    })?,
+                    policy: entry.policy.clone().ok_or_else(|| {
+                        err(format!(
+                            "{at}: missing `policy` (a table with `kind` = fixed, cycle or bandit)"
+                        ))
+                    })?,
+                    repertoire: entry
+                        .repertoire
+                        .clone()
+                        .ok_or_else(|| err(format!("{at}: missing `repertoire` (a list of attack tables)")))?,
+                }
+            }
         };
         attackers.push(config);
     }
@@ -344,20 +352,24 @@ pub fn check(mut file: TournamentFile, cited: &str, store: &Store) -> Result<Pla
                 if let Some(name) = &entry.name {
                     config.name = name.clone();
                 }
+                defender_sources.push(Some(source));
                 config
             }
-            None => DefenderConfig {
-                name: entry.name.clone().ok_or_else(|| {
-                    err(format!(
-                        "{at}: needs `name` and `strategy`, or `use = \"defenders/NAME.toml\"`"
-                    ))
-                })?,
-                strategy: entry.strategy.clone().ok_or_else(|| {
-                    err(format!(
-                        "{at}: missing `strategy` (a table with `kind` = standard, adversarial or pgd-at)"
-                    ))
-                })?,
-            },
+            None => {
+                defender_sources.push(None);
+                DefenderConfig {
+                    name: entry.name.clone().ok_or_else(|| {
+                        err(format!(
+                            "{at}: needs `name` and `strategy`, or `use = \"defenders/NAME.toml\"`"
+                        ))
+                    })?,
+                    strategy: entry.strategy.clone().ok_or_else(|| {
+                        err(format!(
+                            "{at}: missing `strategy` (a table with `kind` = standard, adversarial or pgd-at)"
+                        ))
+                    })?,
+                }
+            }
         };
         defenders.push(config);
     }
@@ -381,7 +393,7 @@ pub fn check(mut file: TournamentFile, cited: &str, store: &Store) -> Result<Pla
         })
         .collect();
 
-    validate(&file, &attackers, &defenders).map_err(err)?;
+    validate(&file, &attackers, &attacker_sources, &defenders, &defender_sources).map_err(err)?;
     Ok(Plan {
         file,
         attackers,
@@ -408,10 +420,21 @@ pub const DATASETS: &[(&str, &str)] = &[
     ),
 ];
 
+/// How an agent is cited in errors: its name, and its strategy file if it
+/// came from one.
+fn cite(kind: &str, name: &str, source: &Option<String>) -> String {
+    match source {
+        Some(source) => format!("{kind} {name:?} (in {source})"),
+        None => format!("{kind} {name:?}"),
+    }
+}
+
 fn validate(
     file: &TournamentFile,
     attackers: &[AttackerConfig],
+    attacker_sources: &[Option<String>],
     defenders: &[DefenderConfig],
+    defender_sources: &[Option<String>],
 ) -> std::result::Result<(), String> {
     if file.name.is_empty()
         || !file
@@ -454,9 +477,12 @@ fn validate(
         ));
     }
     file.model.validate(28, 28).map_err(|e| format!("`model`: {e}"))?;
-    if file.pretrain.epochs == 0 || file.pretrain.batch == 0 {
-        return Err("`pretrain.epochs` and `pretrain.batch` must be at least 1".into());
-    }
+    crate::defense::validate_training(
+        ("epochs", file.pretrain.epochs),
+        file.pretrain.batch,
+        &file.pretrain.optimizer,
+    )
+    .map_err(|e| format!("[pretrain]: {e}"))?;
     for (key, budget) in [("linf", file.rules.linf), ("l2", file.rules.l2)] {
         if let Some(b) = budget {
             if !(b.is_finite() && b > 0.0) {
@@ -486,9 +512,11 @@ fn validate(
     };
 
     let mut names = BTreeSet::new();
-    let mut used = BTreeSet::new();
-    for a in attackers {
-        let at = format!("attacker {:?}", a.name);
+    // What the agents use, as configurations without names: the unseen panel
+    // may hold none of it.
+    let mut used: Vec<AttackConfig> = Vec::new();
+    for (a, source) in attackers.iter().zip(attacker_sources) {
+        let at = cite("attacker", &a.name, source);
         if a.name.is_empty() || !names.insert(a.name.clone()) {
             return Err(format!("{at}: attacker names must be non-empty and unique"));
         }
@@ -498,26 +526,27 @@ fn validate(
         }
         for (j, attack) in a.repertoire.iter().enumerate() {
             check_attack(&format!("{at}, repertoire[{j}]"), attack)?;
-            used.insert(attack.label());
+            used.push(attack.unnamed());
         }
     }
     let mut names = BTreeSet::new();
-    for d in defenders {
-        let at = format!("defender {:?}", d.name);
+    for (d, source) in defenders.iter().zip(defender_sources) {
+        let at = cite("defender", &d.name, source);
         if d.name.is_empty() || !names.insert(d.name.clone()) {
             return Err(format!("{at}: defender names must be non-empty and unique"));
         }
         d.strategy.validate().map_err(|e| format!("{at}: `strategy`: {e}"))?;
         if let DefenseConfig::PgdAt(c) = &d.strategy {
             check_budget(&file.rules, c.attack.threat()).map_err(|e| format!("{at}: `strategy.attack`: {e}"))?;
+            used.push(AttackConfig::Pgd(c.attack.clone()).unnamed());
         }
     }
     for (j, attack) in file.unseen.iter().enumerate() {
         let at = format!("unseen[{j}]");
         check_attack(&at, attack)?;
-        if used.contains(&attack.label()) {
+        if used.contains(&attack.unnamed()) {
             return Err(format!(
-                "{at}: {:?} is in an attacker's repertoire; the unseen panel must hold attacks no attacker uses",
+                "{at}: {:?} is an attack an agent uses (an attacker's repertoire or a defender's training attack); the unseen panel must hold attacks no agent uses",
                 attack.label()
             ));
         }

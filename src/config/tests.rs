@@ -169,3 +169,62 @@ fn quick_shrinks_sizes() {
     quick(&mut plan.file);
     assert!(plan.file.rounds <= 3 && plan.file.sizes.eval <= 100);
 }
+
+#[test]
+fn an_unseen_attack_renamed_is_still_the_same_attack() {
+    let e = error_of(&tournament("[[unseen]]\nfamily = \"pgd\"\neps = 0.3\nname = \"other\""));
+    assert!(e.contains("unseen[0]"), "{e}");
+}
+
+#[test]
+fn a_defenders_training_attack_may_not_be_unseen() {
+    let text = tournament("[[unseen]]\nfamily = \"pgd\"\nnorm = \"l2\"\neps = 2.0\nsteps = 7").replace(
+        "strategy = { kind = \"standard\" }",
+        "strategy = { kind = \"pgd-at\", attack = { norm = \"l2\", eps = 2.0, steps = 7 } }",
+    );
+    assert!(error_of(&text).contains("unseen[0]"));
+}
+
+#[test]
+fn pgd_at_needs_a_positive_budget() {
+    for eps in ["-0.1", "0.0", "nan"] {
+        let text = tournament("").replace(
+            "strategy = { kind = \"standard\" }",
+            &format!("strategy = {{ kind = \"pgd-at\", attack = {{ eps = {eps} }} }}"),
+        );
+        let e = error_of(&text);
+        assert!(e.contains("`eps`"), "{eps}: {e}");
+    }
+}
+
+#[test]
+fn pretraining_settings_are_checked() {
+    for (setting, key) in [("lr = 0.0", "`lr`"), ("lr = 0.1, momentum = 1.5", "`momentum`")] {
+        let text = tournament("").replace("[rules]", &format!("[pretrain]\noptimizer = {{ {setting} }}\n[rules]"));
+        let e = error_of(&text);
+        assert!(e.contains("[pretrain]") && e.contains(key), "{e}");
+    }
+}
+
+#[test]
+fn errors_in_a_used_strategy_file_name_that_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("attackers")).unwrap();
+    std::fs::write(
+        dir.path().join("attackers/bad.toml"),
+        "name = \"bad\"\npolicy = { kind = \"bandit\", gamma = 0.0 }\nrepertoire = [{ family = \"pgd\", eps = 0.3 }]\n",
+    )
+    .unwrap();
+    let text = tournament("").replace(
+        "[[attackers]]\nname = \"a\"\npolicy = { kind = \"fixed\" }",
+        "[[attackers]]\nuse = \"attackers/bad.toml\"\n\n[[attackers]]\nname = \"a\"\npolicy = { kind = \"fixed\" }",
+    );
+    let e = check(
+        parse(&text, "t.toml").unwrap(),
+        "t.toml",
+        &Store::Disk(dir.path().to_path_buf()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("bad.toml") && e.contains("`gamma`"), "{e}");
+}

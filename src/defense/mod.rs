@@ -103,7 +103,7 @@ pub struct DefenderConfig {
 }
 
 /// Checks shared by the training hyperparameters of every defense.
-pub(crate) fn validate_training(epochs_or_steps: (&str, usize), batch: usize, opt: &Sgd) -> Result<(), String> {
+pub fn validate_training(epochs_or_steps: (&str, usize), batch: usize, opt: &Sgd) -> Result<(), String> {
     if epochs_or_steps.1 == 0 {
         return Err(format!("`{}` must be at least 1", epochs_or_steps.0));
     }

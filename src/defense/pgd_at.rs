@@ -35,7 +35,9 @@ fn default_steps() -> usize {
 
 impl PgdAtConfig {
     pub fn validate(&self) -> Result<(), String> {
-        self.attack.validate().map_err(|e| format!("in `attack`: {e}"))?;
+        crate::attack::AttackConfig::Pgd(self.attack.clone())
+            .validate()
+            .map_err(|e| format!("in `attack`: {e}"))?;
         validate_training(("steps", self.steps), self.batch, &self.optimizer)
     }
 }

@@ -121,7 +121,7 @@ where
     F: Fn(usize, &mut [f32]) + Send + Sync,
 {
     use rayon::prelude::*;
-    if threads() > 1 && data.len() > 4 * chunk {
+    if threads() > 1 && data.len() >= 2 * chunk {
         data.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
     } else {
         data.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));

@@ -33,8 +33,8 @@ pub struct Native {
 struct Workspace {
     /// `acts[0]` is the input, `acts[i + 1]` the output of layer `i`.
     acts: Vec<Vec<f32>>,
-    /// Per layer: im2col columns of a convolution's input.
-    columns: Vec<Vec<f32>>,
+    /// im2col columns of a chunk of images.
+    columns: Vec<f32>,
     /// Per layer: where each pooled value came from.
     argmax: Vec<Vec<u32>>,
     grad: Vec<f32>,
@@ -106,7 +106,6 @@ impl Native {
         let batch = self.batch_of(x);
         let n = self.layers.len();
         ws.acts.resize_with(n + 1, Vec::new);
-        ws.columns.resize_with(n, Vec::new);
         ws.argmax.resize_with(n, Vec::new);
         ws.acts[0].clear();
         ws.acts[0].extend_from_slice(x);
@@ -127,19 +126,25 @@ impl Native {
                     }
                 }
                 Layer::Conv { h, w, cin, cout, k } => {
-                    let pixels = batch * h * w;
+                    let hw = h * w;
                     let patch = k * k * cin;
-                    let columns = &mut ws.columns[i];
-                    resize(columns, pixels * patch);
-                    im2col(input, columns, &self.templates[i], h * w, cin, k * k);
-                    resize(output, pixels * cout);
+                    resize(output, batch * hw * cout);
                     broadcast_rows(output, &self.params[p + 1]);
-                    matmul(
-                        output,
-                        View::new(columns, pixels, patch),
-                        View::new(&self.params[p], patch, cout),
-                        true,
-                    );
+                    // A few images at a time, so the im2col columns stay in
+                    // cache for the matmul that reads them.
+                    let chunk = images_per_chunk(hw * patch);
+                    for b0 in (0..batch).step_by(chunk) {
+                        let n = chunk.min(batch - b0);
+                        let columns = &mut ws.columns;
+                        resize(columns, n * hw * patch);
+                        im2col(&input[b0 * hw * cin..], columns, &self.templates[i], hw, cin, k * k);
+                        matmul(
+                            &mut output[b0 * hw * cout..(b0 + n) * hw * cout],
+                            View::new(columns, n * hw, patch),
+                            View::new(&self.params[p], patch, cout),
+                            true,
+                        );
+                    }
                     p += 2;
                     if !matches!(self.layers.get(i + 1), Some(Layer::Pool { .. })) {
                         relu_in_place(output);
@@ -199,29 +204,58 @@ impl Native {
                 }
                 Layer::Conv { h, w, cin, cout, k } => {
                     p -= 2;
-                    let pixels = batch * h * w;
+                    let hw = h * w;
                     let patch = k * k * cin;
                     relu_backward(&mut ws.grad, output);
                     if param_grads {
-                        let (dw, db) = two_mut(&mut ws.param_grads, p);
-                        matmul(
-                            dw,
-                            View::new(&ws.columns[i], pixels, patch).t(),
-                            View::new(&ws.grad, pixels, cout),
-                            false,
-                        );
-                        column_sums(db, &ws.grad, cout);
+                        column_sums(&mut ws.param_grads[p + 1], &ws.grad, cout);
                     }
                     if need_input {
-                        resize(&mut ws.grad_columns, pixels * patch);
-                        matmul(
-                            &mut ws.grad_columns,
-                            View::new(&ws.grad, pixels, cout),
-                            weight_t(&ws.transposed, ws.transposed_valid, &self.params[p], p, patch, cout),
-                            false,
-                        );
-                        resize(&mut ws.grad_in, pixels * cin);
-                        col2im(&ws.grad_columns, &mut ws.grad_in, &self.templates[i], h * w, cin, k * k);
+                        resize(&mut ws.grad_in, batch * hw * cin);
+                    }
+                    // Chunk by chunk as in the forward pass: the columns are
+                    // rebuilt (cheaper than keeping them all), and the weight
+                    // gradient accumulates over chunks in a fixed order.
+                    let chunk = images_per_chunk(hw * patch);
+                    for b0 in (0..batch).step_by(chunk) {
+                        let n = chunk.min(batch - b0);
+                        let grad = &ws.grad[b0 * hw * cout..(b0 + n) * hw * cout];
+                        if param_grads {
+                            resize(&mut ws.columns, n * hw * patch);
+                            im2col(
+                                &input[b0 * hw * cin..],
+                                &mut ws.columns,
+                                &self.templates[i],
+                                hw,
+                                cin,
+                                k * k,
+                            );
+                            matmul(
+                                &mut ws.param_grads[p],
+                                View::new(&ws.columns, n * hw, patch).t(),
+                                View::new(grad, n * hw, cout),
+                                b0 > 0,
+                            );
+                        }
+                        if need_input {
+                            resize(&mut ws.grad_columns, n * hw * patch);
+                            matmul(
+                                &mut ws.grad_columns,
+                                View::new(grad, n * hw, cout),
+                                weight_t(&ws.transposed, ws.transposed_valid, &self.params[p], p, patch, cout),
+                                false,
+                            );
+                            col2im(
+                                &ws.grad_columns,
+                                &mut ws.grad_in[b0 * hw * cin..(b0 + n) * hw * cin],
+                                &self.templates[i],
+                                hw,
+                                cin,
+                                k * k,
+                            );
+                        }
+                    }
+                    if need_input {
                         std::mem::swap(&mut ws.grad, &mut ws.grad_in);
                     }
                 }
@@ -296,6 +330,11 @@ impl Native {
         self.run(x, loss, 1.0 / batch as f32, true, false, &mut ws);
         ws.param_grads.clone()
     }
+}
+
+/// Images per im2col chunk: about 4 MB of columns (at least one image).
+fn images_per_chunk(floats_per_image: usize) -> usize {
+    ((1 << 20) / floats_per_image.max(1)).max(1)
 }
 
 /// Mutable access to parameter gradients `p` (weight) and `p + 1` (bias).
@@ -542,6 +581,21 @@ mod tests {
             ModelConfig::Cnn {
                 channels: [4, 8],
                 dense: 32,
+            },
+            28,
+            28,
+            3,
+        );
+    }
+
+    #[test]
+    fn cnn_agrees_with_dfdx_across_im2col_chunks() {
+        // 128 channels into the second convolution: one image per chunk.
+        assert_eq!(images_per_chunk(14 * 14 * 25 * 128), 1);
+        agree_with_dfdx(
+            ModelConfig::Cnn {
+                channels: [128, 4],
+                dense: 8,
             },
             28,
             28,

@@ -37,6 +37,9 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Replace the run files of an existing output folder.
     pub force: bool,
+    /// Threads per model's matrix multiplies (default: the cores left per
+    /// concurrent match).
+    pub threads: Option<usize>,
 }
 
 /// Load the dataset a tournament names, cut to its sizes.
@@ -169,14 +172,14 @@ pub async fn run(
         dataset_fingerprint: dataset.fingerprint.clone(),
         started: record::now_rfc3339(),
         finished: None,
-        status: Status::Running,
+        status: Status::Partial,
     };
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
 
     // Cores are shared out: matches run side by side, each model's matrix
     // multiplies use the cores left per match.
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    kernels::set_threads(cores / options.jobs.max(1));
+    kernels::set_threads(options.threads.unwrap_or(cores / options.jobs.max(1)));
 
     // Pretraining, once for the tournament's model.
     observer.pretraining();
@@ -256,7 +259,12 @@ pub async fn run(
     }
     let mut rows: Vec<RoundRow> = Vec::new();
     for handle in handles {
-        rows.extend(handle.await.expect("a match does not panic"));
+        // A panicking match is a bug; report it as an error (exit 1), with
+        // the manifest left `partial`, rather than unwinding through here.
+        rows.extend(handle.await.map_err(|e| Error::Io {
+            context: "a match failed".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?);
     }
     if let Some(e) = write_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
         return Err(Error::Io {
