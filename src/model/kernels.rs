@@ -31,6 +31,18 @@ fn parallelism(macs: usize) -> Parallelism {
     }
 }
 
+/// Run `f` on a thread of the matrix-multiply pool when the engine uses
+/// several threads: the caller then blocks once per call, not once per
+/// matrix multiply, and the matrix multiplies split work with the thread
+/// already running instead of waking two others.
+pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if threads() > 1 && rayon::current_thread_index().is_none() {
+        rayon::scope(|_| f())
+    } else {
+        f()
+    }
+}
+
 /// A row-major matrix view, or its transpose.
 #[derive(Clone, Copy)]
 pub struct View<'a> {
