@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::agent::AttackerConfig;
-use crate::attack::{craft_batched, AttackConfig, Norms};
+use crate::attack::{AttackConfig, Norms};
 use crate::data::Split;
 use crate::defense::{DefenderConfig, RoundData};
 use crate::model::Classifier;
@@ -93,30 +93,22 @@ pub fn play(
         let arm = policy.pick(round, &mut rng("pick", ""));
         let config = &repertoire[arm];
         let label = config.label();
-        let attack = config.build();
         let craft_indices =
             rand::seq::index::sample(&mut rng("craft-images", ""), plan.train.len(), plan.craft).into_vec();
         let craft_set = plan.train.subset(&craft_indices);
-        let crafted = craft_batched(
-            attack.as_ref(),
+        let crafted = config.run(
             model.as_ref(),
             &craft_set.images,
             &craft_set.labels,
             &mut rng("craft", &label),
             EVAL_BATCH,
         );
-        let crafted = referee::check(config.threat(), crafted, &craft_set.images, dim);
+        let crafted = referee::check(config.threat(), crafted.examples, &craft_set.images, dim);
 
         // 2. Zero-day: the same attack on the evaluation set, before any defense.
-        let zero_day = craft_batched(
-            attack.as_ref(),
-            model.as_ref(),
-            eval_x,
-            eval_y,
-            &mut rng("zero-day", &label),
-            EVAL_BATCH,
-        );
-        let zero_day = referee::check(config.threat(), zero_day, eval_x, dim);
+        let zero_day = config.run(model.as_ref(), eval_x, eval_y, &mut rng("zero-day", &label), EVAL_BATCH);
+        let zero_day_queries = zero_day.queries.map(|q| q as f64 / eval_y.len().max(1) as f64);
+        let zero_day = referee::check(config.threat(), zero_day.examples, eval_x, dim);
         let clean_before = correct(model.as_ref(), eval_x, eval_y);
         let zero_day_robust = robust(model.as_ref(), &zero_day.examples, eval_y, &clean_before);
         let zero_day_acc = fraction(&zero_day_robust);
@@ -149,15 +141,8 @@ pub fn play(
         let clean_after = correct(model.as_ref(), eval_x, eval_y);
         let robust_acc = |config: &AttackConfig, purpose: &str| {
             let label = config.label();
-            let adv = craft_batched(
-                config.build().as_ref(),
-                model.as_ref(),
-                eval_x,
-                eval_y,
-                &mut rng(purpose, &label),
-                EVAL_BATCH,
-            );
-            let adv = referee::check(config.threat(), adv, eval_x, dim);
+            let adv = config.run(model.as_ref(), eval_x, eval_y, &mut rng(purpose, &label), EVAL_BATCH);
+            let adv = referee::check(config.threat(), adv.examples, eval_x, dim);
             (
                 label,
                 fraction(&robust(model.as_ref(), &adv.examples, eval_y, &clean_after)),
@@ -196,6 +181,7 @@ pub fn play(
             unseen_acc,
             wrong_confidence: wrong_conf,
             perturbation,
+            zero_day_queries,
             violations: crafted.violations + zero_day.violations,
             referee_log: crafted.log.into_iter().chain(zero_day.log).collect(),
             timing,

@@ -4,9 +4,13 @@
 //! configured by a table in a strategy file (`family = "pgd"` picks the
 //! variant of [`AttackConfig`]) and built into an [`Attack`].
 
+pub mod access;
+pub mod apgd;
 pub mod fgsm;
+pub mod mim;
 pub mod noise;
 pub mod pgd;
+pub mod square;
 pub mod threat;
 
 use rand::Rng;
@@ -14,9 +18,13 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{argmax_rows, Classifier, CrossEntropy, CwMargin, Loss};
+pub use access::{Access, LabelOracle, ScoreOracle};
+pub use apgd::ApgdConfig;
 pub use fgsm::FgsmConfig;
+pub use mim::MimConfig;
 pub use noise::NoiseConfig;
 pub use pgd::PgdConfig;
+pub use square::SquareConfig;
 pub use threat::{Norm, Norms, ThreatModel, Violation};
 
 /// A crafting algorithm with its hyperparameters.
@@ -34,7 +42,24 @@ pub trait Attack: Send + Sync {
 pub enum AttackConfig {
     Fgsm(FgsmConfig),
     Pgd(PgdConfig),
+    Mim(MimConfig),
+    Apgd(ApgdConfig),
+    Square(SquareConfig),
     Noise(NoiseConfig),
+}
+
+/// A built attack, by the access it has: each kind is handed only what its
+/// access allows.
+pub enum Built {
+    Whitebox(Box<dyn Attack>),
+    Scores(SquareConfig),
+}
+
+/// What running an attack produced.
+pub struct Crafted {
+    pub examples: Vec<f32>,
+    /// Queries spent (scores and labels access only).
+    pub queries: Option<usize>,
 }
 
 /// One registered attack family.
@@ -58,6 +83,21 @@ pub const ATTACKS: &[AttackEntry] = &[
         example: || AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.3)),
     },
     AttackEntry {
+        family: "mim",
+        help: "momentum iterative FGSM: steps along an accumulated L1-normalized gradient (Dong et al. 2018); linf or l2",
+        example: || AttackConfig::Mim(MimConfig::new(Norm::Linf, 0.3)),
+    },
+    AttackEntry {
+        family: "apgd",
+        help: "auto-PGD: step size halved when progress stalls, momentum, CE or DLR loss (Croce & Hein 2020); linf or l2",
+        example: || AttackConfig::Apgd(ApgdConfig::new(Norm::Linf, 0.3)),
+    },
+    AttackEntry {
+        family: "square",
+        help: "square attack: random search from probabilities only, within a query budget (Andriushchenko et al. 2020); linf; scores access",
+        example: || AttackConfig::Square(SquareConfig::new(0.3)),
+    },
+    AttackEntry {
         family: "noise",
         help: "uniform or Gaussian random noise inside the budget: the baseline any attack must beat",
         example: || AttackConfig::Noise(NoiseConfig::new(Norm::Linf, 0.3)),
@@ -69,7 +109,18 @@ impl AttackConfig {
         match self {
             AttackConfig::Fgsm(_) => "fgsm",
             AttackConfig::Pgd(_) => "pgd",
+            AttackConfig::Mim(_) => "mim",
+            AttackConfig::Apgd(_) => "apgd",
+            AttackConfig::Square(_) => "square",
             AttackConfig::Noise(_) => "noise",
+        }
+    }
+
+    /// What the attack may ask of the model it attacks.
+    pub fn access(&self) -> Access {
+        match self {
+            AttackConfig::Square(_) => Access::Scores,
+            _ => Access::Whitebox,
         }
     }
 
@@ -77,6 +128,9 @@ impl AttackConfig {
         match self {
             AttackConfig::Fgsm(c) => c.threat(),
             AttackConfig::Pgd(c) => c.threat(),
+            AttackConfig::Mim(c) => c.threat(),
+            AttackConfig::Apgd(c) => c.threat(),
+            AttackConfig::Square(c) => c.threat(),
             AttackConfig::Noise(c) => c.threat(),
         }
     }
@@ -87,6 +141,16 @@ impl AttackConfig {
         let (name, detail) = match self {
             AttackConfig::Fgsm(c) => (&c.name, String::new()),
             AttackConfig::Pgd(c) => (&c.name, c.label_detail()),
+            AttackConfig::Mim(c) => (&c.name, String::new()),
+            AttackConfig::Apgd(c) => (
+                &c.name,
+                if c.loss == apgd::ApgdLoss::Dlr {
+                    "-dlr".into()
+                } else {
+                    String::new()
+                },
+            ),
+            AttackConfig::Square(c) => (&c.name, format!("-{}q", c.queries)),
             AttackConfig::Noise(c) => (&c.name, c.label_detail()),
         };
         if let Some(name) = name {
@@ -105,7 +169,18 @@ impl AttackConfig {
         match self {
             AttackConfig::Fgsm(_) => Ok(()),
             AttackConfig::Pgd(c) => c.validate(),
+            AttackConfig::Mim(c) => c.validate(),
+            AttackConfig::Apgd(c) => c.validate(),
+            AttackConfig::Square(c) => c.validate(),
             AttackConfig::Noise(_) => Ok(()),
+        }
+    }
+
+    /// Queries per image the attack will spend at most, for query attacks.
+    pub fn queries(&self) -> Option<usize> {
+        match self {
+            AttackConfig::Square(c) => Some(c.queries),
+            _ => None,
         }
     }
 
@@ -116,16 +191,47 @@ impl AttackConfig {
         match &mut copy {
             AttackConfig::Fgsm(c) => c.name = None,
             AttackConfig::Pgd(c) => c.name = None,
+            AttackConfig::Mim(c) => c.name = None,
+            AttackConfig::Apgd(c) => c.name = None,
+            AttackConfig::Square(c) => c.name = None,
             AttackConfig::Noise(c) => c.name = None,
         }
         copy
     }
 
-    pub fn build(&self) -> Box<dyn Attack> {
+    pub fn build(&self) -> Built {
         match self {
-            AttackConfig::Fgsm(c) => Box::new(c.clone()),
-            AttackConfig::Pgd(c) => Box::new(c.clone()),
-            AttackConfig::Noise(c) => Box::new(c.clone()),
+            AttackConfig::Fgsm(c) => Built::Whitebox(Box::new(c.clone())),
+            AttackConfig::Pgd(c) => Built::Whitebox(Box::new(c.clone())),
+            AttackConfig::Mim(c) => Built::Whitebox(Box::new(c.clone())),
+            AttackConfig::Apgd(c) => Built::Whitebox(Box::new(c.clone())),
+            AttackConfig::Square(c) => Built::Scores(c.clone()),
+            AttackConfig::Noise(c) => Built::Whitebox(Box::new(c.clone())),
+        }
+    }
+
+    /// Run the attack against `model` on `x` in batches of `batch` images,
+    /// handing it only what its access allows.
+    pub fn run(&self, model: &dyn Classifier, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng, batch: usize) -> Crafted {
+        let dim = model.input_dim();
+        match self.build() {
+            Built::Whitebox(attack) => Crafted {
+                examples: craft_batched(attack.as_ref(), model, x, y, rng, batch),
+                queries: None,
+            },
+            Built::Scores(attack) => {
+                let mut queries = 0;
+                let mut examples = Vec::with_capacity(x.len());
+                for (xb, yb) in x.chunks(batch * dim).zip(y.chunks(batch)) {
+                    let mut oracle = ScoreOracle::new(model, yb.len(), attack.queries);
+                    examples.extend(attack.craft(&mut oracle, xb, yb, rng));
+                    queries += oracle.queries();
+                }
+                Crafted {
+                    examples,
+                    queries: Some(queries),
+                }
+            }
         }
     }
 }

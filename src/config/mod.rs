@@ -128,6 +128,13 @@ pub struct Rules {
     pub linf: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l2: Option<f32>,
+    /// Queries per image allowed to attacks with scores or labels access.
+    #[serde(default = "default_queries")]
+    pub queries: usize,
+}
+
+fn default_queries() -> usize {
+    1000
 }
 
 impl Rules {
@@ -499,6 +506,14 @@ fn validate(
     let mut check_attack = |at: &str, attack: &AttackConfig| -> std::result::Result<(), String> {
         attack.validate().map_err(|e| format!("{at}: {e}"))?;
         check_budget(&file.rules, attack.threat()).map_err(|e| format!("{at}: {e}"))?;
+        if let Some(queries) = attack.queries() {
+            if queries > file.rules.queries {
+                return Err(format!(
+                    "{at}: `queries` = {queries} exceeds the rules' query budget {} (`rules.queries`)",
+                    file.rules.queries
+                ));
+            }
+        }
         let label = attack.label();
         match labels.get(&label) {
             Some(other) if other != attack => Err(format!(

@@ -228,3 +228,15 @@ fn errors_in_a_used_strategy_file_name_that_file() {
     .to_string();
     assert!(e.contains("bad.toml") && e.contains("`gamma`"), "{e}");
 }
+
+#[test]
+fn query_attacks_must_fit_the_rules_query_budget() {
+    let text = tournament("").replace(
+        "repertoire = [{ family = \"pgd\", eps = 0.3 }]",
+        "repertoire = [{ family = \"square\", eps = 0.3, queries = 5000 }]",
+    );
+    let e = error_of(&text);
+    assert!(e.contains("rules.queries") && e.contains("5000"), "{e}");
+    let ok = text.replace("l2 = 2.0", "l2 = 2.0\nqueries = 5000");
+    assert!(check_text(&ok).is_ok());
+}

@@ -115,6 +115,39 @@ impl Loss for CwMargin<'_> {
     }
 }
 
+/// Croce & Hein's difference-of-logits-ratio, as a loss to ascend:
+/// `-(z_y - max_{j != y} z_j) / (z_1 - z_3 + 1e-12)`, `z_1 >= z_2 >= z_3` the
+/// largest logits. Invariant to shifting and scaling the logits, so a model
+/// that saturates its softmax cannot hide behind the scale.
+pub struct Dlr<'a> {
+    pub labels: &'a [u8],
+}
+
+impl Loss for Dlr<'_> {
+    fn eval(&self, logits: &[f32], classes: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut grad = vec![0.0; logits.len()];
+        let mut losses = Vec::with_capacity(self.labels.len());
+        for ((z, g), &y) in logits.chunks(classes).zip(grad.chunks_mut(classes)).zip(self.labels) {
+            let y = y as usize;
+            let mut order: Vec<usize> = (0..classes).collect();
+            order.sort_by(|&a, &b| z[b].total_cmp(&z[a]).then(a.cmp(&b)));
+            let other = order.iter().copied().find(|&j| j != y).unwrap_or(y);
+            let (top, third) = (order[0], order[2.min(classes - 1)]);
+            let numerator = z[y] - z[other];
+            let denominator = z[top] - z[third] + 1e-12;
+            losses.push(-numerator / denominator);
+            // d/dz of -(n / d): -(dn * d - n * dd) / d^2.
+            let scale = 1.0 / denominator;
+            g[y] -= scale;
+            g[other] += scale;
+            let ratio = numerator / (denominator * denominator);
+            g[top] += ratio;
+            g[third] -= ratio;
+        }
+        (losses, grad)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

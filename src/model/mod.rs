@@ -12,7 +12,7 @@ mod net;
 
 use serde::{Deserialize, Serialize};
 
-pub use loss::{argmax_rows, softmax, CrossEntropy, CwMargin, Loss, SoftCrossEntropy};
+pub use loss::{argmax_rows, softmax, CrossEntropy, CwMargin, Dlr, Loss, SoftCrossEntropy};
 pub use native::Native;
 pub use net::{naive_conv2d, Net};
 

@@ -46,6 +46,10 @@ pub struct RoundRow {
     pub wrong_confidence: Option<f64>,
     /// Mean perturbation norms of the successful zero-day examples.
     pub perturbation: Option<Norms>,
+    /// Queries per evaluation image the zero-day attack spent (query
+    /// attacks only).
+    #[serde(default)]
+    pub zero_day_queries: Option<f64>,
     /// Examples the referee rejected this round (counted as failures).
     pub violations: usize,
     /// What the referee rejected, for the first few violations.
