@@ -25,6 +25,9 @@ fn every_attack() -> Vec<AttackConfig> {
     let mut configs: Vec<AttackConfig> = ATTACKS.iter().map(|e| (e.example)()).collect();
     configs.push(AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1)));
     configs.push(AttackConfig::Pgd(PgdConfig::new(Norm::L2, 2.0)));
+    let mut l1 = PgdConfig::new(Norm::L1, 10.0);
+    l1.steps = 50;
+    configs.push(AttackConfig::Pgd(l1));
     configs.push(AttackConfig::Fgsm(FgsmConfig::new(Norm::L2, 2.0)));
     configs.push(AttackConfig::Mim(MimConfig::new(Norm::Linf, 0.1)));
     configs.push(AttackConfig::Mim(MimConfig::new(Norm::L2, 2.0)));

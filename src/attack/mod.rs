@@ -79,7 +79,7 @@ pub const ATTACKS: &[AttackEntry] = &[
     },
     AttackEntry {
         family: "pgd",
-        help: "projected gradient descent with random start and restarts, CE or CW-margin loss (Madry et al. 2018); linf or l2",
+        help: "projected gradient descent with random start and restarts, CE or CW-margin loss (Madry et al. 2018); linf, l2, or l1 by sparse L1 descent (Tramer & Boneh 2019)",
         example: || AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.3)),
     },
     AttackEntry {
@@ -274,7 +274,24 @@ pub fn ascend(norm: Norm, adv: &mut [f32], grad: &[f32], step: f32, dim: usize) 
                     }
                 }
             }
+            Norm::L1 => sparse_l1_step(a, g, step),
         }
+    }
+}
+
+/// Sparse L1 descent (Tramer & Boneh 2019): spend the step on the top 1%
+/// of coordinates by gradient magnitude, skipping those the pixel box
+/// would stop (a pixel at 1 cannot grow), in equal shares.
+fn sparse_l1_step(a: &mut [f32], g: &[f32], step: f32) {
+    let movable = |i: usize| (g[i] > 0.0 && a[i] < 1.0) || (g[i] < 0.0 && a[i] > 0.0);
+    let mut candidates: Vec<usize> = (0..a.len()).filter(|&i| movable(i)).collect();
+    if candidates.is_empty() {
+        return;
+    }
+    let k = (a.len() / 100).max(1).min(candidates.len());
+    candidates.select_nth_unstable_by(k - 1, |&i, &j| g[j].abs().total_cmp(&g[i].abs()).then(i.cmp(&j)));
+    for &i in &candidates[..k] {
+        a[i] += step * g[i].signum() / k as f32;
     }
 }
 
@@ -285,6 +302,20 @@ pub fn random_start(threat: ThreatModel, x: &[f32], dim: usize, rng: &mut ChaCha
     for a in adv.chunks_mut(dim) {
         match threat.norm {
             Norm::Linf => a.iter_mut().for_each(|v| *v += rng.gen_range(-threat.eps..=threat.eps)),
+            Norm::L1 => {
+                // Laplace-distributed direction, radius uniform in [0, eps].
+                let direction: Vec<f32> = (0..dim)
+                    .map(|_| {
+                        let u: f32 = rng.gen_range(f32::EPSILON..1.0);
+                        if rng.gen::<bool>() { -u.ln() } else { u.ln() }
+                    })
+                    .collect();
+                let length = Norm::L1.of(&direction).max(1e-12);
+                let radius = threat.eps * rng.gen_range(0.0f32..=1.0);
+                for (v, d) in a.iter_mut().zip(direction) {
+                    *v += radius * d / length;
+                }
+            }
             Norm::L2 => {
                 let direction: Vec<f32> = (0..dim).map(|_| standard_normal(rng)).collect();
                 let length = Norm::L2.of(&direction).max(1e-12);

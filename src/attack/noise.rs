@@ -67,6 +67,7 @@ impl Attack for NoiseConfig {
                 let sigma = match self.norm {
                     Norm::Linf => self.eps / 2.0,
                     Norm::L2 => self.eps / (dim as f32).sqrt(),
+                    Norm::L1 => self.eps / dim as f32,
                 };
                 let mut adv: Vec<f32> = x.iter().map(|v| v + sigma * standard_normal(rng)).collect();
                 threat.project(&mut adv, x, dim);

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 pub enum Norm {
     Linf,
     L2,
+    L1,
 }
 
 impl Norm {
@@ -16,6 +17,7 @@ impl Norm {
         match self {
             Norm::Linf => "linf",
             Norm::L2 => "l2",
+            Norm::L1 => "l1",
         }
     }
 
@@ -24,6 +26,7 @@ impl Norm {
         match self {
             Norm::Linf => delta.iter().fold(0.0, |m, d| m.max(d.abs())),
             Norm::L2 => delta.iter().map(|d| d * d).sum::<f32>().sqrt(),
+            Norm::L1 => delta.iter().map(|d| d.abs()).sum(),
         }
     }
 }
@@ -52,6 +55,13 @@ impl ThreatModel {
                 Norm::Linf => {
                     for (a, &x) in a.iter_mut().zip(x) {
                         *a = a.clamp(x - self.eps, x + self.eps);
+                    }
+                }
+                Norm::L1 => {
+                    let mut delta: Vec<f32> = a.iter().zip(x).map(|(a, x)| a - x).collect();
+                    project_l1(&mut delta, self.eps);
+                    for ((a, &x), d) in a.iter_mut().zip(x).zip(delta) {
+                        *a = x + d;
                     }
                 }
                 Norm::L2 => {
@@ -92,6 +102,32 @@ impl ThreatModel {
             });
         }
         Ok(())
+    }
+}
+
+/// Euclidean projection of `delta` onto the L1 ball of radius `eps`
+/// (Duchi et al. 2008): soft-threshold by the theta that makes the L1 norm
+/// exactly eps. The box clamp afterwards only shrinks coordinates.
+pub fn project_l1(delta: &mut [f32], eps: f32) {
+    let norm: f32 = delta.iter().map(|d| d.abs()).sum();
+    if norm <= eps {
+        return;
+    }
+    let mut magnitudes: Vec<f32> = delta.iter().map(|d| d.abs()).collect();
+    magnitudes.sort_by(|a, b| b.total_cmp(a));
+    let mut cumulative = 0.0;
+    let mut theta = 0.0;
+    for (j, &u) in magnitudes.iter().enumerate() {
+        cumulative += u;
+        let candidate = (cumulative - eps) / (j + 1) as f32;
+        if u > candidate {
+            theta = candidate;
+        } else {
+            break;
+        }
+    }
+    for d in delta.iter_mut() {
+        *d = d.signum() * (d.abs() - theta).max(0.0);
     }
 }
 
@@ -187,6 +223,21 @@ mod tests {
         t.project(&mut far, &[0.9, 0.5], 2);
         assert_eq!(far, [1.0, 0.5]);
         assert!(t.admits(&adv, &clean).is_ok());
+    }
+
+    #[test]
+    fn l1_projection_lands_on_the_ball_and_keeps_signs() {
+        let mut delta = vec![0.5, -0.3, 0.1, 0.0];
+        project_l1(&mut delta, 0.4);
+        let norm: f32 = delta.iter().map(|d| d.abs()).sum();
+        assert!((norm - 0.4).abs() < 1e-6, "{delta:?}");
+        // theta = 0.2: (0.3, -0.1, 0, 0).
+        assert!((delta[0] - 0.3).abs() < 1e-6 && (delta[1] + 0.1).abs() < 1e-6 && delta[2] == 0.0);
+        let t = ThreatModel { norm: Norm::L1, eps: 0.4 };
+        let clean = [0.9, 0.5, 0.5, 0.5];
+        let mut adv = [1.5, 0.2, 0.6, 0.5];
+        t.project(&mut adv, &clean, 4);
+        assert!(t.admits(&adv, &clean).is_ok(), "{adv:?}");
     }
 
     #[test]

@@ -128,6 +128,8 @@ pub struct Rules {
     pub linf: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l2: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l1: Option<f32>,
     /// Queries per image allowed to attacks with scores or labels access.
     #[serde(default = "default_queries")]
     pub queries: usize,
@@ -142,6 +144,7 @@ impl Rules {
         match norm {
             Norm::Linf => self.linf,
             Norm::L2 => self.l2,
+            Norm::L1 => self.l1,
         }
     }
 }
@@ -490,7 +493,7 @@ fn validate(
         &file.pretrain.optimizer,
     )
     .map_err(|e| format!("[pretrain]: {e}"))?;
-    for (key, budget) in [("linf", file.rules.linf), ("l2", file.rules.l2)] {
+    for (key, budget) in [("linf", file.rules.linf), ("l2", file.rules.l2), ("l1", file.rules.l1)] {
         if let Some(b) = budget {
             if !(b.is_finite() && b > 0.0) {
                 return Err(format!("`rules.{key}` must be a positive number, got {b}"));
