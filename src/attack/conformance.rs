@@ -8,7 +8,7 @@ use rand::SeedableRng;
 /// MLP, per family; families not listed (baselines) have none.
 fn required_success(family: &str) -> Option<f64> {
     match family {
-        "pgd" | "apgd" => Some(0.9),
+        "pgd" | "apgd" | "cw" | "deepfool" => Some(0.9),
         // MI-FGSM's steps of eps/steps (the paper's) reach the corners later.
         "mim" => Some(0.85),
         "square" => Some(0.8),
@@ -36,6 +36,7 @@ fn every_attack() -> Vec<AttackConfig> {
     dlr.loss = apgd::ApgdLoss::Dlr;
     configs.push(AttackConfig::Apgd(dlr));
     configs.push(AttackConfig::Square(SquareConfig::new(0.1)));
+    configs.push(AttackConfig::DeepFool(DeepFoolConfig::new(Norm::Linf, 0.1)));
     let mut gaussian = NoiseConfig::new(Norm::L2, 2.0);
     gaussian.distribution = noise::Distribution::Gaussian;
     configs.push(AttackConfig::Noise(gaussian));

@@ -6,6 +6,8 @@
 
 pub mod access;
 pub mod apgd;
+pub mod cw;
+pub mod deepfool;
 pub mod fgsm;
 pub mod mim;
 pub mod noise;
@@ -20,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use crate::model::{argmax_rows, Classifier, CrossEntropy, CwMargin, Loss};
 pub use access::{Access, LabelOracle, ScoreOracle};
 pub use apgd::ApgdConfig;
+pub use cw::CwConfig;
+pub use deepfool::DeepFoolConfig;
 pub use fgsm::FgsmConfig;
 pub use mim::MimConfig;
 pub use noise::NoiseConfig;
@@ -44,6 +48,9 @@ pub enum AttackConfig {
     Pgd(PgdConfig),
     Mim(MimConfig),
     Apgd(ApgdConfig),
+    Cw(CwConfig),
+    #[serde(rename = "deepfool")]
+    DeepFool(DeepFoolConfig),
     Square(SquareConfig),
     Noise(NoiseConfig),
 }
@@ -93,6 +100,16 @@ pub const ATTACKS: &[AttackEntry] = &[
         example: || AttackConfig::Apgd(ApgdConfig::new(Norm::Linf, 0.3)),
     },
     AttackEntry {
+        family: "cw",
+        help: "Carlini-Wagner L2: tanh variables, Adam, binary search over c; the minimal example is projected onto the budget (Carlini & Wagner 2017)",
+        example: || AttackConfig::Cw(CwConfig::new(2.0)),
+    },
+    AttackEntry {
+        family: "deepfool",
+        help: "DeepFool: steps to the nearest linearized decision boundary, then projected onto the budget (Moosavi-Dezfooli et al. 2016); l2 or linf",
+        example: || AttackConfig::DeepFool(DeepFoolConfig::new(Norm::L2, 2.0)),
+    },
+    AttackEntry {
         family: "square",
         help: "square attack: random search from probabilities only, within a query budget (Andriushchenko et al. 2020); linf; scores access",
         example: || AttackConfig::Square(SquareConfig::new(0.3)),
@@ -111,6 +128,8 @@ impl AttackConfig {
             AttackConfig::Pgd(_) => "pgd",
             AttackConfig::Mim(_) => "mim",
             AttackConfig::Apgd(_) => "apgd",
+            AttackConfig::Cw(_) => "cw",
+            AttackConfig::DeepFool(_) => "deepfool",
             AttackConfig::Square(_) => "square",
             AttackConfig::Noise(_) => "noise",
         }
@@ -130,6 +149,8 @@ impl AttackConfig {
             AttackConfig::Pgd(c) => c.threat(),
             AttackConfig::Mim(c) => c.threat(),
             AttackConfig::Apgd(c) => c.threat(),
+            AttackConfig::Cw(c) => c.threat(),
+            AttackConfig::DeepFool(c) => c.threat(),
             AttackConfig::Square(c) => c.threat(),
             AttackConfig::Noise(c) => c.threat(),
         }
@@ -150,6 +171,8 @@ impl AttackConfig {
                     String::new()
                 },
             ),
+            AttackConfig::Cw(c) => (&c.name, String::new()),
+            AttackConfig::DeepFool(c) => (&c.name, String::new()),
             AttackConfig::Square(c) => (&c.name, format!("-{}q", c.queries)),
             AttackConfig::Noise(c) => (&c.name, c.label_detail()),
         };
@@ -171,6 +194,8 @@ impl AttackConfig {
             AttackConfig::Pgd(c) => c.validate(),
             AttackConfig::Mim(c) => c.validate(),
             AttackConfig::Apgd(c) => c.validate(),
+            AttackConfig::Cw(c) => c.validate(),
+            AttackConfig::DeepFool(c) => c.validate(),
             AttackConfig::Square(c) => c.validate(),
             AttackConfig::Noise(_) => Ok(()),
         }
@@ -193,6 +218,8 @@ impl AttackConfig {
             AttackConfig::Pgd(c) => c.name = None,
             AttackConfig::Mim(c) => c.name = None,
             AttackConfig::Apgd(c) => c.name = None,
+            AttackConfig::Cw(c) => c.name = None,
+            AttackConfig::DeepFool(c) => c.name = None,
             AttackConfig::Square(c) => c.name = None,
             AttackConfig::Noise(c) => c.name = None,
         }
@@ -205,6 +232,8 @@ impl AttackConfig {
             AttackConfig::Pgd(c) => Built::Whitebox(Box::new(c.clone())),
             AttackConfig::Mim(c) => Built::Whitebox(Box::new(c.clone())),
             AttackConfig::Apgd(c) => Built::Whitebox(Box::new(c.clone())),
+            AttackConfig::Cw(c) => Built::Whitebox(Box::new(c.clone())),
+            AttackConfig::DeepFool(c) => Built::Whitebox(Box::new(c.clone())),
             AttackConfig::Square(c) => Built::Scores(c.clone()),
             AttackConfig::Noise(c) => Built::Whitebox(Box::new(c.clone())),
         }
@@ -307,7 +336,11 @@ pub fn random_start(threat: ThreatModel, x: &[f32], dim: usize, rng: &mut ChaCha
                 let direction: Vec<f32> = (0..dim)
                     .map(|_| {
                         let u: f32 = rng.gen_range(f32::EPSILON..1.0);
-                        if rng.gen::<bool>() { -u.ln() } else { u.ln() }
+                        if rng.gen::<bool>() {
+                            -u.ln()
+                        } else {
+                            u.ln()
+                        }
                     })
                     .collect();
                 let length = Norm::L1.of(&direction).max(1e-12);

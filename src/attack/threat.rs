@@ -233,7 +233,10 @@ mod tests {
         assert!((norm - 0.4).abs() < 1e-6, "{delta:?}");
         // theta = 0.2: (0.3, -0.1, 0, 0).
         assert!((delta[0] - 0.3).abs() < 1e-6 && (delta[1] + 0.1).abs() < 1e-6 && delta[2] == 0.0);
-        let t = ThreatModel { norm: Norm::L1, eps: 0.4 };
+        let t = ThreatModel {
+            norm: Norm::L1,
+            eps: 0.4,
+        };
         let clean = [0.9, 0.5, 0.5, 0.5];
         let mut adv = [1.5, 0.2, 0.6, 0.5];
         t.project(&mut adv, &clean, 4);
