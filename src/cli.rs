@@ -43,6 +43,15 @@ enum Command {
         /// The tournament file.
         file: PathBuf,
     },
+    /// Every attack against an undefended and a PGD-trained MLP: a table.
+    Attacks {
+        /// Fewer evaluation images and a shorter PGD training.
+        #[arg(long)]
+        quick: bool,
+        /// Also write the rows as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Time the engine on the workloads of the PyTorch baseline.
     Bench {
         /// Also write the results as JSON (the keys compare.py reads).
@@ -88,6 +97,16 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Run(args) => run_tournament(args),
         Command::List => {
             print!("{}", list());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Attacks { quick, json } => {
+            let rows = crate::arsenal::run(quick);
+            print!("{}", crate::arsenal::table(&rows));
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&rows)?;
+                crate::record::write_atomic(&path, text.as_bytes())
+                    .map_err(Error::io(format!("writing {}", path.display())))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod arena;
+pub mod arsenal;
 pub mod attack;
 pub mod bench;
 pub mod cli;

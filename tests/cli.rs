@@ -265,3 +265,17 @@ fn bench_writes_the_keys_compare_reads() {
     }
     redqueen().args(["bench", "--threads", "0"]).assert().code(2);
 }
+
+#[test]
+fn attacks_prints_a_row_per_attack() {
+    let assert = redqueen().args(["attacks", "--quick"]).assert().success();
+    let out = String::from_utf8(assert.get_output().stdout.clone()).unwrap();
+    for attack in redqueen::arsenal::attacks() {
+        assert!(
+            out.contains(&format!("`{}`", attack.label())),
+            "no row for {}",
+            attack.label()
+        );
+    }
+    assert!(out.contains("scores"), "the square attack's access is shown");
+}

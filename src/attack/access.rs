@@ -19,6 +19,16 @@ pub enum Access {
     Labels,
 }
 
+impl Access {
+    pub fn name(self) -> &'static str {
+        match self {
+            Access::Whitebox => "whitebox",
+            Access::Scores => "scores",
+            Access::Labels => "labels",
+        }
+    }
+}
+
 /// Query accounting shared by both oracles: `cap` queries per image.
 #[derive(Debug)]
 struct Budget {

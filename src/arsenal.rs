@@ -1,0 +1,145 @@
+//! `redqueen attacks`: every registered attack, at the default tournament's
+//! budgets, against an undefended and a PGD-trained MLP on synthetic
+//! digits: robust accuracy, queries and the norms of what succeeded.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::arena::metrics::{correct, fraction, robust};
+use crate::arena::referee;
+use crate::attack::apgd::ApgdLoss;
+use crate::attack::*;
+use crate::config::PretrainConfig;
+use crate::data::synthetic_digits;
+use crate::defense::{Defense, PgdAtConfig, RoundData};
+use crate::model::{Classifier, Engine, ModelConfig, Sgd};
+use crate::tournament::{eval_subset, pretrain};
+
+/// One attack against one model.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub attack: String,
+    pub access: Access,
+    pub model: String,
+    pub robust_acc: f64,
+    /// Per evaluation image, for query attacks.
+    pub queries: Option<f64>,
+    /// Mean norms of the successful examples.
+    pub norms: Option<Norms>,
+}
+
+/// The attacks of the table: every family at the default rules' budgets
+/// (linf 0.1, l2 2.0) and PGD in l1 at 10.
+pub fn attacks() -> Vec<AttackConfig> {
+    let mut dlr = ApgdConfig::new(Norm::Linf, 0.1);
+    dlr.loss = ApgdLoss::Dlr;
+    let mut cw_loss = PgdConfig::new(Norm::Linf, 0.1);
+    cw_loss.loss = AttackLoss::Cw;
+    let mut l1 = PgdConfig::new(Norm::L1, 10.0);
+    l1.steps = 50;
+    vec![
+        AttackConfig::Noise(NoiseConfig::new(Norm::Linf, 0.1)),
+        AttackConfig::Fgsm(FgsmConfig::new(Norm::Linf, 0.1)),
+        AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1)),
+        AttackConfig::Pgd(cw_loss),
+        AttackConfig::Mim(MimConfig::new(Norm::Linf, 0.1)),
+        AttackConfig::Apgd(ApgdConfig::new(Norm::Linf, 0.1)),
+        AttackConfig::Apgd(dlr),
+        AttackConfig::DeepFool(DeepFoolConfig::new(Norm::Linf, 0.1)),
+        AttackConfig::Square(SquareConfig::new(0.1)),
+        AttackConfig::Pgd(PgdConfig::new(Norm::L2, 2.0)),
+        AttackConfig::Cw(CwConfig::new(2.0)),
+        AttackConfig::DeepFool(DeepFoolConfig::new(Norm::L2, 2.0)),
+        AttackConfig::Pgd(l1),
+    ]
+}
+
+/// Train the two models and run every attack against both.
+pub fn run(quick: bool) -> Vec<Row> {
+    let seed = 1;
+    let data = synthetic_digits(seed, 4000, 1000);
+    let eval = eval_subset(&data.test, if quick { 100 } else { 200 }, seed);
+    let mlp = ModelConfig::Mlp { hidden: vec![256, 256] };
+    let settings = PretrainConfig {
+        epochs: 4,
+        batch: 64,
+        optimizer: Sgd::default(),
+    };
+    let standard = pretrain(&mlp, Engine::Native, &settings, &data.train, data.classes, seed);
+    let mut pgd_at_model = standard.boxed_clone();
+    let mut pgd_at = PgdAtConfig {
+        attack: {
+            let mut a = PgdConfig::new(Norm::Linf, 0.1);
+            a.steps = 7;
+            a
+        },
+        steps: if quick { 100 } else { 400 },
+        batch: 64,
+        optimizer: Sgd {
+            lr: 0.02,
+            momentum: 0.9,
+            weight_decay: 0.0,
+        },
+    };
+    let round = RoundData {
+        crafted: &[],
+        crafted_labels: &[],
+        train: &data.train,
+    };
+    pgd_at.update(pgd_at_model.as_mut(), &round, &mut ChaCha8Rng::seed_from_u64(seed));
+
+    let models: [(&str, &dyn Classifier); 2] = [("standard", standard.as_ref()), ("pgd-at", pgd_at_model.as_ref())];
+    let dim = data.train.dim();
+    let mut rows = Vec::new();
+    for config in attacks() {
+        for (name, model) in models {
+            let clean = correct(model, &eval.images, &eval.labels);
+            let crafted = config.run(
+                model,
+                &eval.images,
+                &eval.labels,
+                &mut ChaCha8Rng::seed_from_u64(seed),
+                100,
+            );
+            let checked = referee::check(config.threat(), crafted.examples, &eval.images, dim);
+            let robust = robust(model, &checked.examples, &eval.labels, &clean);
+            let success: Vec<bool> = clean.iter().zip(&robust).map(|(&c, &r)| c && !r).collect();
+            rows.push(Row {
+                attack: config.label(),
+                access: config.access(),
+                model: name.to_string(),
+                robust_acc: fraction(&robust),
+                queries: crafted.queries.map(|q| q as f64 / eval.labels.len() as f64),
+                norms: Norms::mean(&checked.examples, &eval.images, dim, &success),
+            });
+        }
+    }
+    rows
+}
+
+/// The rows as a Markdown table, one line per attack.
+pub fn table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| attack | access | robust acc, standard | robust acc, pgd-at | queries / image (standard, pgd-at) | mean l2 / linf of successes (standard) |\n| --- | --- | ---: | ---: | ---: | ---: |\n",
+    );
+    for pair in rows.chunks(2) {
+        let (s, p) = (&pair[0], &pair[1]);
+        let queries = match (s.queries, p.queries) {
+            (Some(a), Some(b)) => format!("{a:.0}, {b:.0}"),
+            _ => "-".into(),
+        };
+        let norms = s
+            .norms
+            .map(|n| format!("{:.2} / {:.3}", n.l2, n.linf))
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "| `{}` | {} | {:.1}% | {:.1}% | {queries} | {norms} |\n",
+            s.attack,
+            s.access.name(),
+            100.0 * s.robust_acc,
+            100.0 * p.robust_acc
+        ));
+    }
+    out
+}
