@@ -95,3 +95,49 @@ fn the_default_tournament_shows_the_race() {
         }
     }
 }
+
+/// Squeezing masks gradients: plain PGD fails against it, and the adaptive
+/// attacker notices within the first rounds, switches to BPDA, says why in
+/// the row, and does much better.
+#[test]
+fn the_adaptive_attacker_sees_through_gradient_masking() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("masking");
+    let file = common::strategies().join("tournaments/masking.toml");
+    redqueen()
+        .arg("run")
+        .arg(&file)
+        .args(["--quick", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let rows = rows(&out);
+    let squeeze: Vec<_> = rows.iter().filter(|r| r["defender"] == "squeeze").collect();
+    let zero_day = |attacker: &str, round: u64| {
+        squeeze
+            .iter()
+            .find(|r| r["attacker"] == attacker && r["round"] == round)
+            .map(|r| r["zero_day_acc"].as_f64().unwrap())
+            .unwrap()
+    };
+    let switch = squeeze
+        .iter()
+        .find(|r| r["attacker"] == "adaptive-linf" && r["attack"].as_str().unwrap().starts_with("bpda-"))
+        .expect("the adaptive attacker never switched to BPDA");
+    let round = switch["round"].as_u64().unwrap();
+    assert!(round <= 2, "it took until round {round}");
+    assert!(
+        switch["agent_note"].as_str().unwrap().contains("gradient masking"),
+        "{switch}"
+    );
+    assert!(
+        zero_day("adaptive-linf", round) + 0.3 < zero_day("pgd-linf", round),
+        "BPDA {} vs plain PGD {}",
+        zero_day("adaptive-linf", round),
+        zero_day("pgd-linf", round)
+    );
+    // The unseen panel attacks the squeezer through BPDA too: it is not
+    // fooled into reporting the squeezer as robust.
+    let unseen = squeeze[0]["unseen_worst"].as_f64().unwrap();
+    assert!(unseen < 0.5, "unseen panel against squeeze: {unseen}");
+}

@@ -1,6 +1,7 @@
 //! Attacker agents: policies that pick, each round, one attack of their
 //! repertoire from what their earlier picks earned.
 
+pub mod adaptive;
 pub mod bandit;
 pub mod cycle;
 pub mod fixed;
@@ -17,6 +18,25 @@ pub trait Policy: Send {
     fn pick(&mut self, round: usize, rng: &mut ChaCha8Rng) -> usize;
     /// What the arm played earned, in [0,1].
     fn observe(&mut self, arm: usize, reward: f64);
+    /// Whether the policy probes the defender before picking.
+    fn wants_probe(&self) -> bool {
+        false
+    }
+    /// What a probe of the defender's current model showed.
+    fn probe(&mut self, _probe: &Probe) {}
+    /// Why the last pick was made, when there is something to say.
+    fn note(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A probe of the defender's model on a few training images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    /// Share of probe images whose cross-entropy input gradient is all zero.
+    pub zero_gradient_fraction: f64,
+    /// Mean L1 norm of those gradients.
+    pub mean_gradient_l1: f64,
 }
 
 /// The policies a strategy file can name, by `kind`.
@@ -29,6 +49,8 @@ pub enum PolicyConfig {
     Cycle,
     /// A multi-armed bandit over the repertoire.
     Bandit(BanditConfig),
+    /// Defense-aware: probes for gradient masking and switches attacks.
+    Adaptive,
 }
 
 /// Policy names and one line of help each, for `redqueen list`.
@@ -39,6 +61,10 @@ pub const POLICIES: &[(&str, &str)] = &[
         "bandit",
         "EXP3 (adversarial bandit) or UCB1 over its repertoire, rewarded by 1 - zero_day_acc",
     ),
+    (
+        "adaptive",
+        "defense-aware: probes for vanishing gradients and switches to BPDA or a query attack, or to what earned more; says why",
+    ),
 ];
 
 impl PolicyConfig {
@@ -47,14 +73,17 @@ impl PolicyConfig {
             PolicyConfig::Fixed => "fixed",
             PolicyConfig::Cycle => "cycle",
             PolicyConfig::Bandit(_) => "bandit",
+            PolicyConfig::Adaptive => "adaptive",
         }
     }
 
-    pub fn init(&self, arms: usize) -> Box<dyn Policy> {
+    pub fn init(&self, repertoire: &[AttackConfig]) -> Box<dyn Policy> {
+        let arms = repertoire.len();
         match self {
             PolicyConfig::Fixed => Box::new(fixed::Fixed),
             PolicyConfig::Cycle => Box::new(cycle::Cycle { arms }),
             PolicyConfig::Bandit(c) => c.init(arms),
+            PolicyConfig::Adaptive => Box::new(adaptive::Adaptive::new(repertoire)),
         }
     }
 

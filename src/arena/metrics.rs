@@ -1,12 +1,12 @@
 //! Per-round measurements on the evaluation set.
 
-use crate::model::{predict, probabilities, Classifier};
+use crate::model::{predict, probabilities, Model};
 
 /// Evaluation batch size: bounds memory, not results.
 pub const EVAL_BATCH: usize = 128;
 
 /// For each image, whether `model` classifies it as its label.
-pub fn correct(model: &dyn Classifier, x: &[f32], y: &[u8]) -> Vec<bool> {
+pub fn correct(model: &dyn Model, x: &[f32], y: &[u8]) -> Vec<bool> {
     predict(model, x, EVAL_BATCH)
         .iter()
         .zip(y)
@@ -16,7 +16,7 @@ pub fn correct(model: &dyn Classifier, x: &[f32], y: &[u8]) -> Vec<bool> {
 
 /// Robust per image: right on the clean image and on its adversarial
 /// version (an image the model gets wrong clean is never robust).
-pub fn robust(model: &dyn Classifier, adv: &[f32], y: &[u8], clean_correct: &[bool]) -> Vec<bool> {
+pub fn robust(model: &dyn Model, adv: &[f32], y: &[u8], clean_correct: &[bool]) -> Vec<bool> {
     correct(model, adv, y)
         .iter()
         .zip(clean_correct)
@@ -33,7 +33,7 @@ pub fn fraction(mask: &[bool]) -> f64 {
 
 /// Mean softmax probability of the (wrong) predicted class over the
 /// examples selected by `success`.
-pub fn wrong_confidence(model: &dyn Classifier, adv: &[f32], success: &[bool]) -> Option<f64> {
+pub fn wrong_confidence(model: &dyn Model, adv: &[f32], success: &[bool]) -> Option<f64> {
     let classes = model.classes();
     let probs = probabilities(model, adv, EVAL_BATCH);
     let confidences: Vec<f64> = probs

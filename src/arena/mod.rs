@@ -6,11 +6,11 @@ pub mod referee;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::agent::AttackerConfig;
+use crate::agent::{AttackerConfig, Probe};
 use crate::attack::{AttackConfig, Norms};
 use crate::data::Split;
 use crate::defense::{DefenderConfig, RoundData};
-use crate::model::Classifier;
+use crate::model::{Classifier, CrossEntropy, Model};
 use crate::path;
 use crate::record::{RoundRow, RoundTiming};
 use crate::rng::stream;
@@ -49,6 +49,22 @@ impl Phase {
     }
 }
 
+/// Probe a model's input gradients on 32 training images (what a
+/// defense-aware attacker may look at before picking).
+fn probe(model: &dyn Model, train: &Split, rng: &mut rand_chacha::ChaCha8Rng) -> Probe {
+    let indices = rand::seq::index::sample(rng, train.len(), 32.min(train.len())).into_vec();
+    let set = train.subset(&indices);
+    let (_, grad) = model.input_grad(&set.images, &CrossEntropy { labels: &set.labels });
+    let norms: Vec<f64> = grad
+        .chunks(set.dim())
+        .map(|g| g.iter().map(|v| v.abs() as f64).sum())
+        .collect();
+    Probe {
+        zero_gradient_fraction: norms.iter().filter(|&&n| n < 1e-12).count() as f64 / norms.len().max(1) as f64,
+        mean_gradient_l1: norms.iter().sum::<f64>() / norms.len().max(1) as f64,
+    }
+}
+
 /// Play one match from `pretrained`, handing each round's row to `on_row`
 /// as soon as it is complete. `stop` is asked before every round.
 pub fn play(
@@ -59,9 +75,9 @@ pub fn play(
     on_row: &mut dyn FnMut(&RoundRow),
 ) -> Vec<RoundRow> {
     let dim = pretrained.input_dim();
-    let mut model = pretrained.boxed_clone();
+    let mut model = plan.defender.strategy.deploy(pretrained.boxed_clone());
     let repertoire = &plan.attacker.repertoire;
-    let mut policy = plan.attacker.policy.init(repertoire.len());
+    let mut policy = plan.attacker.policy.init(repertoire);
     let mut defense = plan.defender.strategy.init();
     let (eval_x, eval_y) = (&plan.eval.images, &plan.eval.labels);
     let mut seen: BTreeMap<String, &AttackConfig> = BTreeMap::new();
@@ -90,7 +106,11 @@ pub fn play(
         // 1. Attack: the agent picks; it crafts on fresh training images.
         on_phase(round, Phase::Attack);
         let started = Instant::now();
+        if policy.wants_probe() {
+            policy.probe(&probe(model.as_ref(), plan.train, &mut rng("probe", "")));
+        }
         let arm = policy.pick(round, &mut rng("pick", ""));
+        let agent_note = policy.note();
         let config = &repertoire[arm];
         let label = config.label();
         let craft_indices =
@@ -141,6 +161,13 @@ pub fn play(
         let clean_after = correct(model.as_ref(), eval_x, eval_y);
         let robust_acc = |config: &AttackConfig, purpose: &str| {
             let label = config.label();
+            // The unseen panel attacks a preprocessing defense around its
+            // preprocessing (BPDA), as an adaptive evaluation must; it is
+            // recorded under the panel's own label.
+            let config = match (purpose, model.preprocessed()) {
+                ("unseen", Some(_)) => config.through_bpda(),
+                _ => config.clone(),
+            };
             let adv = config.run(model.as_ref(), eval_x, eval_y, &mut rng(purpose, &label), EVAL_BATCH);
             let adv = referee::check(config.threat(), adv.examples, eval_x, dim);
             (
@@ -182,6 +209,7 @@ pub fn play(
             wrong_confidence: wrong_conf,
             perturbation,
             zero_day_queries,
+            agent_note,
             violations: crafted.violations + zero_day.violations,
             referee_log: crafted.log.into_iter().chain(zero_day.log).collect(),
             timing,

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{argmax_rows, softmax, Classifier};
+use crate::model::{argmax_rows, softmax, Model};
 
 /// What an attack may ask of the defender's model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,13 +56,13 @@ impl Budget {
 
 /// Probabilities of the defender's model, and nothing else.
 pub struct ScoreOracle<'a> {
-    model: &'a dyn Classifier,
+    model: &'a dyn Model,
     budget: Budget,
 }
 
 impl<'a> ScoreOracle<'a> {
     /// An oracle for a batch of `images`, `per_image` queries each.
-    pub fn new(model: &'a dyn Classifier, images: usize, per_image: usize) -> Self {
+    pub fn new(model: &'a dyn Model, images: usize, per_image: usize) -> Self {
         ScoreOracle {
             model,
             budget: Budget::new(images, per_image),
@@ -94,12 +94,12 @@ impl<'a> ScoreOracle<'a> {
 
 /// The top-1 label of the defender's model, and nothing else.
 pub struct LabelOracle<'a> {
-    model: &'a dyn Classifier,
+    model: &'a dyn Model,
     budget: Budget,
 }
 
 impl<'a> LabelOracle<'a> {
-    pub fn new(model: &'a dyn Classifier, images: usize, per_image: usize) -> Self {
+    pub fn new(model: &'a dyn Model, images: usize, per_image: usize) -> Self {
         LabelOracle {
             model,
             budget: Budget::new(images, per_image),

@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{ascend, random_start, Attack, Norm, ThreatModel};
-use crate::model::{Classifier, CrossEntropy, Dlr, Loss};
+use crate::model::{CrossEntropy, Dlr, Loss, Model};
 
 /// APGD's two losses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -91,7 +91,7 @@ impl Attack for ApgdConfig {
         ApgdConfig::threat(self)
     }
 
-    fn craft(&self, model: &dyn Classifier, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
+    fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
         let dim = model.input_dim();
         let n = y.len();
         let threat = self.threat();

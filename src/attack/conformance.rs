@@ -8,7 +8,7 @@ use rand::SeedableRng;
 /// MLP, per family; families not listed (baselines) have none.
 fn required_success(family: &str) -> Option<f64> {
     match family {
-        "pgd" | "apgd" | "cw" | "deepfool" => Some(0.9),
+        "pgd" | "apgd" | "cw" | "deepfool" | "bpda" => Some(0.9),
         // MI-FGSM's steps of eps/steps (the paper's) reach the corners later.
         "mim" => Some(0.85),
         "square" => Some(0.8),
@@ -126,4 +126,36 @@ fn attacks_break_an_undefended_model_within_their_query_budgets() {
         success_of["pgd-linf-0.1"] > success_of["noise-linf-0.3"] + 0.5,
         "pgd does not beat noise: {success_of:?}"
     );
+}
+
+/// Against feature squeezing, the deployed model's gradient is zero: plain
+/// PGD is left with its random start, while the same PGD through BPDA
+/// differentiates around the squeezer.
+#[test]
+fn bpda_beats_plain_pgd_against_squeezing() {
+    let SyntheticFixture { model, x, y, .. } = trained_mlp();
+    let squeezed = crate::defense::SqueezeConfig { bits: 1, median: 2 }.deploy(model.boxed_clone());
+    let plain = AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.3));
+    let bpda = AttackConfig::Bpda(BpdaConfig {
+        name: None,
+        attack: Box::new(plain.clone()),
+    });
+    let clean: Vec<bool> = fooled(squeezed.as_ref(), x, y).iter().map(|f| !f).collect();
+    let robust_acc = |attack: &AttackConfig| {
+        let adv = attack
+            .run(squeezed.as_ref(), x, y, &mut ChaCha8Rng::seed_from_u64(2), 64)
+            .examples;
+        let after = fooled(squeezed.as_ref(), &adv, y);
+        clean.iter().zip(&after).filter(|(&c, &f)| c && !f).count() as f64 / y.len() as f64
+    };
+    let (plain_acc, bpda_acc) = (robust_acc(&plain), robust_acc(&bpda));
+    assert!(fraction_true(&clean) > 0.7, "the squeezed model should still classify");
+    assert!(
+        bpda_acc + 0.3 < plain_acc,
+        "robust accuracy under plain PGD {plain_acc}, under BPDA {bpda_acc}"
+    );
+}
+
+fn fraction_true(mask: &[bool]) -> f64 {
+    mask.iter().filter(|&&b| b).count() as f64 / mask.len() as f64
 }

@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Attack, Norm, ThreatModel};
-use crate::model::{argmax_rows, Classifier, Loss};
+use crate::model::{argmax_rows, Loss, Model};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,7 +90,7 @@ impl Attack for DeepFoolConfig {
         DeepFoolConfig::threat(self)
     }
 
-    fn craft(&self, model: &dyn Classifier, x: &[f32], y: &[u8], _rng: &mut ChaCha8Rng) -> Vec<f32> {
+    fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], _rng: &mut ChaCha8Rng) -> Vec<f32> {
         let dim = model.input_dim();
         let classes = model.classes();
         let n = y.len();

@@ -5,7 +5,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{ascend, Attack, AttackLoss, Norm, ThreatModel};
-use crate::model::Classifier;
+use crate::model::Model;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +41,7 @@ impl Attack for FgsmConfig {
         FgsmConfig::threat(self)
     }
 
-    fn craft(&self, model: &dyn Classifier, x: &[f32], y: &[u8], _rng: &mut ChaCha8Rng) -> Vec<f32> {
+    fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], _rng: &mut ChaCha8Rng) -> Vec<f32> {
         let dim = model.input_dim();
         let (_, grad) = model.input_grad(x, self.loss.on(y).as_ref());
         let mut adv = x.to_vec();

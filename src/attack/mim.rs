@@ -6,7 +6,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{ascend, Attack, AttackLoss, Norm, ThreatModel};
-use crate::model::Classifier;
+use crate::model::Model;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,7 +65,7 @@ impl Attack for MimConfig {
         MimConfig::threat(self)
     }
 
-    fn craft(&self, model: &dyn Classifier, x: &[f32], y: &[u8], _rng: &mut ChaCha8Rng) -> Vec<f32> {
+    fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], _rng: &mut ChaCha8Rng) -> Vec<f32> {
         let dim = model.input_dim();
         let loss = self.loss.on(y);
         // The paper's step: eps / steps, so the steps can just reach the budget.

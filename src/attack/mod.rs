@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod apgd;
+pub mod bpda;
 pub mod cw;
 pub mod deepfool;
 pub mod fgsm;
@@ -19,9 +20,10 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{argmax_rows, Classifier, CrossEntropy, CwMargin, Loss};
+use crate::model::{argmax_rows, CrossEntropy, CwMargin, Loss, Model};
 pub use access::{Access, LabelOracle, ScoreOracle};
 pub use apgd::ApgdConfig;
+pub use bpda::BpdaConfig;
 pub use cw::CwConfig;
 pub use deepfool::DeepFoolConfig;
 pub use fgsm::FgsmConfig;
@@ -37,7 +39,7 @@ pub trait Attack: Send + Sync {
     fn threat(&self) -> ThreatModel;
     /// Adversarial versions of the images `x` (true labels `y`) against
     /// `model`. All randomness comes from `rng`.
-    fn craft(&self, model: &dyn Classifier, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32>;
+    fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32>;
 }
 
 /// Every attack a strategy file can name, by `family`.
@@ -53,6 +55,7 @@ pub enum AttackConfig {
     DeepFool(DeepFoolConfig),
     Square(SquareConfig),
     Noise(NoiseConfig),
+    Bpda(BpdaConfig),
 }
 
 /// A built attack, by the access it has: each kind is handed only what its
@@ -60,6 +63,8 @@ pub enum AttackConfig {
 pub enum Built {
     Whitebox(Box<dyn Attack>),
     Scores(SquareConfig),
+    /// A white-box attack run through BPDA.
+    Bpda(Box<AttackConfig>),
 }
 
 /// What running an attack produced.
@@ -115,6 +120,16 @@ pub const ATTACKS: &[AttackEntry] = &[
         example: || AttackConfig::Square(SquareConfig::new(0.3)),
     },
     AttackEntry {
+        family: "bpda",
+        help: "wrapper: runs `attack` with a non-differentiable preprocessing step treated as the identity in the backward pass (Athalye et al. 2018)",
+        example: || {
+            AttackConfig::Bpda(BpdaConfig {
+                name: None,
+                attack: Box::new(AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.3))),
+            })
+        },
+    },
+    AttackEntry {
         family: "noise",
         help: "uniform or Gaussian random noise inside the budget: the baseline any attack must beat",
         example: || AttackConfig::Noise(NoiseConfig::new(Norm::Linf, 0.3)),
@@ -132,6 +147,7 @@ impl AttackConfig {
             AttackConfig::DeepFool(_) => "deepfool",
             AttackConfig::Square(_) => "square",
             AttackConfig::Noise(_) => "noise",
+            AttackConfig::Bpda(_) => "bpda",
         }
     }
 
@@ -139,6 +155,7 @@ impl AttackConfig {
     pub fn access(&self) -> Access {
         match self {
             AttackConfig::Square(_) => Access::Scores,
+            AttackConfig::Bpda(c) => c.attack.access(),
             _ => Access::Whitebox,
         }
     }
@@ -153,12 +170,16 @@ impl AttackConfig {
             AttackConfig::DeepFool(c) => c.threat(),
             AttackConfig::Square(c) => c.threat(),
             AttackConfig::Noise(c) => c.threat(),
+            AttackConfig::Bpda(c) => c.attack.threat(),
         }
     }
 
     /// The name rows and tables use: the configured `name`, or one made of
     /// the family, norm, budget and whatever else distinguishes it.
     pub fn label(&self) -> String {
+        if let AttackConfig::Bpda(c) = self {
+            return c.name.clone().unwrap_or_else(|| format!("bpda-{}", c.attack.label()));
+        }
         let (name, detail) = match self {
             AttackConfig::Fgsm(c) => (&c.name, String::new()),
             AttackConfig::Pgd(c) => (&c.name, c.label_detail()),
@@ -175,6 +196,7 @@ impl AttackConfig {
             AttackConfig::DeepFool(c) => (&c.name, String::new()),
             AttackConfig::Square(c) => (&c.name, format!("-{}q", c.queries)),
             AttackConfig::Noise(c) => (&c.name, c.label_detail()),
+            AttackConfig::Bpda(c) => (&c.name, String::new()),
         };
         if let Some(name) = name {
             return name.clone();
@@ -198,6 +220,29 @@ impl AttackConfig {
             AttackConfig::DeepFool(c) => c.validate(),
             AttackConfig::Square(c) => c.validate(),
             AttackConfig::Noise(_) => Ok(()),
+            AttackConfig::Bpda(c) => {
+                c.attack.validate().map_err(|e| format!("in `attack`: {e}"))?;
+                match *c.attack {
+                    AttackConfig::Bpda(_) => Err("`attack` of a bpda wrapper cannot be another bpda".into()),
+                    ref inner if inner.access() != Access::Whitebox => {
+                        Err("`attack` of a bpda wrapper must be a white-box attack (it needs gradients)".into())
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// The attack run through BPDA, if it is a white-box attack not already
+    /// wrapped; otherwise itself.
+    pub fn through_bpda(&self) -> AttackConfig {
+        match self {
+            AttackConfig::Bpda(_) => self.clone(),
+            a if a.access() != Access::Whitebox => self.clone(),
+            a => AttackConfig::Bpda(BpdaConfig {
+                name: None,
+                attack: Box::new(a.clone()),
+            }),
         }
     }
 
@@ -205,6 +250,7 @@ impl AttackConfig {
     pub fn queries(&self) -> Option<usize> {
         match self {
             AttackConfig::Square(c) => Some(c.queries),
+            AttackConfig::Bpda(c) => c.attack.queries(),
             _ => None,
         }
     }
@@ -222,6 +268,7 @@ impl AttackConfig {
             AttackConfig::DeepFool(c) => c.name = None,
             AttackConfig::Square(c) => c.name = None,
             AttackConfig::Noise(c) => c.name = None,
+            AttackConfig::Bpda(c) => c.name = None,
         }
         copy
     }
@@ -236,12 +283,13 @@ impl AttackConfig {
             AttackConfig::DeepFool(c) => Built::Whitebox(Box::new(c.clone())),
             AttackConfig::Square(c) => Built::Scores(c.clone()),
             AttackConfig::Noise(c) => Built::Whitebox(Box::new(c.clone())),
+            AttackConfig::Bpda(c) => Built::Bpda(c.attack.clone()),
         }
     }
 
     /// Run the attack against `model` on `x` in batches of `batch` images,
     /// handing it only what its access allows.
-    pub fn run(&self, model: &dyn Classifier, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng, batch: usize) -> Crafted {
+    pub fn run(&self, model: &dyn Model, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng, batch: usize) -> Crafted {
         let dim = model.input_dim();
         match self.build() {
             Built::Whitebox(attack) => Crafted {
@@ -261,6 +309,7 @@ impl AttackConfig {
                     queries: Some(queries),
                 }
             }
+            Built::Bpda(attack) => attack.run(&bpda::Bpda { model }, x, y, rng, batch),
         }
     }
 }
@@ -374,7 +423,7 @@ pub fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
 /// Run `attack` over `x` in batches of `batch` images (bounding memory).
 pub fn craft_batched(
     attack: &dyn Attack,
-    model: &dyn Classifier,
+    model: &dyn Model,
     x: &[f32],
     y: &[u8],
     rng: &mut ChaCha8Rng,
@@ -388,7 +437,7 @@ pub fn craft_batched(
 }
 
 /// For each image, whether `model` misclassifies it.
-pub fn fooled(model: &dyn Classifier, x: &[f32], y: &[u8]) -> Vec<bool> {
+pub fn fooled(model: &dyn Model, x: &[f32], y: &[u8]) -> Vec<bool> {
     argmax_rows(&model.logits(x), model.classes())
         .iter()
         .zip(y)

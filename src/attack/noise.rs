@@ -5,7 +5,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{random_start, standard_normal, Attack, Norm, ThreatModel};
-use crate::model::Classifier;
+use crate::model::Model;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,7 +58,7 @@ impl Attack for NoiseConfig {
         NoiseConfig::threat(self)
     }
 
-    fn craft(&self, model: &dyn Classifier, x: &[f32], _y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
+    fn craft(&self, model: &dyn Model, x: &[f32], _y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
         let dim = model.input_dim();
         let threat = self.threat();
         match self.distribution {

@@ -5,7 +5,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{ascend, fooled, random_start, Attack, AttackLoss, Norm, ThreatModel};
-use crate::model::Classifier;
+use crate::model::Model;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,7 +101,7 @@ impl Attack for PgdConfig {
         PgdConfig::threat(self)
     }
 
-    fn craft(&self, model: &dyn Classifier, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
+    fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
         let dim = model.input_dim();
         let threat = self.threat();
         let loss = self.loss.on(y);

@@ -8,6 +8,14 @@ pub const STRATEGIES: &[(&str, &str)] = &[
         include_str!("../../strategies/tournaments/default.toml"),
     ),
     (
+        "tournaments/masking.toml",
+        include_str!("../../strategies/tournaments/masking.toml"),
+    ),
+    (
+        "attackers/adaptive-linf.toml",
+        include_str!("../../strategies/attackers/adaptive-linf.toml"),
+    ),
+    (
         "attackers/pgd-linf.toml",
         include_str!("../../strategies/attackers/pgd-linf.toml"),
     ),
@@ -26,6 +34,10 @@ pub const STRATEGIES: &[(&str, &str)] = &[
     (
         "defenders/adversarial.toml",
         include_str!("../../strategies/defenders/adversarial.toml"),
+    ),
+    (
+        "defenders/squeeze.toml",
+        include_str!("../../strategies/defenders/squeeze.toml"),
     ),
     (
         "defenders/pgd-at.toml",

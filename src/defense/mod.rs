@@ -6,6 +6,7 @@
 
 pub mod adversarial;
 pub mod pgd_at;
+pub mod squeeze;
 pub mod standard;
 
 use rand::seq::SliceRandom;
@@ -16,6 +17,7 @@ use crate::data::Split;
 use crate::model::{Classifier, CrossEntropy, Sgd};
 pub use adversarial::AdversarialConfig;
 pub use pgd_at::PgdAtConfig;
+pub use squeeze::SqueezeConfig;
 
 /// What a defense may learn from in one round.
 pub struct RoundData<'a> {
@@ -40,6 +42,7 @@ pub enum DefenseConfig {
     Standard,
     Adversarial(AdversarialConfig),
     PgdAt(PgdAtConfig),
+    Squeeze(SqueezeConfig),
 }
 
 /// Defense names and one line of help each, for `redqueen list`.
@@ -53,6 +56,10 @@ pub const DEFENSES: &[(&str, &str)] = &[
         "pgd-at",
         "Madry et al.'s adversarial training: PGD examples crafted on the fly at every step",
     ),
+    (
+        "squeeze",
+        "feature squeezing: median smoothing and bit-depth reduction in front of the model (Xu et al. 2018); masks gradients",
+    ),
 ];
 
 impl DefenseConfig {
@@ -61,6 +68,15 @@ impl DefenseConfig {
             DefenseConfig::Standard => "standard",
             DefenseConfig::Adversarial(_) => "adversarial",
             DefenseConfig::PgdAt(_) => "pgd-at",
+            DefenseConfig::Squeeze(_) => "squeeze",
+        }
+    }
+
+    /// The model as deployed: some defenses put a step in front of it.
+    pub fn deploy(&self, model: Box<dyn Classifier>) -> Box<dyn Classifier> {
+        match self {
+            DefenseConfig::Squeeze(c) => c.deploy(model),
+            _ => model,
         }
     }
 
@@ -69,6 +85,7 @@ impl DefenseConfig {
             DefenseConfig::Standard => Box::new(standard::Standard),
             DefenseConfig::Adversarial(c) => Box::new(c.init()),
             DefenseConfig::PgdAt(c) => Box::new(c.clone()),
+            DefenseConfig::Squeeze(_) => Box::new(squeeze::NoRetraining),
         }
     }
 
@@ -76,7 +93,7 @@ impl DefenseConfig {
     /// roughly: used only to start the costliest matches first.
     pub fn work_per_round(&self, craft: usize) -> usize {
         match self {
-            DefenseConfig::Standard => 0,
+            DefenseConfig::Standard | DefenseConfig::Squeeze(_) => 0,
             DefenseConfig::Adversarial(c) => {
                 let examples = craft + c.replay.min(craft * 8);
                 c.epochs * (examples as f32 * (1.0 + c.clean_ratio)) as usize
@@ -90,6 +107,7 @@ impl DefenseConfig {
             DefenseConfig::Standard => Ok(()),
             DefenseConfig::Adversarial(c) => c.validate(),
             DefenseConfig::PgdAt(c) => c.validate(),
+            DefenseConfig::Squeeze(c) => c.validate(),
         }
     }
 }

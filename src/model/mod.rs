@@ -16,8 +16,8 @@ pub use loss::{argmax_rows, softmax, CrossEntropy, CwMargin, Dlr, Loss, SoftCros
 pub use native::Native;
 pub use net::{naive_conv2d, Net};
 
-/// A differentiable image classifier over flattened images.
-pub trait Classifier: Send + Sync {
+/// What an attack may see of a classifier: logits and input gradients.
+pub trait Model: Send + Sync {
     /// Pixels per image.
     fn input_dim(&self) -> usize;
     /// Number of classes.
@@ -26,6 +26,21 @@ pub trait Classifier: Send + Sync {
     fn logits(&self, x: &[f32]) -> Vec<f32>;
     /// Logits and the gradient of the summed `loss` with respect to `x`.
     fn input_grad(&self, x: &[f32], loss: &dyn Loss) -> (Vec<f32>, Vec<f32>);
+    /// For a model that preprocesses its input (a non-differentiable step in
+    /// front of a network): the step and the network behind it, so that an
+    /// attack can differentiate around the step (BPDA).
+    fn preprocessed(&self) -> Option<(&dyn Preprocess, &dyn Model)> {
+        None
+    }
+}
+
+/// A transformation applied to inputs before a network sees them.
+pub trait Preprocess: Send + Sync {
+    fn apply(&self, x: &[f32]) -> Vec<f32>;
+}
+
+/// A trainable image classifier over flattened images.
+pub trait Classifier: Model {
     /// One optimizer step on the mean of `loss` over the batch; returns that mean.
     fn train_step(&mut self, x: &[f32], loss: &dyn Loss, opt: &Sgd) -> f32;
     /// An independent copy, parameters and optimizer state included.
@@ -141,7 +156,7 @@ impl ModelConfig {
 }
 
 /// Predicted labels, in batches of `batch`.
-pub fn predict(model: &dyn Classifier, x: &[f32], batch: usize) -> Vec<u8> {
+pub fn predict(model: &dyn Model, x: &[f32], batch: usize) -> Vec<u8> {
     let dim = model.input_dim();
     x.chunks(batch * dim)
         .flat_map(|chunk| argmax_rows(&model.logits(chunk), model.classes()))
@@ -149,7 +164,7 @@ pub fn predict(model: &dyn Classifier, x: &[f32], batch: usize) -> Vec<u8> {
 }
 
 /// Softmax probabilities, in batches of `batch`.
-pub fn probabilities(model: &dyn Classifier, x: &[f32], batch: usize) -> Vec<f32> {
+pub fn probabilities(model: &dyn Model, x: &[f32], batch: usize) -> Vec<f32> {
     let dim = model.input_dim();
     x.chunks(batch * dim)
         .flat_map(|chunk| softmax(&model.logits(chunk), model.classes()))
@@ -157,7 +172,7 @@ pub fn probabilities(model: &dyn Classifier, x: &[f32], batch: usize) -> Vec<f32
 }
 
 /// Fraction of `x` classified as `labels`.
-pub fn accuracy(model: &dyn Classifier, x: &[f32], labels: &[u8]) -> f64 {
+pub fn accuracy(model: &dyn Model, x: &[f32], labels: &[u8]) -> f64 {
     if labels.is_empty() {
         return 0.0;
     }

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use super::arch::{self, Layer};
 use super::kernels::{self, for_chunks, matmul, View};
-use super::{Classifier, Loss, ModelConfig, Sgd};
+use super::{Classifier, Loss, Model, ModelConfig, Sgd};
 
 /// A pad entry in a convolution template.
 const PAD: u32 = u32::MAX;
@@ -468,7 +468,7 @@ fn max_pool_backward(grad_out: &[f32], grad_in: &mut [f32], argmax: &[u32], _h: 
     }
 }
 
-impl Classifier for Native {
+impl Model for Native {
     fn input_dim(&self) -> usize {
         self.input_dim
     }
@@ -495,7 +495,9 @@ impl Classifier for Native {
             (ws.acts.last().expect("at least one layer").clone(), ws.grad.clone())
         })
     }
+}
 
+impl Classifier for Native {
     fn train_step(&mut self, x: &[f32], loss: &dyn Loss, opt: &Sgd) -> f32 {
         let batch = self.batch_of(x);
         let mut ws = std::mem::take(self.workspace.get_mut().unwrap_or_else(|e| e.into_inner()));

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use dfdx::prelude::*;
 
 use super::arch::{self, Layer};
-use super::{Classifier, Loss, ModelConfig, Sgd};
+use super::{Classifier, Loss, Model, ModelConfig, Sgd};
 
 type Matrix<Tp> = Tensor<(usize, usize), f32, Cpu, Tp>;
 type Flat<Tp> = Tensor<(usize,), f32, Cpu, Tp>;
@@ -218,7 +218,7 @@ pub fn naive_conv2d(
     out
 }
 
-impl Classifier for Net {
+impl Model for Net {
     fn input_dim(&self) -> usize {
         self.input_dim
     }
@@ -237,7 +237,9 @@ impl Classifier for Net {
         let (logits, _, grads, x_leaf) = self.backward(x, loss, 1.0);
         (logits, grads.get(&x_leaf).as_vec())
     }
+}
 
+impl Classifier for Net {
     fn train_step(&mut self, x: &[f32], loss: &dyn Loss, opt: &Sgd) -> f32 {
         let batch = self.batch_of(x);
         let (_, losses, grads, _) = self.backward(x, loss, 1.0 / batch as f32);

@@ -50,6 +50,9 @@ pub struct RoundRow {
     /// attacks only).
     #[serde(default)]
     pub zero_day_queries: Option<f64>,
+    /// Why the attacker picked this round's attack, when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_note: Option<String>,
     /// Examples the referee rejected this round (counted as failures).
     pub violations: usize,
     /// What the referee rejected, for the first few violations.

@@ -1,0 +1,199 @@
+//! The adaptive attacker: defense-aware, as Tramer et al. 2020 ("On
+//! adaptive attacks to adversarial example defenses") ask an evaluation to
+//! be. Each round it probes the defender's input gradients; when they
+//! vanish (gradient masking) it switches to an attack that does not need
+//! them to be honest (BPDA, then a query attack); when another attack of
+//! its repertoire has earned more than the current one, it switches to it.
+//! Every switch is explained in the round's row.
+
+use rand_chacha::ChaCha8Rng;
+
+use super::{Policy, Probe};
+use crate::attack::{Access, AttackConfig, AttackLoss};
+
+/// What an arm is, as far as adapting goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Gradient,
+    Margin,
+    Bpda,
+    Query,
+}
+
+fn kind(attack: &AttackConfig) -> Kind {
+    match attack {
+        AttackConfig::Bpda(_) => Kind::Bpda,
+        a if a.access() != Access::Whitebox => Kind::Query,
+        AttackConfig::Pgd(p) if p.loss == AttackLoss::Cw => Kind::Margin,
+        AttackConfig::Apgd(p) if p.loss == crate::attack::apgd::ApgdLoss::Dlr => Kind::Margin,
+        AttackConfig::Cw(_) | AttackConfig::DeepFool(_) => Kind::Margin,
+        _ => Kind::Gradient,
+    }
+}
+
+pub struct Adaptive {
+    labels: Vec<String>,
+    kinds: Vec<Kind>,
+    current: usize,
+    /// Sum and count of rewards per arm.
+    earned: Vec<(f64, usize)>,
+    probe: Option<Probe>,
+    note: Option<String>,
+}
+
+/// The share of probe images with zero input gradient above which the
+/// defender is taken to mask its gradients.
+const MASKED: f64 = 0.5;
+
+impl Adaptive {
+    pub fn new(repertoire: &[AttackConfig]) -> Adaptive {
+        let kinds: Vec<Kind> = repertoire.iter().map(kind).collect();
+        // Start as a plain evaluation would: with a gradient attack.
+        let current = kinds.iter().position(|&k| k == Kind::Gradient).unwrap_or(0);
+        Adaptive {
+            labels: repertoire.iter().map(|a| a.label()).collect(),
+            kinds,
+            current,
+            earned: vec![(0.0, 0); repertoire.len()],
+            probe: None,
+            note: None,
+        }
+    }
+
+    fn mean(&self, arm: usize) -> Option<f64> {
+        let (sum, n) = self.earned[arm];
+        (n > 0).then(|| sum / n as f64)
+    }
+
+    fn first_of(&self, wanted: &[Kind]) -> Option<usize> {
+        wanted
+            .iter()
+            .find_map(|&k| self.kinds.iter().position(|&kind| kind == k))
+    }
+
+    fn switch(&mut self, to: usize, why: String) {
+        if to != self.current {
+            self.note = Some(format!("{} -> {}: {why}", self.labels[self.current], self.labels[to]));
+            self.current = to;
+        }
+    }
+}
+
+impl Policy for Adaptive {
+    fn wants_probe(&self) -> bool {
+        true
+    }
+
+    fn probe(&mut self, probe: &Probe) {
+        self.probe = Some(probe.clone());
+    }
+
+    fn pick(&mut self, _round: usize, _rng: &mut ChaCha8Rng) -> usize {
+        self.note = None;
+        let masked = self.probe.as_ref().is_some_and(|p| p.zero_gradient_fraction > MASKED);
+        let current_needs_gradients = matches!(self.kinds[self.current], Kind::Gradient | Kind::Margin);
+        if masked && current_needs_gradients {
+            if let Some(arm) = self.first_of(&[Kind::Bpda, Kind::Query]) {
+                let share = self.probe.as_ref().map_or(0.0, |p| p.zero_gradient_fraction);
+                self.switch(
+                    arm,
+                    format!(
+                        "input gradients are zero on {:.0}% of probe images (gradient masking)",
+                        100.0 * share
+                    ),
+                );
+                return self.current;
+            }
+        }
+        // Go with what has earned the most; try an untried arm when the
+        // current one does poorly. Against masked gradients, attacks that
+        // trust the raw gradient are out.
+        let usable = |arm: usize| !masked || !matches!(self.kinds[arm], Kind::Gradient | Kind::Margin);
+        let current_mean = self.mean(self.current);
+        let best = (0..self.kinds.len())
+            .filter(|&arm| usable(arm))
+            .filter_map(|arm| self.mean(arm).map(|m| (arm, m)))
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
+        if let (Some(current), Some((arm, m))) = (current_mean, best) {
+            if m > current + 0.05 {
+                self.switch(arm, format!("it earned {m:.2} against {current:.2}"));
+                return self.current;
+            }
+            if current < 0.5 {
+                if let Some(untried) = (0..self.kinds.len()).find(|&a| self.earned[a].1 == 0 && usable(a)) {
+                    self.switch(
+                        untried,
+                        format!("the current attack earns only {current:.2}; trying another"),
+                    );
+                }
+            }
+        }
+        self.current
+    }
+
+    fn observe(&mut self, arm: usize, reward: f64) {
+        self.earned[arm].0 += reward;
+        self.earned[arm].1 += 1;
+    }
+
+    fn note(&self) -> Option<String> {
+        self.note.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attack::{BpdaConfig, Norm, PgdConfig, SquareConfig};
+    use rand::SeedableRng;
+
+    fn repertoire() -> Vec<AttackConfig> {
+        let pgd = AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1));
+        vec![
+            pgd.clone(),
+            AttackConfig::Square(SquareConfig::new(0.1)),
+            AttackConfig::Bpda(BpdaConfig {
+                name: None,
+                attack: Box::new(pgd),
+            }),
+        ]
+    }
+
+    #[test]
+    fn masked_gradients_send_it_to_bpda_and_it_says_why() {
+        let mut policy = Adaptive::new(&repertoire());
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        policy.probe(&Probe {
+            zero_gradient_fraction: 0.0,
+            mean_gradient_l1: 3.0,
+        });
+        assert_eq!(policy.pick(1, &mut rng), 0);
+        assert!(policy.note().is_none());
+        policy.observe(0, 0.9);
+        policy.probe(&Probe {
+            zero_gradient_fraction: 1.0,
+            mean_gradient_l1: 0.0,
+        });
+        assert_eq!(policy.pick(2, &mut rng), 2);
+        assert!(policy.note().unwrap().contains("gradient masking"));
+    }
+
+    #[test]
+    fn it_moves_to_the_attack_that_earned_more() {
+        let mut policy = Adaptive::new(&repertoire());
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let healthy = Probe {
+            zero_gradient_fraction: 0.0,
+            mean_gradient_l1: 3.0,
+        };
+        policy.probe(&healthy);
+        let first = policy.pick(1, &mut rng);
+        policy.observe(first, 0.2);
+        // A poor reward: it tries an untried arm next.
+        let second = policy.pick(2, &mut rng);
+        assert_ne!(second, first);
+        policy.observe(second, 0.8);
+        assert_eq!(policy.pick(3, &mut rng), second);
+        assert!(policy.note().is_none(), "no switch, no note");
+    }
+}
