@@ -279,3 +279,36 @@ fn attacks_prints_a_row_per_attack() {
     }
     assert!(out.contains("scores"), "the square attack's access is shown");
 }
+
+#[test]
+fn an_evolving_attacker_breeds_new_attacks_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tiny_tournament(
+        dir.path(),
+        "[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }",
+    );
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("rounds = 2", "rounds = 4")
+        .replace(
+            "policy = { kind = \"fixed\" }",
+            "policy = { kind = \"evolve\", population = 3 }",
+        );
+    std::fs::write(&file, text).unwrap();
+    let out = dir.path().join("out");
+    redqueen()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let rows = std::fs::read_to_string(out.join("rounds.jsonl")).unwrap();
+    let evolved: Vec<serde_json::Value> = rows
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["attacker"] == "fixed" && r["attack"].as_str().unwrap().contains("evolved"))
+        .collect();
+    assert!(!evolved.is_empty(), "no evolved attack was played");
+    assert!(evolved[0]["agent_note"].as_str().unwrap().starts_with("mutated"));
+}

@@ -4,6 +4,7 @@
 pub mod adaptive;
 pub mod bandit;
 pub mod cycle;
+pub mod evolve;
 pub mod fixed;
 
 use rand_chacha::ChaCha8Rng;
@@ -11,8 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::attack::AttackConfig;
 pub use bandit::{BanditAlgorithm, BanditConfig};
+pub use evolve::EvolveConfig;
 
-/// A policy over the arms `0..repertoire.len()`.
+/// A policy over arms: the repertoire's attacks, unless `attack` says
+/// otherwise (a policy may invent attacks of its own).
 pub trait Policy: Send {
     /// The arm to play in `round` (1-based).
     fn pick(&mut self, round: usize, rng: &mut ChaCha8Rng) -> usize;
@@ -26,6 +29,10 @@ pub trait Policy: Send {
     fn probe(&mut self, _probe: &Probe) {}
     /// Why the last pick was made, when there is something to say.
     fn note(&self) -> Option<String> {
+        None
+    }
+    /// The attack an arm stands for, when it is not `repertoire[arm]`.
+    fn attack(&self, _arm: usize) -> Option<AttackConfig> {
         None
     }
 }
@@ -51,6 +58,8 @@ pub enum PolicyConfig {
     Bandit(BanditConfig),
     /// Defense-aware: probes for gradient masking and switches attacks.
     Adaptive,
+    /// A population of configurations, mutated from the best.
+    Evolve(EvolveConfig),
 }
 
 /// Policy names and one line of help each, for `redqueen list`.
@@ -60,6 +69,10 @@ pub const POLICIES: &[(&str, &str)] = &[
     (
         "bandit",
         "EXP3 (adversarial bandit) or UCB1 over its repertoire, rewarded by 1 - zero_day_acc",
+    ),
+    (
+        "evolve",
+        "keeps a population of attack configurations, mutates the best (steps, step size, loss, restarts), keeps what earned most",
     ),
     (
         "adaptive",
@@ -74,6 +87,7 @@ impl PolicyConfig {
             PolicyConfig::Cycle => "cycle",
             PolicyConfig::Bandit(_) => "bandit",
             PolicyConfig::Adaptive => "adaptive",
+            PolicyConfig::Evolve(_) => "evolve",
         }
     }
 
@@ -84,12 +98,14 @@ impl PolicyConfig {
             PolicyConfig::Cycle => Box::new(cycle::Cycle { arms }),
             PolicyConfig::Bandit(c) => c.init(arms),
             PolicyConfig::Adaptive => Box::new(adaptive::Adaptive::new(repertoire)),
+            PolicyConfig::Evolve(c) => Box::new(evolve::Evolve::new(c, repertoire)),
         }
     }
 
     pub fn validate(&self) -> Result<(), String> {
         match self {
             PolicyConfig::Bandit(c) => c.validate(),
+            PolicyConfig::Evolve(c) => c.validate(),
             _ => Ok(()),
         }
     }

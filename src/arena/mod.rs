@@ -80,7 +80,7 @@ pub fn play(
     let mut policy = plan.attacker.policy.init(repertoire);
     let mut defense = plan.defender.strategy.init();
     let (eval_x, eval_y) = (&plan.eval.images, &plan.eval.labels);
-    let mut seen: BTreeMap<String, &AttackConfig> = BTreeMap::new();
+    let mut seen: BTreeMap<String, AttackConfig> = BTreeMap::new();
     let mut stale_sets: Vec<Vec<f32>> = Vec::new();
     let mut rows = Vec::with_capacity(plan.rounds);
 
@@ -111,7 +111,8 @@ pub fn play(
         }
         let arm = policy.pick(round, &mut rng("pick", ""));
         let agent_note = policy.note();
-        let config = &repertoire[arm];
+        let config = policy.attack(arm).unwrap_or_else(|| repertoire[arm].clone());
+        let config = &config;
         let label = config.label();
         let craft_indices =
             rand::seq::index::sample(&mut rng("craft-images", ""), plan.train.len(), plan.craft).into_vec();
@@ -156,7 +157,7 @@ pub fn play(
         // 4. Post-round evaluation of the updated model.
         on_phase(round, Phase::Evaluation);
         let started = Instant::now();
-        seen.insert(label.clone(), config);
+        seen.insert(label.clone(), config.clone());
         stale_sets.push(zero_day.examples);
         let clean_after = correct(model.as_ref(), eval_x, eval_y);
         let robust_acc = |config: &AttackConfig, purpose: &str| {

@@ -255,6 +255,21 @@ impl AttackConfig {
         }
     }
 
+    /// Give the attack a `name` (its label from then on).
+    pub fn set_name(&mut self, name: String) {
+        match self {
+            AttackConfig::Fgsm(c) => c.name = Some(name),
+            AttackConfig::Pgd(c) => c.name = Some(name),
+            AttackConfig::Mim(c) => c.name = Some(name),
+            AttackConfig::Apgd(c) => c.name = Some(name),
+            AttackConfig::Cw(c) => c.name = Some(name),
+            AttackConfig::DeepFool(c) => c.name = Some(name),
+            AttackConfig::Square(c) => c.name = Some(name),
+            AttackConfig::Noise(c) => c.name = Some(name),
+            AttackConfig::Bpda(c) => c.name = Some(name),
+        }
+    }
+
     /// The same attack without its `name`: two configurations are the same
     /// attack when these are equal.
     pub fn unnamed(&self) -> AttackConfig {

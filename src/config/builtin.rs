@@ -16,6 +16,10 @@ pub const STRATEGIES: &[(&str, &str)] = &[
         include_str!("../../strategies/attackers/adaptive-linf.toml"),
     ),
     (
+        "attackers/evolve-linf.toml",
+        include_str!("../../strategies/attackers/evolve-linf.toml"),
+    ),
+    (
         "attackers/pgd-linf.toml",
         include_str!("../../strategies/attackers/pgd-linf.toml"),
     ),
