@@ -157,7 +157,7 @@ pub fn mutate(attack: &AttackConfig, rng: &mut ChaCha8Rng) -> Option<(AttackConf
         }
         AttackConfig::Bpda(b) => {
             let (inner, what) = mutate(&b.attack, rng)?;
-            b.attack = Box::new(inner);
+            *b.attack = inner;
             what
         }
         _ => return None,
