@@ -48,9 +48,11 @@ pub fn attacks() -> Vec<AttackConfig> {
         AttackConfig::Apgd(dlr),
         AttackConfig::DeepFool(DeepFoolConfig::new(Norm::Linf, 0.1)),
         AttackConfig::Square(SquareConfig::new(0.1)),
+        AttackConfig::HopSkipJump(HopSkipJumpConfig::new(Norm::Linf, 0.1)),
         AttackConfig::Pgd(PgdConfig::new(Norm::L2, 2.0)),
         AttackConfig::Cw(CwConfig::new(2.0)),
         AttackConfig::DeepFool(DeepFoolConfig::new(Norm::L2, 2.0)),
+        AttackConfig::HopSkipJump(HopSkipJumpConfig::new(Norm::L2, 2.0)),
         AttackConfig::Pgd(l1),
     ]
 }

@@ -10,6 +10,7 @@ pub mod bpda;
 pub mod cw;
 pub mod deepfool;
 pub mod fgsm;
+pub mod hopskipjump;
 pub mod mim;
 pub mod noise;
 pub mod pgd;
@@ -27,6 +28,7 @@ pub use bpda::BpdaConfig;
 pub use cw::CwConfig;
 pub use deepfool::DeepFoolConfig;
 pub use fgsm::FgsmConfig;
+pub use hopskipjump::HopSkipJumpConfig;
 pub use mim::MimConfig;
 pub use noise::NoiseConfig;
 pub use pgd::PgdConfig;
@@ -54,6 +56,8 @@ pub enum AttackConfig {
     #[serde(rename = "deepfool")]
     DeepFool(DeepFoolConfig),
     Square(SquareConfig),
+    #[serde(rename = "hopskipjump")]
+    HopSkipJump(HopSkipJumpConfig),
     Noise(NoiseConfig),
     Bpda(BpdaConfig),
 }
@@ -63,6 +67,7 @@ pub enum AttackConfig {
 pub enum Built {
     Whitebox(Box<dyn Attack>),
     Scores(SquareConfig),
+    Labels(HopSkipJumpConfig),
     /// A white-box attack run through BPDA.
     Bpda(Box<AttackConfig>),
 }
@@ -120,6 +125,11 @@ pub const ATTACKS: &[AttackEntry] = &[
         example: || AttackConfig::Square(SquareConfig::new(0.3)),
     },
     AttackEntry {
+        family: "hopskipjump",
+        help: "HopSkipJump: boundary search from top-1 labels only, within a query budget (Chen et al. 2020); l2 or linf; labels access",
+        example: || AttackConfig::HopSkipJump(HopSkipJumpConfig::new(Norm::L2, 2.0)),
+    },
+    AttackEntry {
         family: "bpda",
         help: "wrapper: runs `attack` with a non-differentiable preprocessing step treated as the identity in the backward pass (Athalye et al. 2018)",
         example: || {
@@ -146,6 +156,7 @@ impl AttackConfig {
             AttackConfig::Cw(_) => "cw",
             AttackConfig::DeepFool(_) => "deepfool",
             AttackConfig::Square(_) => "square",
+            AttackConfig::HopSkipJump(_) => "hopskipjump",
             AttackConfig::Noise(_) => "noise",
             AttackConfig::Bpda(_) => "bpda",
         }
@@ -155,6 +166,7 @@ impl AttackConfig {
     pub fn access(&self) -> Access {
         match self {
             AttackConfig::Square(_) => Access::Scores,
+            AttackConfig::HopSkipJump(_) => Access::Labels,
             AttackConfig::Bpda(c) => c.attack.access(),
             _ => Access::Whitebox,
         }
@@ -169,6 +181,7 @@ impl AttackConfig {
             AttackConfig::Cw(c) => c.threat(),
             AttackConfig::DeepFool(c) => c.threat(),
             AttackConfig::Square(c) => c.threat(),
+            AttackConfig::HopSkipJump(c) => c.threat(),
             AttackConfig::Noise(c) => c.threat(),
             AttackConfig::Bpda(c) => c.attack.threat(),
         }
@@ -195,6 +208,7 @@ impl AttackConfig {
             AttackConfig::Cw(c) => (&c.name, String::new()),
             AttackConfig::DeepFool(c) => (&c.name, String::new()),
             AttackConfig::Square(c) => (&c.name, format!("-{}q", c.queries)),
+            AttackConfig::HopSkipJump(c) => (&c.name, format!("-{}q", c.queries)),
             AttackConfig::Noise(c) => (&c.name, c.label_detail()),
             AttackConfig::Bpda(c) => (&c.name, String::new()),
         };
@@ -219,6 +233,7 @@ impl AttackConfig {
             AttackConfig::Cw(c) => c.validate(),
             AttackConfig::DeepFool(c) => c.validate(),
             AttackConfig::Square(c) => c.validate(),
+            AttackConfig::HopSkipJump(c) => c.validate(),
             AttackConfig::Noise(_) => Ok(()),
             AttackConfig::Bpda(c) => {
                 c.attack.validate().map_err(|e| format!("in `attack`: {e}"))?;
@@ -250,6 +265,7 @@ impl AttackConfig {
     pub fn queries(&self) -> Option<usize> {
         match self {
             AttackConfig::Square(c) => Some(c.queries),
+            AttackConfig::HopSkipJump(c) => Some(c.queries),
             AttackConfig::Bpda(c) => c.attack.queries(),
             _ => None,
         }
@@ -265,6 +281,7 @@ impl AttackConfig {
             AttackConfig::Cw(c) => c.name = Some(name),
             AttackConfig::DeepFool(c) => c.name = Some(name),
             AttackConfig::Square(c) => c.name = Some(name),
+            AttackConfig::HopSkipJump(c) => c.name = Some(name),
             AttackConfig::Noise(c) => c.name = Some(name),
             AttackConfig::Bpda(c) => c.name = Some(name),
         }
@@ -282,6 +299,7 @@ impl AttackConfig {
             AttackConfig::Cw(c) => c.name = None,
             AttackConfig::DeepFool(c) => c.name = None,
             AttackConfig::Square(c) => c.name = None,
+            AttackConfig::HopSkipJump(c) => c.name = None,
             AttackConfig::Noise(c) => c.name = None,
             AttackConfig::Bpda(c) => c.name = None,
         }
@@ -297,6 +315,7 @@ impl AttackConfig {
             AttackConfig::Cw(c) => Built::Whitebox(Box::new(c.clone())),
             AttackConfig::DeepFool(c) => Built::Whitebox(Box::new(c.clone())),
             AttackConfig::Square(c) => Built::Scores(c.clone()),
+            AttackConfig::HopSkipJump(c) => Built::Labels(c.clone()),
             AttackConfig::Noise(c) => Built::Whitebox(Box::new(c.clone())),
             AttackConfig::Bpda(c) => Built::Bpda(c.attack.clone()),
         }
@@ -316,6 +335,19 @@ impl AttackConfig {
                 let mut examples = Vec::with_capacity(x.len());
                 for (xb, yb) in x.chunks(batch * dim).zip(y.chunks(batch)) {
                     let mut oracle = ScoreOracle::new(model, yb.len(), attack.queries);
+                    examples.extend(attack.craft(&mut oracle, xb, yb, rng));
+                    queries += oracle.queries();
+                }
+                Crafted {
+                    examples,
+                    queries: Some(queries),
+                }
+            }
+            Built::Labels(attack) => {
+                let mut queries = 0;
+                let mut examples = Vec::with_capacity(x.len());
+                for (xb, yb) in x.chunks(batch * dim).zip(y.chunks(batch)) {
+                    let mut oracle = LabelOracle::new(model, yb.len(), attack.queries);
                     examples.extend(attack.craft(&mut oracle, xb, yb, rng));
                     queries += oracle.queries();
                 }

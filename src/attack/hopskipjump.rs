@@ -1,0 +1,207 @@
+//! HopSkipJump: a decision-based attack from top-1 labels alone. From an
+//! adversarial starting point it alternates a binary search to the decision
+//! boundary, a Monte Carlo estimate of the boundary's normal from label
+//! flips, and a geometric step along it; the result is projected onto the
+//! budget. Chen, Jordan & Wainwright 2020, "HopSkipJumpAttack: a
+//! query-efficient decision-based attack".
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::access::LabelOracle;
+use super::{standard_normal, Norm, ThreatModel};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HopSkipJumpConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default = "default_norm")]
+    pub norm: Norm,
+    pub eps: f32,
+    /// Queries per image (at most the rules' `queries`).
+    #[serde(default = "default_queries")]
+    pub queries: usize,
+    /// Samples of the first gradient estimate (grows as sqrt(iteration)).
+    #[serde(default = "default_samples")]
+    pub samples: usize,
+}
+
+fn default_norm() -> Norm {
+    Norm::L2
+}
+fn default_queries() -> usize {
+    1000
+}
+fn default_samples() -> usize {
+    50
+}
+
+/// Per-image query accounting on top of the oracle's batch cap.
+struct Queries<'o, 'a> {
+    oracle: &'o mut LabelOracle<'a>,
+    label: u8,
+    left: usize,
+}
+
+impl Queries<'_, '_> {
+    /// Whether each image of `x` is misclassified; `None` when out of queries.
+    fn adversarial(&mut self, x: &[f32]) -> Option<Vec<bool>> {
+        let n = x.len() / self.oracle.input_dim();
+        if n > self.left {
+            return None;
+        }
+        self.left -= n;
+        let labels = self.oracle.labels(x)?;
+        Some(labels.iter().map(|&l| l != self.label).collect())
+    }
+}
+
+impl HopSkipJumpConfig {
+    pub fn new(norm: Norm, eps: f32) -> Self {
+        HopSkipJumpConfig {
+            name: None,
+            norm,
+            eps,
+            queries: default_queries(),
+            samples: default_samples(),
+        }
+    }
+    pub fn threat(&self) -> ThreatModel {
+        ThreatModel {
+            norm: self.norm,
+            eps: self.eps,
+        }
+    }
+    pub fn validate(&self) -> Result<(), String> {
+        if self.norm == Norm::L1 {
+            return Err("hopskipjump supports `norm = \"l2\"` or `\"linf\"`".into());
+        }
+        if self.queries < 10 || self.samples == 0 {
+            return Err("`queries` must be at least 10 and `samples` at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn craft(&self, oracle: &mut LabelOracle<'_>, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
+        let dim = oracle.input_dim();
+        let mut out = Vec::with_capacity(x.len());
+        for (image, &label) in x.chunks(dim).zip(y) {
+            let mut queries = Queries {
+                oracle: &mut *oracle,
+                label,
+                left: self.queries,
+            };
+            let adv = self
+                .attack_one(&mut queries, image, rng)
+                .unwrap_or_else(|| image.to_vec());
+            out.extend(adv);
+        }
+        self.threat().project(&mut out, x, dim);
+        out
+    }
+
+    fn distance(&self, a: &[f32], b: &[f32]) -> f32 {
+        let delta: Vec<f32> = a.iter().zip(b).map(|(a, b)| a - b).collect();
+        self.norm.of(&delta)
+    }
+
+    /// Binary search on the segment from `x` (clean) to `adv` (adversarial)
+    /// for the boundary; returns an adversarial point next to it.
+    fn to_boundary(&self, q: &mut Queries<'_, '_>, x: &[f32], adv: &[f32]) -> Option<Vec<f32>> {
+        let (mut low, mut high) = (0.0f32, 1.0f32);
+        let blend = |t: f32| -> Vec<f32> { x.iter().zip(adv).map(|(a, b)| a + t * (b - a)).collect() };
+        for _ in 0..12 {
+            let mid = (low + high) / 2.0;
+            if q.adversarial(&blend(mid))?[0] {
+                high = mid;
+            } else {
+                low = mid;
+            }
+        }
+        Some(blend(high))
+    }
+
+    fn attack_one(&self, q: &mut Queries<'_, '_>, x: &[f32], rng: &mut ChaCha8Rng) -> Option<Vec<f32>> {
+        let dim = x.len();
+        // An adversarial start: uniform noise images, tried a batch at a time.
+        let noise: Vec<f32> = (0..10 * dim).map(|_| rng.gen_range(0.0..1.0)).collect();
+        let flags = q.adversarial(&noise)?;
+        let start = flags.iter().position(|&f| f)?;
+        let mut boundary = self.to_boundary(q, x, &noise[start * dim..(start + 1) * dim])?;
+        let theta = match self.norm {
+            Norm::Linf => 1.0 / (dim as f32 * dim as f32),
+            _ => 1.0 / (dim as f32).powf(1.5),
+        };
+        let mut best = boundary.clone();
+        for t in 1.. {
+            // Estimate the boundary's normal from label flips around it.
+            let distance = self.distance(&boundary, x);
+            let delta = ((dim as f32).sqrt() * theta * distance).max(1e-4);
+            let samples = ((self.samples as f32 * (t as f32).sqrt()) as usize).min(q.left.saturating_sub(20));
+            if samples < 2 {
+                break;
+            }
+            let directions: Vec<Vec<f32>> = (0..samples)
+                .map(|_| {
+                    let u: Vec<f32> = (0..dim).map(|_| standard_normal(rng)).collect();
+                    let length = Norm::L2.of(&u).max(1e-12);
+                    u.into_iter().map(|v| v / length).collect()
+                })
+                .collect();
+            let probes: Vec<f32> = directions
+                .iter()
+                .flat_map(|u| {
+                    boundary
+                        .iter()
+                        .zip(u)
+                        .map(|(b, u)| (b + delta * u).clamp(0.0, 1.0))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let Some(flags) = q.adversarial(&probes) else { break };
+            let signs: Vec<f32> = flags.iter().map(|&f| if f { 1.0 } else { -1.0 }).collect();
+            let baseline = signs.iter().sum::<f32>() / samples as f32;
+            let mut normal = vec![0.0f32; dim];
+            for (u, s) in directions.iter().zip(&signs) {
+                let weight = if baseline.abs() < 1.0 { s - baseline } else { *s };
+                normal.iter_mut().zip(u).for_each(|(n, u)| *n += weight * u);
+            }
+            let direction: Vec<f32> = match self.norm {
+                Norm::Linf => normal.iter().map(|v| v.signum()).collect(),
+                _ => {
+                    let length = Norm::L2.of(&normal).max(1e-12);
+                    normal.iter().map(|v| v / length).collect()
+                }
+            };
+            // Geometric step along it, halved until still adversarial.
+            let mut step = distance / (t as f32).sqrt();
+            let mut moved = None;
+            while step > 1e-4 {
+                let candidate: Vec<f32> = boundary
+                    .iter()
+                    .zip(&direction)
+                    .map(|(b, d)| (b + step * d).clamp(0.0, 1.0))
+                    .collect();
+                match q.adversarial(&candidate) {
+                    Some(f) if f[0] => {
+                        moved = Some(candidate);
+                        break;
+                    }
+                    Some(_) => step /= 2.0,
+                    None => break,
+                }
+            }
+            let Some(moved) = moved else { break };
+            let Some(next) = self.to_boundary(q, x, &moved) else {
+                break;
+            };
+            boundary = next;
+            if self.distance(&boundary, x) < self.distance(&best, x) {
+                best = boundary.clone();
+            }
+        }
+        Some(best)
+    }
+}
