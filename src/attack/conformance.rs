@@ -40,6 +40,12 @@ fn every_attack() -> Vec<AttackConfig> {
     let mut gaussian = NoiseConfig::new(Norm::L2, 2.0);
     gaussian.distribution = noise::Distribution::Gaussian;
     configs.push(AttackConfig::Noise(gaussian));
+    let mut targeted = PgdConfig::new(Norm::Linf, 0.3);
+    targeted.target = Target::Random;
+    configs.push(AttackConfig::Pgd(targeted));
+    let mut least_likely = MimConfig::new(Norm::Linf, 0.3);
+    least_likely.target = Target::LeastLikely;
+    configs.push(AttackConfig::Mim(least_likely));
     let mut cw = PgdConfig::new(Norm::Linf, 0.1);
     cw.loss = AttackLoss::Cw;
     cw.restarts = 2;
@@ -158,4 +164,22 @@ fn bpda_beats_plain_pgd_against_squeezing() {
 
 fn fraction_true(mask: &[bool]) -> f64 {
     mask.iter().filter(|&&b| b).count() as f64 / mask.len() as f64
+}
+
+/// A targeted attack lands on its target, not just anywhere wrong.
+#[test]
+fn targeted_attacks_reach_their_targets() {
+    let SyntheticFixture { model, x, y, .. } = trained_mlp();
+    let mut pgd = PgdConfig::new(Norm::Linf, 0.3);
+    pgd.target = Target::LeastLikely;
+    pgd.steps = 20;
+    let k = model.classes();
+    let negated: Vec<f32> = model.logits(x).iter().map(|z| -z).collect();
+    let targets = crate::model::argmax_rows(&negated, k);
+    let adv = AttackConfig::Pgd(pgd)
+        .run(model.as_ref(), x, y, &mut ChaCha8Rng::seed_from_u64(1), 64)
+        .examples;
+    let predicted = crate::model::argmax_rows(&model.logits(&adv), k);
+    let hit = predicted.iter().zip(&targets).filter(|(p, t)| p == t).count() as f64 / y.len() as f64;
+    assert!(hit > 0.8, "least-likely targets reached on {hit}");
 }

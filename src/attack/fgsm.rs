@@ -4,7 +4,7 @@
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{ascend, Attack, AttackLoss, Norm, ThreatModel};
+use super::{ascend, Attack, AttackLoss, Norm, Objective, Target, ThreatModel};
 use crate::model::Model;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,6 +17,9 @@ pub struct FgsmConfig {
     pub eps: f32,
     #[serde(default)]
     pub loss: AttackLoss,
+    /// `untargeted` (default), `random` or `least-likely`.
+    #[serde(default)]
+    pub target: Target,
 }
 
 impl FgsmConfig {
@@ -26,6 +29,7 @@ impl FgsmConfig {
             norm,
             eps,
             loss: AttackLoss::Ce,
+            target: Target::Untargeted,
         }
     }
     pub fn threat(&self) -> ThreatModel {
@@ -41,9 +45,10 @@ impl Attack for FgsmConfig {
         FgsmConfig::threat(self)
     }
 
-    fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], _rng: &mut ChaCha8Rng) -> Vec<f32> {
+    fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
         let dim = model.input_dim();
-        let (_, grad) = model.input_grad(x, self.loss.on(y).as_ref());
+        let objective = Objective::new(self.loss, self.target, model, x, y, rng);
+        let (_, grad) = model.input_grad(x, &objective);
         let mut adv = x.to_vec();
         ascend(self.norm, &mut adv, &grad, self.eps, dim);
         self.threat().project(&mut adv, x, dim);

@@ -5,7 +5,7 @@
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{ascend, Attack, AttackLoss, Norm, ThreatModel};
+use super::{ascend, Attack, AttackLoss, Norm, Objective, Target, ThreatModel};
 use crate::model::Model;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +23,9 @@ pub struct MimConfig {
     pub decay: f32,
     #[serde(default)]
     pub loss: AttackLoss,
+    /// `untargeted` (default), `random` or `least-likely`.
+    #[serde(default)]
+    pub target: Target,
 }
 
 fn default_steps() -> usize {
@@ -41,6 +44,7 @@ impl MimConfig {
             steps: default_steps(),
             decay: default_decay(),
             loss: AttackLoss::Ce,
+            target: Target::Untargeted,
         }
     }
     pub fn threat(&self) -> ThreatModel {
@@ -65,15 +69,15 @@ impl Attack for MimConfig {
         MimConfig::threat(self)
     }
 
-    fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], _rng: &mut ChaCha8Rng) -> Vec<f32> {
+    fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
         let dim = model.input_dim();
-        let loss = self.loss.on(y);
+        let loss = Objective::new(self.loss, self.target, model, x, y, rng);
         // The paper's step: eps / steps, so the steps can just reach the budget.
         let step = self.eps / self.steps as f32;
         let mut adv = x.to_vec();
         let mut momentum = vec![0.0f32; x.len()];
         for _ in 0..self.steps {
-            let (_, grad) = model.input_grad(&adv, loss.as_ref());
+            let (_, grad) = model.input_grad(&adv, &loss);
             for (g_acc, g) in momentum.chunks_mut(dim).zip(grad.chunks(dim)) {
                 let l1 = g.iter().map(|v| v.abs()).sum::<f32>().max(1e-12);
                 for (m, v) in g_acc.iter_mut().zip(g) {

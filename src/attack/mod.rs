@@ -15,6 +15,7 @@ pub mod mim;
 pub mod noise;
 pub mod pgd;
 pub mod square;
+pub mod target;
 pub mod threat;
 
 use rand::Rng;
@@ -33,6 +34,7 @@ pub use mim::MimConfig;
 pub use noise::NoiseConfig;
 pub use pgd::PgdConfig;
 pub use square::SquareConfig;
+pub use target::{Objective, Target};
 pub use threat::{Norm, Norms, ThreatModel, Violation};
 
 /// A crafting algorithm with its hyperparameters.
@@ -194,9 +196,9 @@ impl AttackConfig {
             return c.name.clone().unwrap_or_else(|| format!("bpda-{}", c.attack.label()));
         }
         let (name, detail) = match self {
-            AttackConfig::Fgsm(c) => (&c.name, String::new()),
+            AttackConfig::Fgsm(c) => (&c.name, c.target.label_detail().to_string()),
             AttackConfig::Pgd(c) => (&c.name, c.label_detail()),
-            AttackConfig::Mim(c) => (&c.name, String::new()),
+            AttackConfig::Mim(c) => (&c.name, c.target.label_detail().to_string()),
             AttackConfig::Apgd(c) => (
                 &c.name,
                 if c.loss == apgd::ApgdLoss::Dlr {

@@ -4,8 +4,8 @@
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{ascend, fooled, random_start, Attack, AttackLoss, Norm, ThreatModel};
-use crate::model::Model;
+use super::{ascend, fooled, random_start, Attack, AttackLoss, Norm, Objective, Target, ThreatModel};
+use crate::model::{Loss, Model};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +26,9 @@ pub struct PgdConfig {
     pub random_start: bool,
     #[serde(default)]
     pub loss: AttackLoss,
+    /// `untargeted` (default), `random` or `least-likely`.
+    #[serde(default)]
+    pub target: Target,
 }
 
 pub(crate) fn default_norm() -> Norm {
@@ -52,6 +55,7 @@ impl PgdConfig {
             restarts: 1,
             random_start: true,
             loss: AttackLoss::Ce,
+            target: Target::Untargeted,
         }
     }
 
@@ -67,7 +71,7 @@ impl PgdConfig {
     }
 
     pub(crate) fn label_detail(&self) -> String {
-        let mut detail = String::new();
+        let mut detail = self.target.label_detail().to_string();
         if self.loss == AttackLoss::Cw {
             detail.push_str("-cw");
         }
@@ -104,7 +108,7 @@ impl Attack for PgdConfig {
     fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
         let dim = model.input_dim();
         let threat = self.threat();
-        let loss = self.loss.on(y);
+        let loss = Objective::new(self.loss, self.target, model, x, y, rng);
         let mut best: Option<(Vec<f32>, Vec<bool>, Vec<f32>)> = None;
         for _ in 0..self.restarts {
             let mut adv = if self.random_start {
@@ -113,7 +117,7 @@ impl Attack for PgdConfig {
                 x.to_vec()
             };
             for _ in 0..self.steps {
-                let (_, grad) = model.input_grad(&adv, loss.as_ref());
+                let (_, grad) = model.input_grad(&adv, &loss);
                 ascend(self.norm, &mut adv, &grad, self.step(), dim);
                 threat.project(&mut adv, x, dim);
             }
