@@ -49,6 +49,14 @@ pub fn attacks() -> Vec<AttackConfig> {
         AttackConfig::DeepFool(DeepFoolConfig::new(Norm::Linf, 0.1)),
         AttackConfig::Square(SquareConfig::new(0.1)),
         AttackConfig::HopSkipJump(HopSkipJumpConfig::new(Norm::Linf, 0.1)),
+        AttackConfig::Transfer(TransferConfig {
+            name: None,
+            attack: Box::new(AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1))),
+            surrogate: ModelConfig::Mlp { hidden: vec![128] },
+            images: 2000,
+            epochs: 3,
+            seed: 0,
+        }),
         AttackConfig::Pgd(PgdConfig::new(Norm::L2, 2.0)),
         AttackConfig::Cw(CwConfig::new(2.0)),
         AttackConfig::DeepFool(DeepFoolConfig::new(Norm::L2, 2.0)),
@@ -97,12 +105,13 @@ pub fn run(quick: bool) -> Vec<Row> {
     for config in attacks() {
         for (name, model) in models {
             let clean = correct(model, &eval.images, &eval.labels);
-            let crafted = config.run(
+            let crafted = config.run_with(
                 model,
                 &eval.images,
                 &eval.labels,
                 &mut ChaCha8Rng::seed_from_u64(seed),
                 100,
+                Some(&data.train),
             );
             let checked = referee::check(config.threat(), crafted.examples, &eval.images, dim);
             let robust = robust(model, &checked.examples, &eval.labels, &clean);

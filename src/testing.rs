@@ -13,6 +13,8 @@ pub struct SyntheticFixture {
     pub x: Vec<f32>,
     pub y: Vec<u8>,
     pub dim: usize,
+    /// The training split the model learned from.
+    pub train: crate::data::Split,
 }
 
 /// An undefended MLP trained on 3000 synthetic digits, with 200 test images;
@@ -37,6 +39,7 @@ pub fn trained_mlp() -> &'static SyntheticFixture {
         SyntheticFixture {
             model,
             dim: data.test.dim(),
+            train: data.train.clone(),
             x: data.test.images,
             y: data.test.labels,
         }

@@ -117,17 +117,25 @@ pub fn play(
         let craft_indices =
             rand::seq::index::sample(&mut rng("craft-images", ""), plan.train.len(), plan.craft).into_vec();
         let craft_set = plan.train.subset(&craft_indices);
-        let crafted = config.run(
+        let crafted = config.run_with(
             model.as_ref(),
             &craft_set.images,
             &craft_set.labels,
             &mut rng("craft", &label),
             EVAL_BATCH,
+            Some(plan.train),
         );
         let crafted = referee::check(config.threat(), crafted.examples, &craft_set.images, dim);
 
         // 2. Zero-day: the same attack on the evaluation set, before any defense.
-        let zero_day = config.run(model.as_ref(), eval_x, eval_y, &mut rng("zero-day", &label), EVAL_BATCH);
+        let zero_day = config.run_with(
+            model.as_ref(),
+            eval_x,
+            eval_y,
+            &mut rng("zero-day", &label),
+            EVAL_BATCH,
+            Some(plan.train),
+        );
         let zero_day_queries = zero_day.queries.map(|q| q as f64 / eval_y.len().max(1) as f64);
         let zero_day = referee::check(config.threat(), zero_day.examples, eval_x, dim);
         let clean_before = correct(model.as_ref(), eval_x, eval_y);
@@ -169,7 +177,14 @@ pub fn play(
                 ("unseen", Some(_)) => config.through_bpda(),
                 _ => config.clone(),
             };
-            let adv = config.run(model.as_ref(), eval_x, eval_y, &mut rng(purpose, &label), EVAL_BATCH);
+            let adv = config.run_with(
+                model.as_ref(),
+                eval_x,
+                eval_y,
+                &mut rng(purpose, &label),
+                EVAL_BATCH,
+                Some(plan.train),
+            );
             let adv = referee::check(config.threat(), adv.examples, eval_x, dim);
             (
                 label,

@@ -17,6 +17,8 @@ pub enum Access {
     Scores,
     /// The top-1 label only; each image asked about is a query.
     Labels,
+    /// Nothing: it crafts on a surrogate model it trains itself.
+    Transfer,
 }
 
 impl Access {
@@ -25,6 +27,7 @@ impl Access {
             Access::Whitebox => "whitebox",
             Access::Scores => "scores",
             Access::Labels => "labels",
+            Access::Transfer => "transfer",
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod pgd;
 pub mod square;
 pub mod target;
 pub mod threat;
+pub mod transfer;
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -36,6 +37,7 @@ pub use pgd::PgdConfig;
 pub use square::SquareConfig;
 pub use target::{Objective, Target};
 pub use threat::{Norm, Norms, ThreatModel, Violation};
+pub use transfer::TransferConfig;
 
 /// A crafting algorithm with its hyperparameters.
 pub trait Attack: Send + Sync {
@@ -62,6 +64,7 @@ pub enum AttackConfig {
     HopSkipJump(HopSkipJumpConfig),
     Noise(NoiseConfig),
     Bpda(BpdaConfig),
+    Transfer(TransferConfig),
 }
 
 /// A built attack, by the access it has: each kind is handed only what its
@@ -72,6 +75,8 @@ pub enum Built {
     Labels(HopSkipJumpConfig),
     /// A white-box attack run through BPDA.
     Bpda(Box<AttackConfig>),
+    /// A white-box attack run on a surrogate.
+    Transfer(TransferConfig),
 }
 
 /// What running an attack produced.
@@ -142,6 +147,20 @@ pub const ATTACKS: &[AttackEntry] = &[
         },
     },
     AttackEntry {
+        family: "transfer",
+        help: "trains its own surrogate on training data and runs `attack` on it; never queries the target (Papernot et al. 2016)",
+        example: || {
+            AttackConfig::Transfer(TransferConfig {
+                name: None,
+                attack: Box::new(AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.3))),
+                surrogate: crate::model::ModelConfig::Mlp { hidden: vec![128] },
+                images: 2000,
+                epochs: 3,
+                seed: 0,
+            })
+        },
+    },
+    AttackEntry {
         family: "noise",
         help: "uniform or Gaussian random noise inside the budget: the baseline any attack must beat",
         example: || AttackConfig::Noise(NoiseConfig::new(Norm::Linf, 0.3)),
@@ -161,6 +180,7 @@ impl AttackConfig {
             AttackConfig::HopSkipJump(_) => "hopskipjump",
             AttackConfig::Noise(_) => "noise",
             AttackConfig::Bpda(_) => "bpda",
+            AttackConfig::Transfer(_) => "transfer",
         }
     }
 
@@ -170,6 +190,7 @@ impl AttackConfig {
             AttackConfig::Square(_) => Access::Scores,
             AttackConfig::HopSkipJump(_) => Access::Labels,
             AttackConfig::Bpda(c) => c.attack.access(),
+            AttackConfig::Transfer(_) => Access::Transfer,
             _ => Access::Whitebox,
         }
     }
@@ -186,6 +207,7 @@ impl AttackConfig {
             AttackConfig::HopSkipJump(c) => c.threat(),
             AttackConfig::Noise(c) => c.threat(),
             AttackConfig::Bpda(c) => c.attack.threat(),
+            AttackConfig::Transfer(c) => c.attack.threat(),
         }
     }
 
@@ -194,6 +216,12 @@ impl AttackConfig {
     pub fn label(&self) -> String {
         if let AttackConfig::Bpda(c) = self {
             return c.name.clone().unwrap_or_else(|| format!("bpda-{}", c.attack.label()));
+        }
+        if let AttackConfig::Transfer(c) = self {
+            return c
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("transfer-{}", c.attack.label()));
         }
         let (name, detail) = match self {
             AttackConfig::Fgsm(c) => (&c.name, c.target.label_detail().to_string()),
@@ -213,6 +241,7 @@ impl AttackConfig {
             AttackConfig::HopSkipJump(c) => (&c.name, format!("-{}q", c.queries)),
             AttackConfig::Noise(c) => (&c.name, c.label_detail()),
             AttackConfig::Bpda(c) => (&c.name, String::new()),
+            AttackConfig::Transfer(c) => (&c.name, String::new()),
         };
         if let Some(name) = name {
             return name.clone();
@@ -247,6 +276,7 @@ impl AttackConfig {
                     _ => Ok(()),
                 }
             }
+            AttackConfig::Transfer(c) => c.validate(),
         }
     }
 
@@ -269,6 +299,7 @@ impl AttackConfig {
             AttackConfig::Square(c) => Some(c.queries),
             AttackConfig::HopSkipJump(c) => Some(c.queries),
             AttackConfig::Bpda(c) => c.attack.queries(),
+            AttackConfig::Transfer(_) => None,
             _ => None,
         }
     }
@@ -286,6 +317,7 @@ impl AttackConfig {
             AttackConfig::HopSkipJump(c) => c.name = Some(name),
             AttackConfig::Noise(c) => c.name = Some(name),
             AttackConfig::Bpda(c) => c.name = Some(name),
+            AttackConfig::Transfer(c) => c.name = Some(name),
         }
     }
 
@@ -304,6 +336,7 @@ impl AttackConfig {
             AttackConfig::HopSkipJump(c) => c.name = None,
             AttackConfig::Noise(c) => c.name = None,
             AttackConfig::Bpda(c) => c.name = None,
+            AttackConfig::Transfer(c) => c.name = None,
         }
         copy
     }
@@ -320,12 +353,27 @@ impl AttackConfig {
             AttackConfig::HopSkipJump(c) => Built::Labels(c.clone()),
             AttackConfig::Noise(c) => Built::Whitebox(Box::new(c.clone())),
             AttackConfig::Bpda(c) => Built::Bpda(c.attack.clone()),
+            AttackConfig::Transfer(c) => Built::Transfer(c.clone()),
         }
     }
 
     /// Run the attack against `model` on `x` in batches of `batch` images,
     /// handing it only what its access allows.
     pub fn run(&self, model: &dyn Model, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng, batch: usize) -> Crafted {
+        self.run_with(model, x, y, rng, batch, None)
+    }
+
+    /// As [`AttackConfig::run`], with the training data that attacks which
+    /// learn (transfer) may use.
+    pub fn run_with(
+        &self,
+        model: &dyn Model,
+        x: &[f32],
+        y: &[u8],
+        rng: &mut ChaCha8Rng,
+        batch: usize,
+        train: Option<&crate::data::Split>,
+    ) -> Crafted {
         let dim = model.input_dim();
         match self.build() {
             Built::Whitebox(attack) => Crafted {
@@ -358,7 +406,8 @@ impl AttackConfig {
                     queries: Some(queries),
                 }
             }
-            Built::Bpda(attack) => attack.run(&bpda::Bpda { model }, x, y, rng, batch),
+            Built::Bpda(attack) => attack.run_with(&bpda::Bpda { model }, x, y, rng, batch, train),
+            Built::Transfer(attack) => attack.run(train, x, y, rng, batch),
         }
     }
 }

@@ -9,12 +9,12 @@ pub mod pgd_at;
 pub mod squeeze;
 pub mod standard;
 
-use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Split;
-use crate::model::{Classifier, CrossEntropy, Sgd};
+pub use crate::model::train_epochs;
+use crate::model::{Classifier, Sgd};
 pub use adversarial::AdversarialConfig;
 pub use pgd_at::PgdAtConfig;
 pub use squeeze::SqueezeConfig;
@@ -135,39 +135,6 @@ pub fn validate_training(epochs_or_steps: (&str, usize), batch: usize, opt: &Sgd
         return Err(format!("`momentum` must be in [0, 1), got {}", opt.momentum));
     }
     Ok(())
-}
-
-/// Plain minibatch SGD on cross-entropy: `epochs` passes over `(x, y)` in a
-/// fresh random order each. Returns the mean loss of the last epoch.
-pub fn train_epochs(
-    model: &mut dyn Classifier,
-    x: &[f32],
-    y: &[u8],
-    epochs: usize,
-    batch: usize,
-    opt: &Sgd,
-    rng: &mut ChaCha8Rng,
-) -> f32 {
-    let dim = model.input_dim();
-    let mut order: Vec<usize> = (0..y.len()).collect();
-    let mut last = 0.0;
-    let mut xb = Vec::with_capacity(batch * dim);
-    let mut yb = Vec::with_capacity(batch);
-    for _ in 0..epochs {
-        order.shuffle(rng);
-        let mut total = 0.0;
-        for chunk in order.chunks(batch) {
-            xb.clear();
-            yb.clear();
-            for &i in chunk {
-                xb.extend_from_slice(&x[i * dim..(i + 1) * dim]);
-                yb.push(y[i]);
-            }
-            total += model.train_step(&xb, &CrossEntropy { labels: &yb }, opt) * chunk.len() as f32;
-        }
-        last = total / y.len().max(1) as f32;
-    }
-    last
 }
 
 /// `count` distinct random training images and their labels.

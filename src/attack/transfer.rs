@@ -1,0 +1,114 @@
+//! Transfer: no access to the target at all. The attacker trains a
+//! surrogate model of its own on training data and runs a white-box attack
+//! against it; the examples are then used against the target, relying on
+//! adversarial examples transferring between models (Papernot et al. 2016,
+//! "Transferability in machine learning"; Tramer et al. 2018).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{AttackConfig, Crafted};
+use crate::data::Split;
+use crate::model::{train_epochs, Classifier, Engine, ModelConfig, Sgd};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The white-box attack run on the surrogate.
+    pub attack: Box<AttackConfig>,
+    #[serde(default = "default_surrogate")]
+    pub surrogate: ModelConfig,
+    /// Training images the surrogate learns from, and epochs over them.
+    #[serde(default = "default_images")]
+    pub images: usize,
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    /// Seed of the surrogate's initialization and training.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_surrogate() -> ModelConfig {
+    ModelConfig::Mlp { hidden: vec![128] }
+}
+fn default_images() -> usize {
+    2000
+}
+fn default_epochs() -> usize {
+    3
+}
+
+impl TransferConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        self.attack.validate().map_err(|e| format!("in `attack`: {e}"))?;
+        if self.attack.access() != super::Access::Whitebox || matches!(*self.attack, AttackConfig::Transfer(_)) {
+            return Err("`attack` of a transfer attack must be a white-box attack (it runs on the surrogate)".into());
+        }
+        if self.images == 0 || self.epochs == 0 {
+            return Err("`images` and `epochs` must be at least 1".into());
+        }
+        self.surrogate.validate(28, 28).map_err(|e| format!("`surrogate`: {e}"))
+    }
+
+    /// The surrogate for `train`: trained once per configuration and data,
+    /// then shared (it depends on nothing else).
+    fn surrogate(&self, train: &Split) -> Arc<dyn Classifier> {
+        type Cache = Mutex<HashMap<String, Arc<dyn Classifier>>>;
+        static SURROGATES: OnceLock<Cache> = OnceLock::new();
+        let mut key =
+            serde_json::to_string(&(&self.surrogate, self.images, self.epochs, self.seed)).unwrap_or_default();
+        key.push_str(&format!("/{}/{:x}", train.len(), label_hash(&train.labels)));
+        let cache = SURROGATES.get_or_init(|| Mutex::new(HashMap::new()));
+        if let Some(model) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return model.clone();
+        }
+        let n = self.images.min(train.len());
+        let subset = train.subset(&(0..n).collect::<Vec<_>>());
+        let mut model = self
+            .surrogate
+            .init(Engine::Native, train.rows, train.cols, 10, self.seed);
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        train_epochs(
+            model.as_mut(),
+            &subset.images,
+            &subset.labels,
+            self.epochs,
+            64,
+            &Sgd::default(),
+            &mut rng,
+        );
+        let model: Arc<dyn Classifier> = Arc::from(model);
+        cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, model.clone());
+        model
+    }
+
+    /// Craft on the surrogate; the target is never asked anything.
+    pub fn run(&self, train: Option<&Split>, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng, batch: usize) -> Crafted {
+        let Some(train) = train else {
+            // No training data to learn a surrogate from: nothing to send.
+            return Crafted {
+                examples: x.to_vec(),
+                queries: Some(0),
+            };
+        };
+        let surrogate = self.surrogate(train);
+        let crafted = self.attack.run_with(surrogate.as_ref(), x, y, rng, batch, Some(train));
+        Crafted {
+            examples: crafted.examples,
+            queries: Some(0),
+        }
+    }
+}
+
+fn label_hash(labels: &[u8]) -> u64 {
+    crate::rng::fnv1a(labels, crate::rng::FNV_OFFSET)
+}
