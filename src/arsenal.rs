@@ -30,7 +30,8 @@ pub struct Row {
 }
 
 /// The attacks of the table: every family at the default rules' budgets
-/// (linf 0.1, l2 2.0) and PGD in l1 at 10.
+/// (linf 0.1, l2 2.0), PGD in l1 at 10, and rotations up to 30 degrees
+/// with translations up to 3 pixels.
 pub fn attacks() -> Vec<AttackConfig> {
     let mut dlr = ApgdConfig::new(Norm::Linf, 0.1);
     dlr.loss = ApgdLoss::Dlr;
@@ -62,6 +63,7 @@ pub fn attacks() -> Vec<AttackConfig> {
         AttackConfig::DeepFool(DeepFoolConfig::new(Norm::L2, 2.0)),
         AttackConfig::HopSkipJump(HopSkipJumpConfig::new(Norm::L2, 2.0)),
         AttackConfig::Pgd(l1),
+        AttackConfig::Spatial(SpatialConfig::new(30.0, 3)),
     ]
 }
 

@@ -23,6 +23,8 @@ enum Kind {
 fn kind(attack: &AttackConfig) -> Kind {
     match attack {
         AttackConfig::Bpda(_) => Kind::Bpda,
+        // Attacks that need no gradient work as well against masking.
+        AttackConfig::Spatial(_) | AttackConfig::Noise(_) => Kind::Query,
         a if a.access() != Access::Whitebox => Kind::Query,
         AttackConfig::Pgd(p) if p.loss == AttackLoss::Cw => Kind::Margin,
         AttackConfig::Apgd(p) if p.loss == crate::attack::apgd::ApgdLoss::Dlr => Kind::Margin,

@@ -14,6 +14,7 @@ pub mod hopskipjump;
 pub mod mim;
 pub mod noise;
 pub mod pgd;
+pub mod spatial;
 pub mod square;
 pub mod target;
 pub mod threat;
@@ -34,6 +35,7 @@ pub use hopskipjump::HopSkipJumpConfig;
 pub use mim::MimConfig;
 pub use noise::NoiseConfig;
 pub use pgd::PgdConfig;
+pub use spatial::{SpatialBudget, SpatialConfig};
 pub use square::SquareConfig;
 pub use target::{Objective, Target};
 pub use threat::{Norm, Norms, ThreatModel, Violation};
@@ -65,6 +67,7 @@ pub enum AttackConfig {
     Noise(NoiseConfig),
     Bpda(BpdaConfig),
     Transfer(TransferConfig),
+    Spatial(SpatialConfig),
 }
 
 /// A built attack, by the access it has: each kind is handed only what its
@@ -77,6 +80,8 @@ pub enum Built {
     Bpda(Box<AttackConfig>),
     /// A white-box attack run on a surrogate.
     Transfer(TransferConfig),
+    /// Rotations and translations, rendered by trusted code.
+    Spatial(SpatialConfig),
 }
 
 /// What running an attack produced.
@@ -147,6 +152,11 @@ pub const ATTACKS: &[AttackEntry] = &[
         },
     },
     AttackEntry {
+        family: "spatial",
+        help: "the worst rotation and translation within `degrees` and `pixels`, by grid search (Engstrom et al. 2019)",
+        example: || AttackConfig::Spatial(SpatialConfig::new(30.0, 3)),
+    },
+    AttackEntry {
         family: "transfer",
         help: "trains its own surrogate on training data and runs `attack` on it; never queries the target (Papernot et al. 2016)",
         example: || {
@@ -181,6 +191,7 @@ impl AttackConfig {
             AttackConfig::Noise(_) => "noise",
             AttackConfig::Bpda(_) => "bpda",
             AttackConfig::Transfer(_) => "transfer",
+            AttackConfig::Spatial(_) => "spatial",
         }
     }
 
@@ -208,6 +219,12 @@ impl AttackConfig {
             AttackConfig::Noise(c) => c.threat(),
             AttackConfig::Bpda(c) => c.attack.threat(),
             AttackConfig::Transfer(c) => c.attack.threat(),
+            // Not an Lp ball: any image in [0,1] passes this check, and the
+            // transformation itself is enforced by rendering (see spatial.rs).
+            AttackConfig::Spatial(_) => ThreatModel {
+                norm: Norm::Linf,
+                eps: 1.0,
+            },
         }
     }
 
@@ -222,6 +239,12 @@ impl AttackConfig {
                 .name
                 .clone()
                 .unwrap_or_else(|| format!("transfer-{}", c.attack.label()));
+        }
+        if let AttackConfig::Spatial(c) = self {
+            return c
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("spatial-{}deg-{}px", c.degrees, c.pixels));
         }
         let (name, detail) = match self {
             AttackConfig::Fgsm(c) => (&c.name, c.target.label_detail().to_string()),
@@ -242,6 +265,7 @@ impl AttackConfig {
             AttackConfig::Noise(c) => (&c.name, c.label_detail()),
             AttackConfig::Bpda(c) => (&c.name, String::new()),
             AttackConfig::Transfer(c) => (&c.name, String::new()),
+            AttackConfig::Spatial(c) => (&c.name, String::new()),
         };
         if let Some(name) = name {
             return name.clone();
@@ -277,6 +301,7 @@ impl AttackConfig {
                 }
             }
             AttackConfig::Transfer(c) => c.validate(),
+            AttackConfig::Spatial(c) => c.validate(),
         }
     }
 
@@ -299,7 +324,7 @@ impl AttackConfig {
             AttackConfig::Square(c) => Some(c.queries),
             AttackConfig::HopSkipJump(c) => Some(c.queries),
             AttackConfig::Bpda(c) => c.attack.queries(),
-            AttackConfig::Transfer(_) => None,
+            AttackConfig::Transfer(_) | AttackConfig::Spatial(_) => None,
             _ => None,
         }
     }
@@ -318,6 +343,7 @@ impl AttackConfig {
             AttackConfig::Noise(c) => c.name = Some(name),
             AttackConfig::Bpda(c) => c.name = Some(name),
             AttackConfig::Transfer(c) => c.name = Some(name),
+            AttackConfig::Spatial(c) => c.name = Some(name),
         }
     }
 
@@ -337,6 +363,7 @@ impl AttackConfig {
             AttackConfig::Noise(c) => c.name = None,
             AttackConfig::Bpda(c) => c.name = None,
             AttackConfig::Transfer(c) => c.name = None,
+            AttackConfig::Spatial(c) => c.name = None,
         }
         copy
     }
@@ -354,6 +381,7 @@ impl AttackConfig {
             AttackConfig::Noise(c) => Built::Whitebox(Box::new(c.clone())),
             AttackConfig::Bpda(c) => Built::Bpda(c.attack.clone()),
             AttackConfig::Transfer(c) => Built::Transfer(c.clone()),
+            AttackConfig::Spatial(c) => Built::Spatial(c.clone()),
         }
     }
 
@@ -408,6 +436,14 @@ impl AttackConfig {
             }
             Built::Bpda(attack) => attack.run_with(&bpda::Bpda { model }, x, y, rng, batch, train),
             Built::Transfer(attack) => attack.run(train, x, y, rng, batch),
+            Built::Spatial(attack) => Crafted {
+                examples: x
+                    .chunks(batch * dim)
+                    .zip(y.chunks(batch))
+                    .flat_map(|(xb, yb)| attack.craft(model, xb, yb, rng))
+                    .collect(),
+                queries: None,
+            },
         }
     }
 }

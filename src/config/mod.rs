@@ -133,6 +133,10 @@ pub struct Rules {
     /// Queries per image allowed to attacks with scores or labels access.
     #[serde(default = "default_queries")]
     pub queries: usize,
+    /// Largest rotation (degrees) and translation (pixels) for spatial
+    /// attacks (a table, so it comes last when written back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spatial: Option<crate::attack::SpatialBudget>,
 }
 
 fn default_queries() -> usize {
@@ -508,7 +512,11 @@ fn validate(
     let mut labels: BTreeMap<String, AttackConfig> = BTreeMap::new();
     let mut check_attack = |at: &str, attack: &AttackConfig| -> std::result::Result<(), String> {
         attack.validate().map_err(|e| format!("{at}: {e}"))?;
-        check_budget(&file.rules, attack.threat()).map_err(|e| format!("{at}: {e}"))?;
+        match attack {
+            AttackConfig::Spatial(s) => s.within(file.rules.spatial),
+            _ => check_budget(&file.rules, attack.threat()),
+        }
+        .map_err(|e| format!("{at}: {e}"))?;
         if let Some(queries) = attack.queries() {
             if queries > file.rules.queries {
                 return Err(format!(

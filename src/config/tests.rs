@@ -240,3 +240,17 @@ fn query_attacks_must_fit_the_rules_query_budget() {
     let ok = text.replace("l2 = 2.0", "l2 = 2.0\nqueries = 5000");
     assert!(check_text(&ok).is_ok());
 }
+
+#[test]
+fn spatial_attacks_need_a_spatial_budget_and_round_trip() {
+    let text = tournament("").replace(
+        "repertoire = [{ family = \"pgd\", eps = 0.3 }]",
+        "repertoire = [{ family = \"spatial\", degrees = 30.0, pixels = 3 }]",
+    );
+    assert!(error_of(&text).contains("spatial budget"));
+    let tight = text.replace("l2 = 2.0", "l2 = 2.0\nspatial = { degrees = 15.0, pixels = 3 }");
+    assert!(error_of(&tight).contains("rules.spatial"));
+    let ok = text.replace("l2 = 2.0", "l2 = 2.0\nspatial = { degrees = 30.0, pixels = 3 }");
+    let plan = check_text(&ok).unwrap();
+    assert_eq!(check_text(&plan.to_toml()).unwrap().file, plan.file);
+}
