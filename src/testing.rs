@@ -45,3 +45,35 @@ pub fn trained_mlp() -> &'static SyntheticFixture {
         }
     })
 }
+
+/// A randomized defense for tests: Gaussian noise added to every input, a
+/// fresh draw at every call.
+pub struct NoisyInput<'a> {
+    pub inner: &'a dyn crate::model::Model,
+    pub sigma: f32,
+    pub rng: std::sync::Mutex<rand_chacha::ChaCha8Rng>,
+}
+
+impl NoisyInput<'_> {
+    fn noisy(&self, x: &[f32]) -> Vec<f32> {
+        let mut rng = self.rng.lock().unwrap();
+        x.iter()
+            .map(|v| (v + self.sigma * crate::attack::standard_normal(&mut rng)).clamp(0.0, 1.0))
+            .collect()
+    }
+}
+
+impl crate::model::Model for NoisyInput<'_> {
+    fn input_dim(&self) -> usize {
+        self.inner.input_dim()
+    }
+    fn classes(&self) -> usize {
+        self.inner.classes()
+    }
+    fn logits(&self, x: &[f32]) -> Vec<f32> {
+        self.inner.logits(&self.noisy(x))
+    }
+    fn input_grad(&self, x: &[f32], loss: &dyn crate::model::Loss) -> (Vec<f32>, Vec<f32>) {
+        self.inner.input_grad(&self.noisy(x), loss)
+    }
+}

@@ -201,3 +201,48 @@ fn targeted_attacks_reach_their_targets() {
     let hit = predicted.iter().zip(&targets).filter(|(p, t)| p == t).count() as f64 / y.len() as f64;
     assert!(hit > 0.8, "least-likely targets reached on {hit}");
 }
+
+/// EOT averages the defense's gradient over draws of its randomness: on a
+/// deterministic model it changes nothing, on a randomized one its gradient
+/// is the mean of the draws.
+#[test]
+fn eot_averages_gradients_over_the_defenses_randomness() {
+    let SyntheticFixture { model, x, y, .. } = trained_mlp();
+    let (x, y) = (&x[..8 * 784], &y[..8]);
+    let pgd = AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1));
+    let eot = AttackConfig::Eot(EotConfig {
+        name: None,
+        samples: 4,
+        attack: Box::new(pgd.clone()),
+    });
+    let run = |attack: &AttackConfig| {
+        attack
+            .run(model.as_ref(), x, y, &mut ChaCha8Rng::seed_from_u64(2), 8)
+            .examples
+    };
+    assert_eq!(run(&eot), run(&pgd), "EOT changed an attack on a deterministic model");
+
+    let noisy = |seed| crate::testing::NoisyInput {
+        inner: model.as_ref(),
+        sigma: 0.3,
+        rng: std::sync::Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+    };
+    let loss = crate::model::CrossEntropy { labels: y };
+    let defense = noisy(7);
+    let (_, averaged) = eot::Eot {
+        model: &defense,
+        samples: 4,
+    }
+    .input_grad(x, &loss);
+    let replay = noisy(7);
+    let mut expected = vec![0.0f32; x.len()];
+    for _ in 0..4 {
+        let (_, g) = replay.input_grad(x, &loss);
+        expected.iter_mut().zip(g).for_each(|(e, g)| *e += g / 4.0);
+    }
+    for (a, e) in averaged.iter().zip(&expected) {
+        assert!((a - e).abs() <= 1e-5 * e.abs().max(1.0), "{a} vs {e}");
+    }
+    let (_, one_draw) = noisy(8).input_grad(x, &loss);
+    assert_ne!(one_draw, averaged, "the randomized fixture is not random");
+}

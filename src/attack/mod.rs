@@ -9,6 +9,7 @@ pub mod apgd;
 pub mod bpda;
 pub mod cw;
 pub mod deepfool;
+pub mod eot;
 pub mod fgsm;
 pub mod hopskipjump;
 pub mod mim;
@@ -30,6 +31,7 @@ pub use apgd::ApgdConfig;
 pub use bpda::BpdaConfig;
 pub use cw::CwConfig;
 pub use deepfool::DeepFoolConfig;
+pub use eot::EotConfig;
 pub use fgsm::FgsmConfig;
 pub use hopskipjump::HopSkipJumpConfig;
 pub use mim::MimConfig;
@@ -68,6 +70,7 @@ pub enum AttackConfig {
     Bpda(BpdaConfig),
     Transfer(TransferConfig),
     Spatial(SpatialConfig),
+    Eot(EotConfig),
 }
 
 /// A built attack, by the access it has: each kind is handed only what its
@@ -82,6 +85,8 @@ pub enum Built {
     Transfer(TransferConfig),
     /// Rotations and translations, rendered by trusted code.
     Spatial(SpatialConfig),
+    /// A white-box attack on gradients averaged over a randomized defense.
+    Eot(EotConfig),
 }
 
 /// What running an attack produced.
@@ -152,6 +157,17 @@ pub const ATTACKS: &[AttackEntry] = &[
         },
     },
     AttackEntry {
+        family: "eot",
+        help: "wrapper: runs `attack` on input gradients averaged over `samples` draws of a randomized defense (Athalye et al. 2018)",
+        example: || {
+            AttackConfig::Eot(EotConfig {
+                name: None,
+                samples: 4,
+                attack: Box::new(AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.3))),
+            })
+        },
+    },
+    AttackEntry {
         family: "spatial",
         help: "the worst rotation and translation within `degrees` and `pixels`, by grid search (Engstrom et al. 2019)",
         example: || AttackConfig::Spatial(SpatialConfig::new(30.0, 3)),
@@ -192,6 +208,7 @@ impl AttackConfig {
             AttackConfig::Bpda(_) => "bpda",
             AttackConfig::Transfer(_) => "transfer",
             AttackConfig::Spatial(_) => "spatial",
+            AttackConfig::Eot(_) => "eot",
         }
     }
 
@@ -201,6 +218,7 @@ impl AttackConfig {
             AttackConfig::Square(_) => Access::Scores,
             AttackConfig::HopSkipJump(_) => Access::Labels,
             AttackConfig::Bpda(c) => c.attack.access(),
+            AttackConfig::Eot(c) => c.attack.access(),
             AttackConfig::Transfer(_) => Access::Transfer,
             _ => Access::Whitebox,
         }
@@ -225,6 +243,7 @@ impl AttackConfig {
                 norm: Norm::Linf,
                 eps: 1.0,
             },
+            AttackConfig::Eot(c) => c.attack.threat(),
         }
     }
 
@@ -239,6 +258,12 @@ impl AttackConfig {
                 .name
                 .clone()
                 .unwrap_or_else(|| format!("transfer-{}", c.attack.label()));
+        }
+        if let AttackConfig::Eot(c) = self {
+            return c
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("eot{}-{}", c.samples, c.attack.label()));
         }
         if let AttackConfig::Spatial(c) = self {
             return c
@@ -266,6 +291,7 @@ impl AttackConfig {
             AttackConfig::Bpda(c) => (&c.name, String::new()),
             AttackConfig::Transfer(c) => (&c.name, String::new()),
             AttackConfig::Spatial(c) => (&c.name, String::new()),
+            AttackConfig::Eot(c) => (&c.name, String::new()),
         };
         if let Some(name) = name {
             return name.clone();
@@ -302,6 +328,16 @@ impl AttackConfig {
             }
             AttackConfig::Transfer(c) => c.validate(),
             AttackConfig::Spatial(c) => c.validate(),
+            AttackConfig::Eot(c) => {
+                c.attack.validate().map_err(|e| format!("in `attack`: {e}"))?;
+                if c.samples == 0 {
+                    return Err("`samples` must be at least 1".into());
+                }
+                if c.attack.access() != Access::Whitebox || matches!(*c.attack, AttackConfig::Eot(_)) {
+                    return Err("`attack` of an eot wrapper must be a white-box attack other than eot".into());
+                }
+                Ok(())
+            }
         }
     }
 
@@ -325,6 +361,7 @@ impl AttackConfig {
             AttackConfig::HopSkipJump(c) => Some(c.queries),
             AttackConfig::Bpda(c) => c.attack.queries(),
             AttackConfig::Transfer(_) | AttackConfig::Spatial(_) => None,
+            AttackConfig::Eot(c) => c.attack.queries(),
             _ => None,
         }
     }
@@ -344,6 +381,7 @@ impl AttackConfig {
             AttackConfig::Bpda(c) => c.name = Some(name),
             AttackConfig::Transfer(c) => c.name = Some(name),
             AttackConfig::Spatial(c) => c.name = Some(name),
+            AttackConfig::Eot(c) => c.name = Some(name),
         }
     }
 
@@ -364,6 +402,7 @@ impl AttackConfig {
             AttackConfig::Bpda(c) => c.name = None,
             AttackConfig::Transfer(c) => c.name = None,
             AttackConfig::Spatial(c) => c.name = None,
+            AttackConfig::Eot(c) => c.name = None,
         }
         copy
     }
@@ -382,6 +421,7 @@ impl AttackConfig {
             AttackConfig::Bpda(c) => Built::Bpda(c.attack.clone()),
             AttackConfig::Transfer(c) => Built::Transfer(c.clone()),
             AttackConfig::Spatial(c) => Built::Spatial(c.clone()),
+            AttackConfig::Eot(c) => Built::Eot(c.clone()),
         }
     }
 
@@ -436,6 +476,17 @@ impl AttackConfig {
             }
             Built::Bpda(attack) => attack.run_with(&bpda::Bpda { model }, x, y, rng, batch, train),
             Built::Transfer(attack) => attack.run(train, x, y, rng, batch),
+            Built::Eot(c) => c.attack.run_with(
+                &eot::Eot {
+                    model,
+                    samples: c.samples,
+                },
+                x,
+                y,
+                rng,
+                batch,
+                train,
+            ),
             Built::Spatial(attack) => Crafted {
                 examples: x
                     .chunks(batch * dim)
