@@ -17,14 +17,17 @@ enum Kind {
     Gradient,
     Margin,
     Bpda,
+    /// Scores or labels access, or transfer: no gradient of the target.
     Query,
+    /// Uses logits but no gradient (spatial search, noise): a last resort.
+    Search,
 }
 
 fn kind(attack: &AttackConfig) -> Kind {
     match attack {
         AttackConfig::Bpda(_) => Kind::Bpda,
         // Attacks that need no gradient work as well against masking.
-        AttackConfig::Spatial(_) | AttackConfig::Noise(_) => Kind::Query,
+        AttackConfig::Spatial(_) | AttackConfig::Noise(_) => Kind::Search,
         a if a.access() != Access::Whitebox => Kind::Query,
         AttackConfig::Pgd(p) if p.loss == AttackLoss::Cw => Kind::Margin,
         AttackConfig::Apgd(p) if p.loss == crate::attack::apgd::ApgdLoss::Dlr => Kind::Margin,
@@ -40,6 +43,9 @@ pub struct Adaptive {
     /// Sum and count of rewards per arm.
     earned: Vec<(f64, usize)>,
     probe: Option<Probe>,
+    /// Once masking is seen it is remembered: a probe near the threshold
+    /// must not send the agent back and forth.
+    masked: bool,
     note: Option<String>,
 }
 
@@ -58,6 +64,7 @@ impl Adaptive {
             current,
             earned: vec![(0.0, 0); repertoire.len()],
             probe: None,
+            masked: false,
             note: None,
         }
     }
@@ -92,10 +99,11 @@ impl Policy for Adaptive {
 
     fn pick(&mut self, _round: usize, _rng: &mut ChaCha8Rng) -> usize {
         self.note = None;
-        let masked = self.probe.as_ref().is_some_and(|p| p.zero_gradient_fraction > MASKED);
+        self.masked |= self.probe.as_ref().is_some_and(|p| p.zero_gradient_fraction > MASKED);
+        let masked = self.masked;
         let current_needs_gradients = matches!(self.kinds[self.current], Kind::Gradient | Kind::Margin);
         if masked && current_needs_gradients {
-            if let Some(arm) = self.first_of(&[Kind::Bpda, Kind::Query]) {
+            if let Some(arm) = self.first_of(&[Kind::Bpda, Kind::Query, Kind::Search]) {
                 let share = self.probe.as_ref().map_or(0.0, |p| p.zero_gradient_fraction);
                 self.switch(
                     arm,

@@ -40,7 +40,7 @@ pub trait Policy: Send {
 /// A probe of the defender's model on a few training images.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Probe {
-    /// Share of probe images whose cross-entropy input gradient is all zero.
+    /// Share of probe images whose margin-loss input gradient is all zero.
     pub zero_gradient_fraction: f64,
     /// Mean L1 norm of those gradients.
     pub mean_gradient_l1: f64,

@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use crate::agent::{AttackerConfig, Probe};
 use crate::attack::{AttackConfig, Norms};
+use crate::config::{within_rules, Rules};
 use crate::data::Split;
 use crate::defense::{DefenderConfig, RoundData};
-use crate::model::{Classifier, CrossEntropy, Model};
+use crate::model::{Classifier, CwMargin, Model};
 use crate::path;
 use crate::record::{RoundRow, RoundTiming};
 use crate::rng::stream;
@@ -26,6 +27,8 @@ pub struct MatchPlan<'a> {
     pub attacker: &'a AttackerConfig,
     pub defender: &'a DefenderConfig,
     pub unseen: &'a [AttackConfig],
+    /// The rules every attack is held to.
+    pub rules: &'a Rules,
     pub train: &'a Split,
     /// The tournament's fixed evaluation subset of the test split.
     pub eval: &'a Split,
@@ -54,7 +57,13 @@ impl Phase {
 fn probe(model: &dyn Model, train: &Split, rng: &mut rand_chacha::ChaCha8Rng) -> Probe {
     let indices = rand::seq::index::sample(rng, train.len(), 32.min(train.len())).into_vec();
     let set = train.subset(&indices);
-    let (_, grad) = model.input_grad(&set.images, &CrossEntropy { labels: &set.labels });
+    // The margin's gradient does not vanish on confident predictions the
+    // way cross-entropy's does, so only masking makes it zero.
+    let margin = CwMargin {
+        labels: &set.labels,
+        kappa: f32::INFINITY,
+    };
+    let (_, grad) = model.input_grad(&set.images, &margin);
     let norms: Vec<f64> = grad
         .chunks(set.dim())
         .map(|g| g.iter().map(|v| v.abs() as f64).sum())
@@ -117,27 +126,33 @@ pub fn play(
         let craft_indices =
             rand::seq::index::sample(&mut rng("craft-images", ""), plan.train.len(), plan.craft).into_vec();
         let craft_set = plan.train.subset(&craft_indices);
-        let crafted = config.run_with(
-            model.as_ref(),
-            &craft_set.images,
-            &craft_set.labels,
-            &mut rng("craft", &label),
-            EVAL_BATCH,
-            Some(plan.train),
-        );
-        let crafted = referee::check(config.threat(), crafted.examples, &craft_set.images, dim);
+        // A policy may invent attacks: the referee holds them to the rules
+        // too, and an attack outside them fails whole.
+        let allowed = within_rules(plan.rules, config);
+        let attack_on = |x: &[f32], y: &[u8], purpose: &str| -> (referee::Verdict, Option<usize>) {
+            match &allowed {
+                Err(reason) => (referee::reject_all(x, dim, reason), None),
+                Ok(()) => {
+                    let crafted = config.run_with(
+                        model.as_ref(),
+                        x,
+                        y,
+                        &mut rng(purpose, &label),
+                        EVAL_BATCH,
+                        Some(plan.train),
+                    );
+                    (
+                        referee::check(config.threat(), crafted.examples, x, dim),
+                        crafted.queries,
+                    )
+                }
+            }
+        };
+        let (crafted, _) = attack_on(&craft_set.images, &craft_set.labels, "craft");
 
         // 2. Zero-day: the same attack on the evaluation set, before any defense.
-        let zero_day = config.run_with(
-            model.as_ref(),
-            eval_x,
-            eval_y,
-            &mut rng("zero-day", &label),
-            EVAL_BATCH,
-            Some(plan.train),
-        );
-        let zero_day_queries = zero_day.queries.map(|q| q as f64 / eval_y.len().max(1) as f64);
-        let zero_day = referee::check(config.threat(), zero_day.examples, eval_x, dim);
+        let (zero_day, zero_day_queries) = attack_on(eval_x, eval_y, "zero-day");
+        let zero_day_queries = zero_day_queries.map(|q| q as f64 / eval_y.len().max(1) as f64);
         let clean_before = correct(model.as_ref(), eval_x, eval_y);
         let zero_day_robust = robust(model.as_ref(), &zero_day.examples, eval_y, &clean_before);
         let zero_day_acc = fraction(&zero_day_robust);

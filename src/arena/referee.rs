@@ -14,6 +14,16 @@ pub struct Verdict {
 
 const LOGGED: usize = 3;
 
+/// Every example rejected for one `reason` (an attack outside the rules):
+/// the clean images stand in, each a failed attack.
+pub fn reject_all(clean: &[f32], dim: usize, reason: &str) -> Verdict {
+    Verdict {
+        examples: clean.to_vec(),
+        violations: clean.len() / dim,
+        log: vec![format!("attack outside the rules: {reason}")],
+    }
+}
+
 pub fn check(threat: ThreatModel, adv: Vec<f32>, clean: &[f32], dim: usize) -> Verdict {
     let mut examples = adv;
     let mut violations = 0;

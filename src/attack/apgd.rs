@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{ascend, random_start, Attack, Norm, ThreatModel};
-use crate::model::{CrossEntropy, Dlr, Loss, Model};
+use crate::model::{argmax_rows, CrossEntropy, Dlr, Loss, Model};
 
 /// APGD's two losses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -61,6 +61,9 @@ impl ApgdConfig {
         }
     }
     pub fn validate(&self) -> Result<(), String> {
+        if self.norm == Norm::L1 {
+            return Err("apgd supports `norm = \"linf\"` or `\"l2\"`".into());
+        }
         if self.steps == 0 {
             return Err("`steps` must be at least 1".into());
         }
@@ -99,14 +102,24 @@ impl Attack for ApgdConfig {
             ApgdLoss::Ce => Box::new(CrossEntropy { labels: y }),
             ApgdLoss::Dlr => Box::new(Dlr { labels: y }),
         };
-        let evaluate = |adv: &[f32]| -> (Vec<f32>, Vec<f32>) {
+        // Loss values, gradients, and which images are misclassified.
+        let evaluate = |adv: &[f32]| -> (Vec<f32>, Vec<f32>, Vec<bool>) {
             let (logits, grad) = model.input_grad(adv, loss.as_ref());
-            (loss.eval(&logits, model.classes()).0, grad)
+            let wrong = argmax_rows(&logits, model.classes())
+                .iter()
+                .zip(y)
+                .map(|(p, t)| p != t)
+                .collect();
+            (loss.eval(&logits, model.classes()).0, grad, wrong)
         };
         let image = |i: usize| i * dim..(i + 1) * dim;
 
         let mut current = random_start(threat, x, dim, rng);
-        let (mut f_current, mut grad) = evaluate(&current);
+        let (mut f_current, mut grad, wrong) = evaluate(&current);
+        // As Croce & Hein's code: besides the highest-loss point, keep the
+        // first point that fools the model, which the loss may not rank first.
+        let mut fooling = current.clone();
+        let mut fooled = wrong;
         let mut previous = current.clone();
         let (mut best, mut f_best) = (current.clone(), f_current.clone());
         let mut eta = vec![2.0 * self.eps; n];
@@ -128,8 +141,12 @@ impl Attack for ApgdConfig {
                 .map(|p| current[p] + alpha * (z[p] - current[p]) + (1.0 - alpha) * (current[p] - previous[p]))
                 .collect();
             threat.project(&mut next, x, dim);
-            let (f_next, grad_next) = evaluate(&next);
+            let (f_next, grad_next, wrong) = evaluate(&next);
             for i in 0..n {
+                if wrong[i] && !fooled[i] {
+                    fooled[i] = true;
+                    fooling[image(i)].copy_from_slice(&next[image(i)]);
+                }
                 if f_next[i] > f_current[i] {
                     improved[i] += 1;
                 }
@@ -159,9 +176,14 @@ impl Attack for ApgdConfig {
                     f_best_at_checkpoint[i] = f_best[i];
                 }
                 if restarted {
-                    (f_current, grad) = evaluate(&current);
+                    (f_current, grad, _) = evaluate(&current);
                 }
                 last_checkpoint = k + 1;
+            }
+        }
+        for i in 0..n {
+            if fooled[i] {
+                best[image(i)].copy_from_slice(&fooling[image(i)]);
             }
         }
         best

@@ -142,7 +142,7 @@ impl Attack for CwConfig {
                 c[i] = if upper[i].is_finite() {
                     (lower[i] + upper[i]) / 2.0
                 } else {
-                    c[i] * 10.0
+                    (c[i] * 10.0).min(1e10)
                 };
             }
         }

@@ -131,7 +131,8 @@ impl Attack for DeepFoolConfig {
                         _ => w.iter().map(|v| v * v).sum::<f32>().sqrt(),
                     };
                     let distance = values[a].abs() / dual.max(1e-12);
-                    if distance < slot.0 {
+                    // A zero gradient says nothing about where the boundary is.
+                    if dual > 0.0 && distance < slot.0 {
                         *slot = (distance, w.to_vec());
                     }
                 }
@@ -145,7 +146,11 @@ impl Attack for DeepFoolConfig {
                 let step = distance + 1e-4;
                 let r = &mut total[i * dim..(i + 1) * dim];
                 match self.norm {
-                    Norm::Linf => r.iter_mut().zip(&w).for_each(|(r, v)| *r += step * v.signum()),
+                    // Zero coordinates stay put (`signum` of 0.0 is 1.0).
+                    Norm::Linf => r
+                        .iter_mut()
+                        .zip(&w)
+                        .for_each(|(r, v)| *r += step * v.signum() * (*v != 0.0) as u8 as f32),
                     _ => {
                         let length = w.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
                         r.iter_mut().zip(&w).for_each(|(r, v)| *r += step * v / length);

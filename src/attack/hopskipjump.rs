@@ -138,7 +138,12 @@ impl HopSkipJumpConfig {
         for t in 1.. {
             // Estimate the boundary's normal from label flips around it.
             let distance = self.distance(&boundary, x);
-            let delta = ((dim as f32).sqrt() * theta * distance).max(1e-4);
+            // The paper's probe radius: sqrt(d) theta dist in l2, d theta dist in linf.
+            let spread = match self.norm {
+                Norm::Linf => dim as f32,
+                _ => (dim as f32).sqrt(),
+            };
+            let delta = (spread * theta * distance).max(1e-4);
             let samples = ((self.samples as f32 * (t as f32).sqrt()) as usize).min(q.left.saturating_sub(20));
             if samples < 2 {
                 break;

@@ -54,6 +54,9 @@ impl MimConfig {
         }
     }
     pub fn validate(&self) -> Result<(), String> {
+        if self.norm == Norm::L1 {
+            return Err("mim supports `norm = \"linf\"` or `\"l2\"`".into());
+        }
         if self.steps == 0 {
             return Err("`steps` must be at least 1".into());
         }

@@ -86,8 +86,11 @@ impl SpatialConfig {
         if !(self.degrees.is_finite() && self.degrees >= 0.0 && self.degrees <= 180.0) {
             return Err(format!("`degrees` must be between 0 and 180, got {}", self.degrees));
         }
-        if self.angles == 0 {
-            return Err("`angles` must be at least 1".into());
+        if self.angles == 0 || self.angles > 361 {
+            return Err(format!("`angles` must be between 1 and 361, got {}", self.angles));
+        }
+        if self.pixels > 14 {
+            return Err(format!("`pixels` must be at most 14, got {}", self.pixels));
         }
         Ok(())
     }

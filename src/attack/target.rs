@@ -53,12 +53,11 @@ impl Objective {
         let k = model.classes();
         let classes = match target {
             Target::Untargeted => y.to_vec(),
+            // With fewer than two classes there is no other class to aim at.
+            Target::Random if k < 2 => y.to_vec(),
             Target::Random => y
                 .iter()
-                .map(|&t| {
-                    let shift = rng.gen_range(1..k as u8);
-                    (t + shift) % k as u8
-                })
+                .map(|&t| ((t as usize + rng.gen_range(1..k)) % k) as u8)
                 .collect(),
             Target::LeastLikely => {
                 let negated: Vec<f32> = model.logits(x).iter().map(|z| -z).collect();
@@ -76,18 +75,39 @@ impl Objective {
 impl Loss for Objective {
     fn eval(&self, logits: &[f32], classes: usize) -> (Vec<f32>, Vec<f32>) {
         let labels = &self.classes;
-        let (values, grad) = match self.loss {
-            AttackLoss::Ce => CrossEntropy { labels }.eval(logits, classes),
-            AttackLoss::Cw => CwMargin { labels, kappa: 50.0 }.eval(logits, classes),
-        };
-        if self.targeted {
-            // Towards the target: descend its cross-entropy, or its margin
-            // (the CW margin of the target is max_{j != t} z_j - z_t).
-            (values.iter().map(|v| -v).collect(), grad.iter().map(|g| -g).collect())
-        } else {
-            (values, grad)
+        match (self.loss, self.targeted) {
+            (AttackLoss::Ce, false) => CrossEntropy { labels }.eval(logits, classes),
+            (AttackLoss::Cw, false) => CwMargin { labels, kappa: 50.0 }.eval(logits, classes),
+            // Towards the target: descend its cross-entropy...
+            (AttackLoss::Ce, true) => {
+                let (values, grad) = CrossEntropy { labels }.eval(logits, classes);
+                (values.iter().map(|v| -v).collect(), grad.iter().map(|g| -g).collect())
+            }
+            // ...or ascend its own margin z_t - max_{j != t} z_j, capped
+            // once the target leads by kappa.
+            (AttackLoss::Cw, true) => target_margin(labels, logits, classes, 50.0),
         }
     }
+}
+
+/// `min(z_t - max_{j != t} z_j, kappa)` per example, and its gradient.
+fn target_margin(targets: &[u8], logits: &[f32], classes: usize, kappa: f32) -> (Vec<f32>, Vec<f32>) {
+    let mut grad = vec![0.0; logits.len()];
+    let mut values = Vec::with_capacity(targets.len());
+    for ((z, g), &t) in logits.chunks(classes).zip(grad.chunks_mut(classes)).zip(targets) {
+        let t = t as usize;
+        let other = (0..classes)
+            .filter(|&j| j != t)
+            .max_by(|&a, &b| z[a].total_cmp(&z[b]))
+            .unwrap_or(t);
+        let margin = z[t] - z[other];
+        if margin < kappa {
+            g[t] += 1.0;
+            g[other] -= 1.0;
+        }
+        values.push(margin.min(kappa));
+    }
+    (values, grad)
 }
 
 #[cfg(test)]
@@ -107,5 +127,16 @@ mod tests {
         let least = Objective::new(AttackLoss::Ce, Target::LeastLikely, model.as_ref(), &x, &y, &mut rng);
         // Identical images: one least likely class for all.
         assert!(least.classes.iter().all(|&c| c == least.classes[0]));
+    }
+
+    #[test]
+    fn the_targeted_margin_pulls_a_far_behind_target_forward() {
+        // The target (class 2) trails by 100: the gradient must still pull.
+        let (values, grad) = target_margin(&[2], &[100.0, 0.0, 0.0], 3, 50.0);
+        assert_eq!(values, vec![-100.0]);
+        assert_eq!(grad, vec![-1.0, 0.0, 1.0]);
+        // Leading by more than kappa: done.
+        let (_, grad) = target_margin(&[2], &[0.0, 0.0, 60.0], 3, 50.0);
+        assert_eq!(grad, vec![0.0, 0.0, 0.0]);
     }
 }

@@ -63,7 +63,13 @@ impl TransferConfig {
         static SURROGATES: OnceLock<Cache> = OnceLock::new();
         let mut key =
             serde_json::to_string(&(&self.surrogate, self.images, self.epochs, self.seed)).unwrap_or_default();
-        key.push_str(&format!("/{}/{:x}", train.len(), label_hash(&train.labels)));
+        key.push_str(&format!(
+            "/{}x{}x{}/{:x}",
+            train.len(),
+            train.rows,
+            train.cols,
+            content_hash(train)
+        ));
         let cache = SURROGATES.get_or_init(|| Mutex::new(HashMap::new()));
         if let Some(model) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return model.clone();
@@ -109,6 +115,9 @@ impl TransferConfig {
     }
 }
 
-fn label_hash(labels: &[u8]) -> u64 {
-    crate::rng::fnv1a(labels, crate::rng::FNV_OFFSET)
+/// A hash of the labels and pixels, so that another dataset never gets this one's surrogate.
+fn content_hash(train: &Split) -> u64 {
+    let hash = crate::rng::fnv1a(&train.labels, crate::rng::FNV_OFFSET);
+    let pixels: Vec<u8> = train.images.iter().flat_map(|v| v.to_le_bytes()).collect();
+    crate::rng::fnv1a(&pixels, hash)
 }

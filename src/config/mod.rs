@@ -497,6 +497,14 @@ fn validate(
         &file.pretrain.optimizer,
     )
     .map_err(|e| format!("[pretrain]: {e}"))?;
+    if let Some(s) = file.rules.spatial {
+        if !(s.degrees.is_finite() && (0.0..=180.0).contains(&s.degrees)) || s.pixels > 14 {
+            return Err(format!(
+                "`rules.spatial` must have `degrees` between 0 and 180 and `pixels` at most 14, got {} and {}",
+                s.degrees, s.pixels
+            ));
+        }
+    }
     for (key, budget) in [("linf", file.rules.linf), ("l2", file.rules.l2), ("l1", file.rules.l1)] {
         if let Some(b) = budget {
             if !(b.is_finite() && b > 0.0) {
@@ -512,19 +520,7 @@ fn validate(
     let mut labels: BTreeMap<String, AttackConfig> = BTreeMap::new();
     let mut check_attack = |at: &str, attack: &AttackConfig| -> std::result::Result<(), String> {
         attack.validate().map_err(|e| format!("{at}: {e}"))?;
-        match attack {
-            AttackConfig::Spatial(s) => s.within(file.rules.spatial),
-            _ => check_budget(&file.rules, attack.threat()),
-        }
-        .map_err(|e| format!("{at}: {e}"))?;
-        if let Some(queries) = attack.queries() {
-            if queries > file.rules.queries {
-                return Err(format!(
-                    "{at}: `queries` = {queries} exceeds the rules' query budget {} (`rules.queries`)",
-                    file.rules.queries
-                ));
-            }
-        }
+        within_rules(&file.rules, attack).map_err(|e| format!("{at}: {e}"))?;
         let label = attack.label();
         match labels.get(&label) {
             Some(other) if other != attack => Err(format!(
@@ -578,6 +574,27 @@ fn validate(
         }
     }
     Ok(())
+}
+
+/// Whether an attack, wrappers and all, stays within the rules: its norm
+/// budget or spatial budget, and its query budget.
+pub fn within_rules(rules: &Rules, attack: &AttackConfig) -> std::result::Result<(), String> {
+    match attack {
+        AttackConfig::Bpda(c) => within_rules(rules, &c.attack),
+        AttackConfig::Eot(c) => within_rules(rules, &c.attack),
+        AttackConfig::Transfer(c) => within_rules(rules, &c.attack),
+        AttackConfig::Spatial(s) => s.within(rules.spatial),
+        _ => {
+            check_budget(rules, attack.threat())?;
+            match attack.queries() {
+                Some(queries) if queries > rules.queries => Err(format!(
+                    "`queries` = {queries} exceeds the rules' query budget {} (`rules.queries`)",
+                    rules.queries
+                )),
+                _ => Ok(()),
+            }
+        }
+    }
 }
 
 /// Whether an attack's threat model is within the rules.

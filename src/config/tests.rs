@@ -254,3 +254,28 @@ fn spatial_attacks_need_a_spatial_budget_and_round_trip() {
     let plan = check_text(&ok).unwrap();
     assert_eq!(check_text(&plan.to_toml()).unwrap().file, plan.file);
 }
+
+#[test]
+fn wrapped_attacks_are_held_to_the_rules_too() {
+    let rules = Rules {
+        linf: Some(0.1),
+        l2: None,
+        l1: None,
+        queries: 1000,
+        spatial: None,
+    };
+    let over = AttackConfig::Bpda(crate::attack::BpdaConfig {
+        name: None,
+        attack: Box::new(AttackConfig::Pgd(crate::attack::PgdConfig::new(
+            crate::attack::Norm::Linf,
+            0.3,
+        ))),
+    });
+    assert!(within_rules(&rules, &over).unwrap_err().contains("rules.linf"));
+    let spatial = AttackConfig::Eot(crate::attack::EotConfig {
+        name: None,
+        samples: 2,
+        attack: Box::new(AttackConfig::Spatial(crate::attack::SpatialConfig::new(10.0, 1))),
+    });
+    assert!(within_rules(&rules, &spatial).unwrap_err().contains("spatial budget"));
+}

@@ -236,6 +236,7 @@ pub async fn run(
                 attacker,
                 defender,
                 unseen: &plan.file.unseen,
+                rules: &plan.file.rules,
                 train: &dataset.train,
                 eval: &eval,
             };
