@@ -17,6 +17,7 @@ enum Kind {
     Gradient,
     Margin,
     Bpda,
+    Eot,
     /// Scores or labels access, or transfer: no gradient of the target.
     Query,
     /// Uses logits but no gradient (spatial search, noise): a last resort.
@@ -26,6 +27,7 @@ enum Kind {
 fn kind(attack: &AttackConfig) -> Kind {
     match attack {
         AttackConfig::Bpda(_) => Kind::Bpda,
+        AttackConfig::Eot(_) => Kind::Eot,
         // Attacks that need no gradient work as well against masking.
         AttackConfig::Spatial(_) | AttackConfig::Noise(_) => Kind::Search,
         a if a.access() != Access::Whitebox => Kind::Query,
@@ -37,6 +39,7 @@ fn kind(attack: &AttackConfig) -> Kind {
 }
 
 pub struct Adaptive {
+    attacks: Vec<AttackConfig>,
     labels: Vec<String>,
     kinds: Vec<Kind>,
     current: usize,
@@ -59,6 +62,7 @@ impl Adaptive {
         // Start as a plain evaluation would: with a gradient attack.
         let current = kinds.iter().position(|&k| k == Kind::Gradient).unwrap_or(0);
         Adaptive {
+            attacks: repertoire.to_vec(),
             labels: repertoire.iter().map(|a| a.label()).collect(),
             kinds,
             current,
@@ -97,28 +101,57 @@ impl Policy for Adaptive {
         self.probe = Some(probe.clone());
     }
 
+    fn probe_attack(&self) -> Option<AttackConfig> {
+        self.kinds
+            .iter()
+            .position(|&k| k == Kind::Gradient)
+            .map(|arm| self.attacks[arm].clone())
+    }
+
     fn pick(&mut self, _round: usize, _rng: &mut ChaCha8Rng) -> usize {
         self.note = None;
-        self.masked |= self.probe.as_ref().is_some_and(|p| p.zero_gradient_fraction > MASKED);
-        let masked = self.masked;
-        let current_needs_gradients = matches!(self.kinds[self.current], Kind::Gradient | Kind::Margin);
-        if masked && current_needs_gradients {
-            if let Some(arm) = self.first_of(&[Kind::Bpda, Kind::Query, Kind::Search]) {
-                let share = self.probe.as_ref().map_or(0.0, |p| p.zero_gradient_fraction);
+        let needs_gradients = |kind: Kind| matches!(kind, Kind::Gradient | Kind::Margin);
+        // A randomized defense: average its gradients over its randomness.
+        if self.probe.as_ref().is_some_and(|p| p.random_outputs) && self.kinds[self.current] != Kind::Eot {
+            if let Some(arm) = self.first_of(&[Kind::Eot]) {
                 self.switch(
                     arm,
-                    format!(
-                        "input gradients are zero on {:.0}% of probe images (gradient masking)",
-                        100.0 * share
-                    ),
+                    "identical queries got different outputs (a randomized defense)".into(),
                 );
+                return self.current;
+            }
+        }
+        // Masking, seen two ways: zero gradients, or success that does not
+        // grow with the budget.
+        let mut why = None;
+        if let Some(p) = &self.probe {
+            if p.zero_gradient_fraction > MASKED {
+                why = Some(format!(
+                    "input gradients are zero on {:.0}% of probe images (gradient masking)",
+                    100.0 * p.zero_gradient_fraction
+                ));
+            } else if let Some((quarter, full)) = p.success_by_budget {
+                if full < 0.5 && full <= quarter + 0.05 {
+                    why = Some(format!(
+                        "success does not grow with the budget ({:.0}% at a quarter of it, {:.0}% at all of it): gradient masking",
+                        100.0 * quarter,
+                        100.0 * full
+                    ));
+                }
+            }
+        }
+        self.masked |= why.is_some();
+        let masked = self.masked;
+        if masked && needs_gradients(self.kinds[self.current]) {
+            if let Some(arm) = self.first_of(&[Kind::Bpda, Kind::Query, Kind::Search]) {
+                self.switch(arm, why.unwrap_or_else(|| "gradient masking seen earlier".into()));
                 return self.current;
             }
         }
         // Go with what has earned the most; try an untried arm when the
         // current one does poorly. Against masked gradients, attacks that
         // trust the raw gradient are out.
-        let usable = |arm: usize| !masked || !matches!(self.kinds[arm], Kind::Gradient | Kind::Margin);
+        let usable = |arm: usize| !masked || !needs_gradients(self.kinds[arm]);
         let current_mean = self.mean(self.current);
         let best = (0..self.kinds.len())
             .filter(|&arm| usable(arm))
@@ -126,13 +159,34 @@ impl Policy for Adaptive {
             .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
         if let (Some(current), Some((arm, m))) = (current_mean, best) {
             if m > current + 0.05 {
-                self.switch(arm, format!("it earned {m:.2} against {current:.2}"));
+                if self.kinds[arm] == Kind::Query && needs_gradients(self.kinds[self.current]) {
+                    // A query or transfer attack beating the gradient attack
+                    // is itself a sign of masked gradients.
+                    self.masked = true;
+                    self.switch(
+                        arm,
+                        format!("a query or transfer attack earned {m:.2} against the gradient attack's {current:.2} (gradient masking)"),
+                    );
+                } else {
+                    self.switch(arm, format!("it earned {m:.2} against {current:.2}"));
+                }
                 return self.current;
             }
             if current < 0.5 {
-                if let Some(untried) = (0..self.kinds.len()).find(|&a| self.earned[a].1 == 0 && usable(a)) {
+                let untried = |kind: Option<Kind>| {
+                    (0..self.kinds.len())
+                        .find(|&a| self.earned[a].1 == 0 && usable(a) && kind.is_none_or(|k| self.kinds[a] == k))
+                };
+                // Cross-entropy saturates on confident models: a margin loss first.
+                let margin = untried(Some(Kind::Margin)).filter(|_| self.kinds[self.current] == Kind::Gradient);
+                if let Some(arm) = margin {
                     self.switch(
-                        untried,
+                        arm,
+                        format!("the current attack earns only {current:.2}; cross-entropy may saturate, trying a margin loss"),
+                    );
+                } else if let Some(arm) = untried(None) {
+                    self.switch(
+                        arm,
                         format!("the current attack earns only {current:.2}; trying another"),
                     );
                 }
@@ -157,6 +211,15 @@ mod tests {
     use crate::attack::{BpdaConfig, Norm, PgdConfig, SquareConfig};
     use rand::SeedableRng;
 
+    fn probe(zero: f64, by_budget: Option<(f64, f64)>, random: bool) -> Probe {
+        Probe {
+            zero_gradient_fraction: zero,
+            mean_gradient_l1: 1.0,
+            random_outputs: random,
+            success_by_budget: by_budget,
+        }
+    }
+
     fn repertoire() -> Vec<AttackConfig> {
         let pgd = AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1));
         vec![
@@ -173,17 +236,11 @@ mod tests {
     fn masked_gradients_send_it_to_bpda_and_it_says_why() {
         let mut policy = Adaptive::new(&repertoire());
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        policy.probe(&Probe {
-            zero_gradient_fraction: 0.0,
-            mean_gradient_l1: 3.0,
-        });
+        policy.probe(&probe(0.0, None, false));
         assert_eq!(policy.pick(1, &mut rng), 0);
         assert!(policy.note().is_none());
         policy.observe(0, 0.9);
-        policy.probe(&Probe {
-            zero_gradient_fraction: 1.0,
-            mean_gradient_l1: 0.0,
-        });
+        policy.probe(&probe(1.0, None, false));
         assert_eq!(policy.pick(2, &mut rng), 2);
         assert!(policy.note().unwrap().contains("gradient masking"));
     }
@@ -192,10 +249,7 @@ mod tests {
     fn it_moves_to_the_attack_that_earned_more() {
         let mut policy = Adaptive::new(&repertoire());
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let healthy = Probe {
-            zero_gradient_fraction: 0.0,
-            mean_gradient_l1: 3.0,
-        };
+        let healthy = probe(0.0, None, false);
         policy.probe(&healthy);
         let first = policy.pick(1, &mut rng);
         policy.observe(first, 0.2);
@@ -205,5 +259,43 @@ mod tests {
         policy.observe(second, 0.8);
         assert_eq!(policy.pick(3, &mut rng), second);
         assert!(policy.note().is_none(), "no switch, no note");
+    }
+
+    #[test]
+    fn success_that_does_not_grow_with_the_budget_means_masking() {
+        let mut policy = Adaptive::new(&repertoire());
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        policy.probe(&probe(0.0, Some((0.10, 0.12)), false));
+        assert_eq!(policy.pick(1, &mut rng), 2);
+        assert!(policy.note().unwrap().contains("does not grow with the budget"));
+    }
+
+    #[test]
+    fn it_tries_the_query_attack_when_the_gradient_attack_earns_little() {
+        let mut policy = Adaptive::new(&repertoire()[..2]);
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        policy.probe(&probe(0.0, None, false));
+        let first = policy.pick(1, &mut rng);
+        policy.observe(first, 0.3);
+        let second = policy.pick(2, &mut rng);
+        assert_eq!(second, 1, "it tries the query attack");
+        policy.observe(second, 0.9);
+        assert_eq!(policy.pick(3, &mut rng), 1);
+        assert!(policy.note().is_none());
+    }
+
+    #[test]
+    fn a_randomized_defense_sends_it_to_eot() {
+        let pgd = AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1));
+        let eot = AttackConfig::Eot(crate::attack::EotConfig {
+            name: None,
+            samples: 4,
+            attack: Box::new(pgd.clone()),
+        });
+        let mut policy = Adaptive::new(&[pgd, eot]);
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        policy.probe(&probe(0.0, None, true));
+        assert_eq!(policy.pick(1, &mut rng), 1);
+        assert!(policy.note().unwrap().contains("randomized"));
     }
 }

@@ -31,6 +31,10 @@ pub trait Policy: Send {
     fn note(&self) -> Option<String> {
         None
     }
+    /// The attack the probe should try at two budgets, if any.
+    fn probe_attack(&self) -> Option<AttackConfig> {
+        None
+    }
     /// The attack an arm stands for, when it is not `repertoire[arm]`.
     fn attack(&self, _arm: usize) -> Option<AttackConfig> {
         None
@@ -44,6 +48,11 @@ pub struct Probe {
     pub zero_gradient_fraction: f64,
     /// Mean L1 norm of those gradients.
     pub mean_gradient_l1: f64,
+    /// Whether two identical queries got different logits (a randomized defense).
+    pub random_outputs: bool,
+    /// Success of the policy's probe attack at a quarter of its budget and
+    /// at its full budget; under masking it does not grow.
+    pub success_by_budget: Option<(f64, f64)>,
 }
 
 /// The policies a strategy file can name, by `kind`.

@@ -54,7 +54,7 @@ impl Phase {
 
 /// Probe a model's input gradients on 32 training images (what a
 /// defense-aware attacker may look at before picking).
-fn probe(model: &dyn Model, train: &Split, rng: &mut rand_chacha::ChaCha8Rng) -> Probe {
+fn probe(model: &dyn Model, train: &Split, attack: Option<AttackConfig>, rng: &mut rand_chacha::ChaCha8Rng) -> Probe {
     let indices = rand::seq::index::sample(rng, train.len(), 32.min(train.len())).into_vec();
     let set = train.subset(&indices);
     // The margin's gradient does not vanish on confident predictions the
@@ -68,9 +68,20 @@ fn probe(model: &dyn Model, train: &Split, rng: &mut rand_chacha::ChaCha8Rng) ->
         .chunks(set.dim())
         .map(|g| g.iter().map(|v| v.abs() as f64).sum())
         .collect();
+    let random_outputs = model.logits(&set.images) != model.logits(&set.images);
+    let success_at = |attack: &AttackConfig, rng: &mut rand_chacha::ChaCha8Rng| {
+        let adv = attack.run(model, &set.images, &set.labels, rng, EVAL_BATCH).examples;
+        1.0 - fraction(&correct(model, &adv, &set.labels))
+    };
+    let success_by_budget = attack.and_then(|a| {
+        let quarter = a.scaled(0.25)?;
+        Some((success_at(&quarter, rng), success_at(&a, rng)))
+    });
     Probe {
         zero_gradient_fraction: norms.iter().filter(|&&n| n < 1e-12).count() as f64 / norms.len().max(1) as f64,
         mean_gradient_l1: norms.iter().sum::<f64>() / norms.len().max(1) as f64,
+        random_outputs,
+        success_by_budget,
     }
 }
 
@@ -116,7 +127,8 @@ pub fn play(
         on_phase(round, Phase::Attack);
         let started = Instant::now();
         if policy.wants_probe() {
-            policy.probe(&probe(model.as_ref(), plan.train, &mut rng("probe", "")));
+            let attack = policy.probe_attack();
+            policy.probe(&probe(model.as_ref(), plan.train, attack, &mut rng("probe", "")));
         }
         let arm = policy.pick(round, &mut rng("pick", ""));
         let agent_note = policy.note();

@@ -366,6 +366,24 @@ impl AttackConfig {
         }
     }
 
+    /// The same attack with its budget scaled by `factor`, for the attacks
+    /// whose budget is one `eps`.
+    pub fn scaled(&self, factor: f32) -> Option<AttackConfig> {
+        let mut copy = self.clone();
+        match &mut copy {
+            AttackConfig::Fgsm(c) => c.eps *= factor,
+            AttackConfig::Pgd(c) => {
+                c.eps *= factor;
+                c.step_size = c.step_size.map(|s| s * factor);
+            }
+            AttackConfig::Mim(c) => c.eps *= factor,
+            AttackConfig::Apgd(c) => c.eps *= factor,
+            _ => return None,
+        }
+        copy.set_name(format!("{}-x{factor}", self.label()));
+        Some(copy)
+    }
+
     /// Give the attack a `name` (its label from then on).
     pub fn set_name(&mut self, name: String) {
         match self {
