@@ -57,13 +57,7 @@ impl ThreatModel {
                         *a = a.clamp(x - self.eps, x + self.eps);
                     }
                 }
-                Norm::L1 => {
-                    let mut delta: Vec<f32> = a.iter().zip(x).map(|(a, x)| a - x).collect();
-                    project_l1(&mut delta, self.eps);
-                    for ((a, &x), d) in a.iter_mut().zip(x).zip(delta) {
-                        *a = x + d;
-                    }
-                }
+                Norm::L1 => project_l1_box(a, x, self.eps),
                 Norm::L2 => {
                     let norm = a.iter().zip(x).map(|(a, x)| (a - x) * (a - x)).sum::<f32>().sqrt();
                     if norm > self.eps {
@@ -105,29 +99,32 @@ impl ThreatModel {
     }
 }
 
-/// Euclidean projection of `delta` onto the L1 ball of radius `eps`
-/// (Duchi et al. 2008): soft-threshold by the theta that makes the L1 norm
-/// exactly eps. The box clamp afterwards only shrinks coordinates.
-pub fn project_l1(delta: &mut [f32], eps: f32) {
-    let norm: f32 = delta.iter().map(|d| d.abs()).sum();
-    if norm <= eps {
-        return;
-    }
-    let mut magnitudes: Vec<f32> = delta.iter().map(|d| d.abs()).collect();
-    magnitudes.sort_by(|a, b| b.total_cmp(a));
-    let mut cumulative = 0.0;
-    let mut theta = 0.0;
-    for (j, &u) in magnitudes.iter().enumerate() {
-        cumulative += u;
-        let candidate = (cumulative - eps) / (j + 1) as f32;
-        if u > candidate {
-            theta = candidate;
-        } else {
-            break;
+/// The exact Euclidean projection of `adv` onto {x + d : ||d||_1 <= eps,
+/// x + d in [0,1]}: d_i = clamp(sign(v_i) max(|v_i| - theta, 0)) for the
+/// theta that spends the budget exactly, found by bisection (the clamped
+/// L1 norm falls as theta grows). Projecting onto the ball and then
+/// clipping would stay feasible but leave budget unspent at the box.
+pub fn project_l1_box(adv: &mut [f32], clean: &[f32], eps: f32) {
+    let shrunk = |v: f32, x: f32, theta: f32| -> f32 { (v.signum() * (v.abs() - theta).max(0.0)).clamp(-x, 1.0 - x) };
+    let spent =
+        |adv: &[f32], theta: f32| -> f32 { adv.iter().zip(clean).map(|(a, &x)| shrunk(a - x, x, theta).abs()).sum() };
+    let theta = if spent(adv, 0.0) <= eps {
+        0.0
+    } else {
+        let mut low = 0.0f32;
+        let mut high = adv.iter().zip(clean).map(|(a, x)| (a - x).abs()).fold(0.0, f32::max);
+        for _ in 0..50 {
+            let mid = (low + high) / 2.0;
+            if spent(adv, mid) > eps {
+                low = mid;
+            } else {
+                high = mid;
+            }
         }
-    }
-    for d in delta.iter_mut() {
-        *d = d.signum() * (d.abs() - theta).max(0.0);
+        high
+    };
+    for (a, &x) in adv.iter_mut().zip(clean) {
+        *a = x + shrunk(*a - x, x, theta);
     }
 }
 
@@ -226,21 +223,26 @@ mod tests {
     }
 
     #[test]
-    fn l1_projection_lands_on_the_ball_and_keeps_signs() {
-        let mut delta = vec![0.5, -0.3, 0.1, 0.0];
-        project_l1(&mut delta, 0.4);
-        let norm: f32 = delta.iter().map(|d| d.abs()).sum();
-        assert!((norm - 0.4).abs() < 1e-6, "{delta:?}");
-        // theta = 0.2: (0.3, -0.1, 0, 0).
-        assert!((delta[0] - 0.3).abs() < 1e-6 && (delta[1] + 0.1).abs() < 1e-6 && delta[2] == 0.0);
+    fn l1_projection_spends_the_budget_inside_the_box() {
         let t = ThreatModel {
             norm: Norm::L1,
             eps: 0.4,
         };
+        // Inside the box it is the ball's soft threshold: theta = 0.2.
+        let clean = [0.5, 0.5, 0.5, 0.5];
+        let mut adv = [1.0, 0.2, 0.6, 0.5];
+        t.project(&mut adv, &clean, 4);
+        let expected = [0.8, 0.4, 0.5, 0.5];
+        assert!(adv.iter().zip(expected).all(|(a, e)| (a - e).abs() < 1e-5), "{adv:?}");
+        // At the box: the first coordinate stops at 1 and the rest of the
+        // budget goes elsewhere (ball-then-clip would leave it unspent).
         let clean = [0.9, 0.5, 0.5, 0.5];
         let mut adv = [1.5, 0.2, 0.6, 0.5];
         t.project(&mut adv, &clean, 4);
         assert!(t.admits(&adv, &clean).is_ok(), "{adv:?}");
+        let spent: f32 = adv.iter().zip(&clean).map(|(a, x)| (a - x).abs()).sum();
+        assert!((spent - 0.4).abs() < 1e-4, "{adv:?} spends {spent}");
+        assert_eq!(adv[0], 1.0);
     }
 
     #[test]
