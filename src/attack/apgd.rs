@@ -6,7 +6,7 @@
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{ascend, random_start, Attack, Norm, ThreatModel};
+use super::{ascend, random_start, Attack, AttackLoss, Norm, Objective, Target, ThreatModel};
 use crate::model::{argmax_rows, CrossEntropy, Dlr, Loss, Model};
 
 /// APGD's two losses.
@@ -34,6 +34,10 @@ pub struct ApgdConfig {
     /// The fraction of improving steps below which the step size is halved.
     #[serde(default = "default_rho")]
     pub rho: f32,
+    /// `untargeted` (default), `random` or `least-likely`; targeted runs use
+    /// cross-entropy towards the target.
+    #[serde(default)]
+    pub target: Target,
 }
 
 fn default_steps() -> usize {
@@ -52,6 +56,7 @@ impl ApgdConfig {
             steps: default_steps(),
             loss: ApgdLoss::Ce,
             rho: default_rho(),
+            target: Target::Untargeted,
         }
     }
     pub fn threat(&self) -> ThreatModel {
@@ -63,6 +68,9 @@ impl ApgdConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.norm == Norm::L1 {
             return Err("apgd supports `norm = \"linf\"` or `\"l2\"`".into());
+        }
+        if self.target != Target::Untargeted && self.loss != ApgdLoss::Ce {
+            return Err("a targeted apgd uses `loss = \"ce\"` (targeted DLR is not implemented)".into());
         }
         if self.steps == 0 {
             return Err("`steps` must be at least 1".into());
@@ -98,9 +106,10 @@ impl Attack for ApgdConfig {
         let dim = model.input_dim();
         let n = y.len();
         let threat = self.threat();
-        let loss: Box<dyn Loss> = match self.loss {
-            ApgdLoss::Ce => Box::new(CrossEntropy { labels: y }),
-            ApgdLoss::Dlr => Box::new(Dlr { labels: y }),
+        let loss: Box<dyn Loss> = match (self.loss, self.target) {
+            (ApgdLoss::Dlr, _) => Box::new(Dlr { labels: y }),
+            (ApgdLoss::Ce, Target::Untargeted) => Box::new(CrossEntropy { labels: y }),
+            (ApgdLoss::Ce, target) => Box::new(Objective::new(AttackLoss::Ce, target, model, x, y, rng)),
         };
         // Loss values, gradients, and which images are misclassified.
         let evaluate = |adv: &[f32]| -> (Vec<f32>, Vec<f32>, Vec<bool>) {

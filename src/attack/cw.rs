@@ -6,7 +6,8 @@
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Attack, Norm, ThreatModel};
+use super::target::target_margin;
+use super::{Attack, AttackLoss, Norm, Objective, Target, ThreatModel};
 use crate::model::{argmax_rows, CwMargin, Loss, Model};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,6 +29,9 @@ pub struct CwConfig {
     pub kappa: f32,
     #[serde(default = "default_lr")]
     pub lr: f32,
+    /// `untargeted` (default), `random` or `least-likely`.
+    #[serde(default)]
+    pub target: Target,
 }
 
 fn default_steps() -> usize {
@@ -43,6 +47,15 @@ fn default_lr() -> f32 {
     0.05
 }
 
+/// A closure as a [`Loss`].
+struct MarginLoss<'a>(&'a (dyn Fn(&[f32]) -> (Vec<f32>, Vec<f32>) + Sync));
+
+impl Loss for MarginLoss<'_> {
+    fn eval(&self, logits: &[f32], _classes: usize) -> (Vec<f32>, Vec<f32>) {
+        (self.0)(logits)
+    }
+}
+
 impl CwConfig {
     pub fn new(eps: f32) -> Self {
         CwConfig {
@@ -53,6 +66,7 @@ impl CwConfig {
             initial_c: default_c(),
             kappa: 0.0,
             lr: default_lr(),
+            target: Target::Untargeted,
         }
     }
     pub fn threat(&self) -> ThreatModel {
@@ -82,15 +96,26 @@ impl Attack for CwConfig {
         CwConfig::threat(self)
     }
 
-    fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], _rng: &mut ChaCha8Rng) -> Vec<f32> {
+    fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
         let dim = model.input_dim();
         let classes = model.classes();
         let n = y.len();
         let w0: Vec<f32> = x.iter().map(|v| ((2.0 * v - 1.0) * 0.999_999).atanh()).collect();
-        let margin = CwMargin {
-            labels: y,
-            kappa: self.kappa,
+        // Untargeted: away from y by kappa; targeted: onto the target by kappa.
+        let targets = Objective::new(AttackLoss::Cw, self.target, model, x, y, rng).classes;
+        let targeted = self.target != Target::Untargeted;
+        let margin_of = |logits: &[f32]| -> (Vec<f32>, Vec<f32>) {
+            if targeted {
+                target_margin(&targets, logits, classes, self.kappa)
+            } else {
+                CwMargin {
+                    labels: y,
+                    kappa: self.kappa,
+                }
+                .eval(logits, classes)
+            }
         };
+        let margin = MarginLoss(&margin_of);
         let mut c = vec![self.initial_c; n];
         let (mut lower, mut upper) = (vec![0.0f32; n], vec![f32::INFINITY; n]);
         let mut best = x.to_vec();
@@ -114,11 +139,16 @@ impl Attack for CwConfig {
                         .zip(&x[range.clone()])
                         .map(|(a, b)| (a - b) * (a - b))
                         .sum();
-                    if predicted[i] != y[i] && margins[i] >= self.kappa && l2 < best_l2[i] {
+                    let success = if targeted {
+                        predicted[i] == targets[i]
+                    } else {
+                        predicted[i] != y[i]
+                    };
+                    if success && margins[i] >= self.kappa && l2 < best_l2[i] {
                         best_l2[i] = l2;
                         best[range.clone()].copy_from_slice(&adv[range.clone()]);
                     }
-                    if predicted[i] != y[i] && margins[i] >= self.kappa {
+                    if success && margins[i] >= self.kappa {
                         succeeded[i] = true;
                     }
                     for p in range {

@@ -277,13 +277,13 @@ impl AttackConfig {
             AttackConfig::Mim(c) => (&c.name, c.target.label_detail().to_string()),
             AttackConfig::Apgd(c) => (
                 &c.name,
-                if c.loss == apgd::ApgdLoss::Dlr {
-                    "-dlr".into()
-                } else {
-                    String::new()
-                },
+                format!(
+                    "{}{}",
+                    if c.loss == apgd::ApgdLoss::Dlr { "-dlr" } else { "" },
+                    c.target.label_detail()
+                ),
             ),
-            AttackConfig::Cw(c) => (&c.name, String::new()),
+            AttackConfig::Cw(c) => (&c.name, c.target.label_detail().to_string()),
             AttackConfig::DeepFool(c) => (&c.name, String::new()),
             AttackConfig::Square(c) => (&c.name, format!("-{}q", c.queries)),
             AttackConfig::HopSkipJump(c) => (&c.name, format!("-{}q", c.queries)),
@@ -382,6 +382,21 @@ impl AttackConfig {
         }
         copy.set_name(format!("{}-x{factor}", self.label()));
         Some(copy)
+    }
+
+    /// The attack's target mode (wrappers: their inner attack's).
+    pub fn target(&self) -> Target {
+        match self {
+            AttackConfig::Fgsm(c) => c.target,
+            AttackConfig::Pgd(c) => c.target,
+            AttackConfig::Mim(c) => c.target,
+            AttackConfig::Apgd(c) => c.target,
+            AttackConfig::Cw(c) => c.target,
+            AttackConfig::Bpda(c) => c.attack.target(),
+            AttackConfig::Eot(c) => c.attack.target(),
+            AttackConfig::Transfer(c) => c.attack.target(),
+            _ => Target::Untargeted,
+        }
     }
 
     /// Give the attack a `name` (its label from then on).

@@ -36,7 +36,7 @@ impl Target {
 pub struct Objective {
     loss: AttackLoss,
     /// True labels (untargeted) or targets (targeted).
-    classes: Vec<u8>,
+    pub classes: Vec<u8>,
     targeted: bool,
 }
 
@@ -91,7 +91,7 @@ impl Loss for Objective {
 }
 
 /// `min(z_t - max_{j != t} z_j, kappa)` per example, and its gradient.
-fn target_margin(targets: &[u8], logits: &[f32], classes: usize, kappa: f32) -> (Vec<f32>, Vec<f32>) {
+pub(crate) fn target_margin(targets: &[u8], logits: &[f32], classes: usize, kappa: f32) -> (Vec<f32>, Vec<f32>) {
     let mut grad = vec![0.0; logits.len()];
     let mut values = Vec::with_capacity(targets.len());
     for ((z, g), &t) in logits.chunks(classes).zip(grad.chunks_mut(classes)).zip(targets) {
