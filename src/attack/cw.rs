@@ -47,12 +47,26 @@ fn default_lr() -> f32 {
     0.05
 }
 
-/// A closure as a [`Loss`].
-struct MarginLoss<'a>(&'a (dyn Fn(&[f32]) -> (Vec<f32>, Vec<f32>) + Sync));
+/// The margin C&W's `f` is the negative of: away from the true label by
+/// kappa (untargeted), or onto the target by kappa (targeted).
+struct Margin<'a> {
+    labels: &'a [u8],
+    targets: &'a [u8],
+    targeted: bool,
+    kappa: f32,
+}
 
-impl Loss for MarginLoss<'_> {
-    fn eval(&self, logits: &[f32], _classes: usize) -> (Vec<f32>, Vec<f32>) {
-        (self.0)(logits)
+impl Loss for Margin<'_> {
+    fn eval(&self, logits: &[f32], classes: usize) -> (Vec<f32>, Vec<f32>) {
+        if self.targeted {
+            target_margin(self.targets, logits, classes, self.kappa)
+        } else {
+            CwMargin {
+                labels: self.labels,
+                kappa: self.kappa,
+            }
+            .eval(logits, classes)
+        }
     }
 }
 
@@ -104,18 +118,12 @@ impl Attack for CwConfig {
         // Untargeted: away from y by kappa; targeted: onto the target by kappa.
         let targets = Objective::new(AttackLoss::Cw, self.target, model, x, y, rng).classes;
         let targeted = self.target != Target::Untargeted;
-        let margin_of = |logits: &[f32]| -> (Vec<f32>, Vec<f32>) {
-            if targeted {
-                target_margin(&targets, logits, classes, self.kappa)
-            } else {
-                CwMargin {
-                    labels: y,
-                    kappa: self.kappa,
-                }
-                .eval(logits, classes)
-            }
+        let margin = Margin {
+            labels: y,
+            targets: &targets,
+            targeted,
+            kappa: self.kappa,
         };
-        let margin = MarginLoss(&margin_of);
         let mut c = vec![self.initial_c; n];
         let (mut lower, mut upper) = (vec![0.0f32; n], vec![f32::INFINITY; n]);
         let mut best = x.to_vec();
