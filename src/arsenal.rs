@@ -60,6 +60,11 @@ pub fn attacks() -> Vec<AttackConfig> {
         }),
         AttackConfig::Pgd(PgdConfig::new(Norm::L2, 2.0)),
         AttackConfig::Cw(CwConfig::new(2.0)),
+        AttackConfig::Square({
+            let mut square = SquareConfig::new(2.0);
+            square.norm = Norm::L2;
+            square
+        }),
         AttackConfig::DeepFool(DeepFoolConfig::new(Norm::L2, 2.0)),
         AttackConfig::HopSkipJump(HopSkipJumpConfig::new(Norm::L2, 2.0)),
         AttackConfig::Pgd(l1),

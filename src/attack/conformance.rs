@@ -38,6 +38,9 @@ fn every_attack() -> Vec<AttackConfig> {
     dlr.loss = apgd::ApgdLoss::Dlr;
     configs.push(AttackConfig::Apgd(dlr));
     configs.push(AttackConfig::Square(SquareConfig::new(0.1)));
+    let mut square_l2 = SquareConfig::new(2.0);
+    square_l2.norm = Norm::L2;
+    configs.push(AttackConfig::Square(square_l2));
     configs.push(AttackConfig::DeepFool(DeepFoolConfig::new(Norm::Linf, 0.1)));
     let mut gaussian = NoiseConfig::new(Norm::L2, 2.0);
     gaussian.distribution = noise::Distribution::Gaussian;

@@ -138,7 +138,7 @@ pub const ATTACKS: &[AttackEntry] = &[
     },
     AttackEntry {
         family: "square",
-        help: "square attack: random search from probabilities only, within a query budget (Andriushchenko et al. 2020); linf; scores access",
+        help: "square attack: random search from probabilities only, within a query budget (Andriushchenko et al. 2020); linf or l2; scores access",
         example: || AttackConfig::Square(SquareConfig::new(0.3)),
     },
     AttackEntry {

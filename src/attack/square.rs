@@ -1,6 +1,6 @@
-//! Square attack (linf): random search with square-shaped updates at the
-//! corners of the linf ball, from probabilities alone, accepting a change
-//! when it lowers the margin. Andriushchenko et al. 2020, "Square Attack: a
+//! Square attack: random search with square-shaped updates (at the corners
+//! of the linf ball, or moving pseudo-Gaussian mass between windows in l2),
+//! from probabilities alone, accepting a change when it lowers the margin. Andriushchenko et al. 2020, "Square Attack: a
 //! query-efficient black-box adversarial attack via random search".
 
 use rand::Rng;
@@ -22,15 +22,13 @@ pub struct SquareConfig {
     #[serde(default = "default_queries")]
     pub queries: usize,
     /// Initial fraction of pixels a square covers (the paper's p for MNIST-sized images).
-    #[serde(default = "default_p_init")]
-    pub p_init: f32,
+    /// Default: 0.3 in linf, 0.1 in l2 (the paper's values for MNIST-sized images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_init: Option<f32>,
 }
 
 fn default_queries() -> usize {
     1000
-}
-fn default_p_init() -> f32 {
-    0.3
 }
 
 impl SquareConfig {
@@ -40,7 +38,7 @@ impl SquareConfig {
             norm: Norm::Linf,
             eps,
             queries: default_queries(),
-            p_init: default_p_init(),
+            p_init: None,
         }
     }
     pub fn threat(&self) -> ThreatModel {
@@ -50,14 +48,14 @@ impl SquareConfig {
         }
     }
     pub fn validate(&self) -> Result<(), String> {
-        if self.norm != Norm::Linf {
-            return Err("square is implemented for `norm = \"linf\"` only".into());
+        if self.norm == Norm::L1 {
+            return Err("square supports `norm = \"linf\"` or `\"l2\"`".into());
         }
         if self.queries < 2 {
             return Err("`queries` must be at least 2".into());
         }
-        if !(self.p_init > 0.0 && self.p_init <= 1.0) {
-            return Err(format!("`p_init` must be in (0, 1], got {}", self.p_init));
+        if let Some(p) = self.p_init.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
+            return Err(format!("`p_init` must be in (0, 1], got {p}"));
         }
         Ok(())
     }
@@ -70,7 +68,119 @@ impl SquareConfig {
             .iter()
             .filter(|&&t| i > t)
             .count();
-        self.p_init / (1u32 << halvings) as f32
+        let p_init = self.p_init.unwrap_or(if self.norm == Norm::L2 { 0.1 } else { 0.3 });
+        p_init / (1u32 << halvings) as f32
+    }
+
+    /// The starting point. linf: vertical stripes at the corners of the
+    /// ball. l2: a grid of pseudo-Gaussian bumps of random sign, scaled onto
+    /// the sphere of radius eps.
+    fn start(&self, clean: &[f32], side: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+        let clamp = |v: f32| v.clamp(0.0, 1.0);
+        match self.norm {
+            Norm::L2 => {
+                let mut delta = vec![0.0f32; clean.len()];
+                let tile = (side / 5).max(1);
+                let bump = pseudo_gaussian(tile, tile);
+                for r0 in (0..side).step_by(tile) {
+                    for c0 in (0..side).step_by(tile) {
+                        let sign = if rng.gen::<bool>() { 1.0 } else { -1.0 };
+                        for r in 0..tile.min(side - r0) {
+                            for c in 0..tile.min(side - c0) {
+                                delta[(r0 + r) * side + c0 + c] = sign * bump[r * tile + c];
+                            }
+                        }
+                    }
+                }
+                let length = Norm::L2.of(&delta).max(1e-12);
+                clean
+                    .iter()
+                    .zip(&delta)
+                    .map(|(c, d)| clamp(c + self.eps * d / length))
+                    .collect()
+            }
+            _ => {
+                let signs: Vec<f32> = (0..side)
+                    .map(|_| if rng.gen::<bool>() { self.eps } else { -self.eps })
+                    .collect();
+                clean
+                    .iter()
+                    .enumerate()
+                    .map(|(p, c)| clamp(c + signs[p % side]))
+                    .collect()
+            }
+        }
+    }
+
+    /// linf: one s x s window set to a random corner of the ball,
+    /// resampled until the window actually changes (a few tries).
+    fn propose_linf(&self, a: &[f32], c: &[f32], s: usize, side: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+        let mut candidate = a.to_vec();
+        for _ in 0..10 {
+            let (r0, c0) = (rng.gen_range(0..=side - s), rng.gen_range(0..=side - s));
+            let sign = if rng.gen::<bool>() { self.eps } else { -self.eps };
+            let mut changed = false;
+            for r in r0..r0 + s {
+                for col in c0..c0 + s {
+                    let p = r * side + col;
+                    let v = (c[p] + sign).clamp(0.0, 1.0);
+                    changed |= (v - a[p]).abs() > 1e-7;
+                    candidate[p] = v;
+                }
+            }
+            if changed {
+                break;
+            }
+            candidate.copy_from_slice(a);
+        }
+        candidate
+    }
+
+    /// l2 (the paper's Algorithm 3): move the perturbation's mass from a
+    /// second window into a first one, adding a pseudo-Gaussian bump there,
+    /// keeping the total norm at eps.
+    fn propose_l2(&self, a: &[f32], c: &[f32], s: usize, side: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+        let s = s.max(3) | 1;
+        let s = s.min(side);
+        let mut delta: Vec<f32> = a.iter().zip(c).map(|(a, c)| a - c).collect();
+        let window = |r0: usize, c0: usize| -> Vec<usize> {
+            (r0..r0 + s)
+                .flat_map(|r| (c0..c0 + s).map(move |col| r * side + col))
+                .collect()
+        };
+        let first = window(rng.gen_range(0..=side - s), rng.gen_range(0..=side - s));
+        let second = window(rng.gen_range(0..=side - s), rng.gen_range(0..=side - s));
+        let norm_of = |idx: &[usize], d: &[f32]| idx.iter().map(|&p| d[p] * d[p]).sum::<f32>().sqrt();
+        let image_norm = Norm::L2.of(&delta);
+        let mut union = first.clone();
+        union.extend(second.iter().filter(|p| !first.contains(p)));
+        let union_norm = norm_of(&union, &delta);
+        let first_norm = norm_of(&first, &delta);
+        // A two-lobed pseudo-Gaussian bump of random sign and orientation.
+        let mut bump = meta_pseudo_gaussian(s);
+        if rng.gen::<bool>() {
+            bump = transpose(&bump, s);
+        }
+        let sign = if rng.gen::<bool>() { 1.0 } else { -1.0 };
+        let mut proposal: Vec<f32> = first
+            .iter()
+            .zip(&bump)
+            .map(|(&p, b)| sign * b + delta[p] / (first_norm + 1e-10))
+            .collect();
+        let length = proposal.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        let target = ((self.eps * self.eps - image_norm * image_norm).max(0.0) + union_norm * union_norm).sqrt();
+        proposal.iter_mut().for_each(|v| *v *= target / length);
+        for &p in &second {
+            delta[p] = 0.0;
+        }
+        for (&p, v) in first.iter().zip(proposal) {
+            delta[p] = v;
+        }
+        let total = Norm::L2.of(&delta).max(1e-12);
+        c.iter()
+            .zip(&delta)
+            .map(|(c, d)| (c + d * self.eps / total).clamp(0.0, 1.0))
+            .collect()
     }
 
     pub fn craft(&self, oracle: &mut ScoreOracle<'_>, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
@@ -82,7 +192,6 @@ impl SquareConfig {
             // Square windows need square images.
             return x.to_vec();
         }
-        let clamp = |v: f32| v.clamp(0.0, 1.0);
         // The margin log p_y - max_{j != y} log p_j equals the logit margin.
         let margins = |probs: &[f32], labels: &mut dyn Iterator<Item = u8>| -> Vec<f32> {
             probs
@@ -98,16 +207,7 @@ impl SquareConfig {
                 .collect()
         };
 
-        // Start: vertical stripes at the corners of the ball.
-        let mut adv = x.to_vec();
-        for (a, c) in adv.chunks_mut(dim).zip(x.chunks(dim)) {
-            let signs: Vec<f32> = (0..side)
-                .map(|_| if rng.gen::<bool>() { self.eps } else { -self.eps })
-                .collect();
-            for (p, (a, c)) in a.iter_mut().zip(c).enumerate() {
-                *a = clamp(c + signs[p % side]);
-            }
-        }
+        let mut adv: Vec<f32> = x.chunks(dim).flat_map(|c| self.start(c, side, rng)).collect();
         let Some(probs) = oracle.probabilities(&adv) else {
             return x.to_vec();
         };
@@ -122,25 +222,10 @@ impl SquareConfig {
             let mut candidates = Vec::with_capacity(active.len() * dim);
             for &i in &active {
                 let (a, c) = (&adv[i * dim..(i + 1) * dim], &x[i * dim..(i + 1) * dim]);
-                let mut candidate = a.to_vec();
-                // Resample until the window actually changes (a few tries).
-                for _ in 0..10 {
-                    let (r0, c0) = (rng.gen_range(0..=side - s), rng.gen_range(0..=side - s));
-                    let sign = if rng.gen::<bool>() { self.eps } else { -self.eps };
-                    let mut changed = false;
-                    for r in r0..r0 + s {
-                        for col in c0..c0 + s {
-                            let p = r * side + col;
-                            let v = clamp(c[p] + sign);
-                            changed |= (v - a[p]).abs() > 1e-7;
-                            candidate[p] = v;
-                        }
-                    }
-                    if changed {
-                        break;
-                    }
-                    candidate.copy_from_slice(a);
-                }
+                let candidate = match self.norm {
+                    Norm::L2 => self.propose_l2(a, c, s, side, rng),
+                    _ => self.propose_linf(a, c, s, side, rng),
+                };
                 candidates.extend_from_slice(&candidate);
             }
             let Some(probs) = oracle.probabilities(&candidates) else {
@@ -156,4 +241,43 @@ impl SquareConfig {
         }
         adv
     }
+}
+
+/// Concentric rings weighted 1/(k+1)^2 over a rows x cols rectangle,
+/// normalized to unit l2 norm (the paper's pseudo-Gaussian perturbation).
+fn pseudo_gaussian(rows: usize, cols: usize) -> Vec<f32> {
+    let mut bump = vec![0.0f32; rows * cols];
+    let (cr, cc) = (rows / 2, cols / 2);
+    for r in 0..rows {
+        for c in 0..cols {
+            let ring = r.abs_diff(cr).max(c.abs_diff(cc));
+            // Every centred square that covers this pixel adds 1/(k+1)^2.
+            bump[r * cols + c] = (ring..=cr.max(cc)).map(|k| 1.0 / ((k + 1) * (k + 1)) as f32).sum();
+        }
+    }
+    let length = bump.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+    bump.iter().map(|v| v / length).collect()
+}
+
+/// Two pseudo-Gaussian halves of opposite sign in an s x s square.
+fn meta_pseudo_gaussian(s: usize) -> Vec<f32> {
+    let top = s / 2;
+    let mut bump = vec![0.0f32; s * s];
+    let upper = pseudo_gaussian(top.max(1), s);
+    let lower = pseudo_gaussian(s - top, s);
+    for r in 0..s {
+        for c in 0..s {
+            bump[r * s + c] = if r < top {
+                upper[r * s + c]
+            } else {
+                -lower[(r - top) * s + c]
+            };
+        }
+    }
+    let length = bump.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+    bump.iter().map(|v| v / length).collect()
+}
+
+fn transpose(m: &[f32], s: usize) -> Vec<f32> {
+    (0..s * s).map(|i| m[(i % s) * s + i / s]).collect()
 }
