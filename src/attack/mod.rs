@@ -25,7 +25,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{argmax_rows, CrossEntropy, CwMargin, Loss, Model};
+use crate::model::{argmax_rows, Model};
 pub use access::{Access, LabelOracle, ScoreOracle};
 pub use apgd::ApgdConfig;
 pub use bpda::BpdaConfig;
@@ -541,15 +541,6 @@ pub enum AttackLoss {
     Ce,
     /// Carlini-Wagner margin on logits.
     Cw,
-}
-
-impl AttackLoss {
-    pub fn on<'a>(self, labels: &'a [u8]) -> Box<dyn Loss + 'a> {
-        match self {
-            AttackLoss::Ce => Box::new(CrossEntropy { labels }),
-            AttackLoss::Cw => Box::new(CwMargin { labels, kappa: 50.0 }),
-        }
-    }
 }
 
 /// Move every image of `adv` a step of length `step` (in `norm`) along the
