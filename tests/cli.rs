@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{redqueen, strategies, tiny_tournament, without_timing};
+use common::{redqueen, rows, strategies, tiny_tournament, without_timing};
 use predicates::prelude::*;
 
 #[test]
@@ -25,9 +25,9 @@ fn run_quick_writes_every_file_and_prints_the_leaderboards() {
     assert_eq!(manifest["status"], "complete");
     assert_eq!(manifest["schema_version"], 1);
     // 2 attackers x 3 defenders x 3 quick rounds.
-    let rows = std::fs::read_to_string(out.join("rounds.jsonl")).unwrap();
-    assert_eq!(rows.lines().count(), 18);
-    let row: serde_json::Value = serde_json::from_str(rows.lines().next().unwrap()).unwrap();
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 18);
+    let row = &rows[0];
     for key in [
         "zero_day_acc",
         "clean_acc",
@@ -303,10 +303,8 @@ fn an_evolving_attacker_breeds_new_attacks_and_says_so() {
         .arg(&out)
         .assert()
         .success();
-    let rows = std::fs::read_to_string(out.join("rounds.jsonl")).unwrap();
-    let evolved: Vec<serde_json::Value> = rows
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    let evolved: Vec<serde_json::Value> = rows(&out)
+        .into_iter()
         .filter(|r| r["attacker"] == "fixed" && r["attack"].as_str().unwrap().contains("evolved"))
         .collect();
     assert!(!evolved.is_empty(), "no evolved attack was played");

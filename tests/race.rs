@@ -2,15 +2,7 @@
 
 mod common;
 
-use common::{redqueen, tiny_tournament};
-
-fn rows(dir: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("rounds.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use common::{redqueen, rows, tiny_tournament};
 
 #[test]
 fn pgd_at_is_more_robust_than_standard() {

@@ -214,7 +214,6 @@ mod tests {
     fn probe(zero: f64, by_budget: Option<(f64, f64)>, random: bool) -> Probe {
         Probe {
             zero_gradient_fraction: zero,
-            mean_gradient_l1: 1.0,
             random_outputs: random,
             success_by_budget: by_budget,
         }

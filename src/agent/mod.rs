@@ -46,8 +46,6 @@ pub trait Policy: Send {
 pub struct Probe {
     /// Share of probe images whose margin-loss input gradient is all zero.
     pub zero_gradient_fraction: f64,
-    /// Mean L1 norm of those gradients.
-    pub mean_gradient_l1: f64,
     /// Whether two identical queries got different logits (a randomized defense).
     pub random_outputs: bool,
     /// Success of the policy's probe attack at a quarter of its budget and

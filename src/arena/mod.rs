@@ -79,7 +79,6 @@ fn probe(model: &dyn Model, train: &Split, attack: Option<AttackConfig>, rng: &m
     });
     Probe {
         zero_gradient_fraction: norms.iter().filter(|&&n| n < 1e-12).count() as f64 / norms.len().max(1) as f64,
-        mean_gradient_l1: norms.iter().sum::<f64>() / norms.len().max(1) as f64,
         random_outputs,
         success_by_budget,
     }

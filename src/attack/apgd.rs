@@ -98,10 +98,6 @@ pub fn checkpoints(steps: usize) -> Vec<usize> {
 }
 
 impl Attack for ApgdConfig {
-    fn threat(&self) -> ThreatModel {
-        ApgdConfig::threat(self)
-    }
-
     fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
         let dim = model.input_dim();
         let n = y.len();

@@ -106,10 +106,6 @@ impl CwConfig {
 }
 
 impl Attack for CwConfig {
-    fn threat(&self) -> ThreatModel {
-        CwConfig::threat(self)
-    }
-
     fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
         let dim = model.input_dim();
         let classes = model.classes();

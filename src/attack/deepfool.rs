@@ -86,10 +86,6 @@ impl DeepFoolConfig {
 }
 
 impl Attack for DeepFoolConfig {
-    fn threat(&self) -> ThreatModel {
-        DeepFoolConfig::threat(self)
-    }
-
     fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], _rng: &mut ChaCha8Rng) -> Vec<f32> {
         let dim = model.input_dim();
         let classes = model.classes();

@@ -41,10 +41,6 @@ impl FgsmConfig {
 }
 
 impl Attack for FgsmConfig {
-    fn threat(&self) -> ThreatModel {
-        FgsmConfig::threat(self)
-    }
-
     fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
         let dim = model.input_dim();
         let objective = Objective::new(self.loss, self.target, model, x, y, rng);

@@ -68,10 +68,6 @@ impl MimConfig {
 }
 
 impl Attack for MimConfig {
-    fn threat(&self) -> ThreatModel {
-        MimConfig::threat(self)
-    }
-
     fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
         let dim = model.input_dim();
         let loss = Objective::new(self.loss, self.target, model, x, y, rng);

@@ -45,8 +45,6 @@ pub use transfer::TransferConfig;
 
 /// A crafting algorithm with its hyperparameters.
 pub trait Attack: Send + Sync {
-    /// The threat model its examples stay inside.
-    fn threat(&self) -> ThreatModel;
     /// Adversarial versions of the images `x` (true labels `y`) against
     /// `model`. All randomness comes from `rng`.
     fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32>;
@@ -481,32 +479,24 @@ impl AttackConfig {
                 examples: craft_batched(attack.as_ref(), model, x, y, rng, batch),
                 queries: None,
             },
-            Built::Scores(attack) => {
-                let mut queries = 0;
-                let mut examples = Vec::with_capacity(x.len());
-                for (xb, yb) in x.chunks(batch * dim).zip(y.chunks(batch)) {
-                    let mut oracle = ScoreOracle::new(model, yb.len(), attack.queries);
-                    examples.extend(attack.craft(&mut oracle, xb, yb, rng));
-                    queries += oracle.queries();
-                }
-                Crafted {
-                    examples,
-                    queries: Some(queries),
-                }
-            }
-            Built::Labels(attack) => {
-                let mut queries = 0;
-                let mut examples = Vec::with_capacity(x.len());
-                for (xb, yb) in x.chunks(batch * dim).zip(y.chunks(batch)) {
-                    let mut oracle = LabelOracle::new(model, yb.len(), attack.queries);
-                    examples.extend(attack.craft(&mut oracle, xb, yb, rng));
-                    queries += oracle.queries();
-                }
-                Crafted {
-                    examples,
-                    queries: Some(queries),
-                }
-            }
+            Built::Scores(attack) => in_batches(
+                x,
+                y,
+                dim,
+                batch,
+                |n| ScoreOracle::new(model, n, attack.queries),
+                |oracle, xb, yb| attack.craft(oracle, xb, yb, rng),
+                |oracle| oracle.queries(),
+            ),
+            Built::Labels(attack) => in_batches(
+                x,
+                y,
+                dim,
+                batch,
+                |n| LabelOracle::new(model, n, attack.queries),
+                |oracle, xb, yb| attack.craft(oracle, xb, yb, rng),
+                |oracle| oracle.queries(),
+            ),
             Built::Bpda(attack) => attack.run_with(&bpda::Bpda { model }, x, y, rng, batch, train),
             Built::Transfer(attack) => attack.run(train, x, y, rng, batch),
             Built::Eot(c) => c.attack.run_with(
@@ -643,6 +633,30 @@ pub fn craft_batched(
         .zip(y.chunks(batch))
         .flat_map(|(xb, yb)| attack.craft(model, xb, yb, rng))
         .collect()
+}
+
+/// Run a query attack batch by batch, each batch with an oracle of its own
+/// (made for that many images), adding up the queries spent.
+fn in_batches<O>(
+    x: &[f32],
+    y: &[u8],
+    dim: usize,
+    batch: usize,
+    oracle_for: impl Fn(usize) -> O,
+    mut craft: impl FnMut(&mut O, &[f32], &[u8]) -> Vec<f32>,
+    spent: impl Fn(&O) -> usize,
+) -> Crafted {
+    let mut queries = 0;
+    let mut examples = Vec::with_capacity(x.len());
+    for (xb, yb) in x.chunks(batch * dim).zip(y.chunks(batch)) {
+        let mut oracle = oracle_for(yb.len());
+        examples.extend(craft(&mut oracle, xb, yb));
+        queries += spent(&oracle);
+    }
+    Crafted {
+        examples,
+        queries: Some(queries),
+    }
 }
 
 /// For each image, whether `model` misclassifies it.

@@ -54,10 +54,6 @@ impl NoiseConfig {
 }
 
 impl Attack for NoiseConfig {
-    fn threat(&self) -> ThreatModel {
-        NoiseConfig::threat(self)
-    }
-
     fn craft(&self, model: &dyn Model, x: &[f32], _y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
         let dim = model.input_dim();
         let threat = self.threat();

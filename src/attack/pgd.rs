@@ -101,10 +101,6 @@ impl PgdConfig {
 }
 
 impl Attack for PgdConfig {
-    fn threat(&self) -> ThreatModel {
-        PgdConfig::threat(self)
-    }
-
     fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
         let dim = model.input_dim();
         let threat = self.threat();

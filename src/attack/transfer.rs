@@ -63,13 +63,8 @@ impl TransferConfig {
         static SURROGATES: OnceLock<Cache> = OnceLock::new();
         let mut key =
             serde_json::to_string(&(&self.surrogate, self.images, self.epochs, self.seed)).unwrap_or_default();
-        key.push_str(&format!(
-            "/{}x{}x{}/{:x}",
-            train.len(),
-            train.rows,
-            train.cols,
-            content_hash(train)
-        ));
+        // Shape, labels and pixels: another dataset never gets this surrogate.
+        key.push_str(&format!("/{:x}", train.hash_into(crate::rng::FNV_OFFSET)));
         let cache = SURROGATES.get_or_init(|| Mutex::new(HashMap::new()));
         if let Some(model) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return model.clone();
@@ -113,11 +108,4 @@ impl TransferConfig {
             queries: Some(0),
         }
     }
-}
-
-/// A hash of the labels and pixels, so that another dataset never gets this one's surrogate.
-fn content_hash(train: &Split) -> u64 {
-    let hash = crate::rng::fnv1a(&train.labels, crate::rng::FNV_OFFSET);
-    let pixels: Vec<u8> = train.images.iter().flat_map(|v| v.to_le_bytes()).collect();
-    crate::rng::fnv1a(&pixels, hash)
 }

@@ -70,7 +70,7 @@ impl Split {
     }
 
     /// Feeds shape, labels and pixel bits into an FNV-1a hash.
-    fn hash_into(&self, mut hash: u64) -> u64 {
+    pub fn hash_into(&self, mut hash: u64) -> u64 {
         // The shape goes in too, so that 28x28 and 14x56 data with the same
         // bytes do not share a fingerprint.
         for n in [self.rows, self.cols, self.len()] {

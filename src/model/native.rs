@@ -261,7 +261,7 @@ impl Native {
                 }
                 Layer::Pool { h, w, c } => {
                     resize(&mut ws.grad_in, batch * h * w * c);
-                    max_pool_backward(&ws.grad, &mut ws.grad_in, &ws.argmax[i], h, w, c);
+                    max_pool_backward(&ws.grad, &mut ws.grad_in, &ws.argmax[i]);
                     std::mem::swap(&mut ws.grad, &mut ws.grad_in);
                 }
             }
@@ -461,7 +461,7 @@ fn max_pool_relu(input: &[f32], output: &mut [f32], argmax: &mut [u32], h: usize
     }
 }
 
-fn max_pool_backward(grad_out: &[f32], grad_in: &mut [f32], argmax: &[u32], _h: usize, _w: usize, _c: usize) {
+fn max_pool_backward(grad_out: &[f32], grad_in: &mut [f32], argmax: &[u32]) {
     grad_in.fill(0.0);
     for (g, &a) in grad_out.iter().zip(argmax) {
         grad_in[a as usize] += g;

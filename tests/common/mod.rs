@@ -33,6 +33,15 @@ pub fn without_timing(path: &Path) -> String {
     }
 }
 
+/// The rows of a run folder's `rounds.jsonl`, as JSON values.
+pub fn rows(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("rounds.jsonl"))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("valid json line"))
+        .collect()
+}
+
 /// A tiny tournament for fast end-to-end tests, written to `dir`.
 pub fn tiny_tournament(dir: &Path, defenders: &str) -> PathBuf {
     let text = format!(
