@@ -82,6 +82,9 @@ struct RunArgs {
     /// Matches run at once (default: the number of cores).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Threads each match's matrix multiplies use (default: the cores divided by --jobs).
+    #[arg(long)]
+    threads: Option<usize>,
     /// A smaller version of the tournament (fewer rounds and images).
     #[arg(long)]
     quick: bool,
@@ -167,6 +170,10 @@ fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
         Some(j) => j,
         None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     };
+    let threads = match args.threads {
+        Some(0) => return Err(Error::Usage("--threads must be at least 1".into())),
+        threads => threads,
+    };
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{}", plan.file.name, plan.file.seed)));
@@ -176,7 +183,7 @@ fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
             out,
             jobs,
             force: args.force,
-            threads: None,
+            threads,
         },
     })
 }

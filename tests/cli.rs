@@ -49,12 +49,13 @@ fn run_quick_writes_every_file_and_prints_the_leaderboards() {
 }
 
 #[test]
-fn results_do_not_depend_on_jobs() {
+fn results_do_not_depend_on_jobs_or_threads() {
     let dir = tempfile::tempdir().unwrap();
     let (one, two) = (dir.path().join("one"), dir.path().join("two"));
-    for (out, jobs) in [(&one, "1"), (&two, "2")] {
+    // One match at a time on two threads, then two at a time on one each.
+    for (out, jobs, threads) in [(&one, "1", "2"), (&two, "2", "1")] {
         redqueen()
-            .args(["run", "--quick", "--jobs", jobs, "--out"])
+            .args(["run", "--quick", "--jobs", jobs, "--threads", threads, "--out"])
             .arg(out)
             .assert()
             .success();
@@ -264,6 +265,11 @@ fn bench_writes_the_keys_compare_reads() {
         assert!(report[key]["median_s"].as_f64().unwrap() > 0.0, "{key}");
     }
     redqueen().args(["bench", "--threads", "0"]).assert().code(2);
+    redqueen()
+        .args(["run", "--threads", "0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--threads"));
 }
 
 #[test]

@@ -176,10 +176,11 @@ pub async fn run(
     };
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
 
-    // Cores are shared out: matches run side by side, each model's matrix
-    // multiplies use the cores left per match.
+    // Pretraining runs alone, so it gets every core; then cores are shared
+    // out: matches run side by side, each model's matrix multiplies use the
+    // cores left per match. Thread counts never change a result.
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    kernels::set_threads(options.threads.unwrap_or(cores / options.jobs.max(1)));
+    kernels::set_threads(cores);
 
     // Pretraining, once for the tournament's model.
     observer.pretraining();
@@ -203,6 +204,7 @@ pub async fn run(
         Arc::from(net)
     };
     let pretrain_s = pretrain_started.elapsed().as_secs_f64();
+    kernels::set_threads(options.threads.unwrap_or(cores / options.jobs.max(1)));
 
     // Matches, `jobs` at a time, each on a blocking thread.
     let matches_started = Instant::now();
