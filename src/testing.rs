@@ -17,7 +17,8 @@ pub struct SyntheticFixture {
     pub train: crate::data::Split,
 }
 
-/// An undefended MLP trained on 3000 synthetic digits, with 200 test images;
+/// An undefended MLP (784-256-256-10, the default tournament's model) trained
+/// on 3000 synthetic digits, with 200 test images;
 /// built once per test binary.
 pub fn trained_mlp() -> &'static SyntheticFixture {
     static FIXTURE: OnceLock<SyntheticFixture> = OnceLock::new();
@@ -29,7 +30,7 @@ pub fn trained_mlp() -> &'static SyntheticFixture {
             optimizer: Sgd::default(),
         };
         let model = pretrain(
-            &ModelConfig::Mlp { hidden: vec![128] },
+            &ModelConfig::Mlp { hidden: vec![256, 256] },
             Engine::Native,
             &settings,
             &data.train,

@@ -118,6 +118,10 @@ impl<'a> LabelOracle<'a> {
             .then(|| argmax_rows(&self.model.logits(x), self.model.classes()))
     }
 
+    /// How many labels there are (what a label may be, not a score).
+    pub fn classes(&self) -> usize {
+        self.model.classes()
+    }
     pub fn input_dim(&self) -> usize {
         self.model.input_dim()
     }

@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{ascend, random_start, Attack, AttackLoss, Norm, Objective, Target, ThreatModel};
-use crate::model::{argmax_rows, CrossEntropy, Dlr, Loss, Model};
+use crate::model::{argmax_rows, CrossEntropy, Dlr, Loss, Model, TargetedDlr};
 
 /// APGD's two losses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -34,8 +34,8 @@ pub struct ApgdConfig {
     /// The fraction of improving steps below which the step size is halved.
     #[serde(default = "default_rho")]
     pub rho: f32,
-    /// `untargeted` (default), `random` or `least-likely`; targeted runs use
-    /// cross-entropy towards the target.
+    /// `untargeted` (default), `random` or `least-likely`; a targeted run
+    /// ascends the negated cross-entropy of the target, or the targeted DLR.
     #[serde(default)]
     pub target: Target,
 }
@@ -69,9 +69,6 @@ impl ApgdConfig {
         if self.norm == Norm::L1 {
             return Err("apgd supports `norm = \"linf\"` or `\"l2\"`".into());
         }
-        if self.target != Target::Untargeted && self.loss != ApgdLoss::Ce {
-            return Err("a targeted apgd uses `loss = \"ce\"` (targeted DLR is not implemented)".into());
-        }
         if self.steps == 0 {
             return Err("`steps` must be at least 1".into());
         }
@@ -102,18 +99,27 @@ impl Attack for ApgdConfig {
         let dim = model.input_dim();
         let n = y.len();
         let threat = self.threat();
-        let loss: Box<dyn Loss> = match (self.loss, self.target) {
-            (ApgdLoss::Dlr, _) => Box::new(Dlr { labels: y }),
-            (ApgdLoss::Ce, Target::Untargeted) => Box::new(CrossEntropy { labels: y }),
-            (ApgdLoss::Ce, target) => Box::new(Objective::new(AttackLoss::Ce, target, model, x, y, rng)),
+        // Targets are drawn once per batch; untargeted, `objective.classes` is `y`.
+        let objective = Objective::new(AttackLoss::Ce, self.target, model, x, y, rng);
+        let targeted = self.target != Target::Untargeted;
+        let targets = objective.classes.clone();
+        let loss: Box<dyn Loss + '_> = match (self.loss, targeted) {
+            (ApgdLoss::Dlr, false) => Box::new(Dlr { labels: y }),
+            (ApgdLoss::Dlr, true) => Box::new(TargetedDlr {
+                labels: y,
+                targets: &targets,
+            }),
+            (ApgdLoss::Ce, false) => Box::new(CrossEntropy { labels: y }),
+            (ApgdLoss::Ce, true) => Box::new(objective),
         };
-        // Loss values, gradients, and which images are misclassified.
+        // Loss values, gradients, and which images succeed: misclassified,
+        // or (targeted) classified as their target.
         let evaluate = |adv: &[f32]| -> (Vec<f32>, Vec<f32>, Vec<bool>) {
             let (logits, grad) = model.input_grad(adv, loss.as_ref());
             let wrong = argmax_rows(&logits, model.classes())
                 .iter()
-                .zip(y)
-                .map(|(p, t)| p != t)
+                .zip(y.iter().zip(&targets))
+                .map(|(p, (y, t))| if targeted { p == t } else { p != y })
                 .collect();
             (loss.eval(&logits, model.classes()).0, grad, wrong)
         };

@@ -10,7 +10,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::access::LabelOracle;
-use super::{standard_normal, Norm, ThreatModel};
+use super::target::choose_targets;
+use super::{standard_normal, Norm, Target, ThreatModel};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +27,11 @@ pub struct HopSkipJumpConfig {
     /// Samples of the first gradient estimate (grows as sqrt(iteration)).
     #[serde(default = "default_samples")]
     pub samples: usize,
+    /// `untargeted` (default) or `random`. Targeted, it starts from an image
+    /// of the batch whose true label is the target (else from noise the
+    /// model labels so), as the paper starts from a target-class image.
+    #[serde(default)]
+    pub target: Target,
 }
 
 fn default_norm() -> Norm {
@@ -42,11 +48,14 @@ fn default_samples() -> usize {
 struct Queries<'o, 'a> {
     oracle: &'o mut LabelOracle<'a>,
     label: u8,
+    /// The class to reach, when targeted.
+    target: Option<u8>,
     left: usize,
 }
 
 impl Queries<'_, '_> {
-    /// Whether each image of `x` is misclassified; `None` when out of queries.
+    /// Whether each image of `x` is adversarial (misclassified, or labelled
+    /// as the target); `None` when out of queries.
     fn adversarial(&mut self, x: &[f32]) -> Option<Vec<bool>> {
         let n = x.len() / self.oracle.input_dim();
         if n > self.left {
@@ -54,7 +63,12 @@ impl Queries<'_, '_> {
         }
         self.left -= n;
         let labels = self.oracle.labels(x)?;
-        Some(labels.iter().map(|&l| l != self.label).collect())
+        Some(
+            labels
+                .iter()
+                .map(|&l| self.target.map_or(l != self.label, |t| l == t))
+                .collect(),
+        )
     }
 }
 
@@ -66,6 +80,7 @@ impl HopSkipJumpConfig {
             eps,
             queries: default_queries(),
             samples: default_samples(),
+            target: Target::Untargeted,
         }
     }
     pub fn threat(&self) -> ThreatModel {
@@ -78,6 +93,11 @@ impl HopSkipJumpConfig {
         if self.norm == Norm::L1 {
             return Err("hopskipjump supports `norm = \"l2\"` or `\"linf\"`".into());
         }
+        if self.target == Target::LeastLikely {
+            return Err(
+                "hopskipjump sees labels only, so it has no least likely class: use `target = \"random\"`".into(),
+            );
+        }
         if self.queries < 10 || self.samples == 0 {
             return Err("`queries` must be at least 10 and `samples` at least 1".into());
         }
@@ -85,16 +105,43 @@ impl HopSkipJumpConfig {
     }
 
     pub fn craft(&self, oracle: &mut LabelOracle<'_>, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
+        let targets = (self.target != Target::Untargeted)
+            .then(|| choose_targets(self.target, y, oracle.classes(), rng, Vec::new));
+        self.craft_towards(oracle, x, y, targets.as_deref(), rng)
+    }
+
+    /// The attack with explicit targets (`None`: untargeted).
+    pub(crate) fn craft_towards(
+        &self,
+        oracle: &mut LabelOracle<'_>,
+        x: &[f32],
+        y: &[u8],
+        targets: Option<&[u8]>,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<f32> {
         let dim = oracle.input_dim();
         let mut out = Vec::with_capacity(x.len());
-        for (image, &label) in x.chunks(dim).zip(y) {
+        for (i, (image, &label)) in x.chunks(dim).zip(y).enumerate() {
+            let target = targets.map(|t| t[i]);
+            // Targeted starting points: up to 4 images of the target class.
+            let starts: Vec<f32> = match target {
+                Some(t) => x
+                    .chunks(dim)
+                    .zip(y)
+                    .filter(|&(_, &l)| l == t)
+                    .take(4)
+                    .flat_map(|(img, _)| img.iter().copied())
+                    .collect(),
+                None => Vec::new(),
+            };
             let mut queries = Queries {
                 oracle: &mut *oracle,
                 label,
+                target,
                 left: self.queries,
             };
             let adv = self
-                .attack_one(&mut queries, image, rng)
+                .attack_one(&mut queries, image, &starts, rng)
                 .unwrap_or_else(|| image.to_vec());
             out.extend(adv);
         }
@@ -123,13 +170,27 @@ impl HopSkipJumpConfig {
         Some(blend(high))
     }
 
-    fn attack_one(&self, q: &mut Queries<'_, '_>, x: &[f32], rng: &mut ChaCha8Rng) -> Option<Vec<f32>> {
+    fn attack_one(&self, q: &mut Queries<'_, '_>, x: &[f32], starts: &[f32], rng: &mut ChaCha8Rng) -> Option<Vec<f32>> {
         let dim = x.len();
-        // An adversarial start: uniform noise images, tried a batch at a time.
-        let noise: Vec<f32> = (0..10 * dim).map(|_| rng.gen_range(0.0..1.0)).collect();
-        let flags = q.adversarial(&noise)?;
-        let start = flags.iter().position(|&f| f)?;
-        let mut boundary = self.to_boundary(q, x, &noise[start * dim..(start + 1) * dim])?;
+        // An adversarial start: the given images, else uniform noise images,
+        // tried a batch at a time.
+        let from_starts = match starts.is_empty() {
+            true => None,
+            false => q
+                .adversarial(starts)?
+                .iter()
+                .position(|&f| f)
+                .map(|k| starts[k * dim..(k + 1) * dim].to_vec()),
+        };
+        let start = match from_starts {
+            Some(start) => start,
+            None => {
+                let noise: Vec<f32> = (0..10 * dim).map(|_| rng.gen_range(0.0..1.0)).collect();
+                let k = q.adversarial(&noise)?.iter().position(|&f| f)?;
+                noise[k * dim..(k + 1) * dim].to_vec()
+            }
+        };
+        let mut boundary = self.to_boundary(q, x, &start)?;
         let theta = match self.norm {
             Norm::Linf => 1.0 / (dim as f32 * dim as f32),
             _ => 1.0 / (dim as f32).powf(1.5),

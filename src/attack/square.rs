@@ -8,7 +8,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::access::ScoreOracle;
-use super::{Norm, ThreatModel};
+use super::target::choose_targets;
+use super::{Norm, Target, ThreatModel};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +26,11 @@ pub struct SquareConfig {
     /// Default: 0.3 in linf, 0.1 in l2 (the paper's values for MNIST-sized images).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p_init: Option<f32>,
+    /// `untargeted` (default), `random` or `least-likely` (the least likely
+    /// class costs one query per image). Targeted, a change is accepted when
+    /// it lowers the target's cross-entropy, as in the paper.
+    #[serde(default)]
+    pub target: Target,
 }
 
 fn default_queries() -> usize {
@@ -39,6 +45,7 @@ impl SquareConfig {
             eps,
             queries: default_queries(),
             p_init: None,
+            target: Target::Untargeted,
         }
     }
     pub fn threat(&self) -> ThreatModel {
@@ -184,6 +191,23 @@ impl SquareConfig {
     }
 
     pub fn craft(&self, oracle: &mut ScoreOracle<'_>, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
+        let targets = (self.target != Target::Untargeted).then(|| {
+            choose_targets(self.target, y, oracle.classes(), rng, || {
+                oracle.probabilities(x).unwrap_or_default()
+            })
+        });
+        self.craft_towards(oracle, x, y, targets.as_deref(), rng)
+    }
+
+    /// The attack with explicit targets (`None`: untargeted).
+    pub(crate) fn craft_towards(
+        &self,
+        oracle: &mut ScoreOracle<'_>,
+        x: &[f32],
+        y: &[u8],
+        targets: Option<&[u8]>,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<f32> {
         let dim = oracle.input_dim();
         let side = (dim as f64).sqrt() as usize;
         let classes = oracle.classes();
@@ -192,29 +216,33 @@ impl SquareConfig {
             // Square windows need square images.
             return x.to_vec();
         }
-        // The margin log p_y - max_{j != y} log p_j equals the logit margin.
-        let margins = |probs: &[f32], labels: &mut dyn Iterator<Item = u8>| -> Vec<f32> {
-            probs
-                .chunks(classes)
-                .zip(labels)
-                .map(|(p, t)| {
-                    let other = (0..classes)
-                        .filter(|&j| j != t as usize)
-                        .map(|j| p[j])
-                        .fold(0.0f32, f32::max);
-                    p[t as usize].max(1e-30).ln() - other.max(1e-30).ln()
-                })
-                .collect()
+        // What is minimized, per image, and whether the image is done.
+        // Untargeted: the margin log p_y - max_{j != y} log p_j (equal to the
+        // logit margin), done below 0. Targeted: -log p_t, done once t leads.
+        let objective = |p: &[f32], i: usize| -> (f32, bool) {
+            let log = |v: f32| v.max(1e-30).ln();
+            let best_other = |c: usize| (0..classes).filter(|&j| j != c).map(|j| p[j]).fold(0.0f32, f32::max);
+            match targets {
+                None => {
+                    let margin = log(p[y[i] as usize]) - log(best_other(y[i] as usize));
+                    (margin, margin < 0.0)
+                }
+                Some(t) => {
+                    let t = t[i] as usize;
+                    (-log(p[t]), p[t] > best_other(t))
+                }
+            }
         };
 
         let mut adv: Vec<f32> = x.chunks(dim).flat_map(|c| self.start(c, side, rng)).collect();
         let Some(probs) = oracle.probabilities(&adv) else {
             return x.to_vec();
         };
-        let mut margin = margins(&probs, &mut y.iter().copied());
+        let (mut loss, mut done): (Vec<f32>, Vec<bool>) =
+            probs.chunks(classes).enumerate().map(|(i, p)| objective(p, i)).unzip();
 
         for iteration in 0..self.queries - 1 {
-            let active: Vec<usize> = (0..n).filter(|&i| margin[i] > 0.0).collect();
+            let active: Vec<usize> = (0..n).filter(|&i| !done[i]).collect();
             if active.is_empty() {
                 break;
             }
@@ -231,10 +259,10 @@ impl SquareConfig {
             let Some(probs) = oracle.probabilities(&candidates) else {
                 break;
             };
-            let proposed = margins(&probs, &mut active.iter().map(|&i| y[i]));
-            for (k, (&i, m)) in active.iter().zip(proposed).enumerate() {
-                if m < margin[i] {
-                    margin[i] = m;
+            for (k, (&i, p)) in active.iter().zip(probs.chunks(classes)).enumerate() {
+                let (l, d) = objective(p, i);
+                if l < loss[i] {
+                    (loss[i], done[i]) = (l, d);
                     adv[i * dim..(i + 1) * dim].copy_from_slice(&candidates[k * dim..(k + 1) * dim]);
                 }
             }

@@ -32,6 +32,31 @@ impl Target {
     }
 }
 
+/// One class per image: the true label (untargeted), a random other class,
+/// or the least likely class by `scores` of the clean images (logits or
+/// probabilities; only called for `LeastLikely`).
+pub(crate) fn choose_targets(
+    target: Target,
+    y: &[u8],
+    classes: usize,
+    rng: &mut ChaCha8Rng,
+    scores: impl FnOnce() -> Vec<f32>,
+) -> Vec<u8> {
+    match target {
+        Target::Untargeted => y.to_vec(),
+        // With fewer than two classes there is no other class to aim at.
+        Target::Random if classes < 2 => y.to_vec(),
+        Target::Random => y
+            .iter()
+            .map(|&t| ((t as usize + rng.gen_range(1..classes)) % classes) as u8)
+            .collect(),
+        Target::LeastLikely => {
+            let negated: Vec<f32> = scores().iter().map(|z| -z).collect();
+            argmax_rows(&negated, classes)
+        }
+    }
+}
+
 /// The loss an attack ascends, owning what it refers to.
 pub struct Objective {
     loss: AttackLoss,
@@ -50,20 +75,7 @@ impl Objective {
         y: &[u8],
         rng: &mut ChaCha8Rng,
     ) -> Objective {
-        let k = model.classes();
-        let classes = match target {
-            Target::Untargeted => y.to_vec(),
-            // With fewer than two classes there is no other class to aim at.
-            Target::Random if k < 2 => y.to_vec(),
-            Target::Random => y
-                .iter()
-                .map(|&t| ((t as usize + rng.gen_range(1..k)) % k) as u8)
-                .collect(),
-            Target::LeastLikely => {
-                let negated: Vec<f32> = model.logits(x).iter().map(|z| -z).collect();
-                argmax_rows(&negated, k)
-            }
-        };
+        let classes = choose_targets(target, y, model.classes(), rng, || model.logits(x));
         Objective {
             loss,
             classes,

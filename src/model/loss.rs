@@ -148,6 +148,41 @@ impl Loss for Dlr<'_> {
     }
 }
 
+/// Targeted DLR (Croce & Hein 2020): `-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)`,
+/// ascended to pull the target `t` above the true class `y`; the scale of
+/// the logits cancels out, as in the untargeted DLR.
+pub struct TargetedDlr<'a> {
+    pub labels: &'a [u8],
+    pub targets: &'a [u8],
+}
+
+impl Loss for TargetedDlr<'_> {
+    fn eval(&self, logits: &[f32], classes: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut grad = vec![0.0; logits.len()];
+        let mut losses = Vec::with_capacity(self.labels.len());
+        let rows = logits.chunks(classes).zip(grad.chunks_mut(classes));
+        for ((z, g), (&y, &t)) in rows.zip(self.labels.iter().zip(self.targets)) {
+            let (y, t) = (y as usize, t as usize);
+            let mut order: Vec<usize> = (0..classes).collect();
+            order.sort_by(|&a, &b| z[b].total_cmp(&z[a]).then(a.cmp(&b)));
+            let last = classes - 1;
+            let (top, third, fourth) = (order[0], order[2.min(last)], order[3.min(last)]);
+            let numerator = z[y] - z[t];
+            let denominator = z[top] - 0.5 * (z[third] + z[fourth]) + 1e-12;
+            losses.push(-numerator / denominator);
+            // d/dz of -(n / d): -(dn * d - n * dd) / d^2.
+            let scale = 1.0 / denominator;
+            g[y] -= scale;
+            g[t] += scale;
+            let ratio = numerator / (denominator * denominator);
+            g[top] += ratio;
+            g[third] -= 0.5 * ratio;
+            g[fourth] -= 0.5 * ratio;
+        }
+        (losses, grad)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +212,11 @@ mod tests {
             Box::new(CwMargin {
                 labels: &labels,
                 kappa: 50.0,
+            }),
+            Box::new(Dlr { labels: &labels }),
+            Box::new(TargetedDlr {
+                labels: &labels,
+                targets: &[0, 1],
             }),
         ];
         for loss in &losses {

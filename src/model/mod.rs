@@ -14,7 +14,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-pub use loss::{argmax_rows, softmax, CrossEntropy, CwMargin, Dlr, Loss, SoftCrossEntropy};
+pub use loss::{argmax_rows, softmax, CrossEntropy, CwMargin, Dlr, Loss, SoftCrossEntropy, TargetedDlr};
 pub use native::Native;
 pub use net::{naive_conv2d, Net};
 
