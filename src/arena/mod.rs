@@ -14,7 +14,7 @@ use crate::defense::{DefenderConfig, RoundData};
 use crate::model::{Classifier, CwMargin, Model};
 use crate::path;
 use crate::record::{RoundRow, RoundTiming};
-use crate::rng::stream;
+use crate::rng::{derived_seed, stream};
 use metrics::{correct, fraction, robust, wrong_confidence, EVAL_BATCH};
 
 /// Everything one match needs, borrowed from the tournament.
@@ -93,8 +93,23 @@ pub fn play(
     stop: &dyn Fn() -> bool,
     on_row: &mut dyn FnMut(&RoundRow),
 ) -> Vec<RoundRow> {
+    play_to_end(plan, pretrained, on_phase, stop, on_row).0
+}
+
+/// [`play`], also handing back the defender's final model (for tests).
+pub fn play_to_end(
+    plan: &MatchPlan<'_>,
+    pretrained: &dyn Classifier,
+    on_phase: &dyn Fn(usize, Phase),
+    stop: &dyn Fn() -> bool,
+    on_row: &mut dyn FnMut(&RoundRow),
+) -> (Vec<RoundRow>, Box<dyn Classifier>) {
     let dim = pretrained.input_dim();
-    let mut model = plan.defender.strategy.deploy(pretrained.boxed_clone());
+    let deploy_seed = derived_seed(
+        plan.seed,
+        path!["match", &plan.attacker.name, &plan.defender.name, "deploy"],
+    );
+    let mut model = plan.defender.strategy.deploy(pretrained.boxed_clone(), deploy_seed);
     let repertoire = &plan.attacker.repertoire;
     let mut policy = plan.attacker.policy.init(repertoire);
     let mut defense = plan.defender.strategy.init();
@@ -186,6 +201,7 @@ pub fn play(
             train: plan.train,
         };
         defense.update(model.as_mut(), &data, &mut rng("defense", ""));
+        let defense_note = defense.note();
         timing.defense_s = started.elapsed().as_secs_f64();
 
         // 4. Post-round evaluation of the updated model.
@@ -228,6 +244,15 @@ pub fn play(
         let seen_worst = metrics::min(seen_acc.values().copied()).unwrap_or(0.0);
         let unseen_worst = metrics::min(unseen_acc.values().copied());
         let unseen_values: Vec<f64> = unseen_acc.values().copied().collect();
+        let certified = certify(plan, model.as_ref(), &mut rng("certify", ""), |configs| {
+            // The l2 attacks already run this round count as attacks on the
+            // smoothed classifier too.
+            let l2 = |c: &&AttackConfig| c.threat().norm == crate::attack::Norm::L2;
+            let seen_l2 = seen.values().filter(l2).map(|c| seen_acc[&c.label()]);
+            let unseen_l2 = plan.unseen.iter().filter(l2).map(|c| unseen_acc[&c.label()]);
+            let strongest = configs.iter().map(|c| robust_acc(c, "certify").1);
+            metrics::min(seen_l2.chain(unseen_l2).chain(strongest)).unwrap_or(1.0)
+        });
         timing.eval_s = started.elapsed().as_secs_f64();
 
         let row = RoundRow {
@@ -252,6 +277,10 @@ pub fn play(
             perturbation,
             zero_day_queries,
             agent_note,
+            defense_note,
+            certified_acc: certified.map(|c| c.0),
+            certified_empirical_acc: certified.map(|c| c.1),
+            certified_within_empirical: certified.map(|c| c.0 <= c.1),
             violations: crafted.violations + zero_day.violations,
             referee_log: crafted.log.into_iter().chain(zero_day.log).collect(),
             timing,
@@ -259,5 +288,32 @@ pub fn play(
         on_row(&row);
         rows.push(row);
     }
-    rows
+    (rows, model)
+}
+
+/// For a smoothed defender, with an l2 budget in the rules: its certified
+/// accuracy at that budget, and its empirical robust accuracy under the
+/// strongest l2 attack (`empirical` runs EOT-PGD at the budget and takes
+/// the minimum with the round's other l2 attacks).
+fn certify(
+    plan: &MatchPlan<'_>,
+    model: &dyn Model,
+    rng: &mut rand_chacha::ChaCha8Rng,
+    empirical: impl FnOnce(&[AttackConfig]) -> f64,
+) -> Option<(f64, f64)> {
+    let crate::defense::DefenseConfig::Smoothing(config) = &plan.defender.strategy else {
+        return None;
+    };
+    let (base, _) = model.smoothing()?;
+    let radius = plan.rules.l2?;
+    let certified = config.certified_accuracy(base, &plan.eval.images, &plan.eval.labels, radius, rng);
+    let eot = AttackConfig::Eot(crate::attack::EotConfig {
+        name: None,
+        samples: 8,
+        attack: Box::new(AttackConfig::Pgd(crate::attack::PgdConfig::new(
+            crate::attack::Norm::L2,
+            radius,
+        ))),
+    });
+    Some((certified, empirical(&[eot])))
 }

@@ -12,6 +12,10 @@ pub const STRATEGIES: &[(&str, &str)] = &[
         include_str!("../../strategies/tournaments/masking.toml"),
     ),
     (
+        "tournaments/defenses.toml",
+        include_str!("../../strategies/tournaments/defenses.toml"),
+    ),
+    (
         "attackers/adaptive-linf.toml",
         include_str!("../../strategies/attackers/adaptive-linf.toml"),
     ),
@@ -46,6 +50,30 @@ pub const STRATEGIES: &[(&str, &str)] = &[
     (
         "defenders/pgd-at.toml",
         include_str!("../../strategies/defenders/pgd-at.toml"),
+    ),
+    (
+        "defenders/fast-at.toml",
+        include_str!("../../strategies/defenders/fast-at.toml"),
+    ),
+    (
+        "defenders/trades.toml",
+        include_str!("../../strategies/defenders/trades.toml"),
+    ),
+    (
+        "defenders/distillation.toml",
+        include_str!("../../strategies/defenders/distillation.toml"),
+    ),
+    (
+        "defenders/ensemble-at.toml",
+        include_str!("../../strategies/defenders/ensemble-at.toml"),
+    ),
+    (
+        "defenders/smoothing.toml",
+        include_str!("../../strategies/defenders/smoothing.toml"),
+    ),
+    (
+        "defenders/continual.toml",
+        include_str!("../../strategies/defenders/continual.toml"),
     ),
 ];
 

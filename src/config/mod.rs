@@ -379,7 +379,12 @@ pub fn check(mut file: TournamentFile, cited: &str, store: &Store) -> Result<Pla
                     })?,
                     strategy: entry.strategy.clone().ok_or_else(|| {
                         err(format!(
-                            "{at}: missing `strategy` (a table with `kind` = standard, adversarial or pgd-at)"
+                            "{at}: missing `strategy` (a table with `kind` = {})",
+                            crate::defense::DEFENSES
+                                .iter()
+                                .map(|(kind, _)| *kind)
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ))
                     })?,
                 }
@@ -558,9 +563,11 @@ fn validate(
             return Err(format!("{at}: defender names must be non-empty and unique"));
         }
         d.strategy.validate().map_err(|e| format!("{at}: `strategy`: {e}"))?;
-        if let DefenseConfig::PgdAt(c) = &d.strategy {
-            check_budget(&file.rules, c.attack.threat()).map_err(|e| format!("{at}: `strategy.attack`: {e}"))?;
-            used.push(AttackConfig::Pgd(c.attack.clone()).unnamed());
+        // The attacks a defense trains with are held to the rules too.
+        for attack in d.strategy.training_attacks() {
+            check_budget(&file.rules, attack.threat())
+                .map_err(|e| format!("{at}: `strategy` trains with {}: {e}", attack.label()))?;
+            used.push(attack.unnamed());
         }
     }
     for (j, attack) in file.unseen.iter().enumerate() {

@@ -5,9 +5,18 @@
 //! no defense can train on them.
 
 pub mod adversarial;
+pub mod continual;
+pub mod distillation;
+pub mod ensemble_at;
+pub mod fast_at;
 pub mod pgd_at;
+pub mod smoothing;
 pub mod squeeze;
 pub mod standard;
+pub mod trades;
+
+#[cfg(test)]
+mod conformance;
 
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -16,8 +25,14 @@ use crate::data::Split;
 pub use crate::model::train_epochs;
 use crate::model::{Classifier, Sgd};
 pub use adversarial::AdversarialConfig;
+pub use continual::ContinualConfig;
+pub use distillation::DistillationConfig;
+pub use ensemble_at::EnsembleAtConfig;
+pub use fast_at::FastAtConfig;
 pub use pgd_at::PgdAtConfig;
+pub use smoothing::SmoothingConfig;
 pub use squeeze::SqueezeConfig;
+pub use trades::TradesConfig;
 
 /// What a defense may learn from in one round.
 pub struct RoundData<'a> {
@@ -33,6 +48,10 @@ pub struct RoundData<'a> {
 pub trait Defense: Send {
     /// Update `model` after a round's attack.
     fn update(&mut self, model: &mut dyn Classifier, round: &RoundData<'_>, rng: &mut ChaCha8Rng);
+    /// What the last update found worth recording in the round's row.
+    fn note(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// The defenses a strategy file can name, by `kind`.
@@ -42,7 +61,13 @@ pub enum DefenseConfig {
     Standard,
     Adversarial(AdversarialConfig),
     PgdAt(PgdAtConfig),
+    FastAt(FastAtConfig),
+    Trades(TradesConfig),
+    Distillation(DistillationConfig),
+    EnsembleAt(EnsembleAtConfig),
     Squeeze(SqueezeConfig),
+    Smoothing(SmoothingConfig),
+    Continual(ContinualConfig),
 }
 
 /// Defense names and one line of help each, for `redqueen list`.
@@ -57,8 +82,32 @@ pub const DEFENSES: &[(&str, &str)] = &[
         "Madry et al.'s adversarial training: PGD examples crafted on the fly at every step",
     ),
     (
+        "fast-at",
+        "FGSM adversarial training from a random start (Wong et al. 2020); flags catastrophic overfitting",
+    ),
+    (
+        "trades",
+        "clean cross-entropy plus beta times KL(clean || adversarial) (Zhang et al. 2019)",
+    ),
+    (
+        "distillation",
+        "defensive distillation at temperature T, deployed at 1 (Papernot et al. 2016); masks gradients",
+    ),
+    (
+        "ensemble-at",
+        "adversarial training on FGSM examples from the model and from static models kept aside (Tramer et al. 2018)",
+    ),
+    (
         "squeeze",
         "feature squeezing: median smoothing and bit-depth reduction in front of the model (Xu et al. 2018); masks gradients",
+    ),
+    (
+        "smoothing",
+        "Gaussian-noise training, smoothed prediction and certified l2 radii (Cohen et al. 2019)",
+    ),
+    (
+        "continual",
+        "fine-tunes on each new attack with replay and a penalty on logit drift (after Dai et al. 2025)",
     ),
 ];
 
@@ -68,14 +117,22 @@ impl DefenseConfig {
             DefenseConfig::Standard => "standard",
             DefenseConfig::Adversarial(_) => "adversarial",
             DefenseConfig::PgdAt(_) => "pgd-at",
+            DefenseConfig::FastAt(_) => "fast-at",
+            DefenseConfig::Trades(_) => "trades",
+            DefenseConfig::Distillation(_) => "distillation",
+            DefenseConfig::EnsembleAt(_) => "ensemble-at",
             DefenseConfig::Squeeze(_) => "squeeze",
+            DefenseConfig::Smoothing(_) => "smoothing",
+            DefenseConfig::Continual(_) => "continual",
         }
     }
 
-    /// The model as deployed: some defenses put a step in front of it.
-    pub fn deploy(&self, model: Box<dyn Classifier>) -> Box<dyn Classifier> {
+    /// The model as deployed: some defenses put a step in front of it;
+    /// randomized ones draw their randomness from `seed`.
+    pub fn deploy(&self, model: Box<dyn Classifier>, seed: u64) -> Box<dyn Classifier> {
         match self {
             DefenseConfig::Squeeze(c) => c.deploy(model),
+            DefenseConfig::Smoothing(c) => c.deploy(model, seed),
             _ => model,
         }
     }
@@ -85,7 +142,34 @@ impl DefenseConfig {
             DefenseConfig::Standard => Box::new(standard::Standard),
             DefenseConfig::Adversarial(c) => Box::new(c.init()),
             DefenseConfig::PgdAt(c) => Box::new(c.clone()),
+            DefenseConfig::FastAt(c) => Box::new(fast_at::FastAt::new(c.clone())),
+            DefenseConfig::Trades(c) => Box::new(c.clone()),
+            DefenseConfig::Distillation(c) => Box::new(distillation::Distillation::new(c.clone())),
+            DefenseConfig::EnsembleAt(c) => Box::new(ensemble_at::EnsembleAt::new(c.clone())),
             DefenseConfig::Squeeze(_) => Box::new(squeeze::NoRetraining),
+            DefenseConfig::Smoothing(c) => Box::new(c.clone()),
+            DefenseConfig::Continual(c) => Box::new(continual::Continual::new(c.clone())),
+        }
+    }
+
+    /// The attacks it crafts with while training: held to the rules'
+    /// budgets, and kept out of the unseen panel.
+    pub fn training_attacks(&self) -> Vec<crate::attack::AttackConfig> {
+        use crate::attack::AttackConfig;
+        match self {
+            DefenseConfig::PgdAt(c) => vec![AttackConfig::Pgd(c.attack.clone())],
+            DefenseConfig::FastAt(c) => vec![AttackConfig::Pgd(c.attack())],
+            DefenseConfig::Trades(c) => {
+                let mut pgd = crate::attack::PgdConfig::new(c.threat().norm, c.eps);
+                pgd.steps = c.attack_steps;
+                vec![AttackConfig::Pgd(pgd)]
+            }
+            DefenseConfig::EnsembleAt(c) => {
+                let mut fgsm = crate::attack::PgdConfig::new(c.threat().norm, c.eps);
+                (fgsm.steps, fgsm.step_size, fgsm.random_start) = (1, Some(c.eps), false);
+                vec![AttackConfig::Pgd(fgsm)]
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -99,6 +183,12 @@ impl DefenseConfig {
                 c.epochs * (examples as f32 * (1.0 + c.clean_ratio)) as usize
             }
             DefenseConfig::PgdAt(c) => c.steps * c.batch * (c.attack.steps * c.attack.restarts + 1),
+            DefenseConfig::FastAt(c) => c.steps * c.batch * 2,
+            DefenseConfig::Trades(c) => c.steps * c.batch * (c.attack_steps + 3),
+            DefenseConfig::Distillation(c) => 4 * c.epochs * c.images,
+            DefenseConfig::EnsembleAt(c) => c.steps * c.batch * 2,
+            DefenseConfig::Smoothing(c) => c.steps * c.batch + 200 * c.n,
+            DefenseConfig::Continual(c) => c.epochs * (craft as f32 * (2.0 + c.clean_ratio)) as usize,
         }
     }
 
@@ -107,7 +197,13 @@ impl DefenseConfig {
             DefenseConfig::Standard => Ok(()),
             DefenseConfig::Adversarial(c) => c.validate(),
             DefenseConfig::PgdAt(c) => c.validate(),
+            DefenseConfig::FastAt(c) => c.validate(),
+            DefenseConfig::Trades(c) => c.validate(),
+            DefenseConfig::Distillation(c) => c.validate(),
+            DefenseConfig::EnsembleAt(c) => c.validate(),
             DefenseConfig::Squeeze(c) => c.validate(),
+            DefenseConfig::Smoothing(c) => c.validate(),
+            DefenseConfig::Continual(c) => c.validate(),
         }
     }
 }
@@ -135,6 +231,12 @@ pub fn validate_training(epochs_or_steps: (&str, usize), batch: usize, opt: &Sgd
         return Err(format!("`momentum` must be in [0, 1), got {}", opt.momentum));
     }
     Ok(())
+}
+
+/// The share of `x` the model classifies as `y`.
+pub fn robust_fraction(model: &dyn crate::model::Model, x: &[f32], y: &[u8]) -> f64 {
+    let correct = crate::attack::fooled(model, x, y).iter().filter(|&&f| !f).count();
+    correct as f64 / y.len().max(1) as f64
 }
 
 /// `count` distinct random training images and their labels.

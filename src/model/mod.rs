@@ -34,6 +34,11 @@ pub trait Model: Send + Sync {
     fn preprocessed(&self) -> Option<(&dyn Preprocess, &dyn Model)> {
         None
     }
+    /// For a randomized-smoothing classifier: its base model and noise
+    /// level, so that its predictions can be certified.
+    fn smoothing(&self) -> Option<(&dyn Model, f32)> {
+        None
+    }
 }
 
 /// A transformation applied to inputs before a network sees them.

@@ -53,6 +53,20 @@ pub struct RoundRow {
     /// Why the attacker picked this round's attack, when it says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_note: Option<String>,
+    /// What the defense found worth recording (fast-at: its catastrophic
+    /// overfitting check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defense_note: Option<String>,
+    /// Smoothing only: certified accuracy at the rules' l2 budget...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certified_acc: Option<f64>,
+    /// ...robust accuracy of the smoothed classifier under the strongest
+    /// l2 attack of the round (EOT-PGD at the budget included)...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certified_empirical_acc: Option<f64>,
+    /// ...and the sanity check that the first never exceeds the second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certified_within_empirical: Option<bool>,
     /// Examples the referee rejected this round (counted as failures).
     pub violations: usize,
     /// What the referee rejected, for the first few violations.

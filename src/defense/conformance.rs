@@ -1,0 +1,172 @@
+//! The suite every registered defense must pass, on the shipped strategy
+//! files: deterministic under a seed, trained from the pretrained model,
+//! blind to evaluation data, and better than `standard` at what it targets.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::*;
+use crate::agent::{AttackerConfig, PolicyConfig};
+use crate::arena::{play_to_end, MatchPlan};
+use crate::attack::{fooled, AttackConfig, EotConfig, Norm, PgdConfig};
+use crate::config::{builtin, parse, Rules};
+use crate::model::Model;
+use crate::testing::{trained_mlp, SyntheticFixture};
+
+/// Every defense kind, as its shipped strategy file configures it.
+fn every_defender() -> Vec<DefenderConfig> {
+    DEFENSES
+        .iter()
+        .map(|(kind, _)| {
+            let path = format!("defenders/{kind}.toml");
+            let text = builtin::get(&path).unwrap_or_else(|| panic!("no strategy file {path}"));
+            parse::<DefenderConfig>(text, &path).unwrap()
+        })
+        .collect()
+}
+
+/// The arena's defense phase, without the arena: each round, PGD-linf 0.1
+/// examples crafted against the current model on 256 training images, then
+/// the defense's update.
+fn train(defender: &DefenderConfig, rounds: usize, seed: u64) -> Box<dyn Classifier> {
+    let SyntheticFixture { model, train, .. } = trained_mlp();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut deployed = defender.strategy.deploy(model.boxed_clone(), seed);
+    let mut defense = defender.strategy.init();
+    let attack = PgdConfig::new(Norm::Linf, 0.1);
+    for _ in 0..rounds {
+        let (x, y) = sample_train(train, 256, &mut rng);
+        let crafted = crate::attack::Attack::craft(&attack, deployed.as_ref(), &x, &y, &mut rng);
+        let round = RoundData {
+            crafted: &crafted,
+            crafted_labels: &y,
+            train,
+        };
+        defense.update(deployed.as_mut(), &round, &mut rng);
+    }
+    deployed
+}
+
+#[test]
+fn every_kind_has_a_strategy_file_that_validates() {
+    for defender in every_defender() {
+        assert_eq!(defender.strategy.kind(), defender.name);
+        defender.strategy.validate().unwrap();
+    }
+}
+
+#[test]
+fn every_defense_is_deterministic_under_a_seed_and_starts_from_the_pretrained_model() {
+    let pretrained = trained_mlp().model.parameters();
+    for defender in every_defender() {
+        let fresh = defender.strategy.deploy(trained_mlp().model.boxed_clone(), 0);
+        assert_eq!(
+            fresh.parameters(),
+            pretrained,
+            "{}: not the pretrained model",
+            defender.name
+        );
+        let (a, b) = (train(&defender, 1, 7), train(&defender, 1, 7));
+        assert_eq!(a.parameters(), b.parameters(), "{}: not deterministic", defender.name);
+        if !matches!(defender.strategy, DefenseConfig::Standard | DefenseConfig::Squeeze(_)) {
+            assert_ne!(
+                a.parameters(),
+                train(&defender, 1, 8).parameters(),
+                "{}: ignores its seed",
+                defender.name
+            );
+        }
+    }
+}
+
+/// A defense cannot see evaluation images: `RoundData` has none. A whole
+/// match played with two different evaluation sets leaves every defense
+/// with the same model.
+#[test]
+fn no_defense_sees_evaluation_data() {
+    let SyntheticFixture { model, train, x, y, .. } = trained_mlp();
+    let dim = model.input_dim();
+    let evals = [(0..100), (100..200)].map(|range| crate::data::Split {
+        images: x[range.start * dim..range.end * dim].to_vec(),
+        labels: y[range].to_vec(),
+        rows: 28,
+        cols: 28,
+    });
+    let attacker = AttackerConfig {
+        name: "pgd".into(),
+        policy: PolicyConfig::Fixed,
+        repertoire: vec![AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1))],
+    };
+    let rules: Rules = toml::from_str("linf = 0.1\nl2 = 2.0").unwrap();
+    for defender in every_defender() {
+        let models: Vec<Vec<f32>> = evals
+            .iter()
+            .map(|eval| {
+                let plan = MatchPlan {
+                    match_id: 0,
+                    seed: 3,
+                    rounds: 1,
+                    craft: 128,
+                    attacker: &attacker,
+                    defender: &defender,
+                    unseen: &[],
+                    rules: &rules,
+                    train,
+                    eval,
+                };
+                play_to_end(&plan, model.as_ref(), &|_, _| {}, &|| false, &mut |_| {})
+                    .1
+                    .parameters()
+            })
+            .collect();
+        assert_eq!(
+            models[0], models[1],
+            "{}: its model depends on the evaluation set",
+            defender.name
+        );
+    }
+}
+
+/// Robust accuracy on held-out images under the attack a defense targets.
+fn robust_accuracy(model: &dyn Model, attack: &AttackConfig) -> f64 {
+    let SyntheticFixture { x, y, .. } = trained_mlp();
+    let (x, y) = (&x[..100 * 784], &y[..100]);
+    let adv = attack
+        .run(model, x, y, &mut ChaCha8Rng::seed_from_u64(11), 100)
+        .examples;
+    fooled(model, &adv, y).iter().filter(|&&f| !f).count() as f64 / y.len() as f64
+}
+
+#[test]
+fn every_defense_beats_standard_at_what_it_targets() {
+    let standard = trained_mlp().model.boxed_clone();
+    let pgd = AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1));
+    for defender in every_defender() {
+        // Smoothing targets l2 perturbations, attacked through its noise (EOT).
+        let target = match defender.strategy {
+            DefenseConfig::Standard => continue,
+            DefenseConfig::Smoothing(_) => AttackConfig::Eot(EotConfig {
+                name: None,
+                samples: 8,
+                attack: Box::new(AttackConfig::Pgd(PgdConfig::new(Norm::L2, 1.0))),
+            }),
+            _ => pgd.clone(),
+        };
+        let defended = train(&defender, 2, 5);
+        let (ours, theirs) = (
+            robust_accuracy(defended.as_ref(), &target),
+            robust_accuracy(standard.as_ref(), &target),
+        );
+        eprintln!(
+            "{}: {ours:.2} vs standard {theirs:.2} under {}",
+            defender.name,
+            target.label()
+        );
+        assert!(
+            ours >= theirs + 0.1,
+            "{}: robust accuracy {ours} under {}, standard {theirs}",
+            defender.name,
+            target.label()
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! Ensemble adversarial training: half of every batch is adversarial,
+//! crafted by FGSM against either the model being trained or one of a few
+//! static models it trained once and keeps aside, so it also learns from
+//! perturbations it did not make itself. Tramèr et al. 2018, "Ensemble
+//! adversarial training: attacks and defenses".
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::adversarial::{default_batch, default_opt};
+use super::{sample_train, train_epochs, validate_training, Defense, RoundData};
+use crate::attack::{Attack, Norm, PgdConfig, ThreatModel};
+use crate::model::{Classifier, CrossEntropy, Engine, ModelConfig, Sgd};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnsembleAtConfig {
+    /// linf budget of the FGSM examples (the paper's 0.3 on MNIST).
+    #[serde(default = "default_eps")]
+    pub eps: f32,
+    /// The static models, trained on clean data in the first round.
+    #[serde(default = "default_static_models")]
+    pub static_models: Vec<ModelConfig>,
+    /// Epochs of that training.
+    #[serde(default = "default_static_epochs")]
+    pub static_epochs: usize,
+    /// Training steps per round.
+    #[serde(default = "default_steps")]
+    pub steps: usize,
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    #[serde(default = "default_opt")]
+    pub optimizer: Sgd,
+}
+
+fn default_eps() -> f32 {
+    0.3
+}
+fn default_static_models() -> Vec<ModelConfig> {
+    vec![
+        ModelConfig::Mlp { hidden: vec![128] },
+        ModelConfig::Mlp { hidden: vec![64, 64] },
+    ]
+}
+fn default_static_epochs() -> usize {
+    2
+}
+fn default_steps() -> usize {
+    80
+}
+
+impl EnsembleAtConfig {
+    pub fn threat(&self) -> ThreatModel {
+        ThreatModel {
+            norm: Norm::Linf,
+            eps: self.eps,
+        }
+    }
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return Err(format!("`eps` must be a positive number, got {}", self.eps));
+        }
+        if self.static_models.is_empty() {
+            return Err("`static_models` must name at least one model".into());
+        }
+        for (i, m) in self.static_models.iter().enumerate() {
+            m.validate(28, 28).map_err(|e| format!("`static_models[{i}]`: {e}"))?;
+        }
+        validate_training(("steps", self.steps), self.batch, &self.optimizer)?;
+        validate_training(("static_epochs", self.static_epochs), self.batch, &self.optimizer)
+    }
+
+    fn fgsm(&self) -> PgdConfig {
+        let mut fgsm = PgdConfig::new(Norm::Linf, self.eps);
+        (fgsm.steps, fgsm.step_size, fgsm.random_start) = (1, Some(self.eps), false);
+        fgsm
+    }
+}
+
+pub struct EnsembleAt {
+    pub config: EnsembleAtConfig,
+    /// Trained in the first round, never updated after.
+    statics: Vec<Box<dyn Classifier>>,
+}
+
+impl EnsembleAt {
+    pub fn new(config: EnsembleAtConfig) -> EnsembleAt {
+        EnsembleAt {
+            config,
+            statics: Vec::new(),
+        }
+    }
+}
+
+impl Defense for EnsembleAt {
+    fn update(&mut self, model: &mut dyn Classifier, round: &RoundData<'_>, rng: &mut ChaCha8Rng) {
+        let train = round.train;
+        if self.statics.is_empty() {
+            for config in &self.config.static_models {
+                let mut net = config.init(Engine::Native, train.rows, train.cols, model.classes(), rng.gen());
+                let opt = &self.config.optimizer;
+                train_epochs(
+                    net.as_mut(),
+                    &train.images,
+                    &train.labels,
+                    self.config.static_epochs,
+                    64,
+                    opt,
+                    rng,
+                );
+                self.statics.push(net);
+            }
+        }
+        let fgsm = self.config.fgsm();
+        let half = (self.config.batch / 2).max(1);
+        for _ in 0..self.config.steps {
+            let (mut x, mut y) = sample_train(train, self.config.batch, rng);
+            let (adv_x, adv_y) = sample_train(train, half, rng);
+            // The source: the current model or a static one, uniformly.
+            let source = rng.gen_range(0..=self.statics.len());
+            let adv = match source {
+                0 => fgsm.craft(model, &adv_x, &adv_y, rng),
+                k => fgsm.craft(self.statics[k - 1].as_ref(), &adv_x, &adv_y, rng),
+            };
+            let dim = model.input_dim();
+            x.truncate((self.config.batch - half) * dim);
+            y.truncate(self.config.batch - half);
+            x.extend(adv);
+            y.extend(adv_y);
+            model.train_step(&x, &CrossEntropy { labels: &y }, &self.config.optimizer);
+        }
+    }
+}
