@@ -132,4 +132,30 @@ fn the_adaptive_attacker_sees_through_gradient_masking() {
     // fooled into reporting the squeezer as robust.
     let unseen = squeeze[0]["unseen_worst"].as_f64().unwrap();
     assert!(unseen < 0.5, "unseen panel against squeeze: {unseen}");
+
+    // Distillation (in place from round 2): plain cross-entropy PGD leaves
+    // most images standing in every round; the adaptive attacker's best
+    // round leaves far fewer, and it says why it switched.
+    let distilled: Vec<_> = rows.iter().filter(|r| r["defender"] == "distillation").collect();
+    let best = |attacker: &str| {
+        distilled
+            .iter()
+            .filter(|r| r["attacker"] == attacker && r["round"].as_u64().unwrap() >= 2)
+            .map(|r| r["zero_day_acc"].as_f64().unwrap())
+            .fold(1.0, f64::min)
+    };
+    assert!(
+        best("pgd-linf") > 0.5,
+        "plain PGD against distillation: {}",
+        best("pgd-linf")
+    );
+    assert!(
+        best("adaptive-linf") + 0.3 < best("pgd-linf"),
+        "adaptive {} vs plain PGD {} against distillation",
+        best("adaptive-linf"),
+        best("pgd-linf")
+    );
+    assert!(distilled
+        .iter()
+        .any(|r| r["agent_note"].as_str().is_some_and(|n| !n.is_empty())));
 }

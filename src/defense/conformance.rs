@@ -170,3 +170,71 @@ fn every_defense_beats_standard_at_what_it_targets() {
         );
     }
 }
+
+fn defender(kind: &str) -> DefenderConfig {
+    every_defender()
+        .into_iter()
+        .find(|d| d.name == kind)
+        .expect("a shipped defender")
+}
+
+/// Distillation masks gradients: cross-entropy PGD finds almost nothing,
+/// the same budget with a margin loss (CW) goes through.
+#[test]
+fn distillation_looks_robust_only_to_cross_entropy() {
+    let distilled = train(&defender("distillation"), 1, 5);
+    let ce = PgdConfig::new(Norm::Linf, 0.1);
+    let mut margin = ce.clone();
+    margin.loss = crate::attack::AttackLoss::Cw;
+    let (ce_acc, margin_acc) = (
+        robust_accuracy(distilled.as_ref(), &AttackConfig::Pgd(ce)),
+        robust_accuracy(distilled.as_ref(), &AttackConfig::Pgd(margin)),
+    );
+    eprintln!("distillation: PGD-CE {ce_acc}, PGD-CW {margin_acc}");
+    assert!(ce_acc > 0.8, "cross-entropy PGD should look defeated: {ce_acc}");
+    assert!(margin_acc + 0.5 < ce_acc, "PGD-CW {margin_acc} vs PGD-CE {ce_acc}");
+}
+
+/// What smoothing proves never exceeds what the strongest l2 attack on the
+/// smoothed classifier leaves standing, in every round of a small match.
+#[test]
+fn smoothing_certifies_no_more_than_survives_attack() {
+    let SyntheticFixture { model, train, x, y, .. } = trained_mlp();
+    let eval = crate::data::Split {
+        images: x[..100 * 784].to_vec(),
+        labels: y[..100].to_vec(),
+        rows: 28,
+        cols: 28,
+    };
+    let attacker = AttackerConfig {
+        name: "pgd".into(),
+        policy: PolicyConfig::Fixed,
+        repertoire: vec![AttackConfig::Pgd(PgdConfig::new(Norm::L2, 0.5))],
+    };
+    // A radius sigma = 0.5 can certify with 1,000 draws (at most 1.23).
+    let rules: Rules = toml::from_str("l2 = 0.5").unwrap();
+    let defender = defender("smoothing");
+    let plan = MatchPlan {
+        match_id: 0,
+        seed: 3,
+        rounds: 2,
+        craft: 128,
+        attacker: &attacker,
+        defender: &defender,
+        unseen: &[],
+        rules: &rules,
+        train,
+        eval: &eval,
+    };
+    let (rows, _) = play_to_end(&plan, model.as_ref(), &|_, _| {}, &|| false, &mut |_| {});
+    for row in &rows {
+        let (certified, empirical) = (row.certified_acc.unwrap(), row.certified_empirical_acc.unwrap());
+        eprintln!("round {}: certified {certified}, empirical {empirical}", row.round);
+        assert!(
+            certified > 0.0,
+            "nothing certified at radius 0.5: the check would be vacuous"
+        );
+        assert!(certified <= empirical, "certified {certified} > empirical {empirical}");
+        assert_eq!(row.certified_within_empirical, Some(true));
+    }
+}
