@@ -6,13 +6,12 @@
 
 use std::collections::VecDeque;
 
-use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::adversarial::{default_batch, default_opt};
 use super::{sample_train, validate_training, Defense, RoundData};
-use crate::model::{Classifier, CrossEntropy, Loss, Sgd};
+use crate::model::{train_epochs_by, Classifier, CrossEntropy, Loss, Sgd};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,31 +95,23 @@ impl Defense for Continual {
         }
         let anchors = model.logits(&x[first_replayed * dim..]);
 
-        let mut order: Vec<usize> = (0..y.len()).collect();
-        for _ in 0..self.config.epochs {
-            order.shuffle(rng);
-            for chunk in order.chunks(self.config.batch) {
-                let xb: Vec<f32> = chunk
-                    .iter()
-                    .flat_map(|&i| &x[i * dim..(i + 1) * dim])
-                    .copied()
-                    .collect();
-                let yb: Vec<u8> = chunk.iter().map(|&i| y[i]).collect();
-                let anchor: Vec<Option<&[f32]>> = chunk
-                    .iter()
-                    .map(|&i| {
-                        (i >= first_replayed)
-                            .then(|| &anchors[(i - first_replayed) * classes..(i - first_replayed + 1) * classes])
-                    })
-                    .collect();
-                let loss = AnchoredCrossEntropy {
-                    labels: &yb,
-                    anchors: &anchor,
-                    lambda: self.config.lambda,
-                };
-                model.train_step(&xb, &loss, &self.config.optimizer);
-            }
-        }
+        let (epochs, batch) = (self.config.epochs, self.config.batch);
+        train_epochs_by(model, &x, epochs, batch, rng, |model, xb, indices| {
+            let yb: Vec<u8> = indices.iter().map(|&i| y[i]).collect();
+            let anchor: Vec<Option<&[f32]>> = indices
+                .iter()
+                .map(|&i| {
+                    let r = i.checked_sub(first_replayed)?;
+                    Some(&anchors[r * classes..(r + 1) * classes])
+                })
+                .collect();
+            let loss = AnchoredCrossEntropy {
+                labels: &yb,
+                anchors: &anchor,
+                lambda: self.config.lambda,
+            };
+            model.train_step(xb, &loss, &self.config.optimizer)
+        });
 
         for (image, &label) in round.crafted.chunks(dim).zip(round.crafted_labels) {
             self.buffer.push_back((image.to_vec(), label));

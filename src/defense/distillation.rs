@@ -5,13 +5,12 @@
 //! masking: the deployed logits are about T times larger, the softmax
 //! saturates and cross-entropy gradients vanish (Carlini & Wagner 2016).
 
-use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::adversarial::{default_batch, default_opt};
 use super::{sample_train, validate_training, Defense, RoundData};
-use crate::model::{softmax, Classifier, Loss, Sgd};
+use crate::model::{softmax, train_epochs_by, Classifier, Loss, Sgd};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,28 +53,19 @@ impl DistillationConfig {
 
     /// Train `model` at temperature T against per-image targets.
     fn train_at_temperature(&self, model: &mut dyn Classifier, x: &[f32], targets: &[f32], rng: &mut ChaCha8Rng) {
-        let (dim, classes) = (model.input_dim(), model.classes());
-        let mut order: Vec<usize> = (0..x.len() / dim).collect();
-        for _ in 0..self.epochs {
-            order.shuffle(rng);
-            for chunk in order.chunks(self.batch) {
-                let xb: Vec<f32> = chunk
-                    .iter()
-                    .flat_map(|&i| &x[i * dim..(i + 1) * dim])
-                    .copied()
-                    .collect();
-                let tb: Vec<f32> = chunk
-                    .iter()
-                    .flat_map(|&i| &targets[i * classes..(i + 1) * classes])
-                    .copied()
-                    .collect();
-                let loss = TemperedCrossEntropy {
-                    targets: &tb,
-                    temperature: self.temperature,
-                };
-                model.train_step(&xb, &loss, &self.optimizer);
-            }
-        }
+        let classes = model.classes();
+        train_epochs_by(model, x, self.epochs, self.batch, rng, |model, xb, indices| {
+            let tb: Vec<f32> = indices
+                .iter()
+                .flat_map(|&i| &targets[i * classes..(i + 1) * classes])
+                .copied()
+                .collect();
+            let loss = TemperedCrossEntropy {
+                targets: &tb,
+                temperature: self.temperature,
+            };
+            model.train_step(xb, &loss, &self.optimizer)
+        });
     }
 }
 

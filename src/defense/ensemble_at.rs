@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::adversarial::{default_batch, default_opt};
 use super::{sample_train, train_epochs, validate_training, Defense, RoundData};
-use crate::attack::{Attack, Norm, PgdConfig, ThreatModel};
+use crate::attack::{Attack, FgsmConfig, Norm, ThreatModel};
 use crate::model::{Classifier, CrossEntropy, Engine, ModelConfig, Sgd};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,10 +71,9 @@ impl EnsembleAtConfig {
         validate_training(("static_epochs", self.static_epochs), self.batch, &self.optimizer)
     }
 
-    fn fgsm(&self) -> PgdConfig {
-        let mut fgsm = PgdConfig::new(Norm::Linf, self.eps);
-        (fgsm.steps, fgsm.step_size, fgsm.random_start) = (1, Some(self.eps), false);
-        fgsm
+    /// The attack its adversarial half of each batch is crafted with.
+    pub fn fgsm(&self) -> FgsmConfig {
+        FgsmConfig::new(Norm::Linf, self.eps)
     }
 }
 

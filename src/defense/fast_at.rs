@@ -6,8 +6,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::adversarial::{default_batch, default_opt};
-use super::{robust_fraction, sample_train, validate_training, Defense, RoundData};
-use crate::attack::{Attack, Norm, PgdConfig, ThreatModel};
+use super::{sample_train, validate_training, Defense, RoundData};
+use crate::arena::metrics::{correct, fraction};
+use crate::attack::{Attack, FgsmConfig, Norm, PgdConfig, ThreatModel};
 use crate::model::{Classifier, CrossEntropy, Sgd};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,11 +99,10 @@ impl Defense for FastAt {
         // The check of Wong et al.: PGD accuracy collapsing while FGSM
         // accuracy stays high means the model learned to defeat FGSM only.
         let (x, y) = sample_train(round.train, CHECK_IMAGES, rng);
-        let mut fgsm = PgdConfig::new(Norm::Linf, self.config.eps);
-        (fgsm.steps, fgsm.step_size, fgsm.random_start) = (1, Some(self.config.eps), false);
+        let fgsm = FgsmConfig::new(Norm::Linf, self.config.eps);
         let pgd = PgdConfig::new(Norm::Linf, self.config.eps);
-        let fgsm_acc = robust_fraction(model, &fgsm.craft(model, &x, &y, rng), &y);
-        let pgd_acc = robust_fraction(model, &pgd.craft(model, &x, &y, rng), &y);
+        let fgsm_acc = fraction(&correct(model, &fgsm.craft(model, &x, &y, rng), &y));
+        let pgd_acc = fraction(&correct(model, &pgd.craft(model, &x, &y, rng), &y));
         let overfit = fgsm_acc - pgd_acc >= self.config.overfit_gap;
         self.note = Some(format!(
             "{}FGSM acc {fgsm_acc:.3}, PGD acc {pgd_acc:.3} on {} training images",

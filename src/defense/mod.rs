@@ -164,11 +164,7 @@ impl DefenseConfig {
                 pgd.steps = c.attack_steps;
                 vec![AttackConfig::Pgd(pgd)]
             }
-            DefenseConfig::EnsembleAt(c) => {
-                let mut fgsm = crate::attack::PgdConfig::new(c.threat().norm, c.eps);
-                (fgsm.steps, fgsm.step_size, fgsm.random_start) = (1, Some(c.eps), false);
-                vec![AttackConfig::Pgd(fgsm)]
-            }
+            DefenseConfig::EnsembleAt(c) => vec![AttackConfig::Fgsm(c.fgsm())],
             _ => Vec::new(),
         }
     }
@@ -231,12 +227,6 @@ pub fn validate_training(epochs_or_steps: (&str, usize), batch: usize, opt: &Sgd
         return Err(format!("`momentum` must be in [0, 1), got {}", opt.momentum));
     }
     Ok(())
-}
-
-/// The share of `x` the model classifies as `y`.
-pub fn robust_fraction(model: &dyn crate::model::Model, x: &[f32], y: &[u8]) -> f64 {
-    let correct = crate::attack::fooled(model, x, y).iter().filter(|&&f| !f).count();
-    correct as f64 / y.len().max(1) as f64
 }
 
 /// `count` distinct random training images and their labels.

@@ -173,24 +173,41 @@ pub fn train_epochs(
     opt: &Sgd,
     rng: &mut ChaCha8Rng,
 ) -> f32 {
+    train_epochs_by(model, x, epochs, batch, rng, |model, xb, indices| {
+        let yb: Vec<u8> = indices.iter().map(|&i| y[i]).collect();
+        model.train_step(xb, &CrossEntropy { labels: &yb }, opt)
+    })
+}
+
+/// The minibatch loop under every training: `epochs` passes over the
+/// images of `x` in a fresh random order each; `step` gets each batch's
+/// images and their indices in `x`, takes the optimizer step with the loss
+/// it needs, and returns the batch's mean loss. Returns the mean loss of
+/// the last epoch.
+pub fn train_epochs_by(
+    model: &mut dyn Classifier,
+    x: &[f32],
+    epochs: usize,
+    batch: usize,
+    rng: &mut ChaCha8Rng,
+    mut step: impl FnMut(&mut dyn Classifier, &[f32], &[usize]) -> f32,
+) -> f32 {
     let dim = model.input_dim();
-    let mut order: Vec<usize> = (0..y.len()).collect();
+    let n = x.len() / dim;
+    let mut order: Vec<usize> = (0..n).collect();
     let mut last = 0.0;
     let mut xb = Vec::with_capacity(batch * dim);
-    let mut yb = Vec::with_capacity(batch);
     for _ in 0..epochs {
         order.shuffle(rng);
         let mut total = 0.0;
         for chunk in order.chunks(batch) {
             xb.clear();
-            yb.clear();
             for &i in chunk {
                 xb.extend_from_slice(&x[i * dim..(i + 1) * dim]);
-                yb.push(y[i]);
             }
-            total += model.train_step(&xb, &CrossEntropy { labels: &yb }, opt) * chunk.len() as f32;
+            total += step(&mut *model, &xb, chunk) * chunk.len() as f32;
         }
-        last = total / y.len().max(1) as f32;
+        last = total / n.max(1) as f32;
     }
     last
 }
