@@ -36,11 +36,24 @@ pub struct Cli {
 enum Command {
     /// Run a tournament (the built-in default when no file is given).
     Run(RunArgs),
+    /// The generalization matrix: one defender trained per attack, each evaluated under every attack.
+    Matrix(MatrixArgs),
+    /// Print a run's tables again and rebuild its plots and report.html from its files (no retraining).
+    Report {
+        /// A folder written by `run` or `matrix`.
+        dir: PathBuf,
+    },
+    /// Defenders side by side across runs, with the differences and whether they are beyond the seeds' noise.
+    Compare {
+        /// Two or more folders written by `run`.
+        #[arg(required = true, num_args = 2..)]
+        dirs: Vec<PathBuf>,
+    },
     /// The attacks, agents, defenses, models, datasets and strategy files redqueen knows.
     List,
-    /// Validate a tournament file without running it.
+    /// Validate a tournament or matrix file without running it.
     Check {
-        /// The tournament file.
+        /// The tournament or matrix file.
         file: PathBuf,
     },
     /// Every attack against an undefended and a PGD-trained MLP: a table.
@@ -73,12 +86,16 @@ enum Command {
 struct RunArgs {
     /// A tournament file; without one, the built-in default tournament runs.
     file: Option<PathBuf>,
-    /// The results folder (default: results/<name>-<seed>).
+    /// The results folder (default: results/<name>-<seed>, or results/<name>-seeds-<s1>-<s2>-...).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Override the tournament's seed.
+    /// Override the tournament's seed (with --seeds: the first seed).
     #[arg(long)]
     seed: Option<u64>,
+    /// Play every match with N seeds (the first seed and the N-1 after it) and
+    /// report means with 95% confidence intervals.
+    #[arg(long, value_name = "N")]
+    seeds: Option<usize>,
     /// Matches run at once (default: the number of cores).
     #[arg(long)]
     jobs: Option<usize>,
@@ -93,11 +110,55 @@ struct RunArgs {
     force: bool,
 }
 
+#[derive(clap::Args, Debug)]
+struct MatrixArgs {
+    /// A matrix file; without one, the built-in default matrix runs.
+    file: Option<PathBuf>,
+    /// The results folder (default: results/<name>-<seed>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Override the file's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Defenders trained at once (default: the number of cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Threads each defender's matrix multiplies use (default: the cores divided by --jobs).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Fewer images and training steps.
+    #[arg(long)]
+    quick: bool,
+    /// Replace the run files in an existing output folder.
+    #[arg(long)]
+    force: bool,
+}
+
 /// Parse the process arguments and run the subcommand.
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run_tournament(args),
+        Command::Matrix(args) => run_matrix(args),
+        Command::Report { dir } => {
+            let run = report::load_run(&dir)?;
+            print!("{}", report::tables(&run));
+            report::write_report(&dir)?;
+            println!(
+                "\nRebuilt {} and {}",
+                dir.join("report.html").display(),
+                dir.join("plots").display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compare { dirs } => {
+            let runs = dirs
+                .iter()
+                .map(|d| report::load_run(d))
+                .collect::<Result<Vec<_>, Error>>()?;
+            print!("{}", report::compare(&runs)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::List => {
             print!("{}", list());
             Ok(ExitCode::SUCCESS)
@@ -132,6 +193,16 @@ pub fn run() -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Check { file } if config::matrix::is_matrix_file(&file) => {
+            let matrix = config::matrix::load_matrix_file(&file)?;
+            println!(
+                "{}: ok (a generalization matrix: {} defenders, each trained against one attack and evaluated under all {})",
+                file.display(),
+                matrix.attacks.len(),
+                matrix.attacks.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { file } => {
             let plan = config::load_file(&file)?;
             println!(
@@ -159,24 +230,34 @@ fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
         Some(file) => config::load_file(file)?,
         None => config::load_default()?,
     };
-    if let Some(seed) = args.seed {
-        plan.file.seed = seed;
+    let first = args.seed.unwrap_or(plan.file.seed);
+    match args.seeds {
+        Some(0) => return Err(Error::Usage("--seeds must be at least 1".into())),
+        Some(n) => {
+            let seeds = (0..n as u64)
+                .map(|i| first.checked_add(i))
+                .collect::<Option<Vec<u64>>>()
+                .ok_or_else(|| Error::Usage(format!("--seed {first} --seeds {n}: the seeds overflow a u64")))?;
+            plan.file.set_seeds(seeds);
+        }
+        None if args.seed.is_some() => plan.file.set_seeds(vec![first]),
+        None => {}
     }
     if args.quick {
         config::quick(&mut plan.file);
     }
-    let jobs = match args.jobs {
-        Some(0) => return Err(Error::Usage("--jobs must be at least 1".into())),
-        Some(j) => j,
-        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-    };
-    let threads = match args.threads {
-        Some(0) => return Err(Error::Usage("--threads must be at least 1".into())),
-        threads => threads,
-    };
-    let out = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{}", plan.file.name, plan.file.seed)));
+    let (jobs, threads) = check_jobs(args.jobs, args.threads)?;
+    let seeds = plan.file.seed_list();
+    let out = args.out.unwrap_or_else(|| {
+        let seeds = match seeds.as_slice() {
+            [seed] => seed.to_string(),
+            many => format!(
+                "seeds-{}",
+                many.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-")
+            ),
+        };
+        PathBuf::from("results").join(format!("{}-{}", plan.file.name, seeds))
+    });
     Ok(RunPlan {
         plan,
         options: RunOptions {
@@ -188,15 +269,97 @@ fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
     })
 }
 
+/// `--jobs` and `--threads`: at least one when given.
+fn check_jobs(jobs: Option<usize>, threads: Option<usize>) -> Result<(usize, Option<usize>), Error> {
+    let jobs = match jobs {
+        Some(0) => return Err(Error::Usage("--jobs must be at least 1".into())),
+        Some(j) => j,
+        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    };
+    match threads {
+        Some(0) => Err(Error::Usage("--threads must be at least 1".into())),
+        threads => Ok((jobs, threads)),
+    }
+}
+
+/// Ctrl-C cancels (the work in flight finishes or is abandoned); a second
+/// one exits at once.
+fn cancel_on_ctrl_c(cancel: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            cancel.store(true, Ordering::SeqCst);
+            eprintln!("redqueen: interrupted; finishing the work in flight (Ctrl-C again to stop at once)");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
+fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
+    let mut file = match &args.file {
+        Some(path) => config::matrix::load_matrix_file(path)?,
+        None => config::matrix::load_default_matrix()?,
+    };
+    if let Some(seed) = args.seed {
+        file.seed = seed;
+    }
+    if args.quick {
+        file.quick();
+    }
+    let (jobs, threads) = check_jobs(args.jobs, args.threads)?;
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{}", file.name, file.seed)));
+    eprintln!(
+        "redqueen: matrix {:?}, seed {}: {} defenders trained against one attack each, {} at a time; results in {}",
+        file.name,
+        file.seed,
+        file.attacks.len(),
+        jobs,
+        out.display()
+    );
+    let options = RunOptions {
+        out: out.clone(),
+        jobs,
+        force: args.force,
+        threads,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let result = runtime.block_on(async {
+        cancel_on_ctrl_c(cancel.clone());
+        tournament::matrix::run(file, options, cancel).await
+    })?;
+    print!("{}", report::matrix_table(&result));
+    report::write_report(&out)?;
+    println!(
+        "\nResults in {} (pretraining {:.1} s, training and evaluation {:.1} s, total {:.1} s)",
+        out.display(),
+        result.timing.pretrain_s,
+        result.timing.training_s,
+        result.timing.total_s
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_tournament(args: RunArgs) -> anyhow::Result<ExitCode> {
     let RunPlan { plan, options } = check_run_args(args)?;
     let out = options.out.clone();
-    let bars = Arc::new(Bars::new(plan.matches().len() * plan.file.rounds));
+    let bars = Arc::new(Bars::new(
+        plan.matches().len() * plan.file.seed_list().len() * plan.file.rounds,
+    ));
     eprintln!(
-        "redqueen: tournament {:?}, seed {}: {} matches of {} rounds, {} at a time; results in {}",
+        "redqueen: tournament {:?}, seed{} {}: {} matches of {} rounds, {} at a time; results in {}",
         plan.file.name,
-        plan.file.seed,
-        plan.matches().len(),
+        if plan.file.seed_list().len() > 1 { "s" } else { "" },
+        plan.file
+            .seed_list()
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        plan.matches().len() * plan.file.seed_list().len(),
         plan.file.rounds,
         options.jobs,
         out.display()
@@ -204,21 +367,13 @@ fn run_tournament(args: RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let cancel = Arc::new(AtomicBool::new(false));
     let summary = runtime.block_on(async {
-        let cancel_on_signal = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                cancel_on_signal.store(true, Ordering::SeqCst);
-                eprintln!("redqueen: interrupted; finishing the rounds in flight (Ctrl-C again to stop at once)");
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
-            }
-        });
+        cancel_on_ctrl_c(cancel.clone());
         tournament::run(plan, options, bars.clone(), cancel).await
     });
     bars.finish();
     let summary = summary?;
     print!("{}", report::leaderboards(&summary));
+    report::write_report(&out)?;
     println!(
         "\nResults in {} (pretraining {:.1} s, matches {:.1} s, total {:.1} s)",
         out.display(),

@@ -112,8 +112,10 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 }
 
 #[test]
-fn check_accepts_every_shipped_tournament() {
-    for entry in std::fs::read_dir(strategies().join("tournaments")).unwrap() {
+fn check_accepts_every_shipped_tournament_and_matrix() {
+    let tournaments = std::fs::read_dir(strategies().join("tournaments")).unwrap();
+    let matrices = std::fs::read_dir(strategies().join("matrix")).unwrap();
+    for entry in tournaments.chain(matrices) {
         redqueen()
             .arg("check")
             .arg(entry.unwrap().path())

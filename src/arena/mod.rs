@@ -1,5 +1,6 @@
 //! The arena: one match, round by round, as DESIGN.md's round protocol.
 
+pub mod gallery;
 pub mod metrics;
 pub mod referee;
 

@@ -16,6 +16,10 @@ pub const STRATEGIES: &[(&str, &str)] = &[
         include_str!("../../strategies/tournaments/defenses.toml"),
     ),
     (
+        "matrix/default.toml",
+        include_str!("../../strategies/matrix/default.toml"),
+    ),
+    (
         "attackers/adaptive-linf.toml",
         include_str!("../../strategies/attackers/adaptive-linf.toml"),
     ),

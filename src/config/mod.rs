@@ -4,6 +4,7 @@
 //! happens before anything runs, so a typo never surfaces an hour in.
 
 pub mod builtin;
+pub mod matrix;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
@@ -23,6 +24,11 @@ pub struct TournamentFile {
     pub name: String,
     #[serde(default)]
     pub seed: u64,
+    /// Several seeds: every match is played once per seed, and the summary
+    /// gives means with 95% confidence intervals. When given, `seed` is the
+    /// first of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<u64>,
     pub rounds: usize,
     /// The engine models run on: `native` (default) or `dfdx`.
     #[serde(default)]
@@ -240,6 +246,23 @@ impl Store {
     }
 }
 
+impl TournamentFile {
+    /// The seeds the tournament runs, in order (`[seed]` unless `seeds` lists several).
+    pub fn seed_list(&self) -> Vec<u64> {
+        if self.seeds.is_empty() {
+            vec![self.seed]
+        } else {
+            self.seeds.clone()
+        }
+    }
+
+    /// Run every match for each of `seeds` (one seed: the plain `seed`).
+    pub fn set_seeds(&mut self, seeds: Vec<u64>) {
+        self.seed = seeds[0];
+        self.seeds = if seeds.len() > 1 { seeds } else { Vec::new() };
+    }
+}
+
 /// A checked tournament, every reference resolved.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -294,6 +317,31 @@ pub fn load_default() -> Result<Plan> {
     let cited = format!("strategies/{} (built in)", builtin::DEFAULT_TOURNAMENT);
     let text = builtin::get(builtin::DEFAULT_TOURNAMENT).expect("the default tournament is built in");
     check(parse(text, &cited)?, &cited, &Store::Builtin)
+}
+
+/// `seeds` lists distinct seeds; `seed`, when also given, is the first.
+fn check_seeds(file: &mut TournamentFile) -> std::result::Result<(), String> {
+    if file.seeds.is_empty() {
+        return Ok(());
+    }
+    let mut distinct = file.seeds.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() != file.seeds.len() {
+        return Err(format!(
+            "`seeds` lists a seed twice: {:?}; list distinct seeds",
+            file.seeds
+        ));
+    }
+    if file.seed != 0 && file.seed != file.seeds[0] {
+        return Err(format!(
+            "`seed = {}` and `seeds = {:?}` disagree; `seeds` lists every seed, so remove `seed`",
+            file.seed, file.seeds
+        ));
+    }
+    let seeds = std::mem::take(&mut file.seeds);
+    file.set_seeds(seeds);
+    Ok(())
 }
 
 /// Shrink a plan for a quick run (tests, smoke checks).
@@ -412,6 +460,7 @@ pub fn check(mut file: TournamentFile, cited: &str, store: &Store) -> Result<Pla
         })
         .collect();
 
+    check_seeds(&mut file).map_err(err)?;
     validate(&file, &attackers, &attacker_sources, &defenders, &defender_sources).map_err(err)?;
     Ok(Plan {
         file,
@@ -455,34 +504,11 @@ fn validate(
     defenders: &[DefenderConfig],
     defender_sources: &[Option<String>],
 ) -> std::result::Result<(), String> {
-    if file.name.is_empty()
-        || !file
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(format!(
-            "`name` = {:?} must be non-empty and use only letters, digits, '-' and '_' (it names the results folder)",
-            file.name
-        ));
-    }
+    check_name(&file.name)?;
     if file.rounds == 0 {
         return Err("`rounds` must be at least 1".into());
     }
-    if !DATASETS.iter().any(|(name, _)| *name == file.data.dataset) {
-        let names: Vec<&str> = DATASETS.iter().map(|(n, _)| *n).collect();
-        return Err(format!(
-            "`data.dataset` = {:?} is not a dataset; valid: {}",
-            file.data.dataset,
-            names.join(", ")
-        ));
-    }
-    if file.data.dataset == "idx" && file.data.path.is_none() {
-        return Err("`data.dataset` = \"idx\" needs `data.path`, the folder holding the four IDX files".into());
-    }
-    if file.data.train == 0 || file.data.test == 0 {
-        return Err("`data.train` and `data.test` must be at least 1".into());
-    }
+    check_data(&file.data)?;
     if file.sizes.eval == 0 || file.sizes.eval > file.data.test {
         return Err(format!(
             "`sizes.eval` = {} must be between 1 and the test images used (`data.test` = {})",
@@ -579,6 +605,35 @@ fn validate(
                 attack.label()
             ));
         }
+    }
+    Ok(())
+}
+
+/// A run's name names its results folder: letters, digits, '-' and '_'.
+pub(crate) fn check_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(format!(
+            "`name` = {name:?} must be non-empty and use only letters, digits, '-' and '_' (it names the results folder)"
+        ));
+    }
+    Ok(())
+}
+
+/// `[data]`: a known dataset, a path for `idx`, and non-empty splits.
+pub(crate) fn check_data(data: &DataConfig) -> std::result::Result<(), String> {
+    if !DATASETS.iter().any(|(name, _)| *name == data.dataset) {
+        let names: Vec<&str> = DATASETS.iter().map(|(n, _)| *n).collect();
+        return Err(format!(
+            "`data.dataset` = {:?} is not a dataset; valid: {}",
+            data.dataset,
+            names.join(", ")
+        ));
+    }
+    if data.dataset == "idx" && data.path.is_none() {
+        return Err("`data.dataset` = \"idx\" needs `data.path`, the folder holding the four IDX files".into());
+    }
+    if data.train == 0 || data.test == 0 {
+        return Err("`data.train` and `data.test` must be at least 1".into());
     }
     Ok(())
 }

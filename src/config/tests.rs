@@ -67,6 +67,8 @@ fn every_builtin_strategy_file_parses() {
             parse::<AttackerConfig>(text, path).map(|_| ())
         } else if path.starts_with("defenders/") {
             parse::<DefenderConfig>(text, path).map(|_| ())
+        } else if path.starts_with("matrix/") {
+            parse(text, path).and_then(|file| super::matrix::check_matrix(file, path).map(|_| ()))
         } else {
             parse::<TournamentFile>(text, path).map(|_| ())
         };

@@ -86,6 +86,7 @@ pub struct RoundTiming {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MatchSummary {
     pub match_id: usize,
+    pub seed: u64,
     pub attacker: String,
     pub defender: String,
     pub rounds: usize,
@@ -115,6 +116,18 @@ pub struct DefenderSummary {
     pub final_unseen_worst: Option<f64>,
     pub final_gap: Option<f64>,
     pub final_stale_inflation: f64,
+    /// Half-width of the 95% confidence interval of `aurc_unseen` (and
+    /// `aurc_seen`) over seeds: Student's t over the per-seed means. `None`
+    /// with fewer than two seeds.
+    pub aurc_unseen_ci95: Option<f64>,
+    pub aurc_seen_ci95: Option<f64>,
+    /// Defenders whose ranking key cannot be told apart from this one's at
+    /// the seeds' noise (their 95% intervals overlap).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_separable_from: Vec<String>,
+    /// Bradley-Terry rating from every match record (Elo scale, mean 1500
+    /// over attackers and defenders together).
+    pub rating: f64,
 }
 
 /// An attacker's aggregates over its matches.
@@ -123,7 +136,40 @@ pub struct AttackerSummary {
     pub attacker: String,
     pub matches: usize,
     pub mean_reward: f64,
+    /// Half-width of the 95% interval of `mean_reward` over seeds.
+    pub mean_reward_ci95: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_separable_from: Vec<String>,
+    pub rating: f64,
     pub picks: BTreeMap<String, usize>,
+}
+
+/// The tournament as a zero-sum game: mean attacker reward per pairing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payoff {
+    /// Rows.
+    pub attackers: Vec<String>,
+    /// Columns.
+    pub defenders: Vec<String>,
+    /// `reward[a][d]`: mean of `1 - zero_day_acc` over the rounds (and seeds)
+    /// of attacker `a` against defender `d`.
+    pub reward: Vec<Vec<f64>>,
+}
+
+/// One side's mixed strategy: a probability per agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Weight {
+    pub agent: String,
+    pub probability: f64,
+}
+
+/// The Nash equilibrium of the payoff matrix, solved exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Equilibrium {
+    /// The attacker reward both sides can guarantee.
+    pub value: f64,
+    pub attackers: Vec<Weight>,
+    pub defenders: Vec<Weight>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,11 +177,15 @@ pub struct Summary {
     pub schema_version: u32,
     pub name: String,
     pub seed: u64,
+    /// Every seed the matches were played with.
+    pub seeds: Vec<u64>,
     pub matches: Vec<MatchSummary>,
     /// Ranked by `aurc_unseen`, best first.
     pub defenders: Vec<DefenderSummary>,
     /// Ranked by mean reward, best first.
     pub attackers: Vec<AttackerSummary>,
+    pub payoff: Payoff,
+    pub equilibrium: Equilibrium,
     pub timing: RunTiming,
 }
 
@@ -165,6 +215,54 @@ pub struct Manifest {
     pub started: String,
     pub finished: Option<String>,
     pub status: Status,
+}
+
+/// One adversarial example for the report's gallery (`gallery.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GalleryItem {
+    /// The attack's label.
+    pub attack: String,
+    pub rows: usize,
+    pub cols: usize,
+    /// Pixels, row-major, 0..=255.
+    pub clean: Vec<u8>,
+    pub adversarial: Vec<u8>,
+    pub true_label: usize,
+    /// The model's answer and its softmax probability, clean and attacked.
+    pub clean_pred: usize,
+    pub clean_conf: f64,
+    pub adv_pred: usize,
+    pub adv_conf: f64,
+}
+
+/// The generalization matrix (`matrix.json`): defenders trained against one
+/// attack each, evaluated under every attack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatrixResult {
+    pub schema_version: u32,
+    pub name: String,
+    pub seed: u64,
+    /// Column labels: the attacks evaluated (in the file's order).
+    pub attacks: Vec<String>,
+    /// The pretrained model first (`trained_on` = "none"), then one row per
+    /// attack trained against.
+    pub rows: Vec<MatrixRow>,
+    pub timing: MatrixTiming,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatrixRow {
+    pub trained_on: String,
+    pub clean_acc: f64,
+    /// Robust accuracy under each attack of `attacks`, in order.
+    pub robust_acc: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MatrixTiming {
+    pub pretrain_s: f64,
+    pub training_s: f64,
+    pub total_s: f64,
 }
 
 /// Write `bytes` to `path` atomically: a temporary file in the same folder,
@@ -222,10 +320,10 @@ pub fn read_rows(path: &Path) -> io::Result<Vec<RoundRow>> {
         .collect())
 }
 
-/// Rewrite `rounds.jsonl` with `rows` in canonical order (match, round), so
+/// Rewrite `rounds.jsonl` with `rows` in canonical order (seed, match, round), so
 /// the file does not depend on which match finished first.
 pub fn write_rows_sorted(path: &Path, rows: &mut [RoundRow]) -> io::Result<()> {
-    rows.sort_by_key(|r| (r.match_id, r.round));
+    rows.sort_by_key(|r| (r.seed, r.match_id, r.round));
     let mut text = String::new();
     for row in rows.iter() {
         text.push_str(&serde_json::to_string(row).map_err(io::Error::other)?);
@@ -251,6 +349,18 @@ impl RunFiles {
     }
     pub fn summary(&self) -> PathBuf {
         self.dir.join("summary.json")
+    }
+    pub fn matrix(&self) -> PathBuf {
+        self.dir.join("matrix.json")
+    }
+    pub fn gallery(&self) -> PathBuf {
+        self.dir.join("gallery.json")
+    }
+    pub fn report(&self) -> PathBuf {
+        self.dir.join("report.html")
+    }
+    pub fn plots(&self) -> PathBuf {
+        self.dir.join("plots")
     }
 }
 

@@ -1,6 +1,8 @@
 //! Running a tournament: data, pretraining, every match (concurrently, on
 //! blocking threads), then the files and the summary.
 
+pub mod game;
+pub mod matrix;
 pub mod summary;
 
 use std::path::{Path, PathBuf};
@@ -9,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::arena::{self, MatchPlan, Phase};
-use crate::config::{Plan, PretrainConfig, TournamentFile};
+use crate::config::{DataConfig, Plan, PretrainConfig};
 use crate::data::{self, Dataset, Split};
 use crate::defense::train_epochs;
 use crate::error::{Error, Result};
@@ -42,11 +44,11 @@ pub struct RunOptions {
     pub threads: Option<usize>,
 }
 
-/// Load the dataset a tournament names, cut to its sizes.
-pub fn load_dataset(file: &TournamentFile) -> Result<Dataset> {
-    let d = &file.data;
+/// Load the dataset a `[data]` table names, cut to its sizes (synthetic
+/// digits are drawn from `seed`).
+pub fn load_dataset(d: &DataConfig, seed: u64) -> Result<Dataset> {
     let dataset = match d.dataset.as_str() {
-        "synthetic-digits" => data::synthetic_digits(file.seed, d.train, d.test),
+        "synthetic-digits" => data::synthetic_digits(seed, d.train, d.test),
         "idx" => {
             let path = d
                 .path
@@ -108,10 +110,12 @@ const RUN_FILES: &[&str] = &[
     "manifest.json",
     "rounds.jsonl",
     "summary.json",
+    "gallery.json",
+    "matrix.json",
     "report.html",
 ];
 
-fn prepare_output(out: &Path, force: bool) -> Result<()> {
+pub(crate) fn prepare_output(out: &Path, force: bool) -> Result<()> {
     if out.exists() {
         if !out.is_dir() {
             return Err(Error::Usage(format!(
@@ -140,8 +144,17 @@ fn prepare_output(out: &Path, force: bool) -> Result<()> {
         .map_err(|e| Error::Usage(format!("--out {}: cannot create the folder: {e}", out.display())))
 }
 
-/// Run every match of `plan`, writing the run folder. Bad input (data,
-/// output folder) is reported before anything is written.
+/// One seed's share of a tournament: its data, evaluation subset and
+/// pretrained model (all derived from that seed).
+struct Replicate {
+    seed: u64,
+    dataset: Dataset,
+    eval: Split,
+    pretrained: Box<dyn Classifier>,
+}
+
+/// Run every match of `plan`, once per seed, writing the run folder. Bad
+/// input (data, output folder) is reported before anything is written.
 pub async fn run(
     plan: Plan,
     options: RunOptions,
@@ -151,9 +164,10 @@ pub async fn run(
     let started = Instant::now();
     let plan = Arc::new(plan);
     let file = plan.file.clone();
-    let dataset = {
-        let file = file.clone();
-        tokio::task::spawn_blocking(move || load_dataset(&file))
+    let seeds = file.seed_list();
+    let first_dataset = {
+        let (data, seed) = (file.data.clone(), seeds[0]);
+        tokio::task::spawn_blocking(move || load_dataset(&data, seed))
             .await
             .expect("dataset loading does not panic")?
     };
@@ -168,8 +182,8 @@ pub async fn run(
         redqueen_version: env!("CARGO_PKG_VERSION").to_string(),
         name: file.name.clone(),
         seed: file.seed,
-        dataset: dataset.name.clone(),
-        dataset_fingerprint: dataset.fingerprint.clone(),
+        dataset: first_dataset.name.clone(),
+        dataset_fingerprint: first_dataset.fingerprint.clone(),
         started: record::now_rfc3339(),
         finished: None,
         status: Status::Partial,
@@ -182,26 +196,42 @@ pub async fn run(
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     kernels::set_threads(cores);
 
-    // Pretraining, once for the tournament's model.
+    // Per seed: its data (synthetic digits are drawn from the seed), its
+    // evaluation subset and its pretrained model.
     observer.pretraining();
     let pretrain_started = Instant::now();
-    let dataset = Arc::new(dataset);
-    let eval = Arc::new(eval_subset(&dataset.test, file.sizes.eval, file.seed));
-    let pretrained: Arc<dyn Classifier> = {
-        let (file, dataset) = (file.clone(), dataset.clone());
-        let net = tokio::task::spawn_blocking(move || {
-            pretrain(
-                &file.model,
-                file.engine,
-                &file.pretrain,
-                &dataset.train,
-                dataset.classes,
-                file.seed,
-            )
+    let replicates: Vec<Arc<Replicate>> = {
+        let file = file.clone();
+        let seeds = seeds.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<Arc<Replicate>>> {
+            let mut first = Some(first_dataset);
+            seeds
+                .iter()
+                .map(|&seed| {
+                    let dataset = match first.take() {
+                        Some(dataset) => dataset,
+                        None => load_dataset(&file.data, seed)?,
+                    };
+                    let eval = eval_subset(&dataset.test, file.sizes.eval, seed);
+                    let pretrained = pretrain(
+                        &file.model,
+                        file.engine,
+                        &file.pretrain,
+                        &dataset.train,
+                        dataset.classes,
+                        seed,
+                    );
+                    Ok(Arc::new(Replicate {
+                        seed,
+                        dataset,
+                        eval,
+                        pretrained,
+                    }))
+                })
+                .collect()
         })
         .await
-        .expect("pretraining does not panic");
-        Arc::from(net)
+        .expect("pretraining does not panic")?
     };
     let pretrain_s = pretrain_started.elapsed().as_secs_f64();
     kernels::set_threads(options.threads.unwrap_or(cores / options.jobs.max(1)));
@@ -214,9 +244,12 @@ pub async fn run(
     let mut handles = Vec::new();
     // Costliest first, so that no long match starts last (the order of
     // execution does not change any result).
-    let mut order = plan.matches();
-    order.sort_by_key(|m| std::cmp::Reverse(plan.defenders[m.defender].strategy.work_per_round(file.sizes.craft)));
-    for m in order {
+    let per_seed = plan.matches();
+    let mut order: Vec<(usize, crate::config::MatchRef)> = (0..replicates.len())
+        .flat_map(|s| per_seed.iter().map(move |&m| (s, m)))
+        .collect();
+    order.sort_by_key(|(_, m)| std::cmp::Reverse(plan.defenders[m.defender].strategy.work_per_round(file.sizes.craft)));
+    for (s, m) in order {
         let permit = semaphore
             .clone()
             .acquire_owned()
@@ -225,28 +258,30 @@ pub async fn run(
         if cancel.load(Ordering::SeqCst) {
             break;
         }
-        let (plan, dataset, eval, pretrained) = (plan.clone(), dataset.clone(), eval.clone(), pretrained.clone());
+        let (plan, replicate) = (plan.clone(), replicates[s].clone());
         let (observer, cancel, log, write_error) = (observer.clone(), cancel.clone(), log.clone(), write_error.clone());
+        // Progress shows every (seed, match) as its own line.
+        let progress_id = s * per_seed.len() + m.id;
         handles.push(tokio::task::spawn_blocking(move || {
             let attacker = &plan.attackers[m.attacker];
             let defender = &plan.defenders[m.defender];
             let match_plan = MatchPlan {
                 match_id: m.id,
-                seed: plan.file.seed,
+                seed: replicate.seed,
                 rounds: plan.file.rounds,
                 craft: plan.file.sizes.craft,
                 attacker,
                 defender,
                 unseen: &plan.file.unseen,
                 rules: &plan.file.rules,
-                train: &dataset.train,
-                eval: &eval,
+                train: &replicate.dataset.train,
+                eval: &replicate.eval,
             };
-            observer.match_started(m.id, &attacker.name, &defender.name, plan.file.rounds);
+            observer.match_started(progress_id, &attacker.name, &defender.name, plan.file.rounds);
             let rows = arena::play(
                 &match_plan,
-                pretrained.as_ref(),
-                &|round, phase| observer.phase(m.id, round, phase),
+                replicate.pretrained.as_ref(),
+                &|round, phase| observer.phase(progress_id, round, phase),
                 &|| cancel.load(Ordering::SeqCst),
                 &mut |row| {
                     if let Err(e) = log.lock().unwrap_or_else(|e| e.into_inner()).append(row) {
@@ -255,7 +290,7 @@ pub async fn run(
                     observer.round_done(row);
                 },
             );
-            observer.match_finished(m.id);
+            observer.match_finished(progress_id);
             drop(permit);
             rows
         }));
@@ -279,14 +314,33 @@ pub async fn run(
 
     // Canonical order, so the file does not depend on `--jobs`.
     record::write_rows_sorted(&files.rounds(), &mut rows).map_err(io(&files.rounds()))?;
+
+    // The gallery: a few of the tournament's attacks against the first
+    // seed's pretrained (undefended) model.
+    let interrupted = cancel.load(Ordering::SeqCst);
+    if !interrupted {
+        let (plan, replicate) = (plan.clone(), replicates[0].clone());
+        let items = tokio::task::spawn_blocking(move || {
+            arena::gallery::gallery(
+                replicate.pretrained.as_ref(),
+                &replicate.eval,
+                &replicate.dataset.train,
+                &gallery_attacks(&plan),
+                replicate.seed,
+            )
+        })
+        .await
+        .expect("the gallery does not panic");
+        record::write_json(&files.gallery(), &items).map_err(io(&files.gallery()))?;
+    }
+
     let timing = RunTiming {
         pretrain_s,
         matches_s,
         total_s: started.elapsed().as_secs_f64(),
     };
-    let summary = summary::summarize(&file.name, file.seed, &rows, timing);
+    let summary = summary::summarize(&file.name, &seeds, &rows, timing);
     record::write_json(&files.summary(), &summary).map_err(io(&files.summary()))?;
-    let interrupted = cancel.load(Ordering::SeqCst);
     manifest.finished = Some(record::now_rfc3339());
     manifest.status = if interrupted { Status::Partial } else { Status::Complete };
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
@@ -294,4 +348,21 @@ pub async fn run(
         return Err(Error::Interrupted(options.out));
     }
     Ok(summary)
+}
+
+/// Up to four distinct attacks for the gallery: each attacker's first
+/// attack, then the unseen panel.
+fn gallery_attacks(plan: &Plan) -> Vec<crate::attack::AttackConfig> {
+    let mut attacks: Vec<crate::attack::AttackConfig> = Vec::new();
+    let candidates = plan
+        .attackers
+        .iter()
+        .filter_map(|a| a.repertoire.first())
+        .chain(&plan.file.unseen);
+    for attack in candidates {
+        if attacks.len() < 4 && !attacks.iter().any(|a| a.label() == attack.label()) {
+            attacks.push(attack.clone());
+        }
+    }
+    attacks
 }

@@ -2,8 +2,12 @@
 
 use std::collections::BTreeMap;
 
+use super::game::{bradley_terry, mean_ci95, separable, solve_zero_sum};
 use crate::arena::metrics::mean;
-use crate::record::{AttackerSummary, DefenderSummary, MatchSummary, RoundRow, RunTiming, Summary, SCHEMA_VERSION};
+use crate::record::{
+    AttackerSummary, DefenderSummary, Equilibrium, MatchSummary, Payoff, RoundRow, RunTiming, Summary, Weight,
+    SCHEMA_VERSION,
+};
 
 /// Summarize one match from its rows (in round order).
 pub fn match_summary(rows: &[RoundRow]) -> Option<MatchSummary> {
@@ -16,6 +20,7 @@ pub fn match_summary(rows: &[RoundRow]) -> Option<MatchSummary> {
     }
     Some(MatchSummary {
         match_id: last.match_id,
+        seed: last.seed,
         attacker: last.attacker.clone(),
         defender: last.defender.clone(),
         rounds: rows.len(),
@@ -41,12 +46,41 @@ fn mean_opt(matches: &[&MatchSummary], f: impl Fn(&MatchSummary) -> Option<f64>)
     values.and_then(|v| mean(&v))
 }
 
-/// The whole summary: per match, per defender (ranked by `aurc_unseen`,
-/// then `aurc_seen`), per attacker (ranked by mean reward).
-pub fn summarize(name: &str, seed: u64, rows: &[RoundRow], timing: RunTiming) -> Summary {
-    let mut by_match: BTreeMap<usize, Vec<RoundRow>> = BTreeMap::new();
+/// The 95% half-width over seeds of a per-match quantity: the mean over the
+/// matches of each seed is one replicate.
+fn ci_over_seeds(matches: &[&MatchSummary], seeds: &[u64], f: impl Fn(&MatchSummary) -> Option<f64>) -> Option<f64> {
+    let per_seed: Option<Vec<f64>> = seeds
+        .iter()
+        .map(|&seed| {
+            let of_seed: Vec<&MatchSummary> = matches.iter().copied().filter(|m| m.seed == seed).collect();
+            mean_opt(&of_seed, &f)
+        })
+        .collect();
+    mean_ci95(&per_seed?).map(|(_, half)| half)
+}
+
+/// For each entry, the others whose interval (mean, half-width) overlaps
+/// its own. Without intervals (one seed) nothing is claimed either way.
+fn overlaps(intervals: &[(String, Option<(f64, f64)>)]) -> Vec<Vec<String>> {
+    intervals
+        .iter()
+        .map(|(name, a)| {
+            intervals
+                .iter()
+                .filter(|(other, b)| other != name && matches!((a, b), (Some(a), Some(b)) if !separable(*a, *b)))
+                .map(|(other, _)| other.clone())
+                .collect()
+        })
+        .collect()
+}
+
+/// The whole summary: per match; per defender (ranked by `aurc_unseen`,
+/// then `aurc_seen`) and per attacker (ranked by mean reward), with 95%
+/// intervals over seeds and ratings; the payoff matrix and its equilibrium.
+pub fn summarize(name: &str, seeds: &[u64], rows: &[RoundRow], timing: RunTiming) -> Summary {
+    let mut by_match: BTreeMap<(u64, usize), Vec<RoundRow>> = BTreeMap::new();
     for r in rows {
-        by_match.entry(r.match_id).or_default().push(r.clone());
+        by_match.entry((r.seed, r.match_id)).or_default().push(r.clone());
     }
     let matches: Vec<MatchSummary> = by_match
         .values_mut()
@@ -56,21 +90,38 @@ pub fn summarize(name: &str, seed: u64, rows: &[RoundRow], timing: RunTiming) ->
         })
         .collect();
 
-    let mut defender_names: Vec<&str> = Vec::new();
-    let mut attacker_names: Vec<&str> = Vec::new();
-    for m in &matches {
-        if !defender_names.contains(&m.defender.as_str()) {
-            defender_names.push(&m.defender);
+    // Agents in plan order (match ids run attacker-major, defender-minor).
+    let mut in_plan_order: Vec<&MatchSummary> = matches.iter().collect();
+    in_plan_order.sort_by_key(|m| m.match_id);
+    let mut defender_names: Vec<String> = Vec::new();
+    let mut attacker_names: Vec<String> = Vec::new();
+    for m in &in_plan_order {
+        if !defender_names.contains(&m.defender) {
+            defender_names.push(m.defender.clone());
         }
-        if !attacker_names.contains(&m.attacker.as_str()) {
-            attacker_names.push(&m.attacker);
+        if !attacker_names.contains(&m.attacker) {
+            attacker_names.push(m.attacker.clone());
         }
     }
 
+    // Ratings: each match is one game, scored by the attacker's mean reward.
+    let player = |name: &str, attacker: bool| {
+        if attacker {
+            attacker_names.iter().position(|a| a == name).expect("listed")
+        } else {
+            attacker_names.len() + defender_names.iter().position(|d| d == name).expect("listed")
+        }
+    };
+    let games: Vec<(usize, usize, f64)> = matches
+        .iter()
+        .map(|m| (player(&m.attacker, true), player(&m.defender, false), m.mean_reward))
+        .collect();
+    let ratings = bradley_terry(attacker_names.len() + defender_names.len(), &games);
+
     let mut defenders: Vec<DefenderSummary> = defender_names
         .iter()
-        .map(|&name| {
-            let ms: Vec<&MatchSummary> = matches.iter().filter(|m| m.defender == name).collect();
+        .map(|name| {
+            let ms: Vec<&MatchSummary> = matches.iter().filter(|m| &m.defender == name).collect();
             DefenderSummary {
                 defender: name.to_string(),
                 matches: ms.len(),
@@ -82,6 +133,10 @@ pub fn summarize(name: &str, seed: u64, rows: &[RoundRow], timing: RunTiming) ->
                 final_unseen_worst: mean_opt(&ms, |m| m.final_unseen_worst),
                 final_gap: mean_opt(&ms, |m| m.final_gap),
                 final_stale_inflation: mean_of(&ms, |m| m.final_stale_inflation),
+                aurc_unseen_ci95: ci_over_seeds(&ms, seeds, |m| m.aurc_unseen),
+                aurc_seen_ci95: ci_over_seeds(&ms, seeds, |m| Some(m.aurc_seen)),
+                not_separable_from: Vec::new(),
+                rating: ratings[player(name, false)],
             }
         })
         .collect();
@@ -92,11 +147,25 @@ pub fn summarize(name: &str, seed: u64, rows: &[RoundRow], timing: RunTiming) ->
             .unwrap_or(std::cmp::Ordering::Equal)
             .then_with(|| a.defender.cmp(&b.defender))
     });
+    // Separability on the ranking key: AURC unseen where there is an
+    // unseen panel, AURC seen otherwise.
+    let key_interval = |d: &DefenderSummary| match (d.aurc_unseen, d.aurc_unseen_ci95) {
+        (Some(m), Some(h)) => Some((m, h)),
+        (None, _) => d.aurc_seen_ci95.map(|h| (d.aurc_seen, h)),
+        _ => None,
+    };
+    let intervals: Vec<_> = defenders
+        .iter()
+        .map(|d| (d.defender.clone(), key_interval(d)))
+        .collect();
+    for (d, others) in defenders.iter_mut().zip(overlaps(&intervals)) {
+        d.not_separable_from = others;
+    }
 
     let mut attackers: Vec<AttackerSummary> = attacker_names
         .iter()
-        .map(|&name| {
-            let ms: Vec<&MatchSummary> = matches.iter().filter(|m| m.attacker == name).collect();
+        .map(|name| {
+            let ms: Vec<&MatchSummary> = matches.iter().filter(|m| &m.attacker == name).collect();
             let mut picks = BTreeMap::new();
             for m in &ms {
                 for (attack, n) in &m.picks {
@@ -107,6 +176,9 @@ pub fn summarize(name: &str, seed: u64, rows: &[RoundRow], timing: RunTiming) ->
                 attacker: name.to_string(),
                 matches: ms.len(),
                 mean_reward: mean_of(&ms, |m| m.mean_reward),
+                mean_reward_ci95: ci_over_seeds(&ms, seeds, |m| Some(m.mean_reward)),
+                not_separable_from: Vec::new(),
+                rating: ratings[player(name, true)],
                 picks,
             }
         })
@@ -116,14 +188,81 @@ pub fn summarize(name: &str, seed: u64, rows: &[RoundRow], timing: RunTiming) ->
             .total_cmp(&a.mean_reward)
             .then_with(|| a.attacker.cmp(&b.attacker))
     });
+    let intervals: Vec<_> = attackers
+        .iter()
+        .map(|a| (a.attacker.clone(), a.mean_reward_ci95.map(|h| (a.mean_reward, h))))
+        .collect();
+    for (a, others) in attackers.iter_mut().zip(overlaps(&intervals)) {
+        a.not_separable_from = others;
+    }
 
+    let payoff = payoff_matrix(&matches, attacker_names, defender_names);
+    let equilibrium = equilibrium(&payoff);
     Summary {
         schema_version: SCHEMA_VERSION,
         name: name.to_string(),
-        seed,
+        seed: seeds.first().copied().unwrap_or_default(),
+        seeds: seeds.to_vec(),
         matches,
         defenders,
         attackers,
+        payoff,
+        equilibrium,
         timing,
+    }
+}
+
+/// Mean attacker reward per pairing, over seeds.
+fn payoff_matrix(matches: &[MatchSummary], attackers: Vec<String>, defenders: Vec<String>) -> Payoff {
+    let reward = attackers
+        .iter()
+        .map(|a| {
+            defenders
+                .iter()
+                .map(|d| {
+                    let ms: Vec<&MatchSummary> = matches
+                        .iter()
+                        .filter(|m| &m.attacker == a && &m.defender == d)
+                        .collect();
+                    if ms.is_empty() {
+                        0.0
+                    } else {
+                        mean_of(&ms, |m| m.mean_reward)
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    Payoff {
+        attackers,
+        defenders,
+        reward,
+    }
+}
+
+/// The exact equilibrium (an empty game has value 0 and no strategies).
+fn equilibrium(payoff: &Payoff) -> Equilibrium {
+    if payoff.attackers.is_empty() || payoff.defenders.is_empty() {
+        return Equilibrium {
+            value: 0.0,
+            attackers: Vec::new(),
+            defenders: Vec::new(),
+        };
+    }
+    let solved = solve_zero_sum(&payoff.reward);
+    let weights = |names: &[String], probabilities: &[f64]| {
+        names
+            .iter()
+            .zip(probabilities)
+            .map(|(agent, &probability)| Weight {
+                agent: agent.clone(),
+                probability,
+            })
+            .collect()
+    };
+    Equilibrium {
+        value: solved.value,
+        attackers: weights(&payoff.attackers, &solved.row_strategy),
+        defenders: weights(&payoff.defenders, &solved.col_strategy),
     }
 }

@@ -1,0 +1,162 @@
+//! Generalization-matrix files: one defender adversarially trained per
+//! attack of a list, each evaluated under every attack of the list.
+
+use serde::{Deserialize, Serialize};
+
+use super::{builtin, parse, DataConfig, PretrainConfig};
+use crate::attack::AttackConfig;
+use crate::error::{Error, Result};
+use crate::model::{Engine, ModelConfig, Sgd};
+
+/// The built-in default matrix, on synthetic digits.
+pub const DEFAULT_MATRIX: &str = "matrix/default.toml";
+
+/// A matrix file as written (and, resolved, as `config.toml` in its folder).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixFile {
+    pub name: String,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub engine: Engine,
+    pub data: DataConfig,
+    /// Evaluation images, drawn once from the test split.
+    #[serde(default = "default_eval")]
+    pub eval: usize,
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub pretrain: PretrainConfig,
+    #[serde(default)]
+    pub training: MatrixTraining,
+    /// The attacks: each trains one defender and evaluates all of them.
+    pub attacks: Vec<AttackConfig>,
+}
+
+fn default_eval() -> usize {
+    200
+}
+
+/// Adversarial training from the pretrained model: every step crafts the
+/// row's attack against the current model on a fresh batch (Madry et al.).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixTraining {
+    #[serde(default = "default_steps")]
+    pub steps: usize,
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    #[serde(default = "default_optimizer")]
+    pub optimizer: Sgd,
+}
+
+fn default_steps() -> usize {
+    200
+}
+fn default_batch() -> usize {
+    64
+}
+fn default_optimizer() -> Sgd {
+    Sgd {
+        lr: 0.02,
+        momentum: 0.9,
+        weight_decay: 0.0,
+    }
+}
+
+impl Default for MatrixTraining {
+    fn default() -> Self {
+        MatrixTraining {
+            steps: default_steps(),
+            batch: default_batch(),
+            optimizer: default_optimizer(),
+        }
+    }
+}
+
+impl MatrixFile {
+    /// The resolved configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a checked matrix file serializes")
+    }
+
+    /// Shrink for a quick run (tests, smoke checks).
+    pub fn quick(&mut self) {
+        self.data.train = self.data.train.min(1500);
+        self.data.test = self.data.test.min(300);
+        self.eval = self.eval.min(100);
+        self.pretrain.epochs = self.pretrain.epochs.min(2);
+        self.training.steps = self.training.steps.min(30);
+    }
+}
+
+/// Whether a file is a matrix file (it lists `attacks` at the top level)
+/// rather than a tournament; unreadable or malformed files are not, so
+/// that the tournament checker reports them.
+pub fn is_matrix_file(path: &std::path::Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .is_some_and(|table| table.contains_key("attacks"))
+}
+
+/// Load and check a matrix file from disk.
+pub fn load_matrix_file(path: &std::path::Path) -> Result<MatrixFile> {
+    let cited = path.display().to_string();
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::config(&cited, format!("cannot read the file: {e}")))?;
+    check_matrix(parse(&text, &cited)?, &cited)
+}
+
+/// The built-in default matrix.
+pub fn load_default_matrix() -> Result<MatrixFile> {
+    let cited = format!("strategies/{DEFAULT_MATRIX} (built in)");
+    let text = builtin::get(DEFAULT_MATRIX).expect("the default matrix is built in");
+    check_matrix(parse(text, &cited)?, &cited)
+}
+
+/// Everything that can be checked without data.
+pub fn check_matrix(file: MatrixFile, cited: &str) -> Result<MatrixFile> {
+    let err = |message: String| Error::config(cited, message);
+    super::check_name(&file.name).map_err(err)?;
+    super::check_data(&file.data).map_err(err)?;
+    if file.eval == 0 || file.eval > file.data.test {
+        return Err(err(format!(
+            "`eval` must be between 1 and `data.test` ({}), got {}",
+            file.data.test, file.eval
+        )));
+    }
+    file.model.validate(28, 28).map_err(|e| err(format!("`model`: {e}")))?;
+    crate::defense::validate_training(
+        ("epochs", file.pretrain.epochs),
+        file.pretrain.batch,
+        &file.pretrain.optimizer,
+    )
+    .map_err(|e| err(format!("[pretrain]: {e}")))?;
+    crate::defense::validate_training(
+        ("steps", file.training.steps),
+        file.training.batch,
+        &file.training.optimizer,
+    )
+    .map_err(|e| err(format!("[training]: {e}")))?;
+    if file.attacks.is_empty() {
+        return Err(err("`attacks` must list at least one attack".into()));
+    }
+    let mut labels = Vec::new();
+    for (i, attack) in file.attacks.iter().enumerate() {
+        attack.validate().map_err(|e| err(format!("attacks[{i}]: {e}")))?;
+        if matches!(attack, AttackConfig::Transfer(_)) {
+            return Err(err(format!(
+                "attacks[{i}]: a transfer attack trains its own surrogate, so a defender cannot train against it; use a white-box, query or spatial attack"
+            )));
+        }
+        let label = attack.label();
+        if labels.contains(&label) {
+            return Err(err(format!(
+                "attacks[{i}]: the label {label:?} is already used; give one of them another `name`"
+            )));
+        }
+        labels.push(label);
+    }
+    Ok(file)
+}

@@ -1,0 +1,357 @@
+//! The pictures of a run, and `report.html`: one self-contained page
+//! (inline SVG and CSS, no scripts, nothing fetched).
+
+use std::collections::BTreeMap;
+
+use super::plots::{self, Series};
+use super::{pct, pct_ci, pct_opt, Run};
+use crate::error::{Error, Result};
+
+/// One picture: its file under `plots/`, and what the page says about it.
+pub struct Plot {
+    pub file: String,
+    pub title: String,
+    pub svg: String,
+}
+
+fn plot_error(what: &str) -> impl FnOnce(plots::PlotError) -> Error + '_ {
+    move |e| Error::Io {
+        context: format!("drawing {what}"),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+/// A file name from an agent's name: letters, digits, '-' and '_' only, so
+/// no name can reach outside `plots/`.
+pub fn file_stem(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Per defender, per round: the mean over its matches (attackers and
+/// seeds) of each robustness metric.
+fn robustness_series(run: &Run, defender: &str) -> (Vec<usize>, Vec<Series>) {
+    let mut by_round: BTreeMap<usize, Vec<&crate::record::RoundRow>> = BTreeMap::new();
+    for row in run.rows.iter().filter(|r| r.defender == defender) {
+        by_round.entry(row.round).or_default().push(row);
+    }
+    let rounds: Vec<usize> = by_round.keys().copied().collect();
+    let mean = |f: &dyn Fn(&crate::record::RoundRow) -> Option<f64>| -> Vec<Option<f64>> {
+        by_round
+            .values()
+            .map(|rows| {
+                let values: Option<Vec<f64>> = rows.iter().map(|r| f(r)).collect();
+                values.map(|v| v.iter().sum::<f64>() / v.len() as f64)
+            })
+            .collect()
+    };
+    let series = vec![
+        Series {
+            label: "zero-day".into(),
+            values: mean(&|r| Some(r.zero_day_acc)),
+        },
+        Series {
+            label: "seen worst".into(),
+            values: mean(&|r| Some(r.seen_worst)),
+        },
+        Series {
+            label: "unseen worst".into(),
+            values: mean(&|r| r.unseen_worst),
+        },
+        Series {
+            label: "stale".into(),
+            values: mean(&|r| Some(r.stale_acc)),
+        },
+        Series {
+            label: "clean".into(),
+            values: mean(&|r| Some(r.clean_acc)),
+        },
+    ];
+    (rounds, series)
+}
+
+/// Every picture the run's files allow.
+pub fn plots(run: &Run) -> Result<Vec<Plot>> {
+    let mut out = Vec::new();
+    if let Some(summary) = &run.summary {
+        let payoff = &summary.payoff;
+        if !payoff.attackers.is_empty() {
+            let values: Vec<Vec<Option<f64>>> = payoff
+                .reward
+                .iter()
+                .map(|row| row.iter().map(|&v| Some(v)).collect())
+                .collect();
+            let row_mix: Vec<f64> = summary.equilibrium.attackers.iter().map(|w| w.probability).collect();
+            let col_mix: Vec<f64> = summary.equilibrium.defenders.iter().map(|w| w.probability).collect();
+            let title = format!(
+                "Payoff: mean attacker reward (equilibrium value {:.3})",
+                summary.equilibrium.value
+            );
+            out.push(Plot {
+                file: "payoff".into(),
+                svg: plots::heat_map(
+                    &title,
+                    &payoff.attackers,
+                    &payoff.defenders,
+                    &values,
+                    "attacker reward",
+                    Some(&row_mix),
+                    Some(&col_mix),
+                )
+                .map_err(plot_error("the payoff heat map"))?,
+                title,
+            });
+        }
+        for d in &summary.defenders {
+            let (rounds, series) = robustness_series(run, &d.defender);
+            let has_unseen = series[2].values.iter().any(|v| v.is_some());
+            let title = format!("{}: robustness over rounds", d.defender);
+            out.push(Plot {
+                file: format!("robustness-{}", file_stem(&d.defender)),
+                svg: plots::robustness_over_rounds(&title, &rounds, &series, has_unseen.then_some((1, 2)))
+                    .map_err(plot_error("a robustness plot"))?,
+                title,
+            });
+        }
+    }
+    if let Some(matrix) = &run.matrix {
+        let rows: Vec<String> = matrix
+            .rows
+            .iter()
+            .map(|r| format!("trained on {}", r.trained_on))
+            .collect();
+        let mut cols = vec!["clean".to_string()];
+        cols.extend(matrix.attacks.iter().cloned());
+        let values: Vec<Vec<Option<f64>>> = matrix
+            .rows
+            .iter()
+            .map(|r| {
+                std::iter::once(r.clean_acc)
+                    .chain(r.robust_acc.iter().copied())
+                    .map(Some)
+                    .collect()
+            })
+            .collect();
+        let title = "Generalization matrix: robust accuracy".to_string();
+        out.push(Plot {
+            file: "matrix".into(),
+            svg: plots::heat_map(&title, &rows, &cols, &values, "robust accuracy", None, None)
+                .map_err(plot_error("the generalization matrix"))?,
+            title,
+        });
+    }
+    if !run.gallery.is_empty() {
+        let items: Vec<plots::GalleryItem> = run
+            .gallery
+            .iter()
+            .map(|g| plots::GalleryItem {
+                attack: g.attack.clone(),
+                rows: g.rows,
+                cols: g.cols,
+                clean: g.clean.iter().map(|&p| p as f32 / 255.0).collect(),
+                adversarial: g.adversarial.iter().map(|&p| p as f32 / 255.0).collect(),
+                true_label: g.true_label,
+                clean_pred: g.clean_pred,
+                clean_conf: g.clean_conf,
+                adv_pred: g.adv_pred,
+                adv_conf: g.adv_conf,
+            })
+            .collect();
+        let title = "Adversarial examples against the pretrained model".to_string();
+        out.push(Plot {
+            file: "gallery".into(),
+            svg: plots::gallery(&items).map_err(plot_error("the gallery"))?,
+            title,
+        });
+    }
+    Ok(out)
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// An SVG document as an inline element (no XML declaration).
+fn inline_svg(svg: &str) -> &str {
+    match svg.find("<svg") {
+        Some(start) => &svg[start..],
+        None => svg,
+    }
+}
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut out = String::from("<table><thead><tr>");
+    for h in header {
+        out.push_str(&format!("<th>{}</th>", escape(h)));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for row in rows {
+        out.push_str("<tr>");
+        for cell in row {
+            out.push_str(&format!("<td>{}</td>", escape(&cell)));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+fn figure(plot: &Plot, caption: &str) -> String {
+    format!(
+        "<figure id=\"{}\">{}<figcaption>{}</figcaption></figure>",
+        escape(&plot.file),
+        inline_svg(&plot.svg),
+        caption
+    )
+}
+
+const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{margin-bottom:0}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+.meta{color:#666}table{border-collapse:collapse;margin:1em 0;font-size:.92em}
+th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}th{background:#f3f3f3}
+td:first-child,th:first-child,td:nth-child(2){text-align:left}
+figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}figcaption{color:#555;font-size:.9em}
+pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:.85em}details{margin:1em 0}
+.guide dt{font-weight:bold;margin-top:.6em}";
+
+const GUIDE: &str = "<dl class=\"guide\">
+<dt>zero-day</dt><dd>Accuracy under the attack picked this round, against the model before it retrains: the defender facing something it has never trained on. The attacker's reward is one minus it.</dd>
+<dt>seen worst</dt><dd>After retraining, the worst accuracy under every attack used so far in the match, each re-run against the updated model.</dd>
+<dt>unseen worst</dt><dd>The worst accuracy under the held-out panel, attacks no agent may use: how far the robustness carries to what was never trained on.</dd>
+<dt>gap (shaded)</dt><dd>seen worst minus unseen worst. A wide band is adversarial training failing to generalize.</dd>
+<dt>stale</dt><dd>Accuracy on examples crafted against earlier models, replayed. Above seen worst, it shows how much a non-adaptive evaluation overstates robustness.</dd>
+<dt>payoff and equilibrium</dt><dd>Each cell is the attacker's mean reward against that defender. The equilibrium is the pair of mixed strategies neither side can improve on alone; its value is the reward an attacker can guarantee against the best defender mix. A defender with weight in the equilibrium is worth deploying against an unknown, adaptive attacker.</dd>
+<dt>ratings</dt><dd>Bradley-Terry fitted on every match, each scored by the attacker's mean reward, on the Elo scale (400 points: 10-to-1 odds).</dd>
+<dt>generalization matrix</dt><dd>Rows are defenders trained against one attack; columns, the attacks they face. A bright diagonal with a dark off-diagonal is robustness that does not transfer across perturbation types.</dd>
+<dt>gallery</dt><dd>The clean image, its adversarial version and the perturbation (amplified to be visible), with the model's answer and confidence on each.</dd>
+</dl>";
+
+/// The whole page.
+pub fn page(run: &Run, plots: &[Plot]) -> String {
+    let m = &run.manifest;
+    let mut body = format!(
+        "<h1>redqueen: {}</h1><p class=\"meta\">seed {} · dataset {} (fingerprint {}) · status {} · started {} · redqueen {}</p>",
+        escape(&m.name),
+        m.seed,
+        escape(&m.dataset),
+        escape(&m.dataset_fingerprint),
+        match m.status {
+            crate::record::Status::Complete => "complete",
+            crate::record::Status::Partial => "partial",
+        },
+        escape(&m.started),
+        escape(&m.redqueen_version),
+    );
+    let find = |file: &str| plots.iter().find(|p| p.file == file);
+    if let Some(s) = &run.summary {
+        body.push_str("<h2>Defenders</h2><p>Ranked by robustness to unseen attacks (AURC unseen: the mean over rounds of the worst unseen-panel accuracy); final-round accuracies are means over attackers and seeds.</p>");
+        let rows = s
+            .defenders
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                vec![
+                    (i + 1).to_string(),
+                    d.defender.clone(),
+                    pct(d.final_clean_acc),
+                    pct(d.final_seen_worst),
+                    pct_opt(d.final_unseen_worst),
+                    super::points(d.final_gap),
+                    pct_ci(d.aurc_unseen, d.aurc_unseen_ci95),
+                    pct(d.aurc_zero_day),
+                    format!("{:.0}", d.rating),
+                    d.not_separable_from.join(", "),
+                ]
+            })
+            .collect();
+        body.push_str(&table(
+            &[
+                "#",
+                "defender",
+                "clean",
+                "seen worst",
+                "unseen worst",
+                "gap (pts)",
+                "AURC unseen",
+                "AURC zero-day",
+                "rating",
+                "not separable from",
+            ],
+            rows,
+        ));
+        body.push_str("<h2>Attackers</h2>");
+        let rows = s
+            .attackers
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                vec![
+                    (i + 1).to_string(),
+                    a.attacker.clone(),
+                    match a.mean_reward_ci95 {
+                        Some(ci) => format!("{:.3} ± {:.3}", a.mean_reward, ci),
+                        None => format!("{:.3}", a.mean_reward),
+                    },
+                    format!("{:.0}", a.rating),
+                    a.picks
+                        .iter()
+                        .map(|(attack, n)| format!("{attack} ×{n}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    a.not_separable_from.join(", "),
+                ]
+            })
+            .collect();
+        body.push_str(&table(
+            &["#", "attacker", "mean reward", "rating", "picks", "not separable from"],
+            rows,
+        ));
+        if let Some(p) = find("payoff") {
+            body.push_str("<h2>The game</h2>");
+            body.push_str(&figure(
+                p,
+                "Rows: attackers; columns: defenders; cells: mean attacker reward. Bars: each side's equilibrium mix.",
+            ));
+        }
+        body.push_str("<h2>The race, per defender</h2>");
+        for d in &s.defenders {
+            if let Some(p) = find(&format!("robustness-{}", file_stem(&d.defender))) {
+                body.push_str(&figure(
+                    p,
+                    "Mean over the defender's matches. The shaded band is the gap between seen and unseen robustness.",
+                ));
+            }
+        }
+    }
+    if let Some(p) = find("matrix") {
+        body.push_str("<h2>Generalization matrix</h2>");
+        body.push_str(&figure(
+            p,
+            "Rows: the attack a defender was trained against (none: the pretrained model); columns: the attack it is evaluated under.",
+        ));
+    }
+    if let Some(p) = find("gallery") {
+        body.push_str("<h2>Adversarial examples</h2>");
+        body.push_str(&figure(p, "Clean, adversarial, and the perturbation amplified."));
+    }
+    body.push_str("<h2>How to read this report</h2>");
+    body.push_str(GUIDE);
+    body.push_str(&format!(
+        "<h2>Configuration</h2><details><summary>config.toml (rerunning it reproduces the run)</summary><pre>{}</pre></details>",
+        escape(&run.config)
+    ));
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>redqueen: {}</title><style>{STYLE}</style></head><body>{body}</body></html>\n",
+        escape(&m.name)
+    )
+}
