@@ -218,6 +218,8 @@ pub fn run(threads: usize, quick: bool, skip_cnn: bool) -> anyhow::Result<Report
             force: false,
             // As many matches as threads, one thread each.
             threads: Some(1),
+            resume: false,
+            shard: None,
         };
         let started = Instant::now();
         runtime.block_on(tournament::run(

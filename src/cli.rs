@@ -17,7 +17,7 @@ use crate::config::{self, builtin, Plan, DATASETS};
 use crate::defense::DEFENSES;
 use crate::error::Error;
 use crate::model::MODELS;
-use crate::record::RoundRow;
+use crate::record::{RoundRow, Shard};
 use crate::report;
 use crate::tournament::{self, Observer, RunOptions};
 
@@ -48,6 +48,18 @@ enum Command {
         /// Two or more folders written by `run`.
         #[arg(required = true, num_args = 2..)]
         dirs: Vec<PathBuf>,
+    },
+    /// Combine the parts of a sharded run (`run --shard K/N`) into one run folder.
+    Merge {
+        /// The folders of parts 1..N.
+        #[arg(required = true, num_args = 1..)]
+        dirs: Vec<PathBuf>,
+        /// The merged run folder (default: results/<name>-<seed>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace the run files in an existing output folder.
+        #[arg(long)]
+        force: bool,
     },
     /// The attacks, agents, defenses, models, datasets and strategy files redqueen knows.
     List,
@@ -106,8 +118,31 @@ struct RunArgs {
     #[arg(long)]
     quick: bool,
     /// Replace the run files in an existing output folder.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     force: bool,
+    /// Continue the interrupted run in DIR (its config.toml is used when no FILE is given;
+    /// a FILE or flags must resolve to the same configuration).
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
+    resume: Option<PathBuf>,
+    /// Run only part K of N disjoint parts of the matches (for a cluster job array); combine
+    /// the parts with `redqueen merge`.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    shard: Option<Shard>,
+}
+
+/// `K/N` with 1 <= K <= N.
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    let (k, n) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?} is not K/N (for example 2/3)"))?;
+    let (index, count): (usize, usize) = match (k.trim().parse(), n.trim().parse()) {
+        (Ok(k), Ok(n)) => (k, n),
+        _ => return Err(format!("{text:?} is not K/N with whole numbers (for example 2/3)")),
+    };
+    if count == 0 || index == 0 || index > count {
+        return Err(format!("{text:?}: K must be between 1 and N, and N at least 1"));
+    }
+    Ok(Shard { index, count })
 }
 
 #[derive(clap::Args, Debug)]
@@ -140,6 +175,21 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run_tournament(args),
         Command::Matrix(args) => run_matrix(args),
+        Command::Merge { dirs, out, force } => {
+            let out = match out {
+                Some(out) => out,
+                None => {
+                    let first = tournament::read_manifest(&dirs[0])?;
+                    let plan = config::load_file(&dirs[0].join("config.toml"))?;
+                    default_out(&first.name, &plan.file.seed_list())
+                }
+            };
+            let summary = tournament::merge(&dirs, &out, force)?;
+            print!("{}", report::leaderboards(&summary));
+            report::write_report(&out)?;
+            println!("\nMerged {} parts into {}", dirs.len(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Report { dir } => {
             let run = report::load_run(&dir)?;
             print!("{}", report::tables(&run));
@@ -225,10 +275,27 @@ struct RunPlan {
     options: RunOptions,
 }
 
+/// `results/<name>-<seed>`, or `results/<name>-seeds-<s1>-<s2>-...`.
+fn default_out(name: &str, seeds: &[u64]) -> PathBuf {
+    let seeds = match seeds {
+        [seed] => seed.to_string(),
+        many => format!(
+            "seeds-{}",
+            many.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-")
+        ),
+    };
+    PathBuf::from("results").join(format!("{name}-{seeds}"))
+}
+
 fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
-    let mut plan = match &args.file {
-        Some(file) => config::load_file(file)?,
-        None => config::load_default()?,
+    let mut plan = match (&args.file, &args.resume) {
+        (Some(file), _) => config::load_file(file)?,
+        // Resuming with no file: the run's own resolved configuration.
+        (None, Some(dir)) => {
+            tournament::read_manifest(dir)?;
+            config::load_file(&dir.join("config.toml"))?
+        }
+        (None, None) => config::load_default()?,
     };
     let first = args.seed.unwrap_or(plan.file.seed);
     match args.seeds {
@@ -247,17 +314,21 @@ fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
         config::quick(&mut plan.file);
     }
     let (jobs, threads) = check_jobs(args.jobs, args.threads)?;
-    let seeds = plan.file.seed_list();
-    let out = args.out.unwrap_or_else(|| {
-        let seeds = match seeds.as_slice() {
-            [seed] => seed.to_string(),
-            many => format!(
-                "seeds-{}",
-                many.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-")
-            ),
-        };
-        PathBuf::from("results").join(format!("{}-{}", plan.file.name, seeds))
-    });
+    let out = match (&args.resume, args.out) {
+        (Some(dir), _) => {
+            check_same_config(dir, &plan)?;
+            dir.clone()
+        }
+        (None, Some(out)) => out,
+        (None, None) => {
+            let mut out = default_out(&plan.file.name, &plan.file.seed_list());
+            if let Some(shard) = args.shard {
+                out.as_mut_os_string()
+                    .push(format!("-shard-{}-of-{}", shard.index, shard.count));
+            }
+            out
+        }
+    };
     Ok(RunPlan {
         plan,
         options: RunOptions {
@@ -265,8 +336,40 @@ fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
             jobs,
             force: args.force,
             threads,
+            resume: args.resume.is_some(),
+            shard: args.shard,
         },
     })
+}
+
+/// A resume must continue the same tournament: the configuration the
+/// arguments resolve to must be the one the run folder records.
+fn check_same_config(dir: &std::path::Path, plan: &Plan) -> Result<(), Error> {
+    let path = dir.join("config.toml");
+    let recorded = std::fs::read_to_string(&path).map_err(|e| {
+        Error::Usage(format!(
+            "{}: cannot read it ({e}); is {} a redqueen run?",
+            path.display(),
+            dir.display()
+        ))
+    })?;
+    let given = plan.to_toml();
+    if recorded == given {
+        return Ok(());
+    }
+    let line = recorded
+        .lines()
+        .zip(given.lines())
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| recorded.lines().count().min(given.lines().count()));
+    Err(Error::Usage(format!(
+        "--resume {}: the configuration given differs from the run's {} (first difference at line {}: {:?} in the run, {:?} given); resume with the same file and flags, or with no file to use the run's own",
+        dir.display(),
+        path.display(),
+        line + 1,
+        recorded.lines().nth(line).unwrap_or(""),
+        given.lines().nth(line).unwrap_or("")
+    )))
 }
 
 /// `--jobs` and `--threads`: at least one when given.
@@ -282,16 +385,33 @@ fn check_jobs(jobs: Option<usize>, threads: Option<usize>) -> Result<(usize, Opt
     }
 }
 
-/// Ctrl-C cancels (the work in flight finishes or is abandoned); a second
-/// one exits at once.
+/// Ctrl-C (SIGINT) or SIGTERM cancels: the rounds in flight finish, what
+/// completed is written, the manifest says `partial`. A second signal exits
+/// at once; every file is still whole, since each is written atomically and
+/// rows are appended a line at a time.
 fn cancel_on_ctrl_c(cancel: Arc<AtomicBool>) {
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            cancel.store(true, Ordering::SeqCst);
-            eprintln!("redqueen: interrupted; finishing the work in flight (Ctrl-C again to stop at once)");
-            if tokio::signal::ctrl_c().await.is_ok() {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut signalled = 0;
+        loop {
+            let terminated = async {
+                match term.as_mut() {
+                    Some(t) => t.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => if r.is_err() { return },
+                _ = terminated => {}
+            }
+            signalled += 1;
+            if signalled > 1 {
                 std::process::exit(130);
             }
+            cancel.store(true, Ordering::SeqCst);
+            eprintln!(
+                "redqueen: interrupted; finishing the rounds in flight (a second Ctrl-C or SIGTERM stops at once)"
+            );
         }
     });
 }
@@ -324,6 +444,8 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
         jobs,
         force: args.force,
         threads,
+        resume: false,
+        shard: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let cancel = Arc::new(AtomicBool::new(false));

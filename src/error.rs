@@ -16,7 +16,7 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     /// The run was interrupted; what completed is on disk.
-    #[error("interrupted: partial results kept in {}", .0.display())]
+    #[error("interrupted: partial results kept in {dir}; a tournament continues with `redqueen run --resume {dir}`", dir = .0.display())]
     Interrupted(PathBuf),
     /// Anything else (disk full, a folder that vanished).
     #[error("{context}: {source}")]
@@ -51,3 +51,147 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The candidate closest to `input` by edit distance (case, `-` and `_`
+/// ignored), when it is close enough to be a likely typo; `None` when
+/// `input` is itself a candidate or nothing is close.
+pub fn closest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let fold = |s: &str| -> Vec<char> {
+        s.chars()
+            .map(|c| if c == '_' { '-' } else { c.to_ascii_lowercase() })
+            .collect()
+    };
+    let wanted = fold(input);
+    let mut best: Option<(usize, &str)> = None;
+    for candidate in candidates {
+        if candidate == input {
+            return None;
+        }
+        let folded = fold(candidate);
+        let distance = edit_distance(&wanted, &folded);
+        let longest = wanted.len().max(folded.len());
+        // One edit is a typo unless it is the whole word; beyond that, at
+        // most a third of the longer word may differ.
+        let close = distance < longest && (distance <= 1 || distance * 3 <= longest);
+        if close && best.is_none_or(|(d, _)| distance < d) {
+            best = Some((distance, candidate));
+        }
+    }
+    best.map(|(_, candidate)| candidate)
+}
+
+/// Optimal string alignment distance: insertions, deletions, substitutions
+/// and swaps of two neighbours each cost one.
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let width = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * width];
+    for i in 0..=a.len() {
+        for j in 0..=b.len() {
+            d[i * width + j] = if i == 0 || j == 0 {
+                i + j
+            } else {
+                let cost = usize::from(a[i - 1] != b[j - 1]);
+                let mut best = (d[(i - 1) * width + j] + 1)
+                    .min(d[i * width + j - 1] + 1)
+                    .min(d[(i - 1) * width + j - 1] + cost);
+                if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                    best = best.min(d[(i - 2) * width + j - 2] + 1);
+                }
+                best
+            };
+        }
+    }
+    d[a.len() * width + b.len()]
+}
+
+/// `"; did you mean `x`?"` when one of `candidates` is close to `input`, else "".
+pub fn did_you_mean<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    closest(input, candidates).map_or_else(String::new, |c| format!("; did you mean `{c}`?"))
+}
+
+/// A serde error message made friendlier: "unknown field `runds`, expected
+/// one of `name`, ..., `rounds`" gains "; did you mean `rounds`?" (likewise
+/// unknown variants), and Rust type names become words.
+pub fn explain_serde_message(message: &str) -> String {
+    message
+        .lines()
+        .map(|line| {
+            let mut line = line.to_string();
+            for (rust, words) in [
+                ("expected usize", "expected a whole number, 0 or more"),
+                ("expected u64", "expected a whole number, 0 or more"),
+                ("expected u32", "expected a whole number, 0 or more"),
+                ("expected f32", "expected a number"),
+                ("expected f64", "expected a number"),
+            ] {
+                if let Some(head) = line.strip_suffix(rust) {
+                    line = format!("{head}{words}");
+                }
+            }
+            if line == "invalid basic string" || line == "invalid literal string" {
+                line.push_str(": a string needs its closing quote on the same line");
+            }
+            for what in ["unknown field `", "unknown variant `"] {
+                let Some(at) = line.find(what) else { continue };
+                let rest = &line[at + what.len()..];
+                let Some(end) = rest.find('`') else { continue };
+                let input = &rest[..end];
+                let Some(expected) = rest[end..].find("expected").map(|i| &rest[end + i..]) else {
+                    continue;
+                };
+                // The candidates are the backquoted words after "expected".
+                let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+                let hint = did_you_mean(input, candidates);
+                line.push_str(&hint);
+                break;
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_finds_typos_and_only_typos() {
+        let fields = ["name", "seed", "seeds", "rounds", "engine", "data", "rules"];
+        assert_eq!(closest("runds", fields), Some("rounds"));
+        assert_eq!(closest("nmae", fields), Some("name"));
+        assert_eq!(closest("Rounds", fields), Some("rounds"));
+        assert_eq!(closest("rulez", fields), Some("rules"));
+        assert_eq!(closest("xyz", fields), None);
+        assert_eq!(closest("rounds", fields), None);
+        assert_eq!(closest("pgd_at", ["pgd-at", "fast-at"]), Some("pgd-at"));
+        assert_eq!(closest("standart", ["standard", "adversarial"]), Some("standard"));
+        assert_eq!(closest("l3", ["linf", "l2", "l1"]), Some("l2"));
+        assert_eq!(closest("q", ["l2"]), None);
+        assert_eq!(closest("anything", []), None);
+    }
+
+    #[test]
+    fn serde_messages_gain_a_suggestion() {
+        let message = "TOML parse error at line 4, column 1\n  |\n4 | runds = 8\n  | ^^^^^\nunknown field `runds`, expected one of `name`, `seed`, `rounds`";
+        let explained = explain_serde_message(message);
+        assert!(explained.starts_with("TOML parse error at line 4"), "{explained}");
+        assert!(explained.ends_with("`rounds`; did you mean `rounds`?"), "{explained}");
+        assert_eq!(
+            explain_serde_message("unknown variant `mlpp`, expected `mlp` or `cnn`"),
+            "unknown variant `mlpp`, expected `mlp` or `cnn`; did you mean `mlp`?"
+        );
+        assert_eq!(
+            explain_serde_message("unknown variant `zzzz`, expected `mlp` or `cnn`"),
+            "unknown variant `zzzz`, expected `mlp` or `cnn`"
+        );
+        assert_eq!(
+            explain_serde_message("invalid basic string"),
+            "invalid basic string: a string needs its closing quote on the same line"
+        );
+        assert_eq!(
+            explain_serde_message("invalid type: string \"x\", expected usize"),
+            "invalid type: string \"x\", expected a whole number, 0 or more"
+        );
+    }
+}

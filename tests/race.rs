@@ -45,6 +45,15 @@ fn the_default_tournament_shows_the_race() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("default");
     redqueen().args(["run", "--out"]).arg(&out).assert().success();
+    // The reference results in the repository are this run's: never stale.
+    let reference = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/reference/default");
+    for file in ["rounds.jsonl", "summary.json", "gallery.json"] {
+        assert_eq!(
+            common::without_timing(&out.join(file)),
+            common::without_timing(&reference.join(file)),
+            "results/reference/default/{file} is out of date: run results/regenerate"
+        );
+    }
     let rows = rows(&out);
     let of =
         |defender: &str| -> Vec<&serde_json::Value> { rows.iter().filter(|r| r["defender"] == defender).collect() };

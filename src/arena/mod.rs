@@ -203,7 +203,49 @@ pub fn play_to_end(
         };
         defense.update(model.as_mut(), &data, &mut rng("defense", ""));
         let defense_note = defense.note();
+        let diverged = divergence(model.as_ref(), eval_x, dim);
         timing.defense_s = started.elapsed().as_secs_f64();
+        if let Some(reason) = diverged {
+            // A model with non-finite outputs classifies nothing: every
+            // post-round accuracy is 0, and the match ends here.
+            let zero = |labels: Vec<String>| labels.into_iter().map(|l| (l, 0.0)).collect::<BTreeMap<_, _>>();
+            seen.insert(label.clone(), config.clone());
+            let unseen_acc = zero(plan.unseen.iter().map(|c| c.label()).collect());
+            let row = RoundRow {
+                match_id: plan.match_id,
+                attacker: plan.attacker.name.clone(),
+                defender: plan.defender.name.clone(),
+                seed: plan.seed,
+                round,
+                attack: label,
+                zero_day_acc,
+                reward: 1.0 - zero_day_acc,
+                clean_acc: 0.0,
+                seen_acc: zero(seen.keys().cloned().collect()),
+                seen_worst: 0.0,
+                unseen_worst: (!plan.unseen.is_empty()).then_some(0.0),
+                unseen_mean: (!plan.unseen.is_empty()).then_some(0.0),
+                gap: (!plan.unseen.is_empty()).then_some(0.0),
+                unseen_acc,
+                stale_acc: 0.0,
+                stale_inflation: 0.0,
+                wrong_confidence: wrong_conf,
+                perturbation,
+                zero_day_queries,
+                agent_note,
+                defense_note,
+                certified_acc: None,
+                certified_empirical_acc: None,
+                certified_within_empirical: None,
+                diverged: Some(reason),
+                violations: crafted.violations + zero_day.violations,
+                referee_log: crafted.log.into_iter().chain(zero_day.log).collect(),
+                timing,
+            };
+            on_row(&row);
+            rows.push(row);
+            break;
+        }
 
         // 4. Post-round evaluation of the updated model.
         on_phase(round, Phase::Evaluation);
@@ -282,6 +324,7 @@ pub fn play_to_end(
             certified_acc: certified.map(|c| c.0),
             certified_empirical_acc: certified.map(|c| c.1),
             certified_within_empirical: certified.map(|c| c.0 <= c.1),
+            diverged: None,
             violations: crafted.violations + zero_day.violations,
             referee_log: crafted.log.into_iter().chain(zero_day.log).collect(),
             timing,
@@ -290,6 +333,21 @@ pub fn play_to_end(
         rows.push(row);
     }
     (rows, model)
+}
+
+/// Why the model's training diverged, if it did: its outputs on the first
+/// evaluation batch are not all finite (NaN or infinite weights or loss
+/// show up there).
+fn divergence(model: &dyn Model, eval_x: &[f32], dim: usize) -> Option<String> {
+    let n = (eval_x.len() / dim.max(1)).min(EVAL_BATCH);
+    let logits = model.logits(&eval_x[..n * dim]);
+    let bad = logits.iter().filter(|v| !v.is_finite()).count();
+    (bad > 0).then(|| {
+        format!(
+            "the defender's training diverged: {bad} of {} outputs on the evaluation images are NaN or infinite after its update",
+            logits.len()
+        )
+    })
 }
 
 /// For a smoothed defender, with an l2 budget in the rules: its certified

@@ -126,7 +126,9 @@ pub fn check_matrix(file: MatrixFile, cited: &str) -> Result<MatrixFile> {
             file.data.test, file.eval
         )));
     }
-    file.model.validate(28, 28).map_err(|e| err(format!("`model`: {e}")))?;
+    file.model
+        .validate(super::IMAGE_SIZE.0, super::IMAGE_SIZE.1)
+        .map_err(|e| err(format!("`model`: {e}")))?;
     crate::defense::validate_training(
         ("epochs", file.pretrain.epochs),
         file.pretrain.batch,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::{AttackerConfig, PolicyConfig};
 use crate::attack::{AttackConfig, Norm, ThreatModel};
 use crate::defense::{DefenderConfig, DefenseConfig};
-use crate::error::{Error, Result};
+use crate::error::{did_you_mean, Error, Result};
 use crate::model::{Engine, ModelConfig, Sgd};
 
 /// A tournament file as written.
@@ -227,14 +227,59 @@ impl Store {
                     Error::config(
                         cited_from,
                         format!(
-                            "`use = \"{relative}\"`: no such built-in strategy; built in: {}",
-                            known.join(", ")
+                            "`use = \"{relative}\"`: no such built-in strategy; built in: {}{}",
+                            known.join(", "),
+                            did_you_mean(relative, known.iter().copied())
                         ),
                     )
                 }),
             Store::Disk(root) => {
+                // An empty parent (a file in the current folder) means ".".
+                let root = if root.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    root
+                };
                 let path = root.join(rel);
-                let text = std::fs::read_to_string(&path).map_err(|e| {
+                let canonical_root = root.canonicalize().map_err(|e| {
+                    Error::config(
+                        cited_from,
+                        format!(
+                            "`use = \"{relative}\"`: cannot open the strategies folder {}: {e}",
+                            root.display()
+                        ),
+                    )
+                })?;
+                let canonical = path.canonicalize().map_err(|e| {
+                    let known = toml_files_beside(root, rel);
+                    let listing = if known.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; the strategy files there: {}", known.join(", "))
+                    };
+                    Error::config(
+                        cited_from,
+                        format!(
+                            "`use = \"{relative}\"`: cannot read {}: {e}{listing}{}",
+                            path.display(),
+                            did_you_mean(relative, known.iter().map(String::as_str)),
+                        ),
+                    )
+                })?;
+                // A symbolic link inside the strategies folder may not lead
+                // out of it.
+                if !canonical.starts_with(&canonical_root) {
+                    return Err(Error::config(
+                        cited_from,
+                        format!(
+                            "`use = \"{relative}\"`: {} leads to {}, outside the strategies folder {}; strategy files (and any links to them) must stay inside it",
+                            path.display(),
+                            canonical.display(),
+                            canonical_root.display()
+                        ),
+                    ));
+                }
+                let text = std::fs::read_to_string(&canonical).map_err(|e| {
                     Error::config(
                         cited_from,
                         format!("`use = \"{relative}\"`: cannot read {}: {e}", path.display()),
@@ -244,6 +289,23 @@ impl Store {
             }
         }
     }
+}
+
+/// The `.toml` files in the folder `rel` names under `root`, as paths
+/// relative to `root` (for suggestions), sorted.
+fn toml_files_beside(root: &Path, rel: &Path) -> Vec<String> {
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    let Ok(entries) = std::fs::read_dir(root.join(parent)) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|entry| entry.ok())
+        .map(|entry| parent.join(entry.file_name()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .filter_map(|p| p.to_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names
 }
 
 impl TournamentFile {
@@ -301,7 +363,7 @@ impl Plan {
 
 /// Parse a TOML document, naming `file` in the error.
 pub fn parse<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T> {
-    toml::from_str(text).map_err(|e| Error::config(file, e.to_string().trim_end().to_string()))
+    toml::from_str(text).map_err(|e| Error::config(file, crate::error::explain_serde_message(e.to_string().trim_end())))
 }
 
 /// Load and check a tournament file from disk.
@@ -521,7 +583,9 @@ fn validate(
             file.sizes.craft, file.data.train
         ));
     }
-    file.model.validate(28, 28).map_err(|e| format!("`model`: {e}"))?;
+    file.model
+        .validate(IMAGE_SIZE.0, IMAGE_SIZE.1)
+        .map_err(|e| format!("`model`: {e}"))?;
     crate::defense::validate_training(
         ("epochs", file.pretrain.epochs),
         file.pretrain.batch,
@@ -624,16 +688,52 @@ pub(crate) fn check_data(data: &DataConfig) -> std::result::Result<(), String> {
     if !DATASETS.iter().any(|(name, _)| *name == data.dataset) {
         let names: Vec<&str> = DATASETS.iter().map(|(n, _)| *n).collect();
         return Err(format!(
-            "`data.dataset` = {:?} is not a dataset; valid: {}",
+            "`data.dataset` = {:?} is not a dataset; valid: {}{}",
             data.dataset,
-            names.join(", ")
+            names.join(", "),
+            did_you_mean(&data.dataset, names.iter().copied())
         ));
     }
-    if data.dataset == "idx" && data.path.is_none() {
-        return Err("`data.dataset` = \"idx\" needs `data.path`, the folder holding the four IDX files".into());
+    if data.dataset == "idx" {
+        let Some(path) = &data.path else {
+            return Err("`data.dataset` = \"idx\" needs `data.path`, the folder holding the four IDX files".into());
+        };
+        check_idx_folder(path)?;
     }
     if data.train == 0 || data.test == 0 {
         return Err("`data.train` and `data.test` must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// The image size every model takes (MNIST format).
+pub(crate) const IMAGE_SIZE: (usize, usize) = (28, 28);
+
+/// What can be told about an `idx` folder before loading it: that it exists,
+/// and that its images are the size the models take. Everything else
+/// (missing files, wrong magic numbers, truncation) is reported, file by
+/// file, when the data is loaded, before anything is written.
+fn check_idx_folder(path: &Path) -> std::result::Result<(), String> {
+    if !path.is_dir() {
+        return Err(format!(
+            "`data.path` = {:?} is not a folder (a relative path is read from the current folder); it should hold the four MNIST-format IDX files {}",
+            path.display().to_string(),
+            crate::data::idx::IdxFile::ALL
+                .iter()
+                .map(|f| format!("{}[.gz]", f.canonical_name()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    for (file, rows, cols) in crate::data::idx_image_sizes(path) {
+        if (rows, cols) != IMAGE_SIZE {
+            return Err(format!(
+                "`data.path`: {} holds {rows}x{cols} images, but the models take {}x{} images (MNIST format)",
+                file.display(),
+                IMAGE_SIZE.0,
+                IMAGE_SIZE.1
+            ));
+        }
     }
     Ok(())
 }

@@ -281,3 +281,115 @@ fn wrapped_attacks_are_held_to_the_rules_too() {
     });
     assert!(within_rules(&rules, &spatial).unwrap_err().contains("spatial budget"));
 }
+
+#[test]
+fn unknown_names_come_with_the_closest_valid_one() {
+    let e = error_of(&tournament("").replace("rounds = 2", "runds = 2"));
+    assert!(
+        e.contains("unknown field `runds`") && e.contains("did you mean `rounds`?"),
+        "{e}"
+    );
+    let e = error_of(&tournament("").replace("kind = \"mlp\"", "kind = \"MLP\""));
+    assert!(e.contains("did you mean `mlp`?"), "{e}");
+    let e = error_of(&tournament("").replace("\"synthetic-digits\"", "\"mnistt\""));
+    assert!(
+        e.contains("`data.dataset`") && e.contains("did you mean `mnist`?") && e.contains("fashion-mnist"),
+        "{e}"
+    );
+    let e = error_of(&tournament("").replace(
+        "[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }",
+        "[[defenders]]\nuse = \"defenders/pgd_at.toml\"",
+    ));
+    assert!(e.contains("did you mean `defenders/pgd-at.toml`?"), "{e}");
+    // Nothing close: no guess, but the valid names are still listed.
+    let e = error_of(&tournament("").replace("\"synthetic-digits\"", "\"imagenet\""));
+    assert!(!e.contains("did you mean") && e.contains("synthetic-digits"), "{e}");
+}
+
+/// A strategies folder with one defender file, and the tiny tournament
+/// using `defenders/{name}` from it.
+fn check_on_disk(root: &Path, name: &str) -> Result<Plan> {
+    let text = tournament("").replace(
+        "[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }",
+        &format!("[[defenders]]\nuse = \"defenders/{name}\""),
+    );
+    check(parse(&text, "t.toml")?, "t.toml", &Store::Disk(root.to_path_buf()))
+}
+
+#[test]
+fn links_may_not_lead_out_of_the_strategies_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("strategies");
+    std::fs::create_dir_all(root.join("defenders")).unwrap();
+    let defender = "name = \"d\"\nstrategy = { kind = \"standard\" }\n";
+    std::fs::write(root.join("defenders/standard.toml"), defender).unwrap();
+    std::fs::write(dir.path().join("outside.toml"), defender).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("outside.toml"), root.join("defenders/evil.toml")).unwrap();
+    // A link that stays inside is fine.
+    std::os::unix::fs::symlink(root.join("defenders/standard.toml"), root.join("defenders/alias.toml")).unwrap();
+    assert!(check_on_disk(&root, "standard.toml").is_ok());
+    assert!(check_on_disk(&root, "alias.toml").is_ok());
+    let e = check_on_disk(&root, "evil.toml").unwrap_err().to_string();
+    assert!(
+        e.contains("outside the strategies folder") && e.contains("outside.toml") && e.contains("t.toml"),
+        "{e}"
+    );
+    // A whole subfolder linked from elsewhere leads out too.
+    std::fs::create_dir_all(dir.path().join("elsewhere")).unwrap();
+    std::fs::write(dir.path().join("elsewhere/x.toml"), defender).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("elsewhere"), root.join("defenders/sub")).unwrap();
+    let e = check_on_disk(&root, "sub/x.toml").unwrap_err().to_string();
+    assert!(e.contains("outside the strategies folder"), "{e}");
+    // A missing file: the folder's files are listed, the closest suggested.
+    let e = check_on_disk(&root, "standrd.toml").unwrap_err().to_string();
+    assert!(
+        e.contains("did you mean `defenders/standard.toml`?") && e.contains("defenders/alias.toml"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_tournament_in_the_current_folder_reads_strategies_from_it() {
+    // `Store::for_file("t.toml")` is the folder "" (the current one: the
+    // crate root when tests run).
+    let store = Store::for_file(Path::new("t.toml"));
+    let text = tournament("").replace(
+        "[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }",
+        "[[defenders]]\nuse = \"strategies/defenders/standard.toml\"",
+    );
+    let plan = check(parse(&text, "t.toml").unwrap(), "t.toml", &store).unwrap();
+    assert_eq!(plan.defenders[0].strategy.kind(), "standard");
+}
+
+#[test]
+fn an_idx_folder_must_exist_and_hold_images_the_models_take() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_path = |path: &Path| {
+        tournament("").replace(
+            "dataset = \"synthetic-digits\"",
+            &format!("dataset = \"idx\"\npath = {:?}", path.display().to_string()),
+        )
+    };
+    let missing = dir.path().join("nowhere");
+    let e = error_of(&with_path(&missing));
+    assert!(
+        e.contains("`data.path`") && e.contains("nowhere") && e.contains("train-images-idx3-ubyte"),
+        "{e}"
+    );
+    let header = |rows: u32, cols: u32| -> Vec<u8> {
+        [crate::data::idx::IMAGES_MAGIC, 1, rows, cols]
+            .iter()
+            .flat_map(|w| w.to_be_bytes())
+            .chain(std::iter::repeat_n(0u8, (rows * cols) as usize))
+            .collect()
+    };
+    std::fs::write(dir.path().join("train-images-idx3-ubyte"), header(32, 32)).unwrap();
+    let e = error_of(&with_path(dir.path()));
+    assert!(
+        e.contains("`data.path`") && e.contains("32x32") && e.contains("28x28") && e.contains("train-images"),
+        "{e}"
+    );
+    // 28x28 passes the check; what else is wrong is the loader's to say.
+    std::fs::write(dir.path().join("train-images-idx3-ubyte"), header(28, 28)).unwrap();
+    assert!(check_text(&with_path(dir.path())).is_ok());
+}

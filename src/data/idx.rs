@@ -198,7 +198,10 @@ pub enum DataError {
         hint: String,
     },
 
-    #[error("dataset {dataset}: asked for {asked} {split} images, only {available} available")]
+    #[error(
+        "dataset {dataset}: `data.{split}` = {asked}, but its {split} split has only {available} images; \
+         set `data.{split}` to at most {available}"
+    )]
     NotEnoughImages {
         dataset: String,
         split: &'static str,

@@ -10,6 +10,9 @@ pub mod synthetic;
 pub use idx::{load_idx_dir, resolve_named, DataError};
 pub use synthetic::synthetic_digits;
 
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
 use crate::rng::{fnv1a, FNV_OFFSET};
 
 /// One split of a dataset: images as f32 in [0,1], row-major, `rows*cols` per image.
@@ -146,6 +149,39 @@ impl Dataset {
     }
 }
 
+/// The image size (rows, cols) in the headers of an IDX folder's train and
+/// test images files, read from their first 16 bytes (gunzipping only
+/// those), for each file that is present and starts like an images file.
+/// Files that are missing or malformed are left out: loading reports them.
+pub fn idx_image_sizes(dir: &Path) -> Vec<(PathBuf, usize, usize)> {
+    [idx::IdxFile::TrainImages, idx::IdxFile::TestImages]
+        .into_iter()
+        .filter_map(|which| idx::find_idx_file(dir, which).ok())
+        .filter_map(|path| {
+            let (rows, cols) = peek_image_size(&path)?;
+            Some((path, rows, cols))
+        })
+        .collect()
+}
+
+fn peek_image_size(path: &Path) -> Option<(usize, usize)> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut head = [0u8; 16];
+    let mut start = [0u8; 2];
+    file.read_exact(&mut start).ok()?;
+    let mut reader: Box<dyn Read> = if start == [0x1f, 0x8b] {
+        Box::new(flate2::read::MultiGzDecoder::new(std::io::Read::chain(
+            &start[..],
+            file,
+        )))
+    } else {
+        Box::new(std::io::Read::chain(&start[..], file))
+    };
+    reader.read_exact(&mut head).ok()?;
+    let word = |at: usize| u32::from_be_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]) as usize;
+    (word(0) == idx::IMAGES_MAGIC as usize).then(|| (word(8), word(12)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +246,32 @@ mod tests {
             d.truncate(7, 0),
             Err(DataError::NotEnoughImages { split: "train", .. })
         ));
+    }
+
+    #[test]
+    fn image_sizes_are_read_from_raw_and_gzipped_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = |n: u32, rows: u32, cols: u32| -> Vec<u8> {
+            [idx::IMAGES_MAGIC, n, rows, cols]
+                .iter()
+                .flat_map(|w| w.to_be_bytes())
+                .chain(std::iter::repeat_n(0u8, (n * rows * cols) as usize))
+                .collect()
+        };
+        // Nothing there: nothing to tell.
+        assert!(idx_image_sizes(dir.path()).is_empty());
+        std::fs::write(dir.path().join("train-images-idx3-ubyte"), header(2, 32, 30)).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &header(1, 28, 28)).unwrap();
+        std::fs::write(dir.path().join("t10k-images-idx3-ubyte.gz"), gz.finish().unwrap()).unwrap();
+        let sizes = idx_image_sizes(dir.path());
+        assert_eq!(sizes.len(), 2, "{sizes:?}");
+        assert_eq!((sizes[0].1, sizes[0].2), (32, 30));
+        assert!(sizes[0].0.ends_with("train-images-idx3-ubyte"));
+        assert_eq!((sizes[1].1, sizes[1].2), (28, 28));
+        // A wrong magic number or a short file is left to the loader.
+        std::fs::write(dir.path().join("train-images-idx3-ubyte"), [0u8, 0, 8, 1, 0]).unwrap();
+        assert_eq!(idx_image_sizes(dir.path()).len(), 1);
     }
 
     #[test]

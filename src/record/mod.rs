@@ -67,6 +67,11 @@ pub struct RoundRow {
     /// ...and the sanity check that the first never exceeds the second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certified_within_empirical: Option<bool>,
+    /// Set when the defender's training diverged this round (non-finite
+    /// outputs after its update): the reason. The model then classifies
+    /// nothing, so the post-round accuracies are 0, and the match ends here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged: Option<String>,
     /// Examples the referee rejected this round (counted as failures).
     pub violations: usize,
     /// What the referee rejected, for the first few violations.
@@ -101,6 +106,15 @@ pub struct MatchSummary {
     pub final_stale_inflation: f64,
     /// How often each attack was picked.
     pub picks: BTreeMap<String, usize>,
+    /// When the defender's training diverged: the round and the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged: Option<Diverged>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Diverged {
+    pub round: usize,
+    pub reason: String,
 }
 
 /// A defender's aggregates over its matches (means).
@@ -128,6 +142,13 @@ pub struct DefenderSummary {
     /// Bradley-Terry rating from every match record (Elo scale, mean 1500
     /// over attackers and defenders together).
     pub rating: f64,
+    /// Matches in which this defender's training diverged.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub diverged_matches: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// An attacker's aggregates over its matches.
@@ -215,6 +236,25 @@ pub struct Manifest {
     pub started: String,
     pub finished: Option<String>,
     pub status: Status,
+    /// Set for one part of a sharded run (`run --shard K/N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+}
+
+/// Part `index` (1-based) of `count` disjoint parts of a tournament's matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// Whether the `position`-th match (0-based, in canonical order: seed,
+    /// then match id) belongs to this part: round-robin, so every part gets
+    /// a mix of cheap and costly matches.
+    pub fn owns(&self, position: usize) -> bool {
+        position % self.count == self.index - 1
+    }
 }
 
 /// One adversarial example for the report's gallery (`gallery.json`).
@@ -298,6 +338,13 @@ pub struct RowLog {
 
 impl RowLog {
     pub fn open(path: &Path) -> io::Result<RowLog> {
+        // Never append through a link planted in the run folder.
+        if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(io::Error::other(format!(
+                "{} is a symbolic link; redqueen writes only real files inside the run folder",
+                path.display()
+            )));
+        }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(RowLog { file })
     }

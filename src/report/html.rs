@@ -22,9 +22,13 @@ fn plot_error(what: &str) -> impl FnOnce(plots::PlotError) -> Error + '_ {
 }
 
 /// A file name from an agent's name: letters, digits, '-' and '_' only, so
-/// no name can reach outside `plots/`.
+/// no name can reach outside `plots/`. A name that had to change (or is
+/// long) gets a hash of the whole name, so that two names never share a file.
 pub fn file_stem(name: &str) -> String {
-    name.chars()
+    const LONGEST: usize = 64;
+    let safe: String = name
+        .chars()
+        .take(LONGEST)
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
                 c
@@ -32,7 +36,12 @@ pub fn file_stem(name: &str) -> String {
                 '_'
             }
         })
-        .collect()
+        .collect();
+    if safe == name && !name.is_empty() {
+        return safe;
+    }
+    let hash = crate::rng::fnv1a(name.as_bytes(), crate::rng::FNV_OFFSET);
+    format!("{safe}-{:08x}", hash as u32)
 }
 
 /// Per defender, per round: the mean over its matches (attackers and
@@ -289,6 +298,13 @@ pub fn page(run: &Run, plots: &[Plot]) -> String {
             ],
             rows,
         ));
+        let diverged = super::diverged_lines(s);
+        if !diverged.is_empty() {
+            body.push_str(&format!(
+                "<p class=\"diverged\">{}</p>",
+                escape(&diverged).replace('\n', "<br>")
+            ));
+        }
         body.push_str("<h2>Attackers</h2>");
         let rows = s
             .attackers
@@ -354,4 +370,30 @@ pub fn page(run: &Run, plots: &[Plot]) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>redqueen: {}</title><style>{STYLE}</style></head><body>{body}</body></html>\n",
         escape(&m.name)
     )
+}
+
+#[cfg(test)]
+mod file_stem_tests {
+    use super::file_stem;
+
+    #[test]
+    fn stems_stay_in_the_folder_and_never_collide() {
+        assert_eq!(file_stem("pgd-at_2"), "pgd-at_2");
+        for name in ["..", "../x", "/etc/passwd", "a/../../b", "\\..\\x", "", "é"] {
+            let stem = file_stem(name);
+            assert!(
+                !stem.is_empty() && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                "{name:?} -> {stem:?}"
+            );
+            assert!(!stem.contains(".."), "{name:?} -> {stem:?}");
+        }
+        assert!(file_stem("..").starts_with("__-"));
+        // Names that sanitize alike still get their own files.
+        assert_ne!(file_stem("a b"), file_stem("a_b"));
+        assert_ne!(file_stem("a b"), file_stem("a.b"));
+        assert_ne!(file_stem(&"x".repeat(100)), file_stem(&"x".repeat(101)));
+        assert!(file_stem(&"x".repeat(1000)).len() < 80);
+        // Pure: the same name, the same stem.
+        assert_eq!(file_stem("a b"), file_stem("a b"));
+    }
 }

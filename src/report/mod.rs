@@ -125,14 +125,31 @@ pub fn leaderboards(summary: &Summary) -> String {
         .map(|a| (a.attacker.clone(), a.not_separable_from.clone()))
         .collect();
     format!(
-        "Defenders, ranked by robustness to unseen attacks (AURC unseen; final-round accuracies, mean over attackers{})\n{}\n{}\nAttackers, ranked by mean reward (1 - zero-day accuracy)\n{}\n{}\n{}",
+        "Defenders, ranked by robustness to unseen attacks (AURC unseen; final-round accuracies, mean over attackers{})\n{}\n{}{}\nAttackers, ranked by mean reward (1 - zero-day accuracy)\n{}\n{}\n{}",
         if seeds > 1 { " and seeds" } else { "" },
         render(defenders),
         ties(&defender_ties, seeds),
+        diverged_lines(summary),
         render(attackers),
         ties(&attacker_ties, seeds),
         game_table(summary),
     )
+}
+
+/// One line per match whose defender's training diverged.
+pub fn diverged_lines(summary: &Summary) -> String {
+    summary
+        .matches
+        .iter()
+        .filter_map(|m| {
+            m.diverged.as_ref().map(|d| {
+                format!(
+                    "Diverged: {} against {} (seed {}) at round {}, so the match ended there: {}\n",
+                    m.defender, m.attacker, m.seed, d.round, d.reason
+                )
+            })
+        })
+        .collect()
 }
 
 /// The payoff matrix with the equilibrium's mixed strategies in the margins.

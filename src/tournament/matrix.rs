@@ -101,6 +101,7 @@ pub async fn run(file: MatrixFile, options: RunOptions, cancel: Arc<AtomicBool>)
         started: record::now_rfc3339(),
         finished: None,
         status: Status::Partial,
+        shard: None,
     };
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
 

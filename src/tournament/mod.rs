@@ -5,6 +5,7 @@ pub mod game;
 pub mod matrix;
 pub mod summary;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,7 +18,7 @@ use crate::defense::train_epochs;
 use crate::error::{Error, Result};
 use crate::model::{kernels, Classifier, Engine, ModelConfig};
 use crate::path;
-use crate::record::{self, Manifest, RoundRow, RowLog, RunFiles, RunTiming, Status, Summary, SCHEMA_VERSION};
+use crate::record::{self, Manifest, RoundRow, RowLog, RunFiles, RunTiming, Shard, Status, Summary, SCHEMA_VERSION};
 use crate::rng::{derived_seed, stream};
 
 /// What a tournament reports while it runs (progress bars live above).
@@ -42,6 +43,33 @@ pub struct RunOptions {
     /// Threads per model's matrix multiplies (default: the cores left per
     /// concurrent match).
     pub threads: Option<usize>,
+    /// Continue the partial run in `out` (its configuration was checked to
+    /// be this plan's): completed matches are kept, the rest are played.
+    pub resume: bool,
+    /// Play only this part of the matches.
+    pub shard: Option<Shard>,
+}
+
+/// The (seed, match id) pairs whose every round is in `rows` (or whose
+/// defender diverged, which ends a match early).
+pub fn completed_matches(rows: &[RoundRow], rounds: usize) -> BTreeSet<(u64, usize)> {
+    let mut by_match: BTreeMap<(u64, usize), BTreeSet<usize>> = BTreeMap::new();
+    let mut diverged = BTreeSet::new();
+    for r in rows {
+        by_match.entry((r.seed, r.match_id)).or_default().insert(r.round);
+        if r.diverged.is_some() {
+            diverged.insert((r.seed, r.match_id));
+        }
+    }
+    by_match
+        .into_iter()
+        .filter(|(key, played)| {
+            let until = played.iter().max().copied().unwrap_or(0);
+            let contiguous = played.len() == until && played.iter().copied().eq(1..=until);
+            contiguous && (until == rounds || diverged.contains(key))
+        })
+        .map(|(key, _)| key)
+        .collect()
 }
 
 /// Load the dataset a `[data]` table names, cut to its sizes (synthetic
@@ -135,10 +163,18 @@ pub(crate) fn prepare_output(out: &Path, force: bool) -> Result<()> {
         }
         for name in RUN_FILES {
             let path = out.join(name);
-            if path.exists() {
+            // symlink_metadata: a link is removed itself, never followed.
+            if std::fs::symlink_metadata(&path).is_ok() {
                 std::fs::remove_file(&path).map_err(Error::io(format!("removing {}", path.display())))?;
             }
         }
+        let plots = out.join("plots");
+        match std::fs::symlink_metadata(&plots) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&plots),
+            Ok(_) => std::fs::remove_file(&plots),
+            Err(_) => Ok(()),
+        }
+        .map_err(Error::io(format!("removing {}", plots.display())))?;
     }
     std::fs::create_dir_all(out)
         .map_err(|e| Error::Usage(format!("--out {}: cannot create the folder: {e}", out.display())))
@@ -151,6 +187,24 @@ struct Replicate {
     dataset: Dataset,
     eval: Split,
     pretrained: Box<dyn Classifier>,
+}
+
+/// The manifest of a run folder, or a clear error when the folder is not a
+/// redqueen run.
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path).map_err(|_| {
+        Error::Usage(format!(
+            "{}: not a redqueen run folder (no readable manifest.json); give a folder written by `redqueen run`",
+            dir.display()
+        ))
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::Usage(format!(
+            "{}: not a redqueen run folder (manifest.json does not parse: {e})",
+            dir.display()
+        ))
+    })
 }
 
 /// Run every match of `plan`, once per seed, writing the run folder. Bad
@@ -171,11 +225,41 @@ pub async fn run(
             .await
             .expect("dataset loading does not panic")?
     };
-    prepare_output(&options.out, options.force)?;
     let files = RunFiles {
         dir: options.out.clone(),
     };
     let io = |what: &Path| Error::io(format!("writing {}", what.display()));
+    // On resume: keep the rows of every completed match (a match cut short
+    // is replayed from its start, which gives the same rows again).
+    let mut kept: Vec<RoundRow> = Vec::new();
+    let mut started_at = record::now_rfc3339();
+    if options.resume {
+        let previous = read_manifest(&options.out)?;
+        if previous.shard != options.shard {
+            return Err(Error::Usage(format!(
+                "{} was run with --shard {}; resume it with the same --shard",
+                options.out.display(),
+                previous
+                    .shard
+                    .map(|s| format!("{}/{}", s.index, s.count))
+                    .unwrap_or_else(|| "(none)".into())
+            )));
+        }
+        started_at = previous.started;
+        let rows = if files.rounds().exists() {
+            record::read_rows(&files.rounds()).map_err(Error::io(format!("reading {}", files.rounds().display())))?
+        } else {
+            Vec::new()
+        };
+        let done = completed_matches(&rows, file.rounds);
+        kept = rows
+            .into_iter()
+            .filter(|r| done.contains(&(r.seed, r.match_id)))
+            .collect();
+        record::write_rows_sorted(&files.rounds(), &mut kept).map_err(io(&files.rounds()))?;
+    } else {
+        prepare_output(&options.out, options.force)?;
+    }
     record::write_atomic(&files.config(), plan.to_toml().as_bytes()).map_err(io(&files.config()))?;
     let mut manifest = Manifest {
         schema_version: SCHEMA_VERSION,
@@ -184,9 +268,10 @@ pub async fn run(
         seed: file.seed,
         dataset: first_dataset.name.clone(),
         dataset_fingerprint: first_dataset.fingerprint.clone(),
-        started: record::now_rfc3339(),
+        started: started_at,
         finished: None,
         status: Status::Partial,
+        shard: options.shard,
     };
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
 
@@ -245,8 +330,15 @@ pub async fn run(
     // Costliest first, so that no long match starts last (the order of
     // execution does not change any result).
     let per_seed = plan.matches();
+    let done = completed_matches(&kept, file.rounds);
     let mut order: Vec<(usize, crate::config::MatchRef)> = (0..replicates.len())
         .flat_map(|s| per_seed.iter().map(move |&m| (s, m)))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .enumerate()
+        .filter(|(position, _)| options.shard.is_none_or(|shard| shard.owns(*position)))
+        .map(|(_, sm)| sm)
+        .filter(|(s, m)| !done.contains(&(seeds[*s], m.id)))
         .collect();
     order.sort_by_key(|(_, m)| std::cmp::Reverse(plan.defenders[m.defender].strategy.work_per_round(file.sizes.craft)));
     for (s, m) in order {
@@ -295,7 +387,7 @@ pub async fn run(
             rows
         }));
     }
-    let mut rows: Vec<RoundRow> = Vec::new();
+    let mut rows: Vec<RoundRow> = kept;
     for handle in handles {
         // A panicking match is a bug; report it as an error (exit 1), with
         // the manifest left `partial`, rather than unwinding through here.
@@ -318,7 +410,8 @@ pub async fn run(
     // The gallery: a few of the tournament's attacks against the first
     // seed's pretrained (undefended) model.
     let interrupted = cancel.load(Ordering::SeqCst);
-    if !interrupted {
+    // A sharded run's gallery comes from its first part (merge copies it).
+    if !interrupted && options.shard.is_none_or(|s| s.index == 1) {
         let (plan, replicate) = (plan.clone(), replicates[0].clone());
         let items = tokio::task::spawn_blocking(move || {
             arena::gallery::gallery(
@@ -365,4 +458,131 @@ fn gallery_attacks(plan: &Plan) -> Vec<crate::attack::AttackConfig> {
         }
     }
     attacks
+}
+
+/// Combine the parts of a sharded run (`run --shard K/N`, K = 1..N) into one
+/// run folder whose files equal a single-machine run's, apart from timing.
+pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> Result<Summary> {
+    struct Part {
+        dir: PathBuf,
+        manifest: Manifest,
+        shard: Shard,
+        config: String,
+    }
+    let mut parts = Vec::new();
+    for dir in dirs {
+        let manifest = read_manifest(dir)?;
+        let shard = manifest.shard.ok_or_else(|| {
+            Error::Usage(format!(
+                "{}: not a shard (it was not run with --shard K/N); merge combines the parts of one sharded run",
+                dir.display()
+            ))
+        })?;
+        if manifest.status != Status::Complete {
+            return Err(Error::Usage(format!(
+                "{}: shard {}/{} is partial; finish it first with `redqueen run --resume {} --shard {}/{}`",
+                dir.display(),
+                shard.index,
+                shard.count,
+                dir.display(),
+                shard.index,
+                shard.count
+            )));
+        }
+        let config_path = dir.join("config.toml");
+        let config = std::fs::read_to_string(&config_path)
+            .map_err(|e| Error::Usage(format!("{}: cannot read it: {e}", config_path.display())))?;
+        parts.push(Part {
+            dir: dir.clone(),
+            manifest,
+            shard,
+            config,
+        });
+    }
+    if parts.is_empty() {
+        return Err(Error::Usage(
+            "merge needs the folders of every part of a sharded run".into(),
+        ));
+    }
+    parts.sort_by_key(|p| p.shard.index);
+    let count = parts[0].shard.count;
+    for p in &parts[1..] {
+        if p.config != parts[0].config {
+            return Err(Error::Usage(format!(
+                "{} and {}: the parts were run with different configurations (config.toml differs)",
+                parts[0].dir.display(),
+                p.dir.display()
+            )));
+        }
+    }
+    let indices: Vec<usize> = parts.iter().map(|p| p.shard.index).collect();
+    if parts.iter().any(|p| p.shard.count != count) || indices != (1..=count).collect::<Vec<_>>() {
+        return Err(Error::Usage(format!(
+            "merge needs every part 1..{count} exactly once; got parts {}",
+            parts
+                .iter()
+                .map(|p| format!("{}/{}", p.shard.index, p.shard.count))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let cited = parts[0].dir.join("config.toml").display().to_string();
+    let plan = crate::config::check(
+        crate::config::parse(&parts[0].config, &cited)?,
+        &cited,
+        &crate::config::Store::Builtin,
+    )?;
+    let seeds = plan.file.seed_list();
+    let mut rows = Vec::new();
+    let mut timing = RunTiming::default();
+    for p in &parts {
+        let path = p.dir.join("rounds.jsonl");
+        rows.extend(record::read_rows(&path).map_err(Error::io(format!("reading {}", path.display())))?);
+        if let Ok(text) = std::fs::read_to_string(p.dir.join("summary.json")) {
+            if let Ok(summary) = serde_json::from_str::<Summary>(&text) {
+                timing.pretrain_s += summary.timing.pretrain_s;
+                timing.matches_s += summary.timing.matches_s;
+                timing.total_s += summary.timing.total_s;
+            }
+        }
+    }
+    let expected = seeds.len() * plan.matches().len();
+    let done = completed_matches(&rows, plan.file.rounds);
+    if done.len() != expected {
+        return Err(Error::Usage(format!(
+            "the parts hold {} of the {expected} matches complete; resume the parts that are missing matches",
+            done.len()
+        )));
+    }
+
+    prepare_output(out, force)?;
+    let files = RunFiles { dir: out.to_path_buf() };
+    let io = |what: &Path| Error::io(format!("writing {}", what.display()));
+    record::write_atomic(&files.config(), parts[0].config.as_bytes()).map_err(io(&files.config()))?;
+    record::write_rows_sorted(&files.rounds(), &mut rows).map_err(io(&files.rounds()))?;
+    let gallery = parts[0].dir.join("gallery.json");
+    if gallery.exists() {
+        std::fs::copy(&gallery, files.gallery()).map_err(io(&files.gallery()))?;
+    }
+    let summary = summary::summarize(&plan.file.name, &seeds, &rows, timing);
+    record::write_json(&files.summary(), &summary).map_err(io(&files.summary()))?;
+    let first = &parts[0].manifest;
+    let manifest = Manifest {
+        schema_version: SCHEMA_VERSION,
+        redqueen_version: env!("CARGO_PKG_VERSION").to_string(),
+        name: first.name.clone(),
+        seed: first.seed,
+        dataset: first.dataset.clone(),
+        dataset_fingerprint: first.dataset_fingerprint.clone(),
+        started: parts
+            .iter()
+            .map(|p| p.manifest.started.clone())
+            .min()
+            .unwrap_or_default(),
+        finished: Some(record::now_rfc3339()),
+        status: Status::Complete,
+        shard: None,
+    };
+    record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
+    Ok(summary)
 }

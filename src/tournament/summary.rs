@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use super::game::{bradley_terry, mean_ci95, separable, solve_zero_sum};
 use crate::arena::metrics::mean;
 use crate::record::{
-    AttackerSummary, DefenderSummary, Equilibrium, MatchSummary, Payoff, RoundRow, RunTiming, Summary, Weight,
-    SCHEMA_VERSION,
+    AttackerSummary, DefenderSummary, Diverged, Equilibrium, MatchSummary, Payoff, RoundRow, RunTiming, Summary,
+    Weight, SCHEMA_VERSION,
 };
 
 /// Summarize one match from its rows (in round order).
@@ -18,7 +18,14 @@ pub fn match_summary(rows: &[RoundRow]) -> Option<MatchSummary> {
     for r in rows {
         *picks.entry(r.attack.clone()).or_insert(0) += 1;
     }
+    let diverged = rows.iter().find_map(|r| {
+        r.diverged.as_ref().map(|reason| Diverged {
+            round: r.round,
+            reason: reason.clone(),
+        })
+    });
     Some(MatchSummary {
+        diverged,
         match_id: last.match_id,
         seed: last.seed,
         attacker: last.attacker.clone(),
@@ -137,6 +144,7 @@ pub fn summarize(name: &str, seeds: &[u64], rows: &[RoundRow], timing: RunTiming
                 aurc_seen_ci95: ci_over_seeds(&ms, seeds, |m| Some(m.aurc_seen)),
                 not_separable_from: Vec::new(),
                 rating: ratings[player(name, false)],
+                diverged_matches: ms.iter().filter(|m| m.diverged.is_some()).count(),
             }
         })
         .collect();

@@ -93,3 +93,26 @@ steps = 5
     std::fs::write(&path, text).expect("writable temp dir");
     path
 }
+
+/// Writes an MNIST-format IDX folder (the four raw files) with `train` and
+/// `test` images of `rows` x `cols` into `dir`: deterministic pixels and
+/// labels cycling through 0..10. Returns `dir`.
+pub fn write_idx_dataset(dir: &Path, train: usize, test: usize, rows: usize, cols: usize) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("writable temp dir");
+    let be = |n: usize| (n as u32).to_be_bytes();
+    for (prefix, n) in [("train", train), ("t10k", test)] {
+        let mut images = Vec::with_capacity(16 + n * rows * cols);
+        images.extend_from_slice(&0x0803u32.to_be_bytes());
+        for word in [n, rows, cols] {
+            images.extend_from_slice(&be(word));
+        }
+        images.extend((0..n * rows * cols).map(|i| (i * 37 % 256) as u8));
+        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).expect("writable temp dir");
+        let mut labels = Vec::with_capacity(8 + n);
+        labels.extend_from_slice(&0x0801u32.to_be_bytes());
+        labels.extend_from_slice(&be(n));
+        labels.extend((0..n).map(|i| (i % 10) as u8));
+        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).expect("writable temp dir");
+    }
+    dir.to_path_buf()
+}

@@ -1,0 +1,721 @@
+//! Bad input, one row per case: every row exits with code 2 and a message
+//! that names the file or flag, the line or key, and what would be valid;
+//! nothing panics; and no half-written results folder is left behind.
+//! Also: no name, include or planted link makes redqueen read or write
+//! outside the folders it means to.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::{redqueen, strategies, tiny_tournament, write_idx_dataset};
+
+/// The tiny tournament's one defender.
+const DEFENDER: &str = "[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }";
+/// The tiny tournament's first attacker's repertoire (its eps is the rules' linf budget).
+const FIXED_REPERTOIRE: &str = "repertoire = [{ family = \"pgd\", eps = 0.1, steps = 5 }]\n\n[[attackers]]";
+/// Where every row points `--out` (unless the row is about `--out`).
+const OUT: &str = "out";
+
+/// What a row must leave at its output path.
+#[derive(Clone, Copy, Debug)]
+enum Out {
+    /// Nothing: no folder was created.
+    Absent,
+    /// Exactly what was there before the run (files and contents).
+    Untouched,
+}
+
+struct Case {
+    /// What is wrong.
+    name: &'static str,
+    /// Writes the row's files into the (empty) temporary folder the command
+    /// runs in, and returns the command's arguments.
+    setup: fn(&Path) -> Vec<String>,
+    /// Substrings stderr must hold: the file or flag, the line or key, and
+    /// what would be valid.
+    stderr: &'static [&'static str],
+    /// The output path the row watches (relative to the temporary folder).
+    out: &'static str,
+    expect_out: Out,
+    /// A row that cannot pass yet, and why. It still runs: the test says
+    /// when it starts passing, so that the skip can be removed.
+    skip: Option<&'static str>,
+}
+
+/// `tiny.toml` (the tiny tournament with one standard defender) with each
+/// `from` replaced once by its `to`; every `from` must occur, so that a row
+/// cannot silently test an unbroken file.
+fn tiny_with(dir: &Path, edits: &[(&str, &str)]) -> String {
+    let path = tiny_tournament(dir, DEFENDER);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in edits {
+        assert!(text.contains(from), "the tiny tournament lacks {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    std::fs::write(&path, text).unwrap();
+    "tiny.toml".to_string()
+}
+
+/// `redqueen run FILE --out out`.
+fn run(file: String) -> Vec<String> {
+    vec!["run".into(), file, "--out".into(), OUT.into()]
+}
+
+/// A `strategies/` folder (the repository's attackers and defenders) with
+/// the tiny tournament, edited, in `strategies/tournaments/tiny.toml`.
+fn in_strategies(dir: &Path, edits: &[(&str, &str)]) -> String {
+    let root = dir.join("strategies");
+    for sub in ["attackers", "defenders"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+        for entry in std::fs::read_dir(strategies().join(sub)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), root.join(sub).join(entry.file_name())).unwrap();
+        }
+    }
+    std::fs::create_dir_all(root.join("tournaments")).unwrap();
+    tiny_with(dir, edits);
+    std::fs::rename(dir.join("tiny.toml"), root.join("tournaments/tiny.toml")).unwrap();
+    "strategies/tournaments/tiny.toml".to_string()
+}
+
+/// The tiny tournament on an IDX folder `data/` of `train` and `test`
+/// images of `rows` x `cols`, after `tamper` has had its way with the folder.
+fn on_idx(dir: &Path, (train, test): (usize, usize), (rows, cols): (usize, usize), tamper: fn(&Path)) -> Vec<String> {
+    let data = write_idx_dataset(&dir.join("data"), train, test, rows, cols);
+    tamper(&data);
+    run(tiny_with(
+        dir,
+        &[("dataset = \"synthetic-digits\"", "dataset = \"idx\"\npath = \"data\"")],
+    ))
+}
+
+/// The tiny tournament's `use`-free defender replaced by `use = "{to}"`, in a strategies folder.
+fn defender_use(dir: &Path, to: &str) -> Vec<String> {
+    let edit = format!("[[defenders]]\nuse = \"{to}\"");
+    run(in_strategies(dir, &[(DEFENDER, &edit)]))
+}
+
+const CASES: &[Case] = &[
+    // ---- the tournament file ----
+    Case {
+        name: "a tournament file that does not exist",
+        setup: |_| run("no-such-file.toml".into()),
+        stderr: &["no-such-file.toml", "cannot read"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "malformed TOML (an unterminated string)",
+        setup: |dir| run(tiny_with(dir, &[("name = \"tiny\"", "name = \"tiny")])),
+        stderr: &["tiny.toml", "line 2", "invalid basic string", "closing quote"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an unknown key (suggests the closest)",
+        setup: |dir| run(tiny_with(dir, &[("rounds = 2", "runds = 2")])),
+        stderr: &["tiny.toml", "line 4", "unknown field `runds`", "did you mean `rounds`?"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an unknown key in a table (suggests the closest)",
+        setup: |dir| run(tiny_with(dir, &[("craft = 48", "crafts = 48")])),
+        stderr: &[
+            "tiny.toml",
+            "line 13",
+            "unknown field `crafts`",
+            "did you mean `craft`?",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "a missing key",
+        setup: |dir| run(tiny_with(dir, &[("rounds = 2\n", "")])),
+        stderr: &["tiny.toml", "missing field `rounds`"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "a wrong type (a string for a count)",
+        setup: |dir| run(tiny_with(dir, &[("rounds = 2", "rounds = \"two\"")])),
+        stderr: &["tiny.toml", "line 4", "rounds = \"two\"", "expected a whole number"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "a wrong type (a string for a budget)",
+        setup: |dir| run(tiny_with(dir, &[("linf = 0.1", "linf = \"0.1\"")])),
+        stderr: &["tiny.toml", "line 23", "linf = \"0.1\"", "expected a number"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    // ---- unknown names ----
+    Case {
+        name: "an unknown attack family (suggests)",
+        setup: |dir| run(tiny_with(dir, &[("family = \"fgsm\"", "family = \"fgsn\"")])),
+        stderr: &[
+            "tiny.toml",
+            "line 34",
+            "unknown variant `fgsn`",
+            "did you mean `fgsm`?",
+            "`pgd`",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an unknown threat model (suggests)",
+        setup: |dir| run(tiny_with(dir, &[("norm = \"l2\"", "norm = \"l3\"")])),
+        stderr: &[
+            "tiny.toml",
+            "line",
+            "unknown variant `l3`",
+            "did you mean `l2`?",
+            "`linf`",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an unknown defense kind (suggests)",
+        setup: |dir| run(tiny_with(dir, &[("kind = \"standard\"", "kind = \"standart\"")])),
+        stderr: &[
+            "tiny.toml",
+            "line 38",
+            "unknown variant `standart`",
+            "did you mean `standard`?",
+            "`pgd-at`",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an unknown attacker policy kind (suggests)",
+        setup: |dir| run(tiny_with(dir, &[("kind = \"bandit\"", "kind = \"bandid\"")])),
+        stderr: &[
+            "tiny.toml",
+            "line 33",
+            "unknown variant `bandid`",
+            "did you mean `bandit`?",
+            "`fixed`",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an unknown model kind (suggests)",
+        setup: |dir| run(tiny_with(dir, &[("kind = \"mlp\"", "kind = \"mpl\"")])),
+        stderr: &[
+            "tiny.toml",
+            "line 16",
+            "unknown variant `mpl`",
+            "did you mean `mlp`?",
+            "`cnn`",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an unknown dataset (suggests)",
+        setup: |dir| run(tiny_with(dir, &[("\"synthetic-digits\"", "\"synthetic-digit\"")])),
+        stderr: &[
+            "tiny.toml",
+            "`data.dataset`",
+            "did you mean `synthetic-digits`?",
+            "fashion-mnist",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an unknown strategy file in `use` (suggests, lists the folder)",
+        setup: |dir| defender_use(dir, "defenders/standrd.toml"),
+        stderr: &[
+            "strategies/tournaments/tiny.toml",
+            "`use = \"defenders/standrd.toml\"`",
+            "did you mean `defenders/standard.toml`?",
+            "defenders/pgd-at.toml",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    // ---- budgets and sizes ----
+    Case {
+        name: "a negative budget",
+        setup: |dir| run(tiny_with(dir, &[("linf = 0.1", "linf = -0.1")])),
+        stderr: &["tiny.toml", "`rules.linf`", "positive number", "-0.1"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "a zero budget in the rules",
+        setup: |dir| run(tiny_with(dir, &[("linf = 0.1", "linf = 0.0")])),
+        stderr: &["tiny.toml", "`rules.linf`", "positive number"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "a zero budget in an attack",
+        setup: |dir| {
+            run(tiny_with(
+                dir,
+                &[("family = \"fgsm\", eps = 0.1", "family = \"fgsm\", eps = 0.0")],
+            ))
+        },
+        stderr: &[
+            "tiny.toml",
+            "attacker \"bandit\"",
+            "repertoire[1]",
+            "`eps`",
+            "positive number",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an attack budget above the rules",
+        setup: |dir| {
+            let above = FIXED_REPERTOIRE.replace("eps = 0.1", "eps = 0.3");
+            run(tiny_with(dir, &[(FIXED_REPERTOIRE, &above)]))
+        },
+        stderr: &[
+            "tiny.toml",
+            "attacker \"fixed\"",
+            "repertoire[0]",
+            "eps 0.3",
+            "`rules.linf`",
+            "0.1",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an attack in a threat model the rules do not allow",
+        setup: |dir| run(tiny_with(dir, &[("l2 = 2.0\n", "")])),
+        stderr: &["tiny.toml", "unseen[0]", "no l2 budget", "[rules]"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "rounds = 0",
+        setup: |dir| run(tiny_with(dir, &[("rounds = 2", "rounds = 0")])),
+        stderr: &["tiny.toml", "`rounds`", "at least 1"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "more evaluation images than the test images used",
+        setup: |dir| run(tiny_with(dir, &[("eval = 60", "eval = 500")])),
+        stderr: &["tiny.toml", "`sizes.eval` = 500", "`data.test` = 200"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "more crafting images than the training images used",
+        setup: |dir| run(tiny_with(dir, &[("craft = 48", "craft = 900")])),
+        stderr: &["tiny.toml", "`sizes.craft` = 900", "`data.train` = 600"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "more test images than the dataset's test split has",
+        setup: |dir| on_idx(dir, (600, 50), (28, 28), |_| {}),
+        stderr: &["`data.test` = 200", "only 50", "at most 50"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "more training images than the dataset's train split has",
+        setup: |dir| on_idx(dir, (100, 200), (28, 28), |_| {}),
+        stderr: &["`data.train` = 600", "only 100", "at most 100"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    // ---- data ----
+    Case {
+        name: "a missing dataset folder",
+        setup: |dir| {
+            run(tiny_with(
+                dir,
+                &[(
+                    "dataset = \"synthetic-digits\"",
+                    "dataset = \"idx\"\npath = \"no-such-folder\"",
+                )],
+            ))
+        },
+        stderr: &["tiny.toml", "`data.path`", "no-such-folder", "train-images-idx3-ubyte"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an IDX folder missing a file",
+        setup: |dir| {
+            on_idx(dir, (600, 200), (28, 28), |data| {
+                std::fs::remove_file(data.join("t10k-labels-idx1-ubyte")).unwrap()
+            })
+        },
+        stderr: &["test labels file missing", "data", "t10k-labels-idx1-ubyte.gz"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "a truncated IDX file",
+        setup: |dir| {
+            on_idx(dir, (600, 200), (28, 28), |data| {
+                let path = data.join("train-images-idx3-ubyte");
+                let bytes = std::fs::read(&path).unwrap();
+                std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+            })
+        },
+        stderr: &[
+            "train-images-idx3-ubyte",
+            "truncated",
+            "600 images of 28x28 = 470400 bytes",
+            "470300",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an IDX file with a wrong magic number",
+        setup: |dir| {
+            on_idx(dir, (600, 200), (28, 28), |data| {
+                let path = data.join("t10k-labels-idx1-ubyte");
+                let mut bytes = std::fs::read(&path).unwrap();
+                bytes[..4].copy_from_slice(&0x0803u32.to_be_bytes());
+                std::fs::write(&path, bytes).unwrap();
+            })
+        },
+        stderr: &[
+            "t10k-labels-idx1-ubyte",
+            "wrong magic number",
+            "expected 0x00000801",
+            "found 0x00000803",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "IDX images and labels that disagree",
+        setup: |dir| {
+            on_idx(dir, (600, 200), (28, 28), |data| {
+                let mut labels = 0x0801u32.to_be_bytes().to_vec();
+                labels.extend_from_slice(&599u32.to_be_bytes());
+                labels.extend((0..599).map(|i| (i % 10) as u8));
+                std::fs::write(data.join("train-labels-idx1-ubyte"), labels).unwrap();
+            })
+        },
+        stderr: &[
+            "counts disagree",
+            "train-images-idx3-ubyte has 600 images",
+            "train-labels-idx1-ubyte has 599 labels",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "IDX images of a size the model cannot take (32x32)",
+        setup: |dir| on_idx(dir, (600, 200), (32, 32), |_| {}),
+        stderr: &["tiny.toml", "`data.path`", "train-images-idx3-ubyte", "32x32", "28x28"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    // ---- the output folder and flags ----
+    Case {
+        name: "an output folder that exists, without --force",
+        setup: |dir| {
+            std::fs::create_dir(dir.join(OUT)).unwrap();
+            std::fs::write(dir.join(OUT).join("keep.txt"), "precious").unwrap();
+            std::fs::write(dir.join(OUT).join("rounds.jsonl"), "not ours to replace\n").unwrap();
+            run(tiny_with(dir, &[]))
+        },
+        stderr: &["out", "already exists", "--out", "--force"],
+        out: OUT,
+        expect_out: Out::Untouched,
+        skip: None,
+    },
+    Case {
+        name: "an output folder that cannot be created (under a file)",
+        setup: |dir| {
+            std::fs::write(dir.join("blocker"), "a file, not a folder").unwrap();
+            let file = tiny_with(dir, &[]);
+            vec!["run".into(), file, "--out".into(), "blocker/sub".into()]
+        },
+        stderr: &["--out", "blocker/sub", "cannot create"],
+        out: "blocker",
+        expect_out: Out::Untouched,
+        skip: None,
+    },
+    Case {
+        name: "an output path that is a file",
+        setup: |dir| {
+            std::fs::write(dir.join(OUT), "a file, not a folder").unwrap();
+            run(tiny_with(dir, &[]))
+        },
+        stderr: &["--out", "out", "not a folder"],
+        out: OUT,
+        expect_out: Out::Untouched,
+        skip: None,
+    },
+    Case {
+        name: "--jobs 0",
+        setup: |dir| {
+            let mut args = run(tiny_with(dir, &[]));
+            args.extend(["--jobs".into(), "0".into()]);
+            args
+        },
+        stderr: &["--jobs", "at least 1"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "a resume of a folder that is not a redqueen run",
+        setup: |dir| {
+            std::fs::create_dir(dir.join("empty")).unwrap();
+            vec!["run".into(), "--resume".into(), "empty".into()]
+        },
+        stderr: &["empty", "not a redqueen run"],
+        out: "empty",
+        expect_out: Out::Untouched,
+        skip: None,
+    },
+    // ---- names and includes that would leave their folders ----
+    Case {
+        name: "a tournament name that climbs out of results/",
+        setup: |dir| {
+            let file = tiny_with(dir, &[("name = \"tiny\"", "name = \"../escape\"")]);
+            vec!["run".into(), file]
+        },
+        stderr: &["tiny.toml", "`name` = \"../escape\"", "letters, digits"],
+        out: "results",
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "a tournament name with a slash",
+        setup: |dir| {
+            let file = tiny_with(dir, &[("name = \"tiny\"", "name = \"a/b\"")]);
+            vec!["run".into(), file]
+        },
+        stderr: &["tiny.toml", "`name` = \"a/b\"", "letters, digits"],
+        out: "results",
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an include that climbs out with ..",
+        setup: |dir| {
+            std::fs::write(dir.join("x.toml"), "name = \"x\"\nstrategy = { kind = \"standard\" }\n").unwrap();
+            defender_use(dir, "../../x.toml")
+        },
+        stderr: &[
+            "strategies/tournaments/tiny.toml",
+            "`use = \"../../x.toml\"`",
+            "without `..`",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an include with an absolute path",
+        setup: |dir| defender_use(dir, "/etc/passwd.toml"),
+        stderr: &[
+            "strategies/tournaments/tiny.toml",
+            "`use = \"/etc/passwd.toml\"`",
+            "relative path",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an include through a symbolic link that leads out of strategies/",
+        setup: |dir| {
+            let outside = dir.join("outside.toml");
+            std::fs::write(&outside, "name = \"evil\"\nstrategy = { kind = \"standard\" }\n").unwrap();
+            let args = defender_use(dir, "defenders/evil.toml");
+            std::os::unix::fs::symlink(&outside, dir.join("strategies/defenders/evil.toml")).unwrap();
+            args
+        },
+        stderr: &[
+            "strategies/tournaments/tiny.toml",
+            "`use = \"defenders/evil.toml\"`",
+            "outside.toml",
+            "outside the strategies folder",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+];
+
+/// Every file under `path` (or `path` itself) with its contents; `None`
+/// when nothing is there.
+fn snapshot(path: &Path) -> Option<BTreeMap<PathBuf, Vec<u8>>> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let mut files = BTreeMap::new();
+    if meta.is_dir() {
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let entry = entry.unwrap();
+                if entry.file_type().unwrap().is_dir() {
+                    stack.push(entry.path());
+                } else {
+                    files.insert(entry.path(), std::fs::read(entry.path()).unwrap_or_default());
+                }
+            }
+        }
+    } else {
+        files.insert(path.to_path_buf(), std::fs::read(path).unwrap_or_default());
+    }
+    Some(files)
+}
+
+/// Why a row fails, or `None` when it passes.
+fn check_case(case: &Case) -> Option<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let args = (case.setup)(dir.path());
+    let out = dir.path().join(case.out);
+    let before = snapshot(&out);
+    let results_before = snapshot(&dir.path().join("results"));
+    let output = redqueen().current_dir(dir.path()).args(&args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut problems = Vec::new();
+    if output.status.code() != Some(2) {
+        problems.push(format!("exit code {:?}, expected 2", output.status.code()));
+    }
+    for needle in case.stderr {
+        if !stderr.contains(needle) {
+            problems.push(format!("stderr lacks {needle:?}"));
+        }
+    }
+    for bad in ["panicked", "RUST_BACKTRACE"] {
+        if stderr.contains(bad) {
+            problems.push(format!("stderr holds {bad:?}"));
+        }
+    }
+    match case.expect_out {
+        Out::Absent if out.exists() => problems.push(format!("{} was created", case.out)),
+        Out::Untouched if snapshot(&out) != before => problems.push(format!("{} was changed", case.out)),
+        _ => {}
+    }
+    if snapshot(&dir.path().join("results")) != results_before {
+        problems.push("a results/ folder was written".into());
+    }
+    (!problems.is_empty()).then(|| format!("{}\n  args: {args:?}\n  stderr: {stderr}", problems.join("; ")))
+}
+
+#[test]
+fn bad_input_exits_2_with_a_message_that_says_what_is_valid() {
+    let mut failures = Vec::new();
+    for case in CASES {
+        let outcome = check_case(case);
+        match (case.skip, outcome) {
+            (None, None) => eprintln!("ok    {}", case.name),
+            (None, Some(why)) => failures.push(format!("{}: {why}", case.name)),
+            (Some(reason), None) => eprintln!("SKIP  {} passes now: remove its skip ({reason})", case.name),
+            (Some(reason), Some(why)) => eprintln!("SKIP  {} ({reason}): {why}", case.name),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} rows fail:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn output_paths_cannot_escape() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(outside.join("plots")).unwrap();
+    std::fs::write(outside.join("rounds.jsonl"), "victim rounds\n").unwrap();
+    std::fs::write(outside.join("summary.json"), "victim summary\n").unwrap();
+    std::fs::write(outside.join("plots/keep.svg"), "victim plot\n").unwrap();
+    let victims = snapshot(&outside);
+
+    // A run folder with links planted where the run writes: to files that
+    // exist, to a folder, and to files that do not exist yet.
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let link = |name: &str, target: &str| std::os::unix::fs::symlink(outside.join(target), out.join(name)).unwrap();
+    link("rounds.jsonl", "rounds.jsonl");
+    link("summary.json", "summary.json");
+    link("plots", "plots");
+    link("manifest.json", "manifest.json");
+    link("config.toml", "config.toml");
+    link("report.html", "report.html");
+
+    let file = tiny_tournament(dir.path(), DEFENDER);
+    let output = redqueen()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .arg("--force")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        snapshot(&outside),
+        victims,
+        "the run wrote through a link outside its folder (exit {:?}); stderr: {stderr}",
+        output.status.code()
+    );
+    // Either the run refused (bad input), or it replaced the links with its own files.
+    match output.status.code() {
+        Some(0) => {
+            for name in [
+                "rounds.jsonl",
+                "summary.json",
+                "manifest.json",
+                "config.toml",
+                "report.html",
+                "plots",
+            ] {
+                let meta = std::fs::symlink_metadata(out.join(name)).unwrap();
+                assert!(!meta.file_type().is_symlink(), "{name} is still a link");
+            }
+        }
+        code => assert_eq!(code, Some(2), "stderr: {stderr}"),
+    }
+}

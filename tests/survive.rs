@@ -1,0 +1,263 @@
+//! Runs that survive: killed and resumed, interrupted by SIGTERM, split
+//! into shards and merged, and a defender whose training diverges.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{redqueen, rows, tiny_tournament, without_timing};
+use predicates::prelude::*;
+
+/// A tournament of about a quarter of a second: signals land mid-run.
+fn tournament(dir: &Path) -> std::path::PathBuf {
+    let file = tiny_tournament(
+        dir,
+        "[[defenders]]\nname = \"standard\"\nstrategy = { kind = \"standard\" }\n\n[[defenders]]\nname = \"adversarial\"\nstrategy = { kind = \"adversarial\" }\n\n[[defenders]]\nname = \"pgd-at\"\nstrategy = { kind = \"pgd-at\", steps = 10, attack = { eps = 0.1, steps = 3 } }",
+    );
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("rounds = 2", "rounds = 6");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+fn binary() -> std::path::PathBuf {
+    assert_cmd::cargo::cargo_bin("redqueen")
+}
+
+fn same_results(a: &Path, b: &Path) {
+    for file in ["rounds.jsonl", "summary.json", "gallery.json"] {
+        assert_eq!(
+            without_timing(&a.join(file)),
+            without_timing(&b.join(file)),
+            "{file} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
+}
+
+fn status(dir: &Path) -> String {
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    manifest["status"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn killed_at_random_moments_and_resumed_it_ends_as_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tournament(dir.path());
+    let whole = dir.path().join("whole");
+    redqueen()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&whole)
+        .assert()
+        .success();
+
+    // Kill moments from a fixed LCG: random, but the same on every run.
+    let mut state: u64 = 0x5eed;
+    let mut next_delay = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        Duration::from_millis(5 + (state >> 33) % 120)
+    };
+    let killed = dir.path().join("killed");
+    let mut kills = 0;
+    // Five runs cut short at random moments (or finishing first), then one
+    // left to finish.
+    for attempt in 0..6 {
+        let mut command = Command::new(binary());
+        command.arg("run");
+        if attempt == 0 || !killed.join("manifest.json").exists() {
+            // Killed before the manifest was written: nothing to resume yet.
+            command.arg(&file).arg("--out").arg(&killed).arg("--force");
+        } else {
+            command.arg("--resume").arg(&killed);
+        }
+        let mut child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(next_delay());
+        if attempt < 5 && child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        let exit = child.wait().unwrap();
+        if exit.success() && status(&killed) == "complete" {
+            break;
+        }
+    }
+    assert!(
+        kills >= 2,
+        "the run was killed {kills} times; the test needs it cut short"
+    );
+    assert_eq!(status(&killed), "complete");
+    same_results(&whole, &killed);
+}
+
+#[test]
+fn sigterm_keeps_a_partial_run_that_resumes_and_a_changed_config_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tournament(dir.path());
+    let (whole, stopped) = (dir.path().join("whole"), dir.path().join("stopped"));
+    redqueen()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&whole)
+        .assert()
+        .success();
+
+    let child = Command::new(binary())
+        .arg("run")
+        .arg(&file)
+        .args(["--jobs", "1", "--out"])
+        .arg(&stopped)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first round to land, then ask it to stop.
+    for _ in 0..200 {
+        if rows_in(&stopped) > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(status(&stopped), "partial");
+    let partial_rows = rows(&stopped).len();
+    assert!(partial_rows < rows(&whole).len(), "SIGTERM stopped nothing");
+
+    // The same file with another seed is another tournament: refused.
+    redqueen()
+        .arg("run")
+        .arg(&file)
+        .args(["--seed", "9", "--resume"])
+        .arg(&stopped)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("differs from the run's"));
+    // The same file, or no file, continues it.
+    redqueen()
+        .arg("run")
+        .arg(&file)
+        .arg("--resume")
+        .arg(&stopped)
+        .assert()
+        .success();
+    assert_eq!(status(&stopped), "complete");
+    same_results(&whole, &stopped);
+    // Resuming a complete run plays nothing and changes nothing.
+    let before = without_timing(&stopped.join("rounds.jsonl"));
+    redqueen().arg("run").arg("--resume").arg(&stopped).assert().success();
+    assert_eq!(before, without_timing(&stopped.join("rounds.jsonl")));
+}
+
+fn rows_in(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("rounds.jsonl"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn three_shards_merge_into_the_single_machine_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tournament(dir.path());
+    let whole = dir.path().join("whole");
+    redqueen()
+        .arg("run")
+        .arg(&file)
+        .args(["--seeds", "2", "--out"])
+        .arg(&whole)
+        .assert()
+        .success();
+    let mut parts = Vec::new();
+    for k in 1..=3 {
+        let part = dir.path().join(format!("part{k}"));
+        redqueen()
+            .arg("run")
+            .arg(&file)
+            .args(["--seeds", "2", "--shard", &format!("{k}/3"), "--out"])
+            .arg(&part)
+            .assert()
+            .success();
+        parts.push(part);
+    }
+    // Disjoint parts that together hold every match.
+    let total: usize = parts.iter().map(|p| rows(p).len()).sum();
+    assert_eq!(total, rows(&whole).len());
+    // Missing a part is refused; all three merge.
+    let merged = dir.path().join("merged");
+    redqueen()
+        .arg("merge")
+        .args(&parts[..2])
+        .arg("--out")
+        .arg(&merged)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("every part 1..3"));
+    assert!(!merged.exists(), "a refused merge writes nothing");
+    redqueen()
+        .arg("merge")
+        .args(&parts)
+        .arg("--out")
+        .arg(&merged)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Merged 3 parts"));
+    same_results(&whole, &merged);
+    assert_eq!(status(&merged), "complete");
+    assert!(merged.join("report.html").exists());
+    redqueen().args(["run", "--quick", "--shard", "4/3"]).assert().code(2);
+    redqueen().args(["run", "--quick", "--shard", "x"]).assert().code(2);
+}
+
+#[test]
+fn a_diverging_defender_is_recorded_and_the_tournament_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tiny_tournament(
+        dir.path(),
+        "[[defenders]]\nname = \"standard\"\nstrategy = { kind = \"standard\" }\n\n[[defenders]]\nname = \"blowup\"\nstrategy = { kind = \"adversarial\", optimizer = { lr = 1e30 } }",
+    );
+    let out = dir.path().join("run");
+    redqueen()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("diverged"));
+    let rows = rows(&out);
+    let blowup: Vec<_> = rows.iter().filter(|r| r["defender"] == "blowup").collect();
+    let diverged = blowup
+        .iter()
+        .find(|r| r.get("diverged").is_some())
+        .expect("a diverged row");
+    assert!(diverged["diverged"].as_str().unwrap().contains("NaN or infinite"));
+    assert_eq!(diverged["clean_acc"], 0.0);
+    // Its matches end at the diverged round; the others play every round.
+    assert!(blowup.iter().all(|r| r["round"].as_u64() <= diverged["round"].as_u64()));
+    assert_eq!(rows.iter().filter(|r| r["defender"] == "standard").count(), 2 * 2);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let d = summary["defenders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["defender"] == "blowup")
+        .unwrap();
+    assert_eq!(d["diverged_matches"], 2);
+}
