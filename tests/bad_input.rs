@@ -320,6 +320,22 @@ const CASES: &[Case] = &[
         skip: None,
     },
     Case {
+        name: "a layer wider than any model can be",
+        setup: |dir| run(tiny_with(dir, &[("hidden = [64]", "hidden = [9223372036854775807]")])),
+        stderr: &["tiny.toml", "`hidden`", "between 1 and 65536"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "a weight decay that is not a number",
+        setup: |dir| run(tiny_with(dir, &[("epochs = 3", "epochs = 3\noptimizer = { lr = 0.05, weight_decay = nan }")])),
+        stderr: &["tiny.toml", "`weight_decay`", "0 or more", "NaN"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
         name: "rounds = 0",
         setup: |dir| run(tiny_with(dir, &[("rounds = 2", "rounds = 0")])),
         stderr: &["tiny.toml", "`rounds`", "at least 1"],

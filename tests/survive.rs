@@ -165,6 +165,40 @@ fn sigterm_keeps_a_partial_run_that_resumes_and_a_changed_config_is_refused() {
     assert_eq!(before, without_timing(&stopped.join("rounds.jsonl")));
 }
 
+#[test]
+fn a_second_sigterm_exits_at_once_and_leaves_the_files_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tournament(dir.path());
+    let (whole, stopped) = (dir.path().join("whole"), dir.path().join("stopped"));
+    redqueen().arg("run").arg(&file).arg("--out").arg(&whole).assert().success();
+    let child = Command::new(binary())
+        .arg("run")
+        .arg(&file)
+        .args(["--jobs", "1", "--out"])
+        .arg(&stopped)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if rows_in(&stopped) > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = child.id().to_string();
+    for _ in 0..2 {
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    // Whatever is on disk parses: the manifest, and every complete row.
+    assert_eq!(status(&stopped), "partial");
+    redqueen().arg("run").arg("--resume").arg(&stopped).assert().success();
+    same_results(&whole, &stopped);
+}
+
 fn rows_in(dir: &Path) -> usize {
     std::fs::read_to_string(dir.join("rounds.jsonl"))
         .map(|t| t.lines().count())

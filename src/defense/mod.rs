@@ -226,6 +226,12 @@ pub fn validate_training(epochs_or_steps: (&str, usize), batch: usize, opt: &Sgd
     if !(0.0..1.0).contains(&opt.momentum) {
         return Err(format!("`momentum` must be in [0, 1), got {}", opt.momentum));
     }
+    if !(opt.weight_decay.is_finite() && opt.weight_decay >= 0.0) {
+        return Err(format!(
+            "`weight_decay` must be a number, 0 or more, got {}",
+            opt.weight_decay
+        ));
+    }
     Ok(())
 }
 

@@ -129,6 +129,10 @@ pub enum Engine {
     Dfdx,
 }
 
+/// The widest layer a model file may ask for: far beyond what a CPU trains
+/// in a tournament, and small enough that sizing the weights cannot overflow.
+pub const MAX_WIDTH: usize = 1 << 16;
+
 impl ModelConfig {
     /// A freshly initialized model for `rows x cols` images, its weights drawn
     /// from `seed` (the same weights on either engine).
@@ -143,13 +147,13 @@ impl ModelConfig {
     pub fn validate(&self, rows: usize, cols: usize) -> Result<(), String> {
         match self {
             ModelConfig::Mlp { hidden } => {
-                if hidden.contains(&0) {
-                    return Err("every entry of `hidden` must be at least 1".into());
+                if hidden.iter().any(|&h| h == 0 || h > MAX_WIDTH) {
+                    return Err(format!("every entry of `hidden` must be between 1 and {MAX_WIDTH}"));
                 }
             }
             ModelConfig::Cnn { channels, dense } => {
-                if channels.contains(&0) || *dense == 0 {
-                    return Err("`channels` and `dense` must be at least 1".into());
+                if channels.iter().chain([dense]).any(|&c| c == 0 || c > MAX_WIDTH) {
+                    return Err(format!("`channels` and `dense` must be between 1 and {MAX_WIDTH}"));
                 }
                 if !rows.is_multiple_of(4) || !cols.is_multiple_of(4) {
                     return Err(format!(
