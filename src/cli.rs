@@ -169,6 +169,13 @@ struct MatrixArgs {
     force: bool,
 }
 
+/// Write to stdout; a reader that went away (`redqueen report DIR | head`)
+/// is not an error, and the command still finishes its files.
+fn say(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 /// Parse the process arguments and run the subcommand.
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
@@ -180,25 +187,32 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 Some(out) => out,
                 None => {
                     let first = tournament::read_manifest(&dirs[0])?;
+                    if first.shard.is_none() {
+                        return Err(Error::Usage(format!(
+                            "{}: not a shard (it was not run with --shard K/N); merge combines the parts of one sharded run",
+                            dirs[0].display()
+                        ))
+                        .into());
+                    }
                     let plan = config::load_file(&dirs[0].join("config.toml"))?;
                     default_out(&first.name, &plan.file.seed_list())
                 }
             };
             let summary = tournament::merge(&dirs, &out, force)?;
-            print!("{}", report::leaderboards(&summary));
+            say(&report::leaderboards(&summary));
             report::write_report(&out)?;
-            println!("\nMerged {} parts into {}", dirs.len(), out.display());
+            say(&format!("\nMerged {} parts into {}\n", dirs.len(), out.display()));
             Ok(ExitCode::SUCCESS)
         }
         Command::Report { dir } => {
             let run = report::load_run(&dir)?;
-            print!("{}", report::tables(&run));
+            say(&report::tables(&run));
             report::write_report(&dir)?;
-            println!(
-                "\nRebuilt {} and {}",
+            say(&format!(
+                "\nRebuilt {} and {}\n",
                 dir.join("report.html").display(),
                 dir.join("plots").display()
-            );
+            ));
             Ok(ExitCode::SUCCESS)
         }
         Command::Compare { dirs } => {
@@ -206,16 +220,16 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|d| report::load_run(d))
                 .collect::<Result<Vec<_>, Error>>()?;
-            print!("{}", report::compare(&runs)?);
+            say(&report::compare(&runs)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::List => {
-            print!("{}", list());
+            say(&list());
             Ok(ExitCode::SUCCESS)
         }
         Command::Attacks { quick, json } => {
             let rows = crate::arsenal::run(quick);
-            print!("{}", crate::arsenal::table(&rows));
+            say(&crate::arsenal::table(&rows));
             if let Some(path) = json {
                 let text = serde_json::to_string_pretty(&rows)?;
                 crate::record::write_atomic(&path, text.as_bytes())
@@ -235,7 +249,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             };
             let report = crate::bench::run(threads, quick, skip_cnn)?;
-            print!("{}", crate::bench::table(&report));
+            say(&crate::bench::table(&report));
             if let Some(path) = json {
                 let text = serde_json::to_string_pretty(&report)?;
                 crate::record::write_atomic(&path, text.as_bytes())
@@ -245,25 +259,25 @@ pub fn run() -> anyhow::Result<ExitCode> {
         }
         Command::Check { file } if config::matrix::is_matrix_file(&file) => {
             let matrix = config::matrix::load_matrix_file(&file)?;
-            println!(
-                "{}: ok (a generalization matrix: {} defenders, each trained against one attack and evaluated under all {})",
+            say(&format!(
+                "{}: ok (a generalization matrix: {} defenders, each trained against one attack and evaluated under all {})\n",
                 file.display(),
                 matrix.attacks.len(),
                 matrix.attacks.len()
-            );
+            ));
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { file } => {
             let plan = config::load_file(&file)?;
-            println!(
-                "{}: ok ({} attackers x {} defenders = {} matches of {} rounds, {} unseen attacks)",
+            say(&format!(
+                "{}: ok ({} attackers x {} defenders = {} matches of {} rounds, {} unseen attacks)\n",
                 file.display(),
                 plan.attackers.len(),
                 plan.defenders.len(),
                 plan.matches().len(),
                 plan.file.rounds,
                 plan.file.unseen.len()
-            );
+            ));
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -293,7 +307,14 @@ fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
         // Resuming with no file: the run's own resolved configuration.
         (None, Some(dir)) => {
             tournament::read_manifest(dir)?;
-            config::load_file(&dir.join("config.toml"))?
+            let config = dir.join("config.toml");
+            if config::matrix::is_matrix_file(&config) {
+                return Err(Error::Usage(format!(
+                    "--resume {}: is a generalization-matrix run, which cannot be resumed; run `redqueen matrix` again",
+                    dir.display()
+                )));
+            }
+            config::load_file(&config)?
         }
         (None, None) => config::load_default()?,
     };
@@ -314,6 +335,20 @@ fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
         config::quick(&mut plan.file);
     }
     let (jobs, threads) = check_jobs(args.jobs, args.threads)?;
+    // A part is resumed as the part it was, unless --shard says otherwise.
+    let shard = match (&args.resume, args.shard) {
+        (Some(dir), None) => tournament::read_manifest(dir)?.shard,
+        (_, shard) => shard,
+    };
+    let total = plan.matches().len() * plan.file.seed_list().len();
+    if let Some(s) = shard {
+        if s.count > total {
+            return Err(Error::Usage(format!(
+                "--shard {}/{}: the tournament has only {total} matches (seeds x attackers x defenders), so N must be at most {total}",
+                s.index, s.count
+            )));
+        }
+    }
     let out = match (&args.resume, args.out) {
         (Some(dir), _) => {
             check_same_config(dir, &plan)?;
@@ -322,7 +357,7 @@ fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
         (None, Some(out)) => out,
         (None, None) => {
             let mut out = default_out(&plan.file.name, &plan.file.seed_list());
-            if let Some(shard) = args.shard {
+            if let Some(shard) = shard {
                 out.as_mut_os_string()
                     .push(format!("-shard-{}-of-{}", shard.index, shard.count));
             }
@@ -337,7 +372,7 @@ fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
             force: args.force,
             threads,
             resume: args.resume.is_some(),
-            shard: args.shard,
+            shard,
         },
     })
 }
@@ -453,15 +488,15 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
         cancel_on_ctrl_c(cancel.clone());
         tournament::matrix::run(file, options, cancel).await
     })?;
-    print!("{}", report::matrix_table(&result));
+    say(&report::matrix_table(&result));
     report::write_report(&out)?;
-    println!(
-        "\nResults in {} (pretraining {:.1} s, training and evaluation {:.1} s, total {:.1} s)",
+    say(&format!(
+        "\nResults in {} (pretraining {:.1} s, training and evaluation {:.1} s, total {:.1} s)\n",
         out.display(),
         result.timing.pretrain_s,
         result.timing.training_s,
         result.timing.total_s
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -494,15 +529,15 @@ fn run_tournament(args: RunArgs) -> anyhow::Result<ExitCode> {
     });
     bars.finish();
     let summary = summary?;
-    print!("{}", report::leaderboards(&summary));
+    say(&report::leaderboards(&summary));
     report::write_report(&out)?;
-    println!(
-        "\nResults in {} (pretraining {:.1} s, matches {:.1} s, total {:.1} s)",
+    say(&format!(
+        "\nResults in {} (pretraining {:.1} s, matches {:.1} s, total {:.1} s)\n",
         out.display(),
         summary.timing.pretrain_s,
         summary.timing.matches_s,
         summary.timing.total_s
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -18,6 +18,10 @@ pub enum Error {
     /// The run was interrupted; what completed is on disk.
     #[error("interrupted: partial results kept in {dir}; a tournament continues with `redqueen run --resume {dir}`", dir = .0.display())]
     Interrupted(PathBuf),
+    /// A matrix run was interrupted: a row cut short would be a wrong
+    /// number, so none is written.
+    #[error("interrupted: the generalization matrix in {} is incomplete and was not written; run `redqueen matrix` again", .0.display())]
+    MatrixInterrupted(PathBuf),
     /// Anything else (disk full, a folder that vanished).
     #[error("{context}: {source}")]
     Io {
@@ -44,7 +48,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config { .. } | Error::Data(_) | Error::Usage(_) => 2,
-            Error::Interrupted(_) => 130,
+            Error::Interrupted(_) | Error::MatrixInterrupted(_) => 130,
             Error::Io { .. } => 1,
         }
     }

@@ -329,7 +329,15 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "a weight decay that is not a number",
-        setup: |dir| run(tiny_with(dir, &[("epochs = 3", "epochs = 3\noptimizer = { lr = 0.05, weight_decay = nan }")])),
+        setup: |dir| {
+            run(tiny_with(
+                dir,
+                &[(
+                    "epochs = 3",
+                    "epochs = 3\noptimizer = { lr = 0.05, weight_decay = nan }",
+                )],
+            ))
+        },
         stderr: &["tiny.toml", "`weight_decay`", "0 or more", "NaN"],
         out: OUT,
         expect_out: Out::Absent,
@@ -733,5 +741,17 @@ fn output_paths_cannot_escape() {
             }
         }
         code => assert_eq!(code, Some(2), "stderr: {stderr}"),
+    }
+    // Links planted after the run: `report` and `--resume` replace them too.
+    if output.status.code() == Some(0) {
+        std::fs::remove_dir_all(out.join("plots")).unwrap();
+        link("plots", "plots");
+        redqueen().arg("report").arg(&out).assert().success();
+        std::fs::remove_dir_all(out.join("plots")).unwrap();
+        link("plots", "plots");
+        std::fs::remove_file(out.join("rounds.jsonl")).unwrap();
+        link("rounds.jsonl", "rounds.jsonl");
+        redqueen().arg("run").arg("--resume").arg(&out).assert().success();
+        assert_eq!(snapshot(&outside), victims, "report or resume wrote through a link");
     }
 }

@@ -139,6 +139,13 @@ fn sigterm_keeps_a_partial_run_that_resumes_and_a_changed_config_is_refused() {
     assert_eq!(status(&stopped), "partial");
     let partial_rows = rows(&stopped).len();
     assert!(partial_rows < rows(&whole).len(), "SIGTERM stopped nothing");
+    // The partial run's tables say what they leave out.
+    redqueen()
+        .arg("report")
+        .arg(&stopped)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Partial:"));
 
     // The same file with another seed is another tournament: refused.
     redqueen()
@@ -170,7 +177,13 @@ fn a_second_sigterm_exits_at_once_and_leaves_the_files_whole() {
     let dir = tempfile::tempdir().unwrap();
     let file = tournament(dir.path());
     let (whole, stopped) = (dir.path().join("whole"), dir.path().join("stopped"));
-    redqueen().arg("run").arg(&file).arg("--out").arg(&whole).assert().success();
+    redqueen()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&whole)
+        .assert()
+        .success();
     let child = Command::new(binary())
         .arg("run")
         .arg(&file)
@@ -229,9 +242,23 @@ fn three_shards_merge_into_the_single_machine_run() {
             .success();
         parts.push(part);
     }
-    // Disjoint parts that together hold every match.
+    // Disjoint parts that together hold every match, each with a share of
+    // the costly defender and of the cheap ones.
     let total: usize = parts.iter().map(|p| rows(p).len()).sum();
     assert_eq!(total, rows(&whole).len());
+    for part in &parts {
+        let defenders: std::collections::BTreeSet<String> = rows(part)
+            .iter()
+            .map(|r| r["defender"].as_str().unwrap().to_string())
+            .collect();
+        assert!(defenders.len() >= 2, "{}: only {defenders:?}", part.display());
+    }
+    redqueen()
+        .arg("report")
+        .arg(&parts[0])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Part 1 of 3 of a sharded run"));
     // Missing a part is refused; all three merge.
     let merged = dir.path().join("merged");
     redqueen()

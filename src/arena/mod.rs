@@ -338,7 +338,15 @@ pub fn play_to_end(
 /// Why the model's training diverged, if it did: its outputs on the first
 /// evaluation batch are not all finite (NaN or infinite weights or loss
 /// show up there).
-fn divergence(model: &dyn Model, eval_x: &[f32], dim: usize) -> Option<String> {
+fn divergence(model: &dyn Classifier, eval_x: &[f32], dim: usize) -> Option<String> {
+    // ReLU maps NaN to 0, so NaN weights can hide behind finite outputs:
+    // look at the weights too.
+    let bad_weights = model.parameters().iter().filter(|v| !v.is_finite()).count();
+    if bad_weights > 0 {
+        return Some(format!(
+            "the defender's training diverged: {bad_weights} weights are NaN or infinite after its update"
+        ));
+    }
     let n = (eval_x.len() / dim.max(1)).min(EVAL_BATCH);
     let logits = model.logits(&eval_x[..n * dim]);
     let bad = logits.iter().filter(|v| !v.is_finite()).count();

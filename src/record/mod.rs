@@ -173,8 +173,9 @@ pub struct Payoff {
     /// Columns.
     pub defenders: Vec<String>,
     /// `reward[a][d]`: mean of `1 - zero_day_acc` over the rounds (and seeds)
-    /// of attacker `a` against defender `d`.
-    pub reward: Vec<Vec<f64>>,
+    /// of attacker `a` against defender `d`; `None` for a pairing with no
+    /// completed match (a partial run, or one part of a sharded run).
+    pub reward: Vec<Vec<Option<f64>>>,
 }
 
 /// One side's mixed strategy: a probability per agent.
@@ -200,13 +201,17 @@ pub struct Summary {
     pub seed: u64,
     /// Every seed the matches were played with.
     pub seeds: Vec<u64>,
+    /// Matches the run should hold; `matches` has the completed ones (fewer
+    /// in a partial run).
+    pub matches_expected: usize,
     pub matches: Vec<MatchSummary>,
     /// Ranked by `aurc_unseen`, best first.
     pub defenders: Vec<DefenderSummary>,
     /// Ranked by mean reward, best first.
     pub attackers: Vec<AttackerSummary>,
     pub payoff: Payoff,
-    pub equilibrium: Equilibrium,
+    /// `None` unless every pairing has a completed match.
+    pub equilibrium: Option<Equilibrium>,
     pub timing: RunTiming,
 }
 
@@ -249,11 +254,19 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// Whether the `position`-th match (0-based, in canonical order: seed,
-    /// then match id) belongs to this part: round-robin, so every part gets
-    /// a mix of cheap and costly matches.
-    pub fn owns(&self, position: usize) -> bool {
-        position % self.count == self.index - 1
+    /// The part (1-based) of each match, given each match's estimated cost
+    /// (in canonical order: seed, then match id): costliest first, dealt in
+    /// snake order (1..N, then N..1, ...), so that every part gets a similar
+    /// share of the work whatever the number of defenders.
+    pub fn deal(costs: &[usize], count: usize) -> Vec<usize> {
+        let mut by_cost: Vec<usize> = (0..costs.len()).collect();
+        by_cost.sort_by_key(|&i| (std::cmp::Reverse(costs[i]), i));
+        let mut part = vec![0; costs.len()];
+        for (rank, &i) in by_cost.iter().enumerate() {
+            let (lap, seat) = (rank / count, rank % count);
+            part[i] = 1 + if lap % 2 == 0 { seat } else { count - 1 - seat };
+        }
+        part
     }
 }
 

@@ -92,27 +92,23 @@ pub fn plots(run: &Run) -> Result<Vec<Plot>> {
     if let Some(summary) = &run.summary {
         let payoff = &summary.payoff;
         if !payoff.attackers.is_empty() {
-            let values: Vec<Vec<Option<f64>>> = payoff
-                .reward
-                .iter()
-                .map(|row| row.iter().map(|&v| Some(v)).collect())
-                .collect();
-            let row_mix: Vec<f64> = summary.equilibrium.attackers.iter().map(|w| w.probability).collect();
-            let col_mix: Vec<f64> = summary.equilibrium.defenders.iter().map(|w| w.probability).collect();
-            let title = format!(
-                "Payoff: mean attacker reward (equilibrium value {:.3})",
-                summary.equilibrium.value
-            );
+            let eq = summary.equilibrium.as_ref();
+            let row_mix: Option<Vec<f64>> = eq.map(|e| e.attackers.iter().map(|w| w.probability).collect());
+            let col_mix: Option<Vec<f64>> = eq.map(|e| e.defenders.iter().map(|w| w.probability).collect());
+            let title = match eq {
+                Some(eq) => format!("Payoff: mean attacker reward (equilibrium value {:.3})", eq.value),
+                None => "Payoff: mean attacker reward (no equilibrium: a pairing has no completed match)".into(),
+            };
             out.push(Plot {
                 file: "payoff".into(),
                 svg: plots::heat_map(
                     &title,
                     &payoff.attackers,
                     &payoff.defenders,
-                    &values,
+                    &payoff.reward,
                     "attacker reward",
-                    Some(&row_mix),
-                    Some(&col_mix),
+                    row_mix.as_deref(),
+                    col_mix.as_deref(),
                 )
                 .map_err(plot_error("the payoff heat map"))?,
                 title,
@@ -263,6 +259,13 @@ pub fn page(run: &Run, plots: &[Plot]) -> String {
     );
     let find = |file: &str| plots.iter().find(|p| p.file == file);
     if let Some(s) = &run.summary {
+        let partial = super::partial_line(s);
+        if !partial.is_empty() {
+            body.push_str(&format!(
+                "<p class=\"partial\"><strong>{}</strong></p>",
+                escape(&partial)
+            ));
+        }
         body.push_str("<h2>Defenders</h2><p>Ranked by robustness to unseen attacks (AURC unseen: the mean over rounds of the worst unseen-panel accuracy); final-round accuracies are means over attackers and seeds.</p>");
         let rows = s
             .defenders
@@ -344,7 +347,7 @@ pub fn page(run: &Run, plots: &[Plot]) -> String {
             if let Some(p) = find(&format!("robustness-{}", file_stem(&d.defender))) {
                 body.push_str(&figure(
                     p,
-                    "Mean over the defender's matches. The shaded band is the gap between seen and unseen robustness.",
+                    "Mean over the defender's matches (a match whose defender diverged drops out after that round). The shaded band is the gap between seen and unseen robustness.",
                 ));
             }
         }

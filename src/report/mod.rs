@@ -41,14 +41,27 @@ fn render(builder: Builder) -> String {
     table.to_string()
 }
 
-/// Lines naming the entries a leaderboard cannot tell apart at the seeds' noise.
-fn ties(entries: &[(String, Vec<String>)], seeds: usize) -> String {
+/// Lines naming the entries a leaderboard cannot tell apart at the seeds'
+/// noise. Each entry: its name, the others it overlaps, and whether it has
+/// an interval at all (none: too few completed seeds), in which case no
+/// claim is made.
+fn ties(entries: &[(String, Vec<String>, bool)], seeds: usize) -> String {
     if seeds < 2 {
         return "One seed: no confidence intervals (run with --seeds N for them).\n".into();
     }
-    let rank = |name: &str| entries.iter().position(|(n, _)| n == name).map(|i| i + 1).unwrap_or(0);
+    if entries.len() < 2 {
+        return String::new();
+    }
+    let without: Vec<&str> = entries.iter().filter(|e| !e.2).map(|e| e.0.as_str()).collect();
+    if !without.is_empty() {
+        return format!(
+            "No 95% interval for {} (fewer than two seeds completed), so separability is not judged.\n",
+            without.join(", ")
+        );
+    }
+    let rank = |name: &str| entries.iter().position(|e| e.0 == name).map(|i| i + 1).unwrap_or(0);
     let mut pairs = Vec::new();
-    for (i, (name, others)) in entries.iter().enumerate() {
+    for (i, (name, others, _)) in entries.iter().enumerate() {
         for other in others {
             if rank(other) > i + 1 {
                 pairs.push(format!("#{} {name} and #{} {other}", i + 1, rank(other)));
@@ -62,9 +75,36 @@ fn ties(entries: &[(String, Vec<String>)], seeds: usize) -> String {
     }
 }
 
-/// Defenders ranked by `aurc_unseen`; attackers by mean reward; ratings and,
-/// with several seeds, 95% intervals.
+/// What the ranking key of a defender is: AURC unseen, or AURC seen when
+/// the tournament has no unseen panel; its value and 95% half-width.
+pub fn ranking_key(d: &crate::record::DefenderSummary) -> (&'static str, f64, Option<f64>) {
+    match d.aurc_unseen {
+        Some(v) => ("AURC unseen", v, d.aurc_unseen_ci95),
+        None => ("AURC seen", d.aurc_seen, d.aurc_seen_ci95),
+    }
+}
+
+/// A line saying what a summary leaves out: matches not completed.
+pub fn partial_line(summary: &Summary) -> String {
+    if summary.matches.len() < summary.matches_expected {
+        format!(
+            "Partial: {} of {} matches completed; the tables cover those only (resume the run to complete it).\n",
+            summary.matches.len(),
+            summary.matches_expected
+        )
+    } else {
+        String::new()
+    }
+}
+
+/// Defenders ranked by `aurc_unseen` (`aurc_seen` without an unseen panel);
+/// attackers by mean reward; ratings and, with several seeds, 95% intervals.
 pub fn leaderboards(summary: &Summary) -> String {
+    let key_name = summary
+        .defenders
+        .first()
+        .map(|d| ranking_key(d).0)
+        .unwrap_or("AURC unseen");
     let mut defenders = Builder::default();
     defenders.push_record([
         "#",
@@ -74,11 +114,12 @@ pub fn leaderboards(summary: &Summary) -> String {
         "unseen worst",
         "gap (pts)",
         "stale infl. (pts)",
-        "AURC unseen",
+        key_name,
         "AURC zero-day",
         "rating",
     ]);
     for (i, d) in summary.defenders.iter().enumerate() {
+        let (_, key, ci) = ranking_key(d);
         defenders.push_record([
             (i + 1).to_string(),
             d.defender.clone(),
@@ -87,7 +128,7 @@ pub fn leaderboards(summary: &Summary) -> String {
             pct_opt(d.final_unseen_worst),
             points(d.final_gap),
             points(Some(d.final_stale_inflation)),
-            pct_ci(d.aurc_unseen, d.aurc_unseen_ci95),
+            pct_ci(Some(key), ci),
             pct(d.aurc_zero_day),
             format!("{:.0}", d.rating),
         ]);
@@ -117,15 +158,33 @@ pub fn leaderboards(summary: &Summary) -> String {
     let defender_ties: Vec<_> = summary
         .defenders
         .iter()
-        .map(|d| (d.defender.clone(), d.not_separable_from.clone()))
+        .map(|d| {
+            (
+                d.defender.clone(),
+                d.not_separable_from.clone(),
+                ranking_key(d).2.is_some(),
+            )
+        })
         .collect();
     let attacker_ties: Vec<_> = summary
         .attackers
         .iter()
-        .map(|a| (a.attacker.clone(), a.not_separable_from.clone()))
+        .map(|a| {
+            (
+                a.attacker.clone(),
+                a.not_separable_from.clone(),
+                a.mean_reward_ci95.is_some(),
+            )
+        })
         .collect();
     format!(
-        "Defenders, ranked by robustness to unseen attacks (AURC unseen; final-round accuracies, mean over attackers{})\n{}\n{}{}\nAttackers, ranked by mean reward (1 - zero-day accuracy)\n{}\n{}\n{}",
+        "{}Defenders, ranked by {}; final-round accuracies, mean over attackers{}\n{}\n{}{}\nAttackers, ranked by mean reward (1 - zero-day accuracy)\n{}\n{}\n{}",
+        partial_line(summary),
+        if key_name == "AURC unseen" {
+            "robustness to unseen attacks (AURC unseen)"
+        } else {
+            "robustness to the attacks used (AURC seen; the tournament has no unseen panel)"
+        },
         if seeds > 1 { " and seeds" } else { "" },
         render(defenders),
         ties(&defender_ties, seeds),
@@ -162,20 +221,31 @@ pub fn game_table(summary: &Summary) -> String {
     table.push_record(header);
     for (a, rewards) in payoff.attackers.iter().zip(&payoff.reward) {
         let mut row = vec![a.clone()];
-        row.extend(rewards.iter().map(|&r| format!("{r:.3}")));
-        let p = eq.attackers.iter().find(|w| &w.agent == a).map(|w| w.probability);
+        row.extend(
+            rewards
+                .iter()
+                .map(|r| r.map(|r| format!("{r:.3}")).unwrap_or_else(|| "-".into())),
+        );
+        let p = eq
+            .iter()
+            .flat_map(|eq| &eq.attackers)
+            .find(|w| &w.agent == a)
+            .map(|w| w.probability);
         row.push(p.map(|p| format!("{p:.3}")).unwrap_or_default());
         table.push_record(row);
     }
     let mut last = vec!["equilibrium".to_string()];
     last.extend(payoff.defenders.iter().map(|d| {
-        eq.defenders
-            .iter()
+        eq.iter()
+            .flat_map(|eq| &eq.defenders)
             .find(|w| &w.agent == d)
             .map(|w| format!("{:.3}", w.probability))
             .unwrap_or_default()
     }));
-    last.push(format!("value {:.3}", eq.value));
+    last.push(match eq {
+        Some(eq) => format!("value {:.3}", eq.value),
+        None => "none: a pairing has no completed match".into(),
+    });
     table.push_record(last);
     let mut table = table.build();
     table
@@ -254,6 +324,12 @@ pub fn load_run(dir: &Path) -> Result<Run> {
 /// The tables of a run, as `run` or `matrix` printed them.
 pub fn tables(run: &Run) -> String {
     let mut out = String::new();
+    if let Some(shard) = run.manifest.shard {
+        out.push_str(&format!(
+            "Part {} of {} of a sharded run: its tables cover its own matches; `redqueen merge` the parts for the tournament's.\n",
+            shard.index, shard.count
+        ));
+    }
     if let Some(summary) = &run.summary {
         out.push_str(&leaderboards(summary));
     }
@@ -269,6 +345,10 @@ pub fn write_report(dir: &Path) -> Result<()> {
     let files = RunFiles { dir: dir.to_path_buf() };
     let plots = html::plots(&run)?;
     let plots_dir = files.plots();
+    // A link planted at plots/ would send the pictures elsewhere: replace it.
+    if std::fs::symlink_metadata(&plots_dir).is_ok_and(|m| !m.is_dir()) {
+        std::fs::remove_file(&plots_dir).map_err(Error::io(format!("removing {}", plots_dir.display())))?;
+    }
     std::fs::create_dir_all(&plots_dir).map_err(Error::io(format!("creating {}", plots_dir.display())))?;
     for plot in &plots {
         let path = plots_dir.join(format!("{}.svg", plot.file));
@@ -287,13 +367,27 @@ pub fn compare(runs: &[Run]) -> Result<String> {
         .iter()
         .map(|r| {
             r.summary.as_ref().ok_or_else(|| {
-                Error::Usage(format!(
-                    "{}: has no summary.json (a tournament run folder is needed; an interrupted run has one once it stops)",
-                    r.dir.display()
-                ))
+                Error::Usage(if r.matrix.is_some() {
+                    format!(
+                        "{}: is a generalization-matrix run; compare takes tournament runs (`redqueen report` shows a matrix)",
+                        r.dir.display()
+                    )
+                } else {
+                    format!(
+                        "{}: has no summary.json (a tournament run folder is needed; an interrupted run has one once it stops)",
+                        r.dir.display()
+                    )
+                })
             })
         })
         .collect::<Result<_>>()?;
+    // One metric across runs: AURC unseen everywhere, or AURC seen everywhere.
+    let has_unseen = |s: &Summary| s.defenders.iter().any(|d| d.aurc_unseen.is_some());
+    if summaries.iter().any(|s| has_unseen(s)) && !summaries.iter().all(|s| has_unseen(s)) {
+        return Err(Error::Usage(
+            "the runs do not all have an unseen panel, so their defenders are ranked by different metrics (AURC unseen and AURC seen); compare runs of the same kind".into(),
+        ));
+    }
     let mut names: Vec<String> = Vec::new();
     for s in &summaries {
         for d in &s.defenders {
@@ -356,8 +450,16 @@ pub fn compare(runs: &[Run]) -> Result<String> {
     }
     let mut out = String::from("Runs:\n");
     for (i, (r, s)) in runs.iter().zip(&summaries).enumerate() {
+        let status = match (&r.manifest.shard, s.matches.len() < s.matches_expected) {
+            (Some(shard), _) => format!(
+                "; part {}/{} of a sharded run, merge the parts first",
+                shard.index, shard.count
+            ),
+            (None, true) => format!("; partial: {} of {} matches", s.matches.len(), s.matches_expected),
+            (None, false) => String::new(),
+        };
         out.push_str(&format!(
-            "  [{}] {} ({}, seeds {:?})\n",
+            "  [{}] {} ({}, seeds {:?}{status})\n",
             i + 1,
             r.dir.display(),
             s.name,
@@ -375,4 +477,31 @@ pub fn compare(runs: &[Run]) -> Result<String> {
         out.push_str(&format!("Note: {note}.\n"));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ties;
+
+    fn entry(name: &str, others: &[&str], interval: bool) -> (String, Vec<String>, bool) {
+        (name.into(), others.iter().map(|o| o.to_string()).collect(), interval)
+    }
+
+    #[test]
+    fn separability_is_claimed_only_with_intervals() {
+        let all = [
+            entry("a", &[], true),
+            entry("b", &["c"], true),
+            entry("c", &["b"], true),
+        ];
+        assert_eq!(ties(&all, 3), "Not separable at 95% over 3 seeds: #2 b and #3 c.\n");
+        let clear = [entry("a", &[], true), entry("b", &[], true)];
+        assert!(ties(&clear, 3).starts_with("Every entry is separable"));
+        // An entry without an interval: no claim either way.
+        let missing = [entry("a", &[], true), entry("b", &[], false)];
+        let line = ties(&missing, 3);
+        assert!(line.starts_with("No 95% interval for b"), "{line}");
+        assert!(ties(&[entry("a", &[], true)], 3).is_empty());
+        assert!(ties(&clear, 1).starts_with("One seed"));
+    }
 }

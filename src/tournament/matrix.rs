@@ -161,23 +161,28 @@ pub async fn run(file: MatrixFile, options: RunOptions, cancel: Arc<AtomicBool>)
                         file.seed,
                         &stop,
                     );
+                    if stop() {
+                        // Cut short: its numbers would be wrong, and are dropped.
+                        drop(permit);
+                        return None;
+                    }
                     evaluate(model.as_ref(), &attack.label(), &file.attacks, &eval, file.seed)
                 }
             };
             drop(permit);
-            result
+            Some(result)
         }));
     }
     let mut rows = Vec::new();
     for handle in handles {
-        rows.push(handle.await.map_err(|e| Error::Io {
+        rows.extend(handle.await.map_err(|e| Error::Io {
             context: "a matrix row failed".into(),
             source: std::io::Error::other(e.to_string()),
         })?);
     }
     if cancel.load(Ordering::SeqCst) {
         // A row cut short would be a wrong number: keep none of them.
-        return Err(Error::Interrupted(options.out));
+        return Err(Error::MatrixInterrupted(options.out));
     }
     let result = MatrixResult {
         schema_version: SCHEMA_VERSION,

@@ -233,19 +233,32 @@ pub async fn run(
     // is replayed from its start, which gives the same rows again).
     let mut kept: Vec<RoundRow> = Vec::new();
     let mut started_at = record::now_rfc3339();
+    let mut previous_timing = RunTiming::default();
     if options.resume {
         let previous = read_manifest(&options.out)?;
         if previous.shard != options.shard {
             return Err(Error::Usage(format!(
-                "{} was run with --shard {}; resume it with the same --shard",
+                "--resume {}: {}; resume it with the same --shard, or without --shard",
                 options.out.display(),
-                previous
-                    .shard
-                    .map(|s| format!("{}/{}", s.index, s.count))
-                    .unwrap_or_else(|| "(none)".into())
+                match previous.shard {
+                    Some(s) => format!("it is part {}/{} of a sharded run", s.index, s.count),
+                    None => "it is a whole run, not a part of a sharded one".into(),
+                }
+            )));
+        }
+        if previous.dataset_fingerprint != first_dataset.fingerprint {
+            return Err(Error::Usage(format!(
+                "--resume {}: the dataset changed since the run began (fingerprint {} then, {} now); resume with the same data, or start a new run",
+                options.out.display(),
+                previous.dataset_fingerprint,
+                first_dataset.fingerprint
             )));
         }
         started_at = previous.started;
+        // Time already spent counts: the summary's timing is the run's total.
+        if let Ok(Some(summary)) = read_json_file::<Summary>(&files.summary()) {
+            previous_timing = summary.timing;
+        }
         let rows = if files.rounds().exists() {
             record::read_rows(&files.rounds()).map_err(Error::io(format!("reading {}", files.rounds().display())))?
         } else {
@@ -285,14 +298,19 @@ pub async fn run(
     // evaluation subset and its pretrained model.
     observer.pretraining();
     let pretrain_started = Instant::now();
-    let replicates: Vec<Arc<Replicate>> = {
+    let replicates: Option<Vec<Arc<Replicate>>> = {
         let file = file.clone();
         let seeds = seeds.clone();
-        tokio::task::spawn_blocking(move || -> Result<Vec<Arc<Replicate>>> {
+        let cancel_pretraining = cancel.clone();
+        tokio::task::spawn_blocking(move || -> Result<Option<Vec<Arc<Replicate>>>> {
             let mut first = Some(first_dataset);
             seeds
                 .iter()
                 .map(|&seed| {
+                    // A stop during pretraining stops before the next seed.
+                    if cancel_pretraining.load(Ordering::SeqCst) {
+                        return Ok(None);
+                    }
                     let dataset = match first.take() {
                         Some(dataset) => dataset,
                         None => load_dataset(&file.data, seed)?,
@@ -306,17 +324,21 @@ pub async fn run(
                         dataset.classes,
                         seed,
                     );
-                    Ok(Arc::new(Replicate {
+                    Ok(Some(Arc::new(Replicate {
                         seed,
                         dataset,
                         eval,
                         pretrained,
-                    }))
+                    })))
                 })
-                .collect()
+                .collect::<Result<Option<Vec<_>>>>()
         })
         .await
         .expect("pretraining does not panic")?
+    };
+    let Some(replicates) = replicates else {
+        // Interrupted before any match: nothing more to write.
+        return Err(Error::Interrupted(options.out));
     };
     let pretrain_s = pretrain_started.elapsed().as_secs_f64();
     kernels::set_threads(options.threads.unwrap_or(cores / options.jobs.max(1)));
@@ -330,13 +352,18 @@ pub async fn run(
     // Costliest first, so that no long match starts last (the order of
     // execution does not change any result).
     let per_seed = plan.matches();
+    let cost = |m: &crate::config::MatchRef| plan.defenders[m.defender].strategy.work_per_round(file.sizes.craft);
+    let parts = options.shard.map(|shard| {
+        let costs: Vec<usize> = seeds.iter().flat_map(|_| per_seed.iter().map(cost)).collect();
+        (shard.index, Shard::deal(&costs, shard.count))
+    });
     let done = completed_matches(&kept, file.rounds);
     let mut order: Vec<(usize, crate::config::MatchRef)> = (0..replicates.len())
         .flat_map(|s| per_seed.iter().map(move |&m| (s, m)))
         .collect::<Vec<_>>()
         .into_iter()
         .enumerate()
-        .filter(|(position, _)| options.shard.is_none_or(|shard| shard.owns(*position)))
+        .filter(|(position, _)| parts.as_ref().is_none_or(|(index, part)| part[*position] == *index))
         .map(|(_, sm)| sm)
         .filter(|(s, m)| !done.contains(&(seeds[*s], m.id)))
         .collect();
@@ -428,11 +455,15 @@ pub async fn run(
     }
 
     let timing = RunTiming {
-        pretrain_s,
-        matches_s,
-        total_s: started.elapsed().as_secs_f64(),
+        pretrain_s: previous_timing.pretrain_s + pretrain_s,
+        matches_s: previous_timing.matches_s + matches_s,
+        total_s: previous_timing.total_s + started.elapsed().as_secs_f64(),
     };
-    let summary = summary::summarize(&file.name, &seeds, &rows, timing);
+    let expected = match &parts {
+        Some((index, part)) => part.iter().filter(|p| *p == index).count(),
+        None => seeds.len() * per_seed.len(),
+    };
+    let summary = summary::summarize(&file.name, &seeds, file.rounds, expected, &rows, timing);
     record::write_json(&files.summary(), &summary).map_err(io(&files.summary()))?;
     manifest.finished = Some(record::now_rfc3339());
     manifest.status = if interrupted { Status::Partial } else { Status::Complete };
@@ -458,6 +489,17 @@ fn gallery_attacks(plan: &Plan) -> Vec<crate::attack::AttackConfig> {
         }
     }
     attacks
+}
+
+/// A JSON file of a run folder: `None` when absent; a clear error when it
+/// does not parse.
+fn read_json_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match std::fs::read_to_string(path) {
+        Err(_) => Ok(None),
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::Usage(format!("{}: not a redqueen file of this version: {e}", path.display()))),
+    }
 }
 
 /// Combine the parts of a sharded run (`run --shard K/N`, K = 1..N) into one
@@ -538,12 +580,11 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> Result<Summary> {
     for p in &parts {
         let path = p.dir.join("rounds.jsonl");
         rows.extend(record::read_rows(&path).map_err(Error::io(format!("reading {}", path.display())))?);
-        if let Ok(text) = std::fs::read_to_string(p.dir.join("summary.json")) {
-            if let Ok(summary) = serde_json::from_str::<Summary>(&text) {
-                timing.pretrain_s += summary.timing.pretrain_s;
-                timing.matches_s += summary.timing.matches_s;
-                timing.total_s += summary.timing.total_s;
-            }
+        // Machine-seconds: the parts' times added up (each part pretrains).
+        if let Some(summary) = read_json_file::<Summary>(&p.dir.join("summary.json"))? {
+            timing.pretrain_s += summary.timing.pretrain_s;
+            timing.matches_s += summary.timing.matches_s;
+            timing.total_s += summary.timing.total_s;
         }
     }
     let expected = seeds.len() * plan.matches().len();
@@ -555,16 +596,35 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> Result<Summary> {
         )));
     }
 
+    // Never merge into one of the parts: --force would destroy it.
+    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+    if canonical(out).is_some() && parts.iter().any(|p| canonical(&p.dir) == canonical(out)) {
+        return Err(Error::Usage(format!(
+            "--out {}: is one of the parts being merged; choose another folder",
+            out.display()
+        )));
+    }
+    for p in &parts[1..] {
+        if p.manifest.dataset_fingerprint != parts[0].manifest.dataset_fingerprint {
+            return Err(Error::Usage(format!(
+                "{} and {}: the parts were run on different data (dataset fingerprints {} and {})",
+                parts[0].dir.display(),
+                p.dir.display(),
+                parts[0].manifest.dataset_fingerprint,
+                p.manifest.dataset_fingerprint
+            )));
+        }
+    }
     prepare_output(out, force)?;
     let files = RunFiles { dir: out.to_path_buf() };
     let io = |what: &Path| Error::io(format!("writing {}", what.display()));
     record::write_atomic(&files.config(), parts[0].config.as_bytes()).map_err(io(&files.config()))?;
     record::write_rows_sorted(&files.rounds(), &mut rows).map_err(io(&files.rounds()))?;
-    let gallery = parts[0].dir.join("gallery.json");
-    if gallery.exists() {
-        std::fs::copy(&gallery, files.gallery()).map_err(io(&files.gallery()))?;
+    let gallery: Option<Vec<record::GalleryItem>> = read_json_file(&parts[0].dir.join("gallery.json"))?;
+    if let Some(gallery) = gallery {
+        record::write_json(&files.gallery(), &gallery).map_err(io(&files.gallery()))?;
     }
-    let summary = summary::summarize(&plan.file.name, &seeds, &rows, timing);
+    let summary = summary::summarize(&plan.file.name, &seeds, plan.file.rounds, expected, &rows, timing);
     record::write_json(&files.summary(), &summary).map_err(io(&files.summary()))?;
     let first = &parts[0].manifest;
     let manifest = Manifest {

@@ -9,10 +9,15 @@ use crate::record::{
     Weight, SCHEMA_VERSION,
 };
 
-/// Summarize one match from its rows (in round order).
-pub fn match_summary(rows: &[RoundRow]) -> Option<MatchSummary> {
+/// Summarize one match from its rows (in round order), over `rounds`
+/// rounds: a match whose defender diverged counts its remaining rounds as
+/// lost (accuracy 0, reward 1), so that diverging never looks better than
+/// playing on.
+pub fn match_summary(rows: &[RoundRow], rounds: usize) -> Option<MatchSummary> {
     let last = rows.last()?;
-    let avg = |f: &dyn Fn(&RoundRow) -> f64| rows.iter().map(f).sum::<f64>() / rows.len() as f64;
+    let lost = rounds.saturating_sub(rows.len()) as f64;
+    let over = rows.len() as f64 + lost;
+    let avg = |f: &dyn Fn(&RoundRow) -> f64| rows.iter().map(f).sum::<f64>() / over;
     let unseen: Vec<f64> = rows.iter().filter_map(|r| r.unseen_worst).collect();
     let mut picks = BTreeMap::new();
     for r in rows {
@@ -31,10 +36,10 @@ pub fn match_summary(rows: &[RoundRow]) -> Option<MatchSummary> {
         attacker: last.attacker.clone(),
         defender: last.defender.clone(),
         rounds: rows.len(),
-        aurc_unseen: (unseen.len() == rows.len()).then(|| mean(&unseen)).flatten(),
+        aurc_unseen: (unseen.len() == rows.len()).then(|| unseen.iter().sum::<f64>() / over),
         aurc_seen: avg(&|r| r.seen_worst),
         aurc_zero_day: avg(&|r| r.zero_day_acc),
-        mean_reward: avg(&|r| r.reward),
+        mean_reward: (rows.iter().map(|r| r.reward).sum::<f64>() + lost) / over,
         final_clean_acc: last.clean_acc,
         final_seen_worst: last.seen_worst,
         final_unseen_worst: last.unseen_worst,
@@ -67,7 +72,8 @@ fn ci_over_seeds(matches: &[&MatchSummary], seeds: &[u64], f: impl Fn(&MatchSumm
 }
 
 /// For each entry, the others whose interval (mean, half-width) overlaps
-/// its own. Without intervals (one seed) nothing is claimed either way.
+/// its own. Without intervals nothing is claimed either way (the tables say
+/// which entries have none).
 fn overlaps(intervals: &[(String, Option<(f64, f64)>)]) -> Vec<Vec<String>> {
     intervals
         .iter()
@@ -81,19 +87,29 @@ fn overlaps(intervals: &[(String, Option<(f64, f64)>)]) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The whole summary: per match; per defender (ranked by `aurc_unseen`,
-/// then `aurc_seen`) and per attacker (ranked by mean reward), with 95%
-/// intervals over seeds and ratings; the payoff matrix and its equilibrium.
-pub fn summarize(name: &str, seeds: &[u64], rows: &[RoundRow], timing: RunTiming) -> Summary {
+/// The whole summary of the completed matches among `rows` (`expected` is
+/// how many the run should hold): per match; per defender (ranked by
+/// `aurc_unseen`, then `aurc_seen`) and per attacker (ranked by mean
+/// reward), with 95% intervals over seeds and ratings; the payoff matrix
+/// and, when every pairing was played, its equilibrium.
+pub fn summarize(
+    name: &str,
+    seeds: &[u64],
+    rounds: usize,
+    expected: usize,
+    rows: &[RoundRow],
+    timing: RunTiming,
+) -> Summary {
+    let complete = super::completed_matches(rows, rounds);
     let mut by_match: BTreeMap<(u64, usize), Vec<RoundRow>> = BTreeMap::new();
-    for r in rows {
+    for r in rows.iter().filter(|r| complete.contains(&(r.seed, r.match_id))) {
         by_match.entry((r.seed, r.match_id)).or_default().push(r.clone());
     }
     let matches: Vec<MatchSummary> = by_match
         .values_mut()
         .filter_map(|rows| {
             rows.sort_by_key(|r| r.round);
-            match_summary(rows)
+            match_summary(rows, rounds)
         })
         .collect();
 
@@ -211,6 +227,7 @@ pub fn summarize(name: &str, seeds: &[u64], rows: &[RoundRow], timing: RunTiming
         name: name.to_string(),
         seed: seeds.first().copied().unwrap_or_default(),
         seeds: seeds.to_vec(),
+        matches_expected: expected,
         matches,
         defenders,
         attackers,
@@ -232,11 +249,7 @@ fn payoff_matrix(matches: &[MatchSummary], attackers: Vec<String>, defenders: Ve
                         .iter()
                         .filter(|m| &m.attacker == a && &m.defender == d)
                         .collect();
-                    if ms.is_empty() {
-                        0.0
-                    } else {
-                        mean_of(&ms, |m| m.mean_reward)
-                    }
+                    (!ms.is_empty()).then(|| mean_of(&ms, |m| m.mean_reward))
                 })
                 .collect()
         })
@@ -248,16 +261,12 @@ fn payoff_matrix(matches: &[MatchSummary], attackers: Vec<String>, defenders: Ve
     }
 }
 
-/// The exact equilibrium (an empty game has value 0 and no strategies).
-fn equilibrium(payoff: &Payoff) -> Equilibrium {
-    if payoff.attackers.is_empty() || payoff.defenders.is_empty() {
-        return Equilibrium {
-            value: 0.0,
-            attackers: Vec::new(),
-            defenders: Vec::new(),
-        };
-    }
-    let solved = solve_zero_sum(&payoff.reward);
+/// The exact equilibrium, when every pairing was played (a game with a
+/// missing cell has none).
+fn equilibrium(payoff: &Payoff) -> Option<Equilibrium> {
+    let reward: Option<Vec<Vec<f64>>> = payoff.reward.iter().map(|row| row.iter().copied().collect()).collect();
+    let reward = reward.filter(|r| !r.is_empty() && !r[0].is_empty())?;
+    let solved = solve_zero_sum(&reward);
     let weights = |names: &[String], probabilities: &[f64]| {
         names
             .iter()
@@ -268,9 +277,65 @@ fn equilibrium(payoff: &Payoff) -> Equilibrium {
             })
             .collect()
     };
-    Equilibrium {
+    Some(Equilibrium {
         value: solved.value,
         attackers: weights(&payoff.attackers, &solved.row_strategy),
         defenders: weights(&payoff.defenders, &solved.col_strategy),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row with every required field, from JSON (the fields a test sets).
+    fn row(round: usize, seen_worst: f64, reward: f64, diverged: Option<&str>) -> RoundRow {
+        serde_json::from_value(serde_json::json!({
+            "match_id": 0, "attacker": "a", "defender": "d", "seed": 1, "round": round,
+            "attack": "pgd", "zero_day_acc": 1.0 - reward, "reward": reward, "clean_acc": 0.9,
+            "seen_acc": {}, "seen_worst": seen_worst, "unseen_acc": {}, "unseen_worst": null,
+            "unseen_mean": null, "gap": null, "stale_acc": 0.5, "stale_inflation": 0.0,
+            "wrong_confidence": null, "perturbation": null, "diverged": diverged,
+            "violations": 0, "timing": { "attack_s": 0.0, "defense_s": 0.0, "eval_s": 0.0 }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_diverged_match_counts_its_remaining_rounds_as_lost() {
+        let rows = [row(1, 0.6, 0.4, None), row(2, 0.0, 0.5, Some("NaN"))];
+        let m = match_summary(&rows, 4).unwrap();
+        assert_eq!(m.diverged.as_ref().unwrap().round, 2);
+        // Rounds 3 and 4 were never played: accuracy 0, reward 1.
+        assert!((m.aurc_seen - 0.6 / 4.0).abs() < 1e-12);
+        assert!((m.mean_reward - (0.4 + 0.5 + 2.0) / 4.0).abs() < 1e-12);
+        // A match that played every round is a plain mean.
+        let full = match_summary(&[row(1, 0.6, 0.4, None), row(2, 0.2, 0.6, None)], 2).unwrap();
+        assert!((full.aurc_seen - 0.4).abs() < 1e-12 && (full.mean_reward - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_missing_pairing_has_no_equilibrium_and_incomplete_matches_are_left_out() {
+        let with = |match_id: usize, attacker: &str, defender: &str, round: usize| {
+            let mut r = row(round, 0.5, 0.5, None);
+            (r.match_id, r.attacker, r.defender) = (match_id, attacker.into(), defender.into());
+            r
+        };
+        // a-d and b-e complete; b-d cut short after round 1; a-e never played.
+        let rows = [
+            with(0, "a", "d", 1),
+            with(0, "a", "d", 2),
+            with(3, "b", "e", 1),
+            with(3, "b", "e", 2),
+            with(2, "b", "d", 1),
+        ];
+        let s = summarize("t", &[1], 2, 4, &rows, RunTiming::default());
+        assert_eq!(s.matches.len(), 2, "the cut match is not summarized");
+        assert_eq!(s.matches_expected, 4);
+        assert_eq!(s.payoff.reward, [[Some(0.5), None], [None, Some(0.5)]]);
+        assert!(s.equilibrium.is_none(), "no equilibrium with a missing cell");
+        // Every pairing played: an equilibrium.
+        let full = summarize("t", &[1], 2, 1, &rows[..2], RunTiming::default());
+        assert!(full.equilibrium.is_some());
     }
 }
