@@ -270,11 +270,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Check { file } => {
             let plan = config::load_file(&file)?;
             say(&format!(
-                "{}: ok ({} attackers x {} defenders = {} matches of {} rounds, {} unseen attacks)\n",
+                "{}: ok ({} attackers x {} defenders x {} seed{} = {} matches of {} rounds, {} unseen attacks)\n",
                 file.display(),
                 plan.attackers.len(),
                 plan.defenders.len(),
-                plan.matches().len(),
+                plan.file.seed_list().len(),
+                if plan.file.seed_list().len() == 1 { "" } else { "s" },
+                plan.matches().len() * plan.file.seed_list().len(),
                 plan.file.rounds,
                 plan.file.unseen.len()
             ));

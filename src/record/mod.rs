@@ -246,6 +246,24 @@ pub struct Manifest {
     pub shard: Option<Shard>,
 }
 
+impl Manifest {
+    /// The manifest of a run that starts now: `partial` until it completes.
+    pub fn begin(name: &str, seed: u64, dataset: &str, fingerprint: &str) -> Manifest {
+        Manifest {
+            schema_version: SCHEMA_VERSION,
+            redqueen_version: env!("CARGO_PKG_VERSION").to_string(),
+            name: name.to_string(),
+            seed,
+            dataset: dataset.to_string(),
+            dataset_fingerprint: fingerprint.to_string(),
+            started: now_rfc3339(),
+            finished: None,
+            status: Status::Partial,
+            shard: None,
+        }
+    }
+}
+
 /// Part `index` (1-based) of `count` disjoint parts of a tournament's matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shard {

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::arena::metrics::mean;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
@@ -16,7 +17,7 @@ const EPS: f64 = 1e-12;
 /// A Nash equilibrium of a two-player zero-sum game: the attacker's (row) and the defender's (column)
 /// maximin mixed strategies, and the value of the game (mean attacker reward when both play them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Equilibrium {
+pub struct Solution {
     pub row_strategy: Vec<f64>,
     pub col_strategy: Vec<f64>,
     pub value: f64,
@@ -37,7 +38,7 @@ pub struct Equilibrium {
 /// tableau. Both strategies are clamped to be non-negative and normalized to sum to 1 (the largest entry
 /// absorbs the rounding residual); the value is `x^T A y` in the original payoffs, clamped to the
 /// payoffs' range.
-pub fn solve_zero_sum(payoff: &[Vec<f64>]) -> Equilibrium {
+pub fn solve_zero_sum(payoff: &[Vec<f64>]) -> Solution {
     debug_assert!(
         !payoff.is_empty() && !payoff[0].is_empty(),
         "payoff matrix must be non-empty"
@@ -50,7 +51,7 @@ pub fn solve_zero_sum(payoff: &[Vec<f64>]) -> Equilibrium {
     let m = payoff.len();
     let n = payoff.iter().map(Vec::len).min().unwrap_or(0);
     if m == 0 || n == 0 {
-        return Equilibrium {
+        return Solution {
             row_strategy: Vec::new(),
             col_strategy: Vec::new(),
             value: f64::NAN,
@@ -130,7 +131,7 @@ pub fn solve_zero_sum(payoff: &[Vec<f64>]) -> Equilibrium {
         .sum::<f64>();
     // Rounding can push the value a hair outside the payoffs' range (and with NaN input, lo > hi).
     let value = if lo <= hi { value.clamp(lo, hi) } else { value };
-    Equilibrium {
+    Solution {
         row_strategy,
         col_strategy,
         value,
@@ -187,7 +188,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 /// How far `eq` is from an equilibrium of `payoff`: the attacker's best-response payoff against the
 /// column strategy minus the defender's best-response payoff against the row strategy. It is never
 /// negative (up to rounding) and is 0 exactly at an equilibrium, so it measures the solver's error.
-pub fn exploitability(payoff: &[Vec<f64>], eq: &Equilibrium) -> f64 {
+pub fn exploitability(payoff: &[Vec<f64>], eq: &Solution) -> f64 {
     let n = payoff.iter().map(Vec::len).min().unwrap_or(0);
     let best_row = payoff
         .iter()
@@ -296,11 +297,6 @@ fn anchor_scale(strength: &[f64]) -> f64 {
         }
     }
     (0.5 * (lo + hi)).exp()
-}
-
-/// The arithmetic mean, or `None` for an empty slice.
-pub fn mean(values: &[f64]) -> Option<f64> {
-    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
 
 /// `(mean, half-width)` of the 95% confidence interval for the mean, using Student's t with `n - 1`
@@ -544,8 +540,6 @@ mod tests {
 
     #[test]
     fn confidence_intervals() {
-        assert_eq!(mean(&[]), None);
-        assert_eq!(mean(&[2.0, 4.0]), Some(3.0));
         assert_eq!(mean_ci95(&[]), None);
         assert_eq!(mean_ci95(&[1.0]), None);
         // Sample sd of [1, 2, 3] is 1; t_{0.975, 2} = 4.302652729...; half-width = t / sqrt(3).
@@ -573,6 +567,6 @@ mod tests {
     #[test]
     fn equilibrium_serde_derives() {
         fn assert_serde<T: Serialize + for<'de> Deserialize<'de>>() {}
-        assert_serde::<Equilibrium>();
+        assert_serde::<Solution>();
     }
 }

@@ -91,18 +91,7 @@ pub async fn run(file: MatrixFile, options: RunOptions, cancel: Arc<AtomicBool>)
     };
     let io = |what: &Path| Error::io(format!("writing {}", what.display()));
     record::write_atomic(&files.config(), file.to_toml().as_bytes()).map_err(io(&files.config()))?;
-    let mut manifest = Manifest {
-        schema_version: SCHEMA_VERSION,
-        redqueen_version: env!("CARGO_PKG_VERSION").to_string(),
-        name: file.name.clone(),
-        seed: file.seed,
-        dataset: dataset.name.clone(),
-        dataset_fingerprint: dataset.fingerprint.clone(),
-        started: record::now_rfc3339(),
-        finished: None,
-        status: Status::Partial,
-        shard: None,
-    };
+    let mut manifest = Manifest::begin(&file.name, file.seed, &dataset.name, &dataset.fingerprint);
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
 
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);

@@ -18,7 +18,7 @@ use crate::defense::train_epochs;
 use crate::error::{Error, Result};
 use crate::model::{kernels, Classifier, Engine, ModelConfig};
 use crate::path;
-use crate::record::{self, Manifest, RoundRow, RowLog, RunFiles, RunTiming, Shard, Status, Summary, SCHEMA_VERSION};
+use crate::record::{self, Manifest, RoundRow, RowLog, RunFiles, RunTiming, Shard, Status, Summary};
 use crate::rng::{derived_seed, stream};
 
 /// What a tournament reports while it runs (progress bars live above).
@@ -275,16 +275,9 @@ pub async fn run(
     }
     record::write_atomic(&files.config(), plan.to_toml().as_bytes()).map_err(io(&files.config()))?;
     let mut manifest = Manifest {
-        schema_version: SCHEMA_VERSION,
-        redqueen_version: env!("CARGO_PKG_VERSION").to_string(),
-        name: file.name.clone(),
-        seed: file.seed,
-        dataset: first_dataset.name.clone(),
-        dataset_fingerprint: first_dataset.fingerprint.clone(),
         started: started_at,
-        finished: None,
-        status: Status::Partial,
         shard: options.shard,
+        ..Manifest::begin(&file.name, file.seed, &first_dataset.name, &first_dataset.fingerprint)
     };
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
 
@@ -628,12 +621,6 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> Result<Summary> {
     record::write_json(&files.summary(), &summary).map_err(io(&files.summary()))?;
     let first = &parts[0].manifest;
     let manifest = Manifest {
-        schema_version: SCHEMA_VERSION,
-        redqueen_version: env!("CARGO_PKG_VERSION").to_string(),
-        name: first.name.clone(),
-        seed: first.seed,
-        dataset: first.dataset.clone(),
-        dataset_fingerprint: first.dataset_fingerprint.clone(),
         started: parts
             .iter()
             .map(|p| p.manifest.started.clone())
@@ -641,7 +628,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> Result<Summary> {
             .unwrap_or_default(),
         finished: Some(record::now_rfc3339()),
         status: Status::Complete,
-        shard: None,
+        ..Manifest::begin(&first.name, first.seed, &first.dataset, &first.dataset_fingerprint)
     };
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
     Ok(summary)
