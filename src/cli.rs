@@ -101,7 +101,7 @@ struct RunArgs {
     /// The results folder (default: results/<name>-<seed>, or results/<name>-seeds-<s1>-<s2>-...).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Override the tournament's seed (with --seeds: the first seed).
+    /// Run with this seed only (it replaces the file's `seed` or `seeds`; with --seeds, the first seed).
     #[arg(long)]
     seed: Option<u64>,
     /// Play every match with N seeds (the first seed and the N-1 after it) and
@@ -576,6 +576,10 @@ impl Observer for Bars {
     fn pretraining(&self) {
         self.overall.set_message("pretraining");
         self.overall.set_prefix("pretraining");
+    }
+
+    fn planned(&self, rounds: usize) {
+        self.overall.set_length(rounds as u64);
     }
 
     fn match_started(&self, id: usize, attacker: &str, defender: &str, _rounds: usize) {

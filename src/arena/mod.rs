@@ -205,56 +205,21 @@ pub fn play_to_end(
         let defense_note = defense.note();
         let diverged = divergence(model.as_ref(), eval_x, dim);
         timing.defense_s = started.elapsed().as_secs_f64();
-        if let Some(reason) = diverged {
-            // A model with non-finite outputs classifies nothing: every
-            // post-round accuracy is 0, and the match ends here.
-            let zero = |labels: Vec<String>| labels.into_iter().map(|l| (l, 0.0)).collect::<BTreeMap<_, _>>();
-            seen.insert(label.clone(), config.clone());
-            let unseen_acc = zero(plan.unseen.iter().map(|c| c.label()).collect());
-            let row = RoundRow {
-                match_id: plan.match_id,
-                attacker: plan.attacker.name.clone(),
-                defender: plan.defender.name.clone(),
-                seed: plan.seed,
-                round,
-                attack: label,
-                zero_day_acc,
-                reward: 1.0 - zero_day_acc,
-                clean_acc: 0.0,
-                seen_acc: zero(seen.keys().cloned().collect()),
-                seen_worst: 0.0,
-                unseen_worst: (!plan.unseen.is_empty()).then_some(0.0),
-                unseen_mean: (!plan.unseen.is_empty()).then_some(0.0),
-                gap: (!plan.unseen.is_empty()).then_some(0.0),
-                unseen_acc,
-                stale_acc: 0.0,
-                stale_inflation: 0.0,
-                wrong_confidence: wrong_conf,
-                perturbation,
-                zero_day_queries,
-                agent_note,
-                defense_note,
-                certified_acc: None,
-                certified_empirical_acc: None,
-                certified_within_empirical: None,
-                diverged: Some(reason),
-                violations: crafted.violations + zero_day.violations,
-                referee_log: crafted.log.into_iter().chain(zero_day.log).collect(),
-                timing,
-            };
-            on_row(&row);
-            rows.push(row);
-            break;
-        }
-
-        // 4. Post-round evaluation of the updated model.
+        // 4. Post-round evaluation of the updated model. A diverged model
+        // classifies nothing: every accuracy is 0, and the match ends here.
         on_phase(round, Phase::Evaluation);
         let started = Instant::now();
         seen.insert(label.clone(), config.clone());
         stale_sets.push(zero_day.examples);
-        let clean_after = correct(model.as_ref(), eval_x, eval_y);
+        let clean_after = match diverged {
+            Some(_) => vec![false; eval_y.len()],
+            None => correct(model.as_ref(), eval_x, eval_y),
+        };
         let robust_acc = |config: &AttackConfig, purpose: &str| {
             let label = config.label();
+            if diverged.is_some() {
+                return (label, 0.0);
+            }
             // The unseen panel attacks a preprocessing defense around its
             // preprocessing (BPDA), as an adaptive evaluation must; it is
             // recorded under the panel's own label.
@@ -287,15 +252,18 @@ pub fn play_to_end(
         let seen_worst = metrics::min(seen_acc.values().copied()).unwrap_or(0.0);
         let unseen_worst = metrics::min(unseen_acc.values().copied());
         let unseen_values: Vec<f64> = unseen_acc.values().copied().collect();
-        let certified = certify(plan, model.as_ref(), &mut rng("certify", ""), |configs| {
-            // The l2 attacks already run this round count as attacks on the
-            // smoothed classifier too.
-            let l2 = |c: &&AttackConfig| c.threat().norm == crate::attack::Norm::L2;
-            let seen_l2 = seen.values().filter(l2).map(|c| seen_acc[&c.label()]);
-            let unseen_l2 = plan.unseen.iter().filter(l2).map(|c| unseen_acc[&c.label()]);
-            let strongest = configs.iter().map(|c| robust_acc(c, "certify").1);
-            metrics::min(seen_l2.chain(unseen_l2).chain(strongest)).unwrap_or(1.0)
+        let certified = diverged.is_none().then(|| {
+            certify(plan, model.as_ref(), &mut rng("certify", ""), |configs| {
+                // The l2 attacks already run this round count as attacks on the
+                // smoothed classifier too.
+                let l2 = |c: &&AttackConfig| c.threat().norm == crate::attack::Norm::L2;
+                let seen_l2 = seen.values().filter(l2).map(|c| seen_acc[&c.label()]);
+                let unseen_l2 = plan.unseen.iter().filter(l2).map(|c| unseen_acc[&c.label()]);
+                let strongest = configs.iter().map(|c| robust_acc(c, "certify").1);
+                metrics::min(seen_l2.chain(unseen_l2).chain(strongest)).unwrap_or(1.0)
+            })
         });
+        let certified = certified.flatten();
         timing.eval_s = started.elapsed().as_secs_f64();
 
         let row = RoundRow {
@@ -324,13 +292,16 @@ pub fn play_to_end(
             certified_acc: certified.map(|c| c.0),
             certified_empirical_acc: certified.map(|c| c.1),
             certified_within_empirical: certified.map(|c| c.0 <= c.1),
-            diverged: None,
+            diverged: diverged.clone(),
             violations: crafted.violations + zero_day.violations,
             referee_log: crafted.log.into_iter().chain(zero_day.log).collect(),
             timing,
         };
         on_row(&row);
         rows.push(row);
+        if diverged.is_some() {
+            break;
+        }
     }
     (rows, model)
 }

@@ -24,6 +24,9 @@ use crate::rng::{derived_seed, stream};
 /// What a tournament reports while it runs (progress bars live above).
 pub trait Observer: Send + Sync {
     fn pretraining(&self) {}
+    /// The rounds this run will play (fewer than the plan's when resuming
+    /// or running one part of a sharded run).
+    fn planned(&self, _rounds: usize) {}
     fn match_started(&self, _id: usize, _attacker: &str, _defender: &str, _rounds: usize) {}
     fn phase(&self, _id: usize, _round: usize, _phase: Phase) {}
     fn round_done(&self, _row: &RoundRow) {}
@@ -360,6 +363,7 @@ pub async fn run(
         .map(|(_, sm)| sm)
         .filter(|(s, m)| !done.contains(&(seeds[*s], m.id)))
         .collect();
+    observer.planned(order.len() * file.rounds);
     order.sort_by_key(|(_, m)| std::cmp::Reverse(plan.defenders[m.defender].strategy.work_per_round(file.sizes.craft)));
     for (s, m) in order {
         let permit = semaphore
