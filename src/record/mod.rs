@@ -136,7 +136,8 @@ pub struct DefenderSummary {
     pub aurc_unseen_ci95: Option<f64>,
     pub aurc_seen_ci95: Option<f64>,
     /// Defenders whose ranking key cannot be told apart from this one's at
-    /// the seeds' noise (their 95% intervals overlap).
+    /// the seeds' noise: the 95% interval of the per-seed differences (a
+    /// paired test: both share each seed's data) contains 0.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_separable_from: Vec<String>,
     /// Bradley-Terry rating from every match record (Elo scale, mean 1500

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::game::{bradley_terry, mean_ci95, separable, solve_zero_sum};
+use super::game::{bradley_terry, mean_ci95, solve_zero_sum};
 use crate::arena::metrics::mean;
 use crate::record::{
     AttackerSummary, DefenderSummary, Diverged, Equilibrium, MatchSummary, Payoff, RoundRow, RunTiming, Summary,
@@ -58,29 +58,38 @@ fn mean_opt(matches: &[&MatchSummary], f: impl Fn(&MatchSummary) -> Option<f64>)
     values.and_then(|v| mean(&v))
 }
 
-/// The 95% half-width over seeds of a per-match quantity: the mean over the
-/// matches of each seed is one replicate.
-fn ci_over_seeds(matches: &[&MatchSummary], seeds: &[u64], f: impl Fn(&MatchSummary) -> Option<f64>) -> Option<f64> {
-    let per_seed: Option<Vec<f64>> = seeds
+/// Per seed, the mean over `matches` of that seed's values of `f`: one
+/// replicate each. `None` when a seed has no value.
+fn per_seed(matches: &[&MatchSummary], seeds: &[u64], f: impl Fn(&MatchSummary) -> Option<f64>) -> Option<Vec<f64>> {
+    seeds
         .iter()
         .map(|&seed| {
             let of_seed: Vec<&MatchSummary> = matches.iter().copied().filter(|m| m.seed == seed).collect();
             mean_opt(&of_seed, &f)
         })
-        .collect();
-    mean_ci95(&per_seed?).map(|(_, half)| half)
+        .collect()
 }
 
-/// For each entry, the others whose interval (mean, half-width) overlaps
-/// its own. Without intervals nothing is claimed either way (the tables say
-/// which entries have none).
-fn overlaps(intervals: &[(String, Option<(f64, f64)>)]) -> Vec<Vec<String>> {
-    intervals
+/// The 95% half-width over seeds of a per-match quantity.
+fn ci_over_seeds(matches: &[&MatchSummary], seeds: &[u64], f: impl Fn(&MatchSummary) -> Option<f64>) -> Option<f64> {
+    mean_ci95(&per_seed(matches, seeds, f)?).map(|(_, half)| half)
+}
+
+/// For each entry, the others it cannot be told apart from at 95%: a paired
+/// test, since two entries share each seed's data and pretraining; the 95%
+/// interval of their per-seed differences contains 0. Without per-seed
+/// values (fewer than two seeds) nothing is claimed either way.
+fn paired_ties(values: &[(String, Option<Vec<f64>>)]) -> Vec<Vec<String>> {
+    let tied = |a: &[f64], b: &[f64]| {
+        let differences: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+        mean_ci95(&differences).is_some_and(|(mean, half)| mean.abs() <= half)
+    };
+    values
         .iter()
         .map(|(name, a)| {
-            intervals
+            values
                 .iter()
-                .filter(|(other, b)| other != name && matches!((a, b), (Some(a), Some(b)) if !separable(*a, *b)))
+                .filter(|(other, b)| other != name && matches!((a, b), (Some(a), Some(b)) if tied(a, b)))
                 .map(|(other, _)| other.clone())
                 .collect()
         })
@@ -173,16 +182,19 @@ pub fn summarize(
     });
     // Separability on the ranking key: AURC unseen where there is an
     // unseen panel, AURC seen otherwise.
-    let key_interval = |d: &DefenderSummary| match (d.aurc_unseen, d.aurc_unseen_ci95) {
-        (Some(m), Some(h)) => Some((m, h)),
-        (None, _) => d.aurc_seen_ci95.map(|h| (d.aurc_seen, h)),
-        _ => None,
+    let key_per_seed = |d: &DefenderSummary| {
+        let ms: Vec<&MatchSummary> = matches.iter().filter(|m| m.defender == d.defender).collect();
+        match d.aurc_unseen {
+            Some(_) => per_seed(&ms, seeds, |m| m.aurc_unseen),
+            None => per_seed(&ms, seeds, |m| Some(m.aurc_seen)),
+        }
+        .filter(|v| v.len() > 1)
     };
-    let intervals: Vec<_> = defenders
+    let values: Vec<_> = defenders
         .iter()
-        .map(|d| (d.defender.clone(), key_interval(d)))
+        .map(|d| (d.defender.clone(), key_per_seed(d)))
         .collect();
-    for (d, others) in defenders.iter_mut().zip(overlaps(&intervals)) {
+    for (d, others) in defenders.iter_mut().zip(paired_ties(&values)) {
         d.not_separable_from = others;
     }
 
@@ -212,11 +224,15 @@ pub fn summarize(
             .total_cmp(&a.mean_reward)
             .then_with(|| a.attacker.cmp(&b.attacker))
     });
-    let intervals: Vec<_> = attackers
+    let values: Vec<_> = attackers
         .iter()
-        .map(|a| (a.attacker.clone(), a.mean_reward_ci95.map(|h| (a.mean_reward, h))))
+        .map(|a| {
+            let ms: Vec<&MatchSummary> = matches.iter().filter(|m| m.attacker == a.attacker).collect();
+            let v = per_seed(&ms, seeds, |m| Some(m.mean_reward)).filter(|v| v.len() > 1);
+            (a.attacker.clone(), v)
+        })
         .collect();
-    for (a, others) in attackers.iter_mut().zip(overlaps(&intervals)) {
+    for (a, others) in attackers.iter_mut().zip(paired_ties(&values)) {
         a.not_separable_from = others;
     }
 
@@ -299,6 +315,28 @@ mod tests {
             "violations": 0, "timing": { "attack_s": 0.0, "defense_s": 0.0, "eval_s": 0.0 }
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn separability_is_a_paired_test_over_seeds() {
+        // b trails a by 0.02 on every seed, while the seeds themselves vary
+        // widely: the unpaired intervals overlap, the paired test separates.
+        let a = vec![0.1, 0.5, 0.9];
+        let b: Vec<f64> = a.iter().map(|v| v - 0.02).collect();
+        let c = vec![0.5, 0.1, 0.9]; // as good as a on average, not per seed
+        let values = [
+            ("a".to_string(), Some(a.clone())),
+            ("b".to_string(), Some(b.clone())),
+            ("c".to_string(), Some(c)),
+            ("d".to_string(), None),
+        ];
+        let ties = paired_ties(&values);
+        assert!(!ties[0].contains(&"b".to_string()), "a and b are separable: {:?}", ties[0]);
+        assert!(ties[0].contains(&"c".to_string()), "a and c are not: {:?}", ties[0]);
+        assert!(ties[3].is_empty() && !ties[0].contains(&"d".to_string()), "no claim without values");
+        let (ma, ha) = mean_ci95(&a).unwrap();
+        let (mb, hb) = mean_ci95(&b).unwrap();
+        assert!(!crate::tournament::game::separable((ma, ha), (mb, hb)), "the unpaired intervals overlap");
     }
 
     #[test]
