@@ -331,12 +331,22 @@ mod tests {
             ("d".to_string(), None),
         ];
         let ties = paired_ties(&values);
-        assert!(!ties[0].contains(&"b".to_string()), "a and b are separable: {:?}", ties[0]);
+        assert!(
+            !ties[0].contains(&"b".to_string()),
+            "a and b are separable: {:?}",
+            ties[0]
+        );
         assert!(ties[0].contains(&"c".to_string()), "a and c are not: {:?}", ties[0]);
-        assert!(ties[3].is_empty() && !ties[0].contains(&"d".to_string()), "no claim without values");
+        assert!(
+            ties[3].is_empty() && !ties[0].contains(&"d".to_string()),
+            "no claim without values"
+        );
         let (ma, ha) = mean_ci95(&a).unwrap();
         let (mb, hb) = mean_ci95(&b).unwrap();
-        assert!(!crate::tournament::game::separable((ma, ha), (mb, hb)), "the unpaired intervals overlap");
+        assert!(
+            !crate::tournament::game::separable((ma, ha), (mb, hb)),
+            "the unpaired intervals overlap"
+        );
     }
 
     #[test]
