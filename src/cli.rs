@@ -186,14 +186,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             let out = match out {
                 Some(out) => out,
                 None => {
-                    let first = tournament::read_manifest(&dirs[0])?;
-                    if first.shard.is_none() {
-                        return Err(Error::Usage(format!(
-                            "{}: not a shard (it was not run with --shard K/N); merge combines the parts of one sharded run",
-                            dirs[0].display()
-                        ))
-                        .into());
-                    }
+                    let (first, _) = tournament::read_part(&dirs[0])?;
                     let plan = config::load_file(&dirs[0].join("config.toml"))?;
                     default_out(&first.name, &plan.file.seed_list())
                 }

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::adversarial::{default_batch, default_opt};
 use super::{sample_train, validate_training, Defense, RoundData};
-use crate::attack::{Attack, Norm, PgdConfig};
+use crate::attack::{AttackConfig, Norm, PgdConfig};
+use crate::data::Split;
 use crate::model::{Classifier, CrossEntropy, Sgd};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,10 +45,38 @@ impl PgdAtConfig {
 
 impl Defense for PgdAtConfig {
     fn update(&mut self, model: &mut dyn Classifier, round: &RoundData<'_>, rng: &mut ChaCha8Rng) {
-        for _ in 0..self.steps {
-            let (x, y) = sample_train(round.train, self.batch, rng);
-            let adv = self.attack.craft(model, &x, &y, rng);
-            model.train_step(&adv, &CrossEntropy { labels: &y }, &self.optimizer);
+        let attack = AttackConfig::Pgd(self.attack.clone());
+        let (steps, batch) = (self.steps, self.batch);
+        train_against(
+            model,
+            &attack,
+            round.train,
+            (steps, batch, &self.optimizer),
+            rng,
+            &|| false,
+        );
+    }
+}
+
+/// Madry-style adversarial training, for any attack: every step crafts
+/// `attack` against the current model on a fresh batch of `train` and
+/// trains on the result. Stops early when `stop` says so.
+pub fn train_against(
+    model: &mut dyn Classifier,
+    attack: &AttackConfig,
+    train: &Split,
+    (steps, batch, optimizer): (usize, usize, &Sgd),
+    rng: &mut ChaCha8Rng,
+    stop: &dyn Fn() -> bool,
+) {
+    for _ in 0..steps {
+        if stop() {
+            break;
         }
+        let (x, y) = sample_train(train, batch, rng);
+        // The registry's attacks stay in budget (the conformance suite
+        // holds them to it), so training needs no referee.
+        let adv = attack.run_with(model, &x, &y, rng, batch, Some(train)).examples;
+        model.train_step(&adv, &CrossEntropy { labels: &y }, optimizer);
     }
 }

@@ -390,13 +390,40 @@ impl RowLog {
     }
 }
 
-/// Read every complete row of a `rounds.jsonl` (a torn last line is skipped).
+/// Read every complete row of a `rounds.jsonl` (a torn last line is
+/// skipped); no file is no rows.
 pub fn read_rows(path: &Path) -> io::Result<Vec<RoundRow>> {
-    let text = fs::read_to_string(path)?;
+    let text = match fs::read_to_string(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        text => text?,
+    };
     Ok(text
         .lines()
         .filter_map(|line| serde_json::from_str(line).ok())
         .collect())
+}
+
+/// A JSON file of a run folder: `None` when absent, a clear error when it
+/// does not parse.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> crate::error::Result<Option<T>> {
+    let text = match fs::read_to_string(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        text => text.map_err(crate::error::Error::io(format!("reading {}", path.display())))?,
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        crate::error::Error::Usage(format!("{}: not a redqueen file of this version: {e}", path.display()))
+    })
+}
+
+/// The manifest of a run folder, or a clear error when the folder is not a
+/// redqueen run.
+pub fn read_manifest(dir: &Path) -> crate::error::Result<Manifest> {
+    read_json(&dir.join("manifest.json"))?.ok_or_else(|| {
+        crate::error::Error::Usage(format!(
+            "{}: not a redqueen run folder (it has no manifest.json); give a folder written by `redqueen run` or `redqueen matrix`",
+            dir.display()
+        ))
+    })
 }
 
 /// Rewrite `rounds.jsonl` with `rows` in canonical order (seed, match, round), so

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::plots::{self, Series};
-use super::{pct, pct_ci, pct_opt, Run};
+use super::Run;
 use crate::error::{Error, Result};
 
 /// One picture: its file under `plots/`, and what the page says about it.
@@ -194,10 +194,28 @@ fn inline_svg(svg: &str) -> &str {
     }
 }
 
-fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+/// A table with one more column.
+fn with_column(
+    (mut header, rows): (Vec<String>, Vec<Vec<String>>),
+    name: &str,
+    cells: impl Iterator<Item = String>,
+) -> (Vec<String>, Vec<Vec<String>>) {
+    header.push(name.to_string());
+    let rows = rows
+        .into_iter()
+        .zip(cells)
+        .map(|(mut row, cell)| {
+            row.push(cell);
+            row
+        })
+        .collect();
+    (header, rows)
+}
+
+fn table((header, rows): (Vec<String>, Vec<Vec<String>>)) -> String {
     let mut out = String::from("<table><thead><tr>");
     for h in header {
-        out.push_str(&format!("<th>{}</th>", escape(h)));
+        out.push_str(&format!("<th>{}</th>", escape(&h)));
     }
     out.push_str("</tr></thead><tbody>");
     for row in rows {
@@ -266,41 +284,21 @@ pub fn page(run: &Run, plots: &[Plot]) -> String {
                 escape(&partial)
             ));
         }
-        body.push_str("<h2>Defenders</h2><p>Ranked by robustness to unseen attacks (AURC unseen: the mean over rounds of the worst unseen-panel accuracy); final-round accuracies are means over attackers and seeds.</p>");
-        let rows = s
+        let key = s
             .defenders
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                vec![
-                    (i + 1).to_string(),
-                    d.defender.clone(),
-                    pct(d.final_clean_acc),
-                    pct(d.final_seen_worst),
-                    pct_opt(d.final_unseen_worst),
-                    super::points(d.final_gap),
-                    pct_ci(d.aurc_unseen, d.aurc_unseen_ci95),
-                    pct(d.aurc_zero_day),
-                    format!("{:.0}", d.rating),
-                    d.not_separable_from.join(", "),
-                ]
-            })
-            .collect();
-        body.push_str(&table(
-            &[
-                "#",
-                "defender",
-                "clean",
-                "seen worst",
-                "unseen worst",
-                "gap (pts)",
-                "AURC unseen",
-                "AURC zero-day",
-                "rating",
-                "not separable from",
-            ],
-            rows,
+            .first()
+            .map(|d| super::ranking_key(d).0)
+            .unwrap_or("AURC unseen");
+        body.push_str(&format!(
+            "<h2>Defenders</h2><p>Ranked by {key} (the mean over rounds of the worst accuracy under the {} attacks); final-round accuracies are means over attackers and seeds.</p>",
+            if key == "AURC unseen" { "unseen-panel" } else { "seen" }
         ));
+        let ties = s.defenders.iter().map(|d| d.not_separable_from.join(", "));
+        body.push_str(&table(with_column(
+            super::defender_table(s),
+            "not separable from",
+            ties,
+        )));
         let diverged = super::diverged_lines(s);
         if !diverged.is_empty() {
             body.push_str(&format!(
@@ -309,32 +307,12 @@ pub fn page(run: &Run, plots: &[Plot]) -> String {
             ));
         }
         body.push_str("<h2>Attackers</h2>");
-        let rows = s
-            .attackers
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                vec![
-                    (i + 1).to_string(),
-                    a.attacker.clone(),
-                    match a.mean_reward_ci95 {
-                        Some(ci) => format!("{:.3} ± {:.3}", a.mean_reward, ci),
-                        None => format!("{:.3}", a.mean_reward),
-                    },
-                    format!("{:.0}", a.rating),
-                    a.picks
-                        .iter()
-                        .map(|(attack, n)| format!("{attack} ×{n}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    a.not_separable_from.join(", "),
-                ]
-            })
-            .collect();
-        body.push_str(&table(
-            &["#", "attacker", "mean reward", "rating", "picks", "not separable from"],
-            rows,
-        ));
+        let ties = s.attackers.iter().map(|a| a.not_separable_from.join(", "));
+        body.push_str(&table(with_column(
+            super::attacker_table(s),
+            "not separable from",
+            ties,
+        )));
         if let Some(p) = find("payoff") {
             body.push_str("<h2>The game</h2>");
             body.push_str(&figure(

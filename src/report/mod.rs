@@ -10,7 +10,7 @@ use tabled::settings::object::Columns;
 use tabled::settings::{Alignment, Modify, Style};
 
 use crate::error::{Error, Result};
-use crate::record::{self, GalleryItem, Manifest, MatrixResult, RoundRow, RunFiles, Summary};
+use crate::record::{self, read_json, GalleryItem, Manifest, MatrixResult, RoundRow, RunFiles, Summary};
 
 fn pct(v: f64) -> String {
     format!("{:.1}%", 100.0 * v)
@@ -105,55 +105,16 @@ pub fn leaderboards(summary: &Summary) -> String {
         .first()
         .map(|d| ranking_key(d).0)
         .unwrap_or("AURC unseen");
-    let mut defenders = Builder::default();
-    defenders.push_record([
-        "#",
-        "defender",
-        "clean",
-        "seen worst",
-        "unseen worst",
-        "gap (pts)",
-        "stale infl. (pts)",
-        key_name,
-        "AURC zero-day",
-        "rating",
-    ]);
-    for (i, d) in summary.defenders.iter().enumerate() {
-        let (_, key, ci) = ranking_key(d);
-        defenders.push_record([
-            (i + 1).to_string(),
-            d.defender.clone(),
-            pct(d.final_clean_acc),
-            pct(d.final_seen_worst),
-            pct_opt(d.final_unseen_worst),
-            points(d.final_gap),
-            points(Some(d.final_stale_inflation)),
-            pct_ci(Some(key), ci),
-            pct(d.aurc_zero_day),
-            format!("{:.0}", d.rating),
-        ]);
-    }
-    let mut attackers = Builder::default();
-    attackers.push_record(["#", "attacker", "mean reward", "rating", "most picked"]);
-    for (i, a) in summary.attackers.iter().enumerate() {
-        let favourite = a
-            .picks
-            .iter()
-            .max_by(|x, y| x.1.cmp(y.1).then(y.0.cmp(x.0)))
-            .map(|(attack, n)| format!("{attack} ({n})"))
-            .unwrap_or_default();
-        let reward = match a.mean_reward_ci95 {
-            Some(ci) => format!("{:.3} ± {:.3}", a.mean_reward, ci),
-            None => format!("{:.3}", a.mean_reward),
-        };
-        attackers.push_record([
-            (i + 1).to_string(),
-            a.attacker.clone(),
-            reward,
-            format!("{:.0}", a.rating),
-            favourite,
-        ]);
-    }
+    let builder = |(header, rows): (Vec<String>, Vec<Vec<String>>)| {
+        let mut b = Builder::default();
+        b.push_record(header);
+        for row in rows {
+            b.push_record(row);
+        }
+        b
+    };
+    let defenders = builder(defender_table(summary));
+    let attackers = builder(attacker_table(summary));
     let seeds = summary.seeds.len();
     let defender_ties: Vec<_> = summary
         .defenders
@@ -209,6 +170,79 @@ pub fn diverged_lines(summary: &Summary) -> String {
             })
         })
         .collect()
+}
+
+/// The defenders' leaderboard, header and rows, for the terminal and the
+/// page alike.
+pub fn defender_table(summary: &Summary) -> (Vec<String>, Vec<Vec<String>>) {
+    let key_name = summary
+        .defenders
+        .first()
+        .map(|d| ranking_key(d).0)
+        .unwrap_or("AURC unseen");
+    let header = [
+        "#",
+        "defender",
+        "clean",
+        "seen worst",
+        "unseen worst",
+        "gap (pts)",
+        "stale infl. (pts)",
+        key_name,
+        "AURC zero-day",
+        "rating",
+    ];
+    let rows = summary
+        .defenders
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let (_, key, ci) = ranking_key(d);
+            vec![
+                (i + 1).to_string(),
+                d.defender.clone(),
+                pct(d.final_clean_acc),
+                pct(d.final_seen_worst),
+                pct_opt(d.final_unseen_worst),
+                points(d.final_gap),
+                points(Some(d.final_stale_inflation)),
+                pct_ci(Some(key), ci),
+                pct(d.aurc_zero_day),
+                format!("{:.0}", d.rating),
+            ]
+        })
+        .collect();
+    (header.map(String::from).to_vec(), rows)
+}
+
+/// The attackers' leaderboard, header and rows.
+pub fn attacker_table(summary: &Summary) -> (Vec<String>, Vec<Vec<String>>) {
+    let header = ["#", "attacker", "mean reward", "rating", "most picked"];
+    let rows = summary
+        .attackers
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let favourite = a
+                .picks
+                .iter()
+                .max_by(|x, y| x.1.cmp(y.1).then(y.0.cmp(x.0)))
+                .map(|(attack, n)| format!("{attack} ({n})"))
+                .unwrap_or_default();
+            let reward = match a.mean_reward_ci95 {
+                Some(ci) => format!("{:.3} ± {:.3}", a.mean_reward, ci),
+                None => format!("{:.3}", a.mean_reward),
+            };
+            vec![
+                (i + 1).to_string(),
+                a.attacker.clone(),
+                reward,
+                format!("{:.0}", a.rating),
+                favourite,
+            ]
+        })
+        .collect();
+    (header.map(String::from).to_vec(), rows)
 }
 
 /// The payoff matrix with the equilibrium's mixed strategies in the margins.
@@ -285,31 +319,13 @@ pub struct Run {
     pub matrix: Option<MatrixResult>,
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(path).map_err(Error::io(format!("reading {}", path.display())))?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| Error::Usage(format!("{}: not a redqueen file of this version: {e}", path.display())))
-}
-
 /// Read a run folder (a tournament's or a matrix's).
 pub fn load_run(dir: &Path) -> Result<Run> {
     let files = RunFiles { dir: dir.to_path_buf() };
-    let manifest: Manifest = read_json(&files.manifest())?.ok_or_else(|| {
-        Error::Usage(format!(
-            "{}: not a redqueen run folder (it has no manifest.json); give a folder written by `redqueen run` or `redqueen matrix`",
-            dir.display()
-        ))
-    })?;
+    let manifest = record::read_manifest(dir)?;
     let config = std::fs::read_to_string(files.config()).unwrap_or_default();
-    let rows = if files.rounds().exists() {
-        record::read_rows(&files.rounds()).map_err(Error::io(format!("reading {}", files.rounds().display())))?
-    } else {
-        Vec::new()
-    };
+    let rows =
+        record::read_rows(&files.rounds()).map_err(Error::io(format!("reading {}", files.rounds().display())))?;
     Ok(Run {
         dir: dir.to_path_buf(),
         config,

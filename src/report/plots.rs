@@ -14,6 +14,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use super::pct;
+
 /// A chart could not be drawn (invalid input or a plotters error), with a readable message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlotError(pub String);
@@ -132,10 +134,6 @@ fn outline(area: &Area, (x0, y0): (i32, i32), (x1, y1): (i32, i32), color: RGBCo
 /// A finite value, or nothing (NaN and infinities count as not measured).
 fn finite(v: Option<f64>) -> Option<f64> {
     v.filter(|x| x.is_finite())
-}
-
-fn pct(v: f64) -> String {
-    format!("{:.1}%", 100.0 * v)
 }
 
 /// Linear round axis with ticks exactly on whole rounds (plotters' f64 axis would pick ticks such

@@ -206,14 +206,14 @@ pub fn exploitability(payoff: &[Vec<f64>], eq: &Solution) -> f64 {
 ///
 /// Strengths are fitted by Hunter's (2004) MM algorithm in cyclic sweeps, each followed by an exact
 /// step along the common-scale direction (see `anchor_scale`), until no log-strength moves more than
-/// 1e-10 in a sweep (at most 10 000 sweeps; typical tournaments take tens to a few hundred). The rating
+/// 1e-10 in a sweep (at most 10 000 sweeps). The rating
 /// is `400 * log10(strength)`, shifted so the mean is 1500. The games are sorted before use, so their
 /// order does not change the result at all.
 ///
 /// Caveat: when the results are perfectly separable (a strict order in which everyone always beats
 /// everyone below, scores exactly 0 or 1) over hundreds of games per pair, only the prior bounds the
-/// spread and MM can hit the sweep cap; ratings are then still finite and correctly ordered, and off by
-/// a small fraction of an Elo point (0.05 in a test with 5 players and 2000 such games).
+/// spread and MM can hit the sweep cap; ratings are then still finite and correctly ordered, but not
+/// fully converged.
 ///
 /// Prior: every player also plays one virtual game, scored 0.5, against a fixed virtual opponent of
 /// strength 1. Without it a player who wins (or loses) everything has an infinite rating; with it all

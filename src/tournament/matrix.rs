@@ -13,9 +13,8 @@ use crate::arena::referee;
 use crate::attack::AttackConfig;
 use crate::config::matrix::{MatrixFile, MatrixTraining};
 use crate::data::Split;
-use crate::defense::sample_train;
 use crate::error::{Error, Result};
-use crate::model::{kernels, Classifier, CrossEntropy};
+use crate::model::{kernels, Classifier};
 use crate::path;
 use crate::record::{self, Manifest, MatrixResult, MatrixRow, MatrixTiming, RunFiles, Status, SCHEMA_VERSION};
 use crate::rng::stream;
@@ -23,8 +22,8 @@ use crate::rng::stream;
 /// The row of the model no attack trained.
 pub const UNDEFENDED: &str = "none";
 
-/// Madry-style training from `pretrained`: every step crafts `attack`
-/// against the current model on a fresh batch and trains on the result.
+/// A defender trained against `attack` from `pretrained` (pgd-at's
+/// training, with any attack).
 pub fn train_against(
     pretrained: &dyn Classifier,
     attack: &AttackConfig,
@@ -35,18 +34,8 @@ pub fn train_against(
 ) -> Box<dyn Classifier> {
     let mut model = pretrained.boxed_clone();
     let mut rng = stream(seed, path!["matrix", "train", &attack.label()]);
-    for _ in 0..settings.steps {
-        if stop() {
-            break;
-        }
-        let (x, y) = sample_train(train, settings.batch, &mut rng);
-        let adv = attack
-            .run_with(model.as_ref(), &x, &y, &mut rng, settings.batch, Some(train))
-            .examples;
-        // Train only on what the referee accepts, like any attack's output.
-        let adv = referee::check(attack.threat(), adv, &x, train.dim()).examples;
-        model.train_step(&adv, &CrossEntropy { labels: &y }, &settings.optimizer);
-    }
+    let schedule = (settings.steps, settings.batch, &settings.optimizer);
+    crate::defense::pgd_at::train_against(model.as_mut(), attack, train, schedule, &mut rng, stop);
     model
 }
 

@@ -18,7 +18,8 @@ use crate::defense::train_epochs;
 use crate::error::{Error, Result};
 use crate::model::{kernels, Classifier, Engine, ModelConfig};
 use crate::path;
-use crate::record::{self, Manifest, RoundRow, RowLog, RunFiles, RunTiming, Shard, Status, Summary};
+pub use crate::record::read_manifest;
+use crate::record::{self, read_json, Manifest, RoundRow, RowLog, RunFiles, RunTiming, Shard, Status, Summary};
 use crate::rng::{derived_seed, stream};
 
 /// What a tournament reports while it runs (progress bars live above).
@@ -89,9 +90,10 @@ pub fn load_dataset(d: &DataConfig, seed: u64) -> Result<Dataset> {
         }
         named => data::load_idx_dir(&data::resolve_named(named)?, named)?,
     };
-    if dataset.train.rows != 28 || dataset.train.cols != 28 {
+    let (rows, cols) = crate::config::IMAGE_SIZE;
+    if (dataset.train.rows, dataset.train.cols) != (rows, cols) {
         return Err(Error::Usage(format!(
-            "the dataset's images are {}x{}; redqueen's models take 28x28",
+            "the dataset's images are {}x{}; redqueen's models take {rows}x{cols}",
             dataset.train.rows, dataset.train.cols
         )));
     }
@@ -192,24 +194,6 @@ struct Replicate {
     pretrained: Box<dyn Classifier>,
 }
 
-/// The manifest of a run folder, or a clear error when the folder is not a
-/// redqueen run.
-pub fn read_manifest(dir: &Path) -> Result<Manifest> {
-    let path = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&path).map_err(|_| {
-        Error::Usage(format!(
-            "{}: not a redqueen run folder (no readable manifest.json); give a folder written by `redqueen run`",
-            dir.display()
-        ))
-    })?;
-    serde_json::from_str(&text).map_err(|e| {
-        Error::Usage(format!(
-            "{}: not a redqueen run folder (manifest.json does not parse: {e})",
-            dir.display()
-        ))
-    })
-}
-
 /// Run every match of `plan`, once per seed, writing the run folder. Bad
 /// input (data, output folder) is reported before anything is written.
 pub async fn run(
@@ -259,14 +243,11 @@ pub async fn run(
         }
         started_at = previous.started;
         // Time already spent counts: the summary's timing is the run's total.
-        if let Ok(Some(summary)) = read_json_file::<Summary>(&files.summary()) {
+        if let Ok(Some(summary)) = read_json::<Summary>(&files.summary()) {
             previous_timing = summary.timing;
         }
-        let rows = if files.rounds().exists() {
-            record::read_rows(&files.rounds()).map_err(Error::io(format!("reading {}", files.rounds().display())))?
-        } else {
-            Vec::new()
-        };
+        let rows =
+            record::read_rows(&files.rounds()).map_err(Error::io(format!("reading {}", files.rounds().display())))?;
         let done = completed_matches(&rows, file.rounds);
         kept = rows
             .into_iter()
@@ -356,15 +337,13 @@ pub async fn run(
     let done = completed_matches(&kept, file.rounds);
     let mut order: Vec<(usize, crate::config::MatchRef)> = (0..replicates.len())
         .flat_map(|s| per_seed.iter().map(move |&m| (s, m)))
-        .collect::<Vec<_>>()
-        .into_iter()
         .enumerate()
         .filter(|(position, _)| parts.as_ref().is_none_or(|(index, part)| part[*position] == *index))
         .map(|(_, sm)| sm)
         .filter(|(s, m)| !done.contains(&(seeds[*s], m.id)))
         .collect();
     observer.planned(order.len() * file.rounds);
-    order.sort_by_key(|(_, m)| std::cmp::Reverse(plan.defenders[m.defender].strategy.work_per_round(file.sizes.craft)));
+    order.sort_by_key(|(_, m)| std::cmp::Reverse(cost(m)));
     for (s, m) in order {
         let permit = semaphore
             .clone()
@@ -488,15 +467,17 @@ fn gallery_attacks(plan: &Plan) -> Vec<crate::attack::AttackConfig> {
     attacks
 }
 
-/// A JSON file of a run folder: `None` when absent; a clear error when it
-/// does not parse.
-fn read_json_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
-    match std::fs::read_to_string(path) {
-        Err(_) => Ok(None),
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| Error::Usage(format!("{}: not a redqueen file of this version: {e}", path.display()))),
-    }
+/// The manifest of one part of a sharded run, and which part it is; a
+/// clear error for any other folder.
+pub fn read_part(dir: &Path) -> Result<(Manifest, Shard)> {
+    let manifest = read_manifest(dir)?;
+    let shard = manifest.shard.ok_or_else(|| {
+        Error::Usage(format!(
+            "{}: not a shard (it was not run with --shard K/N); merge combines the parts of one sharded run",
+            dir.display()
+        ))
+    })?;
+    Ok((manifest, shard))
 }
 
 /// Combine the parts of a sharded run (`run --shard K/N`, K = 1..N) into one
@@ -510,13 +491,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> Result<Summary> {
     }
     let mut parts = Vec::new();
     for dir in dirs {
-        let manifest = read_manifest(dir)?;
-        let shard = manifest.shard.ok_or_else(|| {
-            Error::Usage(format!(
-                "{}: not a shard (it was not run with --shard K/N); merge combines the parts of one sharded run",
-                dir.display()
-            ))
-        })?;
+        let (manifest, shard) = read_part(dir)?;
         if manifest.status != Status::Complete {
             return Err(Error::Usage(format!(
                 "{}: shard {}/{} is partial; finish it first with `redqueen run --resume {} --shard {}/{}`",
@@ -546,11 +521,17 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> Result<Summary> {
     parts.sort_by_key(|p| p.shard.index);
     let count = parts[0].shard.count;
     for p in &parts[1..] {
+        let (first, dir) = (parts[0].dir.display(), p.dir.display());
         if p.config != parts[0].config {
             return Err(Error::Usage(format!(
-                "{} and {}: the parts were run with different configurations (config.toml differs)",
-                parts[0].dir.display(),
-                p.dir.display()
+                "{first} and {dir}: the parts were run with different configurations (config.toml differs)"
+            )));
+        }
+        let fingerprints = (&parts[0].manifest.dataset_fingerprint, &p.manifest.dataset_fingerprint);
+        if fingerprints.0 != fingerprints.1 {
+            return Err(Error::Usage(format!(
+                "{first} and {dir}: the parts were run on different data (dataset fingerprints {} and {})",
+                fingerprints.0, fingerprints.1
             )));
         }
     }
@@ -578,7 +559,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> Result<Summary> {
         let path = p.dir.join("rounds.jsonl");
         rows.extend(record::read_rows(&path).map_err(Error::io(format!("reading {}", path.display())))?);
         // Machine-seconds: the parts' times added up (each part pretrains).
-        if let Some(summary) = read_json_file::<Summary>(&p.dir.join("summary.json"))? {
+        if let Some(summary) = read_json::<Summary>(&p.dir.join("summary.json"))? {
             timing.pretrain_s += summary.timing.pretrain_s;
             timing.matches_s += summary.timing.matches_s;
             timing.total_s += summary.timing.total_s;
@@ -601,23 +582,12 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> Result<Summary> {
             out.display()
         )));
     }
-    for p in &parts[1..] {
-        if p.manifest.dataset_fingerprint != parts[0].manifest.dataset_fingerprint {
-            return Err(Error::Usage(format!(
-                "{} and {}: the parts were run on different data (dataset fingerprints {} and {})",
-                parts[0].dir.display(),
-                p.dir.display(),
-                parts[0].manifest.dataset_fingerprint,
-                p.manifest.dataset_fingerprint
-            )));
-        }
-    }
     prepare_output(out, force)?;
     let files = RunFiles { dir: out.to_path_buf() };
     let io = |what: &Path| Error::io(format!("writing {}", what.display()));
     record::write_atomic(&files.config(), parts[0].config.as_bytes()).map_err(io(&files.config()))?;
     record::write_rows_sorted(&files.rounds(), &mut rows).map_err(io(&files.rounds()))?;
-    let gallery: Option<Vec<record::GalleryItem>> = read_json_file(&parts[0].dir.join("gallery.json"))?;
+    let gallery: Option<Vec<record::GalleryItem>> = read_json(&parts[0].dir.join("gallery.json"))?;
     if let Some(gallery) = gallery {
         record::write_json(&files.gallery(), &gallery).map_err(io(&files.gallery()))?;
     }

@@ -188,7 +188,6 @@ pub fn summarize(
             Some(_) => per_seed(&ms, seeds, |m| m.aurc_unseen),
             None => per_seed(&ms, seeds, |m| Some(m.aurc_seen)),
         }
-        .filter(|v| v.len() > 1)
     };
     let values: Vec<_> = defenders
         .iter()
@@ -228,8 +227,7 @@ pub fn summarize(
         .iter()
         .map(|a| {
             let ms: Vec<&MatchSummary> = matches.iter().filter(|m| m.attacker == a.attacker).collect();
-            let v = per_seed(&ms, seeds, |m| Some(m.mean_reward)).filter(|v| v.len() > 1);
-            (a.attacker.clone(), v)
+            (a.attacker.clone(), per_seed(&ms, seeds, |m| Some(m.mean_reward)))
         })
         .collect();
     for (a, others) in attackers.iter_mut().zip(paired_ties(&values)) {
