@@ -329,22 +329,21 @@ fn divergence(model: &dyn Classifier, eval_x: &[f32], dim: usize) -> Option<Stri
     })
 }
 
-/// For a smoothed defender, with an l2 budget in the rules: its certified
-/// accuracy at that budget, and its empirical robust accuracy under the
-/// strongest l2 attack (`empirical` runs EOT-PGD at the budget and takes
-/// the minimum with the round's other l2 attacks).
+/// For a defender that certifies (smoothing), with an l2 budget in the
+/// rules: its certified accuracy at that budget, and its empirical robust
+/// accuracy under the strongest l2 attack (`empirical` runs EOT-PGD at the
+/// budget and takes the minimum with the round's other l2 attacks).
 fn certify(
     plan: &MatchPlan<'_>,
     model: &dyn Model,
     rng: &mut rand_chacha::ChaCha8Rng,
     empirical: impl FnOnce(&[AttackConfig]) -> f64,
 ) -> Option<(f64, f64)> {
-    let crate::defense::DefenseConfig::Smoothing(config) = &plan.defender.strategy else {
-        return None;
-    };
-    let (base, _) = model.smoothing()?;
     let radius = plan.rules.l2?;
-    let certified = config.certified_accuracy(base, &plan.eval.images, &plan.eval.labels, radius, rng);
+    let certified =
+        plan.defender
+            .strategy
+            .certified_accuracy(model, &plan.eval.images, &plan.eval.labels, radius, rng)?;
     let eot = AttackConfig::Eot(crate::attack::EotConfig {
         name: None,
         samples: 8,

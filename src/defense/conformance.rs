@@ -235,6 +235,5 @@ fn smoothing_certifies_no_more_than_survives_attack() {
             "nothing certified at radius 0.5: the check would be vacuous"
         );
         assert!(certified <= empirical, "certified {certified} > empirical {empirical}");
-        assert_eq!(row.certified_within_empirical, Some(true));
     }
 }

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::adversarial::{default_batch, default_opt};
 use super::{sample_train, validate_training, Defense, RoundData};
 use crate::arena::metrics::{correct, fraction};
-use crate::attack::{Attack, FgsmConfig, Norm, PgdConfig, ThreatModel};
-use crate::model::{Classifier, CrossEntropy, Sgd};
+use crate::attack::{Attack, AttackConfig, FgsmConfig, Norm, PgdConfig, ThreatModel};
+use crate::model::{Classifier, Sgd};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,12 +90,9 @@ impl FastAt {
 
 impl Defense for FastAt {
     fn update(&mut self, model: &mut dyn Classifier, round: &RoundData<'_>, rng: &mut ChaCha8Rng) {
-        let attack = self.config.attack();
-        for _ in 0..self.config.steps {
-            let (x, y) = sample_train(round.train, self.config.batch, rng);
-            let adv = attack.craft(model, &x, &y, rng);
-            model.train_step(&adv, &CrossEntropy { labels: &y }, &self.config.optimizer);
-        }
+        let attack = AttackConfig::Pgd(self.config.attack());
+        let schedule = (self.config.steps, self.config.batch, &self.config.optimizer);
+        super::pgd_at::train_against(model, &attack, round.train, schedule, rng, &|| false);
         // The check of Wong et al.: PGD accuracy collapsing while FGSM
         // accuracy stays high means the model learned to defeat FGSM only.
         let (x, y) = sample_train(round.train, CHECK_IMAGES, rng);

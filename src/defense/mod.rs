@@ -146,9 +146,26 @@ impl DefenseConfig {
             DefenseConfig::Trades(c) => Box::new(c.clone()),
             DefenseConfig::Distillation(c) => Box::new(distillation::Distillation::new(c.clone())),
             DefenseConfig::EnsembleAt(c) => Box::new(ensemble_at::EnsembleAt::new(c.clone())),
-            DefenseConfig::Squeeze(_) => Box::new(squeeze::NoRetraining),
+            // Squeezing does not retrain: the pretrained model, behind it.
+            DefenseConfig::Squeeze(_) => Box::new(standard::Standard),
             DefenseConfig::Smoothing(c) => Box::new(c.clone()),
             DefenseConfig::Continual(c) => Box::new(continual::Continual::new(c.clone())),
+        }
+    }
+
+    /// Certified accuracy at l2 `radius` of `model` as this defense deployed
+    /// it, for a defense that certifies (`smoothing`); `None` otherwise.
+    pub fn certified_accuracy(
+        &self,
+        model: &dyn crate::model::Model,
+        x: &[f32],
+        y: &[u8],
+        radius: f32,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<f64> {
+        match self {
+            DefenseConfig::Smoothing(c) => Some(c.certified_accuracy(model.smoothed_base()?, x, y, radius, rng)),
+            _ => None,
         }
     }
 

@@ -216,8 +216,8 @@ impl Model for Smoothed {
     fn input_grad(&self, x: &[f32], loss: &dyn Loss) -> (Vec<f32>, Vec<f32>) {
         self.inner.input_grad(&self.noisy(x, 1), loss)
     }
-    fn smoothing(&self) -> Option<(&dyn Model, f32)> {
-        Some((self.inner.as_ref(), self.sigma))
+    fn smoothed_base(&self) -> Option<&dyn Model> {
+        Some(self.inner.as_ref())
     }
 }
 

@@ -4,10 +4,8 @@
 //! gradient attacks fail, and an attacker who differentiates around the
 //! squeezer (BPDA, Athalye et al. 2018) does not.
 
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Defense, RoundData};
 use crate::model::{Classifier, Loss, Model, Preprocess, Sgd};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,13 +137,6 @@ impl Classifier for Squeezed {
     fn parameters(&self) -> Vec<f32> {
         self.inner.parameters()
     }
-}
-
-/// Squeezing does not retrain: the pretrained model, deployed behind it.
-pub struct NoRetraining;
-
-impl Defense for NoRetraining {
-    fn update(&mut self, _model: &mut dyn Classifier, _round: &RoundData<'_>, _rng: &mut ChaCha8Rng) {}
 }
 
 #[cfg(test)]

@@ -34,9 +34,9 @@ pub trait Model: Send + Sync {
     fn preprocessed(&self) -> Option<(&dyn Preprocess, &dyn Model)> {
         None
     }
-    /// For a randomized-smoothing classifier: its base model and noise
-    /// level, so that its predictions can be certified.
-    fn smoothing(&self) -> Option<(&dyn Model, f32)> {
+    /// For a randomized-smoothing classifier: its base model, so that its
+    /// predictions can be certified.
+    fn smoothed_base(&self) -> Option<&dyn Model> {
         None
     }
 }
