@@ -77,20 +77,23 @@ impl Evolve {
     }
 }
 
+/// Halve or double an iteration count (within 1..=100); says what it did.
+fn mutate_steps(steps: &mut usize, rng: &mut ChaCha8Rng) -> String {
+    *steps = if rng.gen() {
+        (*steps * 2).min(100)
+    } else {
+        (*steps / 2).max(1)
+    };
+    format!("steps {steps}")
+}
+
 /// One random change to an attack's hyperparameters (never its budget), or
 /// `None` for a family with nothing to mutate. Returns what changed.
 pub fn mutate(attack: &AttackConfig, rng: &mut ChaCha8Rng) -> Option<(AttackConfig, String)> {
     let mut child = attack.clone();
     let what = match &mut child {
         AttackConfig::Pgd(p) => match rng.gen_range(0..5) {
-            0 => {
-                p.steps = if rng.gen() {
-                    (p.steps * 2).min(100)
-                } else {
-                    (p.steps / 2).max(1)
-                };
-                format!("steps {}", p.steps)
-            }
+            0 => mutate_steps(&mut p.steps, rng),
             1 => {
                 let step = p.step() * if rng.gen() { 1.5 } else { 1.0 / 1.5 };
                 p.step_size = Some(step);
@@ -115,12 +118,7 @@ pub fn mutate(attack: &AttackConfig, rng: &mut ChaCha8Rng) -> Option<(AttackConf
         },
         AttackConfig::Mim(m) => {
             if rng.gen() {
-                m.steps = if rng.gen() {
-                    (m.steps * 2).min(100)
-                } else {
-                    (m.steps / 2).max(1)
-                };
-                format!("steps {}", m.steps)
+                mutate_steps(&mut m.steps, rng)
             } else {
                 m.decay = if rng.gen() {
                     m.decay * 0.5
@@ -132,12 +130,7 @@ pub fn mutate(attack: &AttackConfig, rng: &mut ChaCha8Rng) -> Option<(AttackConf
         }
         AttackConfig::Apgd(a) => {
             if rng.gen() {
-                a.steps = if rng.gen() {
-                    (a.steps * 2).min(100)
-                } else {
-                    (a.steps / 2).max(1)
-                };
-                format!("steps {}", a.steps)
+                mutate_steps(&mut a.steps, rng)
             } else {
                 a.loss = if a.loss == ApgdLoss::Ce {
                     ApgdLoss::Dlr

@@ -176,11 +176,7 @@ impl DefenseConfig {
         match self {
             DefenseConfig::PgdAt(c) => vec![AttackConfig::Pgd(c.attack.clone())],
             DefenseConfig::FastAt(c) => vec![AttackConfig::Pgd(c.attack())],
-            DefenseConfig::Trades(c) => {
-                let mut pgd = crate::attack::PgdConfig::new(c.threat().norm, c.eps);
-                pgd.steps = c.attack_steps;
-                vec![AttackConfig::Pgd(pgd)]
-            }
+            DefenseConfig::Trades(c) => vec![AttackConfig::Pgd(c.attack())],
             DefenseConfig::EnsembleAt(c) => vec![AttackConfig::Fgsm(c.fgsm())],
             _ => Vec::new(),
         }

@@ -47,6 +47,14 @@ fn default_steps() -> usize {
 }
 
 impl TradesConfig {
+    /// A cross-entropy PGD with TRADES's budget and steps: what its inner
+    /// KL maximization stands for in the rules check and the unseen panel.
+    pub fn attack(&self) -> crate::attack::PgdConfig {
+        let mut pgd = crate::attack::PgdConfig::new(self.threat().norm, self.eps);
+        pgd.steps = self.attack_steps;
+        pgd
+    }
+
     pub fn threat(&self) -> ThreatModel {
         ThreatModel {
             norm: Norm::Linf,
