@@ -173,7 +173,7 @@ fn sigterm_keeps_a_partial_run_that_resumes_and_a_changed_config_is_refused() {
 }
 
 #[test]
-fn a_second_sigterm_exits_at_once_and_leaves_the_files_whole() {
+fn ctrl_c_then_sigterm_exits_at_once_and_leaves_the_files_whole() {
     let dir = tempfile::tempdir().unwrap();
     let file = tournament(dir.path());
     let (whole, stopped) = (dir.path().join("whole"), dir.path().join("stopped"));
@@ -200,8 +200,9 @@ fn a_second_sigterm_exits_at_once_and_leaves_the_files_whole() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let pid = child.id().to_string();
-    for _ in 0..2 {
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    // Ctrl-C (SIGINT) first, then SIGTERM: either signal counts.
+    for signal in ["-INT", "-TERM"] {
+        Command::new("kill").args([signal, &pid]).status().unwrap();
         std::thread::sleep(Duration::from_millis(5));
     }
     let output = child.wait_with_output().unwrap();
