@@ -9,6 +9,11 @@ pub enum Error {
     /// A tournament or strategy file that cannot be used as written.
     #[error("{file}: {message}")]
     Config { file: String, message: String },
+    /// A configuration value out of range or inconsistent with another,
+    /// naming its key: what every `validate()` returns; the configuration
+    /// layer adds the file it came from.
+    #[error("{0}")]
+    Invalid(String),
     /// A dataset that cannot be read.
     #[error(transparent)]
     Data(#[from] DataError),
@@ -39,6 +44,24 @@ impl Error {
         }
     }
 
+    /// An out-of-range or inconsistent configuration value.
+    pub fn invalid(message: impl Into<String>) -> Error {
+        Error::Invalid(message.into())
+    }
+
+    /// The same error, its message prefixed with where it was found
+    /// (`in `attack`: ...`).
+    pub fn within(self, context: &str) -> Error {
+        match self {
+            Error::Invalid(message) => Error::Invalid(format!("{context}: {message}")),
+            Error::Config { file, message } => Error::Config {
+                file,
+                message: format!("{context}: {message}"),
+            },
+            other => other,
+        }
+    }
+
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();
         move |source| Error::Io { context, source }
@@ -47,7 +70,7 @@ impl Error {
     /// The process exit code DESIGN.md assigns to this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config { .. } | Error::Data(_) | Error::Usage(_) => 2,
+            Error::Config { .. } | Error::Invalid(_) | Error::Data(_) | Error::Usage(_) => 2,
             Error::Interrupted(_) | Error::MatrixInterrupted(_) => 130,
             Error::Io { .. } => 1,
         }

@@ -16,6 +16,7 @@ pub mod defense;
 pub mod error;
 pub mod model;
 pub mod record;
+pub mod registry;
 pub mod report;
 pub mod rng;
 pub mod tournament;

@@ -1,0 +1,80 @@
+//! The registries: one table per kind of part (attacks, defenses, attacker
+//! policies), each row naming one part's config type.
+//!
+//! [`registry!`] turns rows like `Pgd(PgdConfig) = "pgd",` into the serde
+//! enum a strategy file is parsed into (tagged by `family` or `kind`), the
+//! list of names `list`, the parser and the "did you mean" suggestions use,
+//! and one `match` that hands out the part behind its kind's trait. Every
+//! other question about a part is answered by that trait, implemented in
+//! the part's own file, so adding a part is one file and one row.
+
+/// One registered part: its name in strategy files, one line of help, and a
+/// typical configuration (for `list` and the conformance suites).
+pub struct Entry<E: 'static> {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub example: fn() -> E,
+}
+
+/// What every part's config says about itself without an instance.
+pub trait Describe: Sized {
+    /// One line of help for `list`.
+    const HELP: &'static str;
+    /// A typical configuration.
+    fn example() -> Self;
+}
+
+/// Declares a registry enum: see the module documentation.
+#[macro_export]
+macro_rules! registry {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $Enum:ident: dyn $Trait:ident, tag = $tag:literal {
+            $( $Variant:ident($Config:ty) = $name:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(tag = $tag)]
+        $vis enum $Enum {
+            $( #[serde(rename = $name)] $Variant($Config), )*
+        }
+
+        impl $Enum {
+            /// Every registered part, in the order `list` shows them.
+            pub const ENTRIES: &'static [$crate::registry::Entry<$Enum>] = &[
+                $( $crate::registry::Entry {
+                    name: $name,
+                    help: <$Config as $crate::registry::Describe>::HELP,
+                    example: || $Enum::$Variant(<$Config as $crate::registry::Describe>::example()),
+                }, )*
+            ];
+
+            /// The registered names, in registry order.
+            pub fn names() -> impl Iterator<Item = &'static str> {
+                Self::ENTRIES.iter().map(|e| e.name)
+            }
+
+            /// This configuration's name in the registry.
+            pub fn registry_name(&self) -> &'static str {
+                match self {
+                    $( $Enum::$Variant(_) => $name, )*
+                }
+            }
+
+            /// The part behind its kind's trait.
+            pub fn part(&self) -> &dyn $Trait {
+                match self {
+                    $( $Enum::$Variant(c) => c, )*
+                }
+            }
+
+            /// The part behind its kind's trait, to change it.
+            pub fn part_mut(&mut self) -> &mut dyn $Trait {
+                match self {
+                    $( $Enum::$Variant(c) => c, )*
+                }
+            }
+        }
+    };
+}
