@@ -627,7 +627,7 @@ pub fn list() -> String {
         "Attacks (`family` in an attack table):",
         ATTACKS
             .iter()
-            .map(|a| (a.family.to_string(), a.help.to_string()))
+            .map(|a| (a.name.to_string(), a.help.to_string()))
             .collect(),
     );
     section("Attacker agents (`policy.kind`):", pairs(POLICIES));

@@ -229,7 +229,7 @@ fn list_names_everything_registered() {
     let assert = redqueen().arg("list").assert().success();
     let out = String::from_utf8(assert.get_output().stdout.clone()).unwrap();
     for attack in redqueen::attack::ATTACKS {
-        assert!(out.contains(attack.family), "list lacks {}", attack.family);
+        assert!(out.contains(attack.name), "list lacks {}", attack.name);
     }
     let tables: [&[(&str, &str)]; 4] = [
         redqueen::agent::POLICIES,

@@ -9,33 +9,14 @@
 use rand_chacha::ChaCha8Rng;
 
 use super::{Policy, Probe};
-use crate::attack::{Access, AttackConfig, AttackLoss};
+use crate::attack::{AttackConfig, Signal};
 
-/// What an arm is, as far as adapting goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Gradient,
-    Margin,
-    Bpda,
-    Eot,
-    /// Scores or labels access, or transfer: no gradient of the target.
-    Query,
-    /// Uses logits but no gradient (spatial search, noise): a last resort.
-    Search,
-}
+/// What an arm is, as far as adapting goes: how its attack gets its signal,
+/// as the attack's own file declares it.
+type Kind = Signal;
 
 fn kind(attack: &AttackConfig) -> Kind {
-    match attack {
-        AttackConfig::Bpda(_) => Kind::Bpda,
-        AttackConfig::Eot(_) => Kind::Eot,
-        // Attacks that need no gradient work as well against masking.
-        AttackConfig::Spatial(_) | AttackConfig::Noise(_) => Kind::Search,
-        a if a.access() != Access::Whitebox => Kind::Query,
-        AttackConfig::Pgd(p) if p.loss == AttackLoss::Cw => Kind::Margin,
-        AttackConfig::Apgd(p) if p.loss == crate::attack::apgd::ApgdLoss::Dlr => Kind::Margin,
-        AttackConfig::Cw(_) | AttackConfig::DeepFool(_) => Kind::Margin,
-        _ => Kind::Gradient,
-    }
+    attack.signal()
 }
 
 pub struct Adaptive {

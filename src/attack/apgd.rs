@@ -6,6 +6,10 @@
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::{named, AttackSpec, Crafted, Signal};
+use crate::data::Split;
+use crate::registry::Describe;
+
 use super::{ascend, random_start, Attack, AttackLoss, Norm, Objective, Target, ThreatModel};
 use crate::model::{argmax_rows, CrossEntropy, Dlr, Loss, Model, TargetedDlr};
 
@@ -59,24 +63,6 @@ impl ApgdConfig {
             target: Target::Untargeted,
         }
     }
-    pub fn threat(&self) -> ThreatModel {
-        ThreatModel {
-            norm: self.norm,
-            eps: self.eps,
-        }
-    }
-    pub fn validate(&self) -> Result<(), String> {
-        if self.norm == Norm::L1 {
-            return Err("apgd supports `norm = \"linf\"` or `\"l2\"`".into());
-        }
-        if self.steps == 0 {
-            return Err("`steps` must be at least 1".into());
-        }
-        if !(self.rho > 0.0 && self.rho <= 1.0) {
-            return Err(format!("`rho` must be in (0, 1], got {}", self.rho));
-        }
-        Ok(())
-    }
 }
 
 /// The iterations at which the step size may be halved: p_0 = 0,
@@ -92,6 +78,68 @@ pub fn checkpoints(steps: usize) -> Vec<usize> {
         .filter(|&&v| v < 1.0)
         .map(|v| (v * steps as f64 - 1e-9).ceil() as usize)
         .collect()
+}
+
+impl AttackSpec for ApgdConfig {
+    named!();
+    fn validate(&self) -> crate::Result<()> {
+        if self.norm == Norm::L1 {
+            return Err(crate::Error::invalid("apgd supports `norm = \"linf\"` or `\"l2\"`"));
+        }
+        if self.steps == 0 {
+            return Err(crate::Error::invalid("`steps` must be at least 1"));
+        }
+        if !(self.rho > 0.0 && self.rho <= 1.0) {
+            return Err(crate::Error::invalid(format!(
+                "`rho` must be in (0, 1], got {}",
+                self.rho
+            )));
+        }
+        Ok(())
+    }
+    fn threat(&self) -> ThreatModel {
+        ThreatModel {
+            norm: self.norm,
+            eps: self.eps,
+        }
+    }
+    fn signal(&self) -> Signal {
+        if self.loss == ApgdLoss::Dlr {
+            Signal::Margin
+        } else {
+            Signal::Gradient
+        }
+    }
+    fn label_detail(&self) -> String {
+        let loss = if self.loss == ApgdLoss::Dlr { "-dlr" } else { "" };
+        format!("{loss}{}", self.target.label_detail())
+    }
+    fn target(&self) -> Target {
+        self.target
+    }
+    fn scale_budget(&mut self, factor: f32) -> bool {
+        self.eps *= factor;
+        true
+    }
+    fn run(
+        &self,
+        model: &dyn Model,
+        x: &[f32],
+        y: &[u8],
+        rng: &mut ChaCha8Rng,
+        batch: usize,
+        _train: Option<&Split>,
+    ) -> Crafted {
+        Crafted::whitebox(self, model, x, y, rng, batch)
+    }
+}
+
+impl Describe for ApgdConfig {
+    const HELP: &'static str =
+        "auto-PGD: step size halved when progress stalls, momentum, CE or DLR loss (Croce & Hein 2020); linf or l2";
+    fn example() -> Self {
+        ApgdConfig::new(Norm::Linf, 0.3)
+    }
 }
 
 impl Attack for ApgdConfig {

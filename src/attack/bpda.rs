@@ -4,10 +4,14 @@
 //! backward pass. Athalye, Carlini & Wagner 2018, "Obfuscated gradients give
 //! a false sense of security".
 
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::AttackConfig;
+use super::{named, Access, AttackConfig, AttackSpec, Crafted, Norm, PgdConfig, Signal, Target, ThreatModel};
+use crate::data::Split;
 use crate::model::{Loss, Model, Preprocess};
+use crate::registry::Describe;
+use crate::Error;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,6 +20,62 @@ pub struct BpdaConfig {
     pub name: Option<String>,
     /// The white-box attack to run through the approximation.
     pub attack: Box<AttackConfig>,
+}
+
+impl AttackSpec for BpdaConfig {
+    named!();
+    fn signal(&self) -> Signal {
+        Signal::Bpda
+    }
+    fn threat(&self) -> ThreatModel {
+        self.attack.threat()
+    }
+    fn access(&self) -> Access {
+        self.attack.access()
+    }
+    fn default_label(&self, _family: &str) -> String {
+        format!("bpda-{}", self.attack.label())
+    }
+    fn queries(&self) -> Option<usize> {
+        self.attack.queries()
+    }
+    fn target(&self) -> Target {
+        self.attack.target()
+    }
+    fn inner(&self) -> Option<&AttackConfig> {
+        Some(&self.attack)
+    }
+    fn validate(&self) -> crate::Result<()> {
+        self.attack.validate().map_err(|e| e.within("in `attack`"))?;
+        match *self.attack {
+            AttackConfig::Bpda(_) => Err(Error::invalid("`attack` of a bpda wrapper cannot be another bpda")),
+            ref inner if inner.access() != Access::Whitebox => Err(Error::invalid(
+                "`attack` of a bpda wrapper must be a white-box attack (it needs gradients)",
+            )),
+            _ => Ok(()),
+        }
+    }
+    fn run(
+        &self,
+        model: &dyn Model,
+        x: &[f32],
+        y: &[u8],
+        rng: &mut ChaCha8Rng,
+        batch: usize,
+        train: Option<&Split>,
+    ) -> Crafted {
+        self.attack.run_with(&Bpda { model }, x, y, rng, batch, train)
+    }
+}
+
+impl Describe for BpdaConfig {
+    const HELP: &'static str = "wrapper: runs `attack` with a non-differentiable preprocessing step treated as the identity in the backward pass (Athalye et al. 2018)";
+    fn example() -> Self {
+        BpdaConfig {
+            name: None,
+            attack: Box::new(AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.3))),
+        }
+    }
 }
 
 /// A model seen through BPDA: the same logits, gradients taken at the

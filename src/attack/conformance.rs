@@ -74,7 +74,7 @@ fn every_attack() -> Vec<AttackConfig> {
 #[test]
 fn registry_names_match_configs() {
     for entry in ATTACKS {
-        assert_eq!((entry.example)().family(), entry.family);
+        assert_eq!((entry.example)().family(), entry.name);
         assert!((entry.example)().validate().is_ok());
     }
 }

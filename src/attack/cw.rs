@@ -6,6 +6,10 @@
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::{named, AttackSpec, Crafted, Signal};
+use crate::data::Split;
+use crate::registry::Describe;
+
 use super::target::target_margin;
 use super::{Attack, AttackLoss, Norm, Objective, Target, ThreatModel};
 use crate::model::{argmax_rows, CwMargin, Loss, Model};
@@ -83,25 +87,61 @@ impl CwConfig {
             target: Target::Untargeted,
         }
     }
-    pub fn threat(&self) -> ThreatModel {
+}
+
+impl AttackSpec for CwConfig {
+    named!();
+    fn threat(&self) -> ThreatModel {
         ThreatModel {
             norm: Norm::L2,
             eps: self.eps,
         }
     }
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> crate::Result<()> {
         if self.steps == 0 || self.binary_steps == 0 {
-            return Err("`steps` and `binary_steps` must be at least 1".into());
+            return Err(crate::Error::invalid("`steps` and `binary_steps` must be at least 1"));
         }
         for (key, v) in [("initial_c", self.initial_c), ("lr", self.lr)] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(format!("`{key}` must be a positive number, got {v}"));
+                return Err(crate::Error::invalid(format!(
+                    "`{key}` must be a positive number, got {v}"
+                )));
             }
         }
         if !(self.kappa.is_finite() && self.kappa >= 0.0) {
-            return Err(format!("`kappa` must be a non-negative number, got {}", self.kappa));
+            return Err(crate::Error::invalid(format!(
+                "`kappa` must be a non-negative number, got {}",
+                self.kappa
+            )));
         }
         Ok(())
+    }
+    fn signal(&self) -> Signal {
+        Signal::Margin
+    }
+    fn label_detail(&self) -> String {
+        self.target.label_detail().to_string()
+    }
+    fn target(&self) -> Target {
+        self.target
+    }
+    fn run(
+        &self,
+        model: &dyn Model,
+        x: &[f32],
+        y: &[u8],
+        rng: &mut ChaCha8Rng,
+        batch: usize,
+        _train: Option<&Split>,
+    ) -> Crafted {
+        Crafted::whitebox(self, model, x, y, rng, batch)
+    }
+}
+
+impl Describe for CwConfig {
+    const HELP: &'static str = "Carlini-Wagner L2: tanh variables, Adam, binary search over c; the minimal example is projected onto the budget (Carlini & Wagner 2017)";
+    fn example() -> Self {
+        CwConfig::new(2.0)
     }
 }
 

@@ -6,6 +6,10 @@
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::{named, AttackSpec, Crafted, Signal};
+use crate::data::Split;
+use crate::registry::Describe;
+
 use super::{Attack, Norm, ThreatModel};
 use crate::model::{argmax_rows, Loss, Model};
 
@@ -62,26 +66,51 @@ impl DeepFoolConfig {
             overshoot: default_overshoot(),
         }
     }
-    pub fn threat(&self) -> ThreatModel {
+}
+
+impl AttackSpec for DeepFoolConfig {
+    named!();
+    fn validate(&self) -> crate::Result<()> {
+        if self.norm == Norm::L1 {
+            return Err(crate::Error::invalid("deepfool supports `norm = \"l2\"` or `\"linf\"`"));
+        }
+        if self.steps == 0 {
+            return Err(crate::Error::invalid("`steps` must be at least 1"));
+        }
+        if !(self.overshoot.is_finite() && self.overshoot >= 0.0) {
+            return Err(crate::Error::invalid(format!(
+                "`overshoot` must be a non-negative number, got {}",
+                self.overshoot
+            )));
+        }
+        Ok(())
+    }
+    fn threat(&self) -> ThreatModel {
         ThreatModel {
             norm: self.norm,
             eps: self.eps,
         }
     }
-    pub fn validate(&self) -> Result<(), String> {
-        if self.norm == Norm::L1 {
-            return Err("deepfool supports `norm = \"l2\"` or `\"linf\"`".into());
-        }
-        if self.steps == 0 {
-            return Err("`steps` must be at least 1".into());
-        }
-        if !(self.overshoot.is_finite() && self.overshoot >= 0.0) {
-            return Err(format!(
-                "`overshoot` must be a non-negative number, got {}",
-                self.overshoot
-            ));
-        }
-        Ok(())
+    fn signal(&self) -> Signal {
+        Signal::Margin
+    }
+    fn run(
+        &self,
+        model: &dyn Model,
+        x: &[f32],
+        y: &[u8],
+        rng: &mut ChaCha8Rng,
+        batch: usize,
+        _train: Option<&Split>,
+    ) -> Crafted {
+        Crafted::whitebox(self, model, x, y, rng, batch)
+    }
+}
+
+impl Describe for DeepFoolConfig {
+    const HELP: &'static str = "DeepFool: steps to the nearest linearized decision boundary, then projected onto the budget (Moosavi-Dezfooli et al. 2016); l2 or linf";
+    fn example() -> Self {
+        DeepFoolConfig::new(Norm::L2, 2.0)
     }
 }
 

@@ -4,10 +4,14 @@
 //! one noisy draw. Athalye et al. 2018, "Synthesizing robust adversarial
 //! examples"; "Obfuscated gradients give a false sense of security".
 
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::AttackConfig;
+use super::{named, Access, AttackConfig, AttackSpec, Crafted, Norm, PgdConfig, Signal, Target, ThreatModel};
+use crate::data::Split;
 use crate::model::{Loss, Model, Preprocess};
+use crate::registry::Describe;
+use crate::Error;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +27,69 @@ pub struct EotConfig {
 
 fn default_samples() -> usize {
     8
+}
+
+impl AttackSpec for EotConfig {
+    named!();
+    fn signal(&self) -> Signal {
+        Signal::Eot
+    }
+    fn threat(&self) -> ThreatModel {
+        self.attack.threat()
+    }
+    fn access(&self) -> Access {
+        self.attack.access()
+    }
+    fn default_label(&self, _family: &str) -> String {
+        format!("eot{}-{}", self.samples, self.attack.label())
+    }
+    fn queries(&self) -> Option<usize> {
+        self.attack.queries()
+    }
+    fn target(&self) -> Target {
+        self.attack.target()
+    }
+    fn inner(&self) -> Option<&AttackConfig> {
+        Some(&self.attack)
+    }
+    fn validate(&self) -> crate::Result<()> {
+        self.attack.validate().map_err(|e| e.within("in `attack`"))?;
+        if self.samples == 0 {
+            return Err(Error::invalid("`samples` must be at least 1"));
+        }
+        if self.attack.access() != Access::Whitebox || matches!(*self.attack, AttackConfig::Eot(_)) {
+            return Err(Error::invalid(
+                "`attack` of an eot wrapper must be a white-box attack other than eot",
+            ));
+        }
+        Ok(())
+    }
+    fn run(
+        &self,
+        model: &dyn Model,
+        x: &[f32],
+        y: &[u8],
+        rng: &mut ChaCha8Rng,
+        batch: usize,
+        train: Option<&Split>,
+    ) -> Crafted {
+        let averaged = Eot {
+            model,
+            samples: self.samples,
+        };
+        self.attack.run_with(&averaged, x, y, rng, batch, train)
+    }
+}
+
+impl Describe for EotConfig {
+    const HELP: &'static str = "wrapper: runs `attack` on input gradients averaged over `samples` draws of a randomized defense (Athalye et al. 2018)";
+    fn example() -> Self {
+        EotConfig {
+            name: None,
+            samples: 4,
+            attack: Box::new(AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.3))),
+        }
+    }
 }
 
 /// A model seen through EOT.

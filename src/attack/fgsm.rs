@@ -4,6 +4,10 @@
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::{named, AttackSpec, Crafted, Signal};
+use crate::data::Split;
+use crate::registry::Describe;
+
 use super::{ascend, Attack, AttackLoss, Norm, Objective, Target, ThreatModel};
 use crate::model::Model;
 
@@ -32,11 +36,49 @@ impl FgsmConfig {
             target: Target::Untargeted,
         }
     }
-    pub fn threat(&self) -> ThreatModel {
+}
+
+impl AttackSpec for FgsmConfig {
+    named!();
+    fn threat(&self) -> ThreatModel {
         ThreatModel {
             norm: self.norm,
             eps: self.eps,
         }
+    }
+    fn signal(&self) -> Signal {
+        Signal::Gradient
+    }
+    fn label_detail(&self) -> String {
+        self.target.label_detail().to_string()
+    }
+    fn validate(&self) -> crate::Result<()> {
+        Ok(())
+    }
+    fn target(&self) -> Target {
+        self.target
+    }
+    fn scale_budget(&mut self, factor: f32) -> bool {
+        self.eps *= factor;
+        true
+    }
+    fn run(
+        &self,
+        model: &dyn Model,
+        x: &[f32],
+        y: &[u8],
+        rng: &mut ChaCha8Rng,
+        batch: usize,
+        _train: Option<&Split>,
+    ) -> Crafted {
+        Crafted::whitebox(self, model, x, y, rng, batch)
+    }
+}
+
+impl Describe for FgsmConfig {
+    const HELP: &'static str = "fast gradient sign method, one step of size eps (Goodfellow et al. 2015); linf or l2";
+    fn example() -> Self {
+        FgsmConfig::new(Norm::Linf, 0.3)
     }
 }
 

@@ -9,6 +9,11 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::{in_batches, named, Access, AttackSpec, Crafted, Signal};
+use crate::data::Split;
+use crate::model::Model;
+use crate::registry::Describe;
+
 use super::access::LabelOracle;
 use super::target::choose_targets;
 use super::{standard_normal, Norm, Target, ThreatModel};
@@ -82,26 +87,6 @@ impl HopSkipJumpConfig {
             samples: default_samples(),
             target: Target::Untargeted,
         }
-    }
-    pub fn threat(&self) -> ThreatModel {
-        ThreatModel {
-            norm: self.norm,
-            eps: self.eps,
-        }
-    }
-    pub fn validate(&self) -> Result<(), String> {
-        if self.norm == Norm::L1 {
-            return Err("hopskipjump supports `norm = \"l2\"` or `\"linf\"`".into());
-        }
-        if self.target == Target::LeastLikely {
-            return Err(
-                "hopskipjump sees labels only, so it has no least likely class: use `target = \"random\"`".into(),
-            );
-        }
-        if self.queries < 10 || self.samples == 0 {
-            return Err("`queries` must be at least 10 and `samples` at least 1".into());
-        }
-        Ok(())
     }
 
     pub fn craft(&self, oracle: &mut LabelOracle<'_>, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
@@ -269,5 +254,74 @@ impl HopSkipJumpConfig {
             }
         }
         Some(best)
+    }
+}
+
+impl AttackSpec for HopSkipJumpConfig {
+    named!();
+    fn validate(&self) -> crate::Result<()> {
+        if self.norm == Norm::L1 {
+            return Err(crate::Error::invalid(
+                "hopskipjump supports `norm = \"l2\"` or `\"linf\"`",
+            ));
+        }
+        if self.target == Target::LeastLikely {
+            return Err(crate::Error::invalid(
+                "hopskipjump sees labels only, so it has no least likely class: use `target = \"random\"`",
+            ));
+        }
+        if self.queries < 10 || self.samples == 0 {
+            return Err(crate::Error::invalid(
+                "`queries` must be at least 10 and `samples` at least 1",
+            ));
+        }
+        Ok(())
+    }
+    fn threat(&self) -> ThreatModel {
+        ThreatModel {
+            norm: self.norm,
+            eps: self.eps,
+        }
+    }
+    fn access(&self) -> Access {
+        Access::Labels
+    }
+    fn signal(&self) -> Signal {
+        Signal::Query
+    }
+    fn label_detail(&self) -> String {
+        format!("-{}q{}", self.queries, self.target.label_detail())
+    }
+    fn queries(&self) -> Option<usize> {
+        Some(self.queries)
+    }
+    fn target(&self) -> Target {
+        self.target
+    }
+    fn run(
+        &self,
+        model: &dyn Model,
+        x: &[f32],
+        y: &[u8],
+        rng: &mut ChaCha8Rng,
+        batch: usize,
+        _train: Option<&Split>,
+    ) -> Crafted {
+        in_batches(
+            x,
+            y,
+            model.input_dim(),
+            batch,
+            |n| LabelOracle::new(model, n, self.queries),
+            |oracle, xb, yb| self.craft(oracle, xb, yb, rng),
+            |oracle| oracle.queries(),
+        )
+    }
+}
+
+impl Describe for HopSkipJumpConfig {
+    const HELP: &'static str = "HopSkipJump: boundary search from top-1 labels only, within a query budget (Chen et al. 2020); l2 or linf; labels access";
+    fn example() -> Self {
+        HopSkipJumpConfig::new(Norm::L2, 2.0)
     }
 }

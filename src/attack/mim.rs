@@ -5,6 +5,10 @@
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::{named, AttackSpec, Crafted, Signal};
+use crate::data::Split;
+use crate::registry::Describe;
+
 use super::{ascend, Attack, AttackLoss, Norm, Objective, Target, ThreatModel};
 use crate::model::Model;
 
@@ -47,23 +51,62 @@ impl MimConfig {
             target: Target::Untargeted,
         }
     }
-    pub fn threat(&self) -> ThreatModel {
+}
+
+impl AttackSpec for MimConfig {
+    named!();
+    fn validate(&self) -> crate::Result<()> {
+        if self.norm == Norm::L1 {
+            return Err(crate::Error::invalid("mim supports `norm = \"linf\"` or `\"l2\"`"));
+        }
+        if self.steps == 0 {
+            return Err(crate::Error::invalid("`steps` must be at least 1"));
+        }
+        if !(self.decay.is_finite() && self.decay >= 0.0) {
+            return Err(crate::Error::invalid(format!(
+                "`decay` must be a non-negative number, got {}",
+                self.decay
+            )));
+        }
+        Ok(())
+    }
+    fn threat(&self) -> ThreatModel {
         ThreatModel {
             norm: self.norm,
             eps: self.eps,
         }
     }
-    pub fn validate(&self) -> Result<(), String> {
-        if self.norm == Norm::L1 {
-            return Err("mim supports `norm = \"linf\"` or `\"l2\"`".into());
-        }
-        if self.steps == 0 {
-            return Err("`steps` must be at least 1".into());
-        }
-        if !(self.decay.is_finite() && self.decay >= 0.0) {
-            return Err(format!("`decay` must be a non-negative number, got {}", self.decay));
-        }
-        Ok(())
+    fn signal(&self) -> Signal {
+        Signal::Gradient
+    }
+    fn label_detail(&self) -> String {
+        self.target.label_detail().to_string()
+    }
+    fn target(&self) -> Target {
+        self.target
+    }
+    fn scale_budget(&mut self, factor: f32) -> bool {
+        self.eps *= factor;
+        true
+    }
+    fn run(
+        &self,
+        model: &dyn Model,
+        x: &[f32],
+        y: &[u8],
+        rng: &mut ChaCha8Rng,
+        batch: usize,
+        _train: Option<&Split>,
+    ) -> Crafted {
+        Crafted::whitebox(self, model, x, y, rng, batch)
+    }
+}
+
+impl Describe for MimConfig {
+    const HELP: &'static str =
+        "momentum iterative FGSM: steps along an accumulated L1-normalized gradient (Dong et al. 2018); linf or l2";
+    fn example() -> Self {
+        MimConfig::new(Norm::Linf, 0.3)
     }
 }
 

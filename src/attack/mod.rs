@@ -25,7 +25,10 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::data::Split;
 use crate::model::{argmax_rows, Model};
+use crate::registry::Entry;
+use crate::{Error, Result};
 pub use access::{Access, LabelOracle, ScoreOracle};
 pub use apgd::ApgdConfig;
 pub use bpda::BpdaConfig;
@@ -43,49 +46,110 @@ pub use target::{Objective, Target};
 pub use threat::{Norm, Norms, ThreatModel, Violation};
 pub use transfer::TransferConfig;
 
-/// A crafting algorithm with its hyperparameters.
+/// A white-box crafting algorithm: one batch against a model it may ask
+/// for logits and gradients.
 pub trait Attack: Send + Sync {
     /// Adversarial versions of the images `x` (true labels `y`) against
     /// `model`. All randomness comes from `rng`.
     fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32>;
 }
 
-/// Every attack a strategy file can name, by `family`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "family", rename_all = "kebab-case")]
-pub enum AttackConfig {
-    Fgsm(FgsmConfig),
-    Pgd(PgdConfig),
-    Mim(MimConfig),
-    Apgd(ApgdConfig),
-    Cw(CwConfig),
-    #[serde(rename = "deepfool")]
-    DeepFool(DeepFoolConfig),
-    Square(SquareConfig),
-    #[serde(rename = "hopskipjump")]
-    HopSkipJump(HopSkipJumpConfig),
-    Noise(NoiseConfig),
-    Bpda(BpdaConfig),
-    Transfer(TransferConfig),
-    Spatial(SpatialConfig),
-    Eot(EotConfig),
+/// How an attack gets its signal: what the adaptive attacker needs to know
+/// to choose among attacks when a defense masks gradients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Input gradients of cross-entropy, which saturate on confident models.
+    Gradient,
+    /// Input gradients of a logit margin, which do not.
+    Margin,
+    /// BPDA: gradients around a preprocessing step.
+    Bpda,
+    /// EOT: gradients averaged over a randomized defense.
+    Eot,
+    /// Scores or labels access, or transfer: no gradient of the target.
+    Query,
+    /// Logits but no gradient (spatial search, noise): a last resort.
+    Search,
 }
 
-/// A built attack, by the access it has: each kind is handed only what its
-/// access allows.
-pub enum Built {
-    Whitebox(Box<dyn Attack>),
-    Scores(SquareConfig),
-    Labels(HopSkipJumpConfig),
-    /// A white-box attack run through BPDA.
-    Bpda(Box<AttackConfig>),
-    /// A white-box attack run on a surrogate.
-    Transfer(TransferConfig),
-    /// Rotations and translations, rendered by trusted code.
-    Spatial(SpatialConfig),
-    /// A white-box attack on gradients averaged over a randomized defense.
-    Eot(EotConfig),
+/// Everything about one attack family, implemented by its config in the
+/// family's own file; [`AttackConfig`] hands each configuration out behind
+/// it.
+pub trait AttackSpec: Send + Sync {
+    /// The `name` the strategy file gave it, if any: its label from then on.
+    fn name_mut(&mut self) -> &mut Option<String>;
+    fn name(&self) -> Option<&str>;
+    /// The threat model its examples must stay in.
+    fn threat(&self) -> ThreatModel;
+    /// What it may ask of the model it attacks.
+    fn access(&self) -> Access {
+        Access::Whitebox
+    }
+    /// How it gets its signal (for the adaptive attacker).
+    fn signal(&self) -> Signal;
+    /// What distinguishes it in its label after `family-norm-eps`.
+    fn label_detail(&self) -> String {
+        String::new()
+    }
+    /// Its label when it has no `name` (`family` is its registry name).
+    fn default_label(&self, family: &str) -> String {
+        let t = self.threat();
+        format!("{family}-{}-{}{}", t.norm, t.eps, self.label_detail())
+    }
+    /// Why this configuration is invalid, if it is, naming the key.
+    fn validate(&self) -> Result<()>;
+    /// Queries per image it will spend at most (query attacks).
+    fn queries(&self) -> Option<usize> {
+        None
+    }
+    /// Its target mode (wrappers: their inner attack's).
+    fn target(&self) -> Target {
+        Target::Untargeted
+    }
+    /// The attack a wrapper runs (BPDA, EOT, transfer).
+    fn inner(&self) -> Option<&AttackConfig> {
+        None
+    }
+    /// Scale its budget by `factor`; false when its budget is not one `eps`.
+    fn scale_budget(&mut self, _factor: f32) -> bool {
+        false
+    }
+    /// Run it against `model` on `x` in batches of `batch` images, handing
+    /// it only what its access allows; `train` is the training split that
+    /// attacks which learn (transfer) may use.
+    fn run(
+        &self,
+        model: &dyn Model,
+        x: &[f32],
+        y: &[u8],
+        rng: &mut ChaCha8Rng,
+        batch: usize,
+        train: Option<&Split>,
+    ) -> Crafted;
 }
+
+crate::registry! {
+    /// Every attack a strategy file can name, by `family`: the registry, in
+    /// the order `list` shows them. One row per attack file.
+    pub enum AttackConfig: dyn AttackSpec, tag = "family" {
+        Fgsm(FgsmConfig) = "fgsm",
+        Pgd(PgdConfig) = "pgd",
+        Mim(MimConfig) = "mim",
+        Apgd(ApgdConfig) = "apgd",
+        Cw(CwConfig) = "cw",
+        DeepFool(DeepFoolConfig) = "deepfool",
+        Square(SquareConfig) = "square",
+        HopSkipJump(HopSkipJumpConfig) = "hopskipjump",
+        Bpda(BpdaConfig) = "bpda",
+        Eot(EotConfig) = "eot",
+        Spatial(SpatialConfig) = "spatial",
+        Transfer(TransferConfig) = "transfer",
+        Noise(NoiseConfig) = "noise",
+    }
+}
+
+/// The registry's rows, for `list` and the conformance suite.
+pub const ATTACKS: &[Entry<AttackConfig>] = AttackConfig::ENTRIES;
 
 /// What running an attack produced.
 pub struct Crafted {
@@ -94,249 +158,64 @@ pub struct Crafted {
     pub queries: Option<usize>,
 }
 
-/// One registered attack family.
-pub struct AttackEntry {
-    pub family: &'static str,
-    pub help: &'static str,
-    /// A typical configuration, used by `list` and by the conformance suite.
-    pub example: fn() -> AttackConfig,
+impl Crafted {
+    /// A white-box attack run batch by batch.
+    pub fn whitebox(
+        attack: &dyn Attack,
+        model: &dyn Model,
+        x: &[f32],
+        y: &[u8],
+        rng: &mut ChaCha8Rng,
+        batch: usize,
+    ) -> Crafted {
+        Crafted {
+            examples: craft_batched(attack, model, x, y, rng, batch),
+            queries: None,
+        }
+    }
 }
-
-/// The registry: every attack family, in the order `list` shows them.
-pub const ATTACKS: &[AttackEntry] = &[
-    AttackEntry {
-        family: "fgsm",
-        help: "fast gradient sign method, one step of size eps (Goodfellow et al. 2015); linf or l2",
-        example: || AttackConfig::Fgsm(FgsmConfig::new(Norm::Linf, 0.3)),
-    },
-    AttackEntry {
-        family: "pgd",
-        help: "projected gradient descent with random start and restarts, CE or CW-margin loss (Madry et al. 2018); linf, l2, or l1 by sparse L1 descent (Tramer & Boneh 2019)",
-        example: || AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.3)),
-    },
-    AttackEntry {
-        family: "mim",
-        help: "momentum iterative FGSM: steps along an accumulated L1-normalized gradient (Dong et al. 2018); linf or l2",
-        example: || AttackConfig::Mim(MimConfig::new(Norm::Linf, 0.3)),
-    },
-    AttackEntry {
-        family: "apgd",
-        help: "auto-PGD: step size halved when progress stalls, momentum, CE or DLR loss (Croce & Hein 2020); linf or l2",
-        example: || AttackConfig::Apgd(ApgdConfig::new(Norm::Linf, 0.3)),
-    },
-    AttackEntry {
-        family: "cw",
-        help: "Carlini-Wagner L2: tanh variables, Adam, binary search over c; the minimal example is projected onto the budget (Carlini & Wagner 2017)",
-        example: || AttackConfig::Cw(CwConfig::new(2.0)),
-    },
-    AttackEntry {
-        family: "deepfool",
-        help: "DeepFool: steps to the nearest linearized decision boundary, then projected onto the budget (Moosavi-Dezfooli et al. 2016); l2 or linf",
-        example: || AttackConfig::DeepFool(DeepFoolConfig::new(Norm::L2, 2.0)),
-    },
-    AttackEntry {
-        family: "square",
-        help: "square attack: random search from probabilities only, within a query budget (Andriushchenko et al. 2020); linf or l2; scores access",
-        example: || AttackConfig::Square(SquareConfig::new(0.3)),
-    },
-    AttackEntry {
-        family: "hopskipjump",
-        help: "HopSkipJump: boundary search from top-1 labels only, within a query budget (Chen et al. 2020); l2 or linf; labels access",
-        example: || AttackConfig::HopSkipJump(HopSkipJumpConfig::new(Norm::L2, 2.0)),
-    },
-    AttackEntry {
-        family: "bpda",
-        help: "wrapper: runs `attack` with a non-differentiable preprocessing step treated as the identity in the backward pass (Athalye et al. 2018)",
-        example: || {
-            AttackConfig::Bpda(BpdaConfig {
-                name: None,
-                attack: Box::new(AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.3))),
-            })
-        },
-    },
-    AttackEntry {
-        family: "eot",
-        help: "wrapper: runs `attack` on input gradients averaged over `samples` draws of a randomized defense (Athalye et al. 2018)",
-        example: || {
-            AttackConfig::Eot(EotConfig {
-                name: None,
-                samples: 4,
-                attack: Box::new(AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.3))),
-            })
-        },
-    },
-    AttackEntry {
-        family: "spatial",
-        help: "the worst rotation and translation within `degrees` and `pixels`, by grid search (Engstrom et al. 2019)",
-        example: || AttackConfig::Spatial(SpatialConfig::new(30.0, 3)),
-    },
-    AttackEntry {
-        family: "transfer",
-        help: "trains its own surrogate on training data and runs `attack` on it; never queries the target (Papernot et al. 2016)",
-        example: || {
-            AttackConfig::Transfer(TransferConfig {
-                name: None,
-                attack: Box::new(AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.3))),
-                surrogate: crate::model::ModelConfig::Mlp { hidden: vec![128] },
-                images: 2000,
-                epochs: 3,
-                seed: 0,
-            })
-        },
-    },
-    AttackEntry {
-        family: "noise",
-        help: "uniform or Gaussian random noise inside the budget: the baseline any attack must beat",
-        example: || AttackConfig::Noise(NoiseConfig::new(Norm::Linf, 0.3)),
-    },
-];
 
 impl AttackConfig {
     pub fn family(&self) -> &'static str {
-        match self {
-            AttackConfig::Fgsm(_) => "fgsm",
-            AttackConfig::Pgd(_) => "pgd",
-            AttackConfig::Mim(_) => "mim",
-            AttackConfig::Apgd(_) => "apgd",
-            AttackConfig::Cw(_) => "cw",
-            AttackConfig::DeepFool(_) => "deepfool",
-            AttackConfig::Square(_) => "square",
-            AttackConfig::HopSkipJump(_) => "hopskipjump",
-            AttackConfig::Noise(_) => "noise",
-            AttackConfig::Bpda(_) => "bpda",
-            AttackConfig::Transfer(_) => "transfer",
-            AttackConfig::Spatial(_) => "spatial",
-            AttackConfig::Eot(_) => "eot",
-        }
+        self.registry_name()
     }
 
-    /// What the attack may ask of the model it attacks.
     pub fn access(&self) -> Access {
-        match self {
-            AttackConfig::Square(_) => Access::Scores,
-            AttackConfig::HopSkipJump(_) => Access::Labels,
-            AttackConfig::Bpda(c) => c.attack.access(),
-            AttackConfig::Eot(c) => c.attack.access(),
-            AttackConfig::Transfer(_) => Access::Transfer,
-            _ => Access::Whitebox,
-        }
+        self.part().access()
     }
 
     pub fn threat(&self) -> ThreatModel {
-        match self {
-            AttackConfig::Fgsm(c) => c.threat(),
-            AttackConfig::Pgd(c) => c.threat(),
-            AttackConfig::Mim(c) => c.threat(),
-            AttackConfig::Apgd(c) => c.threat(),
-            AttackConfig::Cw(c) => c.threat(),
-            AttackConfig::DeepFool(c) => c.threat(),
-            AttackConfig::Square(c) => c.threat(),
-            AttackConfig::HopSkipJump(c) => c.threat(),
-            AttackConfig::Noise(c) => c.threat(),
-            AttackConfig::Bpda(c) => c.attack.threat(),
-            AttackConfig::Transfer(c) => c.attack.threat(),
-            // Not an Lp ball: any image in [0,1] passes this check, and the
-            // transformation itself is enforced by rendering (see spatial.rs).
-            AttackConfig::Spatial(_) => ThreatModel {
-                norm: Norm::Linf,
-                eps: 1.0,
-            },
-            AttackConfig::Eot(c) => c.attack.threat(),
-        }
+        self.part().threat()
+    }
+
+    pub fn signal(&self) -> Signal {
+        self.part().signal()
     }
 
     /// The name rows and tables use: the configured `name`, or one made of
     /// the family, norm, budget and whatever else distinguishes it.
     pub fn label(&self) -> String {
-        if let AttackConfig::Bpda(c) = self {
-            return c.name.clone().unwrap_or_else(|| format!("bpda-{}", c.attack.label()));
+        match self.part().name() {
+            Some(name) => name.to_string(),
+            None => self.part().default_label(self.family()),
         }
-        if let AttackConfig::Transfer(c) = self {
-            return c
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("transfer-{}", c.attack.label()));
-        }
-        if let AttackConfig::Eot(c) = self {
-            return c
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("eot{}-{}", c.samples, c.attack.label()));
-        }
-        if let AttackConfig::Spatial(c) = self {
-            return c
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("spatial-{}deg-{}px", c.degrees, c.pixels));
-        }
-        let (name, detail) = match self {
-            AttackConfig::Fgsm(c) => (&c.name, c.target.label_detail().to_string()),
-            AttackConfig::Pgd(c) => (&c.name, c.label_detail()),
-            AttackConfig::Mim(c) => (&c.name, c.target.label_detail().to_string()),
-            AttackConfig::Apgd(c) => (
-                &c.name,
-                format!(
-                    "{}{}",
-                    if c.loss == apgd::ApgdLoss::Dlr { "-dlr" } else { "" },
-                    c.target.label_detail()
-                ),
-            ),
-            AttackConfig::Cw(c) => (&c.name, c.target.label_detail().to_string()),
-            AttackConfig::DeepFool(c) => (&c.name, String::new()),
-            AttackConfig::Square(c) => (&c.name, format!("-{}q{}", c.queries, c.target.label_detail())),
-            AttackConfig::HopSkipJump(c) => (&c.name, format!("-{}q{}", c.queries, c.target.label_detail())),
-            AttackConfig::Noise(c) => (&c.name, c.label_detail()),
-            AttackConfig::Bpda(c) => (&c.name, String::new()),
-            AttackConfig::Transfer(c) => (&c.name, String::new()),
-            AttackConfig::Spatial(c) => (&c.name, String::new()),
-            AttackConfig::Eot(c) => (&c.name, String::new()),
-        };
-        if let Some(name) = name {
-            return name.clone();
-        }
-        let t = self.threat();
-        format!("{}-{}-{}{}", self.family(), t.norm, t.eps, detail)
     }
 
     /// Why this configuration is invalid, if it is: names the key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<()> {
         let t = self.threat();
         if !(t.eps.is_finite() && t.eps > 0.0) {
-            return Err(format!("`eps` must be a positive number, got {}", t.eps));
+            return Err(Error::invalid(format!(
+                "`eps` must be a positive number, got {}",
+                t.eps
+            )));
         }
-        match self {
-            AttackConfig::Fgsm(_) => Ok(()),
-            AttackConfig::Pgd(c) => c.validate(),
-            AttackConfig::Mim(c) => c.validate(),
-            AttackConfig::Apgd(c) => c.validate(),
-            AttackConfig::Cw(c) => c.validate(),
-            AttackConfig::DeepFool(c) => c.validate(),
-            AttackConfig::Square(c) => c.validate(),
-            AttackConfig::HopSkipJump(c) => c.validate(),
-            AttackConfig::Noise(_) => Ok(()),
-            AttackConfig::Bpda(c) => {
-                c.attack.validate().map_err(|e| format!("in `attack`: {e}"))?;
-                match *c.attack {
-                    AttackConfig::Bpda(_) => Err("`attack` of a bpda wrapper cannot be another bpda".into()),
-                    ref inner if inner.access() != Access::Whitebox => {
-                        Err("`attack` of a bpda wrapper must be a white-box attack (it needs gradients)".into())
-                    }
-                    _ => Ok(()),
-                }
-            }
-            AttackConfig::Transfer(c) => c.validate(),
-            AttackConfig::Spatial(c) => c.validate(),
-            AttackConfig::Eot(c) => {
-                c.attack.validate().map_err(|e| format!("in `attack`: {e}"))?;
-                if c.samples == 0 {
-                    return Err("`samples` must be at least 1".into());
-                }
-                if c.attack.access() != Access::Whitebox || matches!(*c.attack, AttackConfig::Eot(_)) {
-                    return Err("`attack` of an eot wrapper must be a white-box attack other than eot".into());
-                }
-                Ok(())
-            }
-        }
+        self.part().validate()
+    }
+
+    /// The attack a wrapper runs (BPDA, EOT, transfer).
+    pub fn inner(&self) -> Option<&AttackConfig> {
+        self.part().inner()
     }
 
     /// The attack run through BPDA, if it is a white-box attack not already
@@ -354,29 +233,15 @@ impl AttackConfig {
 
     /// Queries per image the attack will spend at most, for query attacks.
     pub fn queries(&self) -> Option<usize> {
-        match self {
-            AttackConfig::Square(c) => Some(c.queries),
-            AttackConfig::HopSkipJump(c) => Some(c.queries),
-            AttackConfig::Bpda(c) => c.attack.queries(),
-            AttackConfig::Transfer(_) | AttackConfig::Spatial(_) => None,
-            AttackConfig::Eot(c) => c.attack.queries(),
-            _ => None,
-        }
+        self.part().queries()
     }
 
     /// The same attack with its budget scaled by `factor`, for the attacks
     /// whose budget is one `eps`.
     pub fn scaled(&self, factor: f32) -> Option<AttackConfig> {
         let mut copy = self.clone();
-        match &mut copy {
-            AttackConfig::Fgsm(c) => c.eps *= factor,
-            AttackConfig::Pgd(c) => {
-                c.eps *= factor;
-                c.step_size = c.step_size.map(|s| s * factor);
-            }
-            AttackConfig::Mim(c) => c.eps *= factor,
-            AttackConfig::Apgd(c) => c.eps *= factor,
-            _ => return None,
+        if !copy.part_mut().scale_budget(factor) {
+            return None;
         }
         copy.set_name(format!("{}-x{factor}", self.label()));
         Some(copy)
@@ -384,78 +249,20 @@ impl AttackConfig {
 
     /// The attack's target mode (wrappers: their inner attack's).
     pub fn target(&self) -> Target {
-        match self {
-            AttackConfig::Fgsm(c) => c.target,
-            AttackConfig::Pgd(c) => c.target,
-            AttackConfig::Mim(c) => c.target,
-            AttackConfig::Apgd(c) => c.target,
-            AttackConfig::Cw(c) => c.target,
-            AttackConfig::Square(c) => c.target,
-            AttackConfig::HopSkipJump(c) => c.target,
-            AttackConfig::Bpda(c) => c.attack.target(),
-            AttackConfig::Eot(c) => c.attack.target(),
-            AttackConfig::Transfer(c) => c.attack.target(),
-            _ => Target::Untargeted,
-        }
+        self.part().target()
     }
 
     /// Give the attack a `name` (its label from then on).
     pub fn set_name(&mut self, name: String) {
-        match self {
-            AttackConfig::Fgsm(c) => c.name = Some(name),
-            AttackConfig::Pgd(c) => c.name = Some(name),
-            AttackConfig::Mim(c) => c.name = Some(name),
-            AttackConfig::Apgd(c) => c.name = Some(name),
-            AttackConfig::Cw(c) => c.name = Some(name),
-            AttackConfig::DeepFool(c) => c.name = Some(name),
-            AttackConfig::Square(c) => c.name = Some(name),
-            AttackConfig::HopSkipJump(c) => c.name = Some(name),
-            AttackConfig::Noise(c) => c.name = Some(name),
-            AttackConfig::Bpda(c) => c.name = Some(name),
-            AttackConfig::Transfer(c) => c.name = Some(name),
-            AttackConfig::Spatial(c) => c.name = Some(name),
-            AttackConfig::Eot(c) => c.name = Some(name),
-        }
+        *self.part_mut().name_mut() = Some(name);
     }
 
     /// The same attack without its `name`: two configurations are the same
     /// attack when these are equal.
     pub fn unnamed(&self) -> AttackConfig {
         let mut copy = self.clone();
-        match &mut copy {
-            AttackConfig::Fgsm(c) => c.name = None,
-            AttackConfig::Pgd(c) => c.name = None,
-            AttackConfig::Mim(c) => c.name = None,
-            AttackConfig::Apgd(c) => c.name = None,
-            AttackConfig::Cw(c) => c.name = None,
-            AttackConfig::DeepFool(c) => c.name = None,
-            AttackConfig::Square(c) => c.name = None,
-            AttackConfig::HopSkipJump(c) => c.name = None,
-            AttackConfig::Noise(c) => c.name = None,
-            AttackConfig::Bpda(c) => c.name = None,
-            AttackConfig::Transfer(c) => c.name = None,
-            AttackConfig::Spatial(c) => c.name = None,
-            AttackConfig::Eot(c) => c.name = None,
-        }
+        *copy.part_mut().name_mut() = None;
         copy
-    }
-
-    pub fn build(&self) -> Built {
-        match self {
-            AttackConfig::Fgsm(c) => Built::Whitebox(Box::new(c.clone())),
-            AttackConfig::Pgd(c) => Built::Whitebox(Box::new(c.clone())),
-            AttackConfig::Mim(c) => Built::Whitebox(Box::new(c.clone())),
-            AttackConfig::Apgd(c) => Built::Whitebox(Box::new(c.clone())),
-            AttackConfig::Cw(c) => Built::Whitebox(Box::new(c.clone())),
-            AttackConfig::DeepFool(c) => Built::Whitebox(Box::new(c.clone())),
-            AttackConfig::Square(c) => Built::Scores(c.clone()),
-            AttackConfig::HopSkipJump(c) => Built::Labels(c.clone()),
-            AttackConfig::Noise(c) => Built::Whitebox(Box::new(c.clone())),
-            AttackConfig::Bpda(c) => Built::Bpda(c.attack.clone()),
-            AttackConfig::Transfer(c) => Built::Transfer(c.clone()),
-            AttackConfig::Spatial(c) => Built::Spatial(c.clone()),
-            AttackConfig::Eot(c) => Built::Eot(c.clone()),
-        }
     }
 
     /// Run the attack against `model` on `x` in batches of `batch` images,
@@ -473,56 +280,25 @@ impl AttackConfig {
         y: &[u8],
         rng: &mut ChaCha8Rng,
         batch: usize,
-        train: Option<&crate::data::Split>,
+        train: Option<&Split>,
     ) -> Crafted {
-        let dim = model.input_dim();
-        match self.build() {
-            Built::Whitebox(attack) => Crafted {
-                examples: craft_batched(attack.as_ref(), model, x, y, rng, batch),
-                queries: None,
-            },
-            Built::Scores(attack) => in_batches(
-                x,
-                y,
-                dim,
-                batch,
-                |n| ScoreOracle::new(model, n, attack.queries),
-                |oracle, xb, yb| attack.craft(oracle, xb, yb, rng),
-                |oracle| oracle.queries(),
-            ),
-            Built::Labels(attack) => in_batches(
-                x,
-                y,
-                dim,
-                batch,
-                |n| LabelOracle::new(model, n, attack.queries),
-                |oracle, xb, yb| attack.craft(oracle, xb, yb, rng),
-                |oracle| oracle.queries(),
-            ),
-            Built::Bpda(attack) => attack.run_with(&bpda::Bpda { model }, x, y, rng, batch, train),
-            Built::Transfer(attack) => attack.run(train, x, y, rng, batch),
-            Built::Eot(c) => c.attack.run_with(
-                &eot::Eot {
-                    model,
-                    samples: c.samples,
-                },
-                x,
-                y,
-                rng,
-                batch,
-                train,
-            ),
-            Built::Spatial(attack) => Crafted {
-                examples: x
-                    .chunks(batch * dim)
-                    .zip(y.chunks(batch))
-                    .flat_map(|(xb, yb)| attack.craft(model, xb, yb, rng))
-                    .collect(),
-                queries: None,
-            },
-        }
+        self.part().run(model, x, y, rng, batch, train)
     }
 }
+
+/// The `name` accessors and `Describe` every attack config implements the
+/// same way: `name_mut` and `name` over its `name` field.
+macro_rules! named {
+    () => {
+        fn name_mut(&mut self) -> &mut Option<String> {
+            &mut self.name
+        }
+        fn name(&self) -> Option<&str> {
+            self.name.as_deref()
+        }
+    };
+}
+pub(crate) use named;
 
 /// The loss a gradient attack ascends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -639,7 +415,7 @@ pub fn craft_batched(
 
 /// Run a query attack batch by batch, each batch with an oracle of its own
 /// (made for that many images), adding up the queries spent.
-fn in_batches<O>(
+pub(crate) fn in_batches<O>(
     x: &[f32],
     y: &[u8],
     dim: usize,

@@ -4,6 +4,10 @@
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::{named, AttackSpec, Crafted, Signal};
+use crate::data::Split;
+use crate::registry::Describe;
+
 use super::{random_start, standard_normal, Attack, Norm, ThreatModel};
 use crate::model::Model;
 
@@ -39,17 +43,45 @@ impl NoiseConfig {
             distribution: Distribution::Uniform,
         }
     }
-    pub fn threat(&self) -> ThreatModel {
+}
+
+impl AttackSpec for NoiseConfig {
+    named!();
+    fn label_detail(&self) -> String {
+        match self.distribution {
+            Distribution::Uniform => String::new(),
+            Distribution::Gaussian => "-gaussian".into(),
+        }
+    }
+    fn threat(&self) -> ThreatModel {
         ThreatModel {
             norm: self.norm,
             eps: self.eps,
         }
     }
-    pub(crate) fn label_detail(&self) -> String {
-        match self.distribution {
-            Distribution::Uniform => String::new(),
-            Distribution::Gaussian => "-gaussian".into(),
-        }
+    fn signal(&self) -> Signal {
+        Signal::Search
+    }
+    fn validate(&self) -> crate::Result<()> {
+        Ok(())
+    }
+    fn run(
+        &self,
+        model: &dyn Model,
+        x: &[f32],
+        y: &[u8],
+        rng: &mut ChaCha8Rng,
+        batch: usize,
+        _train: Option<&Split>,
+    ) -> Crafted {
+        Crafted::whitebox(self, model, x, y, rng, batch)
+    }
+}
+
+impl Describe for NoiseConfig {
+    const HELP: &'static str = "uniform or Gaussian random noise inside the budget: the baseline any attack must beat";
+    fn example() -> Self {
+        NoiseConfig::new(Norm::Linf, 0.3)
     }
 }
 

@@ -4,6 +4,10 @@
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::{named, AttackSpec, Crafted, Signal};
+use crate::data::Split;
+use crate::registry::Describe;
+
 use super::{ascend, fooled, random_start, Attack, AttackLoss, Norm, Objective, Target, ThreatModel};
 use crate::model::{Loss, Model};
 
@@ -59,18 +63,14 @@ impl PgdConfig {
         }
     }
 
-    pub fn threat(&self) -> ThreatModel {
-        ThreatModel {
-            norm: self.norm,
-            eps: self.eps,
-        }
-    }
-
     pub fn step(&self) -> f32 {
         self.step_size.unwrap_or(2.5 * self.eps / self.steps.max(1) as f32)
     }
+}
 
-    pub(crate) fn label_detail(&self) -> String {
+impl AttackSpec for PgdConfig {
+    named!();
+    fn label_detail(&self) -> String {
         let mut detail = self.target.label_detail().to_string();
         if self.loss == AttackLoss::Cw {
             detail.push_str("-cw");
@@ -83,20 +83,60 @@ impl PgdConfig {
         }
         detail
     }
-
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> crate::Result<()> {
         if self.steps == 0 {
-            return Err("`steps` must be at least 1".into());
+            return Err(crate::Error::invalid("`steps` must be at least 1"));
         }
         if self.restarts == 0 {
-            return Err("`restarts` must be at least 1".into());
+            return Err(crate::Error::invalid("`restarts` must be at least 1"));
         }
         if let Some(s) = self.step_size {
             if !(s.is_finite() && s > 0.0) {
-                return Err(format!("`step_size` must be a positive number, got {s}"));
+                return Err(crate::Error::invalid(format!(
+                    "`step_size` must be a positive number, got {s}"
+                )));
             }
         }
         Ok(())
+    }
+    fn threat(&self) -> ThreatModel {
+        ThreatModel {
+            norm: self.norm,
+            eps: self.eps,
+        }
+    }
+    fn signal(&self) -> Signal {
+        if self.loss == AttackLoss::Cw {
+            Signal::Margin
+        } else {
+            Signal::Gradient
+        }
+    }
+    fn target(&self) -> Target {
+        self.target
+    }
+    fn scale_budget(&mut self, factor: f32) -> bool {
+        self.eps *= factor;
+        self.step_size = self.step_size.map(|s| s * factor);
+        true
+    }
+    fn run(
+        &self,
+        model: &dyn Model,
+        x: &[f32],
+        y: &[u8],
+        rng: &mut ChaCha8Rng,
+        batch: usize,
+        _train: Option<&Split>,
+    ) -> Crafted {
+        Crafted::whitebox(self, model, x, y, rng, batch)
+    }
+}
+
+impl Describe for PgdConfig {
+    const HELP: &'static str = "projected gradient descent with random start and restarts, CE or CW-margin loss (Madry et al. 2018); linf, l2, or l1 by sparse L1 descent (Tramer & Boneh 2019)";
+    fn example() -> Self {
+        PgdConfig::new(Norm::Linf, 0.3)
     }
 }
 

@@ -6,7 +6,10 @@
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::{named, Attack, AttackSpec, Crafted, Norm, Signal, ThreatModel};
+use crate::data::Split;
 use crate::model::{argmax_rows, CrossEntropy, Loss, Model};
+use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,19 +85,6 @@ impl SpatialConfig {
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
-        if !(self.degrees.is_finite() && self.degrees >= 0.0 && self.degrees <= 180.0) {
-            return Err(format!("`degrees` must be between 0 and 180, got {}", self.degrees));
-        }
-        if self.angles == 0 || self.angles > 361 {
-            return Err(format!("`angles` must be between 1 and 361, got {}", self.angles));
-        }
-        if self.pixels > 14 {
-            return Err(format!("`pixels` must be at most 14, got {}", self.pixels));
-        }
-        Ok(())
-    }
-
     /// Whether the rules allow this attack's transformations.
     pub fn within(&self, budget: Option<SpatialBudget>) -> Result<(), String> {
         match budget {
@@ -126,10 +116,70 @@ impl SpatialConfig {
         }
         grid
     }
+}
 
+impl AttackSpec for SpatialConfig {
+    named!();
+    /// Not an Lp ball: any image in [0,1] passes this check, and the
+    /// transformation itself is enforced by rendering.
+    fn threat(&self) -> ThreatModel {
+        ThreatModel {
+            norm: Norm::Linf,
+            eps: 1.0,
+        }
+    }
+    fn signal(&self) -> Signal {
+        Signal::Search
+    }
+    fn default_label(&self, _family: &str) -> String {
+        format!("spatial-{}deg-{}px", self.degrees, self.pixels)
+    }
+    fn validate(&self) -> crate::Result<()> {
+        if !(self.degrees.is_finite() && self.degrees >= 0.0 && self.degrees <= 180.0) {
+            return Err(crate::Error::invalid(format!(
+                "`degrees` must be between 0 and 180, got {}",
+                self.degrees
+            )));
+        }
+        if self.angles == 0 || self.angles > 361 {
+            return Err(crate::Error::invalid(format!(
+                "`angles` must be between 1 and 361, got {}",
+                self.angles
+            )));
+        }
+        if self.pixels > 14 {
+            return Err(crate::Error::invalid(format!(
+                "`pixels` must be at most 14, got {}",
+                self.pixels
+            )));
+        }
+        Ok(())
+    }
+    fn run(
+        &self,
+        model: &dyn Model,
+        x: &[f32],
+        y: &[u8],
+        rng: &mut ChaCha8Rng,
+        batch: usize,
+        _train: Option<&Split>,
+    ) -> Crafted {
+        Crafted::whitebox(self, model, x, y, rng, batch)
+    }
+}
+
+impl Describe for SpatialConfig {
+    const HELP: &'static str =
+        "the worst rotation and translation within `degrees` and `pixels`, by grid search (Engstrom et al. 2019)";
+    fn example() -> Self {
+        SpatialConfig::new(30.0, 3)
+    }
+}
+
+impl Attack for SpatialConfig {
     /// The worst transformation per image: the first that fools the model,
     /// else the one with the highest loss.
-    pub fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], _rng: &mut ChaCha8Rng) -> Vec<f32> {
+    fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], _rng: &mut ChaCha8Rng) -> Vec<f32> {
         let dim = model.input_dim();
         let side = (dim as f64).sqrt() as usize;
         if side * side != dim {

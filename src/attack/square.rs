@@ -7,6 +7,11 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::{in_batches, named, Access, AttackSpec, Crafted, Signal};
+use crate::data::Split;
+use crate::model::Model;
+use crate::registry::Describe;
+
 use super::access::ScoreOracle;
 use super::target::choose_targets;
 use super::{Norm, Target, ThreatModel};
@@ -47,24 +52,6 @@ impl SquareConfig {
             p_init: None,
             target: Target::Untargeted,
         }
-    }
-    pub fn threat(&self) -> ThreatModel {
-        ThreatModel {
-            norm: self.norm,
-            eps: self.eps,
-        }
-    }
-    pub fn validate(&self) -> Result<(), String> {
-        if self.norm == Norm::L1 {
-            return Err("square supports `norm = \"linf\"` or `\"l2\"`".into());
-        }
-        if self.queries < 2 {
-            return Err("`queries` must be at least 2".into());
-        }
-        if let Some(p) = self.p_init.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
-            return Err(format!("`p_init` must be in (0, 1], got {p}"));
-        }
-        Ok(())
     }
 
     /// The paper's schedule for the square's area, halved at fixed
@@ -308,4 +295,67 @@ fn meta_pseudo_gaussian(s: usize) -> Vec<f32> {
 
 fn transpose(m: &[f32], s: usize) -> Vec<f32> {
     (0..s * s).map(|i| m[(i % s) * s + i / s]).collect()
+}
+
+impl AttackSpec for SquareConfig {
+    named!();
+    fn validate(&self) -> crate::Result<()> {
+        if self.norm == Norm::L1 {
+            return Err(crate::Error::invalid("square supports `norm = \"linf\"` or `\"l2\"`"));
+        }
+        if self.queries < 2 {
+            return Err(crate::Error::invalid("`queries` must be at least 2"));
+        }
+        if let Some(p) = self.p_init.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
+            return Err(crate::Error::invalid(format!("`p_init` must be in (0, 1], got {p}")));
+        }
+        Ok(())
+    }
+    fn threat(&self) -> ThreatModel {
+        ThreatModel {
+            norm: self.norm,
+            eps: self.eps,
+        }
+    }
+    fn access(&self) -> Access {
+        Access::Scores
+    }
+    fn signal(&self) -> Signal {
+        Signal::Query
+    }
+    fn label_detail(&self) -> String {
+        format!("-{}q{}", self.queries, self.target.label_detail())
+    }
+    fn queries(&self) -> Option<usize> {
+        Some(self.queries)
+    }
+    fn target(&self) -> Target {
+        self.target
+    }
+    fn run(
+        &self,
+        model: &dyn Model,
+        x: &[f32],
+        y: &[u8],
+        rng: &mut ChaCha8Rng,
+        batch: usize,
+        _train: Option<&Split>,
+    ) -> Crafted {
+        in_batches(
+            x,
+            y,
+            model.input_dim(),
+            batch,
+            |n| ScoreOracle::new(model, n, self.queries),
+            |oracle, xb, yb| self.craft(oracle, xb, yb, rng),
+            |oracle| oracle.queries(),
+        )
+    }
+}
+
+impl Describe for SquareConfig {
+    const HELP: &'static str = "square attack: random search from probabilities only, within a query budget (Andriushchenko et al. 2020); linf or l2; scores access";
+    fn example() -> Self {
+        SquareConfig::new(0.3)
+    }
 }

@@ -11,9 +11,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{AttackConfig, Crafted};
+use super::{named, Access, AttackConfig, AttackSpec, Crafted, Norm, PgdConfig, Signal, Target, ThreatModel};
 use crate::data::Split;
-use crate::model::{train_epochs, Classifier, Engine, ModelConfig, Sgd};
+use crate::model::{train_epochs, Classifier, Engine, Model, ModelConfig, Sgd};
+use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,17 +46,6 @@ fn default_epochs() -> usize {
 }
 
 impl TransferConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        self.attack.validate().map_err(|e| format!("in `attack`: {e}"))?;
-        if self.attack.access() != super::Access::Whitebox || matches!(*self.attack, AttackConfig::Transfer(_)) {
-            return Err("`attack` of a transfer attack must be a white-box attack (it runs on the surrogate)".into());
-        }
-        if self.images == 0 || self.epochs == 0 {
-            return Err("`images` and `epochs` must be at least 1".into());
-        }
-        self.surrogate.validate(28, 28).map_err(|e| format!("`surrogate`: {e}"))
-    }
-
     /// The surrogate for `train`: trained once per configuration and data,
     /// then shared (it depends on nothing else).
     fn surrogate(&self, train: &Split) -> Arc<dyn Classifier> {
@@ -93,7 +83,14 @@ impl TransferConfig {
     }
 
     /// Craft on the surrogate; the target is never asked anything.
-    pub fn run(&self, train: Option<&Split>, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng, batch: usize) -> Crafted {
+    fn craft_on_surrogate(
+        &self,
+        train: Option<&Split>,
+        x: &[f32],
+        y: &[u8],
+        rng: &mut ChaCha8Rng,
+        batch: usize,
+    ) -> Crafted {
         let Some(train) = train else {
             // No training data to learn a surrogate from: nothing to send.
             return Crafted {
@@ -106,6 +103,68 @@ impl TransferConfig {
         Crafted {
             examples: crafted.examples,
             queries: Some(0),
+        }
+    }
+}
+
+impl AttackSpec for TransferConfig {
+    named!();
+    fn threat(&self) -> ThreatModel {
+        self.attack.threat()
+    }
+    fn access(&self) -> Access {
+        Access::Transfer
+    }
+    fn signal(&self) -> Signal {
+        Signal::Query
+    }
+    fn default_label(&self, _family: &str) -> String {
+        format!("transfer-{}", self.attack.label())
+    }
+    fn target(&self) -> Target {
+        self.attack.target()
+    }
+    fn inner(&self) -> Option<&AttackConfig> {
+        Some(&self.attack)
+    }
+    fn validate(&self) -> crate::Result<()> {
+        self.attack.validate().map_err(|e| e.within("in `attack`"))?;
+        if self.attack.access() != super::Access::Whitebox || matches!(*self.attack, AttackConfig::Transfer(_)) {
+            return Err(crate::Error::invalid(
+                "`attack` of a transfer attack must be a white-box attack (it runs on the surrogate)",
+            ));
+        }
+        if self.images == 0 || self.epochs == 0 {
+            return Err(crate::Error::invalid("`images` and `epochs` must be at least 1"));
+        }
+        self.surrogate
+            .validate(28, 28)
+            .map_err(|e| crate::Error::invalid(format!("`surrogate`: {e}")))
+    }
+    /// The target model is never asked anything.
+    fn run(
+        &self,
+        _model: &dyn Model,
+        x: &[f32],
+        y: &[u8],
+        rng: &mut ChaCha8Rng,
+        batch: usize,
+        train: Option<&Split>,
+    ) -> Crafted {
+        self.craft_on_surrogate(train, x, y, rng, batch)
+    }
+}
+
+impl Describe for TransferConfig {
+    const HELP: &'static str = "trains its own surrogate on training data and runs `attack` on it; never queries the target (Papernot et al. 2016)";
+    fn example() -> Self {
+        TransferConfig {
+            name: None,
+            attack: Box::new(AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.3))),
+            surrogate: ModelConfig::Mlp { hidden: vec![128] },
+            images: 2000,
+            epochs: 3,
+            seed: 0,
         }
     }
 }
