@@ -8,10 +8,10 @@ use serde::Serialize;
 
 use crate::arena::metrics::{correct, fraction, robust};
 use crate::arena::referee;
-use crate::attack::apgd::ApgdLoss;
 use crate::attack::*;
 use crate::config::PretrainConfig;
 use crate::data::synthetic_digits;
+use crate::record::Norms;
 use crate::defense::{Defense, PgdAtConfig, RoundData};
 use crate::model::{Classifier, Engine, ModelConfig, Sgd};
 use crate::tournament::{eval_subset, pretrain};
@@ -29,47 +29,11 @@ pub struct Row {
     pub norms: Option<Norms>,
 }
 
-/// The attacks of the table: every family at the default rules' budgets
-/// (linf 0.1, l2 2.0), PGD in l1 at 10, and rotations up to 30 degrees
-/// with translations up to 3 pixels.
+/// The attacks of the table: every registered attack's variants, at the
+/// default tournament's budgets (linf 0.1, l2 2.0, l1 10, rotations up to
+/// 30 degrees with translations up to 3 pixels), in registry order.
 pub fn attacks() -> Vec<AttackConfig> {
-    let mut dlr = ApgdConfig::new(Norm::Linf, 0.1);
-    dlr.loss = ApgdLoss::Dlr;
-    let mut cw_loss = PgdConfig::new(Norm::Linf, 0.1);
-    cw_loss.loss = AttackLoss::Cw;
-    let mut l1 = PgdConfig::new(Norm::L1, 10.0);
-    l1.steps = 50;
-    vec![
-        AttackConfig::Noise(NoiseConfig::new(Norm::Linf, 0.1)),
-        AttackConfig::Fgsm(FgsmConfig::new(Norm::Linf, 0.1)),
-        AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1)),
-        AttackConfig::Pgd(cw_loss),
-        AttackConfig::Mim(MimConfig::new(Norm::Linf, 0.1)),
-        AttackConfig::Apgd(ApgdConfig::new(Norm::Linf, 0.1)),
-        AttackConfig::Apgd(dlr),
-        AttackConfig::DeepFool(DeepFoolConfig::new(Norm::Linf, 0.1)),
-        AttackConfig::Square(SquareConfig::new(0.1)),
-        AttackConfig::HopSkipJump(HopSkipJumpConfig::new(Norm::Linf, 0.1)),
-        AttackConfig::Transfer(TransferConfig {
-            name: None,
-            attack: Box::new(AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1))),
-            surrogate: ModelConfig::Mlp { hidden: vec![128] },
-            images: 2000,
-            epochs: 3,
-            seed: 0,
-        }),
-        AttackConfig::Pgd(PgdConfig::new(Norm::L2, 2.0)),
-        AttackConfig::Cw(CwConfig::new(2.0)),
-        AttackConfig::Square({
-            let mut square = SquareConfig::new(2.0);
-            square.norm = Norm::L2;
-            square
-        }),
-        AttackConfig::DeepFool(DeepFoolConfig::new(Norm::L2, 2.0)),
-        AttackConfig::HopSkipJump(HopSkipJumpConfig::new(Norm::L2, 2.0)),
-        AttackConfig::Pgd(l1),
-        AttackConfig::Spatial(SpatialConfig::new(30.0, 3)),
-    ]
+    AttackConfig::ENTRIES.iter().flat_map(|e| (e.variants)()).collect()
 }
 
 /// Train the two models and run every attack against both.

@@ -8,12 +8,14 @@
 //! other question about a part is answered by that trait, implemented in
 //! the part's own file, so adding a part is one file and one row.
 
-/// One registered part: its name in strategy files, one line of help, and a
-/// typical configuration (for `list` and the conformance suites).
+/// One registered part: its name in strategy files, one line of help, a
+/// typical configuration (for `list` and the conformance suites), and the
+/// configurations worth tabulating and testing.
 pub struct Entry<E: 'static> {
     pub name: &'static str,
     pub help: &'static str,
     pub example: fn() -> E,
+    pub variants: fn() -> Vec<E>,
 }
 
 /// What every part's config says about itself without an instance.
@@ -22,6 +24,11 @@ pub trait Describe: Sized {
     const HELP: &'static str;
     /// A typical configuration.
     fn example() -> Self;
+    /// The configurations tables and conformance suites run (for attacks:
+    /// at the default tournament's budgets); by default the example alone.
+    fn variants() -> Vec<Self> {
+        vec![Self::example()]
+    }
 }
 
 /// Declares a registry enum: see the module documentation.
@@ -47,6 +54,12 @@ macro_rules! registry {
                     name: $name,
                     help: <$Config as $crate::registry::Describe>::HELP,
                     example: || $Enum::$Variant(<$Config as $crate::registry::Describe>::example()),
+                    variants: || {
+                        <$Config as $crate::registry::Describe>::variants()
+                            .into_iter()
+                            .map($Enum::$Variant)
+                            .collect()
+                    },
                 }, )*
             ];
 

@@ -1,49 +1,8 @@
-//! Per-round measurements on the evaluation set.
+//! Per-round measurements on the evaluation set: the model-level ones
+//! live in [`crate::model::metrics`], so that defenses below the arena use
+//! the same definitions.
 
-use crate::model::{predict, probabilities, Model};
-
-/// Evaluation batch size: bounds memory, not results.
-pub const EVAL_BATCH: usize = 128;
-
-/// For each image, whether `model` classifies it as its label.
-pub fn correct(model: &dyn Model, x: &[f32], y: &[u8]) -> Vec<bool> {
-    predict(model, x, EVAL_BATCH)
-        .iter()
-        .zip(y)
-        .map(|(p, t)| p == t)
-        .collect()
-}
-
-/// Robust per image: right on the clean image and on its adversarial
-/// version (an image the model gets wrong clean is never robust).
-pub fn robust(model: &dyn Model, adv: &[f32], y: &[u8], clean_correct: &[bool]) -> Vec<bool> {
-    correct(model, adv, y)
-        .iter()
-        .zip(clean_correct)
-        .map(|(&a, &c)| a && c)
-        .collect()
-}
-
-pub fn fraction(mask: &[bool]) -> f64 {
-    if mask.is_empty() {
-        return 0.0;
-    }
-    mask.iter().filter(|&&b| b).count() as f64 / mask.len() as f64
-}
-
-/// Mean softmax probability of the (wrong) predicted class over the
-/// examples selected by `success`.
-pub fn wrong_confidence(model: &dyn Model, adv: &[f32], success: &[bool]) -> Option<f64> {
-    let classes = model.classes();
-    let probs = probabilities(model, adv, EVAL_BATCH);
-    let confidences: Vec<f64> = probs
-        .chunks(classes)
-        .zip(success)
-        .filter(|(_, &s)| s)
-        .map(|(p, _)| p.iter().copied().fold(0.0f32, f32::max) as f64)
-        .collect();
-    (!confidences.is_empty()).then(|| confidences.iter().sum::<f64>() / confidences.len() as f64)
-}
+pub use crate::model::metrics::*;
 
 pub fn min(values: impl IntoIterator<Item = f64>) -> Option<f64> {
     values

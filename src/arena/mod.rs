@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::agent::{AttackerConfig, Probe};
-use crate::attack::{AttackConfig, Norms};
+use crate::attack::AttackConfig;
 use crate::config::{within_rules, Rules};
 use crate::data::Split;
 use crate::defense::{DefenderConfig, RoundData};
 use crate::model::{Classifier, CwMargin, Model};
 use crate::path;
-use crate::record::{RoundRow, RoundTiming};
+use crate::record::{Norms, RoundRow, RoundTiming};
 use crate::rng::{derived_seed, stream};
 use metrics::{correct, fraction, robust, wrong_confidence, EVAL_BATCH};
 

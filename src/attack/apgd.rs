@@ -82,6 +82,9 @@ pub fn checkpoints(steps: usize) -> Vec<usize> {
 
 impl AttackSpec for ApgdConfig {
     named!();
+    fn required_success(&self) -> Option<f64> {
+        Some(0.9)
+    }
     fn validate(&self) -> crate::Result<()> {
         if self.norm == Norm::L1 {
             return Err(crate::Error::invalid("apgd supports `norm = \"linf\"` or `\"l2\"`"));
@@ -139,6 +142,17 @@ impl Describe for ApgdConfig {
         "auto-PGD: step size halved when progress stalls, momentum, CE or DLR loss (Croce & Hein 2020); linf or l2";
     fn example() -> Self {
         ApgdConfig::new(Norm::Linf, 0.3)
+    }
+    /// At the default tournament's budgets (linf 0.1, l2 2.0, l1 10).
+    fn variants() -> Vec<Self> {
+        vec![
+            ApgdConfig::new(Norm::Linf, 0.1),
+            {
+                let mut dlr = ApgdConfig::new(Norm::Linf, 0.1);
+                dlr.loss = ApgdLoss::Dlr;
+                dlr
+            },
+        ]
     }
 }
 

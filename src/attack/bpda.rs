@@ -24,6 +24,9 @@ pub struct BpdaConfig {
 
 impl AttackSpec for BpdaConfig {
     named!();
+    fn required_success(&self) -> Option<f64> {
+        Some(0.9)
+    }
     fn signal(&self) -> Signal {
         Signal::Bpda
     }
@@ -75,6 +78,10 @@ impl Describe for BpdaConfig {
             name: None,
             attack: Box::new(AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.3))),
         }
+    }
+    /// None of its own: on an undefended model it is the attack it wraps.
+    fn variants() -> Vec<Self> {
+        Vec::new()
     }
 }
 

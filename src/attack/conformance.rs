@@ -4,23 +4,14 @@ use super::*;
 use crate::testing::{trained_mlp, SyntheticFixture};
 use rand::SeedableRng;
 
-/// Minimum success rate on correctly classified images of an undefended
-/// MLP, per family; families not listed (baselines) have none.
-fn required_success(family: &str) -> Option<f64> {
-    match family {
-        "pgd" | "apgd" | "cw" | "deepfool" | "bpda" | "mim" | "fgsm" => Some(0.9),
-        "square" => Some(0.8),
-        // Crafted on its own surrogate, never seeing the target.
-        "transfer" => Some(0.5),
-        _ => None,
-    }
-}
-
-/// Every registered family at the default tournament's budgets (linf 0.1,
-/// l2 2.0), plus the variants that matter: PGD-linf at 0.3, CW and DLR
-/// losses, restarts, Gaussian noise.
+/// Every registered attack's example and variants (the default
+/// tournament's budgets: linf 0.1, l2 2.0), plus the variants that matter:
+/// PGD-linf at 0.3, CW and DLR losses, restarts, Gaussian noise, targets.
 fn every_attack() -> Vec<AttackConfig> {
-    let mut configs: Vec<AttackConfig> = ATTACKS.iter().map(|e| (e.example)()).collect();
+    let mut configs: Vec<AttackConfig> = ATTACKS
+        .iter()
+        .flat_map(|e| std::iter::once((e.example)()).chain((e.variants)()))
+        .collect();
     configs.push(AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1)));
     configs.push(AttackConfig::Pgd(PgdConfig::new(Norm::L2, 2.0)));
     let mut l1 = PgdConfig::new(Norm::L1, 10.0);
@@ -155,7 +146,10 @@ fn attacks_break_an_undefended_model_within_their_query_budgets() {
         let success = correct.iter().zip(&after).filter(|(&c, &f)| c && f).count() as f64 / n_correct as f64;
         // The floors are for untargeted attacks; a targeted one aims at one
         // class and is checked by `targeted_attacks_reach_their_targets`.
-        let required = required_success(config.family()).filter(|_| config.target() == Target::Untargeted);
+        let required = config
+            .part()
+            .required_success()
+            .filter(|_| config.target() == Target::Untargeted);
         if let Some(required) = required {
             assert!(
                 success >= required,

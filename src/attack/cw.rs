@@ -91,6 +91,9 @@ impl CwConfig {
 
 impl AttackSpec for CwConfig {
     named!();
+    fn required_success(&self) -> Option<f64> {
+        Some(0.9)
+    }
     fn threat(&self) -> ThreatModel {
         ThreatModel {
             norm: Norm::L2,
@@ -142,6 +145,12 @@ impl Describe for CwConfig {
     const HELP: &'static str = "Carlini-Wagner L2: tanh variables, Adam, binary search over c; the minimal example is projected onto the budget (Carlini & Wagner 2017)";
     fn example() -> Self {
         CwConfig::new(2.0)
+    }
+    /// At the default tournament's budgets (linf 0.1, l2 2.0, l1 10).
+    fn variants() -> Vec<Self> {
+        vec![
+            CwConfig::new(2.0),
+        ]
     }
 }
 

@@ -70,6 +70,9 @@ impl DeepFoolConfig {
 
 impl AttackSpec for DeepFoolConfig {
     named!();
+    fn required_success(&self) -> Option<f64> {
+        Some(0.9)
+    }
     fn validate(&self) -> crate::Result<()> {
         if self.norm == Norm::L1 {
             return Err(crate::Error::invalid("deepfool supports `norm = \"l2\"` or `\"linf\"`"));
@@ -111,6 +114,13 @@ impl Describe for DeepFoolConfig {
     const HELP: &'static str = "DeepFool: steps to the nearest linearized decision boundary, then projected onto the budget (Moosavi-Dezfooli et al. 2016); l2 or linf";
     fn example() -> Self {
         DeepFoolConfig::new(Norm::L2, 2.0)
+    }
+    /// At the default tournament's budgets (linf 0.1, l2 2.0, l1 10).
+    fn variants() -> Vec<Self> {
+        vec![
+            DeepFoolConfig::new(Norm::Linf, 0.1),
+            DeepFoolConfig::new(Norm::L2, 2.0),
+        ]
     }
 }
 

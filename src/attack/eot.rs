@@ -90,6 +90,10 @@ impl Describe for EotConfig {
             attack: Box::new(AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.3))),
         }
     }
+    /// None of its own: on an undefended model it is the attack it wraps.
+    fn variants() -> Vec<Self> {
+        Vec::new()
+    }
 }
 
 /// A model seen through EOT.

@@ -40,6 +40,9 @@ impl FgsmConfig {
 
 impl AttackSpec for FgsmConfig {
     named!();
+    fn required_success(&self) -> Option<f64> {
+        Some(0.9)
+    }
     fn threat(&self) -> ThreatModel {
         ThreatModel {
             norm: self.norm,
@@ -79,6 +82,12 @@ impl Describe for FgsmConfig {
     const HELP: &'static str = "fast gradient sign method, one step of size eps (Goodfellow et al. 2015); linf or l2";
     fn example() -> Self {
         FgsmConfig::new(Norm::Linf, 0.3)
+    }
+    /// At the default tournament's budgets (linf 0.1, l2 2.0, l1 10).
+    fn variants() -> Vec<Self> {
+        vec![
+            FgsmConfig::new(Norm::Linf, 0.1),
+        ]
     }
 }
 

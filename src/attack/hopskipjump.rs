@@ -324,4 +324,11 @@ impl Describe for HopSkipJumpConfig {
     fn example() -> Self {
         HopSkipJumpConfig::new(Norm::L2, 2.0)
     }
+    /// At the default tournament's budgets (linf 0.1, l2 2.0, l1 10).
+    fn variants() -> Vec<Self> {
+        vec![
+            HopSkipJumpConfig::new(Norm::Linf, 0.1),
+            HopSkipJumpConfig::new(Norm::L2, 2.0),
+        ]
+    }
 }

@@ -55,6 +55,9 @@ impl MimConfig {
 
 impl AttackSpec for MimConfig {
     named!();
+    fn required_success(&self) -> Option<f64> {
+        Some(0.9)
+    }
     fn validate(&self) -> crate::Result<()> {
         if self.norm == Norm::L1 {
             return Err(crate::Error::invalid("mim supports `norm = \"linf\"` or `\"l2\"`"));
@@ -107,6 +110,12 @@ impl Describe for MimConfig {
         "momentum iterative FGSM: steps along an accumulated L1-normalized gradient (Dong et al. 2018); linf or l2";
     fn example() -> Self {
         MimConfig::new(Norm::Linf, 0.3)
+    }
+    /// At the default tournament's budgets (linf 0.1, l2 2.0, l1 10).
+    fn variants() -> Vec<Self> {
+        vec![
+            MimConfig::new(Norm::Linf, 0.1),
+        ]
     }
 }
 

@@ -43,7 +43,7 @@ pub use pgd::PgdConfig;
 pub use spatial::{SpatialBudget, SpatialConfig};
 pub use square::SquareConfig;
 pub use target::{Objective, Target};
-pub use threat::{Norm, Norms, ThreatModel, Violation};
+pub use threat::{Norm, ThreatModel, Violation};
 pub use transfer::TransferConfig;
 
 /// A white-box crafting algorithm: one batch against a model it may ask
@@ -108,6 +108,12 @@ pub trait AttackSpec: Send + Sync {
     }
     /// The attack a wrapper runs (BPDA, EOT, transfer).
     fn inner(&self) -> Option<&AttackConfig> {
+        None
+    }
+    /// The share of the images an undefended model classifies correctly
+    /// that it promises to fool, untargeted, at its variants' budgets: the
+    /// conformance suite holds it to this. `None` for baselines.
+    fn required_success(&self) -> Option<f64> {
         None
     }
     /// Scale its budget by `factor`; false when its budget is not one `eps`.

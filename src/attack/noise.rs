@@ -83,6 +83,12 @@ impl Describe for NoiseConfig {
     fn example() -> Self {
         NoiseConfig::new(Norm::Linf, 0.3)
     }
+    /// At the default tournament's budgets (linf 0.1, l2 2.0, l1 10).
+    fn variants() -> Vec<Self> {
+        vec![
+            NoiseConfig::new(Norm::Linf, 0.1),
+        ]
+    }
 }
 
 impl Attack for NoiseConfig {

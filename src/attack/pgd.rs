@@ -70,6 +70,9 @@ impl PgdConfig {
 
 impl AttackSpec for PgdConfig {
     named!();
+    fn required_success(&self) -> Option<f64> {
+        Some(0.9)
+    }
     fn label_detail(&self) -> String {
         let mut detail = self.target.label_detail().to_string();
         if self.loss == AttackLoss::Cw {
@@ -137,6 +140,23 @@ impl Describe for PgdConfig {
     const HELP: &'static str = "projected gradient descent with random start and restarts, CE or CW-margin loss (Madry et al. 2018); linf, l2, or l1 by sparse L1 descent (Tramer & Boneh 2019)";
     fn example() -> Self {
         PgdConfig::new(Norm::Linf, 0.3)
+    }
+    /// At the default tournament's budgets (linf 0.1, l2 2.0, l1 10).
+    fn variants() -> Vec<Self> {
+        vec![
+            PgdConfig::new(Norm::Linf, 0.1),
+            {
+                let mut cw = PgdConfig::new(Norm::Linf, 0.1);
+                cw.loss = AttackLoss::Cw;
+                cw
+            },
+            PgdConfig::new(Norm::L2, 2.0),
+            {
+                let mut l1 = PgdConfig::new(Norm::L1, 10.0);
+                l1.steps = 50;
+                l1
+            },
+        ]
     }
 }
 

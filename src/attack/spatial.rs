@@ -174,6 +174,12 @@ impl Describe for SpatialConfig {
     fn example() -> Self {
         SpatialConfig::new(30.0, 3)
     }
+    /// At the default tournament's budgets (linf 0.1, l2 2.0, l1 10).
+    fn variants() -> Vec<Self> {
+        vec![
+            SpatialConfig::new(30.0, 3),
+        ]
+    }
 }
 
 impl Attack for SpatialConfig {

@@ -299,6 +299,9 @@ fn transpose(m: &[f32], s: usize) -> Vec<f32> {
 
 impl AttackSpec for SquareConfig {
     named!();
+    fn required_success(&self) -> Option<f64> {
+        Some(0.8)
+    }
     fn validate(&self) -> crate::Result<()> {
         if self.norm == Norm::L1 {
             return Err(crate::Error::invalid("square supports `norm = \"linf\"` or `\"l2\"`"));
@@ -357,5 +360,16 @@ impl Describe for SquareConfig {
     const HELP: &'static str = "square attack: random search from probabilities only, within a query budget (Andriushchenko et al. 2020); linf or l2; scores access";
     fn example() -> Self {
         SquareConfig::new(0.3)
+    }
+    /// At the default tournament's budgets (linf 0.1, l2 2.0, l1 10).
+    fn variants() -> Vec<Self> {
+        vec![
+            SquareConfig::new(0.1),
+            {
+                let mut l2 = SquareConfig::new(2.0);
+                l2.norm = Norm::L2;
+                l2
+            },
+        ]
     }
 }

@@ -109,6 +109,10 @@ impl TransferConfig {
 
 impl AttackSpec for TransferConfig {
     named!();
+    /// Crafted on its own surrogate, never seeing the target: less.
+    fn required_success(&self) -> Option<f64> {
+        Some(0.5)
+    }
     fn threat(&self) -> ThreatModel {
         self.attack.threat()
     }
@@ -166,5 +170,15 @@ impl Describe for TransferConfig {
             epochs: 3,
             seed: 0,
         }
+    }
+    /// At the default tournament's budgets (linf 0.1, l2 2.0, l1 10).
+    fn variants() -> Vec<Self> {
+        vec![
+            TransferConfig {
+                name: None,
+                attack: Box::new(AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1))),
+                ..Self::example()
+            },
+        ]
     }
 }

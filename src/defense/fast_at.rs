@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::adversarial::{default_batch, default_opt};
 use super::{sample_train, validate_training, Defense, RoundData};
-use crate::arena::metrics::{correct, fraction};
+use crate::model::metrics::{correct, fraction};
 use crate::attack::{Attack, AttackConfig, FgsmConfig, Norm, PgdConfig, ThreatModel};
 use crate::model::{Classifier, Sgd};
 

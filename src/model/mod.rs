@@ -7,6 +7,7 @@
 pub mod arch;
 pub mod kernels;
 pub mod loss;
+pub mod metrics;
 mod native;
 mod net;
 

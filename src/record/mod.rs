@@ -1,5 +1,9 @@
 //! The files a run writes: rows, summary, manifest; all written atomically.
 
+mod norms;
+
+pub use norms::Norms;
+
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -7,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::attack::Norms;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
