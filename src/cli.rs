@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 use clap::{Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::agent::POLICIES;
+use crate::agent::PolicyConfig;
 use crate::arena::Phase;
 use crate::attack::ATTACKS;
 use crate::config::{self, builtin, Plan, DATASETS};
-use crate::defense::DEFENSES;
+use crate::defense::DefenseConfig;
 use crate::error::Error;
 use crate::model::MODELS;
 use crate::record::{RoundRow, Shard};
@@ -630,8 +630,20 @@ pub fn list() -> String {
             .map(|a| (a.name.to_string(), a.help.to_string()))
             .collect(),
     );
-    section("Attacker agents (`policy.kind`):", pairs(POLICIES));
-    section("Defenses (`strategy.kind`):", pairs(DEFENSES));
+    section(
+        "Attacker agents (`policy.kind`):",
+        PolicyConfig::ENTRIES
+            .iter()
+            .map(|e| (e.name.to_string(), e.help.to_string()))
+            .collect(),
+    );
+    section(
+        "Defenses (`strategy.kind`):",
+        DefenseConfig::ENTRIES
+            .iter()
+            .map(|e| (e.name.to_string(), e.help.to_string()))
+            .collect(),
+    );
     section("Models (`model.kind`):", pairs(MODELS));
     section("Datasets (`data.dataset`):", pairs(DATASETS));
     section(

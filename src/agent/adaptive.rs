@@ -7,9 +7,32 @@
 //! Every switch is explained in the round's row.
 
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
-use super::{Policy, Probe};
+use super::{Policy, PolicySpec, Probe};
 use crate::attack::{AttackConfig, Signal};
+use crate::registry::Describe;
+
+/// `kind = "adaptive"`: nothing to configure.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveConfig {}
+
+impl Describe for AdaptiveConfig {
+    const HELP: &'static str = "defense-aware: probes for vanishing gradients and switches to BPDA or a query attack, or to what earned more; says why";
+    fn example() -> Self {
+        AdaptiveConfig {}
+    }
+}
+
+impl PolicySpec for AdaptiveConfig {
+    fn init(&self, repertoire: &[AttackConfig]) -> Box<dyn Policy> {
+        Box::new(Adaptive::new(repertoire))
+    }
+    fn validate(&self) -> crate::Result<()> {
+        Ok(())
+    }
+}
 
 /// What an arm is, as far as adapting goes: how its attack gets its signal,
 /// as the attack's own file declares it.

@@ -7,7 +7,10 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::Policy;
+use super::{Policy, PolicySpec};
+use crate::attack::AttackConfig;
+use crate::error::Error;
+use crate::registry::Describe;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -37,21 +40,39 @@ fn default_exploration() -> f64 {
     2.0f64.sqrt()
 }
 
-impl BanditConfig {
-    pub fn validate(&self) -> Result<(), String> {
+impl Describe for BanditConfig {
+    const HELP: &'static str = "EXP3 (adversarial bandit) or UCB1 over its repertoire, rewarded by 1 - zero_day_acc";
+    fn example() -> Self {
+        BanditConfig {
+            algorithm: BanditAlgorithm::default(),
+            gamma: default_gamma(),
+            exploration: default_exploration(),
+        }
+    }
+}
+
+impl PolicySpec for BanditConfig {
+    fn init(&self, repertoire: &[AttackConfig]) -> Box<dyn Policy> {
+        self.over_arms(repertoire.len())
+    }
+
+    fn validate(&self) -> crate::Result<()> {
         if !(self.gamma > 0.0 && self.gamma <= 1.0) {
-            return Err(format!("`gamma` must be in (0, 1], got {}", self.gamma));
+            return Err(Error::invalid(format!("`gamma` must be in (0, 1], got {}", self.gamma)));
         }
         if !(self.exploration >= 0.0 && self.exploration.is_finite()) {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "`exploration` must be a non-negative number, got {}",
                 self.exploration
-            ));
+            )));
         }
         Ok(())
     }
+}
 
-    pub fn init(&self, arms: usize) -> Box<dyn Policy> {
+impl BanditConfig {
+    /// A fresh bandit over `arms` arms.
+    pub fn over_arms(&self, arms: usize) -> Box<dyn Policy> {
         match self.algorithm {
             BanditAlgorithm::Exp3 => Box::new(Exp3 {
                 gamma: self.gamma,
@@ -146,7 +167,7 @@ mod tests {
             gamma: 0.1,
             exploration: 0.5,
         };
-        let mut policy = config.init(4);
+        let mut policy = config.over_arms(4);
         let mut rng = ChaCha8Rng::seed_from_u64(42);
         let rounds = 300;
         let mut best = 0;
@@ -178,7 +199,7 @@ mod tests {
             gamma: 0.1,
             exploration: 1.0,
         }
-        .init(3);
+        .over_arms(3);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let mut first = Vec::new();
         for round in 1..=3 {

@@ -2,8 +2,32 @@
 //! attack in turn regardless of how each fared.
 
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
-use super::Policy;
+use super::{Policy, PolicySpec};
+use crate::attack::AttackConfig;
+use crate::registry::Describe;
+
+/// `kind = "cycle"`: nothing to configure.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CycleConfig {}
+
+impl Describe for CycleConfig {
+    const HELP: &'static str = "plays its repertoire in order, one attack per round";
+    fn example() -> Self {
+        CycleConfig {}
+    }
+}
+
+impl PolicySpec for CycleConfig {
+    fn init(&self, repertoire: &[AttackConfig]) -> Box<dyn Policy> {
+        Box::new(Cycle { arms: repertoire.len() })
+    }
+    fn validate(&self) -> crate::Result<()> {
+        Ok(())
+    }
+}
 
 pub struct Cycle {
     pub arms: usize,

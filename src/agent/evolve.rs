@@ -8,9 +8,11 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::Policy;
+use super::{Policy, PolicySpec};
 use crate::attack::apgd::ApgdLoss;
 use crate::attack::{AttackConfig, AttackLoss};
+use crate::error::Error;
+use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,10 +26,26 @@ fn default_population() -> usize {
     6
 }
 
-impl EvolveConfig {
-    pub fn validate(&self) -> Result<(), String> {
+impl Describe for EvolveConfig {
+    const HELP: &'static str = "keeps a population of attack configurations, mutates the best (steps, step size, loss, restarts), keeps what earned most";
+    fn example() -> Self {
+        EvolveConfig {
+            population: default_population(),
+        }
+    }
+}
+
+impl PolicySpec for EvolveConfig {
+    fn init(&self, repertoire: &[AttackConfig]) -> Box<dyn Policy> {
+        Box::new(Evolve::new(self, repertoire))
+    }
+
+    fn validate(&self) -> crate::Result<()> {
         if self.population < 2 {
-            return Err(format!("`population` must be at least 2, got {}", self.population));
+            return Err(Error::invalid(format!(
+                "`population` must be at least 2, got {}",
+                self.population
+            )));
         }
         Ok(())
     }

@@ -2,8 +2,32 @@
 //! evaluation would use.
 
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
-use super::Policy;
+use super::{Policy, PolicySpec};
+use crate::attack::AttackConfig;
+use crate::registry::Describe;
+
+/// `kind = "fixed"`: nothing to configure.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixedConfig {}
+
+impl Describe for FixedConfig {
+    const HELP: &'static str = "always plays the first attack of its repertoire";
+    fn example() -> Self {
+        FixedConfig {}
+    }
+}
+
+impl PolicySpec for FixedConfig {
+    fn init(&self, _repertoire: &[AttackConfig]) -> Box<dyn Policy> {
+        Box::new(Fixed)
+    }
+    fn validate(&self) -> crate::Result<()> {
+        Ok(())
+    }
+}
 
 pub struct Fixed;
 

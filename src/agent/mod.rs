@@ -7,12 +7,18 @@ pub mod cycle;
 pub mod evolve;
 pub mod fixed;
 
+#[cfg(test)]
+mod conformance;
+
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::attack::AttackConfig;
+pub use adaptive::AdaptiveConfig;
 pub use bandit::{BanditAlgorithm, BanditConfig};
+pub use cycle::CycleConfig;
 pub use evolve::EvolveConfig;
+pub use fixed::FixedConfig;
 
 /// A policy over arms: the repertoire's attacks, unless `attack` says
 /// otherwise (a policy may invent attacks of its own).
@@ -53,68 +59,38 @@ pub struct Probe {
     pub success_by_budget: Option<(f64, f64)>,
 }
 
-/// The policies a strategy file can name, by `kind`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum PolicyConfig {
-    /// Always the first attack of the repertoire.
-    Fixed,
-    /// The repertoire in order, round after round.
-    Cycle,
-    /// A multi-armed bandit over the repertoire.
-    Bandit(BanditConfig),
-    /// Defense-aware: probes for gradient masking and switches attacks.
-    Adaptive,
-    /// A population of configurations, mutated from the best.
-    Evolve(EvolveConfig),
+/// What every attacker policy's configuration answers, implemented in the
+/// policy's own file.
+pub trait PolicySpec {
+    /// A fresh policy over `repertoire`.
+    fn init(&self, repertoire: &[AttackConfig]) -> Box<dyn Policy>;
+    /// Whether the configuration's values can be used.
+    fn validate(&self) -> crate::Result<()>;
 }
 
-/// Policy names and one line of help each, for `redqueen list`.
-pub const POLICIES: &[(&str, &str)] = &[
-    ("fixed", "always plays the first attack of its repertoire"),
-    ("cycle", "plays its repertoire in order, one attack per round"),
-    (
-        "bandit",
-        "EXP3 (adversarial bandit) or UCB1 over its repertoire, rewarded by 1 - zero_day_acc",
-    ),
-    (
-        "evolve",
-        "keeps a population of attack configurations, mutates the best (steps, step size, loss, restarts), keeps what earned most",
-    ),
-    (
-        "adaptive",
-        "defense-aware: probes for vanishing gradients and switches to BPDA or a query attack, or to what earned more; says why",
-    ),
-];
+crate::registry! {
+    /// The policies a strategy file can name, by `kind`, in the order
+    /// `redqueen list` shows them.
+    pub enum PolicyConfig: dyn PolicySpec, tag = "kind" {
+        Fixed(FixedConfig) = "fixed",
+        Cycle(CycleConfig) = "cycle",
+        Bandit(BanditConfig) = "bandit",
+        Evolve(EvolveConfig) = "evolve",
+        Adaptive(AdaptiveConfig) = "adaptive",
+    }
+}
 
 impl PolicyConfig {
     pub fn kind(&self) -> &'static str {
-        match self {
-            PolicyConfig::Fixed => "fixed",
-            PolicyConfig::Cycle => "cycle",
-            PolicyConfig::Bandit(_) => "bandit",
-            PolicyConfig::Adaptive => "adaptive",
-            PolicyConfig::Evolve(_) => "evolve",
-        }
+        self.registry_name()
     }
 
     pub fn init(&self, repertoire: &[AttackConfig]) -> Box<dyn Policy> {
-        let arms = repertoire.len();
-        match self {
-            PolicyConfig::Fixed => Box::new(fixed::Fixed),
-            PolicyConfig::Cycle => Box::new(cycle::Cycle { arms }),
-            PolicyConfig::Bandit(c) => c.init(arms),
-            PolicyConfig::Adaptive => Box::new(adaptive::Adaptive::new(repertoire)),
-            PolicyConfig::Evolve(c) => Box::new(evolve::Evolve::new(c, repertoire)),
-        }
+        self.part().init(repertoire)
     }
 
-    pub fn validate(&self) -> Result<(), String> {
-        match self {
-            PolicyConfig::Bandit(c) => c.validate(),
-            PolicyConfig::Evolve(c) => c.validate(),
-            _ => Ok(()),
-        }
+    pub fn validate(&self) -> crate::Result<()> {
+        self.part().validate()
     }
 }
 

@@ -450,7 +450,8 @@ pub fn check(mut file: TournamentFile, cited: &str, store: &Store) -> Result<Pla
                     })?,
                     policy: entry.policy.clone().ok_or_else(|| {
                         err(format!(
-                            "{at}: missing `policy` (a table with `kind` = fixed, cycle or bandit)"
+                            "{at}: missing `policy` (a table with `kind` = {})",
+                            PolicyConfig::names().collect::<Vec<_>>().join(", ")
                         ))
                     })?,
                     repertoire: entry
@@ -490,11 +491,7 @@ pub fn check(mut file: TournamentFile, cited: &str, store: &Store) -> Result<Pla
                     strategy: entry.strategy.clone().ok_or_else(|| {
                         err(format!(
                             "{at}: missing `strategy` (a table with `kind` = {})",
-                            crate::defense::DEFENSES
-                                .iter()
-                                .map(|(kind, _)| *kind)
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                            DefenseConfig::names().collect::<Vec<_>>().join(", ")
                         ))
                     })?,
                 }

@@ -7,8 +7,10 @@ use std::collections::VecDeque;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{sample_train, train_epochs, validate_training, Defense, RoundData};
+use super::{sample_train, train_epochs, validate_training, Defense, DefenseSpec, RoundData};
+use crate::error::Error;
 use crate::model::{Classifier, Sgd};
+use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,22 +50,35 @@ pub(crate) fn default_opt() -> Sgd {
     }
 }
 
-impl AdversarialConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        if !(self.clean_ratio.is_finite() && self.clean_ratio >= 0.0) {
-            return Err(format!(
-                "`clean_ratio` must be a non-negative number, got {}",
-                self.clean_ratio
-            ));
-        }
-        validate_training(("epochs", self.epochs), self.batch, &self.optimizer)
+impl Describe for AdversarialConfig {
+    const HELP: &'static str =
+        "retrains on the attackers' examples mixed with clean data, with a replay buffer of past rounds";
+    fn example() -> Self {
+        super::with_defaults()
     }
+}
 
-    pub fn init(&self) -> Adversarial {
-        Adversarial {
+impl DefenseSpec for AdversarialConfig {
+    fn init(&self) -> Box<dyn Defense> {
+        Box::new(Adversarial {
             config: self.clone(),
             buffer: VecDeque::new(),
+        })
+    }
+
+    fn work_per_round(&self, craft: usize) -> usize {
+        let examples = craft + self.replay.min(craft * 8);
+        self.epochs * (examples as f32 * (1.0 + self.clean_ratio)) as usize
+    }
+
+    fn validate(&self) -> crate::Result<()> {
+        if !(self.clean_ratio.is_finite() && self.clean_ratio >= 0.0) {
+            return Err(Error::invalid(format!(
+                "`clean_ratio` must be a non-negative number, got {}",
+                self.clean_ratio
+            )));
         }
+        validate_training(("epochs", self.epochs), self.batch, &self.optimizer)
     }
 }
 

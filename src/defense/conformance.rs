@@ -6,7 +6,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
-use crate::agent::{AttackerConfig, PolicyConfig};
+use crate::agent::{AttackerConfig, FixedConfig, PolicyConfig};
 use crate::arena::{play_to_end, MatchPlan};
 use crate::attack::{fooled, AttackConfig, EotConfig, Norm, PgdConfig};
 use crate::config::{builtin, parse, Rules};
@@ -15,9 +15,8 @@ use crate::testing::{trained_mlp, SyntheticFixture};
 
 /// Every defense kind, as its shipped strategy file configures it.
 fn every_defender() -> Vec<DefenderConfig> {
-    DEFENSES
-        .iter()
-        .map(|(kind, _)| {
+    DefenseConfig::names()
+        .map(|kind| {
             let path = format!("defenders/{kind}.toml");
             let text = builtin::get(&path).unwrap_or_else(|| panic!("no strategy file {path}"));
             parse::<DefenderConfig>(text, &path).unwrap()
@@ -68,7 +67,10 @@ fn every_defense_is_deterministic_under_a_seed_and_starts_from_the_pretrained_mo
         );
         let (a, b) = (train(&defender, 1, 7), train(&defender, 1, 7));
         assert_eq!(a.parameters(), b.parameters(), "{}: not deterministic", defender.name);
-        if !matches!(defender.strategy, DefenseConfig::Standard | DefenseConfig::Squeeze(_)) {
+        if !matches!(
+            defender.strategy,
+            DefenseConfig::Standard(_) | DefenseConfig::Squeeze(_)
+        ) {
             assert_ne!(
                 a.parameters(),
                 train(&defender, 1, 8).parameters(),
@@ -94,7 +96,7 @@ fn no_defense_sees_evaluation_data() {
     });
     let attacker = AttackerConfig {
         name: "pgd".into(),
-        policy: PolicyConfig::Fixed,
+        policy: PolicyConfig::Fixed(FixedConfig {}),
         repertoire: vec![AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1))],
     };
     let rules: Rules = toml::from_str("linf = 0.1\nl2 = 2.0").unwrap();
@@ -144,7 +146,7 @@ fn every_defense_beats_standard_at_what_it_targets() {
     for defender in every_defender() {
         // Smoothing targets l2 perturbations, attacked through its noise (EOT).
         let target = match defender.strategy {
-            DefenseConfig::Standard => continue,
+            DefenseConfig::Standard(_) => continue,
             DefenseConfig::Smoothing(_) => AttackConfig::Eot(EotConfig {
                 name: None,
                 samples: 8,
@@ -208,7 +210,7 @@ fn smoothing_certifies_no_more_than_survives_attack() {
     };
     let attacker = AttackerConfig {
         name: "pgd".into(),
-        policy: PolicyConfig::Fixed,
+        policy: PolicyConfig::Fixed(FixedConfig {}),
         repertoire: vec![AttackConfig::Pgd(PgdConfig::new(Norm::L2, 0.5))],
     };
     // A radius sigma = 0.5 can certify with 1,000 draws (at most 1.23).

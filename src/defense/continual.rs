@@ -10,8 +10,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::adversarial::{default_batch, default_opt};
-use super::{sample_train, validate_training, Defense, RoundData};
+use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
+use crate::error::Error;
 use crate::model::{train_epochs_by, Classifier, CrossEntropy, Loss, Sgd};
+use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,16 +49,35 @@ fn default_epochs() -> usize {
     2
 }
 
-impl ContinualConfig {
-    pub fn validate(&self) -> Result<(), String> {
+impl Describe for ContinualConfig {
+    const HELP: &'static str =
+        "fine-tunes on each new attack with replay and a penalty on logit drift (after Dai et al. 2025)";
+    fn example() -> Self {
+        super::with_defaults()
+    }
+}
+
+impl DefenseSpec for ContinualConfig {
+    fn init(&self) -> Box<dyn Defense> {
+        Box::new(Continual::new(self.clone()))
+    }
+
+    fn work_per_round(&self, craft: usize) -> usize {
+        self.epochs * (craft as f32 * (2.0 + self.clean_ratio)) as usize
+    }
+
+    fn validate(&self) -> crate::Result<()> {
         if !(self.lambda.is_finite() && self.lambda >= 0.0) {
-            return Err(format!("`lambda` must be a non-negative number, got {}", self.lambda));
+            return Err(Error::invalid(format!(
+                "`lambda` must be a non-negative number, got {}",
+                self.lambda
+            )));
         }
         if !(self.clean_ratio.is_finite() && self.clean_ratio >= 0.0) {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "`clean_ratio` must be a non-negative number, got {}",
                 self.clean_ratio
-            ));
+            )));
         }
         validate_training(("epochs", self.epochs), self.batch, &self.optimizer)
     }

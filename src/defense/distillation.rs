@@ -9,8 +9,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::adversarial::{default_batch, default_opt};
-use super::{sample_train, validate_training, Defense, RoundData};
+use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
+use crate::error::Error;
 use crate::model::{softmax, train_epochs_by, Classifier, Loss, Sgd};
+use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,17 +42,38 @@ fn default_epochs() -> usize {
     3
 }
 
-impl DistillationConfig {
-    pub fn validate(&self) -> Result<(), String> {
+impl Describe for DistillationConfig {
+    const HELP: &'static str =
+        "defensive distillation at temperature T, deployed at 1 (Papernot et al. 2016); masks gradients";
+    fn example() -> Self {
+        super::with_defaults()
+    }
+}
+
+impl DefenseSpec for DistillationConfig {
+    fn init(&self) -> Box<dyn Defense> {
+        Box::new(Distillation::new(self.clone()))
+    }
+
+    fn work_per_round(&self, _craft: usize) -> usize {
+        4 * self.epochs * self.images
+    }
+
+    fn validate(&self) -> crate::Result<()> {
         if !(self.temperature.is_finite() && self.temperature >= 1.0) {
-            return Err(format!("`temperature` must be at least 1, got {}", self.temperature));
+            return Err(Error::invalid(format!(
+                "`temperature` must be at least 1, got {}",
+                self.temperature
+            )));
         }
         if self.images == 0 {
-            return Err("`images` must be at least 1".into());
+            return Err(Error::invalid("`images` must be at least 1"));
         }
         validate_training(("epochs", self.epochs), self.batch, &self.optimizer)
     }
+}
 
+impl DistillationConfig {
     /// Train `model` at temperature T against per-image targets.
     fn train_at_temperature(&self, model: &mut dyn Classifier, x: &[f32], targets: &[f32], rng: &mut ChaCha8Rng) {
         let classes = model.classes();

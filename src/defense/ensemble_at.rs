@@ -9,9 +9,11 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::adversarial::{default_batch, default_opt};
-use super::{sample_train, train_epochs, validate_training, Defense, RoundData};
-use crate::attack::{Attack, FgsmConfig, Norm, ThreatModel};
+use super::{sample_train, train_epochs, validate_training, Defense, DefenseSpec, RoundData};
+use crate::attack::{Attack, AttackConfig, FgsmConfig, Norm, ThreatModel};
+use crate::error::Error;
 use crate::model::{Classifier, CrossEntropy, Engine, ModelConfig, Sgd};
+use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,23 +59,50 @@ impl EnsembleAtConfig {
             eps: self.eps,
         }
     }
-    pub fn validate(&self) -> Result<(), String> {
-        if !(self.eps.is_finite() && self.eps > 0.0) {
-            return Err(format!("`eps` must be a positive number, got {}", self.eps));
-        }
-        if self.static_models.is_empty() {
-            return Err("`static_models` must name at least one model".into());
-        }
-        for (i, m) in self.static_models.iter().enumerate() {
-            m.validate(28, 28).map_err(|e| format!("`static_models[{i}]`: {e}"))?;
-        }
-        validate_training(("steps", self.steps), self.batch, &self.optimizer)?;
-        validate_training(("static_epochs", self.static_epochs), self.batch, &self.optimizer)
-    }
 
     /// The attack its adversarial half of each batch is crafted with.
     pub fn fgsm(&self) -> FgsmConfig {
         FgsmConfig::new(Norm::Linf, self.eps)
+    }
+}
+
+impl Describe for EnsembleAtConfig {
+    const HELP: &'static str =
+        "adversarial training on FGSM examples from the model and from static models kept aside (Tramer et al. 2018)";
+    fn example() -> Self {
+        super::with_defaults()
+    }
+}
+
+impl DefenseSpec for EnsembleAtConfig {
+    fn init(&self) -> Box<dyn Defense> {
+        Box::new(EnsembleAt::new(self.clone()))
+    }
+
+    fn training_attacks(&self) -> Vec<AttackConfig> {
+        vec![AttackConfig::Fgsm(self.fgsm())]
+    }
+
+    fn work_per_round(&self, _craft: usize) -> usize {
+        self.steps * self.batch * 2
+    }
+
+    fn validate(&self) -> crate::Result<()> {
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return Err(Error::invalid(format!(
+                "`eps` must be a positive number, got {}",
+                self.eps
+            )));
+        }
+        if self.static_models.is_empty() {
+            return Err(Error::invalid("`static_models` must name at least one model"));
+        }
+        for (i, m) in self.static_models.iter().enumerate() {
+            m.validate(28, 28)
+                .map_err(|e| Error::invalid(e.to_string()).within(&format!("`static_models[{i}]`")))?;
+        }
+        validate_training(("steps", self.steps), self.batch, &self.optimizer)?;
+        validate_training(("static_epochs", self.static_epochs), self.batch, &self.optimizer)
     }
 }
 

@@ -6,10 +6,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::adversarial::{default_batch, default_opt};
-use super::{sample_train, validate_training, Defense, RoundData};
+use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
 use crate::model::metrics::{correct, fraction};
 use crate::attack::{Attack, AttackConfig, FgsmConfig, Norm, PgdConfig, ThreatModel};
+use crate::error::Error;
 use crate::model::{Classifier, Sgd};
+use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,16 +63,39 @@ impl FastAtConfig {
         attack.step_size = Some(self.alpha.unwrap_or(1.25 * self.eps));
         attack
     }
+}
 
-    pub fn validate(&self) -> Result<(), String> {
+impl Describe for FastAtConfig {
+    const HELP: &'static str =
+        "FGSM adversarial training from a random start (Wong et al. 2020); flags catastrophic overfitting";
+    fn example() -> Self {
+        super::with_defaults()
+    }
+}
+
+impl DefenseSpec for FastAtConfig {
+    fn init(&self) -> Box<dyn Defense> {
+        Box::new(FastAt::new(self.clone()))
+    }
+
+    fn training_attacks(&self) -> Vec<AttackConfig> {
+        vec![AttackConfig::Pgd(self.attack())]
+    }
+
+    fn work_per_round(&self, _craft: usize) -> usize {
+        self.steps * self.batch * 2
+    }
+
+    fn validate(&self) -> crate::Result<()> {
+        let invalid = |message: String| Err(Error::invalid(message));
         if !(self.eps.is_finite() && self.eps > 0.0) {
-            return Err(format!("`eps` must be a positive number, got {}", self.eps));
+            return invalid(format!("`eps` must be a positive number, got {}", self.eps));
         }
         if let Some(alpha) = self.alpha.filter(|a| !(a.is_finite() && *a > 0.0)) {
-            return Err(format!("`alpha` must be a positive number, got {alpha}"));
+            return invalid(format!("`alpha` must be a positive number, got {alpha}"));
         }
         if !(0.0..=1.0).contains(&self.overfit_gap) {
-            return Err(format!("`overfit_gap` must be in [0, 1], got {}", self.overfit_gap));
+            return invalid(format!("`overfit_gap` must be in [0, 1], got {}", self.overfit_gap));
         }
         validate_training(("steps", self.steps), self.batch, &self.optimizer)
     }
@@ -125,6 +150,6 @@ mod tests {
         assert!((attack.step() - 0.25).abs() < 1e-6);
         assert!(config.validate().is_ok());
         let bad: FastAtConfig = toml::from_str("overfit_gap = 2.0").unwrap();
-        assert!(bad.validate().unwrap_err().contains("overfit_gap"));
+        assert!(bad.validate().unwrap_err().to_string().contains("overfit_gap"));
     }
 }

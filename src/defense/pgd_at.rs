@@ -5,10 +5,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::adversarial::{default_batch, default_opt};
-use super::{sample_train, validate_training, Defense, RoundData};
+use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
 use crate::attack::{AttackConfig, Norm, PgdConfig};
 use crate::data::Split;
+use crate::error::Error;
 use crate::model::{Classifier, CrossEntropy, Sgd};
+use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,11 +36,31 @@ fn default_steps() -> usize {
     40
 }
 
-impl PgdAtConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        crate::attack::AttackConfig::Pgd(self.attack.clone())
+impl Describe for PgdAtConfig {
+    const HELP: &'static str = "Madry et al.'s adversarial training: PGD examples crafted on the fly at every step";
+    fn example() -> Self {
+        super::with_defaults()
+    }
+}
+
+impl DefenseSpec for PgdAtConfig {
+    fn init(&self) -> Box<dyn Defense> {
+        Box::new(self.clone())
+    }
+
+    fn training_attacks(&self) -> Vec<AttackConfig> {
+        vec![AttackConfig::Pgd(self.attack.clone())]
+    }
+
+    fn work_per_round(&self, _craft: usize) -> usize {
+        self.steps * self.batch * (self.attack.steps * self.attack.restarts + 1)
+    }
+
+    fn validate(&self) -> crate::Result<()> {
+        // Through its message, whichever error type attacks report.
+        AttackConfig::Pgd(self.attack.clone())
             .validate()
-            .map_err(|e| format!("in `attack`: {e}"))?;
+            .map_err(|e| Error::invalid(e.to_string()).within("in `attack`"))?;
         validate_training(("steps", self.steps), self.batch, &self.optimizer)
     }
 }

@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 use statrs::distribution::{Beta, ContinuousCDF, Normal};
 
 use super::adversarial::{default_batch, default_opt};
-use super::{sample_train, validate_training, Defense, RoundData};
+use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
 use crate::attack::standard_normal;
+use crate::error::Error;
 use crate::model::{argmax_rows, Classifier, Loss, Model, Sgd};
+use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,22 +64,17 @@ fn default_alpha() -> f64 {
     0.001
 }
 
-impl SmoothingConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        if !(self.sigma.is_finite() && self.sigma > 0.0) {
-            return Err(format!("`sigma` must be a positive number, got {}", self.sigma));
-        }
-        if self.votes == 0 || self.n0 == 0 || self.n == 0 {
-            return Err("`votes`, `n0` and `n` must be at least 1".into());
-        }
-        if !(self.alpha > 0.0 && self.alpha < 0.5) {
-            return Err(format!("`alpha` must be in (0, 0.5), got {}", self.alpha));
-        }
-        validate_training(("steps", self.steps), self.batch, &self.optimizer)
+impl Describe for SmoothingConfig {
+    const HELP: &'static str =
+        "Gaussian-noise training, smoothed prediction and certified l2 radii (Cohen et al. 2019)";
+    fn example() -> Self {
+        super::with_defaults()
     }
+}
 
+impl DefenseSpec for SmoothingConfig {
     /// The deployed model: `inner` under noise, its noise drawn from `seed`.
-    pub fn deploy(&self, inner: Box<dyn Classifier>, seed: u64) -> Box<dyn Classifier> {
+    fn deploy(&self, inner: Box<dyn Classifier>, seed: u64) -> Box<dyn Classifier> {
         Box::new(Smoothed {
             inner,
             sigma: self.sigma,
@@ -86,10 +83,52 @@ impl SmoothingConfig {
         })
     }
 
-    /// Certified accuracy at l2 `radius`: the share of images whose
-    /// certified prediction (CERTIFY of Cohen et al.) is the true label with
-    /// a certified radius of at least `radius`. Abstentions count as wrong.
-    pub fn certified_accuracy(&self, base: &dyn Model, x: &[f32], y: &[u8], radius: f32, rng: &mut ChaCha8Rng) -> f64 {
+    fn init(&self) -> Box<dyn Defense> {
+        Box::new(self.clone())
+    }
+
+    /// Certifies the base model behind the smoothing `deploy` put it under.
+    fn certified_accuracy(
+        &self,
+        model: &dyn Model,
+        x: &[f32],
+        y: &[u8],
+        radius: f32,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<f64> {
+        Some(self.certify(model.smoothed_base()?, x, y, radius, rng))
+    }
+
+    fn work_per_round(&self, _craft: usize) -> usize {
+        self.steps * self.batch + 200 * self.n
+    }
+
+    fn validate(&self) -> crate::Result<()> {
+        if !(self.sigma.is_finite() && self.sigma > 0.0) {
+            return Err(Error::invalid(format!(
+                "`sigma` must be a positive number, got {}",
+                self.sigma
+            )));
+        }
+        if self.votes == 0 || self.n0 == 0 || self.n == 0 {
+            return Err(Error::invalid("`votes`, `n0` and `n` must be at least 1"));
+        }
+        if !(self.alpha > 0.0 && self.alpha < 0.5) {
+            return Err(Error::invalid(format!(
+                "`alpha` must be in (0, 0.5), got {}",
+                self.alpha
+            )));
+        }
+        validate_training(("steps", self.steps), self.batch, &self.optimizer)
+    }
+}
+
+impl SmoothingConfig {
+    /// Certified accuracy at l2 `radius` of the smoothed classifier over
+    /// `base`: the share of images whose certified prediction (CERTIFY of
+    /// Cohen et al.) is the true label with a certified radius of at least
+    /// `radius`. Abstentions count as wrong.
+    pub fn certify(&self, base: &dyn Model, x: &[f32], y: &[u8], radius: f32, rng: &mut ChaCha8Rng) -> f64 {
         let dim = base.input_dim();
         let classes = base.classes();
         let mut certified = 0;
@@ -264,8 +303,7 @@ mod tests {
         let x = vec![0.5; 4 * 5];
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let largest = standard_normal_quantile(0.001f64.powf(1.0 / 1000.0));
-        let at =
-            |r: f32, labels: &[u8], rng: &mut ChaCha8Rng| config.certified_accuracy(zero.as_ref(), &x, labels, r, rng);
+        let at = |r: f32, labels: &[u8], rng: &mut ChaCha8Rng| config.certify(zero.as_ref(), &x, labels, r, rng);
         assert_eq!(at(largest as f32 - 0.01, &[0; 5], &mut rng), 1.0);
         assert_eq!(at(largest as f32 + 0.01, &[0; 5], &mut rng), 0.0);
         assert_eq!(at(0.1, &[1; 5], &mut rng), 0.0, "a wrong prediction is never certified");

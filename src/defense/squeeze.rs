@@ -6,7 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{standard, Defense, DefenseSpec};
+use crate::error::Error;
 use crate::model::{Classifier, Loss, Model, Preprocess, Sgd};
+use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,17 +29,45 @@ fn default_median() -> usize {
     2
 }
 
-impl SqueezeConfig {
-    pub fn validate(&self) -> Result<(), String> {
+impl Describe for SqueezeConfig {
+    const HELP: &'static str = "feature squeezing: median smoothing and bit-depth reduction in front of the model (Xu et al. 2018); masks gradients";
+    fn example() -> Self {
+        super::with_defaults()
+    }
+}
+
+impl DefenseSpec for SqueezeConfig {
+    fn deploy(&self, model: Box<dyn Classifier>, _seed: u64) -> Box<dyn Classifier> {
+        SqueezeConfig::deploy(self, model)
+    }
+
+    /// Squeezing does not retrain: the pretrained model, behind it.
+    fn init(&self) -> Box<dyn Defense> {
+        Box::new(standard::Standard)
+    }
+
+    fn work_per_round(&self, _craft: usize) -> usize {
+        0
+    }
+
+    fn validate(&self) -> crate::Result<()> {
         if !(1..=8).contains(&self.bits) {
-            return Err(format!("`bits` must be between 1 and 8, got {}", self.bits));
+            return Err(Error::invalid(format!(
+                "`bits` must be between 1 and 8, got {}",
+                self.bits
+            )));
         }
         if !(1..=5).contains(&self.median) {
-            return Err(format!("`median` must be between 1 and 5, got {}", self.median));
+            return Err(Error::invalid(format!(
+                "`median` must be between 1 and 5, got {}",
+                self.median
+            )));
         }
         Ok(())
     }
+}
 
+impl SqueezeConfig {
     /// The deployed model: `inner` behind the squeezer.
     pub fn deploy(&self, inner: Box<dyn Classifier>) -> Box<dyn Classifier> {
         Box::new(Squeezed {

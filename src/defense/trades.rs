@@ -7,9 +7,11 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::adversarial::{default_batch, default_opt};
-use super::{sample_train, validate_training, Defense, RoundData};
-use crate::attack::{standard_normal, Norm, ThreatModel};
+use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
+use crate::attack::{standard_normal, AttackConfig, Norm, ThreatModel};
+use crate::error::Error;
 use crate::model::{softmax, Classifier, Loss, Sgd};
+use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,19 +63,6 @@ impl TradesConfig {
             eps: self.eps,
         }
     }
-    pub fn validate(&self) -> Result<(), String> {
-        if !(self.eps.is_finite() && self.eps > 0.0) {
-            return Err(format!("`eps` must be a positive number, got {}", self.eps));
-        }
-        if !(self.beta.is_finite() && self.beta >= 0.0) {
-            return Err(format!("`beta` must be a non-negative number, got {}", self.beta));
-        }
-        if self.attack_steps == 0 {
-            return Err("`attack_steps` must be at least 1".into());
-        }
-        validate_training(("steps", self.steps), self.batch, &self.optimizer)
-    }
-
     /// The inner maximization: from x + 0.001 N(0, 1), ascend KL(p(x) || p(x')).
     fn adversarial(&self, model: &dyn Classifier, x: &[f32], clean: &[f32], rng: &mut ChaCha8Rng) -> Vec<f32> {
         let step = 2.5 * self.eps / self.attack_steps as f32;
@@ -91,6 +80,41 @@ impl TradesConfig {
             }
         }
         adv
+    }
+}
+
+impl Describe for TradesConfig {
+    const HELP: &'static str = "clean cross-entropy plus beta times KL(clean || adversarial) (Zhang et al. 2019)";
+    fn example() -> Self {
+        super::with_defaults()
+    }
+}
+
+impl DefenseSpec for TradesConfig {
+    fn init(&self) -> Box<dyn Defense> {
+        Box::new(self.clone())
+    }
+
+    fn training_attacks(&self) -> Vec<AttackConfig> {
+        vec![AttackConfig::Pgd(self.attack())]
+    }
+
+    fn work_per_round(&self, _craft: usize) -> usize {
+        self.steps * self.batch * (self.attack_steps + 3)
+    }
+
+    fn validate(&self) -> crate::Result<()> {
+        let invalid = |message: String| Err(Error::invalid(message));
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return invalid(format!("`eps` must be a positive number, got {}", self.eps));
+        }
+        if !(self.beta.is_finite() && self.beta >= 0.0) {
+            return invalid(format!("`beta` must be a non-negative number, got {}", self.beta));
+        }
+        if self.attack_steps == 0 {
+            return invalid("`attack_steps` must be at least 1".into());
+        }
+        validate_training(("steps", self.steps), self.batch, &self.optimizer)
     }
 }
 
