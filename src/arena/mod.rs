@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::agent::{AttackerConfig, Probe};
+use crate::attack::{within_rules, Rules};
 use crate::attack::{AttackConfig, Norms};
-use crate::config::{within_rules, Rules};
 use crate::data::Split;
 use crate::defense::{DefenderConfig, RoundData};
 use crate::model::{Classifier, CwMargin, Model};
