@@ -158,13 +158,12 @@ pub(super) trait Entry {
     fn resolved(config: &Self::Config) -> Self;
 }
 
+/// Resolved entries, and where each was written (`None`: inline).
+pub(super) type Resolved<C> = (Vec<C>, Vec<Option<String>>);
+
 /// Every entry of a list resolved, in order, with where each was written
 /// for errors (the strategy file it `use`s, or `None` for inline).
-pub(super) fn resolve<E: Entry>(
-    entries: &[E],
-    store: &Store,
-    cited: &str,
-) -> Result<(Vec<E::Config>, Vec<Option<String>>)> {
+pub(super) fn resolve<E: Entry>(entries: &[E], store: &Store, cited: &str) -> Result<Resolved<E::Config>> {
     let err = |message: String| Error::config(cited, message);
     let mut configs = Vec::new();
     let mut sources = Vec::new();
