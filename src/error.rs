@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::data::DataError;
+use crate::record::Shard;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -17,9 +18,31 @@ pub enum Error {
     /// A dataset that cannot be read.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// A dataset whose images are not the size the models take.
+    #[error("the dataset's images are {rows}x{cols}; redqueen's models take {}x{}", .expected.0, .expected.1)]
+    ImageSize {
+        rows: usize,
+        cols: usize,
+        expected: (usize, usize),
+    },
     /// A flag or argument that cannot be used.
     #[error("{0}")]
     Usage(String),
+    /// An output folder that cannot be written into.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    /// A folder given as a run that is not one (of this version).
+    #[error(transparent)]
+    RunFolder(#[from] RunFolderError),
+    /// A run that cannot be resumed as asked.
+    #[error(transparent)]
+    Resume(#[from] ResumeError),
+    /// Parts of a sharded run that cannot be merged.
+    #[error(transparent)]
+    Merge(#[from] MergeError),
+    /// Runs that cannot be compared.
+    #[error(transparent)]
+    Compare(#[from] CompareError),
     /// The run was interrupted; what completed is on disk.
     #[error("interrupted: partial results kept in {dir}; a tournament continues with `redqueen run --resume {dir}`", dir = .0.display())]
     Interrupted(PathBuf),
@@ -70,7 +93,16 @@ impl Error {
     /// The process exit code DESIGN.md assigns to this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config { .. } | Error::Invalid(_) | Error::Data(_) | Error::Usage(_) => 2,
+            Error::Config { .. }
+            | Error::Invalid(_)
+            | Error::Data(_)
+            | Error::ImageSize { .. }
+            | Error::Usage(_)
+            | Error::Output(_)
+            | Error::RunFolder(_)
+            | Error::Resume(_)
+            | Error::Merge(_)
+            | Error::Compare(_) => 2,
             Error::Interrupted(_) | Error::MatrixInterrupted(_) => 130,
             Error::Io { .. } => 1,
         }
@@ -78,6 +110,115 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An output folder (`--out`) that cannot be written into.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("--out {}: exists and is not a folder", .0.display())]
+    NotAFolder(PathBuf),
+    /// Not empty, and `--force` was not given.
+    #[error("the output folder {} already exists; choose another with --out, or pass --force to replace its run files", .0.display())]
+    Exists(PathBuf),
+    #[error("--out {}: cannot create the folder: {source}", .dir.display())]
+    Create { dir: PathBuf, source: std::io::Error },
+    /// Merging into a part would destroy it.
+    #[error("--out {}: is one of the parts being merged; choose another folder", .0.display())]
+    IsAPart(PathBuf),
+}
+
+/// A folder given as a run folder that is not one.
+#[derive(Debug, thiserror::Error)]
+pub enum RunFolderError {
+    #[error("{}: not a redqueen run folder (it has no manifest.json); give a folder written by `redqueen run` or `redqueen matrix`", .0.display())]
+    NoManifest(PathBuf),
+    /// A run file that does not parse.
+    #[error("{}: not a redqueen file of this version: {source}", .path.display())]
+    NotThisVersion { path: PathBuf, source: serde_json::Error },
+    /// A run folder given to `merge` that is not one part of a sharded run.
+    #[error("{}: not a shard (it was not run with --shard K/N); merge combines the parts of one sharded run", .0.display())]
+    NotAShard(PathBuf),
+}
+
+/// A run that `--resume` cannot continue.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    #[error("--resume {}: is a generalization-matrix run, which cannot be resumed; run `redqueen matrix` again", .0.display())]
+    Matrix(PathBuf),
+    /// Resumed with a `--shard` other than the one it was run with.
+    #[error("--resume {}: {}; resume it with the same --shard, or without --shard", .dir.display(), shard_role(.recorded))]
+    ShardDiffers { dir: PathBuf, recorded: Option<Shard> },
+    #[error("--resume {}: the dataset changed since the run began (fingerprint {then} then, {now} now); resume with the same data, or start a new run", .dir.display())]
+    DataChanged { dir: PathBuf, then: String, now: String },
+    #[error("{}: cannot read it ({source}); is {} a redqueen run?", .config.display(), .dir.display())]
+    ConfigUnreadable {
+        dir: PathBuf,
+        config: PathBuf,
+        source: std::io::Error,
+    },
+    /// The arguments resolve to another configuration than the run's;
+    /// `line` (1-based) is the first that differs.
+    #[error("--resume {}: the configuration given differs from the run's {} (first difference at line {line}: {recorded:?} in the run, {given:?} given); resume with the same file and flags, or with no file to use the run's own", .dir.display(), .config.display())]
+    ConfigDiffers {
+        dir: PathBuf,
+        config: PathBuf,
+        line: usize,
+        recorded: String,
+        given: String,
+    },
+}
+
+/// What a run folder was, for [`ResumeError::ShardDiffers`].
+fn shard_role(shard: &Option<Shard>) -> String {
+    match shard {
+        Some(s) => format!("it is part {}/{} of a sharded run", s.index, s.count),
+        None => "it is a whole run, not a part of a sharded one".into(),
+    }
+}
+
+/// Parts of a sharded run that `merge` cannot combine.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("merge needs the folders of every part of a sharded run")]
+    NoParts,
+    #[error("{}: shard {}/{} is partial; finish it first with `redqueen run --resume {} --shard {}/{}`", .dir.display(), .shard.index, .shard.count, .dir.display(), .shard.index, .shard.count)]
+    Partial { dir: PathBuf, shard: Shard },
+    #[error("{}: cannot read it: {source}", .config.display())]
+    ConfigUnreadable { config: PathBuf, source: std::io::Error },
+    #[error("{} and {}: the parts were run with different configurations (config.toml differs)", .first.display(), .other.display())]
+    ConfigDiffers { first: PathBuf, other: PathBuf },
+    #[error("{} and {}: the parts were run on different data (dataset fingerprints {} and {})", .first.display(), .other.display(), .fingerprints.0, .fingerprints.1)]
+    DataDiffers {
+        first: PathBuf,
+        other: PathBuf,
+        fingerprints: (String, String),
+    },
+    /// Not every part 1..=count exactly once.
+    #[error("merge needs every part 1..{count} exactly once; got parts {}", list_parts(.got))]
+    Parts { count: usize, got: Vec<Shard> },
+    #[error("the parts hold {complete} of the {expected} matches complete; resume the parts that are missing matches")]
+    Incomplete { complete: usize, expected: usize },
+}
+
+/// `1/3, 2/3`, for [`MergeError::Parts`].
+fn list_parts(parts: &[Shard]) -> String {
+    parts
+        .iter()
+        .map(|p| format!("{}/{}", p.index, p.count))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Run folders that `compare` cannot put side by side.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error("{}: is a generalization-matrix run; compare takes tournament runs (`redqueen report` shows a matrix)", .0.display())]
+    MatrixRun(PathBuf),
+    #[error("{}: has no summary.json (a tournament run folder is needed; an interrupted run has one once it stops)", .0.display())]
+    NoSummary(PathBuf),
+    /// Some runs rank defenders by AURC unseen, others by AURC seen.
+    #[error("the runs do not all have an unseen panel, so their defenders are ranked by different metrics (AURC unseen and AURC seen); compare runs of the same kind")]
+    MixedMetrics,
+}
 
 /// The candidate closest to `input` by edit distance (case, `-` and `_`
 /// ignored), when it is close enough to be a likely typo; `None` when

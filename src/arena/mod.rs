@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::agent::{AttackerConfig, Probe};
-use crate::attack::AttackConfig;
-use crate::config::{within_rules, Rules};
+use crate::attack::{within_rules, AttackConfig, Rules};
 use crate::data::Split;
 use crate::defense::{DefenderConfig, RoundData};
 use crate::model::{Classifier, CwMargin, Model};

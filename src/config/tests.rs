@@ -1,4 +1,5 @@
 use super::*;
+use crate::attack::AttackConfig;
 
 fn tournament(extra: &str) -> String {
     format!(

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::RunFolderError;
+
+pub mod stats;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -275,23 +278,6 @@ pub struct Shard {
     pub count: usize,
 }
 
-impl Shard {
-    /// The part (1-based) of each match, given each match's estimated cost
-    /// (in canonical order: seed, then match id): costliest first, dealt in
-    /// snake order (1..N, then N..1, ...), so that every part gets a similar
-    /// share of the work whatever the number of defenders.
-    pub fn deal(costs: &[usize], count: usize) -> Vec<usize> {
-        let mut by_cost: Vec<usize> = (0..costs.len()).collect();
-        by_cost.sort_by_key(|&i| (std::cmp::Reverse(costs[i]), i));
-        let mut part = vec![0; costs.len()];
-        for (rank, &i) in by_cost.iter().enumerate() {
-            let (lap, seat) = (rank / count, rank % count);
-            part[i] = 1 + if lap % 2 == 0 { seat } else { count - 1 - seat };
-        }
-        part
-    }
-}
-
 /// One adversarial example for the report's gallery (`gallery.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GalleryItem {
@@ -413,20 +399,19 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> crate::error::R
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         text => text.map_err(crate::error::Error::io(format!("reading {}", path.display())))?,
     };
-    serde_json::from_str(&text).map(Some).map_err(|e| {
-        crate::error::Error::Usage(format!("{}: not a redqueen file of this version: {e}", path.display()))
+    serde_json::from_str(&text).map(Some).map_err(|source| {
+        RunFolderError::NotThisVersion {
+            path: path.to_path_buf(),
+            source,
+        }
+        .into()
     })
 }
 
 /// The manifest of a run folder, or a clear error when the folder is not a
 /// redqueen run.
 pub fn read_manifest(dir: &Path) -> crate::error::Result<Manifest> {
-    read_json(&dir.join("manifest.json"))?.ok_or_else(|| {
-        crate::error::Error::Usage(format!(
-            "{}: not a redqueen run folder (it has no manifest.json); give a folder written by `redqueen run` or `redqueen matrix`",
-            dir.display()
-        ))
-    })
+    read_json(&dir.join("manifest.json"))?.ok_or_else(|| RunFolderError::NoManifest(dir.to_path_buf()).into())
 }
 
 /// Rewrite `rounds.jsonl` with `rows` in canonical order (seed, match, round), so

@@ -9,7 +9,7 @@ use tabled::builder::Builder;
 use tabled::settings::object::Columns;
 use tabled::settings::{Alignment, Modify, Style};
 
-use crate::error::{Error, Result};
+use crate::error::{CompareError, Error, Result};
 use crate::record::{self, read_json, GalleryItem, Manifest, MatrixResult, RoundRow, RunFiles, Summary};
 
 fn pct(v: f64) -> String {
@@ -383,16 +383,11 @@ pub fn compare(runs: &[Run]) -> Result<String> {
         .iter()
         .map(|r| {
             r.summary.as_ref().ok_or_else(|| {
-                Error::Usage(if r.matrix.is_some() {
-                    format!(
-                        "{}: is a generalization-matrix run; compare takes tournament runs (`redqueen report` shows a matrix)",
-                        r.dir.display()
-                    )
+                let dir = r.dir.clone();
+                Error::from(if r.matrix.is_some() {
+                    CompareError::MatrixRun(dir)
                 } else {
-                    format!(
-                        "{}: has no summary.json (a tournament run folder is needed; an interrupted run has one once it stops)",
-                        r.dir.display()
-                    )
+                    CompareError::NoSummary(dir)
                 })
             })
         })
@@ -400,9 +395,7 @@ pub fn compare(runs: &[Run]) -> Result<String> {
     // One metric across runs: AURC unseen everywhere, or AURC seen everywhere.
     let has_unseen = |s: &Summary| s.defenders.iter().any(|d| d.aurc_unseen.is_some());
     if summaries.iter().any(|s| has_unseen(s)) && !summaries.iter().all(|s| has_unseen(s)) {
-        return Err(Error::Usage(
-            "the runs do not all have an unseen panel, so their defenders are ranked by different metrics (AURC unseen and AURC seen); compare runs of the same kind".into(),
-        ));
+        return Err(CompareError::MixedMetrics.into());
     }
     let mut names: Vec<String> = Vec::new();
     for s in &summaries {
@@ -444,7 +437,7 @@ pub fn compare(runs: &[Run]) -> Result<String> {
                         let diff = key(d) - key(base);
                         let verdict = match (ci(base), ci(d)) {
                             (Some(a), Some(b)) => {
-                                if crate::tournament::game::separable((key(base), a), (key(d), b)) {
+                                if crate::record::stats::separable((key(base), a), (key(d), b)) {
                                     "beyond noise"
                                 } else {
                                     "within noise"

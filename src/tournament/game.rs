@@ -313,12 +313,6 @@ pub fn mean_ci95(values: &[f64]) -> Option<(f64, f64)> {
     Some((m, t * (var / n).sqrt()))
 }
 
-/// Whether two `(mean, half-width)` intervals are disjoint, i.e. the difference is worth reporting.
-/// Touching intervals, and intervals with a NaN, count as not separable.
-pub fn separable(a: (f64, f64), b: (f64, f64)) -> bool {
-    a.0 + a.1 < b.0 - b.1 || b.0 + b.1 < a.0 - a.1
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -553,15 +547,6 @@ mod tests {
         let se = (0.25 * 10_000.0 / 9_999.0 / 10_000.0f64).sqrt();
         assert!(close(m, 0.5, 1e-12) && close(h / se, 1.96, 1e-3), "{h}");
         assert_eq!(mean_ci95(&[5.0, 5.0]), Some((5.0, 0.0)));
-    }
-
-    #[test]
-    fn separability() {
-        assert!(separable((0.0, 1.0), (3.0, 1.5)));
-        assert!(separable((3.0, 1.5), (0.0, 1.0)));
-        assert!(!separable((0.0, 1.0), (2.0, 1.0)), "touching intervals overlap");
-        assert!(!separable((0.0, 1.0), (0.5, 0.1)));
-        assert!(!separable((0.0, f64::NAN), (9.0, 0.1)));
     }
 
     #[test]

@@ -342,7 +342,7 @@ mod tests {
         let (ma, ha) = mean_ci95(&a).unwrap();
         let (mb, hb) = mean_ci95(&b).unwrap();
         assert!(
-            !crate::tournament::game::separable((ma, ha), (mb, hb)),
+            !crate::record::stats::separable((ma, ha), (mb, hb)),
             "the unpaired intervals overlap"
         );
     }

@@ -1,0 +1,292 @@
+//! The command line's arguments: the clap types, and the checks that turn
+//! `run`'s arguments into a plan and options (including that a resume
+//! continues the same configuration).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Plan};
+use crate::error::{Error, ResumeError};
+use crate::record::Shard;
+use crate::tournament::{self, RunOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "redqueen",
+    version,
+    about = "A tournament simulator for the adversarial-examples arms race"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub(super) command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum Command {
+    /// Run a tournament (the built-in default when no file is given).
+    Run(RunArgs),
+    /// The generalization matrix: one defender trained per attack, each evaluated under every attack.
+    Matrix(MatrixArgs),
+    /// Print a run's tables again and rebuild its plots and report.html from its files (no retraining).
+    Report {
+        /// A folder written by `run` or `matrix`.
+        dir: PathBuf,
+    },
+    /// Defenders side by side across runs, with the differences and whether they are beyond the seeds' noise.
+    Compare {
+        /// Two or more folders written by `run`.
+        #[arg(required = true, num_args = 2..)]
+        dirs: Vec<PathBuf>,
+    },
+    /// Combine the parts of a sharded run (`run --shard K/N`) into one run folder.
+    Merge {
+        /// The folders of parts 1..N.
+        #[arg(required = true, num_args = 1..)]
+        dirs: Vec<PathBuf>,
+        /// The merged run folder (default: results/<name>-<seed>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace the run files in an existing output folder.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The attacks, agents, defenses, models, datasets and strategy files redqueen knows.
+    List,
+    /// Validate a tournament or matrix file without running it.
+    Check {
+        /// The tournament or matrix file.
+        file: PathBuf,
+    },
+    /// Every attack against an undefended and a PGD-trained MLP: a table.
+    Attacks {
+        /// Fewer evaluation images and a shorter PGD training.
+        #[arg(long)]
+        quick: bool,
+        /// Also write the rows as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Time the engine on the workloads of the PyTorch baseline.
+    Bench {
+        /// Also write the results as JSON (the keys compare.py reads).
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Threads (default: the number of cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Fewer repetitions.
+        #[arg(long)]
+        quick: bool,
+        /// Leave out the CNN items.
+        #[arg(long)]
+        skip_cnn: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct RunArgs {
+    /// A tournament file; without one, the built-in default tournament runs.
+    pub(super) file: Option<PathBuf>,
+    /// The results folder (default: results/<name>-<seed>, or results/<name>-seeds-<s1>-<s2>-...).
+    #[arg(long)]
+    pub(super) out: Option<PathBuf>,
+    /// Run with this seed only (it replaces the file's `seed` or `seeds`; with --seeds, the first seed).
+    #[arg(long)]
+    pub(super) seed: Option<u64>,
+    /// Play every match with N seeds (the first seed and the N-1 after it) and
+    /// report means with 95% confidence intervals.
+    #[arg(long, value_name = "N")]
+    pub(super) seeds: Option<usize>,
+    /// Matches run at once (default: the number of cores).
+    #[arg(long)]
+    pub(super) jobs: Option<usize>,
+    /// Threads each match's matrix multiplies use (default: the cores divided by --jobs).
+    #[arg(long)]
+    pub(super) threads: Option<usize>,
+    /// A smaller version of the tournament (fewer rounds and images).
+    #[arg(long)]
+    pub(super) quick: bool,
+    /// Replace the run files in an existing output folder.
+    #[arg(long, conflicts_with = "resume")]
+    pub(super) force: bool,
+    /// Continue the interrupted run in DIR (its config.toml is used when no FILE is given;
+    /// a FILE or flags must resolve to the same configuration).
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
+    pub(super) resume: Option<PathBuf>,
+    /// Run only part K of N disjoint parts of the matches (for a cluster job array); combine
+    /// the parts with `redqueen merge`.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub(super) shard: Option<Shard>,
+}
+
+/// `K/N` with 1 <= K <= N.
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    let (k, n) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?} is not K/N (for example 2/3)"))?;
+    let (index, count): (usize, usize) = match (k.trim().parse(), n.trim().parse()) {
+        (Ok(k), Ok(n)) => (k, n),
+        _ => return Err(format!("{text:?} is not K/N with whole numbers (for example 2/3)")),
+    };
+    if count == 0 || index == 0 || index > count {
+        return Err(format!("{text:?}: K must be between 1 and N, and N at least 1"));
+    }
+    Ok(Shard { index, count })
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct MatrixArgs {
+    /// A matrix file; without one, the built-in default matrix runs.
+    pub(super) file: Option<PathBuf>,
+    /// The results folder (default: results/<name>-<seed>).
+    #[arg(long)]
+    pub(super) out: Option<PathBuf>,
+    /// Override the file's seed.
+    #[arg(long)]
+    pub(super) seed: Option<u64>,
+    /// Defenders trained at once (default: the number of cores).
+    #[arg(long)]
+    pub(super) jobs: Option<usize>,
+    /// Threads each defender's matrix multiplies use (default: the cores divided by --jobs).
+    #[arg(long)]
+    pub(super) threads: Option<usize>,
+    /// Fewer images and training steps.
+    #[arg(long)]
+    pub(super) quick: bool,
+    /// Replace the run files in an existing output folder.
+    #[arg(long)]
+    pub(super) force: bool,
+}
+
+/// Options for `run`, checked.
+pub(super) struct RunPlan {
+    pub plan: Plan,
+    pub options: RunOptions,
+}
+
+/// `results/<name>-<seed>`, or `results/<name>-seeds-<s1>-<s2>-...`.
+pub(super) fn default_out(name: &str, seeds: &[u64]) -> PathBuf {
+    let seeds = match seeds {
+        [seed] => seed.to_string(),
+        many => format!(
+            "seeds-{}",
+            many.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-")
+        ),
+    };
+    PathBuf::from("results").join(format!("{name}-{seeds}"))
+}
+
+pub(super) fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
+    let mut plan = match (&args.file, &args.resume) {
+        (Some(file), _) => config::load_file(file)?,
+        // Resuming with no file: the run's own resolved configuration.
+        (None, Some(dir)) => {
+            tournament::read_manifest(dir)?;
+            let config = dir.join("config.toml");
+            if config::matrix::is_matrix_file(&config) {
+                return Err(ResumeError::Matrix(dir.clone()).into());
+            }
+            config::load_file(&config)?
+        }
+        (None, None) => config::load_default()?,
+    };
+    let first = args.seed.unwrap_or(plan.file.seed);
+    match args.seeds {
+        Some(0) => return Err(Error::Usage("--seeds must be at least 1".into())),
+        Some(n) => {
+            let seeds = (0..n as u64)
+                .map(|i| first.checked_add(i))
+                .collect::<Option<Vec<u64>>>()
+                .ok_or_else(|| Error::Usage(format!("--seed {first} --seeds {n}: the seeds overflow a u64")))?;
+            plan.file.set_seeds(seeds);
+        }
+        None if args.seed.is_some() => plan.file.set_seeds(vec![first]),
+        None => {}
+    }
+    if args.quick {
+        config::quick(&mut plan.file);
+    }
+    let (jobs, threads) = check_jobs(args.jobs, args.threads)?;
+    // A part is resumed as the part it was, unless --shard says otherwise.
+    let shard = match (&args.resume, args.shard) {
+        (Some(dir), None) => tournament::read_manifest(dir)?.shard,
+        (_, shard) => shard,
+    };
+    let total = plan.matches().len() * plan.file.seed_list().len();
+    if let Some(s) = shard {
+        if s.count > total {
+            return Err(Error::Usage(format!(
+                "--shard {}/{}: the tournament has only {total} matches (seeds x attackers x defenders), so N must be at most {total}",
+                s.index, s.count
+            )));
+        }
+    }
+    let out = match (&args.resume, args.out) {
+        (Some(dir), _) => {
+            check_same_config(dir, &plan)?;
+            dir.clone()
+        }
+        (None, Some(out)) => out,
+        (None, None) => {
+            let mut out = default_out(&plan.file.name, &plan.file.seed_list());
+            if let Some(shard) = shard {
+                out.as_mut_os_string()
+                    .push(format!("-shard-{}-of-{}", shard.index, shard.count));
+            }
+            out
+        }
+    };
+    Ok(RunPlan {
+        plan,
+        options: RunOptions {
+            out,
+            jobs,
+            force: args.force,
+            threads,
+            resume: args.resume.is_some(),
+            shard,
+        },
+    })
+}
+
+/// A resume must continue the same tournament: the configuration the
+/// arguments resolve to must be the one the run folder records.
+fn check_same_config(dir: &std::path::Path, plan: &Plan) -> Result<(), Error> {
+    let path = dir.join("config.toml");
+    let recorded = std::fs::read_to_string(&path).map_err(|source| ResumeError::ConfigUnreadable {
+        dir: dir.to_path_buf(),
+        config: path.clone(),
+        source,
+    })?;
+    let given = plan.to_toml();
+    if recorded == given {
+        return Ok(());
+    }
+    let line = recorded
+        .lines()
+        .zip(given.lines())
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| recorded.lines().count().min(given.lines().count()));
+    Err(ResumeError::ConfigDiffers {
+        dir: dir.to_path_buf(),
+        config: path,
+        line: line + 1,
+        recorded: recorded.lines().nth(line).unwrap_or("").to_string(),
+        given: given.lines().nth(line).unwrap_or("").to_string(),
+    }
+    .into())
+}
+
+/// `--jobs` and `--threads`: at least one when given.
+pub(super) fn check_jobs(jobs: Option<usize>, threads: Option<usize>) -> Result<(usize, Option<usize>), Error> {
+    let jobs = match jobs {
+        Some(0) => return Err(Error::Usage("--jobs must be at least 1".into())),
+        Some(j) => j,
+        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    };
+    match threads {
+        Some(0) => Err(Error::Usage("--threads must be at least 1".into())),
+        threads => Ok((jobs, threads)),
+    }
+}

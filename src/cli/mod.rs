@@ -1,0 +1,281 @@
+//! The command line: the subcommands, over the arguments ([`args`]),
+//! progress bars ([`progress`]) and signal handling ([`signals`]).
+
+mod args;
+mod progress;
+mod signals;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::Parser;
+
+use crate::agent::PolicyConfig;
+use crate::attack::ATTACKS;
+use crate::config::{self, builtin, DATASETS};
+use crate::defense::DefenseConfig;
+use crate::registry::Entry;
+use crate::error::Error;
+use crate::model::MODELS;
+use crate::report;
+use crate::tournament::{self, RunOptions};
+use args::{check_jobs, check_run_args, default_out, Command, MatrixArgs, RunArgs, RunPlan};
+use progress::Bars;
+use signals::cancel_on_ctrl_c;
+
+pub use args::Cli;
+
+/// Write to stdout; a reader that went away (`redqueen report DIR | head`)
+/// is not an error, and the command still finishes its files.
+fn say(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// Parse the process arguments and run the subcommand.
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run_tournament(args),
+        Command::Matrix(args) => run_matrix(args),
+        Command::Merge { dirs, out, force } => merge(&dirs, out, force),
+        Command::Report { dir } => rebuild_report(&dir),
+        Command::Compare { dirs } => compare(&dirs),
+        Command::List => {
+            say(&list());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Attacks { quick, json } => attacks(quick, json),
+        Command::Bench {
+            json,
+            threads,
+            quick,
+            skip_cnn,
+        } => bench(json, threads, quick, skip_cnn),
+        Command::Check { file } => check(&file),
+    }
+}
+
+/// `merge`: the parts into one run folder, then its tables and report.
+fn merge(dirs: &[PathBuf], out: Option<PathBuf>, force: bool) -> anyhow::Result<ExitCode> {
+    let out = match out {
+        Some(out) => out,
+        None => {
+            let (first, _) = tournament::read_part(&dirs[0])?;
+            let plan = config::load_file(&dirs[0].join("config.toml"))?;
+            default_out(&first.name, &plan.file.seed_list())
+        }
+    };
+    let summary = tournament::merge(dirs, &out, force)?;
+    say(&report::leaderboards(&summary));
+    report::write_report(&out)?;
+    say(&format!("\nMerged {} parts into {}\n", dirs.len(), out.display()));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `report`: a run's tables again, its plots and report.html rebuilt.
+fn rebuild_report(dir: &Path) -> anyhow::Result<ExitCode> {
+    let run = report::load_run(dir)?;
+    say(&report::tables(&run));
+    report::write_report(dir)?;
+    say(&format!(
+        "\nRebuilt {} and {}\n",
+        dir.join("report.html").display(),
+        dir.join("plots").display()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `compare`: defenders side by side across runs.
+fn compare(dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let runs = dirs
+        .iter()
+        .map(|d| report::load_run(d))
+        .collect::<Result<Vec<_>, Error>>()?;
+    say(&report::compare(&runs)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `attacks`: every attack against an undefended and a PGD-trained model.
+fn attacks(quick: bool, json: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let rows = crate::arsenal::run(quick);
+    say(&crate::arsenal::table(&rows));
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&rows)?;
+        crate::record::write_atomic(&path, text.as_bytes())
+            .map_err(Error::io(format!("writing {}", path.display())))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bench`: the engine timed on the PyTorch baseline's workloads.
+fn bench(json: Option<PathBuf>, threads: Option<usize>, quick: bool, skip_cnn: bool) -> anyhow::Result<ExitCode> {
+    let threads = match threads {
+        Some(0) => return Err(Error::Usage("--threads must be at least 1".into()).into()),
+        Some(t) => t,
+        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    };
+    let report = crate::bench::run(threads, quick, skip_cnn)?;
+    say(&crate::bench::table(&report));
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&report)?;
+        crate::record::write_atomic(&path, text.as_bytes())
+            .map_err(Error::io(format!("writing {}", path.display())))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `check`: a tournament or matrix file validated, and what it would run.
+fn check(file: &Path) -> anyhow::Result<ExitCode> {
+    if config::matrix::is_matrix_file(file) {
+        let matrix = config::matrix::load_matrix_file(file)?;
+        say(&format!(
+            "{}: ok (a generalization matrix: {} defenders, each trained against one attack and evaluated under all {})\n",
+            file.display(),
+            matrix.attacks.len(),
+            matrix.attacks.len()
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let plan = config::load_file(file)?;
+    say(&format!(
+        "{}: ok ({} attackers x {} defenders x {} seed{} = {} matches of {} rounds, {} unseen attacks)\n",
+        file.display(),
+        plan.attackers.len(),
+        plan.defenders.len(),
+        plan.file.seed_list().len(),
+        if plan.file.seed_list().len() == 1 { "" } else { "s" },
+        plan.matches().len() * plan.file.seed_list().len(),
+        plan.file.rounds,
+        plan.file.unseen.len()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
+    let mut file = match &args.file {
+        Some(path) => config::matrix::load_matrix_file(path)?,
+        None => config::matrix::load_default_matrix()?,
+    };
+    if let Some(seed) = args.seed {
+        file.seed = seed;
+    }
+    if args.quick {
+        file.quick();
+    }
+    let (jobs, threads) = check_jobs(args.jobs, args.threads)?;
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{}", file.name, file.seed)));
+    eprintln!(
+        "redqueen: matrix {:?}, seed {}: {} defenders trained against one attack each, {} at a time; results in {}",
+        file.name,
+        file.seed,
+        file.attacks.len(),
+        jobs,
+        out.display()
+    );
+    let options = RunOptions {
+        out: out.clone(),
+        jobs,
+        force: args.force,
+        threads,
+        resume: false,
+        shard: None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let result = runtime.block_on(async {
+        cancel_on_ctrl_c(cancel.clone());
+        tournament::matrix::run(file, options, cancel).await
+    })?;
+    say(&report::matrix_table(&result));
+    report::write_report(&out)?;
+    say(&format!(
+        "\nResults in {} (pretraining {:.1} s, training and evaluation {:.1} s, total {:.1} s)\n",
+        out.display(),
+        result.timing.pretrain_s,
+        result.timing.training_s,
+        result.timing.total_s
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_tournament(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let RunPlan { plan, options } = check_run_args(args)?;
+    let out = options.out.clone();
+    let bars = Arc::new(Bars::new(
+        plan.matches().len() * plan.file.seed_list().len() * plan.file.rounds,
+    ));
+    eprintln!(
+        "redqueen: tournament {:?}, seed{} {}: {} matches of {} rounds, {} at a time; results in {}",
+        plan.file.name,
+        if plan.file.seed_list().len() > 1 { "s" } else { "" },
+        plan.file
+            .seed_list()
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        plan.matches().len() * plan.file.seed_list().len(),
+        plan.file.rounds,
+        options.jobs,
+        out.display()
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let summary = runtime.block_on(async {
+        cancel_on_ctrl_c(cancel.clone());
+        tournament::run(plan, options, bars.clone(), cancel).await
+    });
+    bars.finish();
+    let summary = summary?;
+    say(&report::leaderboards(&summary));
+    report::write_report(&out)?;
+    say(&format!(
+        "\nResults in {} (pretraining {:.1} s, matches {:.1} s, total {:.1} s)\n",
+        out.display(),
+        summary.timing.pretrain_s,
+        summary.timing.matches_s,
+        summary.timing.total_s
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Everything registered, one line of help each.
+pub fn list() -> String {
+    let mut out = String::new();
+    let mut section = |title: &str, rows: Vec<(String, String)>| {
+        out.push_str(title);
+        out.push('\n');
+        let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+        for (name, help) in rows {
+            out.push_str(&format!("  {name:width$}  {help}\n"));
+        }
+        out.push('\n');
+    };
+    let pairs = |table: &[(&str, &str)]| {
+        table
+            .iter()
+            .map(|(n, h)| (n.to_string(), h.to_string()))
+            .collect::<Vec<_>>()
+    };
+    fn registered<E>(entries: &[Entry<E>]) -> Vec<(String, String)> {
+        entries.iter().map(|e| (e.name.to_string(), e.help.to_string())).collect()
+    }
+    section("Attacks (`family` in an attack table):", registered(ATTACKS));
+    section("Attacker agents (`policy.kind`):", registered(PolicyConfig::ENTRIES));
+    section("Defenses (`strategy.kind`):", registered(DefenseConfig::ENTRIES));
+    section("Models (`model.kind`):", pairs(MODELS));
+    section("Datasets (`data.dataset`):", pairs(DATASETS));
+    section(
+        "Strategy files (built in; `use = \"PATH\"`):",
+        builtin::STRATEGIES
+            .iter()
+            .map(|(p, text)| (p.to_string(), builtin::summary_line(text).to_string()))
+            .collect(),
+    );
+    out
+}

@@ -1,0 +1,221 @@
+//! Checking a tournament: everything that can be checked before any data
+//! is loaded, so a typo never surfaces an hour in.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use super::{check_budget, within_rules, DataConfig, TournamentFile, DATASETS, IMAGE_SIZE};
+use crate::agent::AttackerConfig;
+use crate::attack::AttackConfig;
+use crate::defense::DefenderConfig;
+use crate::error::did_you_mean;
+
+/// `seeds` lists distinct seeds; `seed`, when also given, is the first.
+pub(super) fn check_seeds(file: &mut TournamentFile) -> std::result::Result<(), String> {
+    if file.seeds.is_empty() {
+        return Ok(());
+    }
+    let mut distinct = file.seeds.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() != file.seeds.len() {
+        return Err(format!(
+            "`seeds` lists a seed twice: {:?}; list distinct seeds",
+            file.seeds
+        ));
+    }
+    if file.seed != 0 && file.seed != file.seeds[0] {
+        return Err(format!(
+            "`seed = {}` and `seeds = {:?}` disagree; `seeds` lists every seed, so remove `seed`",
+            file.seed, file.seeds
+        ));
+    }
+    let seeds = std::mem::take(&mut file.seeds);
+    file.set_seeds(seeds);
+    Ok(())
+}
+
+/// How an agent is cited in errors: its name, and its strategy file if it
+/// came from one.
+fn cite(kind: &str, name: &str, source: &Option<String>) -> String {
+    match source {
+        Some(source) => format!("{kind} {name:?} (in {source})"),
+        None => format!("{kind} {name:?}"),
+    }
+}
+
+pub(super) fn validate(
+    file: &TournamentFile,
+    attackers: &[AttackerConfig],
+    attacker_sources: &[Option<String>],
+    defenders: &[DefenderConfig],
+    defender_sources: &[Option<String>],
+) -> std::result::Result<(), String> {
+    check_name(&file.name)?;
+    if file.rounds == 0 {
+        return Err("`rounds` must be at least 1".into());
+    }
+    check_data(&file.data)?;
+    if file.sizes.eval == 0 || file.sizes.eval > file.data.test {
+        return Err(format!(
+            "`sizes.eval` = {} must be between 1 and the test images used (`data.test` = {})",
+            file.sizes.eval, file.data.test
+        ));
+    }
+    if file.sizes.craft == 0 || file.sizes.craft > file.data.train {
+        return Err(format!(
+            "`sizes.craft` = {} must be between 1 and the training images used (`data.train` = {})",
+            file.sizes.craft, file.data.train
+        ));
+    }
+    file.model
+        .validate(IMAGE_SIZE.0, IMAGE_SIZE.1)
+        .map_err(|e| format!("`model`: {e}"))?;
+    crate::defense::validate_training(
+        ("epochs", file.pretrain.epochs),
+        file.pretrain.batch,
+        &file.pretrain.optimizer,
+    )
+    .map_err(|e| format!("[pretrain]: {e}"))?;
+    if let Some(s) = file.rules.spatial {
+        if !(s.degrees.is_finite() && (0.0..=180.0).contains(&s.degrees)) || s.pixels > 14 {
+            return Err(format!(
+                "`rules.spatial` must have `degrees` between 0 and 180 and `pixels` at most 14, got {} and {}",
+                s.degrees, s.pixels
+            ));
+        }
+    }
+    for (key, budget) in [("linf", file.rules.linf), ("l2", file.rules.l2), ("l1", file.rules.l1)] {
+        if let Some(b) = budget {
+            if !(b.is_finite() && b > 0.0) {
+                return Err(format!("`rules.{key}` must be a positive number, got {b}"));
+            }
+        }
+    }
+    if attackers.is_empty() || defenders.is_empty() {
+        return Err("a tournament needs at least one entry in `attackers` and one in `defenders`".into());
+    }
+
+    // Attack labels identify attacks in rows: one label, one configuration.
+    let mut labels: BTreeMap<String, AttackConfig> = BTreeMap::new();
+    let mut check_attack = |at: &str, attack: &AttackConfig| -> std::result::Result<(), String> {
+        attack.validate().map_err(|e| format!("{at}: {e}"))?;
+        within_rules(&file.rules, attack).map_err(|e| format!("{at}: {e}"))?;
+        let label = attack.label();
+        match labels.get(&label) {
+            Some(other) if other != attack => Err(format!(
+                "{at}: the label {label:?} already names a different attack; give one of them another `name`"
+            )),
+            _ => {
+                labels.insert(label, attack.clone());
+                Ok(())
+            }
+        }
+    };
+
+    let mut names = BTreeSet::new();
+    // What the agents use, as configurations without names: the unseen panel
+    // may hold none of it.
+    let mut used: Vec<AttackConfig> = Vec::new();
+    for (a, source) in attackers.iter().zip(attacker_sources) {
+        let at = cite("attacker", &a.name, source);
+        if a.name.is_empty() || !names.insert(a.name.clone()) {
+            return Err(format!("{at}: attacker names must be non-empty and unique"));
+        }
+        a.policy.validate().map_err(|e| format!("{at}: `policy`: {e}"))?;
+        if a.repertoire.is_empty() {
+            return Err(format!("{at}: `repertoire` must list at least one attack"));
+        }
+        for (j, attack) in a.repertoire.iter().enumerate() {
+            check_attack(&format!("{at}, repertoire[{j}]"), attack)?;
+            used.push(attack.unnamed());
+        }
+    }
+    let mut names = BTreeSet::new();
+    for (d, source) in defenders.iter().zip(defender_sources) {
+        let at = cite("defender", &d.name, source);
+        if d.name.is_empty() || !names.insert(d.name.clone()) {
+            return Err(format!("{at}: defender names must be non-empty and unique"));
+        }
+        d.strategy.validate().map_err(|e| format!("{at}: `strategy`: {e}"))?;
+        // The attacks a defense trains with are held to the rules too.
+        for attack in d.strategy.training_attacks() {
+            check_budget(&file.rules, attack.threat())
+                .map_err(|e| format!("{at}: `strategy` trains with {}: {e}", attack.label()))?;
+            used.push(attack.unnamed());
+        }
+    }
+    for (j, attack) in file.unseen.iter().enumerate() {
+        let at = format!("unseen[{j}]");
+        check_attack(&at, attack)?;
+        if used.contains(&attack.unnamed()) {
+            return Err(format!(
+                "{at}: {:?} is an attack an agent uses (an attacker's repertoire or a defender's training attack); the unseen panel must hold attacks no agent uses",
+                attack.label()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A run's name names its results folder: letters, digits, '-' and '_'.
+pub(crate) fn check_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(format!(
+            "`name` = {name:?} must be non-empty and use only letters, digits, '-' and '_' (it names the results folder)"
+        ));
+    }
+    Ok(())
+}
+
+/// `[data]`: a known dataset, a path for `idx`, and non-empty splits.
+pub(crate) fn check_data(data: &DataConfig) -> std::result::Result<(), String> {
+    if !DATASETS.iter().any(|(name, _)| *name == data.dataset) {
+        let names: Vec<&str> = DATASETS.iter().map(|(n, _)| *n).collect();
+        return Err(format!(
+            "`data.dataset` = {:?} is not a dataset; valid: {}{}",
+            data.dataset,
+            names.join(", "),
+            did_you_mean(&data.dataset, names.iter().copied())
+        ));
+    }
+    if data.dataset == "idx" {
+        let Some(path) = &data.path else {
+            return Err("`data.dataset` = \"idx\" needs `data.path`, the folder holding the four IDX files".into());
+        };
+        check_idx_folder(path)?;
+    }
+    if data.train == 0 || data.test == 0 {
+        return Err("`data.train` and `data.test` must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// What can be told about an `idx` folder before loading it: that it exists,
+/// and that its images are the size the models take. Everything else
+/// (missing files, wrong magic numbers, truncation) is reported, file by
+/// file, when the data is loaded, before anything is written.
+fn check_idx_folder(path: &Path) -> std::result::Result<(), String> {
+    if !path.is_dir() {
+        return Err(format!(
+            "`data.path` = {:?} is not a folder (a relative path is read from the current folder); it should hold the four MNIST-format IDX files {}",
+            path.display().to_string(),
+            crate::data::idx::IdxFile::ALL
+                .iter()
+                .map(|f| format!("{}[.gz]", f.canonical_name()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    for (file, rows, cols) in crate::data::idx_image_sizes(path) {
+        if (rows, cols) != IMAGE_SIZE {
+            return Err(format!(
+                "`data.path`: {} holds {rows}x{cols} images, but the models take {}x{} images (MNIST format)",
+                file.display(),
+                IMAGE_SIZE.0,
+                IMAGE_SIZE.1
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! The data a tournament runs on: the dataset its `[data]` table names, and
+//! the fixed evaluation subset of the test split.
+
+use crate::config::{DataConfig, IMAGE_SIZE};
+use crate::data::{self, Dataset, Split};
+use crate::error::{Error, Result};
+use crate::path;
+use crate::rng::stream;
+
+/// Load the dataset a `[data]` table names, cut to its sizes (synthetic
+/// digits are drawn from `seed`).
+pub fn load_dataset(d: &DataConfig, seed: u64) -> Result<Dataset> {
+    let dataset = match d.dataset.as_str() {
+        "synthetic-digits" => data::synthetic_digits(seed, d.train, d.test),
+        "idx" => {
+            let path = d
+                .path
+                .as_deref()
+                .ok_or_else(|| Error::invalid("`data.path` is required for the idx dataset"))?;
+            data::load_idx_dir(path, "idx")?
+        }
+        named => data::load_idx_dir(&data::resolve_named(named)?, named)?,
+    };
+    if (dataset.train.rows, dataset.train.cols) != IMAGE_SIZE {
+        return Err(Error::ImageSize {
+            rows: dataset.train.rows,
+            cols: dataset.train.cols,
+            expected: IMAGE_SIZE,
+        });
+    }
+    Ok(dataset.truncate(d.train, d.test)?)
+}
+
+/// The tournament's fixed evaluation subset of the test split.
+pub fn eval_subset(test: &Split, size: usize, seed: u64) -> Split {
+    let mut indices = rand::seq::index::sample(&mut stream(seed, path!["eval-subset"]), test.len(), size).into_vec();
+    indices.sort_unstable();
+    test.subset(&indices)
+}

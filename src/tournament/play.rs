@@ -1,0 +1,151 @@
+//! The play phase: every match of the run, `jobs` at a time, each on a
+//! blocking thread, its rows appended to the row log as they come.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::shard::Part;
+use super::{Observer, Replicate};
+use crate::arena::{self, MatchPlan};
+use crate::config::{MatchRef, Plan};
+use crate::error::{Error, Result};
+use crate::record::{RoundRow, RowLog, RunFiles};
+
+/// What every match in flight shares: progress, the stop flag, and the row
+/// log (with the first error appending to it).
+#[derive(Clone)]
+struct Shared {
+    observer: Arc<dyn Observer>,
+    cancel: Arc<AtomicBool>,
+    log: Arc<Mutex<RowLog>>,
+    write_error: Arc<Mutex<Option<std::io::Error>>>,
+}
+
+/// The matches left to play: (replicate index, match) in this run's part
+/// and not completed yet, costliest first.
+pub(super) struct Schedule {
+    pub order: Vec<(usize, MatchRef)>,
+}
+
+impl Schedule {
+    /// In canonical order (seed, then match id) each match's position
+    /// decides its part; completed matches (`done`) are left out.
+    pub fn new(plan: &Plan, seeds: &[u64], part: Option<&Part>, done: &BTreeSet<(u64, usize)>) -> Schedule {
+        let per_seed = plan.matches();
+        let mut order: Vec<(usize, MatchRef)> = (0..seeds.len())
+            .flat_map(|s| per_seed.iter().map(move |&m| (s, m)))
+            .enumerate()
+            .filter(|(position, _)| part.is_none_or(|part| part.contains(*position)))
+            .map(|(_, sm)| sm)
+            .filter(|(s, m)| !done.contains(&(seeds[*s], m.id)))
+            .collect();
+        // Costliest first, so that no long match starts last (the order of
+        // execution does not change any result).
+        order.sort_by_key(|(_, m)| std::cmp::Reverse(cost(plan, m)));
+        Schedule { order }
+    }
+}
+
+/// A match's estimated cost: its defender's work per round.
+pub(super) fn cost(plan: &Plan, m: &MatchRef) -> usize {
+    plan.defenders[m.defender]
+        .strategy
+        .work_per_round(plan.file.sizes.craft)
+}
+
+/// Play the scheduled matches, `jobs` at a time, appending each row to
+/// `rounds.jsonl` as it comes; returns the rows played (in no set order).
+/// A stop (`cancel`) lets the matches in flight finish and starts no more.
+pub(super) async fn play(
+    plan: &Arc<Plan>,
+    replicates: &[Arc<Replicate>],
+    schedule: Schedule,
+    files: &RunFiles,
+    jobs: usize,
+    observer: Arc<dyn Observer>,
+    cancel: Arc<AtomicBool>,
+) -> Result<Vec<RoundRow>> {
+    let log = RowLog::open(&files.rounds()).map_err(Error::io(format!("writing {}", files.rounds().display())))?;
+    let shared = Shared {
+        observer,
+        cancel,
+        log: Arc::new(Mutex::new(log)),
+        write_error: Arc::new(Mutex::new(None)),
+    };
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
+    let per_seed = plan.matches().len();
+    let mut handles = Vec::new();
+    for (s, m) in schedule.order {
+        let permit = semaphore
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        if shared.cancel.load(Ordering::SeqCst) {
+            break;
+        }
+        let (plan, replicate, shared) = (plan.clone(), replicates[s].clone(), shared.clone());
+        // Progress shows every (seed, match) as its own line.
+        let progress_id = s * per_seed + m.id;
+        handles.push(tokio::task::spawn_blocking(move || {
+            let rows = play_match(&plan, &replicate, m, progress_id, &shared);
+            drop(permit);
+            rows
+        }));
+    }
+    let mut rows = Vec::new();
+    for handle in handles {
+        // A panicking match is a bug; report it as an error (exit 1), with
+        // the manifest left `partial`, rather than unwinding through here.
+        rows.extend(handle.await.map_err(|e| Error::Io {
+            context: "a match failed".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?);
+    }
+    if let Some(e) = shared.write_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        return Err(Error::Io {
+            context: format!("appending to {}", files.rounds().display()),
+            source: e,
+        });
+    }
+    Ok(rows)
+}
+
+/// One match, start to end (or to a stop), on the calling thread.
+fn play_match(plan: &Plan, replicate: &Replicate, m: MatchRef, progress_id: usize, shared: &Shared) -> Vec<RoundRow> {
+    let attacker = &plan.attackers[m.attacker];
+    let defender = &plan.defenders[m.defender];
+    let match_plan = MatchPlan {
+        match_id: m.id,
+        seed: replicate.seed,
+        rounds: plan.file.rounds,
+        craft: plan.file.sizes.craft,
+        attacker,
+        defender,
+        unseen: &plan.file.unseen,
+        rules: &plan.file.rules,
+        train: &replicate.dataset.train,
+        eval: &replicate.eval,
+    };
+    let observer = &shared.observer;
+    observer.match_started(progress_id, &attacker.name, &defender.name, plan.file.rounds);
+    let rows = arena::play(
+        &match_plan,
+        replicate.pretrained.as_ref(),
+        &|round, phase| observer.phase(progress_id, round, phase),
+        &|| shared.cancel.load(Ordering::SeqCst),
+        &mut |row| {
+            if let Err(e) = shared.log.lock().unwrap_or_else(|e| e.into_inner()).append(row) {
+                shared
+                    .write_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(e);
+            }
+            observer.round_done(row);
+        },
+    );
+    observer.match_finished(progress_id);
+    rows
+}

@@ -1,0 +1,165 @@
+//! The prepare phase: the first dataset loaded, a resumed run checked
+//! against its folder (or a fresh folder made ready), and the
+//! configuration and manifest written.
+
+use std::path::Path;
+
+use super::{completed_matches, load_dataset, RunOptions};
+use crate::config::Plan;
+use crate::data::Dataset;
+use crate::error::{Error, OutputError, Result, ResumeError};
+use crate::record::{self, read_json, read_manifest, Manifest, RoundRow, RunFiles, RunTiming, Summary};
+
+/// The run files an existing folder may hold, removed by `--force`.
+const RUN_FILES: &[&str] = &[
+    "config.toml",
+    "manifest.json",
+    "rounds.jsonl",
+    "summary.json",
+    "gallery.json",
+    "matrix.json",
+    "report.html",
+];
+
+/// A run folder ready for the matches.
+pub(super) struct Prepared {
+    /// The first seed's dataset (loaded first, so bad data is reported
+    /// before anything is written).
+    pub first_dataset: Dataset,
+    pub files: RunFiles,
+    pub manifest: Manifest,
+    /// What a resumed run keeps from before (nothing for a fresh run).
+    pub previous: Previous,
+}
+
+/// What a resumed run keeps: the rows of every completed match (a match
+/// cut short is replayed from its start, which gives the same rows again),
+/// when it started, and the time already spent.
+pub(super) struct Previous {
+    pub kept: Vec<RoundRow>,
+    pub started: String,
+    pub timing: RunTiming,
+}
+
+/// Load the first dataset, check or make the run folder, and write the
+/// configuration and the (partial) manifest.
+pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepared> {
+    let file = &plan.file;
+    let first_dataset = {
+        let (data, seed) = (file.data.clone(), file.seed_list()[0]);
+        tokio::task::spawn_blocking(move || load_dataset(&data, seed))
+            .await
+            .expect("dataset loading does not panic")?
+    };
+    let files = RunFiles {
+        dir: options.out.clone(),
+    };
+    let io = |what: &Path| Error::io(format!("writing {}", what.display()));
+    let previous = if options.resume {
+        resume(options, &first_dataset, &files, file.rounds)?
+    } else {
+        prepare_output(&options.out, options.force)?;
+        Previous {
+            kept: Vec::new(),
+            started: record::now_rfc3339(),
+            timing: RunTiming::default(),
+        }
+    };
+    record::write_atomic(&files.config(), plan.to_toml().as_bytes()).map_err(io(&files.config()))?;
+    let manifest = Manifest {
+        started: previous.started.clone(),
+        shard: options.shard,
+        ..Manifest::begin(&file.name, file.seed, &first_dataset.name, &first_dataset.fingerprint)
+    };
+    record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
+    Ok(Prepared {
+        first_dataset,
+        files,
+        manifest,
+        previous,
+    })
+}
+
+/// Check that the run in `options.out` can be resumed as asked (same part,
+/// same data), and keep the rows of its completed matches.
+fn resume(options: &RunOptions, first_dataset: &Dataset, files: &RunFiles, rounds: usize) -> Result<Previous> {
+    let previous = read_manifest(&options.out)?;
+    if previous.shard != options.shard {
+        return Err(ResumeError::ShardDiffers {
+            dir: options.out.clone(),
+            recorded: previous.shard,
+        }
+        .into());
+    }
+    if previous.dataset_fingerprint != first_dataset.fingerprint {
+        return Err(ResumeError::DataChanged {
+            dir: options.out.clone(),
+            then: previous.dataset_fingerprint,
+            now: first_dataset.fingerprint.clone(),
+        }
+        .into());
+    }
+    // Time already spent counts: the summary's timing is the run's total.
+    let mut timing = RunTiming::default();
+    if let Ok(Some(summary)) = read_json::<Summary>(&files.summary()) {
+        timing = summary.timing;
+    }
+    let rows =
+        record::read_rows(&files.rounds()).map_err(Error::io(format!("reading {}", files.rounds().display())))?;
+    let done = completed_matches(&rows, rounds);
+    let mut kept: Vec<RoundRow> = rows
+        .into_iter()
+        .filter(|r| done.contains(&(r.seed, r.match_id)))
+        .collect();
+    record::write_rows_sorted(&files.rounds(), &mut kept)
+        .map_err(Error::io(format!("writing {}", files.rounds().display())))?;
+    Ok(Previous {
+        kept,
+        started: previous.started,
+        timing,
+    })
+}
+
+/// Make `out` an empty run folder: create it, or (with `force`) remove the
+/// run files an existing one holds; an existing non-empty folder without
+/// `force` is an error.
+pub(crate) fn prepare_output(out: &Path, force: bool) -> Result<()> {
+    if out.exists() {
+        if !out.is_dir() {
+            return Err(OutputError::NotAFolder(out.to_path_buf()).into());
+        }
+        let non_empty = std::fs::read_dir(out)
+            .map_err(Error::io(format!("reading {}", out.display())))?
+            .next()
+            .is_some();
+        if non_empty && !force {
+            return Err(OutputError::Exists(out.to_path_buf()).into());
+        }
+        remove_run_files(out)?;
+    }
+    std::fs::create_dir_all(out).map_err(|source| {
+        OutputError::Create {
+            dir: out.to_path_buf(),
+            source,
+        }
+        .into()
+    })
+}
+
+/// Remove the run files and plots of an existing folder (`--force`).
+fn remove_run_files(out: &Path) -> Result<()> {
+    for name in RUN_FILES {
+        let path = out.join(name);
+        // symlink_metadata: a link is removed itself, never followed.
+        if std::fs::symlink_metadata(&path).is_ok() {
+            std::fs::remove_file(&path).map_err(Error::io(format!("removing {}", path.display())))?;
+        }
+    }
+    let plots = out.join("plots");
+    match std::fs::symlink_metadata(&plots) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(&plots),
+        Ok(_) => std::fs::remove_file(&plots),
+        Err(_) => Ok(()),
+    }
+    .map_err(Error::io(format!("removing {}", plots.display())))
+}
