@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AttackConfig, Crafted};
 use crate::data::Split;
-use crate::model::{train_epochs, Classifier, Engine, ModelConfig, Sgd};
+use crate::model::{Classifier, Engine, Examples, ModelConfig, Sgd, TrainConfig, TrainSet, Trainer};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,13 +75,9 @@ impl TransferConfig {
             .surrogate
             .init(Engine::Native, train.rows, train.cols, 10, self.seed);
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        train_epochs(
+        Trainer::new(TrainConfig::epochs(self.epochs, 64, Sgd::default())).fit(
             model.as_mut(),
-            &subset.images,
-            &subset.labels,
-            self.epochs,
-            64,
-            &Sgd::default(),
+            Examples::Set(TrainSet::labeled(&subset.images, &subset.labels)),
             &mut rng,
         );
         let model: Arc<dyn Classifier> = Arc::from(model);

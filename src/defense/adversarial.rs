@@ -7,8 +7,8 @@ use std::collections::VecDeque;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{sample_train, train_epochs, validate_training, Defense, RoundData};
-use crate::model::{Classifier, Sgd};
+use super::{sample_train, validate_training, Defense, RoundData};
+use crate::model::{Classifier, Examples, Sgd, TrainConfig, TrainSet, Trainer};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,15 +86,8 @@ impl Defense for Adversarial {
         let (clean_x, clean_y) = sample_train(round.train, clean, rng);
         x.extend(clean_x);
         y.extend(clean_y);
-        train_epochs(
-            model,
-            &x,
-            &y,
-            self.config.epochs,
-            self.config.batch,
-            &self.config.optimizer,
-            rng,
-        );
+        let training = TrainConfig::epochs(self.config.epochs, self.config.batch, self.config.optimizer);
+        Trainer::new(training).fit(model, Examples::Set(TrainSet::labeled(&x, &y)), rng);
 
         for (image, &label) in round.crafted.chunks(dim).zip(round.crafted_labels) {
             self.buffer.push_back((image.to_vec(), label));

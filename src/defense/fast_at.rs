@@ -9,7 +9,7 @@ use super::adversarial::{default_batch, default_opt};
 use super::{sample_train, validate_training, Defense, RoundData};
 use crate::arena::metrics::{correct, fraction};
 use crate::attack::{Attack, AttackConfig, FgsmConfig, Norm, PgdConfig, ThreatModel};
-use crate::model::{Classifier, Sgd};
+use crate::model::{Classifier, Sgd, TrainConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,8 +91,8 @@ impl FastAt {
 impl Defense for FastAt {
     fn update(&mut self, model: &mut dyn Classifier, round: &RoundData<'_>, rng: &mut ChaCha8Rng) {
         let attack = AttackConfig::Pgd(self.config.attack());
-        let schedule = (self.config.steps, self.config.batch, &self.config.optimizer);
-        super::pgd_at::train_against(model, &attack, round.train, schedule, rng, &|| false);
+        let training = TrainConfig::steps(self.config.steps, self.config.batch, self.config.optimizer);
+        super::pgd_at::train_against(model, &attack, round.train, training, rng, &|| false);
         // The check of Wong et al.: PGD accuracy collapsing while FGSM
         // accuracy stays high means the model learned to defeat FGSM only.
         let (x, y) = sample_train(round.train, CHECK_IMAGES, rng);

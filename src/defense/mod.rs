@@ -22,7 +22,6 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Split;
-pub use crate::model::train_epochs;
 use crate::model::{Classifier, Sgd};
 pub use adversarial::AdversarialConfig;
 pub use continual::ContinualConfig;

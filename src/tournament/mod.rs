@@ -14,7 +14,6 @@ use std::time::Instant;
 use crate::arena::{self, MatchPlan, Phase};
 use crate::config::{DataConfig, Plan, PretrainConfig};
 use crate::data::{self, Dataset, Split};
-use crate::defense::train_epochs;
 use crate::error::{Error, Result};
 use crate::model::{kernels, Classifier, Engine, ModelConfig};
 use crate::path;
@@ -117,6 +116,7 @@ pub fn pretrain(
     classes: usize,
     seed: u64,
 ) -> Box<dyn Classifier> {
+    use crate::model::{Examples, TrainConfig, TrainSet, Trainer};
     let key = serde_json::to_string(&(model, engine)).expect("model configs serialize");
     let mut net = model.init(
         engine,
@@ -125,13 +125,10 @@ pub fn pretrain(
         classes,
         derived_seed(seed, path!["init", &key]),
     );
-    train_epochs(
+    let config = TrainConfig::epochs(settings.epochs, settings.batch, settings.optimizer);
+    Trainer::new(config).fit(
         net.as_mut(),
-        &train.images,
-        &train.labels,
-        settings.epochs,
-        settings.batch,
-        &settings.optimizer,
+        Examples::Set(TrainSet::labeled(&train.images, &train.labels)),
         &mut stream(seed, path!["pretrain", &key]),
     );
     net
