@@ -294,6 +294,7 @@ mod tests {
         });
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         trainer.fit(model().as_mut(), Examples::Set(TrainSet::labeled(&x, &y)), &mut rng);
+        drop(trainer);
         let seen = seen.into_inner();
         assert_eq!(seen.len(), 20);
         for epoch in seen.chunks(10) {
