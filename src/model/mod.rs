@@ -2,7 +2,8 @@
 //!
 //! Attacks, defenses and agents see a model only through [`Classifier`]:
 //! logits, the input gradient of a loss, and a training step. An engine can
-//! be replaced behind it without touching any of them.
+//! be replaced behind it without touching any of them. Every training run
+//! takes its steps through the one minibatch [`Trainer`].
 
 pub mod arch;
 pub mod kernels;
