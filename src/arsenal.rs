@@ -11,9 +11,9 @@ use crate::arena::referee;
 use crate::attack::*;
 use crate::config::PretrainConfig;
 use crate::data::synthetic_digits;
-use crate::record::Norms;
 use crate::defense::{Defense, PgdAtConfig, RoundData};
 use crate::model::{Classifier, Engine, ModelConfig, Sgd};
+use crate::record::Norms;
 use crate::tournament::{eval_subset, pretrain};
 
 /// One attack against one model.

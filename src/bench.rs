@@ -99,7 +99,9 @@ fn pgd_step(model: &dyn Classifier, adv: &mut [f32], clean: &[f32], y: &[u8]) {
     .project(adv, clean, model.input_dim());
 }
 
-/// A train step and a PGD step of `config`, batch 128.
+/// A train step and a PGD step of `config`, batch 128. It times a bare
+/// `train_step`, not `model::Trainer`, so that shuffling and batch gathering
+/// stay out of the kernel's time.
 fn bench_model(
     name: &str,
     config: &ModelConfig,
@@ -129,7 +131,9 @@ fn bench_model(
 }
 
 /// PGD adversarial training over `x`: per batch of 128, a random start and
-/// 10 PGD steps, then one SGD step on the adversarial batch.
+/// 10 PGD steps, then one SGD step on the adversarial batch. A fixed
+/// workload for timing, so it steps the model itself rather than through
+/// `model::Trainer`.
 fn adversarial_epoch(model: &mut dyn Classifier, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) {
     let dim = model.input_dim();
     let ball = ThreatModel {

@@ -145,14 +145,11 @@ impl Describe for ApgdConfig {
     }
     /// At the default tournament's budgets (linf 0.1, l2 2.0, l1 10).
     fn variants() -> Vec<Self> {
-        vec![
-            ApgdConfig::new(Norm::Linf, 0.1),
-            {
-                let mut dlr = ApgdConfig::new(Norm::Linf, 0.1);
-                dlr.loss = ApgdLoss::Dlr;
-                dlr
-            },
-        ]
+        vec![ApgdConfig::new(Norm::Linf, 0.1), {
+            let mut dlr = ApgdConfig::new(Norm::Linf, 0.1);
+            dlr.loss = ApgdLoss::Dlr;
+            dlr
+        }]
     }
 }
 

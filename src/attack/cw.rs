@@ -148,9 +148,7 @@ impl Describe for CwConfig {
     }
     /// At the default tournament's budgets (linf 0.1, l2 2.0, l1 10).
     fn variants() -> Vec<Self> {
-        vec![
-            CwConfig::new(2.0),
-        ]
+        vec![CwConfig::new(2.0)]
     }
 }
 

@@ -117,10 +117,7 @@ impl Describe for DeepFoolConfig {
     }
     /// At the default tournament's budgets (linf 0.1, l2 2.0, l1 10).
     fn variants() -> Vec<Self> {
-        vec![
-            DeepFoolConfig::new(Norm::Linf, 0.1),
-            DeepFoolConfig::new(Norm::L2, 2.0),
-        ]
+        vec![DeepFoolConfig::new(Norm::Linf, 0.1), DeepFoolConfig::new(Norm::L2, 2.0)]
     }
 }
 

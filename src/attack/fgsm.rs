@@ -85,9 +85,7 @@ impl Describe for FgsmConfig {
     }
     /// At the default tournament's budgets (linf 0.1, l2 2.0, l1 10).
     fn variants() -> Vec<Self> {
-        vec![
-            FgsmConfig::new(Norm::Linf, 0.1),
-        ]
+        vec![FgsmConfig::new(Norm::Linf, 0.1)]
     }
 }
 

@@ -113,9 +113,7 @@ impl Describe for MimConfig {
     }
     /// At the default tournament's budgets (linf 0.1, l2 2.0, l1 10).
     fn variants() -> Vec<Self> {
-        vec![
-            MimConfig::new(Norm::Linf, 0.1),
-        ]
+        vec![MimConfig::new(Norm::Linf, 0.1)]
     }
 }
 

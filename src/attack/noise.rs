@@ -85,9 +85,7 @@ impl Describe for NoiseConfig {
     }
     /// At the default tournament's budgets (linf 0.1, l2 2.0, l1 10).
     fn variants() -> Vec<Self> {
-        vec![
-            NoiseConfig::new(Norm::Linf, 0.1),
-        ]
+        vec![NoiseConfig::new(Norm::Linf, 0.1)]
     }
 }
 

@@ -176,9 +176,7 @@ impl Describe for SpatialConfig {
     }
     /// At the default tournament's budgets (linf 0.1, l2 2.0, l1 10).
     fn variants() -> Vec<Self> {
-        vec![
-            SpatialConfig::new(30.0, 3),
-        ]
+        vec![SpatialConfig::new(30.0, 3)]
     }
 }
 

@@ -363,13 +363,10 @@ impl Describe for SquareConfig {
     }
     /// At the default tournament's budgets (linf 0.1, l2 2.0, l1 10).
     fn variants() -> Vec<Self> {
-        vec![
-            SquareConfig::new(0.1),
-            {
-                let mut l2 = SquareConfig::new(2.0);
-                l2.norm = Norm::L2;
-                l2
-            },
-        ]
+        vec![SquareConfig::new(0.1), {
+            let mut l2 = SquareConfig::new(2.0);
+            l2.norm = Norm::L2;
+            l2
+        }]
     }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{named, Access, AttackConfig, AttackSpec, Crafted, Norm, PgdConfig, Signal, Target, ThreatModel};
 use crate::data::Split;
-use crate::model::{train_epochs, Classifier, Engine, Model, ModelConfig, Sgd};
+use crate::model::{Classifier, Engine, Examples, Model, ModelConfig, Sgd, TrainConfig, TrainSet, Trainer};
 use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,13 +65,9 @@ impl TransferConfig {
             .surrogate
             .init(Engine::Native, train.rows, train.cols, 10, self.seed);
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        train_epochs(
+        Trainer::new(TrainConfig::epochs(self.epochs, 64, Sgd::default())).fit(
             model.as_mut(),
-            &subset.images,
-            &subset.labels,
-            self.epochs,
-            64,
-            &Sgd::default(),
+            Examples::Set(TrainSet::labeled(&subset.images, &subset.labels)),
             &mut rng,
         );
         let model: Arc<dyn Classifier> = Arc::from(model);
@@ -173,12 +169,10 @@ impl Describe for TransferConfig {
     }
     /// At the default tournament's budgets (linf 0.1, l2 2.0, l1 10).
     fn variants() -> Vec<Self> {
-        vec![
-            TransferConfig {
-                name: None,
-                attack: Box::new(AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1))),
-                ..Self::example()
-            },
-        ]
+        vec![TransferConfig {
+            name: None,
+            attack: Box::new(AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1))),
+            ..Self::example()
+        }]
     }
 }

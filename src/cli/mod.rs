@@ -16,9 +16,9 @@ use crate::agent::PolicyConfig;
 use crate::attack::ATTACKS;
 use crate::config::{self, builtin, DATASETS};
 use crate::defense::DefenseConfig;
-use crate::registry::Entry;
 use crate::error::Error;
 use crate::model::MODELS;
+use crate::registry::Entry;
 use crate::report;
 use crate::tournament::{self, RunOptions};
 use args::{check_jobs, check_run_args, default_out, Command, MatrixArgs, RunArgs, RunPlan};
@@ -263,7 +263,10 @@ pub fn list() -> String {
             .collect::<Vec<_>>()
     };
     fn registered<E>(entries: &[Entry<E>]) -> Vec<(String, String)> {
-        entries.iter().map(|e| (e.name.to_string(), e.help.to_string())).collect()
+        entries
+            .iter()
+            .map(|e| (e.name.to_string(), e.help.to_string()))
+            .collect()
     }
     section("Attacks (`family` in an attack table):", registered(ATTACKS));
     section("Attacker agents (`policy.kind`):", registered(PolicyConfig::ENTRIES));

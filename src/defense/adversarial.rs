@@ -7,9 +7,9 @@ use std::collections::VecDeque;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{sample_train, train_epochs, validate_training, Defense, DefenseSpec, RoundData};
+use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
 use crate::error::Error;
-use crate::model::{Classifier, Sgd};
+use crate::model::{Classifier, Examples, Sgd, TrainConfig, TrainSet, Trainer};
 use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,15 +101,8 @@ impl Defense for Adversarial {
         let (clean_x, clean_y) = sample_train(round.train, clean, rng);
         x.extend(clean_x);
         y.extend(clean_y);
-        train_epochs(
-            model,
-            &x,
-            &y,
-            self.config.epochs,
-            self.config.batch,
-            &self.config.optimizer,
-            rng,
-        );
+        let training = TrainConfig::epochs(self.config.epochs, self.config.batch, self.config.optimizer);
+        Trainer::new(training).fit(model, Examples::Set(TrainSet::labeled(&x, &y)), rng);
 
         for (image, &label) in round.crafted.chunks(dim).zip(round.crafted_labels) {
             self.buffer.push_back((image.to_vec(), label));

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::adversarial::{default_batch, default_opt};
 use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
 use crate::error::Error;
-use crate::model::{train_epochs_by, Classifier, CrossEntropy, Loss, Sgd};
+use crate::model::{Classifier, CrossEntropy, Examples, Loss, Sgd, TrainConfig, TrainSet, Trainer};
 use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,23 +116,25 @@ impl Defense for Continual {
         }
         let anchors = model.logits(&x[first_replayed * dim..]);
 
-        let (epochs, batch) = (self.config.epochs, self.config.batch);
-        train_epochs_by(model, &x, epochs, batch, rng, |model, xb, indices| {
-            let yb: Vec<u8> = indices.iter().map(|&i| y[i]).collect();
-            let anchor: Vec<Option<&[f32]>> = indices
-                .iter()
-                .map(|&i| {
-                    let r = i.checked_sub(first_replayed)?;
-                    Some(&anchors[r * classes..(r + 1) * classes])
+        let training = TrainConfig::epochs(self.config.epochs, self.config.batch, self.config.optimizer);
+        let lambda = self.config.lambda;
+        Trainer::new(training)
+            .loss(|batch, step| {
+                let anchor: Vec<Option<&[f32]>> = batch
+                    .indices
+                    .iter()
+                    .map(|&i| {
+                        let r = i.checked_sub(first_replayed)?;
+                        Some(&anchors[r * classes..(r + 1) * classes])
+                    })
+                    .collect();
+                step(&AnchoredCrossEntropy {
+                    labels: &batch.labels,
+                    anchors: &anchor,
+                    lambda,
                 })
-                .collect();
-            let loss = AnchoredCrossEntropy {
-                labels: &yb,
-                anchors: &anchor,
-                lambda: self.config.lambda,
-            };
-            model.train_step(xb, &loss, &self.config.optimizer)
-        });
+            })
+            .fit(model, Examples::Set(TrainSet::labeled(&x, &y)), rng);
 
         for (image, &label) in round.crafted.chunks(dim).zip(round.crafted_labels) {
             self.buffer.push_back((image.to_vec(), label));

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::adversarial::{default_batch, default_opt};
 use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
 use crate::error::Error;
-use crate::model::{softmax, train_epochs_by, Classifier, Loss, Sgd};
+use crate::model::{softmax, Classifier, Examples, Loss, Sgd, TrainConfig, TrainSet, Trainer};
 use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,19 +76,15 @@ impl DefenseSpec for DistillationConfig {
 impl DistillationConfig {
     /// Train `model` at temperature T against per-image targets.
     fn train_at_temperature(&self, model: &mut dyn Classifier, x: &[f32], targets: &[f32], rng: &mut ChaCha8Rng) {
-        let classes = model.classes();
-        train_epochs_by(model, x, self.epochs, self.batch, rng, |model, xb, indices| {
-            let tb: Vec<f32> = indices
-                .iter()
-                .flat_map(|&i| &targets[i * classes..(i + 1) * classes])
-                .copied()
-                .collect();
-            let loss = TemperedCrossEntropy {
-                targets: &tb,
-                temperature: self.temperature,
-            };
-            model.train_step(xb, &loss, &self.optimizer)
-        });
+        let training = TrainConfig::epochs(self.epochs, self.batch, self.optimizer);
+        Trainer::new(training)
+            .loss(|batch, step| {
+                step(&TemperedCrossEntropy {
+                    targets: &batch.targets,
+                    temperature: self.temperature,
+                })
+            })
+            .fit(model, Examples::Set(TrainSet::with_targets(x, targets)), rng);
     }
 }
 

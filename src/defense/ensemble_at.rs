@@ -9,10 +9,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::adversarial::{default_batch, default_opt};
-use super::{sample_train, train_epochs, validate_training, Defense, DefenseSpec, RoundData};
+use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
 use crate::attack::{Attack, AttackConfig, FgsmConfig, Norm, ThreatModel};
 use crate::error::Error;
-use crate::model::{Classifier, CrossEntropy, Engine, ModelConfig, Sgd};
+use crate::model::{Batch, Classifier, Engine, Examples, ModelConfig, Sgd, TrainConfig, TrainSet, Trainer};
 use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,38 +125,34 @@ impl Defense for EnsembleAt {
     fn update(&mut self, model: &mut dyn Classifier, round: &RoundData<'_>, rng: &mut ChaCha8Rng) {
         let train = round.train;
         if self.statics.is_empty() {
+            // Clean training, in batches of 64 whatever `batch` says.
+            let training = TrainConfig::epochs(self.config.static_epochs, 64, self.config.optimizer);
             for config in &self.config.static_models {
                 let mut net = config.init(Engine::Native, train.rows, train.cols, model.classes(), rng.gen());
-                let opt = &self.config.optimizer;
-                train_epochs(
-                    net.as_mut(),
-                    &train.images,
-                    &train.labels,
-                    self.config.static_epochs,
-                    64,
-                    opt,
-                    rng,
-                );
+                let set = TrainSet::labeled(&train.images, &train.labels);
+                Trainer::new(training).fit(net.as_mut(), Examples::Set(set), rng);
                 self.statics.push(net);
             }
         }
         let fgsm = self.config.fgsm();
-        let half = (self.config.batch / 2).max(1);
-        for _ in 0..self.config.steps {
-            let (mut x, mut y) = sample_train(train, self.config.batch, rng);
+        let statics = &self.statics;
+        let mut make = |model: &dyn Classifier, batch: usize, rng: &mut ChaCha8Rng| {
+            let half = (batch / 2).max(1);
+            let (mut x, mut y) = sample_train(train, batch, rng);
             let (adv_x, adv_y) = sample_train(train, half, rng);
             // The source: the current model or a static one, uniformly.
-            let source = rng.gen_range(0..=self.statics.len());
+            let source = rng.gen_range(0..=statics.len());
             let adv = match source {
                 0 => fgsm.craft(model, &adv_x, &adv_y, rng),
-                k => fgsm.craft(self.statics[k - 1].as_ref(), &adv_x, &adv_y, rng),
+                k => fgsm.craft(statics[k - 1].as_ref(), &adv_x, &adv_y, rng),
             };
-            let dim = model.input_dim();
-            x.truncate((self.config.batch - half) * dim);
-            y.truncate(self.config.batch - half);
+            x.truncate((batch - half) * model.input_dim());
+            y.truncate(batch - half);
             x.extend(adv);
             y.extend(adv_y);
-            model.train_step(&x, &CrossEntropy { labels: &y }, &self.config.optimizer);
-        }
+            Batch::labeled(x, y)
+        };
+        let training = TrainConfig::steps(self.config.steps, self.config.batch, self.config.optimizer);
+        Trainer::new(training).fit(model, Examples::Made(&mut make), rng);
     }
 }

@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::adversarial::{default_batch, default_opt};
 use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
-use crate::model::metrics::{correct, fraction};
 use crate::attack::{Attack, AttackConfig, FgsmConfig, Norm, PgdConfig, ThreatModel};
 use crate::error::Error;
-use crate::model::{Classifier, Sgd};
+use crate::model::metrics::{correct, fraction};
+use crate::model::{Classifier, Sgd, TrainConfig};
 use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,8 +116,8 @@ impl FastAt {
 impl Defense for FastAt {
     fn update(&mut self, model: &mut dyn Classifier, round: &RoundData<'_>, rng: &mut ChaCha8Rng) {
         let attack = AttackConfig::Pgd(self.config.attack());
-        let schedule = (self.config.steps, self.config.batch, &self.config.optimizer);
-        super::pgd_at::train_against(model, &attack, round.train, schedule, rng, &|| false);
+        let training = TrainConfig::steps(self.config.steps, self.config.batch, self.config.optimizer);
+        super::pgd_at::train_against(model, &attack, round.train, training, rng, &|| false);
         // The check of Wong et al.: PGD accuracy collapsing while FGSM
         // accuracy stays high means the model learned to defeat FGSM only.
         let (x, y) = sample_train(round.train, CHECK_IMAGES, rng);

@@ -24,7 +24,6 @@ use serde::{Deserialize, Serialize};
 use crate::attack::AttackConfig;
 use crate::data::Split;
 use crate::error::Error;
-pub use crate::model::train_epochs;
 use crate::model::{Classifier, Model, Sgd};
 pub use adversarial::AdversarialConfig;
 pub use continual::ContinualConfig;

@@ -9,7 +9,7 @@ use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
 use crate::attack::{AttackConfig, Norm, PgdConfig};
 use crate::data::Split;
 use crate::error::Error;
-use crate::model::{Classifier, CrossEntropy, Sgd};
+use crate::model::{Batch, Classifier, Examples, Sgd, TrainConfig, Trainer};
 use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,15 +68,8 @@ impl DefenseSpec for PgdAtConfig {
 impl Defense for PgdAtConfig {
     fn update(&mut self, model: &mut dyn Classifier, round: &RoundData<'_>, rng: &mut ChaCha8Rng) {
         let attack = AttackConfig::Pgd(self.attack.clone());
-        let (steps, batch) = (self.steps, self.batch);
-        train_against(
-            model,
-            &attack,
-            round.train,
-            (steps, batch, &self.optimizer),
-            rng,
-            &|| false,
-        );
+        let training = TrainConfig::steps(self.steps, self.batch, self.optimizer);
+        train_against(model, &attack, round.train, training, rng, &|| false);
     }
 }
 
@@ -87,18 +80,18 @@ pub fn train_against(
     model: &mut dyn Classifier,
     attack: &AttackConfig,
     train: &Split,
-    (steps, batch, optimizer): (usize, usize, &Sgd),
+    training: TrainConfig,
     rng: &mut ChaCha8Rng,
     stop: &dyn Fn() -> bool,
 ) {
-    for _ in 0..steps {
-        if stop() {
-            break;
-        }
+    let mut make = |model: &dyn Classifier, batch: usize, rng: &mut ChaCha8Rng| {
         let (x, y) = sample_train(train, batch, rng);
         // The registry's attacks stay in budget (the conformance suite
         // holds them to it), so training needs no referee.
         let adv = attack.run_with(model, &x, &y, rng, batch, Some(train)).examples;
-        model.train_step(&adv, &CrossEntropy { labels: &y }, optimizer);
-    }
+        Batch::labeled(adv, y)
+    };
+    Trainer::new(training)
+        .stop_when(stop)
+        .fit(model, Examples::Made(&mut make), rng);
 }

@@ -14,7 +14,7 @@ use super::adversarial::{default_batch, default_opt};
 use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
 use crate::attack::standard_normal;
 use crate::error::Error;
-use crate::model::{argmax_rows, Classifier, Loss, Model, Sgd};
+use crate::model::{argmax_rows, Batch, Classifier, Examples, Loss, Model, Sgd, TrainConfig, Trainer};
 use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,10 +150,12 @@ impl SmoothingConfig {
 impl Defense for SmoothingConfig {
     /// Noisy training: the deployed model adds the noise in `train_step`.
     fn update(&mut self, model: &mut dyn Classifier, round: &RoundData<'_>, rng: &mut ChaCha8Rng) {
-        for _ in 0..self.steps {
-            let (x, y) = sample_train(round.train, self.batch, rng);
-            model.train_step(&x, &crate::model::CrossEntropy { labels: &y }, &self.optimizer);
-        }
+        let mut make = |_: &dyn Classifier, batch: usize, rng: &mut ChaCha8Rng| {
+            let (x, y) = sample_train(round.train, batch, rng);
+            Batch::labeled(x, y)
+        };
+        let training = TrainConfig::steps(self.steps, self.batch, self.optimizer);
+        Trainer::new(training).fit(model, Examples::Made(&mut make), rng);
     }
 }
 

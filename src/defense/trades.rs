@@ -10,7 +10,7 @@ use super::adversarial::{default_batch, default_opt};
 use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
 use crate::attack::{standard_normal, AttackConfig, Norm, ThreatModel};
 use crate::error::Error;
-use crate::model::{softmax, Classifier, Loss, Sgd};
+use crate::model::{softmax, Batch, Classifier, Examples, Loss, Sgd, TrainConfig, Trainer};
 use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,23 +120,25 @@ impl DefenseSpec for TradesConfig {
 
 impl Defense for TradesConfig {
     fn update(&mut self, model: &mut dyn Classifier, round: &RoundData<'_>, rng: &mut ChaCha8Rng) {
-        let classes = model.classes();
-        for _ in 0..self.steps {
-            let (x, y) = sample_train(round.train, self.batch, rng);
-            let clean = softmax(&model.logits(&x), classes);
+        let mut make = |model: &dyn Classifier, batch: usize, rng: &mut ChaCha8Rng| {
+            let (x, y) = sample_train(round.train, batch, rng);
+            let clean = softmax(&model.logits(&x), model.classes());
             let adv = self.adversarial(model, &x, &clean, rng);
             // One batch of clean then adversarial rows, so one step sees both.
             let mut both = x;
             both.extend_from_slice(&adv);
-            model.train_step(
-                &both,
-                &TradesLoss {
-                    labels: &y,
-                    beta: self.beta,
-                },
-                &self.optimizer,
-            );
-        }
+            Batch::labeled(both, y)
+        };
+        let beta = self.beta;
+        let training = TrainConfig::steps(self.steps, self.batch, self.optimizer);
+        Trainer::new(training)
+            .loss(|batch, step| {
+                step(&TradesLoss {
+                    labels: &batch.labels,
+                    beta,
+                })
+            })
+            .fit(model, Examples::Made(&mut make), rng);
     }
 }
 

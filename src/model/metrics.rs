@@ -52,4 +52,3 @@ pub fn wrong_confidence(model: &dyn Model, adv: &[f32], success: &[bool]) -> Opt
         .collect();
     (!confidences.is_empty()).then(|| confidences.iter().sum::<f64>() / confidences.len() as f64)
 }
-

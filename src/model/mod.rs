@@ -2,7 +2,8 @@
 //!
 //! Attacks, defenses and agents see a model only through [`Classifier`]:
 //! logits, the input gradient of a loss, and a training step. An engine can
-//! be replaced behind it without touching any of them.
+//! be replaced behind it without touching any of them. Every training run
+//! takes its steps through the one minibatch [`Trainer`].
 
 pub mod arch;
 pub mod kernels;
@@ -10,14 +11,14 @@ pub mod loss;
 pub mod metrics;
 mod native;
 mod net;
+pub mod train;
 
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 pub use loss::{argmax_rows, softmax, CrossEntropy, CwMargin, Dlr, Loss, SoftCrossEntropy, TargetedDlr};
 pub use native::Native;
 pub use net::{naive_conv2d, Net};
+pub use train::{Batch, Examples, Length, MakeBatch, TrainConfig, TrainSet, Trainer};
 
 /// What an attack may see of a classifier: logits and input gradients.
 pub trait Model: Send + Sync {
@@ -165,56 +166,6 @@ impl ModelConfig {
         }
         Ok(())
     }
-}
-
-/// Plain minibatch SGD on cross-entropy: `epochs` passes over `(x, y)` in a
-/// fresh random order each. Returns the mean loss of the last epoch.
-pub fn train_epochs(
-    model: &mut dyn Classifier,
-    x: &[f32],
-    y: &[u8],
-    epochs: usize,
-    batch: usize,
-    opt: &Sgd,
-    rng: &mut ChaCha8Rng,
-) -> f32 {
-    train_epochs_by(model, x, epochs, batch, rng, |model, xb, indices| {
-        let yb: Vec<u8> = indices.iter().map(|&i| y[i]).collect();
-        model.train_step(xb, &CrossEntropy { labels: &yb }, opt)
-    })
-}
-
-/// The minibatch loop under every training: `epochs` passes over the
-/// images of `x` in a fresh random order each; `step` gets each batch's
-/// images and their indices in `x`, takes the optimizer step with the loss
-/// it needs, and returns the batch's mean loss. Returns the mean loss of
-/// the last epoch.
-pub fn train_epochs_by(
-    model: &mut dyn Classifier,
-    x: &[f32],
-    epochs: usize,
-    batch: usize,
-    rng: &mut ChaCha8Rng,
-    mut step: impl FnMut(&mut dyn Classifier, &[f32], &[usize]) -> f32,
-) -> f32 {
-    let dim = model.input_dim();
-    let n = x.len() / dim;
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut last = 0.0;
-    let mut xb = Vec::with_capacity(batch * dim);
-    for _ in 0..epochs {
-        order.shuffle(rng);
-        let mut total = 0.0;
-        for chunk in order.chunks(batch) {
-            xb.clear();
-            for &i in chunk {
-                xb.extend_from_slice(&x[i * dim..(i + 1) * dim]);
-            }
-            total += step(&mut *model, &xb, chunk) * chunk.len() as f32;
-        }
-        last = total / n.max(1) as f32;
-    }
-    last
 }
 
 /// Predicted labels, in batches of `batch`.

@@ -14,7 +14,7 @@ use crate::attack::AttackConfig;
 use crate::config::matrix::{MatrixFile, MatrixTraining};
 use crate::data::Split;
 use crate::error::{Error, Result};
-use crate::model::{kernels, Classifier};
+use crate::model::{kernels, Classifier, TrainConfig};
 use crate::path;
 use crate::record::{self, Manifest, MatrixResult, MatrixRow, MatrixTiming, RunFiles, Status, SCHEMA_VERSION};
 use crate::rng::stream;
@@ -34,8 +34,8 @@ pub fn train_against(
 ) -> Box<dyn Classifier> {
     let mut model = pretrained.boxed_clone();
     let mut rng = stream(seed, path!["matrix", "train", &attack.label()]);
-    let schedule = (settings.steps, settings.batch, &settings.optimizer);
-    crate::defense::pgd_at::train_against(model.as_mut(), attack, train, schedule, &mut rng, stop);
+    let training = TrainConfig::steps(settings.steps, settings.batch, settings.optimizer);
+    crate::defense::pgd_at::train_against(model.as_mut(), attack, train, training, &mut rng, stop);
     model
 }
 

@@ -2,8 +2,7 @@
 
 use crate::config::PretrainConfig;
 use crate::data::Split;
-use crate::defense::train_epochs;
-use crate::model::{Classifier, Engine, ModelConfig};
+use crate::model::{Classifier, Engine, Examples, ModelConfig, TrainConfig, TrainSet, Trainer};
 use crate::path;
 use crate::rng::{derived_seed, stream};
 
@@ -25,13 +24,10 @@ pub fn pretrain(
         classes,
         derived_seed(seed, path!["init", &key]),
     );
-    train_epochs(
+    let config = TrainConfig::epochs(settings.epochs, settings.batch, settings.optimizer);
+    Trainer::new(config).fit(
         net.as_mut(),
-        &train.images,
-        &train.labels,
-        settings.epochs,
-        settings.batch,
-        &settings.optimizer,
+        Examples::Set(TrainSet::labeled(&train.images, &train.labels)),
         &mut stream(seed, path!["pretrain", &key]),
     );
     net
