@@ -7,15 +7,17 @@ pub mod referee;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::agent::{AttackerConfig, Probe};
-use crate::attack::{within_rules, AttackConfig, Rules};
+use rand_chacha::ChaCha8Rng;
+
+use crate::agent::{AttackerConfig, Policy, Probe};
+use crate::attack::{within_rules, AttackConfig, Norm, Rules};
 use crate::data::Split;
-use crate::defense::{DefenderConfig, RoundData};
+use crate::defense::{DefenderConfig, Defense, RoundData};
 use crate::model::{Classifier, CwMargin, Model};
 use crate::path;
 use crate::record::{Norms, RoundRow, RoundTiming};
 use crate::rng::{derived_seed, stream};
-use metrics::{correct, fraction, robust, wrong_confidence, EVAL_BATCH};
+use metrics::{correct, fraction, robust, robust_accuracy, wrong_confidence, EVAL_BATCH};
 
 /// Everything one match needs, borrowed from the tournament.
 pub struct MatchPlan<'a> {
@@ -97,6 +99,7 @@ pub fn play(
 }
 
 /// [`play`], also handing back the defender's final model (for tests).
+/// Each round is DESIGN.md's protocol, step by step.
 pub fn play_to_end(
     plan: &MatchPlan<'_>,
     pretrained: &dyn Classifier,
@@ -104,205 +107,365 @@ pub fn play_to_end(
     stop: &dyn Fn() -> bool,
     on_row: &mut dyn FnMut(&RoundRow),
 ) -> (Vec<RoundRow>, Box<dyn Classifier>) {
-    let dim = pretrained.input_dim();
     let deploy_seed = derived_seed(
         plan.seed,
         path!["match", &plan.attacker.name, &plan.defender.name, "deploy"],
     );
     let mut model = plan.defender.strategy.deploy(pretrained.boxed_clone(), deploy_seed);
-    let repertoire = &plan.attacker.repertoire;
-    let mut policy = plan.attacker.policy.init(repertoire);
+    let mut policy = plan.attacker.policy.init(&plan.attacker.repertoire);
     let mut defense = plan.defender.strategy.init();
-    let (eval_x, eval_y) = (&plan.eval.images, &plan.eval.labels);
-    let mut seen: BTreeMap<String, AttackConfig> = BTreeMap::new();
-    let mut stale_sets: Vec<Vec<f32>> = Vec::new();
+    let mut history = History::default();
     let mut rows = Vec::with_capacity(plan.rounds);
 
-    for round in 1..=plan.rounds {
+    for number in 1..=plan.rounds {
         if stop() {
             break;
         }
-        let rng = |purpose: &str, detail: &str| {
-            stream(
-                plan.seed,
-                path![
-                    "match",
-                    &plan.attacker.name,
-                    &plan.defender.name,
-                    round,
-                    purpose,
-                    detail
-                ],
-            )
-        };
+        let round = Round { plan, number };
         let mut timing = RoundTiming::default();
 
         // 1. Attack: the agent picks; it crafts on fresh training images.
-        on_phase(round, Phase::Attack);
+        on_phase(number, Phase::Attack);
         let started = Instant::now();
-        if policy.wants_probe() {
-            let attack = policy.probe_attack();
-            policy.probe(&probe(model.as_ref(), plan.train, attack, &mut rng("probe", "")));
-        }
-        let arm = policy.pick(round, &mut rng("pick", ""));
-        let agent_note = policy.note();
-        let config = policy.attack(arm).unwrap_or_else(|| repertoire[arm].clone());
-        let config = &config;
-        let label = config.label();
-        let craft_indices =
-            rand::seq::index::sample(&mut rng("craft-images", ""), plan.train.len(), plan.craft).into_vec();
-        let craft_set = plan.train.subset(&craft_indices);
-        // A policy may invent attacks: the referee holds them to the rules
-        // too, and an attack outside them fails whole.
-        let allowed = within_rules(plan.rules, config);
-        let attack_on = |x: &[f32], y: &[u8], purpose: &str| -> (referee::Verdict, Option<usize>) {
-            match &allowed {
-                Err(reason) => (referee::reject_all(x, dim, reason), None),
-                Ok(()) => {
-                    let crafted = config.run_with(
-                        model.as_ref(),
-                        x,
-                        y,
-                        &mut rng(purpose, &label),
-                        EVAL_BATCH,
-                        Some(plan.train),
-                    );
-                    (
-                        referee::check(config.threat(), crafted.examples, x, dim),
-                        crafted.queries,
-                    )
-                }
-            }
-        };
-        let (crafted, _) = attack_on(&craft_set.images, &craft_set.labels, "craft");
-
+        let attack = attack_phase(&round, policy.as_mut(), model.as_ref());
         // 2. Zero-day: the same attack on the evaluation set, before any defense.
-        let (zero_day, zero_day_queries) = attack_on(eval_x, eval_y, "zero-day");
-        let zero_day_queries = zero_day_queries.map(|q| q as f64 / eval_y.len().max(1) as f64);
-        let clean_before = correct(model.as_ref(), eval_x, eval_y);
-        let zero_day_robust = robust(model.as_ref(), &zero_day.examples, eval_y, &clean_before);
-        let zero_day_acc = fraction(&zero_day_robust);
-        policy.observe(arm, 1.0 - zero_day_acc);
-        let success: Vec<bool> = clean_before
-            .iter()
-            .zip(&zero_day_robust)
-            .map(|(&c, &r)| c && !r)
-            .collect();
-        let wrong_conf = wrong_confidence(model.as_ref(), &zero_day.examples, &success);
-        let perturbation = Norms::mean(&zero_day.examples, eval_x, dim, &success);
+        let zero_day = zero_day(&round, model.as_ref(), &attack);
+        policy.observe(attack.arm, 1.0 - zero_day.acc);
         timing.attack_s = started.elapsed().as_secs_f64();
 
         // 3. Defense: the defender learns from this round's crafted examples.
-        on_phase(round, Phase::Defense);
+        on_phase(number, Phase::Defense);
         let started = Instant::now();
-        let data = RoundData {
-            crafted: &crafted.examples,
-            crafted_labels: &craft_set.labels,
-            train: plan.train,
-        };
-        defense.update(model.as_mut(), &data, &mut rng("defense", ""));
-        let defense_note = defense.note();
-        let diverged = divergence(model.as_ref(), eval_x, dim);
+        let defended = defense_phase(&round, defense.as_mut(), model.as_mut(), &attack);
         timing.defense_s = started.elapsed().as_secs_f64();
+
         // 4. Post-round evaluation of the updated model. A diverged model
         // classifies nothing: every accuracy is 0, and the match ends here.
-        on_phase(round, Phase::Evaluation);
+        on_phase(number, Phase::Evaluation);
         let started = Instant::now();
-        seen.insert(label.clone(), config.clone());
-        stale_sets.push(zero_day.examples);
-        let clean_after = match diverged {
-            Some(_) => vec![false; eval_y.len()],
-            None => correct(model.as_ref(), eval_x, eval_y),
+        history.seen.insert(attack.label.clone(), attack.config.clone());
+        history.stale_sets.push(zero_day.verdict.examples.clone());
+        let evaluation = match &defended.diverged {
+            Some(_) => Evaluation::diverged(plan, &history),
+            None => evaluate(&round, model.as_ref(), &history),
         };
-        let robust_acc = |config: &AttackConfig, purpose: &str| {
-            let label = config.label();
-            if diverged.is_some() {
-                return (label, 0.0);
-            }
-            // The unseen panel attacks a preprocessing defense around its
-            // preprocessing (BPDA), as an adaptive evaluation must; it is
-            // recorded under the panel's own label.
-            let config = match (purpose, model.preprocessed()) {
-                ("unseen", Some(_)) => config.through_bpda(),
-                _ => config.clone(),
-            };
-            let adv = config.run_with(
-                model.as_ref(),
-                eval_x,
-                eval_y,
-                &mut rng(purpose, &label),
-                EVAL_BATCH,
-                Some(plan.train),
-            );
-            let adv = referee::check(config.threat(), adv.examples, eval_x, dim);
-            (
-                label,
-                fraction(&robust(model.as_ref(), &adv.examples, eval_y, &clean_after)),
-            )
-        };
-        let seen_acc: BTreeMap<String, f64> = seen.values().map(|c| robust_acc(c, "seen")).collect();
-        let unseen_acc: BTreeMap<String, f64> = plan.unseen.iter().map(|c| robust_acc(c, "unseen")).collect();
-        let stale_acc = metrics::min(
-            stale_sets
-                .iter()
-                .map(|set| fraction(&robust(model.as_ref(), set, eval_y, &clean_after))),
-        )
-        .unwrap_or(0.0);
-        let seen_worst = metrics::min(seen_acc.values().copied()).unwrap_or(0.0);
-        let unseen_worst = metrics::min(unseen_acc.values().copied());
-        let unseen_values: Vec<f64> = unseen_acc.values().copied().collect();
-        let certified = diverged.is_none().then(|| {
-            certify(plan, model.as_ref(), &mut rng("certify", ""), |configs| {
-                // The l2 attacks already run this round count as attacks on the
-                // smoothed classifier too.
-                let l2 = |c: &&AttackConfig| c.threat().norm == crate::attack::Norm::L2;
-                let seen_l2 = seen.values().filter(l2).map(|c| seen_acc[&c.label()]);
-                let unseen_l2 = plan.unseen.iter().filter(l2).map(|c| unseen_acc[&c.label()]);
-                let strongest = configs.iter().map(|c| robust_acc(c, "certify").1);
-                metrics::min(seen_l2.chain(unseen_l2).chain(strongest)).unwrap_or(1.0)
-            })
-        });
-        let certified = certified.flatten();
         timing.eval_s = started.elapsed().as_secs_f64();
 
-        let row = RoundRow {
-            match_id: plan.match_id,
-            attacker: plan.attacker.name.clone(),
-            defender: plan.defender.name.clone(),
-            seed: plan.seed,
-            round,
-            attack: label,
-            zero_day_acc,
-            reward: 1.0 - zero_day_acc,
-            clean_acc: fraction(&clean_after),
-            seen_worst,
-            unseen_worst,
-            unseen_mean: metrics::mean(&unseen_values),
-            gap: unseen_worst.map(|u| seen_worst - u),
-            stale_acc,
-            stale_inflation: stale_acc - seen_worst,
-            seen_acc,
-            unseen_acc,
-            wrong_confidence: wrong_conf,
-            perturbation,
-            zero_day_queries,
-            agent_note,
-            defense_note,
-            certified_acc: certified.map(|c| c.0),
-            certified_empirical_acc: certified.map(|c| c.1),
-            certified_within_empirical: certified.map(|c| c.0 <= c.1),
-            diverged: diverged.clone(),
-            violations: crafted.violations + zero_day.violations,
-            referee_log: crafted.log.into_iter().chain(zero_day.log).collect(),
-            timing,
-        };
+        // 5. Record one row.
+        let row = record(&round, attack, zero_day, defended, evaluation, timing);
         on_row(&row);
+        let diverged = row.diverged.is_some();
         rows.push(row);
-        if diverged.is_some() {
+        if diverged {
             break;
         }
     }
     (rows, model)
+}
+
+/// One round of a match: its plan and number, and the random streams named
+/// after them (every draw of the round comes from one of these).
+struct Round<'p, 'a> {
+    plan: &'p MatchPlan<'a>,
+    number: usize,
+}
+
+impl Round<'_, '_> {
+    /// The stream for one purpose of this round (`detail`: the attack's
+    /// label where several attacks draw for the same purpose).
+    fn rng(&self, purpose: &str, detail: &str) -> ChaCha8Rng {
+        let plan = self.plan;
+        stream(
+            plan.seed,
+            path![
+                "match",
+                &plan.attacker.name,
+                &plan.defender.name,
+                self.number,
+                purpose,
+                detail
+            ],
+        )
+    }
+
+    /// `config` run against `model` on images `x`, its examples checked by
+    /// the referee, with the stream for `purpose`.
+    fn run_attack(
+        &self,
+        model: &dyn Model,
+        config: &AttackConfig,
+        label: &str,
+        (x, y): (&[f32], &[u8]),
+        purpose: &str,
+    ) -> (referee::Verdict, Option<usize>) {
+        let crafted = config.run_with(
+            model,
+            x,
+            y,
+            &mut self.rng(purpose, label),
+            EVAL_BATCH,
+            Some(self.plan.train),
+        );
+        let verdict = referee::check(config.threat(), crafted.examples, x, model.input_dim());
+        (verdict, crafted.queries)
+    }
+
+    /// As [`Round::run_attack`] for an agent's attack, which the referee
+    /// also holds to the rules: an attack outside them fails whole.
+    fn run_agent_attack(
+        &self,
+        model: &dyn Model,
+        (config, label, allowed): (&AttackConfig, &str, &Result<(), String>),
+        images: (&[f32], &[u8]),
+        purpose: &str,
+    ) -> (referee::Verdict, Option<usize>) {
+        match allowed {
+            Err(reason) => (referee::reject_all(images.0, model.input_dim(), reason), None),
+            Ok(()) => self.run_attack(model, config, label, images, purpose),
+        }
+    }
+}
+
+/// What the attacks of a match have left behind for later rounds.
+#[derive(Default)]
+struct History {
+    /// Every attack used so far, by label.
+    seen: BTreeMap<String, AttackConfig>,
+    /// The zero-day examples of every round, crafted against older models.
+    stale_sets: Vec<Vec<f32>>,
+}
+
+/// Step 1's outcome: the attack picked and what it crafted.
+struct Attacked {
+    arm: usize,
+    config: AttackConfig,
+    label: String,
+    agent_note: Option<String>,
+    /// Whether the attack is inside the rules (a policy may invent attacks).
+    allowed: Result<(), String>,
+    craft_labels: Vec<u8>,
+    crafted: referee::Verdict,
+}
+
+/// Step 1: the policy probes (if it wants to) and picks; the attack crafts
+/// on `craft` fresh training images.
+fn attack_phase(round: &Round<'_, '_>, policy: &mut dyn Policy, model: &dyn Classifier) -> Attacked {
+    let plan = round.plan;
+    if policy.wants_probe() {
+        let attack = policy.probe_attack();
+        policy.probe(&probe(model, plan.train, attack, &mut round.rng("probe", "")));
+    }
+    let arm = policy.pick(round.number, &mut round.rng("pick", ""));
+    let agent_note = policy.note();
+    let config = policy
+        .attack(arm)
+        .unwrap_or_else(|| plan.attacker.repertoire[arm].clone());
+    let craft_indices =
+        rand::seq::index::sample(&mut round.rng("craft-images", ""), plan.train.len(), plan.craft).into_vec();
+    let craft_set = plan.train.subset(&craft_indices);
+    let label = config.label();
+    let allowed = within_rules(plan.rules, &config);
+    let images = (&craft_set.images[..], &craft_set.labels[..]);
+    let (crafted, _) = round.run_agent_attack(model, (&config, &label, &allowed), images, "craft");
+    Attacked {
+        arm,
+        config,
+        label,
+        agent_note,
+        allowed,
+        craft_labels: craft_set.labels,
+        crafted,
+    }
+}
+
+/// Step 2's outcome: the picked attack against the current model on the
+/// evaluation set.
+struct ZeroDay {
+    verdict: referee::Verdict,
+    acc: f64,
+    /// Queries per evaluation image (query attacks).
+    queries: Option<f64>,
+    wrong_confidence: Option<f64>,
+    perturbation: Option<Norms>,
+}
+
+/// Step 2: the defender facing an attack it has never trained on.
+fn zero_day(round: &Round<'_, '_>, model: &dyn Classifier, attack: &Attacked) -> ZeroDay {
+    let eval = round.plan.eval;
+    let images = (&eval.images[..], &eval.labels[..]);
+    let agent_attack = (&attack.config, &attack.label[..], &attack.allowed);
+    let (verdict, queries) = round.run_agent_attack(model, agent_attack, images, "zero-day");
+    let clean = correct(model, &eval.images, &eval.labels);
+    let robust = robust(model, &verdict.examples, &eval.labels, &clean);
+    let success: Vec<bool> = clean.iter().zip(&robust).map(|(&c, &r)| c && !r).collect();
+    ZeroDay {
+        acc: fraction(&robust),
+        queries: queries.map(|q| q as f64 / eval.labels.len().max(1) as f64),
+        wrong_confidence: wrong_confidence(model, &verdict.examples, &success),
+        perturbation: Norms::mean(&verdict.examples, &eval.images, eval.dim(), &success),
+        verdict,
+    }
+}
+
+/// Step 3's outcome.
+struct Defended {
+    note: Option<String>,
+    /// Why training diverged, if it did.
+    diverged: Option<String>,
+}
+
+/// Step 3: the defense updates the model from the crafted examples and the
+/// clean training split (never the evaluation set).
+fn defense_phase(
+    round: &Round<'_, '_>,
+    defense: &mut dyn Defense,
+    model: &mut dyn Classifier,
+    attack: &Attacked,
+) -> Defended {
+    let data = RoundData {
+        crafted: &attack.crafted.examples,
+        crafted_labels: &attack.craft_labels,
+        train: round.plan.train,
+    };
+    defense.update(model, &data, &mut round.rng("defense", ""));
+    Defended {
+        note: defense.note(),
+        diverged: divergence(model, &round.plan.eval.images, model.input_dim()),
+    }
+}
+
+/// Step 4's outcome: the updated model on the evaluation set.
+struct Evaluation {
+    clean_acc: f64,
+    seen_acc: BTreeMap<String, f64>,
+    unseen_acc: BTreeMap<String, f64>,
+    stale_acc: f64,
+    /// Certified and empirical accuracy, for a defense that certifies.
+    certified: Option<(f64, f64)>,
+}
+
+impl Evaluation {
+    /// A diverged model's: it classifies nothing.
+    fn diverged(plan: &MatchPlan<'_>, history: &History) -> Evaluation {
+        let zero = |labels: Vec<String>| labels.into_iter().map(|l| (l, 0.0)).collect();
+        Evaluation {
+            clean_acc: 0.0,
+            seen_acc: zero(history.seen.keys().cloned().collect()),
+            unseen_acc: zero(plan.unseen.iter().map(AttackConfig::label).collect()),
+            stale_acc: 0.0,
+            certified: None,
+        }
+    }
+}
+
+/// Step 4: every attack seen so far re-run against the updated model, the
+/// unseen panel, the stale examples, and certification where it applies.
+fn evaluate(round: &Round<'_, '_>, model: &dyn Classifier, history: &History) -> Evaluation {
+    let plan = round.plan;
+    let eval = plan.eval;
+    let clean = correct(model, &eval.images, &eval.labels);
+    let robust_acc = |config: &AttackConfig, label: &str, purpose: &str| {
+        let images = (&eval.images[..], &eval.labels[..]);
+        let (verdict, _) = round.run_attack(model, config, label, images, purpose);
+        robust_accuracy(model, &verdict.examples, &eval.labels, &clean)
+    };
+    let seen_acc: BTreeMap<String, f64> = history
+        .seen
+        .values()
+        .map(|c| (c.label(), robust_acc(c, &c.label(), "seen")))
+        .collect();
+    // The unseen panel is an adaptive evaluation: it is recorded under the
+    // panel's own labels, but runs as adapted to the defense.
+    let unseen_acc: BTreeMap<String, f64> = plan
+        .unseen
+        .iter()
+        .map(|c| (c.label(), robust_acc(&adapted(c, model), &c.label(), "unseen")))
+        .collect();
+    let stale_acc = metrics::min(
+        history
+            .stale_sets
+            .iter()
+            .map(|set| robust_accuracy(model, set, &eval.labels, &clean)),
+    )
+    .unwrap_or(0.0);
+    let certified = certify(plan, model, &mut round.rng("certify", ""), |configs| {
+        // The l2 attacks already run this round count as attacks on the
+        // smoothed classifier too.
+        let l2 = |c: &&AttackConfig| c.threat().norm == Norm::L2;
+        let seen_l2 = history.seen.values().filter(l2).map(|c| seen_acc[&c.label()]);
+        let unseen_l2 = plan.unseen.iter().filter(l2).map(|c| unseen_acc[&c.label()]);
+        let strongest = configs.iter().map(|c| robust_acc(c, &c.label(), "certify"));
+        metrics::min(seen_l2.chain(unseen_l2).chain(strongest)).unwrap_or(1.0)
+    });
+    Evaluation {
+        clean_acc: fraction(&clean),
+        seen_acc,
+        unseen_acc,
+        stale_acc,
+        certified,
+    }
+}
+
+/// An attack as an adaptive evaluation runs it against `model`: around a
+/// preprocessing step through BPDA (DESIGN's honesty rule 3).
+fn adapted(config: &AttackConfig, model: &dyn Model) -> AttackConfig {
+    match model.preprocessed() {
+        Some(_) => config.through_bpda(),
+        None => config.clone(),
+    }
+}
+
+/// Step 5: the round's row, from what each step measured.
+fn record(
+    round: &Round<'_, '_>,
+    attack: Attacked,
+    zero_day: ZeroDay,
+    defended: Defended,
+    evaluation: Evaluation,
+    timing: RoundTiming,
+) -> RoundRow {
+    let plan = round.plan;
+    let Evaluation {
+        clean_acc,
+        seen_acc,
+        unseen_acc,
+        stale_acc,
+        certified,
+    } = evaluation;
+    let seen_worst = metrics::min(seen_acc.values().copied()).unwrap_or(0.0);
+    let unseen_worst = metrics::min(unseen_acc.values().copied());
+    let unseen_values: Vec<f64> = unseen_acc.values().copied().collect();
+    RoundRow {
+        match_id: plan.match_id,
+        attacker: plan.attacker.name.clone(),
+        defender: plan.defender.name.clone(),
+        seed: plan.seed,
+        round: round.number,
+        attack: attack.label,
+        zero_day_acc: zero_day.acc,
+        reward: 1.0 - zero_day.acc,
+        clean_acc,
+        seen_worst,
+        unseen_worst,
+        unseen_mean: metrics::mean(&unseen_values),
+        gap: unseen_worst.map(|u| seen_worst - u),
+        stale_acc,
+        stale_inflation: stale_acc - seen_worst,
+        seen_acc,
+        unseen_acc,
+        wrong_confidence: zero_day.wrong_confidence,
+        perturbation: zero_day.perturbation,
+        zero_day_queries: zero_day.queries,
+        agent_note: attack.agent_note,
+        defense_note: defended.note,
+        certified_acc: certified.map(|c| c.0),
+        certified_empirical_acc: certified.map(|c| c.1),
+        certified_within_empirical: certified.map(|c| c.0 <= c.1),
+        diverged: defended.diverged,
+        violations: attack.crafted.violations + zero_day.verdict.violations,
+        referee_log: attack.crafted.log.into_iter().chain(zero_day.verdict.log).collect(),
+        timing,
+    }
 }
 
 /// Why the model's training diverged, if it did: its outputs on the first
@@ -335,7 +498,7 @@ fn divergence(model: &dyn Classifier, eval_x: &[f32], dim: usize) -> Option<Stri
 fn certify(
     plan: &MatchPlan<'_>,
     model: &dyn Model,
-    rng: &mut rand_chacha::ChaCha8Rng,
+    rng: &mut ChaCha8Rng,
     empirical: impl FnOnce(&[AttackConfig]) -> f64,
 ) -> Option<(f64, f64)> {
     let radius = plan.rules.l2?;
@@ -346,10 +509,7 @@ fn certify(
     let eot = AttackConfig::Eot(crate::attack::EotConfig {
         name: None,
         samples: 8,
-        attack: Box::new(AttackConfig::Pgd(crate::attack::PgdConfig::new(
-            crate::attack::Norm::L2,
-            radius,
-        ))),
+        attack: Box::new(AttackConfig::Pgd(crate::attack::PgdConfig::new(Norm::L2, radius))),
     });
     Some((certified, empirical(&[eot])))
 }
