@@ -85,6 +85,15 @@ impl Error {
         }
     }
 
+    /// The same error, an invalid value now cited in `file` (the
+    /// configuration layer knows the file; the parts it checks do not).
+    pub fn in_file(self, file: &str) -> Error {
+        match self {
+            Error::Invalid(message) => Error::config(file, message),
+            other => other,
+        }
+    }
+
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();
         move |source| Error::Io { context, source }

@@ -215,12 +215,15 @@ impl Round<'_, '_> {
     fn run_agent_attack(
         &self,
         model: &dyn Model,
-        (config, label, allowed): (&AttackConfig, &str, &Result<(), String>),
+        (config, label, allowed): (&AttackConfig, &str, &crate::Result<()>),
         images: (&[f32], &[u8]),
         purpose: &str,
     ) -> (referee::Verdict, Option<usize>) {
         match allowed {
-            Err(reason) => (referee::reject_all(images.0, model.input_dim(), reason), None),
+            Err(reason) => (
+                referee::reject_all(images.0, model.input_dim(), &reason.to_string()),
+                None,
+            ),
             Ok(()) => self.run_attack(model, config, label, images, purpose),
         }
     }
@@ -242,7 +245,7 @@ struct Attacked {
     label: String,
     agent_note: Option<String>,
     /// Whether the attack is inside the rules (a policy may invent attacks).
-    allowed: Result<(), String>,
+    allowed: crate::Result<()>,
     craft_labels: Vec<u8>,
     crafted: referee::Verdict,
 }

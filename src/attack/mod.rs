@@ -112,6 +112,22 @@ pub trait AttackSpec: Send + Sync {
     fn inner(&self) -> Option<&AttackConfig> {
         None
     }
+    /// Whether the rules allow it: a wrapper when they allow what it runs;
+    /// any other attack when its norm budget and its queries are within
+    /// theirs.
+    fn within(&self, rules: &Rules) -> Result<()> {
+        if let Some(inner) = self.inner() {
+            return within_rules(rules, inner);
+        }
+        check_budget(rules, self.threat())?;
+        match self.queries() {
+            Some(queries) if queries > rules.queries => Err(Error::invalid(format!(
+                "`queries` = {queries} exceeds the rules' query budget {} (`rules.queries`)",
+                rules.queries
+            ))),
+            _ => Ok(()),
+        }
+    }
     /// The share of the images an undefended model classifies correctly
     /// that it promises to fool, untargeted, at its variants' budgets: the
     /// conformance suite holds it to this. `None` for baselines.

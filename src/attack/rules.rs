@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{AttackConfig, Norm, SpatialBudget, ThreatModel};
+use crate::Error;
 
 /// The largest budget allowed per threat model; a threat model without a
 /// budget is not allowed at all.
@@ -42,36 +43,21 @@ impl Rules {
 
 /// Whether an attack, wrappers and all, stays within the rules: its norm
 /// budget or spatial budget, and its query budget.
-pub fn within_rules(rules: &Rules, attack: &AttackConfig) -> std::result::Result<(), String> {
-    match attack {
-        AttackConfig::Bpda(c) => within_rules(rules, &c.attack),
-        AttackConfig::Eot(c) => within_rules(rules, &c.attack),
-        AttackConfig::Transfer(c) => within_rules(rules, &c.attack),
-        AttackConfig::Spatial(s) => s.within(rules.spatial),
-        _ => {
-            check_budget(rules, attack.threat())?;
-            match attack.queries() {
-                Some(queries) if queries > rules.queries => Err(format!(
-                    "`queries` = {queries} exceeds the rules' query budget {} (`rules.queries`)",
-                    rules.queries
-                )),
-                _ => Ok(()),
-            }
-        }
-    }
+pub fn within_rules(rules: &Rules, attack: &AttackConfig) -> crate::Result<()> {
+    attack.part().within(rules)
 }
 
 /// Whether an attack's threat model is within the rules.
-pub fn check_budget(rules: &Rules, threat: ThreatModel) -> std::result::Result<(), String> {
+pub fn check_budget(rules: &Rules, threat: ThreatModel) -> crate::Result<()> {
     match rules.budget(threat.norm) {
-        None => Err(format!(
+        None => Err(Error::invalid(format!(
             "the rules set no {} budget, so {} attacks are not allowed; add `{} = ...` to [rules]",
             threat.norm, threat.norm, threat.norm
-        )),
-        Some(budget) if threat.eps > budget => Err(format!(
+        ))),
+        Some(budget) if threat.eps > budget => Err(Error::invalid(format!(
             "eps {} exceeds the rules' {} budget {} (`rules.{}`)",
             threat.eps, threat.norm, budget, threat.norm
-        )),
+        ))),
         Some(_) => Ok(()),
     }
 }

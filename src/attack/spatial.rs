@@ -6,7 +6,7 @@
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{named, Attack, AttackSpec, Crafted, Norm, Signal, ThreatModel};
+use super::{named, Attack, AttackSpec, Crafted, Norm, Rules, Signal, ThreatModel};
 use crate::data::Split;
 use crate::model::{argmax_rows, CrossEntropy, Loss, Model};
 use crate::registry::Describe;
@@ -86,13 +86,13 @@ impl SpatialConfig {
     }
 
     /// Whether the rules allow this attack's transformations.
-    pub fn within(&self, budget: Option<SpatialBudget>) -> Result<(), String> {
+    pub fn within_budget(&self, budget: Option<SpatialBudget>) -> crate::Result<()> {
         match budget {
-            None => Err("the rules set no spatial budget; add `spatial = { degrees = ..., pixels = ... }` to [rules]".into()),
-            Some(b) if self.degrees > b.degrees || self.pixels > b.pixels => Err(format!(
+            None => Err(crate::Error::invalid("the rules set no spatial budget; add `spatial = { degrees = ..., pixels = ... }` to [rules]")),
+            Some(b) if self.degrees > b.degrees || self.pixels > b.pixels => Err(crate::Error::invalid(format!(
                 "rotation {} degrees / translation {} pixels exceed the rules' spatial budget {} / {} (`rules.spatial`)",
                 self.degrees, self.pixels, b.degrees, b.pixels
-            )),
+            ))),
             Some(_) => Ok(()),
         }
     }
@@ -133,6 +133,10 @@ impl AttackSpec for SpatialConfig {
     }
     fn default_label(&self, _family: &str) -> String {
         format!("spatial-{}deg-{}px", self.degrees, self.pixels)
+    }
+    /// Its budget is the rules' spatial one, not a norm.
+    fn within(&self, rules: &Rules) -> crate::Result<()> {
+        self.within_budget(rules.spatial)
     }
     fn validate(&self) -> crate::Result<()> {
         if !(self.degrees.is_finite() && self.degrees >= 0.0 && self.degrees <= 180.0) {

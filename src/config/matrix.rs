@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{builtin, parse, DataConfig, PretrainConfig};
-use crate::attack::AttackConfig;
+use crate::attack::{Access, AttackConfig};
 use crate::error::{Error, Result};
 use crate::model::{Engine, ModelConfig, Sgd};
 
@@ -118,8 +118,9 @@ pub fn load_default_matrix() -> Result<MatrixFile> {
 /// Everything that can be checked without data.
 pub fn check_matrix(file: MatrixFile, cited: &str) -> Result<MatrixFile> {
     let err = |message: String| Error::config(cited, message);
-    super::check_name(&file.name).map_err(err)?;
-    super::check_data(&file.data).map_err(err)?;
+    let in_file = |e: Error| e.in_file(cited);
+    super::check_name(&file.name).map_err(in_file)?;
+    super::check_data(&file.data).map_err(in_file)?;
     if file.eval == 0 || file.eval > file.data.test {
         return Err(err(format!(
             "`eval` must be between 1 and `data.test` ({}), got {}",
@@ -128,26 +129,28 @@ pub fn check_matrix(file: MatrixFile, cited: &str) -> Result<MatrixFile> {
     }
     file.model
         .validate(super::IMAGE_SIZE.0, super::IMAGE_SIZE.1)
-        .map_err(|e| err(format!("`model`: {e}")))?;
+        .map_err(|e| in_file(e.within("`model`")))?;
     crate::defense::validate_training(
         ("epochs", file.pretrain.epochs),
         file.pretrain.batch,
         &file.pretrain.optimizer,
     )
-    .map_err(|e| err(format!("[pretrain]: {e}")))?;
+    .map_err(|e| in_file(e.within("[pretrain]")))?;
     crate::defense::validate_training(
         ("steps", file.training.steps),
         file.training.batch,
         &file.training.optimizer,
     )
-    .map_err(|e| err(format!("[training]: {e}")))?;
+    .map_err(|e| in_file(e.within("[training]")))?;
     if file.attacks.is_empty() {
         return Err(err("`attacks` must list at least one attack".into()));
     }
     let mut labels = Vec::new();
     for (i, attack) in file.attacks.iter().enumerate() {
-        attack.validate().map_err(|e| err(format!("attacks[{i}]: {e}")))?;
-        if matches!(attack, AttackConfig::Transfer(_)) {
+        attack
+            .validate()
+            .map_err(|e| in_file(e.within(&format!("attacks[{i}]"))))?;
+        if attack.access() == Access::Transfer {
             return Err(err(format!(
                 "attacks[{i}]: a transfer attack trains its own surrogate, so a defender cannot train against it; use a white-box, query or spatial attack"
             )));

@@ -93,7 +93,6 @@ pub fn quick(file: &mut TournamentFile) {
 
 /// Resolve references and check everything that can be checked without data.
 pub fn check(mut file: TournamentFile, cited: &str, store: &Store) -> Result<Plan> {
-    let err = |message: String| Error::config(cited, message);
     // Where each agent was written, for error messages: the tournament file,
     // or the strategy file it `use`s.
     let (attackers, attacker_sources) = store::resolve(&file.attackers, store, cited)?;
@@ -103,8 +102,9 @@ pub fn check(mut file: TournamentFile, cited: &str, store: &Store) -> Result<Pla
     file.attackers = attackers.iter().map(store::Entry::resolved).collect();
     file.defenders = defenders.iter().map(store::Entry::resolved).collect();
 
-    validate::check_seeds(&mut file).map_err(err)?;
-    validate::validate(&file, &attackers, &attacker_sources, &defenders, &defender_sources).map_err(err)?;
+    validate::check_seeds(&mut file).map_err(|e| e.in_file(cited))?;
+    validate::validate(&file, &attackers, &attacker_sources, &defenders, &defender_sources)
+        .map_err(|e| e.in_file(cited))?;
     Ok(Plan {
         file,
         attackers,

@@ -274,13 +274,19 @@ fn wrapped_attacks_are_held_to_the_rules_too() {
             0.3,
         ))),
     });
-    assert!(within_rules(&rules, &over).unwrap_err().contains("rules.linf"));
+    assert!(within_rules(&rules, &over)
+        .unwrap_err()
+        .to_string()
+        .contains("rules.linf"));
     let spatial = AttackConfig::Eot(crate::attack::EotConfig {
         name: None,
         samples: 2,
         attack: Box::new(AttackConfig::Spatial(crate::attack::SpatialConfig::new(10.0, 1))),
     });
-    assert!(within_rules(&rules, &spatial).unwrap_err().contains("spatial budget"));
+    assert!(within_rules(&rules, &spatial)
+        .unwrap_err()
+        .to_string()
+        .contains("spatial budget"));
 }
 
 #[test]

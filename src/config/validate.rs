@@ -9,9 +9,10 @@ use crate::agent::AttackerConfig;
 use crate::attack::AttackConfig;
 use crate::defense::DefenderConfig;
 use crate::error::did_you_mean;
+use crate::Error;
 
 /// `seeds` lists distinct seeds; `seed`, when also given, is the first.
-pub(super) fn check_seeds(file: &mut TournamentFile) -> std::result::Result<(), String> {
+pub(super) fn check_seeds(file: &mut TournamentFile) -> crate::Result<()> {
     if file.seeds.is_empty() {
         return Ok(());
     }
@@ -19,16 +20,16 @@ pub(super) fn check_seeds(file: &mut TournamentFile) -> std::result::Result<(), 
     distinct.sort_unstable();
     distinct.dedup();
     if distinct.len() != file.seeds.len() {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "`seeds` lists a seed twice: {:?}; list distinct seeds",
             file.seeds
-        ));
+        )));
     }
     if file.seed != 0 && file.seed != file.seeds[0] {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "`seed = {}` and `seeds = {:?}` disagree; `seeds` lists every seed, so remove `seed`",
             file.seed, file.seeds
-        ));
+        )));
     }
     let seeds = std::mem::take(&mut file.seeds);
     file.set_seeds(seeds);
@@ -50,62 +51,66 @@ pub(super) fn validate(
     attacker_sources: &[Option<String>],
     defenders: &[DefenderConfig],
     defender_sources: &[Option<String>],
-) -> std::result::Result<(), String> {
+) -> crate::Result<()> {
     check_name(&file.name)?;
     if file.rounds == 0 {
-        return Err("`rounds` must be at least 1".into());
+        return Err(Error::invalid("`rounds` must be at least 1"));
     }
     check_data(&file.data)?;
     if file.sizes.eval == 0 || file.sizes.eval > file.data.test {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "`sizes.eval` = {} must be between 1 and the test images used (`data.test` = {})",
             file.sizes.eval, file.data.test
-        ));
+        )));
     }
     if file.sizes.craft == 0 || file.sizes.craft > file.data.train {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "`sizes.craft` = {} must be between 1 and the training images used (`data.train` = {})",
             file.sizes.craft, file.data.train
-        ));
+        )));
     }
     file.model
         .validate(IMAGE_SIZE.0, IMAGE_SIZE.1)
-        .map_err(|e| format!("`model`: {e}"))?;
+        .map_err(|e| e.within("`model`"))?;
     crate::defense::validate_training(
         ("epochs", file.pretrain.epochs),
         file.pretrain.batch,
         &file.pretrain.optimizer,
     )
-    .map_err(|e| format!("[pretrain]: {e}"))?;
+    .map_err(|e| e.within("[pretrain]"))?;
     if let Some(s) = file.rules.spatial {
         if !(s.degrees.is_finite() && (0.0..=180.0).contains(&s.degrees)) || s.pixels > 14 {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "`rules.spatial` must have `degrees` between 0 and 180 and `pixels` at most 14, got {} and {}",
                 s.degrees, s.pixels
-            ));
+            )));
         }
     }
     for (key, budget) in [("linf", file.rules.linf), ("l2", file.rules.l2), ("l1", file.rules.l1)] {
         if let Some(b) = budget {
             if !(b.is_finite() && b > 0.0) {
-                return Err(format!("`rules.{key}` must be a positive number, got {b}"));
+                return Err(Error::invalid(format!(
+                    "`rules.{key}` must be a positive number, got {b}"
+                )));
             }
         }
     }
     if attackers.is_empty() || defenders.is_empty() {
-        return Err("a tournament needs at least one entry in `attackers` and one in `defenders`".into());
+        return Err(Error::invalid(
+            "a tournament needs at least one entry in `attackers` and one in `defenders`",
+        ));
     }
 
     // Attack labels identify attacks in rows: one label, one configuration.
     let mut labels: BTreeMap<String, AttackConfig> = BTreeMap::new();
-    let mut check_attack = |at: &str, attack: &AttackConfig| -> std::result::Result<(), String> {
-        attack.validate().map_err(|e| format!("{at}: {e}"))?;
-        within_rules(&file.rules, attack).map_err(|e| format!("{at}: {e}"))?;
+    let mut check_attack = |at: &str, attack: &AttackConfig| -> crate::Result<()> {
+        attack.validate().map_err(|e| e.within(at))?;
+        within_rules(&file.rules, attack).map_err(|e| e.within(at))?;
         let label = attack.label();
         match labels.get(&label) {
-            Some(other) if other != attack => Err(format!(
+            Some(other) if other != attack => Err(Error::invalid(format!(
                 "{at}: the label {label:?} already names a different attack; give one of them another `name`"
-            )),
+            ))),
             _ => {
                 labels.insert(label, attack.clone());
                 Ok(())
@@ -120,11 +125,15 @@ pub(super) fn validate(
     for (a, source) in attackers.iter().zip(attacker_sources) {
         let at = cite("attacker", &a.name, source);
         if a.name.is_empty() || !names.insert(a.name.clone()) {
-            return Err(format!("{at}: attacker names must be non-empty and unique"));
+            return Err(Error::invalid(format!(
+                "{at}: attacker names must be non-empty and unique"
+            )));
         }
-        a.policy.validate().map_err(|e| format!("{at}: `policy`: {e}"))?;
+        a.policy.validate().map_err(|e| e.within(&format!("{at}: `policy`")))?;
         if a.repertoire.is_empty() {
-            return Err(format!("{at}: `repertoire` must list at least one attack"));
+            return Err(Error::invalid(format!(
+                "{at}: `repertoire` must list at least one attack"
+            )));
         }
         for (j, attack) in a.repertoire.iter().enumerate() {
             check_attack(&format!("{at}, repertoire[{j}]"), attack)?;
@@ -135,13 +144,17 @@ pub(super) fn validate(
     for (d, source) in defenders.iter().zip(defender_sources) {
         let at = cite("defender", &d.name, source);
         if d.name.is_empty() || !names.insert(d.name.clone()) {
-            return Err(format!("{at}: defender names must be non-empty and unique"));
+            return Err(Error::invalid(format!(
+                "{at}: defender names must be non-empty and unique"
+            )));
         }
-        d.strategy.validate().map_err(|e| format!("{at}: `strategy`: {e}"))?;
+        d.strategy
+            .validate()
+            .map_err(|e| e.within(&format!("{at}: `strategy`")))?;
         // The attacks a defense trains with are held to the rules too.
         for attack in d.strategy.training_attacks() {
             check_budget(&file.rules, attack.threat())
-                .map_err(|e| format!("{at}: `strategy` trains with {}: {e}", attack.label()))?;
+                .map_err(|e| e.within(&format!("{at}: `strategy` trains with {}", attack.label())))?;
             used.push(attack.unnamed());
         }
     }
@@ -149,44 +162,46 @@ pub(super) fn validate(
         let at = format!("unseen[{j}]");
         check_attack(&at, attack)?;
         if used.contains(&attack.unnamed()) {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "{at}: {:?} is an attack an agent uses (an attacker's repertoire or a defender's training attack); the unseen panel must hold attacks no agent uses",
                 attack.label()
-            ));
+            )));
         }
     }
     Ok(())
 }
 
 /// A run's name names its results folder: letters, digits, '-' and '_'.
-pub(crate) fn check_name(name: &str) -> std::result::Result<(), String> {
+pub(crate) fn check_name(name: &str) -> crate::Result<()> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "`name` = {name:?} must be non-empty and use only letters, digits, '-' and '_' (it names the results folder)"
-        ));
+        )));
     }
     Ok(())
 }
 
 /// `[data]`: a known dataset, a path for `idx`, and non-empty splits.
-pub(crate) fn check_data(data: &DataConfig) -> std::result::Result<(), String> {
+pub(crate) fn check_data(data: &DataConfig) -> crate::Result<()> {
     if !DATASETS.iter().any(|(name, _)| *name == data.dataset) {
         let names: Vec<&str> = DATASETS.iter().map(|(n, _)| *n).collect();
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "`data.dataset` = {:?} is not a dataset; valid: {}{}",
             data.dataset,
             names.join(", "),
             did_you_mean(&data.dataset, names.iter().copied())
-        ));
+        )));
     }
     if data.dataset == "idx" {
         let Some(path) = &data.path else {
-            return Err("`data.dataset` = \"idx\" needs `data.path`, the folder holding the four IDX files".into());
+            return Err(Error::invalid(
+                "`data.dataset` = \"idx\" needs `data.path`, the folder holding the four IDX files",
+            ));
         };
         check_idx_folder(path)?;
     }
     if data.train == 0 || data.test == 0 {
-        return Err("`data.train` and `data.test` must be at least 1".into());
+        return Err(Error::invalid("`data.train` and `data.test` must be at least 1"));
     }
     Ok(())
 }
@@ -195,9 +210,9 @@ pub(crate) fn check_data(data: &DataConfig) -> std::result::Result<(), String> {
 /// and that its images are the size the models take. Everything else
 /// (missing files, wrong magic numbers, truncation) is reported, file by
 /// file, when the data is loaded, before anything is written.
-fn check_idx_folder(path: &Path) -> std::result::Result<(), String> {
+fn check_idx_folder(path: &Path) -> crate::Result<()> {
     if !path.is_dir() {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "`data.path` = {:?} is not a folder (a relative path is read from the current folder); it should hold the four MNIST-format IDX files {}",
             path.display().to_string(),
             crate::data::idx::IdxFile::ALL
@@ -205,16 +220,16 @@ fn check_idx_folder(path: &Path) -> std::result::Result<(), String> {
                 .map(|f| format!("{}[.gz]", f.canonical_name()))
                 .collect::<Vec<_>>()
                 .join(", ")
-        ));
+        )));
     }
     for (file, rows, cols) in crate::data::idx_image_sizes(path) {
         if (rows, cols) != IMAGE_SIZE {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "`data.path`: {} holds {rows}x{cols} images, but the models take {}x{} images (MNIST format)",
                 file.display(),
                 IMAGE_SIZE.0,
                 IMAGE_SIZE.1
-            ));
+            )));
         }
     }
     Ok(())

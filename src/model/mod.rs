@@ -146,21 +146,25 @@ impl ModelConfig {
     }
 
     /// Why this configuration cannot be built, if it cannot.
-    pub fn validate(&self, rows: usize, cols: usize) -> Result<(), String> {
+    pub fn validate(&self, rows: usize, cols: usize) -> crate::Result<()> {
         match self {
             ModelConfig::Mlp { hidden } => {
                 if hidden.iter().any(|&h| h == 0 || h > MAX_WIDTH) {
-                    return Err(format!("every entry of `hidden` must be between 1 and {MAX_WIDTH}"));
+                    return Err(crate::Error::invalid(format!(
+                        "every entry of `hidden` must be between 1 and {MAX_WIDTH}"
+                    )));
                 }
             }
             ModelConfig::Cnn { channels, dense } => {
                 if channels.iter().chain([dense]).any(|&c| c == 0 || c > MAX_WIDTH) {
-                    return Err(format!("`channels` and `dense` must be between 1 and {MAX_WIDTH}"));
+                    return Err(crate::Error::invalid(format!(
+                        "`channels` and `dense` must be between 1 and {MAX_WIDTH}"
+                    )));
                 }
                 if !rows.is_multiple_of(4) || !cols.is_multiple_of(4) {
-                    return Err(format!(
+                    return Err(crate::Error::invalid(format!(
                         "the cnn pools twice by 2, so image sides must be multiples of 4 (got {rows}x{cols})"
-                    ));
+                    )));
                 }
             }
         }
