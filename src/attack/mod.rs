@@ -10,6 +10,7 @@ pub mod bpda;
 pub mod cw;
 pub mod deepfool;
 pub mod eot;
+pub mod fab;
 pub mod fgsm;
 pub mod hopskipjump;
 pub mod mim;
@@ -169,6 +170,7 @@ crate::registry! {
         Spatial(SpatialConfig) = "spatial",
         Transfer(TransferConfig) = "transfer",
         Noise(NoiseConfig) = "noise",
+        Fab(fab::FabConfig) = "fab",
     }
 }
 
