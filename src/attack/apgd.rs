@@ -154,6 +154,8 @@ impl Describe for ApgdConfig {
 }
 
 impl Attack for ApgdConfig {
+    /// Algorithm 1 of Croce & Hein 2020 as one loop, so that it reads
+    /// against the paper line by line.
     fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
         let dim = model.input_dim();
         let n = y.len();

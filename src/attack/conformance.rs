@@ -177,24 +177,22 @@ fn bpda_beats_plain_pgd_against_squeezing() {
         name: None,
         attack: Box::new(plain.clone()),
     });
-    let clean: Vec<bool> = fooled(squeezed.as_ref(), x, y).iter().map(|f| !f).collect();
+    let clean = crate::model::metrics::correct(squeezed.as_ref(), x, y);
     let robust_acc = |attack: &AttackConfig| {
         let adv = attack
             .run(squeezed.as_ref(), x, y, &mut ChaCha8Rng::seed_from_u64(2), 64)
             .examples;
-        let after = fooled(squeezed.as_ref(), &adv, y);
-        clean.iter().zip(&after).filter(|(&c, &f)| c && !f).count() as f64 / y.len() as f64
+        crate::model::metrics::robust_accuracy(squeezed.as_ref(), &adv, y, &clean)
     };
     let (plain_acc, bpda_acc) = (robust_acc(&plain), robust_acc(&bpda));
-    assert!(fraction_true(&clean) > 0.7, "the squeezed model should still classify");
+    assert!(
+        crate::model::metrics::fraction(&clean) > 0.7,
+        "the squeezed model should still classify"
+    );
     assert!(
         bpda_acc + 0.3 < plain_acc,
         "robust accuracy under plain PGD {plain_acc}, under BPDA {bpda_acc}"
     );
-}
-
-fn fraction_true(mask: &[bool]) -> f64 {
-    mask.iter().filter(|&&b| b).count() as f64 / mask.len() as f64
 }
 
 /// A targeted attack lands on its target, not just anywhere wrong: the

@@ -55,7 +55,8 @@ fn line(points: &[(f32, f32)]) -> Stroke {
     points.to_vec()
 }
 
-/// Every variant of every digit, indexed by digit.
+/// Every variant of every digit, indexed by digit. Long because it is a
+/// table of stroke coordinates, one entry per digit variant.
 fn glyphs() -> [Vec<Glyph>; CLASSES] {
     [
         // 0: an oval, sometimes narrow, sometimes not quite closed.

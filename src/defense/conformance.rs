@@ -8,8 +8,9 @@ use rand_chacha::ChaCha8Rng;
 use super::*;
 use crate::agent::{AttackerConfig, FixedConfig, PolicyConfig};
 use crate::arena::{play_to_end, MatchPlan};
-use crate::attack::{fooled, AttackConfig, EotConfig, Norm, PgdConfig};
+use crate::attack::{AttackConfig, EotConfig, Norm, PgdConfig};
 use crate::config::{builtin, parse, Rules};
+use crate::model::metrics::{self, correct};
 use crate::model::Model;
 use crate::testing::{trained_mlp, SyntheticFixture};
 
@@ -129,14 +130,16 @@ fn no_defense_sees_evaluation_data() {
     }
 }
 
-/// Robust accuracy on held-out images under the attack a defense targets.
+/// Robust accuracy on held-out images under the attack a defense targets,
+/// as the arena measures it (an image wrong when clean is not robust).
 fn robust_accuracy(model: &dyn Model, attack: &AttackConfig) -> f64 {
     let SyntheticFixture { x, y, .. } = trained_mlp();
     let (x, y) = (&x[..100 * 784], &y[..100]);
     let adv = attack
         .run(model, x, y, &mut ChaCha8Rng::seed_from_u64(11), 100)
         .examples;
-    fooled(model, &adv, y).iter().filter(|&&f| !f).count() as f64 / y.len() as f64
+    let clean = correct(model, x, y);
+    metrics::robust_accuracy(model, &adv, y, &clean)
 }
 
 #[test]

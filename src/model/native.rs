@@ -163,6 +163,8 @@ impl Native {
 
     /// Backward pass from `dlogits` (in `ws.grad`). With `param_grads` it
     /// fills `ws.param_grads`; with `want_input` it leaves d/dx in `ws.grad`.
+    /// One function on purpose: the layers run back to back over one
+    /// workspace, and splitting them would hand its buffers around by hand.
     fn backward(&self, ws: &mut Workspace, batch: usize, param_grads: bool, want_input: bool) {
         if param_grads {
             ws.param_grads.resize_with(self.params.len(), Vec::new);

@@ -37,7 +37,8 @@ pub struct Solution {
 /// games cannot cycle. The row strategy is the dual solution, read off the slack columns of the final
 /// tableau. Both strategies are clamped to be non-negative and normalized to sum to 1 (the largest entry
 /// absorbs the rounding residual); the value is `x^T A y` in the original payoffs, clamped to the
-/// payoffs' range.
+/// payoffs' range. Long because the simplex method is one algorithm:
+/// set up the tableau, pivot, read off both strategies.
 pub fn solve_zero_sum(payoff: &[Vec<f64>]) -> Solution {
     debug_assert!(
         !payoff.is_empty() && !payoff[0].is_empty(),
