@@ -157,13 +157,28 @@ pub fn run(threads: usize, quick: bool, skip_cnn: bool) -> anyhow::Result<Report
     let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
     kernels::set_threads(threads);
     let mut items = BTreeMap::new();
+    bench_models(quick, skip_cnn, &mut items);
+    items.insert("gemm_128x784x256".into(), bench_gemm(quick));
+    items.insert("mlp_advtrain_epoch".into(), bench_adversarial_epoch(quick));
+    items.insert("tournament_default".into(), bench_tournament(threads, quick)?);
+    Ok(Report {
+        redqueen: env!("CARGO_PKG_VERSION").into(),
+        engine: "native".into(),
+        threads,
+        batch: BATCH,
+        items,
+    })
+}
+
+/// The train and PGD steps of the MLP, and of the CNN unless skipped.
+fn bench_models(quick: bool, skip_cnn: bool, items: &mut BTreeMap<String, Item>) {
     let mlp_forward_flop = 2.0 * BATCH as f64 * MLP_MATMUL_PARAMS;
     bench_model(
         "mlp",
         &mlp(),
         mlp_forward_flop,
         if quick { (20, 5, 20) } else { (50, 15, 20) },
-        &mut items,
+        items,
     );
     if !skip_cnn {
         let cnn = ModelConfig::Cnn {
@@ -176,11 +191,13 @@ pub fn run(threads: usize, quick: bool, skip_cnn: bool) -> anyhow::Result<Report
             &cnn,
             cnn_forward_flop,
             if quick { (2, 3, 3) } else { (5, 7, 3) },
-            &mut items,
+            items,
         );
     }
+}
 
-    // The matrix multiply alone, at the MLP's largest shape.
+/// The matrix multiply alone, at the MLP's largest shape.
+fn bench_gemm(quick: bool) -> Item {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let (a, b) = (uniform(BATCH * 784, &mut rng), uniform(784 * 256, &mut rng));
     let mut c = vec![0.0; BATCH * 256];
@@ -191,8 +208,12 @@ pub fn run(threads: usize, quick: bool, skip_cnn: bool) -> anyhow::Result<Report
         20,
     );
     item.gflops = Some(2.0 * (BATCH * 784 * 256) as f64 / item.median_s / 1e9);
-    items.insert("gemm_128x784x256".into(), item);
+    item
+}
 
+/// An epoch of PGD adversarial training of the MLP over 10,000 images,
+/// after a warm-up on 1,280.
+fn bench_adversarial_epoch(quick: bool) -> Item {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let (x, y) = (uniform(10_000 * 784, &mut rng), labels(10_000, &mut rng));
     let mut model = mlp().init(Engine::Native, 28, 28, 10, 1);
@@ -205,9 +226,11 @@ pub fn run(threads: usize, quick: bool, skip_cnn: bool) -> anyhow::Result<Report
     );
     let epoch_flop = 10_000.0 * 2.0 * MLP_MATMUL_PARAMS * (PGD_STEPS * 2 + 3) as f64;
     item.gflops = Some(epoch_flop / item.median_s / 1e9);
-    items.insert("mlp_advtrain_epoch".into(), item);
+    item
+}
 
-    // The built-in default tournament, end to end, `threads` matches at once.
+/// The built-in default tournament, end to end, `threads` matches at once.
+fn bench_tournament(threads: usize, quick: bool) -> anyhow::Result<Item> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut tournament_times = Vec::new();
     for _ in 0..if quick { 1 } else { 3 } {
@@ -235,23 +258,13 @@ pub fn run(threads: usize, quick: bool, skip_cnn: bool) -> anyhow::Result<Report
         tournament_times.push(started.elapsed().as_secs_f64());
     }
     tournament_times.sort_by(f64::total_cmp);
-    items.insert(
-        "tournament_default".into(),
-        Item {
-            median_s: tournament_times[tournament_times.len() / 2],
-            min_s: tournament_times[0],
-            max_s: tournament_times[tournament_times.len() - 1],
-            reps: tournament_times.len(),
-            steps_per_rep: 1,
-            gflops: None,
-        },
-    );
-    Ok(Report {
-        redqueen: env!("CARGO_PKG_VERSION").into(),
-        engine: "native".into(),
-        threads,
-        batch: BATCH,
-        items,
+    Ok(Item {
+        median_s: tournament_times[tournament_times.len() / 2],
+        min_s: tournament_times[0],
+        max_s: tournament_times[tournament_times.len() - 1],
+        reps: tournament_times.len(),
+        steps_per_rep: 1,
+        gflops: None,
     })
 }
 

@@ -94,6 +94,113 @@ impl Adaptive {
             self.current = to;
         }
     }
+
+    /// A randomized defense: average its gradients over its randomness.
+    /// Whether it switched to an EOT arm.
+    fn against_randomness(&mut self) -> bool {
+        if self.probe.as_ref().is_some_and(|p| p.random_outputs) && self.kinds[self.current] != Kind::Eot {
+            if let Some(arm) = self.first_of(&[Kind::Eot]) {
+                self.switch(
+                    arm,
+                    "identical queries got different outputs (a randomized defense)".into(),
+                );
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Masking in this round's probe, seen two ways: zero gradients, or
+    /// success that does not grow with the budget; why, if seen.
+    fn masking_seen(&self) -> Option<String> {
+        let p = self.probe.as_ref()?;
+        if p.zero_gradient_fraction > MASKED {
+            return Some(format!(
+                "input gradients are zero on {:.0}% of probe images (gradient masking)",
+                100.0 * p.zero_gradient_fraction
+            ));
+        }
+        let (quarter, full) = p.success_by_budget?;
+        (full < 0.5 && full <= quarter + 0.05).then(|| {
+            format!(
+                "success does not grow with the budget ({:.0}% at a quarter of it, {:.0}% at all of it): gradient masking",
+                100.0 * quarter,
+                100.0 * full
+            )
+        })
+    }
+
+    /// Once masking is seen, leave an attack that trusts the raw gradient
+    /// for BPDA, a query or a search attack. Whether it switched.
+    fn around_masking(&mut self, why: Option<String>) -> bool {
+        if self.masked && needs_gradients(self.kinds[self.current]) {
+            if let Some(arm) = self.first_of(&[Kind::Bpda, Kind::Query, Kind::Search]) {
+                self.switch(arm, why.unwrap_or_else(|| "gradient masking seen earlier".into()));
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Against masked gradients, attacks that trust the raw gradient are out.
+    fn usable(&self, arm: usize) -> bool {
+        !self.masked || !needs_gradients(self.kinds[arm])
+    }
+
+    /// Go with what has earned the most; try an untried arm when the
+    /// current one does poorly.
+    fn by_earnings(&mut self) {
+        let current_mean = self.mean(self.current);
+        let best = (0..self.kinds.len())
+            .filter(|&arm| self.usable(arm))
+            .filter_map(|arm| self.mean(arm).map(|m| (arm, m)))
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
+        let (Some(current), Some((arm, m))) = (current_mean, best) else {
+            return;
+        };
+        if m > current + 0.05 {
+            if self.kinds[arm] == Kind::Query && needs_gradients(self.kinds[self.current]) {
+                // A query or transfer attack beating the gradient attack
+                // is itself a sign of masked gradients.
+                self.masked = true;
+                self.switch(
+                    arm,
+                    format!("a query or transfer attack earned {m:.2} against the gradient attack's {current:.2} (gradient masking)"),
+                );
+            } else {
+                self.switch(arm, format!("it earned {m:.2} against {current:.2}"));
+            }
+        } else if current < 0.5 {
+            self.try_untried(current);
+        }
+    }
+
+    /// The current attack earns little: an arm not yet tried, a margin loss
+    /// first after a cross-entropy gradient attack.
+    fn try_untried(&mut self, current: f64) {
+        let untried = |kind: Option<Kind>| {
+            (0..self.kinds.len())
+                .find(|&a| self.earned[a].1 == 0 && self.usable(a) && kind.is_none_or(|k| self.kinds[a] == k))
+        };
+        // Cross-entropy saturates on confident models: a margin loss first.
+        let margin = untried(Some(Kind::Margin)).filter(|_| self.kinds[self.current] == Kind::Gradient);
+        if let Some(arm) = margin {
+            self.switch(
+                arm,
+                format!("the current attack earns only {current:.2}; cross-entropy may saturate, trying a margin loss"),
+            );
+        } else if let Some(arm) = untried(None) {
+            self.switch(
+                arm,
+                format!("the current attack earns only {current:.2}; trying another"),
+            );
+        }
+    }
+}
+
+/// Attacks that trust the defender's raw gradient.
+fn needs_gradients(kind: Kind) -> bool {
+    matches!(kind, Kind::Gradient | Kind::Margin)
 }
 
 impl Policy for Adaptive {
@@ -114,88 +221,15 @@ impl Policy for Adaptive {
 
     fn pick(&mut self, _round: usize, _rng: &mut ChaCha8Rng) -> usize {
         self.note = None;
-        let needs_gradients = |kind: Kind| matches!(kind, Kind::Gradient | Kind::Margin);
-        // A randomized defense: average its gradients over its randomness.
-        if self.probe.as_ref().is_some_and(|p| p.random_outputs) && self.kinds[self.current] != Kind::Eot {
-            if let Some(arm) = self.first_of(&[Kind::Eot]) {
-                self.switch(
-                    arm,
-                    "identical queries got different outputs (a randomized defense)".into(),
-                );
-                return self.current;
-            }
+        if self.against_randomness() {
+            return self.current;
         }
-        // Masking, seen two ways: zero gradients, or success that does not
-        // grow with the budget.
-        let mut why = None;
-        if let Some(p) = &self.probe {
-            if p.zero_gradient_fraction > MASKED {
-                why = Some(format!(
-                    "input gradients are zero on {:.0}% of probe images (gradient masking)",
-                    100.0 * p.zero_gradient_fraction
-                ));
-            } else if let Some((quarter, full)) = p.success_by_budget {
-                if full < 0.5 && full <= quarter + 0.05 {
-                    why = Some(format!(
-                        "success does not grow with the budget ({:.0}% at a quarter of it, {:.0}% at all of it): gradient masking",
-                        100.0 * quarter,
-                        100.0 * full
-                    ));
-                }
-            }
-        }
+        let why = self.masking_seen();
         self.masked |= why.is_some();
-        let masked = self.masked;
-        if masked && needs_gradients(self.kinds[self.current]) {
-            if let Some(arm) = self.first_of(&[Kind::Bpda, Kind::Query, Kind::Search]) {
-                self.switch(arm, why.unwrap_or_else(|| "gradient masking seen earlier".into()));
-                return self.current;
-            }
+        if self.around_masking(why) {
+            return self.current;
         }
-        // Go with what has earned the most; try an untried arm when the
-        // current one does poorly. Against masked gradients, attacks that
-        // trust the raw gradient are out.
-        let usable = |arm: usize| !masked || !needs_gradients(self.kinds[arm]);
-        let current_mean = self.mean(self.current);
-        let best = (0..self.kinds.len())
-            .filter(|&arm| usable(arm))
-            .filter_map(|arm| self.mean(arm).map(|m| (arm, m)))
-            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
-        if let (Some(current), Some((arm, m))) = (current_mean, best) {
-            if m > current + 0.05 {
-                if self.kinds[arm] == Kind::Query && needs_gradients(self.kinds[self.current]) {
-                    // A query or transfer attack beating the gradient attack
-                    // is itself a sign of masked gradients.
-                    self.masked = true;
-                    self.switch(
-                        arm,
-                        format!("a query or transfer attack earned {m:.2} against the gradient attack's {current:.2} (gradient masking)"),
-                    );
-                } else {
-                    self.switch(arm, format!("it earned {m:.2} against {current:.2}"));
-                }
-                return self.current;
-            }
-            if current < 0.5 {
-                let untried = |kind: Option<Kind>| {
-                    (0..self.kinds.len())
-                        .find(|&a| self.earned[a].1 == 0 && usable(a) && kind.is_none_or(|k| self.kinds[a] == k))
-                };
-                // Cross-entropy saturates on confident models: a margin loss first.
-                let margin = untried(Some(Kind::Margin)).filter(|_| self.kinds[self.current] == Kind::Gradient);
-                if let Some(arm) = margin {
-                    self.switch(
-                        arm,
-                        format!("the current attack earns only {current:.2}; cross-entropy may saturate, trying a margin loss"),
-                    );
-                } else if let Some(arm) = untried(None) {
-                    self.switch(
-                        arm,
-                        format!("the current attack earns only {current:.2}; trying another"),
-                    );
-                }
-            }
-        }
+        self.by_earnings();
         self.current
     }
 

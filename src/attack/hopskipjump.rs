@@ -155,96 +155,21 @@ impl HopSkipJumpConfig {
         Some(blend(high))
     }
 
+    /// One image: from an adversarial start, walk along the boundary
+    /// towards `x`, keeping the closest adversarial point; `None` when no
+    /// start was found within the queries.
     fn attack_one(&self, q: &mut Queries<'_, '_>, x: &[f32], starts: &[f32], rng: &mut ChaCha8Rng) -> Option<Vec<f32>> {
-        let dim = x.len();
-        // An adversarial start: the given images, else uniform noise images,
-        // tried a batch at a time.
-        let from_starts = match starts.is_empty() {
-            true => None,
-            false => q
-                .adversarial(starts)?
-                .iter()
-                .position(|&f| f)
-                .map(|k| starts[k * dim..(k + 1) * dim].to_vec()),
-        };
-        let start = match from_starts {
-            Some(start) => start,
-            None => {
-                let noise: Vec<f32> = (0..10 * dim).map(|_| rng.gen_range(0.0..1.0)).collect();
-                let k = q.adversarial(&noise)?.iter().position(|&f| f)?;
-                noise[k * dim..(k + 1) * dim].to_vec()
-            }
-        };
+        let start = self.adversarial_start(q, starts, x.len(), rng)?;
         let mut boundary = self.to_boundary(q, x, &start)?;
-        let theta = match self.norm {
-            Norm::Linf => 1.0 / (dim as f32 * dim as f32),
-            _ => 1.0 / (dim as f32).powf(1.5),
-        };
         let mut best = boundary.clone();
         for t in 1.. {
-            // Estimate the boundary's normal from label flips around it.
             let distance = self.distance(&boundary, x);
-            // The paper's probe radius: sqrt(d) theta dist in l2, d theta dist in linf.
-            let spread = match self.norm {
-                Norm::Linf => dim as f32,
-                _ => (dim as f32).sqrt(),
-            };
-            let delta = (spread * theta * distance).max(1e-4);
-            let samples = ((self.samples as f32 * (t as f32).sqrt()) as usize).min(q.left.saturating_sub(20));
-            if samples < 2 {
+            let Some(direction) = self.boundary_normal(q, &boundary, distance, t, rng) else {
                 break;
-            }
-            let directions: Vec<Vec<f32>> = (0..samples)
-                .map(|_| {
-                    let u: Vec<f32> = (0..dim).map(|_| standard_normal(rng)).collect();
-                    let length = Norm::L2.of(&u).max(1e-12);
-                    u.into_iter().map(|v| v / length).collect()
-                })
-                .collect();
-            let probes: Vec<f32> = directions
-                .iter()
-                .flat_map(|u| {
-                    boundary
-                        .iter()
-                        .zip(u)
-                        .map(|(b, u)| (b + delta * u).clamp(0.0, 1.0))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            let Some(flags) = q.adversarial(&probes) else { break };
-            let signs: Vec<f32> = flags.iter().map(|&f| if f { 1.0 } else { -1.0 }).collect();
-            let baseline = signs.iter().sum::<f32>() / samples as f32;
-            let mut normal = vec![0.0f32; dim];
-            for (u, s) in directions.iter().zip(&signs) {
-                let weight = if baseline.abs() < 1.0 { s - baseline } else { *s };
-                normal.iter_mut().zip(u).for_each(|(n, u)| *n += weight * u);
-            }
-            let direction: Vec<f32> = match self.norm {
-                Norm::Linf => normal.iter().map(|v| v.signum()).collect(),
-                _ => {
-                    let length = Norm::L2.of(&normal).max(1e-12);
-                    normal.iter().map(|v| v / length).collect()
-                }
             };
-            // Geometric step along it, halved until still adversarial.
-            let mut step = distance / (t as f32).sqrt();
-            let mut moved = None;
-            while step > 1e-4 {
-                let candidate: Vec<f32> = boundary
-                    .iter()
-                    .zip(&direction)
-                    .map(|(b, d)| (b + step * d).clamp(0.0, 1.0))
-                    .collect();
-                match q.adversarial(&candidate) {
-                    Some(f) if f[0] => {
-                        moved = Some(candidate);
-                        break;
-                    }
-                    Some(_) => step /= 2.0,
-                    None => break,
-                }
-            }
-            let Some(moved) = moved else { break };
+            let Some(moved) = self.geometric_step(q, &boundary, &direction, distance, t) else {
+                break;
+            };
             let Some(next) = self.to_boundary(q, x, &moved) else {
                 break;
             };
@@ -254,6 +179,121 @@ impl HopSkipJumpConfig {
             }
         }
         Some(best)
+    }
+
+    /// An adversarial start: the given images, else uniform noise images,
+    /// tried a batch at a time.
+    fn adversarial_start(
+        &self,
+        q: &mut Queries<'_, '_>,
+        starts: &[f32],
+        dim: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<Vec<f32>> {
+        let from_starts = match starts.is_empty() {
+            true => None,
+            false => q
+                .adversarial(starts)?
+                .iter()
+                .position(|&f| f)
+                .map(|k| starts[k * dim..(k + 1) * dim].to_vec()),
+        };
+        match from_starts {
+            Some(start) => Some(start),
+            None => {
+                let noise: Vec<f32> = (0..10 * dim).map(|_| rng.gen_range(0.0..1.0)).collect();
+                let k = q.adversarial(&noise)?.iter().position(|&f| f)?;
+                Some(noise[k * dim..(k + 1) * dim].to_vec())
+            }
+        }
+    }
+
+    /// Iteration `t`'s estimate of the boundary's normal at `boundary`
+    /// (`distance` from the clean image), from label flips of random probes
+    /// around it: a unit l2 direction, or its sign in linf. `None` when the
+    /// queries left cannot pay for the probes.
+    fn boundary_normal(
+        &self,
+        q: &mut Queries<'_, '_>,
+        boundary: &[f32],
+        distance: f32,
+        t: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<Vec<f32>> {
+        let dim = boundary.len();
+        let theta = match self.norm {
+            Norm::Linf => 1.0 / (dim as f32 * dim as f32),
+            _ => 1.0 / (dim as f32).powf(1.5),
+        };
+        // The paper's probe radius: sqrt(d) theta dist in l2, d theta dist in linf.
+        let spread = match self.norm {
+            Norm::Linf => dim as f32,
+            _ => (dim as f32).sqrt(),
+        };
+        let delta = (spread * theta * distance).max(1e-4);
+        let samples = ((self.samples as f32 * (t as f32).sqrt()) as usize).min(q.left.saturating_sub(20));
+        if samples < 2 {
+            return None;
+        }
+        let directions: Vec<Vec<f32>> = (0..samples)
+            .map(|_| {
+                let u: Vec<f32> = (0..dim).map(|_| standard_normal(rng)).collect();
+                let length = Norm::L2.of(&u).max(1e-12);
+                u.into_iter().map(|v| v / length).collect()
+            })
+            .collect();
+        let probes: Vec<f32> = directions
+            .iter()
+            .flat_map(|u| {
+                boundary
+                    .iter()
+                    .zip(u)
+                    .map(|(b, u)| (b + delta * u).clamp(0.0, 1.0))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let flags = q.adversarial(&probes)?;
+        let signs: Vec<f32> = flags.iter().map(|&f| if f { 1.0 } else { -1.0 }).collect();
+        let baseline = signs.iter().sum::<f32>() / samples as f32;
+        let mut normal = vec![0.0f32; dim];
+        for (u, s) in directions.iter().zip(&signs) {
+            let weight = if baseline.abs() < 1.0 { s - baseline } else { *s };
+            normal.iter_mut().zip(u).for_each(|(n, u)| *n += weight * u);
+        }
+        Some(match self.norm {
+            Norm::Linf => normal.iter().map(|v| v.signum()).collect(),
+            _ => {
+                let length = Norm::L2.of(&normal).max(1e-12);
+                normal.iter().map(|v| v / length).collect()
+            }
+        })
+    }
+
+    /// A geometric step of iteration `t` from `boundary` along `direction`,
+    /// halved until still adversarial; `None` when it shrinks to nothing or
+    /// the queries run out.
+    fn geometric_step(
+        &self,
+        q: &mut Queries<'_, '_>,
+        boundary: &[f32],
+        direction: &[f32],
+        distance: f32,
+        t: usize,
+    ) -> Option<Vec<f32>> {
+        let mut step = distance / (t as f32).sqrt();
+        while step > 1e-4 {
+            let candidate: Vec<f32> = boundary
+                .iter()
+                .zip(direction)
+                .map(|(b, d)| (b + step * d).clamp(0.0, 1.0))
+                .collect();
+            match q.adversarial(&candidate) {
+                Some(f) if f[0] => return Some(candidate),
+                Some(_) => step /= 2.0,
+                None => return None,
+            }
+        }
+        None
     }
 }
 

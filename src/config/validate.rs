@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::{check_budget, within_rules, DataConfig, TournamentFile, DATASETS, IMAGE_SIZE};
+use super::{check_budget, within_rules, DataConfig, Rules, TournamentFile, DATASETS, IMAGE_SIZE};
 use crate::agent::AttackerConfig;
 use crate::attack::AttackConfig;
 use crate::defense::DefenderConfig;
@@ -45,6 +45,9 @@ fn cite(kind: &str, name: &str, source: &Option<String>) -> String {
     }
 }
 
+/// Everything about a tournament that can be checked before loading data:
+/// sizes and data, the rules, the attackers, the defenders, and the unseen
+/// panel, in that order (the first problem found is the one reported).
 pub(super) fn validate(
     file: &TournamentFile,
     attackers: &[AttackerConfig],
@@ -52,6 +55,28 @@ pub(super) fn validate(
     defenders: &[DefenderConfig],
     defender_sources: &[Option<String>],
 ) -> crate::Result<()> {
+    check_sizes_and_data(file)?;
+    check_rules(&file.rules)?;
+    if attackers.is_empty() || defenders.is_empty() {
+        return Err(Error::invalid(
+            "a tournament needs at least one entry in `attackers` and one in `defenders`",
+        ));
+    }
+    let mut labels = Labels {
+        rules: &file.rules,
+        seen: BTreeMap::new(),
+    };
+    // What the agents use, as configurations without names: the unseen panel
+    // may hold none of it.
+    let mut used: Vec<AttackConfig> = Vec::new();
+    check_attackers(attackers, attacker_sources, &mut labels, &mut used)?;
+    check_defenders(&file.rules, defenders, defender_sources, &mut used)?;
+    check_unseen(&file.unseen, &mut labels, &used)
+}
+
+/// The name, rounds, data, evaluation and crafting sizes, the model and
+/// pretraining.
+fn check_sizes_and_data(file: &TournamentFile) -> crate::Result<()> {
     check_name(&file.name)?;
     if file.rounds == 0 {
         return Err(Error::invalid("`rounds` must be at least 1"));
@@ -77,8 +102,12 @@ pub(super) fn validate(
         file.pretrain.batch,
         &file.pretrain.optimizer,
     )
-    .map_err(|e| e.within("[pretrain]"))?;
-    if let Some(s) = file.rules.spatial {
+    .map_err(|e| e.within("[pretrain]"))
+}
+
+/// `[rules]`: a spatial budget in range, and positive norm budgets.
+fn check_rules(rules: &Rules) -> crate::Result<()> {
+    if let Some(s) = rules.spatial {
         if !(s.degrees.is_finite() && (0.0..=180.0).contains(&s.degrees)) || s.pixels > 14 {
             return Err(Error::invalid(format!(
                 "`rules.spatial` must have `degrees` between 0 and 180 and `pixels` at most 14, got {} and {}",
@@ -86,7 +115,7 @@ pub(super) fn validate(
             )));
         }
     }
-    for (key, budget) in [("linf", file.rules.linf), ("l2", file.rules.l2), ("l1", file.rules.l1)] {
+    for (key, budget) in [("linf", rules.linf), ("l2", rules.l2), ("l1", rules.l1)] {
         if let Some(b) = budget {
             if !(b.is_finite() && b > 0.0) {
                 return Err(Error::invalid(format!(
@@ -95,34 +124,45 @@ pub(super) fn validate(
             }
         }
     }
-    if attackers.is_empty() || defenders.is_empty() {
-        return Err(Error::invalid(
-            "a tournament needs at least one entry in `attackers` and one in `defenders`",
-        ));
-    }
+    Ok(())
+}
 
-    // Attack labels identify attacks in rows: one label, one configuration.
-    let mut labels: BTreeMap<String, AttackConfig> = BTreeMap::new();
-    let mut check_attack = |at: &str, attack: &AttackConfig| -> crate::Result<()> {
+/// The attacks checked so far, by label: attack labels identify attacks in
+/// rows, so one label names one configuration.
+struct Labels<'r> {
+    rules: &'r Rules,
+    seen: BTreeMap<String, AttackConfig>,
+}
+
+impl Labels<'_> {
+    /// An attack is valid, within the rules, and its label is not taken by
+    /// another configuration; `at` says where it was given.
+    fn check(&mut self, at: &str, attack: &AttackConfig) -> crate::Result<()> {
         attack.validate().map_err(|e| e.within(at))?;
-        within_rules(&file.rules, attack).map_err(|e| e.within(at))?;
+        within_rules(self.rules, attack).map_err(|e| e.within(at))?;
         let label = attack.label();
-        match labels.get(&label) {
+        match self.seen.get(&label) {
             Some(other) if other != attack => Err(Error::invalid(format!(
                 "{at}: the label {label:?} already names a different attack; give one of them another `name`"
             ))),
             _ => {
-                labels.insert(label, attack.clone());
+                self.seen.insert(label, attack.clone());
                 Ok(())
             }
         }
-    };
+    }
+}
 
+/// Unique names, valid policies, and non-empty repertoires of valid attacks
+/// (added to `used`).
+fn check_attackers(
+    attackers: &[AttackerConfig],
+    sources: &[Option<String>],
+    labels: &mut Labels,
+    used: &mut Vec<AttackConfig>,
+) -> crate::Result<()> {
     let mut names = BTreeSet::new();
-    // What the agents use, as configurations without names: the unseen panel
-    // may hold none of it.
-    let mut used: Vec<AttackConfig> = Vec::new();
-    for (a, source) in attackers.iter().zip(attacker_sources) {
+    for (a, source) in attackers.iter().zip(sources) {
         let at = cite("attacker", &a.name, source);
         if a.name.is_empty() || !names.insert(a.name.clone()) {
             return Err(Error::invalid(format!(
@@ -136,12 +176,23 @@ pub(super) fn validate(
             )));
         }
         for (j, attack) in a.repertoire.iter().enumerate() {
-            check_attack(&format!("{at}, repertoire[{j}]"), attack)?;
+            labels.check(&format!("{at}, repertoire[{j}]"), attack)?;
             used.push(attack.unnamed());
         }
     }
+    Ok(())
+}
+
+/// Unique names, valid strategies, and training attacks within the rules'
+/// budgets (added to `used`).
+fn check_defenders(
+    rules: &Rules,
+    defenders: &[DefenderConfig],
+    sources: &[Option<String>],
+    used: &mut Vec<AttackConfig>,
+) -> crate::Result<()> {
     let mut names = BTreeSet::new();
-    for (d, source) in defenders.iter().zip(defender_sources) {
+    for (d, source) in defenders.iter().zip(sources) {
         let at = cite("defender", &d.name, source);
         if d.name.is_empty() || !names.insert(d.name.clone()) {
             return Err(Error::invalid(format!(
@@ -153,14 +204,19 @@ pub(super) fn validate(
             .map_err(|e| e.within(&format!("{at}: `strategy`")))?;
         // The attacks a defense trains with are held to the rules too.
         for attack in d.strategy.training_attacks() {
-            check_budget(&file.rules, attack.threat())
+            check_budget(rules, attack.threat())
                 .map_err(|e| e.within(&format!("{at}: `strategy` trains with {}", attack.label())))?;
             used.push(attack.unnamed());
         }
     }
-    for (j, attack) in file.unseen.iter().enumerate() {
+    Ok(())
+}
+
+/// The unseen panel: valid attacks that no agent uses.
+fn check_unseen(unseen: &[AttackConfig], labels: &mut Labels, used: &[AttackConfig]) -> crate::Result<()> {
+    for (j, attack) in unseen.iter().enumerate() {
         let at = format!("unseen[{j}]");
-        check_attack(&at, attack)?;
+        labels.check(&at, attack)?;
         if used.contains(&attack.unnamed()) {
             return Err(Error::invalid(format!(
                 "{at}: {:?} is an attack an agent uses (an attacker's repertoire or a defender's training attack); the unseen panel must hold attacks no agent uses",

@@ -12,7 +12,7 @@ use crate::arena::metrics::{correct, fraction, robust, EVAL_BATCH};
 use crate::arena::referee;
 use crate::attack::AttackConfig;
 use crate::config::matrix::{MatrixFile, MatrixTraining};
-use crate::data::Split;
+use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::model::{kernels, Classifier, TrainConfig};
 use crate::path;
@@ -68,20 +68,11 @@ pub fn evaluate(
 /// to `options.out` (plots and report are the report layer's).
 pub async fn run(file: MatrixFile, options: RunOptions, cancel: Arc<AtomicBool>) -> Result<MatrixResult> {
     let started = Instant::now();
-    let dataset = {
-        let (data, seed) = (file.data.clone(), file.seed);
-        tokio::task::spawn_blocking(move || load_dataset(&data, seed))
-            .await
-            .expect("dataset loading does not panic")?
-    };
-    prepare_output(&options.out, options.force)?;
+    let dataset = load(&file).await?;
     let files = RunFiles {
         dir: options.out.clone(),
     };
-    let io = |what: &Path| Error::io(format!("writing {}", what.display()));
-    record::write_atomic(&files.config(), file.to_toml().as_bytes()).map_err(io(&files.config()))?;
-    let mut manifest = Manifest::begin(&file.name, file.seed, &dataset.name, &dataset.fingerprint);
-    record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
+    let manifest = begin(&file, &dataset, &options, &files)?;
 
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     kernels::set_threads(cores);
@@ -89,75 +80,19 @@ pub async fn run(file: MatrixFile, options: RunOptions, cancel: Arc<AtomicBool>)
     let file = Arc::new(file);
     let dataset = Arc::new(dataset);
     let eval = Arc::new(eval_subset(&dataset.test, file.eval, file.seed));
-    let pretrained: Arc<dyn Classifier> = {
-        let (file, dataset) = (file.clone(), dataset.clone());
-        Arc::from(
-            tokio::task::spawn_blocking(move || {
-                pretrain(
-                    &file.model,
-                    file.engine,
-                    &file.pretrain,
-                    &dataset.train,
-                    dataset.classes,
-                    file.seed,
-                )
-            })
-            .await
-            .expect("pretraining does not panic"),
-        )
-    };
+    let pretrained = pretrain_shared(file.clone(), dataset.clone()).await;
     let pretrain_s = pretrain_started.elapsed().as_secs_f64();
     kernels::set_threads(options.threads.unwrap_or(cores / options.jobs.max(1)).max(1));
 
-    // The undefended row, then one trained defender per attack, `jobs` at a time.
     let training_started = Instant::now();
-    let semaphore = Arc::new(tokio::sync::Semaphore::new(options.jobs.max(1)));
-    let mut handles = Vec::new();
-    for row in 0..=file.attacks.len() {
-        let permit = semaphore.clone().acquire_owned().await.expect("never closed");
-        if cancel.load(Ordering::SeqCst) {
-            break;
-        }
-        let (file, dataset, eval, pretrained, cancel) = (
-            file.clone(),
-            dataset.clone(),
-            eval.clone(),
-            pretrained.clone(),
-            cancel.clone(),
-        );
-        handles.push(tokio::task::spawn_blocking(move || {
-            let result = match row {
-                0 => evaluate(pretrained.as_ref(), UNDEFENDED, &file.attacks, &eval, file.seed),
-                _ => {
-                    let attack = &file.attacks[row - 1];
-                    let stop = || cancel.load(Ordering::SeqCst);
-                    let model = train_against(
-                        pretrained.as_ref(),
-                        attack,
-                        &dataset.train,
-                        &file.training,
-                        file.seed,
-                        &stop,
-                    );
-                    if stop() {
-                        // Cut short: its numbers would be wrong, and are dropped.
-                        drop(permit);
-                        return None;
-                    }
-                    evaluate(model.as_ref(), &attack.label(), &file.attacks, &eval, file.seed)
-                }
-            };
-            drop(permit);
-            Some(result)
-        }));
-    }
-    let mut rows = Vec::new();
-    for handle in handles {
-        rows.extend(handle.await.map_err(|e| Error::Io {
-            context: "a matrix row failed".into(),
-            source: std::io::Error::other(e.to_string()),
-        })?);
-    }
+    let shared = Shared {
+        file: file.clone(),
+        dataset,
+        eval,
+        pretrained,
+        cancel: cancel.clone(),
+    };
+    let rows = play_rows(shared, options.jobs).await?;
     if cancel.load(Ordering::SeqCst) {
         // A row cut short would be a wrong number: keep none of them.
         return Err(Error::MatrixInterrupted(options.out));
@@ -174,9 +109,126 @@ pub async fn run(file: MatrixFile, options: RunOptions, cancel: Arc<AtomicBool>)
             total_s: started.elapsed().as_secs_f64(),
         },
     };
-    record::write_json(&files.matrix(), &result).map_err(io(&files.matrix()))?;
+    finish(&files, &result, manifest)?;
+    Ok(result)
+}
+
+/// What every row's task shares.
+#[derive(Clone)]
+struct Shared {
+    file: Arc<MatrixFile>,
+    dataset: Arc<Dataset>,
+    eval: Arc<Split>,
+    pretrained: Arc<dyn Classifier>,
+    cancel: Arc<AtomicBool>,
+}
+
+fn writing(what: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    Error::io(format!("writing {}", what.display()))
+}
+
+/// The dataset, loaded off the async threads.
+async fn load(file: &MatrixFile) -> Result<Dataset> {
+    let (data, seed) = (file.data.clone(), file.seed);
+    tokio::task::spawn_blocking(move || load_dataset(&data, seed))
+        .await
+        .expect("dataset loading does not panic")
+}
+
+/// The output folder, its `config.toml` and a begun `manifest.json`.
+fn begin(file: &MatrixFile, dataset: &Dataset, options: &RunOptions, files: &RunFiles) -> Result<Manifest> {
+    prepare_output(&options.out, options.force)?;
+    record::write_atomic(&files.config(), file.to_toml().as_bytes()).map_err(writing(&files.config()))?;
+    let manifest = Manifest::begin(&file.name, file.seed, &dataset.name, &dataset.fingerprint);
+    record::write_json(&files.manifest(), &manifest).map_err(writing(&files.manifest()))?;
+    Ok(manifest)
+}
+
+/// The pretrained model every row starts from, trained off the async threads.
+async fn pretrain_shared(file: Arc<MatrixFile>, dataset: Arc<Dataset>) -> Arc<dyn Classifier> {
+    Arc::from(
+        tokio::task::spawn_blocking(move || {
+            pretrain(
+                &file.model,
+                file.engine,
+                &file.pretrain,
+                &dataset.train,
+                dataset.classes,
+                file.seed,
+            )
+        })
+        .await
+        .expect("pretraining does not panic"),
+    )
+}
+
+/// The undefended row, then one trained defender per attack, `jobs` at a
+/// time, in row order; rows cut short are left out.
+async fn play_rows(shared: Shared, jobs: usize) -> Result<Vec<MatrixRow>> {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
+    let mut handles = Vec::new();
+    for row in 0..=shared.file.attacks.len() {
+        let permit = semaphore.clone().acquire_owned().await.expect("never closed");
+        if shared.cancel.load(Ordering::SeqCst) {
+            break;
+        }
+        let shared = shared.clone();
+        handles.push(tokio::task::spawn_blocking(move || {
+            let result = play_row(&shared, row);
+            drop(permit);
+            result
+        }));
+    }
+    let mut rows = Vec::new();
+    for handle in handles {
+        rows.extend(handle.await.map_err(|e| Error::Io {
+            context: "a matrix row failed".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?);
+    }
+    Ok(rows)
+}
+
+/// Row 0 evaluates the pretrained model; row `i` trains against attack
+/// `i - 1` first. `None` when cancelled during training.
+fn play_row(shared: &Shared, row: usize) -> Option<MatrixRow> {
+    let file = &shared.file;
+    if row == 0 {
+        return Some(evaluate(
+            shared.pretrained.as_ref(),
+            UNDEFENDED,
+            &file.attacks,
+            &shared.eval,
+            file.seed,
+        ));
+    }
+    let attack = &file.attacks[row - 1];
+    let stop = || shared.cancel.load(Ordering::SeqCst);
+    let model = train_against(
+        shared.pretrained.as_ref(),
+        attack,
+        &shared.dataset.train,
+        &file.training,
+        file.seed,
+        &stop,
+    );
+    if stop() {
+        // Cut short: its numbers would be wrong, and are dropped.
+        return None;
+    }
+    Some(evaluate(
+        model.as_ref(),
+        &attack.label(),
+        &file.attacks,
+        &shared.eval,
+        file.seed,
+    ))
+}
+
+/// `matrix.json`, and the manifest marked complete.
+fn finish(files: &RunFiles, result: &MatrixResult, mut manifest: Manifest) -> Result<()> {
+    record::write_json(&files.matrix(), result).map_err(writing(&files.matrix()))?;
     manifest.finished = Some(record::now_rfc3339());
     manifest.status = Status::Complete;
-    record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
-    Ok(result)
+    record::write_json(&files.manifest(), &manifest).map_err(writing(&files.manifest()))
 }

@@ -109,132 +109,12 @@ pub fn summarize(
     rows: &[RoundRow],
     timing: RunTiming,
 ) -> Summary {
-    let complete = super::completed_matches(rows, rounds);
-    let mut by_match: BTreeMap<(u64, usize), Vec<RoundRow>> = BTreeMap::new();
-    for r in rows.iter().filter(|r| complete.contains(&(r.seed, r.match_id))) {
-        by_match.entry((r.seed, r.match_id)).or_default().push(r.clone());
-    }
-    let matches: Vec<MatchSummary> = by_match
-        .values_mut()
-        .filter_map(|rows| {
-            rows.sort_by_key(|r| r.round);
-            match_summary(rows, rounds)
-        })
-        .collect();
-
-    // Agents in plan order (match ids run attacker-major, defender-minor).
-    let mut in_plan_order: Vec<&MatchSummary> = matches.iter().collect();
-    in_plan_order.sort_by_key(|m| m.match_id);
-    let mut defender_names: Vec<String> = Vec::new();
-    let mut attacker_names: Vec<String> = Vec::new();
-    for m in &in_plan_order {
-        if !defender_names.contains(&m.defender) {
-            defender_names.push(m.defender.clone());
-        }
-        if !attacker_names.contains(&m.attacker) {
-            attacker_names.push(m.attacker.clone());
-        }
-    }
-
-    // Ratings: each match is one game, scored by the attacker's mean reward.
-    let player = |name: &str, attacker: bool| {
-        if attacker {
-            attacker_names.iter().position(|a| a == name).expect("listed")
-        } else {
-            attacker_names.len() + defender_names.iter().position(|d| d == name).expect("listed")
-        }
-    };
-    let games: Vec<(usize, usize, f64)> = matches
-        .iter()
-        .map(|m| (player(&m.attacker, true), player(&m.defender, false), m.mean_reward))
-        .collect();
-    let ratings = bradley_terry(attacker_names.len() + defender_names.len(), &games);
-
-    let mut defenders: Vec<DefenderSummary> = defender_names
-        .iter()
-        .map(|name| {
-            let ms: Vec<&MatchSummary> = matches.iter().filter(|m| &m.defender == name).collect();
-            DefenderSummary {
-                defender: name.to_string(),
-                matches: ms.len(),
-                aurc_unseen: mean_opt(&ms, |m| m.aurc_unseen),
-                aurc_seen: mean_of(&ms, |m| m.aurc_seen),
-                aurc_zero_day: mean_of(&ms, |m| m.aurc_zero_day),
-                final_clean_acc: mean_of(&ms, |m| m.final_clean_acc),
-                final_seen_worst: mean_of(&ms, |m| m.final_seen_worst),
-                final_unseen_worst: mean_opt(&ms, |m| m.final_unseen_worst),
-                final_gap: mean_opt(&ms, |m| m.final_gap),
-                final_stale_inflation: mean_of(&ms, |m| m.final_stale_inflation),
-                aurc_unseen_ci95: ci_over_seeds(&ms, seeds, |m| m.aurc_unseen),
-                aurc_seen_ci95: ci_over_seeds(&ms, seeds, |m| Some(m.aurc_seen)),
-                not_separable_from: Vec::new(),
-                rating: ratings[player(name, false)],
-                diverged_matches: ms.iter().filter(|m| m.diverged.is_some()).count(),
-            }
-        })
-        .collect();
-    defenders.sort_by(|a, b| {
-        let key = |d: &DefenderSummary| (d.aurc_unseen.unwrap_or(f64::NEG_INFINITY), d.aurc_seen);
-        key(b)
-            .partial_cmp(&key(a))
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then_with(|| a.defender.cmp(&b.defender))
-    });
-    // Separability on the ranking key: AURC unseen where there is an
-    // unseen panel, AURC seen otherwise.
-    let key_per_seed = |d: &DefenderSummary| {
-        let ms: Vec<&MatchSummary> = matches.iter().filter(|m| m.defender == d.defender).collect();
-        match d.aurc_unseen {
-            Some(_) => per_seed(&ms, seeds, |m| m.aurc_unseen),
-            None => per_seed(&ms, seeds, |m| Some(m.aurc_seen)),
-        }
-    };
-    let values: Vec<_> = defenders
-        .iter()
-        .map(|d| (d.defender.clone(), key_per_seed(d)))
-        .collect();
-    for (d, others) in defenders.iter_mut().zip(paired_ties(&values)) {
-        d.not_separable_from = others;
-    }
-
-    let mut attackers: Vec<AttackerSummary> = attacker_names
-        .iter()
-        .map(|name| {
-            let ms: Vec<&MatchSummary> = matches.iter().filter(|m| &m.attacker == name).collect();
-            let mut picks = BTreeMap::new();
-            for m in &ms {
-                for (attack, n) in &m.picks {
-                    *picks.entry(attack.clone()).or_insert(0) += n;
-                }
-            }
-            AttackerSummary {
-                attacker: name.to_string(),
-                matches: ms.len(),
-                mean_reward: mean_of(&ms, |m| m.mean_reward),
-                mean_reward_ci95: ci_over_seeds(&ms, seeds, |m| Some(m.mean_reward)),
-                not_separable_from: Vec::new(),
-                rating: ratings[player(name, true)],
-                picks,
-            }
-        })
-        .collect();
-    attackers.sort_by(|a, b| {
-        b.mean_reward
-            .total_cmp(&a.mean_reward)
-            .then_with(|| a.attacker.cmp(&b.attacker))
-    });
-    let values: Vec<_> = attackers
-        .iter()
-        .map(|a| {
-            let ms: Vec<&MatchSummary> = matches.iter().filter(|m| m.attacker == a.attacker).collect();
-            (a.attacker.clone(), per_seed(&ms, seeds, |m| Some(m.mean_reward)))
-        })
-        .collect();
-    for (a, others) in attackers.iter_mut().zip(paired_ties(&values)) {
-        a.not_separable_from = others;
-    }
-
-    let payoff = payoff_matrix(&matches, attacker_names, defender_names);
+    let matches = match_summaries(rows, rounds);
+    let players = Players::in_plan_order(&matches);
+    let ratings = ratings(&matches, &players);
+    let defenders = defender_summaries(&matches, seeds, &players, &ratings);
+    let attackers = attacker_summaries(&matches, seeds, &players, &ratings);
+    let payoff = payoff_matrix(&matches, players.attackers, players.defenders);
     let equilibrium = equilibrium(&payoff);
     Summary {
         schema_version: SCHEMA_VERSION,
@@ -249,6 +129,186 @@ pub fn summarize(
         equilibrium,
         timing,
     }
+}
+
+/// One summary per completed match, in (seed, match id) order.
+fn match_summaries(rows: &[RoundRow], rounds: usize) -> Vec<MatchSummary> {
+    let complete = super::completed_matches(rows, rounds);
+    let mut by_match: BTreeMap<(u64, usize), Vec<RoundRow>> = BTreeMap::new();
+    for r in rows.iter().filter(|r| complete.contains(&(r.seed, r.match_id))) {
+        by_match.entry((r.seed, r.match_id)).or_default().push(r.clone());
+    }
+    by_match
+        .values_mut()
+        .filter_map(|rows| {
+            rows.sort_by_key(|r| r.round);
+            match_summary(rows, rounds)
+        })
+        .collect()
+}
+
+/// The agents that played, each in plan order, and their player numbers in
+/// the rating game: attackers first, then defenders.
+struct Players {
+    attackers: Vec<String>,
+    defenders: Vec<String>,
+}
+
+impl Players {
+    /// Match ids run attacker-major, defender-minor: first appearance by
+    /// match id is plan order.
+    fn in_plan_order(matches: &[MatchSummary]) -> Players {
+        let mut in_plan_order: Vec<&MatchSummary> = matches.iter().collect();
+        in_plan_order.sort_by_key(|m| m.match_id);
+        let mut players = Players {
+            attackers: Vec::new(),
+            defenders: Vec::new(),
+        };
+        for m in &in_plan_order {
+            if !players.defenders.contains(&m.defender) {
+                players.defenders.push(m.defender.clone());
+            }
+            if !players.attackers.contains(&m.attacker) {
+                players.attackers.push(m.attacker.clone());
+            }
+        }
+        players
+    }
+
+    fn count(&self) -> usize {
+        self.attackers.len() + self.defenders.len()
+    }
+
+    fn attacker(&self, name: &str) -> usize {
+        self.attackers.iter().position(|a| a == name).expect("listed")
+    }
+
+    fn defender(&self, name: &str) -> usize {
+        self.attackers.len() + self.defenders.iter().position(|d| d == name).expect("listed")
+    }
+}
+
+/// Ratings: each match is one game, scored by the attacker's mean reward.
+fn ratings(matches: &[MatchSummary], players: &Players) -> Vec<f64> {
+    let games: Vec<(usize, usize, f64)> = matches
+        .iter()
+        .map(|m| {
+            (
+                players.attacker(&m.attacker),
+                players.defender(&m.defender),
+                m.mean_reward,
+            )
+        })
+        .collect();
+    bradley_terry(players.count(), &games)
+}
+
+/// Per defender, ranked by `aurc_unseen`, then `aurc_seen`, with the
+/// defenders it cannot be told apart from.
+fn defender_summaries(
+    matches: &[MatchSummary],
+    seeds: &[u64],
+    players: &Players,
+    ratings: &[f64],
+) -> Vec<DefenderSummary> {
+    let of = |name: &str| -> Vec<&MatchSummary> { matches.iter().filter(|m| m.defender == name).collect() };
+    let mut defenders: Vec<DefenderSummary> = players
+        .defenders
+        .iter()
+        .map(|name| {
+            let ms = of(name);
+            DefenderSummary {
+                defender: name.to_string(),
+                matches: ms.len(),
+                aurc_unseen: mean_opt(&ms, |m| m.aurc_unseen),
+                aurc_seen: mean_of(&ms, |m| m.aurc_seen),
+                aurc_zero_day: mean_of(&ms, |m| m.aurc_zero_day),
+                final_clean_acc: mean_of(&ms, |m| m.final_clean_acc),
+                final_seen_worst: mean_of(&ms, |m| m.final_seen_worst),
+                final_unseen_worst: mean_opt(&ms, |m| m.final_unseen_worst),
+                final_gap: mean_opt(&ms, |m| m.final_gap),
+                final_stale_inflation: mean_of(&ms, |m| m.final_stale_inflation),
+                aurc_unseen_ci95: ci_over_seeds(&ms, seeds, |m| m.aurc_unseen),
+                aurc_seen_ci95: ci_over_seeds(&ms, seeds, |m| Some(m.aurc_seen)),
+                not_separable_from: Vec::new(),
+                rating: ratings[players.defender(name)],
+                diverged_matches: ms.iter().filter(|m| m.diverged.is_some()).count(),
+            }
+        })
+        .collect();
+    defenders.sort_by(|a, b| {
+        let key = |d: &DefenderSummary| (d.aurc_unseen.unwrap_or(f64::NEG_INFINITY), d.aurc_seen);
+        key(b)
+            .partial_cmp(&key(a))
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| a.defender.cmp(&b.defender))
+    });
+    // Separability on the ranking key: AURC unseen where there is an
+    // unseen panel, AURC seen otherwise.
+    let values: Vec<_> = defenders
+        .iter()
+        .map(|d| {
+            let ms = of(&d.defender);
+            let key_per_seed = match d.aurc_unseen {
+                Some(_) => per_seed(&ms, seeds, |m| m.aurc_unseen),
+                None => per_seed(&ms, seeds, |m| Some(m.aurc_seen)),
+            };
+            (d.defender.clone(), key_per_seed)
+        })
+        .collect();
+    for (d, others) in defenders.iter_mut().zip(paired_ties(&values)) {
+        d.not_separable_from = others;
+    }
+    defenders
+}
+
+/// Per attacker, ranked by mean reward, with its picks over every match and
+/// the attackers it cannot be told apart from.
+fn attacker_summaries(
+    matches: &[MatchSummary],
+    seeds: &[u64],
+    players: &Players,
+    ratings: &[f64],
+) -> Vec<AttackerSummary> {
+    let of = |name: &str| -> Vec<&MatchSummary> { matches.iter().filter(|m| m.attacker == name).collect() };
+    let mut attackers: Vec<AttackerSummary> = players
+        .attackers
+        .iter()
+        .map(|name| {
+            let ms = of(name);
+            let mut picks = BTreeMap::new();
+            for m in &ms {
+                for (attack, n) in &m.picks {
+                    *picks.entry(attack.clone()).or_insert(0) += n;
+                }
+            }
+            AttackerSummary {
+                attacker: name.to_string(),
+                matches: ms.len(),
+                mean_reward: mean_of(&ms, |m| m.mean_reward),
+                mean_reward_ci95: ci_over_seeds(&ms, seeds, |m| Some(m.mean_reward)),
+                not_separable_from: Vec::new(),
+                rating: ratings[players.attacker(name)],
+                picks,
+            }
+        })
+        .collect();
+    attackers.sort_by(|a, b| {
+        b.mean_reward
+            .total_cmp(&a.mean_reward)
+            .then_with(|| a.attacker.cmp(&b.attacker))
+    });
+    let values: Vec<_> = attackers
+        .iter()
+        .map(|a| {
+            let ms = of(&a.attacker);
+            (a.attacker.clone(), per_seed(&ms, seeds, |m| Some(m.mean_reward)))
+        })
+        .collect();
+    for (a, others) in attackers.iter_mut().zip(paired_ties(&values)) {
+        a.not_separable_from = others;
+    }
+    attackers
 }
 
 /// Mean attacker reward per pairing, over seeds.
