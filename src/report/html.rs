@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::plots::{self, Series};
 use super::Run;
 use crate::error::{Error, Result};
+use crate::record::{GalleryItem, Manifest, MatrixResult, Summary};
 
 /// One picture: its file under `plots/`, and what the page says about it.
 pub struct Plot {
@@ -90,93 +91,113 @@ fn robustness_series(run: &Run, defender: &str) -> (Vec<usize>, Vec<Series>) {
 pub fn plots(run: &Run) -> Result<Vec<Plot>> {
     let mut out = Vec::new();
     if let Some(summary) = &run.summary {
-        let payoff = &summary.payoff;
-        if !payoff.attackers.is_empty() {
-            let eq = summary.equilibrium.as_ref();
-            let row_mix: Option<Vec<f64>> = eq.map(|e| e.attackers.iter().map(|w| w.probability).collect());
-            let col_mix: Option<Vec<f64>> = eq.map(|e| e.defenders.iter().map(|w| w.probability).collect());
-            let title = match eq {
-                Some(eq) => format!("Payoff: mean attacker reward (equilibrium value {:.3})", eq.value),
-                None => "Payoff: mean attacker reward (no equilibrium: a pairing has no completed match)".into(),
-            };
-            out.push(Plot {
-                file: "payoff".into(),
-                svg: plots::heat_map(
-                    &title,
-                    &payoff.attackers,
-                    &payoff.defenders,
-                    &payoff.reward,
-                    "attacker reward",
-                    row_mix.as_deref(),
-                    col_mix.as_deref(),
-                )
-                .map_err(plot_error("the payoff heat map"))?,
-                title,
-            });
+        if !summary.payoff.attackers.is_empty() {
+            out.push(payoff_plot(summary)?);
         }
         for d in &summary.defenders {
-            let (rounds, series) = robustness_series(run, &d.defender);
-            let has_unseen = series[2].values.iter().any(|v| v.is_some());
-            let title = format!("{}: robustness over rounds", d.defender);
-            out.push(Plot {
-                file: format!("robustness-{}", file_stem(&d.defender)),
-                svg: plots::robustness_over_rounds(&title, &rounds, &series, has_unseen.then_some((1, 2)))
-                    .map_err(plot_error("a robustness plot"))?,
-                title,
-            });
+            out.push(robustness_plot(run, &d.defender)?);
         }
     }
     if let Some(matrix) = &run.matrix {
-        let rows: Vec<String> = matrix
-            .rows
-            .iter()
-            .map(|r| format!("trained on {}", r.trained_on))
-            .collect();
-        let mut cols = vec!["clean".to_string()];
-        cols.extend(matrix.attacks.iter().cloned());
-        let values: Vec<Vec<Option<f64>>> = matrix
-            .rows
-            .iter()
-            .map(|r| {
-                std::iter::once(r.clean_acc)
-                    .chain(r.robust_acc.iter().copied())
-                    .map(Some)
-                    .collect()
-            })
-            .collect();
-        let title = "Generalization matrix: robust accuracy".to_string();
-        out.push(Plot {
-            file: "matrix".into(),
-            svg: plots::heat_map(&title, &rows, &cols, &values, "robust accuracy", None, None)
-                .map_err(plot_error("the generalization matrix"))?,
-            title,
-        });
+        out.push(matrix_plot(matrix)?);
     }
     if !run.gallery.is_empty() {
-        let items: Vec<plots::GalleryItem> = run
-            .gallery
-            .iter()
-            .map(|g| plots::GalleryItem {
-                attack: g.attack.clone(),
-                rows: g.rows,
-                cols: g.cols,
-                clean: g.clean.iter().map(|&p| p as f32 / 255.0).collect(),
-                adversarial: g.adversarial.iter().map(|&p| p as f32 / 255.0).collect(),
-                true_label: g.true_label,
-                clean_pred: g.clean_pred,
-                clean_conf: g.clean_conf,
-                adv_pred: g.adv_pred,
-                adv_conf: g.adv_conf,
-            })
-            .collect();
-        let title = "Adversarial examples against the pretrained model".to_string();
-        out.push(Plot {
-            file: "gallery".into(),
-            svg: plots::gallery(&items).map_err(plot_error("the gallery"))?,
-            title,
-        });
+        out.push(gallery_plot(&run.gallery)?);
     }
     Ok(out)
+}
+
+/// The payoff matrix as a heat map, with each side's equilibrium mix.
+fn payoff_plot(summary: &Summary) -> Result<Plot> {
+    let payoff = &summary.payoff;
+    let eq = summary.equilibrium.as_ref();
+    let row_mix: Option<Vec<f64>> = eq.map(|e| e.attackers.iter().map(|w| w.probability).collect());
+    let col_mix: Option<Vec<f64>> = eq.map(|e| e.defenders.iter().map(|w| w.probability).collect());
+    let title = match eq {
+        Some(eq) => format!("Payoff: mean attacker reward (equilibrium value {:.3})", eq.value),
+        None => "Payoff: mean attacker reward (no equilibrium: a pairing has no completed match)".into(),
+    };
+    Ok(Plot {
+        file: "payoff".into(),
+        svg: plots::heat_map(
+            &title,
+            &payoff.attackers,
+            &payoff.defenders,
+            &payoff.reward,
+            "attacker reward",
+            row_mix.as_deref(),
+            col_mix.as_deref(),
+        )
+        .map_err(plot_error("the payoff heat map"))?,
+        title,
+    })
+}
+
+/// One defender's robustness over rounds, with the seen-unseen gap shaded
+/// where the run has an unseen panel.
+fn robustness_plot(run: &Run, defender: &str) -> Result<Plot> {
+    let (rounds, series) = robustness_series(run, defender);
+    let has_unseen = series[2].values.iter().any(|v| v.is_some());
+    let title = format!("{defender}: robustness over rounds");
+    Ok(Plot {
+        file: format!("robustness-{}", file_stem(defender)),
+        svg: plots::robustness_over_rounds(&title, &rounds, &series, has_unseen.then_some((1, 2)))
+            .map_err(plot_error("a robustness plot"))?,
+        title,
+    })
+}
+
+/// The generalization matrix as a heat map: clean accuracy, then each attack.
+fn matrix_plot(matrix: &MatrixResult) -> Result<Plot> {
+    let rows: Vec<String> = matrix
+        .rows
+        .iter()
+        .map(|r| format!("trained on {}", r.trained_on))
+        .collect();
+    let mut cols = vec!["clean".to_string()];
+    cols.extend(matrix.attacks.iter().cloned());
+    let values: Vec<Vec<Option<f64>>> = matrix
+        .rows
+        .iter()
+        .map(|r| {
+            std::iter::once(r.clean_acc)
+                .chain(r.robust_acc.iter().copied())
+                .map(Some)
+                .collect()
+        })
+        .collect();
+    let title = "Generalization matrix: robust accuracy".to_string();
+    Ok(Plot {
+        file: "matrix".into(),
+        svg: plots::heat_map(&title, &rows, &cols, &values, "robust accuracy", None, None)
+            .map_err(plot_error("the generalization matrix"))?,
+        title,
+    })
+}
+
+/// The gallery's examples, pixels scaled from bytes to [0, 1].
+fn gallery_plot(gallery: &[GalleryItem]) -> Result<Plot> {
+    let items: Vec<plots::GalleryItem> = gallery
+        .iter()
+        .map(|g| plots::GalleryItem {
+            attack: g.attack.clone(),
+            rows: g.rows,
+            cols: g.cols,
+            clean: g.clean.iter().map(|&p| p as f32 / 255.0).collect(),
+            adversarial: g.adversarial.iter().map(|&p| p as f32 / 255.0).collect(),
+            true_label: g.true_label,
+            clean_pred: g.clean_pred,
+            clean_conf: g.clean_conf,
+            adv_pred: g.adv_pred,
+            adv_conf: g.adv_conf,
+        })
+        .collect();
+    let title = "Adversarial examples against the pretrained model".to_string();
+    Ok(Plot {
+        file: "gallery".into(),
+        svg: plots::gallery(&items).map_err(plot_error("the gallery"))?,
+        title,
+    })
 }
 
 fn escape(text: &str) -> String {
@@ -262,57 +283,10 @@ const GUIDE: &str = "<dl class=\"guide\">
 /// The whole page.
 pub fn page(run: &Run, plots: &[Plot]) -> String {
     let m = &run.manifest;
-    let mut body = format!(
-        "<h1>redqueen: {}</h1><p class=\"meta\">seed {} · dataset {} (fingerprint {}) · status {} · started {} · redqueen {}</p>",
-        escape(&m.name),
-        m.seed,
-        escape(&m.dataset),
-        escape(&m.dataset_fingerprint),
-        match m.status {
-            crate::record::Status::Complete => "complete",
-            crate::record::Status::Partial => "partial",
-        },
-        escape(&m.started),
-        escape(&m.redqueen_version),
-    );
+    let mut body = page_heading(m);
     let find = |file: &str| plots.iter().find(|p| p.file == file);
     if let Some(s) = &run.summary {
-        let partial = super::partial_line(s);
-        if !partial.is_empty() {
-            body.push_str(&format!(
-                "<p class=\"partial\"><strong>{}</strong></p>",
-                escape(&partial)
-            ));
-        }
-        let key = s
-            .defenders
-            .first()
-            .map(|d| super::ranking_key(d).0)
-            .unwrap_or("AURC unseen");
-        body.push_str(&format!(
-            "<h2>Defenders</h2><p>Ranked by {key} (the mean over rounds of the worst accuracy under the {} attacks); final-round accuracies are means over attackers and seeds.</p>",
-            if key == "AURC unseen" { "unseen-panel" } else { "seen" }
-        ));
-        let ties = s.defenders.iter().map(|d| d.not_separable_from.join(", "));
-        body.push_str(&table(with_column(
-            super::defender_table(s),
-            "not separable from",
-            ties,
-        )));
-        let diverged = super::diverged_lines(s);
-        if !diverged.is_empty() {
-            body.push_str(&format!(
-                "<p class=\"diverged\">{}</p>",
-                escape(&diverged).replace('\n', "<br>")
-            ));
-        }
-        body.push_str("<h2>Attackers</h2>");
-        let ties = s.attackers.iter().map(|a| a.not_separable_from.join(", "));
-        body.push_str(&table(with_column(
-            super::attacker_table(s),
-            "not separable from",
-            ties,
-        )));
+        body.push_str(&leaderboards(s));
         if let Some(p) = find("payoff") {
             body.push_str("<h2>The game</h2>");
             body.push_str(&figure(
@@ -351,6 +325,66 @@ pub fn page(run: &Run, plots: &[Plot]) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>redqueen: {}</title><style>{STYLE}</style></head><body>{body}</body></html>\n",
         escape(&m.name)
     )
+}
+
+/// The page's title and the run's provenance line.
+fn page_heading(m: &Manifest) -> String {
+    format!(
+        "<h1>redqueen: {}</h1><p class=\"meta\">seed {} · dataset {} (fingerprint {}) · status {} · started {} · redqueen {}</p>",
+        escape(&m.name),
+        m.seed,
+        escape(&m.dataset),
+        escape(&m.dataset_fingerprint),
+        match m.status {
+            crate::record::Status::Complete => "complete",
+            crate::record::Status::Partial => "partial",
+        },
+        escape(&m.started),
+        escape(&m.redqueen_version),
+    )
+}
+
+/// The partial-run warning, then the defenders' and attackers' leaderboards
+/// with whom each is not separable from, and any diverged matches.
+fn leaderboards(s: &Summary) -> String {
+    let mut out = String::new();
+    let partial = super::partial_line(s);
+    if !partial.is_empty() {
+        out.push_str(&format!(
+            "<p class=\"partial\"><strong>{}</strong></p>",
+            escape(&partial)
+        ));
+    }
+    let key = s
+        .defenders
+        .first()
+        .map(|d| super::ranking_key(d).0)
+        .unwrap_or("AURC unseen");
+    out.push_str(&format!(
+        "<h2>Defenders</h2><p>Ranked by {key} (the mean over rounds of the worst accuracy under the {} attacks); final-round accuracies are means over attackers and seeds.</p>",
+        if key == "AURC unseen" { "unseen-panel" } else { "seen" }
+    ));
+    let ties = s.defenders.iter().map(|d| d.not_separable_from.join(", "));
+    out.push_str(&table(with_column(
+        super::defender_table(s),
+        "not separable from",
+        ties,
+    )));
+    let diverged = super::diverged_lines(s);
+    if !diverged.is_empty() {
+        out.push_str(&format!(
+            "<p class=\"diverged\">{}</p>",
+            escape(&diverged).replace('\n', "<br>")
+        ));
+    }
+    out.push_str("<h2>Attackers</h2>");
+    let ties = s.attackers.iter().map(|a| a.not_separable_from.join(", "));
+    out.push_str(&table(with_column(
+        super::attacker_table(s),
+        "not separable from",
+        ties,
+    )));
+    out
 }
 
 #[cfg(test)]

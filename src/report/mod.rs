@@ -10,7 +10,9 @@ use tabled::settings::object::Columns;
 use tabled::settings::{Alignment, Modify, Style};
 
 use crate::error::{CompareError, Error, Result};
-use crate::record::{self, read_json, GalleryItem, Manifest, MatrixResult, RoundRow, RunFiles, Summary};
+use crate::record::{
+    self, read_json, DefenderSummary, GalleryItem, Manifest, MatrixResult, RoundRow, RunFiles, Summary,
+};
 
 fn pct(v: f64) -> String {
     format!("{:.1}%", 100.0 * v)
@@ -379,6 +381,37 @@ pub fn write_report(dir: &Path) -> Result<()> {
 /// interval), the difference from the first run, and whether that
 /// difference is beyond the seeds' noise.
 pub fn compare(runs: &[Run]) -> Result<String> {
+    let summaries = comparable_summaries(runs)?;
+    let mut table = Builder::default();
+    table.push_record(compare_header(runs.len()));
+    let mut notes = Vec::new();
+    for name in &defender_names(&summaries) {
+        let entries: Vec<Option<&DefenderSummary>> = summaries
+            .iter()
+            .map(|s| s.defenders.iter().find(|d| &d.defender == name))
+            .collect();
+        table.push_record(compare_row(name, &entries));
+        if entries.iter().any(|e| e.is_none()) {
+            notes.push(format!("{name} is not in every run"));
+        }
+    }
+    let mut out = runs_lines(runs, &summaries);
+    let mut rendered = table.build();
+    rendered
+        .with(Style::rounded())
+        .with(Modify::new(Columns::new(1..)).with(Alignment::right()));
+    out.push_str(&format!(
+        "\nDefenders side by side: AURC unseen (AURC seen where a run has no unseen panel), ± the 95% interval over seeds; a difference is beyond noise when the two intervals do not overlap\n{rendered}\n"
+    ));
+    for note in notes {
+        out.push_str(&format!("Note: {note}.\n"));
+    }
+    Ok(out)
+}
+
+/// Each run's summary, if every run is a tournament with one, and all
+/// rank by one metric: AURC unseen everywhere, or AURC seen everywhere.
+fn comparable_summaries(runs: &[Run]) -> Result<Vec<&Summary>> {
     let summaries: Vec<&Summary> = runs
         .iter()
         .map(|r| {
@@ -392,73 +425,84 @@ pub fn compare(runs: &[Run]) -> Result<String> {
             })
         })
         .collect::<Result<_>>()?;
-    // One metric across runs: AURC unseen everywhere, or AURC seen everywhere.
     let has_unseen = |s: &Summary| s.defenders.iter().any(|d| d.aurc_unseen.is_some());
     if summaries.iter().any(|s| has_unseen(s)) && !summaries.iter().all(|s| has_unseen(s)) {
         return Err(CompareError::MixedMetrics.into());
     }
+    Ok(summaries)
+}
+
+/// Every defender of any run, in order of first appearance.
+fn defender_names(summaries: &[&Summary]) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
-    for s in &summaries {
+    for s in summaries {
         for d in &s.defenders {
             if !names.contains(&d.defender) {
                 names.push(d.defender.clone());
             }
         }
     }
+    names
+}
+
+/// The comparison's header: each run's value, and from the second run on,
+/// its difference from the first.
+fn compare_header(n_runs: usize) -> Vec<String> {
     let mut header = vec!["defender".to_string()];
-    for i in 0..runs.len() {
+    for i in 0..n_runs {
         header.push(format!("[{}] AURC unseen", i + 1));
         if i > 0 {
             header.push(format!("[{}] - [1] (pts)", i + 1));
         }
     }
-    let mut table = Builder::default();
-    table.push_record(header);
-    let mut notes = Vec::new();
-    for name in &names {
-        let entries: Vec<Option<&crate::record::DefenderSummary>> = summaries
-            .iter()
-            .map(|s| s.defenders.iter().find(|d| &d.defender == name))
-            .collect();
-        let key = |d: &crate::record::DefenderSummary| d.aurc_unseen.unwrap_or(d.aurc_seen);
-        let ci = |d: &crate::record::DefenderSummary| {
-            if d.aurc_unseen.is_some() {
-                d.aurc_unseen_ci95
-            } else {
-                d.aurc_seen_ci95
-            }
-        };
-        let mut row = vec![name.clone()];
-        for (i, entry) in entries.iter().enumerate() {
-            row.push(entry.map(|d| pct_ci(Some(key(d)), ci(d))).unwrap_or_else(|| "-".into()));
-            if i > 0 {
-                let cell = match (entries[0], entry) {
-                    (Some(base), Some(d)) => {
-                        let diff = key(d) - key(base);
-                        let verdict = match (ci(base), ci(d)) {
-                            (Some(a), Some(b)) => {
-                                if crate::record::stats::separable((key(base), a), (key(d), b)) {
-                                    "beyond noise"
-                                } else {
-                                    "within noise"
-                                }
-                            }
-                            _ => "no intervals",
-                        };
-                        format!("{:+.1} ({verdict})", 100.0 * diff)
-                    }
-                    _ => "-".into(),
-                };
-                row.push(cell);
-            }
-        }
-        table.push_record(row);
-        if entries.iter().any(|e| e.is_none()) {
-            notes.push(format!("{name} is not in every run"));
+    header
+}
+
+/// One defender's row: its value in each run (`-` where absent) and each
+/// difference from the first run.
+fn compare_row(name: &str, entries: &[Option<&DefenderSummary>]) -> Vec<String> {
+    let mut row = vec![name.to_string()];
+    for (i, entry) in entries.iter().enumerate() {
+        row.push(
+            entry
+                .map(|d| {
+                    let (_, key, ci) = ranking_key(d);
+                    pct_ci(Some(key), ci)
+                })
+                .unwrap_or_else(|| "-".into()),
+        );
+        if i > 0 {
+            row.push(match (entries[0], entry) {
+                (Some(base), Some(d)) => difference_cell(base, d),
+                _ => "-".into(),
+            });
         }
     }
+    row
+}
+
+/// `d`'s ranking key minus `base`'s, in points, and whether the two
+/// intervals separate them.
+fn difference_cell(base: &DefenderSummary, d: &DefenderSummary) -> String {
+    let ((_, base_key, base_ci), (_, key, ci)) = (ranking_key(base), ranking_key(d));
+    let verdict = match (base_ci, ci) {
+        (Some(a), Some(b)) => {
+            if crate::record::stats::separable((base_key, a), (key, b)) {
+                "beyond noise"
+            } else {
+                "within noise"
+            }
+        }
+        _ => "no intervals",
+    };
+    format!("{:+.1} ({verdict})", 100.0 * (key - base_key))
+}
+
+/// The "Runs:" list: each run's folder, name and seeds, and whether it is
+/// a shard or partial.
+fn runs_lines(runs: &[Run], summaries: &[&Summary]) -> String {
     let mut out = String::from("Runs:\n");
-    for (i, (r, s)) in runs.iter().zip(&summaries).enumerate() {
+    for (i, (r, s)) in runs.iter().zip(summaries).enumerate() {
         let status = match (&r.manifest.shard, s.matches.len() < s.matches_expected) {
             (Some(shard), _) => format!(
                 "; part {}/{} of a sharded run, merge the parts first",
@@ -475,17 +519,7 @@ pub fn compare(runs: &[Run]) -> Result<String> {
             s.seeds
         ));
     }
-    let mut rendered = table.build();
-    rendered
-        .with(Style::rounded())
-        .with(Modify::new(Columns::new(1..)).with(Alignment::right()));
-    out.push_str(&format!(
-        "\nDefenders side by side: AURC unseen (AURC seen where a run has no unseen panel), ± the 95% interval over seeds; a difference is beyond noise when the two intervals do not overlap\n{rendered}\n"
-    ));
-    for note in notes {
-        out.push_str(&format!("Note: {note}.\n"));
-    }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]

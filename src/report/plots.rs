@@ -10,6 +10,7 @@ use std::fmt;
 use std::ops::Range;
 
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -200,27 +201,10 @@ pub fn robustness_over_rounds(
             )));
         }
     }
-    // Walk rounds in increasing order so lines never double back.
-    let mut order: Vec<usize> = (0..rounds.len()).collect();
-    order.sort_by_key(|&i| rounds[i]);
-    let value = |s: &Series, i: usize| finite(s.values.get(i).copied().flatten()).map(|v| v.clamp(0.0, 1.0));
-    let (lo, hi) = match (order.first(), order.last()) {
-        (Some(&a), Some(&b)) => (rounds[a] as f64, rounds[b] as f64),
-        _ => (0.0, 0.0),
-    };
-    // Integer ticks only, at most about 12 of them.
-    let span = (hi - lo) as usize;
-    let step = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
-        .into_iter()
-        .find(|s| span / s <= 12)
-        .unwrap_or(span.max(1));
-    let ticks: Vec<f64> = if order.is_empty() {
-        Vec::new()
-    } else {
-        (0..=span / step).map(|k| lo + (k * step) as f64).collect()
-    };
-    let any_point = series.iter().any(|s| order.iter().any(|&i| value(s, i).is_some()));
-
+    let span = RoundSpan::of(rounds);
+    let any_point = series
+        .iter()
+        .any(|s| span.order.iter().any(|&i| plotted(s, i).is_some()));
     let mut entries: Vec<String> = series.iter().map(|s| abbreviate(&s.label, 32)).collect();
     if shade.is_some() {
         entries.push("gap".into());
@@ -236,85 +220,13 @@ pub fn robustness_over_rounds(
 
     render((chart_w + legend_w as u32, height), |root| {
         let (plot_area, legend) = root.split_horizontally(chart_w);
-        let title = clip(title, 54);
-        let mut chart = ChartBuilder::on(&plot_area)
-            .caption(&title, styled(16.0, INK, FontStyle::Bold))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(56)
-            .build_cartesian_2d(
-                RoundAxis {
-                    range: (lo - 0.5)..(hi + 0.5),
-                    ticks,
-                },
-                0f64..1f64,
-            )
-            .map_err(pe)?;
-        chart
-            .configure_mesh()
-            .x_desc("round")
-            .y_desc("accuracy")
-            .y_labels(11)
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_label_formatter(&|y| format!("{:.0}%", 100.0 * y))
-            .label_style(font(12.0, INK))
-            .axis_desc_style(font(13.0, INK))
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(RGBColor(225, 225, 225))
-            .draw()
-            .map_err(pe)?;
-
+        let mut chart = accuracy_chart(&plot_area, title, &span)?;
         // The gap goes first so that the lines stay on top of it.
         if let Some((up, down)) = shade {
-            let mut run: Vec<(f64, f64, f64)> = Vec::new();
-            let mut runs = Vec::new();
-            for &i in &order {
-                match (value(&series[up], i), value(&series[down], i)) {
-                    (Some(u), Some(d)) => run.push((rounds[i] as f64, u, d)),
-                    _ => runs.push(std::mem::take(&mut run)),
-                }
-            }
-            runs.push(run);
-            for run in runs.iter_mut().filter(|r| !r.is_empty()) {
-                // A lone round gets a narrow band so the gap still shows.
-                if let [(x, u, d)] = run[..] {
-                    *run = vec![(x - 0.12, u, d), (x + 0.12, u, d)];
-                }
-                let poly = run
-                    .iter()
-                    .map(|&(x, u, _)| (x, u))
-                    .chain(run.iter().rev().map(|&(x, _, d)| (x, d)));
-                chart
-                    .draw_series(std::iter::once(Polygon::new(
-                        poly.collect::<Vec<_>>(),
-                        GAP_FILL.mix(0.25).filled(),
-                    )))
-                    .map_err(pe)?;
-            }
+            draw_gap(&mut chart, rounds, &span.order, (&series[up], &series[down]))?;
         }
         for (k, s) in series.iter().enumerate() {
-            let color = PALETTE[k % PALETTE.len()];
-            let mut segment = Vec::new();
-            let mut points = Vec::new();
-            for &i in &order {
-                match value(s, i) {
-                    Some(v) => segment.push((rounds[i] as f64, v)),
-                    None => {
-                        points.extend(segment.iter().copied());
-                        let seg = std::mem::take(&mut segment);
-                        chart
-                            .draw_series(LineSeries::new(seg, color.stroke_width(2)))
-                            .map_err(pe)?;
-                    }
-                }
-            }
-            points.extend(segment.iter().copied());
-            chart
-                .draw_series(LineSeries::new(segment, color.stroke_width(2)))
-                .map_err(pe)?;
-            chart
-                .draw_series(points.into_iter().map(|p| Circle::new(p, 3, marker(k))))
-                .map_err(pe)?;
+            draw_line(&mut chart, rounds, &span.order, k, s)?;
         }
         if !any_point {
             let mid = plot_area.dim_in_pixel();
@@ -325,26 +237,175 @@ pub fn robustness_over_rounds(
                 &anchored(font(14.0, MUTED), HPos::Center, VPos::Center),
             )?;
         }
+        draw_legend(&legend, &entries, series.len())
+    })
+}
 
-        // Legend in its own column, so it never covers data.
-        let label_style = anchored(font(12.0, INK), HPos::Left, VPos::Center);
-        for (k, entry) in entries.iter().enumerate() {
-            let y = 48 + 20 * k as i32;
-            if k < series.len() {
-                let line = PALETTE[k % PALETTE.len()].stroke_width(2);
-                legend
-                    .draw(&PathElement::new(vec![(6, y), (34, y)], line))
-                    .map_err(pe)?;
-                legend.draw(&Circle::new((20, y), 3, marker(k))).map_err(pe)?;
-            } else {
-                legend
-                    .draw(&Rectangle::new([(6, y - 6), (34, y + 6)], GAP_FILL.mix(0.25).filled()))
+/// The accuracy chart's drawing context: rounds across, accuracy up.
+type AccuracyChart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RoundAxis, RangedCoordf64>>;
+
+/// A series' value at index `i`, clamped to [0, 1]; `None` where missing or not finite.
+fn plotted(s: &Series, i: usize) -> Option<f64> {
+    finite(s.values.get(i).copied().flatten()).map(|v| v.clamp(0.0, 1.0))
+}
+
+/// The rounds of a chart: their indices in increasing order, the first and last, and the ticks.
+struct RoundSpan {
+    order: Vec<usize>,
+    lo: f64,
+    hi: f64,
+    ticks: Vec<f64>,
+}
+
+impl RoundSpan {
+    fn of(rounds: &[usize]) -> RoundSpan {
+        // Walk rounds in increasing order so lines never double back.
+        let mut order: Vec<usize> = (0..rounds.len()).collect();
+        order.sort_by_key(|&i| rounds[i]);
+        let (lo, hi) = match (order.first(), order.last()) {
+            (Some(&a), Some(&b)) => (rounds[a] as f64, rounds[b] as f64),
+            _ => (0.0, 0.0),
+        };
+        // Integer ticks only, at most about 12 of them.
+        let span = (hi - lo) as usize;
+        let step = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
+            .into_iter()
+            .find(|s| span / s <= 12)
+            .unwrap_or(span.max(1));
+        let ticks: Vec<f64> = if order.is_empty() {
+            Vec::new()
+        } else {
+            (0..=span / step).map(|k| lo + (k * step) as f64).collect()
+        };
+        RoundSpan { order, lo, hi, ticks }
+    }
+}
+
+/// The titled chart with its round and accuracy axes and grid, nothing plotted yet.
+fn accuracy_chart<'a, 'b>(
+    area: &'a Area<'b>,
+    title: &str,
+    span: &RoundSpan,
+) -> Result<AccuracyChart<'a, 'b>, PlotError> {
+    let title = clip(title, 54);
+    let mut chart = ChartBuilder::on(area)
+        .caption(&title, styled(16.0, INK, FontStyle::Bold))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(
+            RoundAxis {
+                range: (span.lo - 0.5)..(span.hi + 0.5),
+                ticks: span.ticks.clone(),
+            },
+            0f64..1f64,
+        )
+        .map_err(pe)?;
+    chart
+        .configure_mesh()
+        .x_desc("round")
+        .y_desc("accuracy")
+        .y_labels(11)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{:.0}%", 100.0 * y))
+        .label_style(font(12.0, INK))
+        .axis_desc_style(font(13.0, INK))
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(225, 225, 225))
+        .draw()
+        .map_err(pe)?;
+    Ok(chart)
+}
+
+/// The shaded band between an upper and a lower series, one polygon per run of rounds where both
+/// are measured.
+fn draw_gap(
+    chart: &mut AccuracyChart,
+    rounds: &[usize],
+    order: &[usize],
+    (up, down): (&Series, &Series),
+) -> Result<(), PlotError> {
+    let mut run: Vec<(f64, f64, f64)> = Vec::new();
+    let mut runs = Vec::new();
+    for &i in order {
+        match (plotted(up, i), plotted(down, i)) {
+            (Some(u), Some(d)) => run.push((rounds[i] as f64, u, d)),
+            _ => runs.push(std::mem::take(&mut run)),
+        }
+    }
+    runs.push(run);
+    for run in runs.iter_mut().filter(|r| !r.is_empty()) {
+        // A lone round gets a narrow band so the gap still shows.
+        if let [(x, u, d)] = run[..] {
+            *run = vec![(x - 0.12, u, d), (x + 0.12, u, d)];
+        }
+        let poly = run
+            .iter()
+            .map(|&(x, u, _)| (x, u))
+            .chain(run.iter().rev().map(|&(x, _, d)| (x, d)));
+        chart
+            .draw_series(std::iter::once(Polygon::new(
+                poly.collect::<Vec<_>>(),
+                GAP_FILL.mix(0.25).filled(),
+            )))
+            .map_err(pe)?;
+    }
+    Ok(())
+}
+
+/// Series `k` as line segments broken where a value is missing, then its markers.
+fn draw_line(
+    chart: &mut AccuracyChart,
+    rounds: &[usize],
+    order: &[usize],
+    k: usize,
+    s: &Series,
+) -> Result<(), PlotError> {
+    let color = PALETTE[k % PALETTE.len()];
+    let mut segment = Vec::new();
+    let mut points = Vec::new();
+    for &i in order {
+        match plotted(s, i) {
+            Some(v) => segment.push((rounds[i] as f64, v)),
+            None => {
+                points.extend(segment.iter().copied());
+                let seg = std::mem::take(&mut segment);
+                chart
+                    .draw_series(LineSeries::new(seg, color.stroke_width(2)))
                     .map_err(pe)?;
             }
-            put(&legend, entry, (42, y), &label_style)?;
         }
-        Ok(())
-    })
+    }
+    points.extend(segment.iter().copied());
+    chart
+        .draw_series(LineSeries::new(segment, color.stroke_width(2)))
+        .map_err(pe)?;
+    chart
+        .draw_series(points.into_iter().map(|p| Circle::new(p, 3, marker(k))))
+        .map_err(pe)?;
+    Ok(())
+}
+
+/// The legend in its own column, so it never covers data: a line and marker per series, then the
+/// gap's swatch if `entries` has one more entry than there are series.
+fn draw_legend(legend: &Area, entries: &[String], n_series: usize) -> Result<(), PlotError> {
+    let label_style = anchored(font(12.0, INK), HPos::Left, VPos::Center);
+    for (k, entry) in entries.iter().enumerate() {
+        let y = 48 + 20 * k as i32;
+        if k < n_series {
+            let line = PALETTE[k % PALETTE.len()].stroke_width(2);
+            legend
+                .draw(&PathElement::new(vec![(6, y), (34, y)], line))
+                .map_err(pe)?;
+            legend.draw(&Circle::new((20, y), 3, marker(k))).map_err(pe)?;
+        } else {
+            legend
+                .draw(&Rectangle::new([(6, y - 6), (34, y + 6)], GAP_FILL.mix(0.25).filled()))
+                .map_err(pe)?;
+        }
+        put(legend, entry, (42, y), &label_style)?;
+    }
+    Ok(())
 }
 
 /// Viridis-like sequential scale (dark purple at 0, yellow at 1): ordered, readable, grey-safe.
@@ -387,155 +448,273 @@ pub fn heat_map(
     row_strategy: Option<&[f64]>,
     col_strategy: Option<&[f64]>,
 ) -> PlotResult {
-    const CW: i32 = 60;
-    const CH: i32 = 34;
-    const PAD: i32 = 12;
-    const CHAR: f64 = 12.0;
-    let n_rows = row_labels.len().max(values.len());
-    let n_cols = col_labels.len().max(values.iter().map(Vec::len).max().unwrap_or(0));
-    if n_rows > 200 || n_cols > 200 {
-        return Err(PlotError(format!(
-            "heat map of {n_rows}x{n_cols} is too large to read (at most 200x200)"
-        )));
-    }
-    let label = |labels: &[String], i: usize| labels.get(i).map(String::as_str).unwrap_or("").to_string();
+    let mixes = (row_strategy.is_some(), col_strategy.is_some());
+    let layout = HeatLayout::new(title, row_labels, col_labels, values, mixes)?;
+    let (width, height) = (layout.width, layout.height);
+    render((width as u32, height as u32), |root| {
+        let bold = styled(16.0, INK, FontStyle::Bold);
+        put(
+            root,
+            &layout.title,
+            (width / 2, 10),
+            &anchored(bold, HPos::Center, VPos::Top),
+        )?;
+        if layout.rows.is_empty() || layout.cols.is_empty() {
+            return put(
+                root,
+                "no data",
+                (width / 2, layout.y0 + 20),
+                &anchored(font(14.0, MUTED), HPos::Center, VPos::Center),
+            );
+        }
+        draw_cells(root, &layout, values)?;
+        draw_column_labels(root, &layout)?;
+        if let Some(ps) = col_strategy {
+            draw_column_mix(root, &layout, ps)?;
+        }
+        if let Some(ps) = row_strategy {
+            draw_row_mix(root, &layout, ps)?;
+        }
+        draw_colour_scale(root, &layout, value_label)
+    })
+}
 
-    // Row labels are shortened to at most 26 characters; column labels turn vertical if any is too
-    // wide. The space left of the matrix also holds the column mix's header.
-    let rows: Vec<String> = (0..n_rows).map(|i| abbreviate(&label(row_labels, i), 26)).collect();
-    let header_w = if col_strategy.is_some() {
-        text_w("equilibrium mix", 11.0)
-    } else {
-        20
-    };
-    let row_w = rows.iter().map(|r| text_w(r, CHAR)).max().unwrap_or(0).max(header_w) + 10;
-    let cols_flat: Vec<String> = (0..n_cols).map(|j| label(col_labels, j)).collect();
-    let rotate = cols_flat.iter().any(|c| text_w(c, CHAR) > CW - 6);
+/// A heat-map cell's width and height, the canvas margin and the labels' font size, in px.
+const CELL_W: i32 = 60;
+const CELL_H: i32 = 34;
+const HEAT_PAD: i32 = 12;
+const LABEL_PX: f64 = 12.0;
+
+/// Where a heat map's parts go: the title and labels as drawn, the matrix's top-left corner and
+/// size, the colour scale's left edge and height, and the canvas size.
+struct HeatLayout {
+    title: String,
+    rows: Vec<String>,
+    cols: Vec<String>,
+    rotate: bool,
+    x0: i32,
+    y0: i32,
+    mat_w: i32,
+    mat_h: i32,
+    scale_x: i32,
+    scale_h: i32,
+    width: i32,
+    height: i32,
+}
+
+impl HeatLayout {
+    /// `(row_mix, col_mix)`: whether the row and column equilibrium bars need room.
+    fn new(
+        title: &str,
+        row_labels: &[String],
+        col_labels: &[String],
+        values: &[Vec<Option<f64>>],
+        (row_mix, col_mix): (bool, bool),
+    ) -> Result<HeatLayout, PlotError> {
+        let n_rows = row_labels.len().max(values.len());
+        let n_cols = col_labels.len().max(values.iter().map(Vec::len).max().unwrap_or(0));
+        if n_rows > 200 || n_cols > 200 {
+            return Err(PlotError(format!(
+                "heat map of {n_rows}x{n_cols} is too large to read (at most 200x200)"
+            )));
+        }
+        // Row labels are shortened to at most 26 characters. The space left of the matrix also
+        // holds the column mix's header.
+        let rows: Vec<String> = (0..n_rows).map(|i| abbreviate(&label_at(row_labels, i), 26)).collect();
+        let header_w = if col_mix { text_w("equilibrium mix", 11.0) } else { 20 };
+        let row_w = rows
+            .iter()
+            .map(|r| text_w(r, LABEL_PX))
+            .max()
+            .unwrap_or(0)
+            .max(header_w)
+            + 10;
+        let (cols, rotate, col_h) = column_labels(col_labels, n_cols);
+
+        let bar_strip = if col_mix { 64 } else { 0 };
+        let bar_col = if row_mix { 120 } else { 0 };
+        let (mat_w, mat_h) = (n_cols as i32 * CELL_W, n_rows as i32 * CELL_H);
+        let scale_h = mat_h.max(120);
+        let x0 = HEAT_PAD + row_w;
+        let y0 = 34 + 18 + bar_strip;
+        let scale_x = x0 + mat_w + bar_col + 16;
+        let title = clip(title, 90);
+        let width = (scale_x + 90).max(text_w(&title, 16.0) + 2 * HEAT_PAD);
+        let height = y0 + scale_h.max(mat_h + col_h) + HEAT_PAD;
+        Ok(HeatLayout {
+            title,
+            rows,
+            cols,
+            rotate,
+            x0,
+            y0,
+            mat_w,
+            mat_h,
+            scale_x,
+            scale_h,
+            width,
+            height,
+        })
+    }
+}
+
+/// Label `i`, or "" past the end of `labels`.
+fn label_at(labels: &[String], i: usize) -> String {
+    labels.get(i).map(String::as_str).unwrap_or("").to_string()
+}
+
+/// The column labels as drawn, whether they turn vertical (if any is too wide for its cell, and
+/// then shortened to 24 characters), and the height they take below the matrix.
+fn column_labels(col_labels: &[String], n_cols: usize) -> (Vec<String>, bool, i32) {
+    let cols_flat: Vec<String> = (0..n_cols).map(|j| label_at(col_labels, j)).collect();
+    let rotate = cols_flat.iter().any(|c| text_w(c, LABEL_PX) > CELL_W - 6);
     let cols: Vec<String> = cols_flat
         .iter()
         .map(|c| if rotate { abbreviate(c, 24) } else { c.clone() })
         .collect();
     let col_h = if rotate {
-        cols.iter().map(|c| text_w(c, CHAR * 0.85)).max().unwrap_or(0) + 12
+        cols.iter().map(|c| text_w(c, LABEL_PX * 0.85)).max().unwrap_or(0) + 12
     } else {
         24
     };
+    (cols, rotate, col_h)
+}
 
-    let bar_strip = if col_strategy.is_some() { 64 } else { 0 };
-    let bar_col = if row_strategy.is_some() { 120 } else { 0 };
-    let (mat_w, mat_h) = (n_cols as i32 * CW, n_rows as i32 * CH);
-    let scale_h = mat_h.max(120);
-    let x0 = PAD + row_w;
-    let y0 = 34 + 18 + bar_strip;
-    let scale_x = x0 + mat_w + bar_col + 16;
-    let title = clip(title, 90);
-    let width = (scale_x + 90).max(text_w(&title, 16.0) + 2 * PAD);
-    let height = y0 + scale_h.max(mat_h + col_h) + PAD;
-
-    render((width as u32, height as u32), |root| {
-        let bold = styled(16.0, INK, FontStyle::Bold);
-        put(root, &title, (width / 2, 10), &anchored(bold, HPos::Center, VPos::Top))?;
-        if n_rows == 0 || n_cols == 0 {
-            return put(
-                root,
-                "no data",
-                (width / 2, y0 + 20),
-                &anchored(font(14.0, MUTED), HPos::Center, VPos::Center),
-            );
-        }
-        let cell_text = |c: RGBColor| anchored(font(12.0, contrast(c)), HPos::Center, VPos::Center);
-        for (i, row) in rows.iter().enumerate() {
-            let y = y0 + i as i32 * CH;
-            for j in 0..n_cols {
-                let x = x0 + j as i32 * CW;
-                let v = finite(values.get(i).and_then(|r| r.get(j)).copied().flatten());
-                let (color, text) = match v {
-                    Some(v) => (viridis(v), pct(v)),
-                    None => (NONE_GREY, "-".to_string()),
-                };
-                fill_rect(root, (x, y), (x + CW, y + CH), color)?;
-                outline(root, (x, y), (x + CW, y + CH), WHITE)?;
-                put(root, &text, (x + CW / 2, y + CH / 2), &cell_text(color))?;
-            }
-            put(
-                root,
-                row,
-                (x0 - 6, y + CH / 2),
-                &anchored(font(CHAR, INK), HPos::Right, VPos::Center),
-            )?;
-        }
-        for (j, c) in cols.iter().enumerate() {
-            let x = x0 + j as i32 * CW + CW / 2;
-            let style = if rotate {
-                // Reads bottom to top, hanging down from the matrix edge.
-                anchored(font(CHAR, INK), HPos::Right, VPos::Center).transform(FontTransform::Rotate270)
-            } else {
-                anchored(font(CHAR, INK), HPos::Center, VPos::Top)
+/// The coloured cells with their percentages, row by row, each row followed by its label.
+fn draw_cells(root: &Area, layout: &HeatLayout, values: &[Vec<Option<f64>>]) -> Result<(), PlotError> {
+    let cell_text = |c: RGBColor| anchored(font(12.0, contrast(c)), HPos::Center, VPos::Center);
+    let x0 = layout.x0;
+    for (i, row) in layout.rows.iter().enumerate() {
+        let y = layout.y0 + i as i32 * CELL_H;
+        for j in 0..layout.cols.len() {
+            let x = x0 + j as i32 * CELL_W;
+            let v = finite(values.get(i).and_then(|r| r.get(j)).copied().flatten());
+            let (color, text) = match v {
+                Some(v) => (viridis(v), pct(v)),
+                None => (NONE_GREY, "-".to_string()),
             };
-            put(root, c, (x, y0 + mat_h + 6), &style)?;
+            fill_rect(root, (x, y), (x + CELL_W, y + CELL_H), color)?;
+            outline(root, (x, y), (x + CELL_W, y + CELL_H), WHITE)?;
+            put(root, &text, (x + CELL_W / 2, y + CELL_H / 2), &cell_text(color))?;
         }
+        put(
+            root,
+            row,
+            (x0 - 6, y + CELL_H / 2),
+            &anchored(font(LABEL_PX, INK), HPos::Right, VPos::Center),
+        )?;
+    }
+    Ok(())
+}
 
-        let small = |h| anchored(font(11.0, INK), h, VPos::Center);
-        let header = anchored(styled(11.0, MUTED, FontStyle::Italic), HPos::Left, VPos::Bottom);
-        let prob = |p: f64| if p.is_finite() { p.clamp(0.0, 1.0) } else { 0.0 };
-        if let Some(ps) = col_strategy {
-            let base = y0 - 6;
-            put(
-                root,
-                "equilibrium mix",
-                (x0 - 6, base - 18),
-                &header.pos(Pos::new(HPos::Right, VPos::Center)),
-            )?;
-            for (j, &p) in ps.iter().take(n_cols).enumerate() {
-                let x = x0 + j as i32 * CW;
-                let top = base - (prob(p) * 36.0).round() as i32;
-                fill_rect(root, (x + CW / 4, top), (x + CW - CW / 4, base), PALETTE[0])?;
-                put(
-                    root,
-                    &pct(prob(p)),
-                    (x + CW / 2, top - 2),
-                    &small(HPos::Center).pos(Pos::new(HPos::Center, VPos::Bottom)),
-                )?;
-            }
-        }
-        if let Some(ps) = row_strategy {
-            let x = x0 + mat_w + 8;
-            put(root, "equilibrium mix", (x, y0 - 4), &header)?;
-            for (i, &p) in ps.iter().take(n_rows).enumerate() {
-                let y = y0 + i as i32 * CH;
-                let len = (prob(p) * 64.0).round() as i32;
-                fill_rect(root, (x, y + CH / 4), (x + len, y + CH - CH / 4), PALETTE[0])?;
-                put(root, &pct(prob(p)), (x + len + 4, y + CH / 2), &small(HPos::Left))?;
-            }
-        }
+/// The column labels under the matrix.
+fn draw_column_labels(root: &Area, layout: &HeatLayout) -> Result<(), PlotError> {
+    for (j, c) in layout.cols.iter().enumerate() {
+        let x = layout.x0 + j as i32 * CELL_W + CELL_W / 2;
+        let style = if layout.rotate {
+            // Reads bottom to top, hanging down from the matrix edge.
+            anchored(font(LABEL_PX, INK), HPos::Right, VPos::Center).transform(FontTransform::Rotate270)
+        } else {
+            anchored(font(LABEL_PX, INK), HPos::Center, VPos::Top)
+        };
+        put(root, c, (x, layout.y0 + layout.mat_h + 6), &style)?;
+    }
+    Ok(())
+}
 
-        // Colour scale: 0% at the bottom, 100% at the top, labelled with value_label.
-        const STEPS: i32 = 60;
-        for k in 0..STEPS {
-            let (ya, yb) = (y0 + scale_h * k / STEPS, y0 + scale_h * (k + 1) / STEPS);
-            fill_rect(
-                root,
-                (scale_x, ya),
-                (scale_x + 14, yb),
-                viridis(1.0 - (k as f64 + 0.5) / STEPS as f64),
-            )?;
-        }
-        outline(root, (scale_x, y0), (scale_x + 14, y0 + scale_h), MUTED)?;
-        for t in [0.0, 0.25, 0.5, 0.75, 1.0] {
-            let y = y0 + ((1.0 - t) * scale_h as f64).round() as i32;
-            root.draw(&PathElement::new(vec![(scale_x + 14, y), (scale_x + 18, y)], MUTED))
-                .map_err(pe)?;
-            put(
-                root,
-                &format!("{:.0}%", 100.0 * t),
-                (scale_x + 20, y),
-                &small(HPos::Left),
-            )?;
-        }
-        let name = clip(value_label, (scale_h as f64 / (12.0 * 0.6)) as usize);
-        let vertical = anchored(font(12.0, INK), HPos::Center, VPos::Center).transform(FontTransform::Rotate270);
-        put(root, &name, (scale_x + 70, y0 + scale_h / 2), &vertical)
-    })
+/// Small print beside an equilibrium bar or a scale tick.
+fn small_label(h: HPos) -> TextStyle<'static> {
+    anchored(font(11.0, INK), h, VPos::Center)
+}
+
+/// The "equilibrium mix" header over a strip of bars.
+fn mix_header() -> TextStyle<'static> {
+    anchored(styled(11.0, MUTED, FontStyle::Italic), HPos::Left, VPos::Bottom)
+}
+
+/// A probability for drawing: clamped to [0, 1], 0 if not finite.
+fn probability(p: f64) -> f64 {
+    if p.is_finite() {
+        p.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
+/// The column side's equilibrium mix: a bar above each column, with its percentage.
+fn draw_column_mix(root: &Area, layout: &HeatLayout, ps: &[f64]) -> Result<(), PlotError> {
+    let (x0, base) = (layout.x0, layout.y0 - 6);
+    put(
+        root,
+        "equilibrium mix",
+        (x0 - 6, base - 18),
+        &mix_header().pos(Pos::new(HPos::Right, VPos::Center)),
+    )?;
+    for (j, &p) in ps.iter().take(layout.cols.len()).enumerate() {
+        let x = x0 + j as i32 * CELL_W;
+        let top = base - (probability(p) * 36.0).round() as i32;
+        fill_rect(root, (x + CELL_W / 4, top), (x + CELL_W - CELL_W / 4, base), PALETTE[0])?;
+        put(
+            root,
+            &pct(probability(p)),
+            (x + CELL_W / 2, top - 2),
+            &small_label(HPos::Center).pos(Pos::new(HPos::Center, VPos::Bottom)),
+        )?;
+    }
+    Ok(())
+}
+
+/// The row side's equilibrium mix: a bar right of each row, with its percentage.
+fn draw_row_mix(root: &Area, layout: &HeatLayout, ps: &[f64]) -> Result<(), PlotError> {
+    let x = layout.x0 + layout.mat_w + 8;
+    put(root, "equilibrium mix", (x, layout.y0 - 4), &mix_header())?;
+    for (i, &p) in ps.iter().take(layout.rows.len()).enumerate() {
+        let y = layout.y0 + i as i32 * CELL_H;
+        let len = (probability(p) * 64.0).round() as i32;
+        fill_rect(
+            root,
+            (x, y + CELL_H / 4),
+            (x + len, y + CELL_H - CELL_H / 4),
+            PALETTE[0],
+        )?;
+        put(
+            root,
+            &pct(probability(p)),
+            (x + len + 4, y + CELL_H / 2),
+            &small_label(HPos::Left),
+        )?;
+    }
+    Ok(())
+}
+
+/// The colour scale: 0% at the bottom, 100% at the top, labelled with `value_label`.
+fn draw_colour_scale(root: &Area, layout: &HeatLayout, value_label: &str) -> Result<(), PlotError> {
+    const STEPS: i32 = 60;
+    let (scale_x, y0, scale_h) = (layout.scale_x, layout.y0, layout.scale_h);
+    for k in 0..STEPS {
+        let (ya, yb) = (y0 + scale_h * k / STEPS, y0 + scale_h * (k + 1) / STEPS);
+        fill_rect(
+            root,
+            (scale_x, ya),
+            (scale_x + 14, yb),
+            viridis(1.0 - (k as f64 + 0.5) / STEPS as f64),
+        )?;
+    }
+    outline(root, (scale_x, y0), (scale_x + 14, y0 + scale_h), MUTED)?;
+    for t in [0.0, 0.25, 0.5, 0.75, 1.0] {
+        let y = y0 + ((1.0 - t) * scale_h as f64).round() as i32;
+        root.draw(&PathElement::new(vec![(scale_x + 14, y), (scale_x + 18, y)], MUTED))
+            .map_err(pe)?;
+        put(
+            root,
+            &format!("{:.0}%", 100.0 * t),
+            (scale_x + 20, y),
+            &small_label(HPos::Left),
+        )?;
+    }
+    let name = clip(value_label, (scale_h as f64 / (12.0 * 0.6)) as usize);
+    let vertical = anchored(font(12.0, INK), HPos::Center, VPos::Center).transform(FontTransform::Rotate270);
+    put(root, &name, (scale_x + 70, y0 + scale_h / 2), &vertical)
 }
 
 /// One adversarial example for [`gallery`]: grayscale pixels in [0, 1], row-major.
@@ -646,6 +825,33 @@ fn conf(c: f64) -> String {
 /// One row per item: the clean image, the adversarial image and the perturbation (adversarial -
 /// clean, scaled so the largest |delta| gets full colour: red positive, blue negative), with captions.
 pub fn gallery(items: &[GalleryItem]) -> PlotResult {
+    check_gallery_items(items)?;
+    let layout = GalleryLayout::of(items)?;
+    let (width, height) = (layout.width, layout.height);
+    let mut images = Vec::new();
+    let svg = render((width as u32, height as u32), |root| {
+        if items.is_empty() {
+            return put(
+                root,
+                "no examples",
+                (width / 2, height / 2),
+                &anchored(font(14.0, MUTED), HPos::Center, VPos::Center),
+            );
+        }
+        for (k, it) in items.iter().enumerate() {
+            let top = GALLERY_PAD + k as i32 * layout.row_h;
+            images.extend(draw_example(root, &layout, top, it)?);
+        }
+        Ok(())
+    })?;
+    let end = svg
+        .rfind("</svg>")
+        .ok_or_else(|| PlotError("the SVG backend wrote no </svg>".into()))?;
+    Ok(format!("{}{}{}", &svg[..end], images.concat(), &svg[end..]))
+}
+
+/// Every item has as many clean and adversarial pixels as its size says.
+fn check_gallery_items(items: &[GalleryItem]) -> Result<(), PlotError> {
     for (k, it) in items.iter().enumerate() {
         let n = it
             .rows
@@ -662,93 +868,124 @@ pub fn gallery(items: &[GalleryItem]) -> PlotResult {
             )));
         }
     }
-    const PAD: i32 = 12;
-    const CAPTION: i32 = 40;
-    let max_dim = items.iter().map(|it| it.rows.max(it.cols)).max().unwrap_or(0).max(1);
-    if max_dim > 4096 {
-        return Err(PlotError(format!(
-            "gallery images up to 4096 pixels a side, got {max_dim}"
-        )));
+    Ok(())
+}
+
+/// The gallery's margin, and the height of the two caption lines under each picture, in px.
+const GALLERY_PAD: i32 = 12;
+const CAPTION_H: i32 = 40;
+
+/// The gallery's grid: px per image pixel, the side of the largest picture, the column width, the
+/// row height and the canvas size.
+struct GalleryLayout {
+    scale: i32,
+    img: i32,
+    col_w: i32,
+    row_h: i32,
+    width: i32,
+    height: i32,
+}
+
+impl GalleryLayout {
+    fn of(items: &[GalleryItem]) -> Result<GalleryLayout, PlotError> {
+        let max_dim = items.iter().map(|it| it.rows.max(it.cols)).max().unwrap_or(0).max(1);
+        if max_dim > 4096 {
+            return Err(PlotError(format!(
+                "gallery images up to 4096 pixels a side, got {max_dim}"
+            )));
+        }
+        // About 140 px per image: 5 px per pixel for 28x28, fewer for larger images.
+        let scale = (140 / max_dim as i32).clamp(1, 5);
+        let img = max_dim as i32 * scale;
+        let col_w = img.max(230) + GALLERY_PAD;
+        let row_h = 24 + img + CAPTION_H + GALLERY_PAD;
+        Ok(GalleryLayout {
+            scale,
+            img,
+            col_w,
+            row_h,
+            width: GALLERY_PAD + 3 * col_w,
+            height: GALLERY_PAD + row_h * items.len().max(1) as i32,
+        })
     }
-    // About 140 px per image: 5 px per pixel for 28x28, fewer for larger images.
-    let s = (140 / max_dim as i32).clamp(1, 5);
-    let img = max_dim as i32 * s;
-    let col_w = img.max(230) + PAD;
-    let row_h = 24 + img + CAPTION + PAD;
-    let width = PAD + 3 * col_w;
-    let height = PAD + row_h * items.len().max(1) as i32;
 
-    let mut images = Vec::new();
-    let svg = render((width as u32, height as u32), |root| {
-        if items.is_empty() {
-            return put(
-                root,
-                "no examples",
-                (width / 2, height / 2),
-                &anchored(font(14.0, MUTED), HPos::Center, VPos::Center),
-            );
-        }
-        let head = anchored(styled(14.0, INK, FontStyle::Bold), HPos::Left, VPos::Top);
-        let line = |c| anchored(font(11.0, c), HPos::Center, VPos::Top);
-        for (k, it) in items.iter().enumerate() {
-            let top = PAD + k as i32 * row_h;
-            put(root, &clip(&it.attack, 80), (PAD, top), &head)?;
-            let (w, h) = (it.cols as i32 * s, it.rows as i32 * s);
-            let img_y = top + 24 + (img - h) / 2;
-            let cap_y = top + 24 + img + 6;
-            let center = |i: i32| PAD + i * col_w + col_w / 2 - PAD / 2;
-            let dims = (it.rows, it.cols, s);
-            for i in 0..3 {
-                let at = (center(i) - w / 2, img_y);
-                outline(root, (at.0 - 1, at.1 - 1), (at.0 + w, at.1 + h), NONE_GREY)?;
-            }
-            images.push(image_element((center(0) - w / 2, img_y), dims, |p| gray(it.clean[p]))?);
-            images.push(image_element((center(1) - w / 2, img_y), dims, |p| {
-                gray(it.adversarial[p])
-            })?);
-            let delta = |p: usize| it.adversarial[p] - it.clean[p];
-            let max_abs = (0..it.clean.len())
-                .map(delta)
-                .filter(|d| d.is_finite())
-                .fold(0.0f32, |m, d| m.max(d.abs()));
-            let amp = if max_abs > 0.0 { 1.0 / max_abs } else { 0.0 };
-            images.push(image_element((center(2) - w / 2, img_y), dims, |p| {
-                diverging(delta(p) * amp)
-            })?);
+    /// The horizontal centre of picture column `i` (0 clean, 1 adversarial, 2 perturbation).
+    fn center(&self, i: i32) -> i32 {
+        GALLERY_PAD + i * self.col_w + self.col_w / 2 - GALLERY_PAD / 2
+    }
+}
 
-            put(root, "clean", (center(0), cap_y), &line(MUTED))?;
-            let clean = format!(
-                "true {}, predicted {} ({})",
-                it.true_label,
-                it.clean_pred,
-                conf(it.clean_conf)
-            );
-            put(root, &clean, (center(0), cap_y + 15), &line(INK))?;
-            put(root, "adversarial", (center(1), cap_y), &line(MUTED))?;
-            let fooled = if it.adv_pred != it.true_label { FAIL_RED } else { INK };
-            put(
-                root,
-                &format!("predicted {} ({})", it.adv_pred, conf(it.adv_conf)),
-                (center(1), cap_y + 15),
-                &line(fooled),
-            )?;
-            let (what, detail) = if max_abs > 0.0 {
-                (
-                    format!("perturbation, amplified x{amp:.1}"),
-                    format!("max |delta| {max_abs:.3}; red +, blue -"),
-                )
-            } else {
-                ("perturbation: none".to_string(), String::new())
-            };
-            put(root, &what, (center(2), cap_y), &line(MUTED))?;
-            put(root, &detail, (center(2), cap_y + 15), &line(INK))?;
-        }
-        Ok(())
-    })?;
-    let end = svg
-        .rfind("</svg>")
-        .ok_or_else(|| PlotError("the SVG backend wrote no </svg>".into()))?;
-    Ok(format!("{}{}{}", &svg[..end], images.concat(), &svg[end..]))
+/// The largest finite |adversarial - clean| of an item, 0 if none.
+fn largest_change(it: &GalleryItem) -> f32 {
+    (0..it.clean.len())
+        .map(|p| it.adversarial[p] - it.clean[p])
+        .filter(|d| d.is_finite())
+        .fold(0.0f32, |m, d| m.max(d.abs()))
+}
+
+/// One gallery row at `top`: the attack's name, three framed pictures and their captions. The
+/// pictures come back as `<image>` elements to splice into the SVG.
+fn draw_example(root: &Area, layout: &GalleryLayout, top: i32, it: &GalleryItem) -> Result<[String; 3], PlotError> {
+    let head = anchored(styled(14.0, INK, FontStyle::Bold), HPos::Left, VPos::Top);
+    put(root, &clip(&it.attack, 80), (GALLERY_PAD, top), &head)?;
+    let (w, h) = (it.cols as i32 * layout.scale, it.rows as i32 * layout.scale);
+    let img_y = top + 24 + (layout.img - h) / 2;
+    let left = |i: i32| layout.center(i) - w / 2;
+    for i in 0..3 {
+        let at = (left(i), img_y);
+        outline(root, (at.0 - 1, at.1 - 1), (at.0 + w, at.1 + h), NONE_GREY)?;
+    }
+    let dims = (it.rows, it.cols, layout.scale);
+    let max_abs = largest_change(it);
+    let amp = if max_abs > 0.0 { 1.0 / max_abs } else { 0.0 };
+    let images = [
+        image_element((left(0), img_y), dims, |p| gray(it.clean[p]))?,
+        image_element((left(1), img_y), dims, |p| gray(it.adversarial[p]))?,
+        image_element((left(2), img_y), dims, |p| {
+            diverging((it.adversarial[p] - it.clean[p]) * amp)
+        })?,
+    ];
+    draw_captions(root, layout, top + 24 + layout.img + 6, it, (max_abs, amp))?;
+    Ok(images)
+}
+
+/// The two caption lines under each picture of a row: what it is, then the model's answers (red
+/// when fooled) or the perturbation's amplification.
+fn draw_captions(
+    root: &Area,
+    layout: &GalleryLayout,
+    cap_y: i32,
+    it: &GalleryItem,
+    (max_abs, amp): (f32, f32),
+) -> Result<(), PlotError> {
+    let line = |c| anchored(font(11.0, c), HPos::Center, VPos::Top);
+    let center = |i| layout.center(i);
+    put(root, "clean", (center(0), cap_y), &line(MUTED))?;
+    let clean = format!(
+        "true {}, predicted {} ({})",
+        it.true_label,
+        it.clean_pred,
+        conf(it.clean_conf)
+    );
+    put(root, &clean, (center(0), cap_y + 15), &line(INK))?;
+    put(root, "adversarial", (center(1), cap_y), &line(MUTED))?;
+    let fooled = if it.adv_pred != it.true_label { FAIL_RED } else { INK };
+    put(
+        root,
+        &format!("predicted {} ({})", it.adv_pred, conf(it.adv_conf)),
+        (center(1), cap_y + 15),
+        &line(fooled),
+    )?;
+    let (what, detail) = if max_abs > 0.0 {
+        (
+            format!("perturbation, amplified x{amp:.1}"),
+            format!("max |delta| {max_abs:.3}; red +, blue -"),
+        )
+    } else {
+        ("perturbation: none".to_string(), String::new())
+    };
+    put(root, &what, (center(2), cap_y), &line(MUTED))?;
+    put(root, &detail, (center(2), cap_y + 15), &line(INK))
 }
 
 #[cfg(test)]
