@@ -15,8 +15,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{named, standard_normal, Attack, AttackSpec, Crafted, Norm, Signal, ThreatModel};
-use crate::data::Split;
+use super::{named, standard_normal, whitebox_run, Attack, AttackSpec, Norm, Signal, ThreatModel};
 use crate::model::{argmax_rows, Loss, Model};
 use crate::registry::Describe;
 use crate::Error;
@@ -171,17 +170,7 @@ impl AttackSpec for FabConfig {
         self.eps *= factor;
         true
     }
-    fn run(
-        &self,
-        model: &dyn Model,
-        x: &[f32],
-        y: &[u8],
-        rng: &mut ChaCha8Rng,
-        batch: usize,
-        _train: Option<&Split>,
-    ) -> Crafted {
-        Crafted::whitebox(self, model, x, y, rng, batch)
-    }
+    whitebox_run!();
 }
 
 impl Describe for FabConfig {

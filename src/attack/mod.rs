@@ -326,6 +326,24 @@ macro_rules! named {
 }
 pub(crate) use named;
 
+/// `run` for a white-box attack: its [`Attack::craft`], batch by batch.
+macro_rules! whitebox_run {
+    () => {
+        fn run(
+            &self,
+            model: &dyn $crate::model::Model,
+            x: &[f32],
+            y: &[u8],
+            rng: &mut rand_chacha::ChaCha8Rng,
+            batch: usize,
+            _train: Option<&$crate::data::Split>,
+        ) -> $crate::attack::Crafted {
+            $crate::attack::Crafted::whitebox(self, model, x, y, rng, batch)
+        }
+    };
+}
+pub(crate) use whitebox_run;
+
 /// The loss a gradient attack ascends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -4,8 +4,7 @@
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{named, AttackSpec, Crafted, Signal};
-use crate::data::Split;
+use super::{named, whitebox_run, AttackSpec, Signal};
 use crate::registry::Describe;
 
 use super::{ascend, fooled, random_start, Attack, AttackLoss, Norm, Objective, Target, ThreatModel};
@@ -123,17 +122,7 @@ impl AttackSpec for PgdConfig {
         self.step_size = self.step_size.map(|s| s * factor);
         true
     }
-    fn run(
-        &self,
-        model: &dyn Model,
-        x: &[f32],
-        y: &[u8],
-        rng: &mut ChaCha8Rng,
-        batch: usize,
-        _train: Option<&Split>,
-    ) -> Crafted {
-        Crafted::whitebox(self, model, x, y, rng, batch)
-    }
+    whitebox_run!();
 }
 
 impl Describe for PgdConfig {

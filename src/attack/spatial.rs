@@ -6,8 +6,7 @@
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{named, Attack, AttackSpec, Crafted, Norm, Rules, Signal, ThreatModel};
-use crate::data::Split;
+use super::{named, whitebox_run, Attack, AttackSpec, Norm, Rules, Signal, ThreatModel};
 use crate::model::{argmax_rows, CrossEntropy, Loss, Model};
 use crate::registry::Describe;
 
@@ -159,17 +158,7 @@ impl AttackSpec for SpatialConfig {
         }
         Ok(())
     }
-    fn run(
-        &self,
-        model: &dyn Model,
-        x: &[f32],
-        y: &[u8],
-        rng: &mut ChaCha8Rng,
-        batch: usize,
-        _train: Option<&Split>,
-    ) -> Crafted {
-        Crafted::whitebox(self, model, x, y, rng, batch)
-    }
+    whitebox_run!();
 }
 
 impl Describe for SpatialConfig {
