@@ -91,3 +91,38 @@ macro_rules! registry {
         }
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Entry;
+    use crate::agent::PolicyConfig;
+    use crate::attack::AttackConfig;
+    use crate::defense::DefenseConfig;
+
+    /// Every row's example and variants carry the row's name, and survive a
+    /// trip through a strategy file's TOML unchanged: a new part's config
+    /// is reachable from a file by its registry name alone.
+    fn rows_round_trip<E>(entries: &[Entry<E>], name_of: impl Fn(&E) -> &'static str)
+    where
+        E: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let mut names = std::collections::BTreeSet::new();
+        for entry in entries {
+            assert!(names.insert(entry.name), "{} is registered twice", entry.name);
+            assert!(!entry.help.is_empty(), "{} has no help", entry.name);
+            for config in std::iter::once((entry.example)()).chain((entry.variants)()) {
+                assert_eq!(name_of(&config), entry.name);
+                let text = toml::to_string(&config).expect("a config serializes");
+                let back: E = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", entry.name));
+                assert_eq!(back, config, "{} changed on its way through TOML", entry.name);
+            }
+        }
+    }
+
+    #[test]
+    fn every_registry_row_round_trips_through_toml() {
+        rows_round_trip(AttackConfig::ENTRIES, AttackConfig::registry_name);
+        rows_round_trip(DefenseConfig::ENTRIES, DefenseConfig::registry_name);
+        rows_round_trip(PolicyConfig::ENTRIES, PolicyConfig::registry_name);
+    }
+}

@@ -312,8 +312,8 @@ impl AttackConfig {
     }
 }
 
-/// The `name` accessors and `Describe` every attack config implements the
-/// same way: `name_mut` and `name` over its `name` field.
+/// The `name` accessors, the same in every attack config: `name_mut` and
+/// `name` over its `name` field.
 macro_rules! named {
     () => {
         fn name_mut(&mut self) -> &mut Option<String> {
