@@ -7,7 +7,7 @@
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{named, Access, AttackConfig, AttackSpec, Crafted, Norm, PgdConfig, Signal, Target, ThreatModel};
+use super::{named, Access, AttackConfig, AttackSpec, Crafted, Norm, PgdConfig, Signal, ThreatModel};
 use crate::data::Split;
 use crate::model::{Loss, Model, Preprocess};
 use crate::registry::Describe;
@@ -37,17 +37,8 @@ impl AttackSpec for EotConfig {
     fn threat(&self) -> ThreatModel {
         self.attack.threat()
     }
-    fn access(&self) -> Access {
-        self.attack.access()
-    }
     fn default_label(&self, _family: &str) -> String {
         format!("eot{}-{}", self.samples, self.attack.label())
-    }
-    fn queries(&self) -> Option<usize> {
-        self.attack.queries()
-    }
-    fn target(&self) -> Target {
-        self.attack.target()
     }
     fn inner(&self) -> Option<&AttackConfig> {
         Some(&self.attack)

@@ -84,9 +84,10 @@ pub trait AttackSpec: Send + Sync {
     fn name(&self) -> Option<&str>;
     /// The threat model its examples must stay in.
     fn threat(&self) -> ThreatModel;
-    /// What it may ask of the model it attacks.
+    /// What it may ask of the model it attacks (a wrapper: what its inner
+    /// attack may).
     fn access(&self) -> Access {
-        Access::Whitebox
+        self.inner().map_or(Access::Whitebox, AttackConfig::access)
     }
     /// How it gets its signal (for the adaptive attacker).
     fn signal(&self) -> Signal;
@@ -101,15 +102,18 @@ pub trait AttackSpec: Send + Sync {
     }
     /// Why this configuration is invalid, if it is, naming the key.
     fn validate(&self) -> Result<()>;
-    /// Queries per image it will spend at most (query attacks).
+    /// Queries per image it will spend at most (query attacks; a wrapper:
+    /// its inner attack's).
     fn queries(&self) -> Option<usize> {
-        None
+        self.inner().and_then(AttackConfig::queries)
     }
-    /// Its target mode (wrappers: their inner attack's).
+    /// Its target mode (a wrapper: its inner attack's).
     fn target(&self) -> Target {
-        Target::Untargeted
+        self.inner().map_or(Target::Untargeted, AttackConfig::target)
     }
-    /// The attack a wrapper runs (BPDA, EOT, transfer).
+    /// The attack a wrapper runs (BPDA, EOT, transfer): access, queries,
+    /// target and rules then follow from it unless the wrapper says
+    /// otherwise.
     fn inner(&self) -> Option<&AttackConfig> {
         None
     }

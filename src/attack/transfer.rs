@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{named, Access, AttackConfig, AttackSpec, Crafted, Norm, PgdConfig, Signal, Target, ThreatModel};
+use super::{named, Access, AttackConfig, AttackSpec, Crafted, Norm, PgdConfig, Signal, ThreatModel};
 use crate::data::Split;
 use crate::model::{Classifier, Engine, Examples, Model, ModelConfig, Sgd, TrainConfig, TrainSet, Trainer};
 use crate::registry::Describe;
@@ -120,9 +120,6 @@ impl AttackSpec for TransferConfig {
     }
     fn default_label(&self, _family: &str) -> String {
         format!("transfer-{}", self.attack.label())
-    }
-    fn target(&self) -> Target {
-        self.attack.target()
     }
     fn inner(&self) -> Option<&AttackConfig> {
         Some(&self.attack)
