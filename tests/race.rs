@@ -168,3 +168,64 @@ fn the_adaptive_attacker_sees_through_gradient_masking() {
         .iter()
         .any(|r| r["agent_note"].as_str().is_some_and(|n| !n.is_empty())));
 }
+
+/// Agents learn only from the attacker slice: the same tournament judged on
+/// two different evaluation subsets makes every agent pick the same attack
+/// in every round, for the same reward, and trains the same defenders.
+#[test]
+fn picks_do_not_depend_on_the_evaluation_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tiny_tournament(
+        dir.path(),
+        r#"[[attackers]]
+name = "adaptive"
+policy = { kind = "adaptive" }
+repertoire = [
+  { family = "pgd", eps = 0.1, steps = 5 },
+  { family = "pgd", eps = 0.1, steps = 5, loss = "cw" },
+  { family = "bpda", attack = { family = "pgd", eps = 0.1, steps = 5 } },
+]
+
+[[defenders]]
+name = "adversarial"
+strategy = { kind = "adversarial" }
+
+[[defenders]]
+name = "squeeze"
+strategy = { kind = "squeeze" }"#,
+    );
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("rounds = 2", "rounds = 4");
+    let run = |eval: usize| {
+        let changed = dir.path().join(format!("eval-{eval}.toml"));
+        std::fs::write(&changed, text.replace("eval = 60", &format!("eval = {eval}"))).unwrap();
+        let out = dir.path().join(format!("out-{eval}"));
+        redqueen()
+            .arg("run")
+            .arg(&changed)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        rows(&out)
+    };
+    let (a, b) = (run(60), run(100));
+    assert_eq!(a.len(), b.len());
+    let key = |r: &serde_json::Value| (r["match_id"].clone(), r["round"].clone());
+    let mut evaluated_differently = false;
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(key(x), key(y));
+        for field in ["attack", "agent_note", "agent_reward", "defense_note"] {
+            assert_eq!(x[field], y[field], "{field} differs in {:?}: {x} vs {y}", key(x));
+        }
+        evaluated_differently |= x["zero_day_acc"] != y["zero_day_acc"];
+    }
+    assert!(evaluated_differently, "the two evaluation subsets measured the same");
+    let picks = |rows: &[serde_json::Value]| {
+        rows.iter()
+            .map(|r| r["attack"].as_str().unwrap().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert!(picks(&a).len() >= 3, "the agents never moved: {:?}", picks(&a));
+}

@@ -31,8 +31,13 @@ pub struct MatchPlan<'a> {
     pub unseen: &'a [AttackConfig],
     /// The rules every attack is held to.
     pub rules: &'a Rules,
+    /// The training images defenders learn from and attackers craft on.
     pub train: &'a Split,
-    /// The tournament's fixed evaluation subset of the test split.
+    /// Training images no defender ever learns from: the only data any
+    /// attacker's reward, probe or the divergence check is measured on.
+    pub attacker_slice: &'a Split,
+    /// The tournament's fixed evaluation subset of the test split: it is
+    /// measured on, never learned from and never steers an agent.
     pub eval: &'a Split,
 }
 
@@ -128,9 +133,11 @@ pub fn play_to_end(
         on_phase(number, Phase::Attack);
         let started = Instant::now();
         let attack = attack_phase(&round, policy.as_mut(), model.as_ref());
-        // 2. Zero-day: the same attack on the evaluation set, before any defense.
+        // 2. Zero-day: the same attack on the evaluation set, before any
+        // defense; the agent learns only from its success on its own slice.
         let zero_day = zero_day(&round, model.as_ref(), &attack);
-        policy.observe(attack.arm, 1.0 - zero_day.acc);
+        let agent_reward = agent_reward(&round, model.as_ref(), &attack);
+        policy.observe(attack.arm, agent_reward.reward);
         timing.attack_s = started.elapsed().as_secs_f64();
 
         // 3. Defense: the defender learns from this round's crafted examples.
@@ -152,7 +159,7 @@ pub fn play_to_end(
         timing.eval_s = started.elapsed().as_secs_f64();
 
         // 5. Record one row.
-        let row = record(&round, attack, zero_day, defended, evaluation, timing);
+        let row = record(&round, (attack, zero_day, agent_reward), defended, evaluation, timing);
         on_row(&row);
         let diverged = row.diverged.is_some();
         rows.push(row);
@@ -256,7 +263,7 @@ fn attack_phase(round: &Round<'_, '_>, policy: &mut dyn Policy, model: &dyn Clas
     let plan = round.plan;
     if policy.wants_probe() {
         let attack = policy.probe_attack();
-        policy.probe(&probe(model, plan.train, attack, &mut round.rng("probe", "")));
+        policy.probe(&probe(model, plan.attacker_slice, attack, &mut round.rng("probe", "")));
     }
     let arm = policy.pick(round.number, &mut round.rng("pick", ""));
     let agent_note = policy.note();
@@ -310,6 +317,30 @@ fn zero_day(round: &Round<'_, '_>, model: &dyn Classifier, attack: &Attacked) ->
     }
 }
 
+/// What the agent learns from its attack: its success on the attacker
+/// slice (never on evaluation images, which would let the test set steer
+/// what the defender trains on next).
+struct AgentReward {
+    /// `1 -` robust accuracy on the attacker slice.
+    reward: f64,
+    /// Queries per slice image (query attacks).
+    queries: Option<f64>,
+}
+
+/// Step 2, the agent's side: the picked attack against the current model on
+/// the attacker slice.
+fn agent_reward(round: &Round<'_, '_>, model: &dyn Classifier, attack: &Attacked) -> AgentReward {
+    let slice = round.plan.attacker_slice;
+    let images = (&slice.images[..], &slice.labels[..]);
+    let agent_attack = (&attack.config, &attack.label[..], &attack.allowed);
+    let (verdict, queries) = round.run_agent_attack(model, agent_attack, images, "agent-reward");
+    let clean = correct(model, &slice.images, &slice.labels);
+    AgentReward {
+        reward: 1.0 - robust_accuracy(model, &verdict.examples, &slice.labels, &clean),
+        queries: queries.map(|q| q as f64 / slice.labels.len().max(1) as f64),
+    }
+}
+
 /// Step 3's outcome.
 struct Defended {
     note: Option<String>,
@@ -333,7 +364,7 @@ fn defense_phase(
     defense.update(model, &data, &mut round.rng("defense", ""));
     Defended {
         note: defense.note(),
-        diverged: divergence(model, &round.plan.eval.images, model.input_dim()),
+        diverged: divergence(model, &round.plan.attacker_slice.images, model.input_dim()),
     }
 }
 
@@ -342,6 +373,10 @@ struct Evaluation {
     clean_acc: f64,
     seen_acc: BTreeMap<String, f64>,
     unseen_acc: BTreeMap<String, f64>,
+    /// Per-image worst case: the share of images every seen attack fails on.
+    seen_union_acc: f64,
+    /// ...and every attack of the unseen panel (`None` without a panel).
+    unseen_union_acc: Option<f64>,
     stale_acc: f64,
     /// Certified and empirical accuracy, for a defense that certifies.
     certified: Option<(f64, f64)>,
@@ -355,6 +390,8 @@ impl Evaluation {
             clean_acc: 0.0,
             seen_acc: zero(history.seen.keys().cloned().collect()),
             unseen_acc: zero(plan.unseen.iter().map(AttackConfig::label).collect()),
+            seen_union_acc: 0.0,
+            unseen_union_acc: (!plan.unseen.is_empty()).then_some(0.0),
             stale_acc: 0.0,
             certified: None,
         }
@@ -367,23 +404,26 @@ fn evaluate(round: &Round<'_, '_>, model: &dyn Classifier, history: &History) ->
     let plan = round.plan;
     let eval = plan.eval;
     let clean = correct(model, &eval.images, &eval.labels);
-    let robust_acc = |config: &AttackConfig, label: &str, purpose: &str| {
+    let robust_mask = |config: &AttackConfig, label: &str, purpose: &str| {
         let images = (&eval.images[..], &eval.labels[..]);
         let (verdict, _) = round.run_attack(model, config, label, images, purpose);
-        robust_accuracy(model, &verdict.examples, &eval.labels, &clean)
+        robust(model, &verdict.examples, &eval.labels, &clean)
     };
-    let seen_acc: BTreeMap<String, f64> = history
-        .seen
-        .values()
-        .map(|c| (c.label(), robust_acc(c, &c.label(), "seen")))
-        .collect();
+    let robust_acc = |config: &AttackConfig, label: &str, purpose: &str| fraction(&robust_mask(config, label, purpose));
+    let seen = PerImage::of(
+        history
+            .seen
+            .values()
+            .map(|c| (c.label(), robust_mask(c, &c.label(), "seen"))),
+    );
     // The unseen panel is an adaptive evaluation: it is recorded under the
     // panel's own labels, but runs as adapted to the defense.
-    let unseen_acc: BTreeMap<String, f64> = plan
-        .unseen
-        .iter()
-        .map(|c| (c.label(), robust_acc(&adapted(c, model), &c.label(), "unseen")))
-        .collect();
+    let unseen = PerImage::of(
+        plan.unseen
+            .iter()
+            .map(|c| (c.label(), robust_mask(&adapted(c, model), &c.label(), "unseen"))),
+    );
+    let (seen_acc, unseen_acc) = (seen.accuracies, unseen.accuracies);
     let stale_acc = metrics::min(
         history
             .stale_sets
@@ -404,25 +444,61 @@ fn evaluate(round: &Round<'_, '_>, model: &dyn Classifier, history: &History) ->
         clean_acc: fraction(&clean),
         seen_acc,
         unseen_acc,
+        seen_union_acc: seen.union_acc.unwrap_or(0.0),
+        unseen_union_acc: unseen.union_acc,
         stale_acc,
         certified,
     }
 }
 
-/// An attack as an adaptive evaluation runs it against `model`: around a
-/// preprocessing step through BPDA (DESIGN's honesty rule 3).
+/// A set of attacks' results on the evaluation images: each attack's robust
+/// accuracy, and the per-image worst case over the set.
+struct PerImage {
+    accuracies: BTreeMap<String, f64>,
+    /// The share of images robust under every attack (`None`: no attacks).
+    union_acc: Option<f64>,
+}
+
+impl PerImage {
+    fn of(masks: impl Iterator<Item = (String, Vec<bool>)>) -> PerImage {
+        let mut accuracies = BTreeMap::new();
+        let mut union: Option<Vec<bool>> = None;
+        for (label, mask) in masks {
+            accuracies.insert(label, fraction(&mask));
+            union = Some(match union {
+                None => mask,
+                Some(all) => all.iter().zip(&mask).map(|(&a, &m)| a && m).collect(),
+            });
+        }
+        PerImage {
+            accuracies,
+            union_acc: union.as_deref().map(fraction),
+        }
+    }
+}
+
+/// Gradient draws an adaptive evaluation averages per step against a
+/// randomized defense.
+const EOT_SAMPLES: usize = 8;
+
+/// An attack as an adaptive evaluation runs it against `model` (DESIGN's
+/// honesty rule 3): around a preprocessing step through BPDA, and over a
+/// randomized defense's randomness through EOT.
 fn adapted(config: &AttackConfig, model: &dyn Model) -> AttackConfig {
-    match model.preprocessed() {
+    let config = match model.preprocessed() {
         Some(_) => config.through_bpda(),
         None => config.clone(),
+    };
+    match model.randomized() {
+        true => config.through_eot(EOT_SAMPLES),
+        false => config,
     }
 }
 
 /// Step 5: the round's row, from what each step measured.
 fn record(
     round: &Round<'_, '_>,
-    attack: Attacked,
-    zero_day: ZeroDay,
+    (attack, zero_day, agent_reward): (Attacked, ZeroDay, AgentReward),
     defended: Defended,
     evaluation: Evaluation,
     timing: RoundTiming,
@@ -432,6 +508,8 @@ fn record(
         clean_acc,
         seen_acc,
         unseen_acc,
+        seen_union_acc,
+        unseen_union_acc,
         stale_acc,
         certified,
     } = evaluation;
@@ -447,11 +525,16 @@ fn record(
         attack: attack.label,
         zero_day_acc: zero_day.acc,
         reward: 1.0 - zero_day.acc,
+        agent_reward: agent_reward.reward,
+        agent_queries: agent_reward.queries,
         clean_acc,
         seen_worst,
         unseen_worst,
         unseen_mean: metrics::mean(&unseen_values),
         gap: unseen_worst.map(|u| seen_worst - u),
+        seen_union_acc,
+        unseen_union_acc,
+        union_gap: unseen_union_acc.map(|u| seen_union_acc - u),
         stale_acc,
         stale_inflation: stale_acc - seen_worst,
         seen_acc,
@@ -472,8 +555,9 @@ fn record(
 }
 
 /// Why the model's training diverged, if it did: its outputs on the first
-/// evaluation batch are not all finite (NaN or infinite weights or loss
-/// show up there).
+/// batch of the attacker slice are not all finite (NaN or infinite weights
+/// or loss show up there). Never evaluation images: whether a match goes
+/// on must not depend on them.
 fn divergence(model: &dyn Classifier, eval_x: &[f32], dim: usize) -> Option<String> {
     // ReLU maps NaN to 0, so NaN weights can hide behind finite outputs:
     // look at the weights too.
@@ -488,7 +572,7 @@ fn divergence(model: &dyn Classifier, eval_x: &[f32], dim: usize) -> Option<Stri
     let bad = logits.iter().filter(|v| !v.is_finite()).count();
     (bad > 0).then(|| {
         format!(
-            "the defender's training diverged: {bad} of {} outputs on the evaluation images are NaN or infinite after its update",
+            "the defender's training diverged: {bad} of {} outputs on the attacker slice's images are NaN or infinite after its update",
             logits.len()
         )
     })

@@ -261,6 +261,20 @@ impl AttackConfig {
         }
     }
 
+    /// The attack run through EOT with `samples` draws per gradient, if it
+    /// is a white-box attack not already wrapped; otherwise itself.
+    pub fn through_eot(&self, samples: usize) -> AttackConfig {
+        match self {
+            AttackConfig::Eot(_) => self.clone(),
+            a if a.access() != Access::Whitebox => self.clone(),
+            a => AttackConfig::Eot(EotConfig {
+                name: None,
+                samples,
+                attack: Box::new(a.clone()),
+            }),
+        }
+    }
+
     /// Queries per image the attack will spend at most, for query attacks.
     pub fn queries(&self) -> Option<usize> {
         self.part().queries()

@@ -71,6 +71,22 @@ pub struct Sizes {
     /// Training images an attacker crafts on per round.
     #[serde(default = "default_craft")]
     pub craft: usize,
+    /// Training images set aside, once per seed, for the attackers alone:
+    /// every reward a policy observes, its probes and the divergence check
+    /// are measured on them, and nothing ever trains on them. Default:
+    /// [`DEFAULT_ATTACKER_SLICE`], or a fifth of `data.train` if that is less.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attacker_slice: Option<usize>,
+}
+
+/// The attacker slice's default size.
+pub const DEFAULT_ATTACKER_SLICE: usize = 200;
+
+impl Sizes {
+    /// The attacker slice's size for `train` training images.
+    pub fn attacker_slice(&self, train: usize) -> usize {
+        self.attacker_slice.unwrap_or(DEFAULT_ATTACKER_SLICE.min(train / 5))
+    }
 }
 
 fn default_eval() -> usize {
@@ -85,6 +101,7 @@ impl Default for Sizes {
         Sizes {
             eval: default_eval(),
             craft: default_craft(),
+            attacker_slice: None,
         }
     }
 }

@@ -88,9 +88,19 @@ fn check_sizes_and_data(file: &TournamentFile) -> crate::Result<()> {
             file.sizes.eval, file.data.test
         )));
     }
-    if file.sizes.craft == 0 || file.sizes.craft > file.data.train {
+    let slice = file.sizes.attacker_slice(file.data.train);
+    if slice == 0 || slice >= file.data.train {
         return Err(Error::invalid(format!(
-            "`sizes.craft` = {} must be between 1 and the training images used (`data.train` = {})",
+            "`sizes.attacker_slice` = {slice} must be between 1 and the training images used (`data.train` = {}) less one",
+            file.data.train
+        )));
+    }
+    // Crafting draws from the training images the defenders may learn
+    // from: the attacker slice is not among them.
+    let defender_train = file.data.train - slice;
+    if file.sizes.craft == 0 || file.sizes.craft > defender_train {
+        return Err(Error::invalid(format!(
+            "`sizes.craft` = {} must be between 1 and the training images left after the attacker slice (`data.train` - `sizes.attacker_slice` = {} - {slice} = {defender_train})",
             file.sizes.craft, file.data.train
         )));
     }

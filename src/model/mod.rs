@@ -41,6 +41,11 @@ pub trait Model: Send + Sync {
     fn smoothed_base(&self) -> Option<&dyn Model> {
         None
     }
+    /// Whether the model's outputs and gradients are random draws, so that
+    /// an attack must average over its randomness (EOT).
+    fn randomized(&self) -> bool {
+        self.smoothed_base().is_some()
+    }
 }
 
 /// A transformation applied to inputs before a network sees them.

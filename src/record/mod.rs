@@ -30,8 +30,17 @@ pub struct RoundRow {
     pub attack: String,
     /// Robust accuracy of the pre-update model under the picked attack.
     pub zero_day_acc: f64,
-    /// `1 - zero_day_acc`.
+    /// `1 - zero_day_acc`: the payoff matrix's entry (measured on
+    /// evaluation images; no agent ever sees it).
     pub reward: f64,
+    /// What the attacker's policy observed: `1 -` the picked attack's robust
+    /// accuracy on the attacker slice (training images no defender learns
+    /// from), against the same pre-update model.
+    pub agent_reward: f64,
+    /// Queries per attacker-slice image the agent's reward cost (query
+    /// attacks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_queries: Option<f64>,
     /// Accuracy of the updated model on clean evaluation images.
     pub clean_acc: f64,
     /// Every attack used so far in the match, re-run against the updated model.
@@ -43,6 +52,13 @@ pub struct RoundRow {
     pub unseen_mean: Option<f64>,
     /// `seen_worst - unseen_worst`.
     pub gap: Option<f64>,
+    /// Per-image worst case over every attack seen so far: the share of
+    /// evaluation images that every one of them fails on.
+    pub seen_union_acc: f64,
+    /// Per-image worst case over the unseen panel.
+    pub unseen_union_acc: Option<f64>,
+    /// `seen_union_acc - unseen_union_acc`.
+    pub union_gap: Option<f64>,
     /// Worst accuracy of the updated model on the zero-day examples of
     /// every round so far (crafted against the models of those rounds).
     pub stale_acc: f64,
@@ -103,15 +119,27 @@ pub struct MatchSummary {
     pub rounds: usize,
     pub aurc_unseen: Option<f64>,
     pub aurc_seen: f64,
+    /// AURCs of the per-image worst cases (`unseen_union_acc`, `seen_union_acc`).
+    pub aurc_unseen_union: Option<f64>,
+    pub aurc_seen_union: f64,
     pub aurc_zero_day: f64,
     pub mean_reward: f64,
+    /// Mean of what the attacker's policy observed (`agent_reward`).
+    pub mean_agent_reward: f64,
     pub final_clean_acc: f64,
     pub final_seen_worst: f64,
     pub final_unseen_worst: Option<f64>,
     pub final_gap: Option<f64>,
+    pub final_seen_union_acc: f64,
+    pub final_unseen_union_acc: Option<f64>,
+    pub final_union_gap: Option<f64>,
     pub final_stale_inflation: f64,
     /// How often each attack was picked.
     pub picks: BTreeMap<String, usize>,
+    /// 95% intervals of this match's accuracies (and mean reward), by field
+    /// name: Wilson intervals over the evaluation images (see
+    /// [`Summary::intervals`]).
+    pub ci95: BTreeMap<String, Interval>,
     /// When the defender's training diverged: the round and the reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diverged: Option<Diverged>,
@@ -130,17 +158,28 @@ pub struct DefenderSummary {
     pub matches: usize,
     pub aurc_unseen: Option<f64>,
     pub aurc_seen: f64,
+    pub aurc_unseen_union: Option<f64>,
+    pub aurc_seen_union: f64,
     pub aurc_zero_day: f64,
     pub final_clean_acc: f64,
     pub final_seen_worst: f64,
     pub final_unseen_worst: Option<f64>,
     pub final_gap: Option<f64>,
+    pub final_seen_union_acc: f64,
+    pub final_unseen_union_acc: Option<f64>,
+    pub final_union_gap: Option<f64>,
     pub final_stale_inflation: f64,
+    /// 95% intervals of these accuracies, by field name: over seeds with
+    /// several, over evaluation images with one (see [`Summary::intervals`]).
+    pub ci95: BTreeMap<String, Interval>,
     /// Half-width of the 95% confidence interval of `aurc_unseen` (and
     /// `aurc_seen`) over seeds: Student's t over the per-seed means. `None`
     /// with fewer than two seeds.
     pub aurc_unseen_ci95: Option<f64>,
     pub aurc_seen_ci95: Option<f64>,
+    /// The same for the ranking keys, `aurc_unseen_union` and `aurc_seen_union`.
+    pub aurc_unseen_union_ci95: Option<f64>,
+    pub aurc_seen_union_ci95: Option<f64>,
     /// Defenders whose ranking key cannot be told apart from this one's at
     /// the seeds' noise: the 95% interval of the per-seed differences (a
     /// paired test: both share each seed's data) contains 0.
@@ -166,6 +205,10 @@ pub struct AttackerSummary {
     pub mean_reward: f64,
     /// Half-width of the 95% interval of `mean_reward` over seeds.
     pub mean_reward_ci95: Option<f64>,
+    /// 95% interval of `mean_reward`, as [`DefenderSummary::ci95`].
+    pub ci95: BTreeMap<String, Interval>,
+    /// Mean of what its policy observed (`agent_reward`, on the attacker slice).
+    pub mean_agent_reward: f64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_separable_from: Vec<String>,
     pub rating: f64,
@@ -212,7 +255,10 @@ pub struct Summary {
     /// in a partial run).
     pub matches_expected: usize,
     pub matches: Vec<MatchSummary>,
-    /// Ranked by `aurc_unseen`, best first.
+    /// How the `ci95` intervals were computed.
+    pub intervals: IntervalBasis,
+    /// Ranked by `aurc_unseen_union` (`aurc_seen_union` without an unseen
+    /// panel), best first.
     pub defenders: Vec<DefenderSummary>,
     /// Ranked by mean reward, best first.
     pub attackers: Vec<AttackerSummary>,
@@ -220,6 +266,21 @@ pub struct Summary {
     /// `None` unless every pairing has a completed match.
     pub equilibrium: Option<Equilibrium>,
     pub timing: RunTiming,
+}
+
+/// A 95% interval, `[low, high]`.
+pub type Interval = [f64; 2];
+
+/// What the intervals of a summary rest on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntervalBasis {
+    /// `wilson`: a Wilson score interval over the evaluation images (one
+    /// seed; conservative for AURCs and means over matches, which are
+    /// means of per-image values in [0, 1]); `student-t`: over the per-seed
+    /// values (several seeds). Matches always use `wilson`.
+    pub method: String,
+    pub eval_images: usize,
+    pub seeds: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

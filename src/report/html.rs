@@ -242,7 +242,12 @@ fn table((header, rows): (Vec<String>, Vec<Vec<String>>)) -> String {
     for row in rows {
         out.push_str("<tr>");
         for cell in row {
-            out.push_str(&format!("<td>{}</td>", escape(&cell)));
+            // A value over its interval: two lines in the terminal, two here.
+            let cell = match escape(&cell).split_once('\n') {
+                Some((value, interval)) => format!("{value}<br><small>{interval}</small>"),
+                None => escape(&cell),
+            };
+            out.push_str(&format!("<td>{cell}</td>"));
         }
         out.push_str("</tr>");
     }
@@ -359,10 +364,13 @@ fn leaderboards(s: &Summary) -> String {
         .defenders
         .first()
         .map(|d| super::ranking_key(d).0)
-        .unwrap_or("AURC unseen");
+        .unwrap_or("aurc_unseen_union");
     out.push_str(&format!(
-        "<h2>Defenders</h2><p>Ranked by {key} (the mean over rounds of the worst accuracy under the {} attacks); final-round accuracies are means over attackers and seeds.</p>",
-        if key == "AURC unseen" { "unseen-panel" } else { "seen" }
+        "<h2>Defenders</h2><p>Ranked by {} (the mean over rounds of the share of evaluation images that every {} attack fails on: the per-image worst case); final-round accuracies are means over attackers and seeds. {} {}</p>",
+        if key == "aurc_unseen_union" { "AURC unseen, all" } else { "AURC seen, all" },
+        if key == "aurc_unseen_union" { "unseen-panel" } else { "seen" },
+        escape(super::ALL_LINE),
+        escape(&super::intervals_line(s)),
     ));
     let ties = s.defenders.iter().map(|d| d.not_separable_from.join(", "));
     out.push_str(&table(with_column(

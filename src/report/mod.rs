@@ -6,6 +6,7 @@ pub mod plots;
 use std::path::{Path, PathBuf};
 
 use tabled::builder::Builder;
+use tabled::settings::formatting::AlignmentStrategy;
 use tabled::settings::object::Columns;
 use tabled::settings::{Alignment, Modify, Style};
 
@@ -27,6 +28,30 @@ fn points(v: Option<f64>) -> String {
     v.map(|v| format!("{:+.1}", 100.0 * v)).unwrap_or_else(|| "-".into())
 }
 
+/// `57.7%` over its 95% interval `[50.6, 64.3]` (in percent), on two lines;
+/// `-` without a value.
+fn pct_interval(v: Option<f64>, interval: Option<&crate::record::Interval>) -> String {
+    match (v, interval) {
+        (Some(v), Some([low, high])) => format!("{}\n[{:.1}, {:.1}]", pct(v), 100.0 * low, 100.0 * high),
+        (v, _) => pct_opt(v),
+    }
+}
+
+/// What the intervals of a summary's tables are.
+pub fn intervals_line(summary: &Summary) -> String {
+    let basis = &summary.intervals;
+    match basis.method.as_str() {
+        "student-t" => format!(
+            "[..]: 95% Student-t intervals over {} seeds ({} evaluation images each).\n",
+            basis.seeds, basis.eval_images
+        ),
+        _ => format!(
+            "[..]: 95% Wilson intervals over {} evaluation images, one seed (conservative for AURCs and means over attackers).\n",
+            basis.eval_images
+        ),
+    }
+}
+
 /// `57.7%`, or `57.7% ± 2.1` with an interval (in points).
 fn pct_ci(v: Option<f64>, ci: Option<f64>) -> String {
     match (v, ci) {
@@ -37,9 +62,11 @@ fn pct_ci(v: Option<f64>, ci: Option<f64>) -> String {
 
 fn render(builder: Builder) -> String {
     let mut table = builder.build();
-    table
-        .with(Style::rounded())
-        .with(Modify::new(Columns::new(2..)).with(Alignment::right()));
+    table.with(Style::rounded()).with(
+        Modify::new(Columns::new(2..))
+            .with(Alignment::right())
+            .with(AlignmentStrategy::PerLine),
+    );
     table.to_string()
 }
 
@@ -49,7 +76,8 @@ fn render(builder: Builder) -> String {
 /// claim is made.
 fn ties(entries: &[(String, Vec<String>, bool)], seeds: usize) -> String {
     if seeds < 2 {
-        return "One seed: no confidence intervals (run with --seeds N for them).\n".into();
+        return "One seed: which entries differ beyond the seeds' noise is not judged (run with --seeds N for that).\n"
+            .into();
     }
     if entries.len() < 2 {
         return String::new();
@@ -77,12 +105,21 @@ fn ties(entries: &[(String, Vec<String>, bool)], seeds: usize) -> String {
     }
 }
 
-/// What the ranking key of a defender is: AURC unseen, or AURC seen when
-/// the tournament has no unseen panel; its value and 95% half-width.
+/// What the ranking key of a defender is: the AURC of the per-image worst
+/// case over the unseen panel, or over the attacks seen when the tournament
+/// has no unseen panel; its field name, value and 95% half-width over seeds.
 pub fn ranking_key(d: &crate::record::DefenderSummary) -> (&'static str, f64, Option<f64>) {
-    match d.aurc_unseen {
-        Some(v) => ("AURC unseen", v, d.aurc_unseen_ci95),
-        None => ("AURC seen", d.aurc_seen, d.aurc_seen_ci95),
+    match d.aurc_unseen_union {
+        Some(v) => ("aurc_unseen_union", v, d.aurc_unseen_union_ci95),
+        None => ("aurc_seen_union", d.aurc_seen_union, d.aurc_seen_union_ci95),
+    }
+}
+
+/// A ranking key's column header.
+fn key_header(field: &str) -> &'static str {
+    match field {
+        "aurc_unseen_union" => "AURC unseen, all",
+        _ => "AURC seen, all",
     }
 }
 
@@ -106,7 +143,7 @@ pub fn leaderboards(summary: &Summary) -> String {
         .defenders
         .first()
         .map(|d| ranking_key(d).0)
-        .unwrap_or("AURC unseen");
+        .unwrap_or("aurc_unseen_union");
     let builder = |(header, rows): (Vec<String>, Vec<Vec<String>>)| {
         let mut b = Builder::default();
         b.push_record(header);
@@ -141,20 +178,21 @@ pub fn leaderboards(summary: &Summary) -> String {
         })
         .collect();
     format!(
-        "{}Defenders, ranked by {}; final-round accuracies, mean over attackers{}\n{}\n{}{}\nAttackers, ranked by mean reward (1 - zero-day accuracy)\n{}\n{}\n{}",
+        "{}Defenders, ranked by {}; final-round accuracies, mean over attackers{}\n{}\n{}{}{}\nAttackers, ranked by mean reward (1 - zero-day accuracy on evaluation images; agent reward: what its policy observed, on the attacker slice)\n{}\n{}\n{}",
         partial_line(summary),
-        if key_name == "AURC unseen" {
-            "robustness to unseen attacks (AURC unseen)"
+        if key_name == "aurc_unseen_union" {
+            "robustness to unseen attacks (AURC unseen, all)"
         } else {
-            "robustness to the attacks used (AURC seen; the tournament has no unseen panel)"
+            "robustness to the attacks used (AURC seen, all; the tournament has no unseen panel)"
         },
         if seeds > 1 { " and seeds" } else { "" },
         render(defenders),
+        ALL_LINE,
+        intervals_line(summary),
         ties(&defender_ties, seeds),
-        diverged_lines(summary),
         render(attackers),
         ties(&attacker_ties, seeds),
-        game_table(summary),
+        format!("{}{}", diverged_lines(summary), game_table(summary)),
     )
 }
 
@@ -174,23 +212,26 @@ pub fn diverged_lines(summary: &Summary) -> String {
         .collect()
 }
 
+/// What "all" means in the defenders' table.
+pub const ALL_LINE: &str = "all: robust only where every attack of the set fails on the image (the per-image worst case); gap = seen, all - unseen, all. Per-attack worst cases are in summary.json.\n";
+
 /// The defenders' leaderboard, header and rows, for the terminal and the
-/// page alike.
+/// page alike. Every accuracy over its 95% interval.
 pub fn defender_table(summary: &Summary) -> (Vec<String>, Vec<Vec<String>>) {
     let key_name = summary
         .defenders
         .first()
         .map(|d| ranking_key(d).0)
-        .unwrap_or("AURC unseen");
+        .unwrap_or("aurc_unseen_union");
     let header = [
         "#",
         "defender",
         "clean",
-        "seen worst",
-        "unseen worst",
+        "seen, all",
+        "unseen, all",
         "gap (pts)",
         "stale infl. (pts)",
-        key_name,
+        key_header(key_name),
         "AURC zero-day",
         "rating",
     ];
@@ -199,17 +240,18 @@ pub fn defender_table(summary: &Summary) -> (Vec<String>, Vec<Vec<String>>) {
         .iter()
         .enumerate()
         .map(|(i, d)| {
-            let (_, key, ci) = ranking_key(d);
+            let (key_field, key, _) = ranking_key(d);
+            let cell = |v: Option<f64>, field: &str| pct_interval(v, d.ci95.get(field));
             vec![
                 (i + 1).to_string(),
                 d.defender.clone(),
-                pct(d.final_clean_acc),
-                pct(d.final_seen_worst),
-                pct_opt(d.final_unseen_worst),
-                points(d.final_gap),
+                cell(Some(d.final_clean_acc), "final_clean_acc"),
+                cell(Some(d.final_seen_union_acc), "final_seen_union_acc"),
+                cell(d.final_unseen_union_acc, "final_unseen_union_acc"),
+                points(d.final_union_gap),
                 points(Some(d.final_stale_inflation)),
-                pct_ci(Some(key), ci),
-                pct(d.aurc_zero_day),
+                cell(Some(key), key_field),
+                cell(Some(d.aurc_zero_day), "aurc_zero_day"),
                 format!("{:.0}", d.rating),
             ]
         })
@@ -219,7 +261,7 @@ pub fn defender_table(summary: &Summary) -> (Vec<String>, Vec<Vec<String>>) {
 
 /// The attackers' leaderboard, header and rows.
 pub fn attacker_table(summary: &Summary) -> (Vec<String>, Vec<Vec<String>>) {
-    let header = ["#", "attacker", "mean reward", "rating", "most picked"];
+    let header = ["#", "attacker", "mean reward", "agent reward", "rating", "most picked"];
     let rows = summary
         .attackers
         .iter()
@@ -231,14 +273,15 @@ pub fn attacker_table(summary: &Summary) -> (Vec<String>, Vec<Vec<String>>) {
                 .max_by(|x, y| x.1.cmp(y.1).then(y.0.cmp(x.0)))
                 .map(|(attack, n)| format!("{attack} ({n})"))
                 .unwrap_or_default();
-            let reward = match a.mean_reward_ci95 {
-                Some(ci) => format!("{:.3} ± {:.3}", a.mean_reward, ci),
+            let reward = match a.ci95.get("mean_reward") {
+                Some([low, high]) => format!("{:.3}\n[{low:.3}, {high:.3}]", a.mean_reward),
                 None => format!("{:.3}", a.mean_reward),
             };
             vec![
                 (i + 1).to_string(),
                 a.attacker.clone(),
                 reward,
+                format!("{:.3}", a.mean_agent_reward),
                 format!("{:.0}", a.rating),
                 favourite,
             ]
@@ -401,7 +444,7 @@ pub fn compare(runs: &[Run]) -> Result<String> {
         .with(Style::rounded())
         .with(Modify::new(Columns::new(1..)).with(Alignment::right()));
     out.push_str(&format!(
-        "\nDefenders side by side: AURC unseen (AURC seen where a run has no unseen panel), ± the 95% interval over seeds; a difference is beyond noise when the two intervals do not overlap\n{rendered}\n"
+        "\nDefenders side by side: AURC unseen, all (AURC seen, all where a run has no unseen panel: the per-image worst case), ± the 95% interval over seeds; a difference is beyond noise when the two intervals do not overlap\n{rendered}\n"
     ));
     for note in notes {
         out.push_str(&format!("Note: {note}.\n"));
@@ -450,7 +493,7 @@ fn defender_names(summaries: &[&Summary]) -> Vec<String> {
 fn compare_header(n_runs: usize) -> Vec<String> {
     let mut header = vec!["defender".to_string()];
     for i in 0..n_runs {
-        header.push(format!("[{}] AURC unseen", i + 1));
+        header.push(format!("[{}] AURC unseen, all", i + 1));
         if i > 0 {
             header.push(format!("[{}] - [1] (pts)", i + 1));
         }

@@ -37,3 +37,17 @@ pub fn eval_subset(test: &Split, size: usize, seed: u64) -> Split {
     indices.sort_unstable();
     test.subset(&indices)
 }
+
+/// The training split divided, once per seed, into the images defenders may
+/// learn from and the attacker slice (`size` images nothing ever trains
+/// on): `(defender_train, attacker_slice)`, each in the split's order.
+pub fn split_attacker_slice(train: &Split, size: usize, seed: u64) -> (Split, Split) {
+    let mut slice = rand::seq::index::sample(&mut stream(seed, path!["attacker-slice"]), train.len(), size).into_vec();
+    slice.sort_unstable();
+    let mut in_slice = vec![false; train.len()];
+    for &i in &slice {
+        in_slice[i] = true;
+    }
+    let rest: Vec<usize> = (0..train.len()).filter(|&i| !in_slice[i]).collect();
+    (train.subset(&rest), train.subset(&slice))
+}

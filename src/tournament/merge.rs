@@ -143,7 +143,14 @@ fn write_merged(
         record::write_json(&files.gallery(), &gallery).map_err(io(&files.gallery()))?;
     }
     let seeds = plan.file.seed_list();
-    let summary = summary::summarize(&plan.file.name, &seeds, plan.file.rounds, expected, rows, timing);
+    let summary = summary::summarize(
+        &plan.file.name,
+        (&seeds, plan.file.sizes.eval),
+        plan.file.rounds,
+        expected,
+        rows,
+        timing,
+    );
     record::write_json(&files.summary(), &summary).map_err(io(&files.summary()))?;
     let first = &parts[0].manifest;
     let manifest = Manifest {

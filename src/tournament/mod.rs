@@ -26,7 +26,7 @@ use crate::model::{kernels, Classifier};
 pub use crate::record::read_manifest;
 use crate::record::{self, RoundRow, RunFiles, RunTiming, Shard, Status, Summary};
 
-pub use dataset::{eval_subset, load_dataset};
+pub use dataset::{eval_subset, load_dataset, split_attacker_slice};
 pub use merge::{merge, read_part};
 pub(crate) use prepare::prepare_output;
 pub use pretrain::pretrain;
@@ -85,11 +85,15 @@ pub fn completed_matches(rows: &[RoundRow], rounds: usize) -> BTreeSet<(u64, usi
         .collect()
 }
 
-/// One seed's share of a tournament: its data, evaluation subset and
+/// One seed's share of a tournament: its data, split three ways, and its
 /// pretrained model (all derived from that seed).
 struct Replicate {
     seed: u64,
-    dataset: Dataset,
+    /// The training images defenders (and pretraining) may learn from.
+    train: Split,
+    /// Training images set aside for the attackers' rewards and probes.
+    attacker_slice: Split,
+    /// The fixed evaluation subset of the test split: measured, never learned from.
     eval: Split,
     pretrained: Box<dyn Classifier>,
 }
@@ -191,17 +195,13 @@ async fn pretrain_replicates(
                     None => load_dataset(&file.data, seed)?,
                 };
                 let eval = eval_subset(&dataset.test, file.sizes.eval, seed);
-                let pretrained = pretrain(
-                    &file.model,
-                    file.engine,
-                    &file.pretrain,
-                    &dataset.train,
-                    dataset.classes,
-                    seed,
-                );
+                let slice = file.sizes.attacker_slice(dataset.train.len());
+                let (train, attacker_slice) = split_attacker_slice(&dataset.train, slice, seed);
+                let pretrained = pretrain(&file.model, file.engine, &file.pretrain, &train, dataset.classes, seed);
                 Ok(Some(Arc::new(Replicate {
                     seed,
-                    dataset,
+                    train,
+                    attacker_slice,
                     eval,
                     pretrained,
                 })))
@@ -250,7 +250,7 @@ async fn summarize(
             arena::gallery::gallery(
                 replicate.pretrained.as_ref(),
                 &replicate.eval,
-                &replicate.dataset.train,
+                &replicate.train,
                 &gallery_attacks(&plan),
                 replicate.seed,
             )
@@ -267,7 +267,7 @@ async fn summarize(
     let file = &plan.file;
     let summary = summary::summarize(
         &file.name,
-        &file.seed_list(),
+        (&file.seed_list(), file.sizes.eval),
         file.rounds,
         played.expected,
         &played.rows,

@@ -125,7 +125,8 @@ fn play_match(plan: &Plan, replicate: &Replicate, m: MatchRef, progress_id: usiz
         defender,
         unseen: &plan.file.unseen,
         rules: &plan.file.rules,
-        train: &replicate.dataset.train,
+        train: &replicate.train,
+        attacker_slice: &replicate.attacker_slice,
         eval: &replicate.eval,
     };
     let observer = &shared.observer;

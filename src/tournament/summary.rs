@@ -5,20 +5,23 @@ use std::collections::BTreeMap;
 use super::game::{bradley_terry, mean_ci95, solve_zero_sum};
 use crate::arena::metrics::mean;
 use crate::record::{
-    AttackerSummary, DefenderSummary, Diverged, Equilibrium, MatchSummary, Payoff, RoundRow, RunTiming, Summary,
-    Weight, SCHEMA_VERSION,
+    AttackerSummary, DefenderSummary, Diverged, Equilibrium, Interval, IntervalBasis, MatchSummary, Payoff, RoundRow,
+    RunTiming, Summary, Weight, SCHEMA_VERSION,
 };
 
 /// Summarize one match from its rows (in round order), over `rounds`
 /// rounds: a match whose defender diverged counts its remaining rounds as
 /// lost (accuracy 0, reward 1), so that diverging never looks better than
 /// playing on.
-pub fn match_summary(rows: &[RoundRow], rounds: usize) -> Option<MatchSummary> {
+pub fn match_summary(rows: &[RoundRow], rounds: usize, eval_images: usize) -> Option<MatchSummary> {
     let last = rows.last()?;
     let lost = rounds.saturating_sub(rows.len()) as f64;
     let over = rows.len() as f64 + lost;
     let avg = |f: &dyn Fn(&RoundRow) -> f64| rows.iter().map(f).sum::<f64>() / over;
-    let unseen: Vec<f64> = rows.iter().filter_map(|r| r.unseen_worst).collect();
+    let avg_opt = |f: &dyn Fn(&RoundRow) -> Option<f64>| {
+        let values: Vec<f64> = rows.iter().filter_map(f).collect();
+        (values.len() == rows.len()).then(|| values.iter().sum::<f64>() / over)
+    };
     let mut picks = BTreeMap::new();
     for r in rows {
         *picks.entry(r.attack.clone()).or_insert(0) += 1;
@@ -29,24 +32,103 @@ pub fn match_summary(rows: &[RoundRow], rounds: usize) -> Option<MatchSummary> {
             reason: reason.clone(),
         })
     });
-    Some(MatchSummary {
+    let mut summary = MatchSummary {
         diverged,
         match_id: last.match_id,
         seed: last.seed,
         attacker: last.attacker.clone(),
         defender: last.defender.clone(),
         rounds: rows.len(),
-        aurc_unseen: (unseen.len() == rows.len()).then(|| unseen.iter().sum::<f64>() / over),
+        aurc_unseen: avg_opt(&|r| r.unseen_worst),
         aurc_seen: avg(&|r| r.seen_worst),
+        aurc_unseen_union: avg_opt(&|r| r.unseen_union_acc),
+        aurc_seen_union: avg(&|r| r.seen_union_acc),
         aurc_zero_day: avg(&|r| r.zero_day_acc),
         mean_reward: (rows.iter().map(|r| r.reward).sum::<f64>() + lost) / over,
+        mean_agent_reward: (rows.iter().map(|r| r.agent_reward).sum::<f64>() + lost) / over,
         final_clean_acc: last.clean_acc,
         final_seen_worst: last.seen_worst,
         final_unseen_worst: last.unseen_worst,
         final_gap: last.gap,
+        final_seen_union_acc: last.seen_union_acc,
+        final_unseen_union_acc: last.unseen_union_acc,
+        final_union_gap: last.union_gap,
         final_stale_inflation: last.stale_inflation,
         picks,
-    })
+        ci95: BTreeMap::new(),
+    };
+    let mut accuracies = accuracies(&summary);
+    accuracies.push(("mean_reward", Some(summary.mean_reward)));
+    summary.ci95 = accuracies
+        .into_iter()
+        .filter_map(|(name, v)| Some((name.to_string(), wilson95(v?, eval_images)?)))
+        .collect();
+    Some(summary)
+}
+
+/// A match's accuracies, by field name: the quantities that carry a 95%
+/// interval (gaps and inflations are differences, and do not).
+fn accuracies(m: &MatchSummary) -> Vec<(&'static str, Option<f64>)> {
+    vec![
+        ("aurc_unseen_union", m.aurc_unseen_union),
+        ("aurc_seen_union", Some(m.aurc_seen_union)),
+        ("aurc_unseen", m.aurc_unseen),
+        ("aurc_seen", Some(m.aurc_seen)),
+        ("aurc_zero_day", Some(m.aurc_zero_day)),
+        ("final_clean_acc", Some(m.final_clean_acc)),
+        ("final_seen_union_acc", Some(m.final_seen_union_acc)),
+        ("final_unseen_union_acc", m.final_unseen_union_acc),
+        ("final_seen_worst", Some(m.final_seen_worst)),
+        ("final_unseen_worst", m.final_unseen_worst),
+    ]
+}
+
+/// The 95% Wilson score interval of an accuracy measured on `n` images.
+/// For an AURC or a mean over matches on the same images it is
+/// conservative: such a value is the mean over images of per-image values
+/// z in [0, 1], and Var(z) <= E[z](1 - E[z]), the binomial variance.
+fn wilson95(acc: f64, n: usize) -> Option<Interval> {
+    if n == 0 || !acc.is_finite() {
+        return None;
+    }
+    const Z: f64 = 1.959963984540054;
+    let (n, p) = (n as f64, acc.clamp(0.0, 1.0));
+    let centre = (p + Z * Z / (2.0 * n)) / (1.0 + Z * Z / n);
+    let half = Z / (1.0 + Z * Z / n) * (p * (1.0 - p) / n + Z * Z / (4.0 * n * n)).sqrt();
+    Some([(centre - half).max(0.0), (centre + half).min(1.0)])
+}
+
+/// The 95% Student-t interval over per-seed values, clipped to [0, 1].
+fn student_t95(per_seed: &[f64]) -> Option<Interval> {
+    let (mean, half) = mean_ci95(per_seed)?;
+    Some([(mean - half).max(0.0), (mean + half).min(1.0)])
+}
+
+/// The intervals of a group of matches' mean accuracies (a defender's):
+/// over seeds with several, else Wilson over the evaluation images.
+fn group_intervals(
+    matches: &[&MatchSummary],
+    seeds: &[u64],
+    eval_images: usize,
+    fields: &[&'static str],
+    value: impl Fn(&MatchSummary, &str) -> Option<f64>,
+) -> BTreeMap<String, Interval> {
+    fields
+        .iter()
+        .filter_map(|&name| {
+            let interval = if seeds.len() > 1 {
+                student_t95(&per_seed(matches, seeds, |m| value(m, name))?)
+            } else {
+                wilson95(mean_opt(matches, |m| value(m, name))?, eval_images)
+            };
+            Some((name.to_string(), interval?))
+        })
+        .collect()
+}
+
+/// A match's accuracy by field name (as [`accuracies`] lists them).
+fn accuracy(m: &MatchSummary, name: &str) -> Option<f64> {
+    accuracies(m).into_iter().find(|(n, _)| *n == name).and_then(|(_, v)| v)
 }
 
 fn mean_of(matches: &[&MatchSummary], f: impl Fn(&MatchSummary) -> f64) -> f64 {
@@ -103,17 +185,17 @@ fn paired_ties(values: &[(String, Option<Vec<f64>>)]) -> Vec<Vec<String>> {
 /// and, when every pairing was played, its equilibrium.
 pub fn summarize(
     name: &str,
-    seeds: &[u64],
+    (seeds, eval_images): (&[u64], usize),
     rounds: usize,
     expected: usize,
     rows: &[RoundRow],
     timing: RunTiming,
 ) -> Summary {
-    let matches = match_summaries(rows, rounds);
+    let matches = match_summaries(rows, rounds, eval_images);
     let players = Players::in_plan_order(&matches);
     let ratings = ratings(&matches, &players);
-    let defenders = defender_summaries(&matches, seeds, &players, &ratings);
-    let attackers = attacker_summaries(&matches, seeds, &players, &ratings);
+    let defenders = defender_summaries(&matches, (seeds, eval_images), &players, &ratings);
+    let attackers = attacker_summaries(&matches, (seeds, eval_images), &players, &ratings);
     let payoff = payoff_matrix(&matches, players.attackers, players.defenders);
     let equilibrium = equilibrium(&payoff);
     Summary {
@@ -123,6 +205,11 @@ pub fn summarize(
         seeds: seeds.to_vec(),
         matches_expected: expected,
         matches,
+        intervals: IntervalBasis {
+            method: if seeds.len() > 1 { "student-t" } else { "wilson" }.into(),
+            eval_images,
+            seeds: seeds.len(),
+        },
         defenders,
         attackers,
         payoff,
@@ -132,7 +219,7 @@ pub fn summarize(
 }
 
 /// One summary per completed match, in (seed, match id) order.
-fn match_summaries(rows: &[RoundRow], rounds: usize) -> Vec<MatchSummary> {
+fn match_summaries(rows: &[RoundRow], rounds: usize, eval_images: usize) -> Vec<MatchSummary> {
     let complete = super::completed_matches(rows, rounds);
     let mut by_match: BTreeMap<(u64, usize), Vec<RoundRow>> = BTreeMap::new();
     for r in rows.iter().filter(|r| complete.contains(&(r.seed, r.match_id))) {
@@ -142,7 +229,7 @@ fn match_summaries(rows: &[RoundRow], rounds: usize) -> Vec<MatchSummary> {
         .values_mut()
         .filter_map(|rows| {
             rows.sort_by_key(|r| r.round);
-            match_summary(rows, rounds)
+            match_summary(rows, rounds, eval_images)
         })
         .collect()
 }
@@ -203,14 +290,21 @@ fn ratings(matches: &[MatchSummary], players: &Players) -> Vec<f64> {
     bradley_terry(players.count(), &games)
 }
 
-/// Per defender, ranked by `aurc_unseen`, then `aurc_seen`, with the
-/// defenders it cannot be told apart from.
+/// Per defender, ranked by the per-image worst cases `aurc_unseen_union`,
+/// then `aurc_seen_union`, with the defenders it cannot be told apart from.
 fn defender_summaries(
     matches: &[MatchSummary],
-    seeds: &[u64],
+    (seeds, eval_images): (&[u64], usize),
     players: &Players,
     ratings: &[f64],
 ) -> Vec<DefenderSummary> {
+    let fields: Vec<&'static str> = matches
+        .first()
+        .map(accuracies)
+        .unwrap_or_default()
+        .iter()
+        .map(|f| f.0)
+        .collect();
     let of = |name: &str| -> Vec<&MatchSummary> { matches.iter().filter(|m| m.defender == name).collect() };
     let mut defenders: Vec<DefenderSummary> = players
         .defenders
@@ -222,14 +316,22 @@ fn defender_summaries(
                 matches: ms.len(),
                 aurc_unseen: mean_opt(&ms, |m| m.aurc_unseen),
                 aurc_seen: mean_of(&ms, |m| m.aurc_seen),
+                aurc_unseen_union: mean_opt(&ms, |m| m.aurc_unseen_union),
+                aurc_seen_union: mean_of(&ms, |m| m.aurc_seen_union),
                 aurc_zero_day: mean_of(&ms, |m| m.aurc_zero_day),
                 final_clean_acc: mean_of(&ms, |m| m.final_clean_acc),
                 final_seen_worst: mean_of(&ms, |m| m.final_seen_worst),
                 final_unseen_worst: mean_opt(&ms, |m| m.final_unseen_worst),
                 final_gap: mean_opt(&ms, |m| m.final_gap),
+                final_seen_union_acc: mean_of(&ms, |m| m.final_seen_union_acc),
+                final_unseen_union_acc: mean_opt(&ms, |m| m.final_unseen_union_acc),
+                final_union_gap: mean_opt(&ms, |m| m.final_union_gap),
                 final_stale_inflation: mean_of(&ms, |m| m.final_stale_inflation),
+                ci95: group_intervals(&ms, seeds, eval_images, &fields, accuracy),
                 aurc_unseen_ci95: ci_over_seeds(&ms, seeds, |m| m.aurc_unseen),
                 aurc_seen_ci95: ci_over_seeds(&ms, seeds, |m| Some(m.aurc_seen)),
+                aurc_unseen_union_ci95: ci_over_seeds(&ms, seeds, |m| m.aurc_unseen_union),
+                aurc_seen_union_ci95: ci_over_seeds(&ms, seeds, |m| Some(m.aurc_seen_union)),
                 not_separable_from: Vec::new(),
                 rating: ratings[players.defender(name)],
                 diverged_matches: ms.iter().filter(|m| m.diverged.is_some()).count(),
@@ -237,21 +339,21 @@ fn defender_summaries(
         })
         .collect();
     defenders.sort_by(|a, b| {
-        let key = |d: &DefenderSummary| (d.aurc_unseen.unwrap_or(f64::NEG_INFINITY), d.aurc_seen);
+        let key = |d: &DefenderSummary| (d.aurc_unseen_union.unwrap_or(f64::NEG_INFINITY), d.aurc_seen_union);
         key(b)
             .partial_cmp(&key(a))
             .unwrap_or(std::cmp::Ordering::Equal)
             .then_with(|| a.defender.cmp(&b.defender))
     });
-    // Separability on the ranking key: AURC unseen where there is an
-    // unseen panel, AURC seen otherwise.
+    // Separability on the ranking key: the union AURC unseen where there is
+    // an unseen panel, the union AURC seen otherwise.
     let values: Vec<_> = defenders
         .iter()
         .map(|d| {
             let ms = of(&d.defender);
-            let key_per_seed = match d.aurc_unseen {
-                Some(_) => per_seed(&ms, seeds, |m| m.aurc_unseen),
-                None => per_seed(&ms, seeds, |m| Some(m.aurc_seen)),
+            let key_per_seed = match d.aurc_unseen_union {
+                Some(_) => per_seed(&ms, seeds, |m| m.aurc_unseen_union),
+                None => per_seed(&ms, seeds, |m| Some(m.aurc_seen_union)),
             };
             (d.defender.clone(), key_per_seed)
         })
@@ -266,7 +368,7 @@ fn defender_summaries(
 /// the attackers it cannot be told apart from.
 fn attacker_summaries(
     matches: &[MatchSummary],
-    seeds: &[u64],
+    (seeds, eval_images): (&[u64], usize),
     players: &Players,
     ratings: &[f64],
 ) -> Vec<AttackerSummary> {
@@ -287,6 +389,8 @@ fn attacker_summaries(
                 matches: ms.len(),
                 mean_reward: mean_of(&ms, |m| m.mean_reward),
                 mean_reward_ci95: ci_over_seeds(&ms, seeds, |m| Some(m.mean_reward)),
+                ci95: group_intervals(&ms, seeds, eval_images, &["mean_reward"], |m, _| Some(m.mean_reward)),
+                mean_agent_reward: mean_of(&ms, |m| m.mean_agent_reward),
                 not_separable_from: Vec::new(),
                 rating: ratings[players.attacker(name)],
                 picks,
@@ -410,13 +514,13 @@ mod tests {
     #[test]
     fn a_diverged_match_counts_its_remaining_rounds_as_lost() {
         let rows = [row(1, 0.6, 0.4, None), row(2, 0.0, 0.5, Some("NaN"))];
-        let m = match_summary(&rows, 4).unwrap();
+        let m = match_summary(&rows, 4, 10).unwrap();
         assert_eq!(m.diverged.as_ref().unwrap().round, 2);
         // Rounds 3 and 4 were never played: accuracy 0, reward 1.
         assert!((m.aurc_seen - 0.6 / 4.0).abs() < 1e-12);
         assert!((m.mean_reward - (0.4 + 0.5 + 2.0) / 4.0).abs() < 1e-12);
         // A match that played every round is a plain mean.
-        let full = match_summary(&[row(1, 0.6, 0.4, None), row(2, 0.2, 0.6, None)], 2).unwrap();
+        let full = match_summary(&[row(1, 0.6, 0.4, None), row(2, 0.2, 0.6, None)], 2, 10).unwrap();
         assert!((full.aurc_seen - 0.4).abs() < 1e-12 && (full.mean_reward - 0.5).abs() < 1e-12);
     }
 
@@ -435,13 +539,13 @@ mod tests {
             with(3, "b", "e", 2),
             with(2, "b", "d", 1),
         ];
-        let s = summarize("t", &[1], 2, 4, &rows, RunTiming::default());
+        let s = summarize("t", (&[1], 10), 2, 4, &rows, RunTiming::default());
         assert_eq!(s.matches.len(), 2, "the cut match is not summarized");
         assert_eq!(s.matches_expected, 4);
         assert_eq!(s.payoff.reward, [[Some(0.5), None], [None, Some(0.5)]]);
         assert!(s.equilibrium.is_none(), "no equilibrium with a missing cell");
         // Every pairing played: an equilibrium.
-        let full = summarize("t", &[1], 2, 1, &rows[..2], RunTiming::default());
+        let full = summarize("t", (&[1], 10), 2, 1, &rows[..2], RunTiming::default());
         assert!(full.equilibrium.is_some());
     }
 }
