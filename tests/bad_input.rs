@@ -362,7 +362,32 @@ const CASES: &[Case] = &[
     Case {
         name: "more crafting images than the training images used",
         setup: |dir| run(tiny_with(dir, &[("craft = 48", "craft = 900")])),
-        stderr: &["tiny.toml", "`sizes.craft` = 900", "`data.train` = 600"],
+        stderr: &[
+            "tiny.toml",
+            "`sizes.craft` = 900",
+            "`data.train` - `sizes.attacker_slice` = 600 - 120",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "crafting on the attacker slice",
+        setup: |dir| run(tiny_with(dir, &[("craft = 48", "craft = 500")])),
+        stderr: &[
+            "tiny.toml",
+            "`sizes.craft` = 500",
+            "left after the attacker slice",
+            "= 480",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an attacker slice as large as the training images used",
+        setup: |dir| run(tiny_with(dir, &[("craft = 48", "craft = 48\nattacker_slice = 600")])),
+        stderr: &["tiny.toml", "`sizes.attacker_slice` = 600", "`data.train` = 600"],
         out: OUT,
         expect_out: Out::Absent,
         skip: None,

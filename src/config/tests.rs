@@ -103,6 +103,12 @@ fn bad_values_are_named() {
         ("rounds = 2", "rounds = 0", "`rounds`"),
         ("eval = 50", "eval = 500", "`sizes.eval`"),
         ("craft = 32", "craft = 5000", "`sizes.craft`"),
+        ("craft = 32", "craft = 450", "left after the attacker slice"),
+        (
+            "craft = 32",
+            "craft = 32\nattacker_slice = 0",
+            "`sizes.attacker_slice` = 0",
+        ),
         ("eps = 0.3 }", "eps = 0.5 }", "linf budget 0.3"),
         ("eps = 0.3 }", "eps = -1.0 }", "`eps`"),
         (

@@ -115,6 +115,8 @@ fn no_defense_sees_evaluation_data() {
                     unseen: &[],
                     rules: &rules,
                     train,
+                    // A fixed attacker observes nothing: any images do.
+                    attacker_slice: train,
                     eval,
                 };
                 play_to_end(&plan, model.as_ref(), &|_, _| {}, &|| false, &mut |_| {})
@@ -229,6 +231,7 @@ fn smoothing_certifies_no_more_than_survives_attack() {
         unseen: &[],
         rules: &rules,
         train,
+        attacker_slice: train,
         eval: &eval,
     };
     let (rows, _) = play_to_end(&plan, model.as_ref(), &|_, _| {}, &|| false, &mut |_| {});
