@@ -167,7 +167,14 @@ impl ApgdConfig {
 
     /// Algorithm 1 of Croce & Hein 2020 as one loop, so that it reads
     /// against the paper line by line, for the targets of `objective`.
-    fn craft_with(&self, model: &dyn Model, x: &[f32], y: &[u8], objective: Objective, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    fn craft_with(
+        &self,
+        model: &dyn Model,
+        x: &[f32],
+        y: &[u8],
+        objective: Objective,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<f32> {
         let dim = model.input_dim();
         let n = y.len();
         let threat = self.threat();

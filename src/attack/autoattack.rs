@@ -138,7 +138,15 @@ impl AutoAttackConfig {
     /// APGD-T: per rank of the clean logits (most likely other class
     /// first), APGD with the targeted DLR towards that class, on the images
     /// still robust, batch by batch.
-    fn apgd_targeted(&self, model: &dyn Model, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng, batch: usize, worst: &mut Worst) {
+    fn apgd_targeted(
+        &self,
+        model: &dyn Model,
+        x: &[f32],
+        y: &[u8],
+        rng: &mut ChaCha8Rng,
+        batch: usize,
+        worst: &mut Worst,
+    ) {
         let ranks = likely_targets(&model.logits(x), y, model.classes(), self.version.settings().targets);
         let apgd = self.apgd_t();
         let dim = model.input_dim();
@@ -414,7 +422,11 @@ mod tests {
         }
         let count = |f: &[bool]| f.iter().filter(|&&f| f).count();
         let (all, ce) = (count(&composite), count(&apgd_ce));
-        eprintln!("fooled of {}: autoattack {all}, apgd-ce {ce}, fab-t {}", y.len(), count(&fab_t));
+        eprintln!(
+            "fooled of {}: autoattack {all}, apgd-ce {ce}, fab-t {}",
+            y.len(),
+            count(&fab_t)
+        );
         assert!(all >= ce + 16, "autoattack fooled {all}, APGD-CE alone {ce}");
     }
 
@@ -448,11 +460,20 @@ mod tests {
     #[test]
     fn bad_settings_are_named_with_what_is_valid() {
         let parse = |text: &str| toml::from_str::<AttackConfig>(&format!("family = \"autoattack\"\n{text}"));
-        assert_eq!(parse("eps = 0.3").unwrap(), autoattack(Norm::Linf, 0.3, Version::Standard));
+        assert_eq!(
+            parse("eps = 0.3").unwrap(),
+            autoattack(Norm::Linf, 0.3, Version::Standard)
+        );
         let e = parse("eps = 0.3\nversion = \"slow\"").unwrap_err().to_string();
-        assert!(e.contains("slow") && e.contains("`standard`") && e.contains("`fast`"), "{e}");
+        assert!(
+            e.contains("slow") && e.contains("`standard`") && e.contains("`fast`"),
+            "{e}"
+        );
         let cases = [
-            (autoattack(Norm::L1, 10.0, Version::Fast), ["`norm`", "\"linf\" or \"l2\""]),
+            (
+                autoattack(Norm::L1, 10.0, Version::Fast),
+                ["`norm`", "\"linf\" or \"l2\""],
+            ),
             (autoattack(Norm::Linf, 0.0, Version::Fast), ["`eps`", "positive"]),
             (autoattack(Norm::L2, f32::NAN, Version::Fast), ["`eps`", "positive"]),
         ];

@@ -118,8 +118,7 @@ fn every_attack_is_deterministic_under_a_seed() {
         let randomized = matches!(
             config.family(),
             "noise" | "square" | "apgd" | "hopskipjump" | "autoattack"
-        )
-            || matches!(&config, AttackConfig::Pgd(p) if p.random_start);
+        ) || matches!(&config, AttackConfig::Pgd(p) if p.random_start);
         if randomized {
             assert_ne!(run(3), run(4), "{} ignores its seed", config.label());
         }
