@@ -143,15 +143,42 @@ impl Describe for ApgdConfig {
 }
 
 impl Attack for ApgdConfig {
-    /// Algorithm 1 of Croce & Hein 2020 as one loop, so that it reads
-    /// against the paper line by line.
     fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], rng: &mut ChaCha8Rng) -> Vec<f32> {
+        // Targets are drawn once per batch; untargeted, `objective.classes` is `y`.
+        let objective = Objective::new(AttackLoss::Ce, self.target, model, x, y, rng);
+        self.craft_with(model, x, y, objective, rng)
+    }
+}
+
+impl ApgdConfig {
+    /// APGD towards one given target class per image (`targets`), whatever
+    /// its `target` mode: AutoAttack's APGD-T, which picks the targets itself.
+    pub(crate) fn craft_towards(
+        &self,
+        model: &dyn Model,
+        x: &[f32],
+        y: &[u8],
+        targets: &[u8],
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<f32> {
+        let objective = Objective::towards(AttackLoss::Ce, targets.to_vec());
+        self.craft_with(model, x, y, objective, rng)
+    }
+
+    /// Algorithm 1 of Croce & Hein 2020 as one loop, so that it reads
+    /// against the paper line by line, for the targets of `objective`.
+    fn craft_with(
+        &self,
+        model: &dyn Model,
+        x: &[f32],
+        y: &[u8],
+        objective: Objective,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<f32> {
         let dim = model.input_dim();
         let n = y.len();
         let threat = self.threat();
-        // Targets are drawn once per batch; untargeted, `objective.classes` is `y`.
-        let objective = Objective::new(AttackLoss::Ce, self.target, model, x, y, rng);
-        let targeted = self.target != Target::Untargeted;
+        let targeted = objective.targeted();
         let targets = objective.classes.clone();
         let loss: Box<dyn Loss + '_> = match (self.loss, targeted) {
             (ApgdLoss::Dlr, false) => Box::new(Dlr { labels: y }),

@@ -115,8 +115,10 @@ fn every_attack_is_deterministic_under_a_seed() {
                 .examples
         };
         assert_eq!(run(3), run(3), "{}", config.label());
-        let randomized = matches!(config.family(), "noise" | "square" | "apgd" | "hopskipjump")
-            || matches!(&config, AttackConfig::Pgd(p) if p.random_start);
+        let randomized = matches!(
+            config.family(),
+            "noise" | "square" | "apgd" | "hopskipjump" | "autoattack"
+        ) || matches!(&config, AttackConfig::Pgd(p) if p.random_start);
         if randomized {
             assert_ne!(run(3), run(4), "{} ignores its seed", config.label());
         }
@@ -138,7 +140,8 @@ fn attacks_break_an_undefended_model_within_their_query_budgets() {
         match (config.access(), crafted.queries) {
             (Access::Whitebox, None) => {}
             (Access::Transfer, Some(0)) => {}
-            (Access::Scores | Access::Labels, Some(q)) => {
+            // Query attacks, and composites with a query part (autoattack).
+            (_, Some(q)) if config.queries().is_some() => {
                 let cap = config.queries().expect("query attacks have a budget") * y.len();
                 assert!(q <= cap, "{}: {q} queries, cap {cap}", config.label());
             }

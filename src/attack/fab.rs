@@ -366,7 +366,7 @@ impl FabConfig {
 /// Per rank `r < k`, per image, the `r+1`-th most likely class other than
 /// its label by the clean `logits` (ties to the lower class); `k` is capped
 /// at the number of other classes.
-fn likely_targets(logits: &[f32], y: &[u8], classes: usize, k: usize) -> Vec<Vec<u8>> {
+pub(crate) fn likely_targets(logits: &[f32], y: &[u8], classes: usize, k: usize) -> Vec<Vec<u8>> {
     let ranked: Vec<Vec<u8>> = logits
         .chunks(classes)
         .zip(y)

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod apgd;
+pub mod autoattack;
 pub mod bpda;
 pub mod cw;
 pub mod deepfool;
@@ -175,6 +176,7 @@ crate::registry! {
         Transfer(TransferConfig) = "transfer",
         Noise(NoiseConfig) = "noise",
         Fab(fab::FabConfig) = "fab",
+        AutoAttack(autoattack::AutoAttackConfig) = "autoattack",
     }
 }
 

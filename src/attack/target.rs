@@ -82,6 +82,20 @@ impl Objective {
             targeted: target != Target::Untargeted,
         }
     }
+
+    /// Towards the given target class of each image.
+    pub fn towards(loss: AttackLoss, targets: Vec<u8>) -> Objective {
+        Objective {
+            loss,
+            classes: targets,
+            targeted: true,
+        }
+    }
+
+    /// Whether it pulls towards targets rather than away from the labels.
+    pub fn targeted(&self) -> bool {
+        self.targeted
+    }
 }
 
 impl Loss for Objective {
