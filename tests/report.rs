@@ -2,6 +2,8 @@
 //! rebuilt from a run folder's files: end to end.
 
 mod common;
+#[path = "report/recompute.rs"]
+mod recompute;
 
 use std::path::Path;
 
@@ -34,39 +36,20 @@ fn seeds_give_intervals_ratings_the_game_and_a_self_contained_report() {
         .stdout(predicate::str::contains("Nash equilibrium"));
     let summary = json(&three.join("summary.json"));
     assert_eq!(summary["seeds"], serde_json::json!([3, 4, 5]));
-    assert_eq!(summary["matches"].as_array().unwrap().len(), 2 * 2 * 3);
-    for d in summary["defenders"].as_array().unwrap() {
-        assert!(d["aurc_unseen_ci95"].as_f64().unwrap() >= 0.0, "{d}");
-        assert!(d["rating"].as_f64().unwrap().is_finite());
-    }
-    for a in summary["attackers"].as_array().unwrap() {
-        assert!(a["mean_reward_ci95"].as_f64().is_some(), "{a}");
-    }
-    // The payoff matrix is attackers x defenders of mean rewards, and the
-    // equilibrium's strategies are distributions over them.
-    let payoff = &summary["payoff"];
-    assert_eq!(payoff["attackers"], serde_json::json!(["fixed", "bandit"]));
-    assert_eq!(payoff["defenders"], serde_json::json!(["standard", "pgd-at"]));
-    let reward = |a: usize, d: usize| payoff["reward"][a][d].as_f64().unwrap();
-    for side in ["attackers", "defenders"] {
-        let total: f64 = summary["equilibrium"][side]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|w| w["probability"].as_f64().unwrap())
-            .sum();
-        assert!((total - 1.0).abs() < 1e-9, "{side}: {total}");
-    }
-    let value = summary["equilibrium"]["value"].as_f64().unwrap();
-    let lowest = (0..2)
-        .flat_map(|a| (0..2).map(move |d| (a, d)))
-        .map(|(a, d)| reward(a, d))
-        .fold(f64::INFINITY, f64::min);
-    let highest = (0..2)
-        .flat_map(|a| (0..2).map(move |d| (a, d)))
-        .map(|(a, d)| reward(a, d))
-        .fold(0.0, f64::max);
-    assert!(lowest <= value && value <= highest, "value {value} outside the matrix");
+    assert_eq!(summary["payoff"]["attackers"], serde_json::json!(["fixed", "bandit"]));
+    assert_eq!(
+        summary["payoff"]["defenders"],
+        serde_json::json!(["standard", "pgd-at"])
+    );
+    // Every number of the summary, recomputed here from the rows alone.
+    let matches = recompute::matches(&rows(&three), 2);
+    assert_eq!(matches.len(), 2 * 2 * 3);
+    recompute::check_matches(&summary, &matches);
+    recompute::check_defenders(&summary, &matches, &[3, 4, 5]);
+    recompute::check_attackers(&summary, &matches, &[3, 4, 5]);
+    recompute::check_ratings(&summary, &matches);
+    recompute::check_payoff(&summary, &matches);
+    recompute::check_equilibrium(&summary);
 
     // Seeds are replicates: seed 3's matches equal a plain run with seed 3.
     redqueen()
@@ -99,8 +82,40 @@ fn seeds_give_intervals_ratings_the_game_and_a_self_contained_report() {
     for text in ["How to read this report", "not separable from", "config.toml", "pgd-at"] {
         assert!(page.contains(text), "report.html lacks {text}");
     }
+    // The gallery's examples are real images within the rules' budgets
+    // (linf 0.1, l2 2.0), stored as bytes: one byte of rounding per pixel.
     let gallery = json(&three.join("gallery.json"));
     assert!(!gallery.as_array().unwrap().is_empty());
+    for item in gallery.as_array().unwrap() {
+        let pixels = |key: &str| -> Vec<f64> {
+            item[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_f64().unwrap())
+                .collect()
+        };
+        let (clean, adversarial) = (pixels("clean"), pixels("adversarial"));
+        let size = item["rows"].as_u64().unwrap() * item["cols"].as_u64().unwrap();
+        assert_eq!(
+            (clean.len() as u64, adversarial.len() as u64),
+            (size, size),
+            "{}",
+            item["attack"]
+        );
+        let diff: Vec<f64> = clean.iter().zip(&adversarial).map(|(c, a)| (a - c) / 255.0).collect();
+        let linf = diff.iter().fold(0.0_f64, |m, d| m.max(d.abs()));
+        let l2 = diff.iter().map(|d| d * d).sum::<f64>().sqrt();
+        let label = item["attack"].as_str().unwrap();
+        let within = if label.contains("-l2-") {
+            l2 <= 2.0 + (size as f64).sqrt() / 255.0
+        } else {
+            linf <= 0.1 + 1.0 / 255.0
+        };
+        assert!(within, "{label}: linf {linf}, l2 {l2}");
+        let conf = item["adv_conf"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&conf), "{label}: confidence {conf}");
+    }
 }
 
 #[test]
@@ -142,15 +157,40 @@ fn compare_puts_defenders_side_by_side_with_the_noise() {
             .assert()
             .success();
     }
-    redqueen()
+    let printed = redqueen()
         .arg("compare")
         .arg(&a)
         .arg(&b)
         .assert()
         .success()
-        .stdout(predicate::str::contains("[2] - [1] (pts)"))
-        .stdout(predicate::str::contains("pgd-at"))
-        .stdout(predicate::str::contains("noise"));
+        .stdout(predicate::str::contains("[2] - [1] (pts)"));
+    let printed = String::from_utf8(printed.get_output().stdout.clone()).unwrap();
+    // Each defender's difference and verdict, from the two summaries: AURC
+    // unseen in points, beyond noise when the two intervals are disjoint.
+    let (first, second) = (json(&a.join("summary.json")), json(&b.join("summary.json")));
+    for name in ["standard", "pgd-at"] {
+        let of = |s: &serde_json::Value| {
+            let d = s["defenders"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["defender"] == name)
+                .unwrap();
+            (
+                d["aurc_unseen"].as_f64().unwrap(),
+                d["aurc_unseen_ci95"].as_f64().unwrap(),
+            )
+        };
+        let ((x, hx), (y, hy)) = (of(&first), of(&second));
+        let verdict = if x + hx < y - hy || y + hy < x - hx {
+            "beyond noise"
+        } else {
+            "within noise"
+        };
+        let cell = format!("{:+.1} ({verdict})", 100.0 * (y - x));
+        let line = printed.lines().find(|l| l.contains(name)).unwrap();
+        assert!(line.contains(&cell), "{name}: expected {cell} in\n{printed}");
+    }
     // One folder is not a comparison; a folder that is no run is bad input.
     redqueen().arg("compare").arg(&a).assert().code(2);
     redqueen()

@@ -511,6 +511,100 @@ mod tests {
         );
     }
 
+    /// One single-round match per cell of `reward` (rows: attackers, columns:
+    /// defenders, in plan order), given to `summarize` in reverse order, with
+    /// names that sort differently from plan order.
+    fn game(attackers: &[&str], defenders: &[&str], reward: &[&[f64]]) -> Summary {
+        let mut rows = Vec::new();
+        for (a, attacker) in attackers.iter().enumerate() {
+            for (d, defender) in defenders.iter().enumerate() {
+                let mut r = row(1, 0.5, reward[a][d], None);
+                r.match_id = a * defenders.len() + d;
+                (r.attacker, r.defender) = (attacker.to_string(), defender.to_string());
+                rows.push(r);
+            }
+        }
+        rows.reverse();
+        summarize("t", &[1], 1, rows.len(), &rows, RunTiming::default())
+    }
+
+    fn assert_weights(got: &[Weight], want: &[(&str, f64)]) {
+        let got: Vec<(&str, f64)> = got.iter().map(|w| (w.agent.as_str(), w.probability)).collect();
+        assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+        for (g, w) in got.iter().zip(want) {
+            assert!(g.0 == w.0 && (g.1 - w.1).abs() < 1e-9, "{got:?} vs {want:?}");
+        }
+    }
+
+    /// The summary's game wiring: rows are attackers, columns defenders, each
+    /// in plan order, and each side's equilibrium probabilities go to its own
+    /// agents. Both games are solved by hand (the solver's own tests are in
+    /// `game.rs`).
+    #[test]
+    fn the_payoff_matrix_and_equilibrium_match_games_solved_by_hand() {
+        // 2 attackers x 3 defenders, attacker reward (the attacker maximizes):
+        //          d-one d-two d-three
+        //   zeta    0.9   0.3   1.0
+        //   alpha   0.5   0.7   0.8
+        // d-three is dominated for the defender by d-one (1.0 >= 0.9 and
+        // 0.8 >= 0.5), leaving [[0.9, 0.3], [0.5, 0.7]], which has no saddle
+        // point (maximin 0.5 < minimax 0.7). Attacker plays zeta with x:
+        // 0.9x + 0.5(1-x) = 0.3x + 0.7(1-x) gives x = 1/4, value 0.6.
+        // Defender plays d-one with y: 0.9y + 0.3(1-y) = 0.5y + 0.7(1-y)
+        // gives y = 1/2, value 0.6. d-three against x: 0.25 + 0.6 = 0.85 >
+        // 0.6, so the defender leaves it out.
+        let wide = [[0.9, 0.3, 1.0], [0.5, 0.7, 0.8]];
+        let s = game(
+            &["zeta", "alpha"],
+            &["d-one", "d-two", "d-three"],
+            &[&wide[0], &wide[1]],
+        );
+        assert_eq!(s.payoff.attackers, ["zeta", "alpha"]);
+        assert_eq!(s.payoff.defenders, ["d-one", "d-two", "d-three"]);
+        let cells: Vec<Vec<f64>> = s
+            .payoff
+            .reward
+            .iter()
+            .map(|r| r.iter().map(|c| c.unwrap()).collect())
+            .collect();
+        assert_eq!(cells, wide);
+        let eq = s.equilibrium.unwrap();
+        assert!((eq.value - 0.6).abs() < 1e-9, "value {}", eq.value);
+        assert_weights(&eq.attackers, &[("zeta", 0.25), ("alpha", 0.75)]);
+        assert_weights(&eq.defenders, &[("d-one", 0.5), ("d-two", 0.5), ("d-three", 0.0)]);
+
+        // The transposed game, 3 attackers x 2 defenders: the same game with
+        // the roles swapped (reward 1 - wide[d][a]), so each side gets the
+        // other's old strategy and the value becomes 1 - 0.6 = 0.4:
+        //          e-one e-two
+        //   omega   0.1   0.5
+        //   beta    0.7   0.3
+        //   gamma   0.0   0.2
+        // gamma is dominated for the attacker by omega (0.1 >= 0.0, 0.5 >=
+        // 0.2). Attacker: 0.1x + 0.7(1-x) = 0.5x + 0.3(1-x) gives x = 1/2 on
+        // omega, value 0.4; defender: 0.1y + 0.5(1-y) = 0.7y + 0.3(1-y)
+        // gives y = 1/4 on e-one, value 0.4.
+        let tall = [[0.1, 0.5], [0.7, 0.3], [0.0, 0.2]];
+        let s = game(
+            &["omega", "beta", "gamma"],
+            &["e-one", "e-two"],
+            &[&tall[0], &tall[1], &tall[2]],
+        );
+        assert_eq!(s.payoff.attackers, ["omega", "beta", "gamma"]);
+        assert_eq!(s.payoff.defenders, ["e-one", "e-two"]);
+        let cells: Vec<Vec<f64>> = s
+            .payoff
+            .reward
+            .iter()
+            .map(|r| r.iter().map(|c| c.unwrap()).collect())
+            .collect();
+        assert_eq!(cells, tall);
+        let eq = s.equilibrium.unwrap();
+        assert!((eq.value - 0.4).abs() < 1e-9, "value {}", eq.value);
+        assert_weights(&eq.attackers, &[("omega", 0.5), ("beta", 0.5), ("gamma", 0.0)]);
+        assert_weights(&eq.defenders, &[("e-one", 0.25), ("e-two", 0.75)]);
+    }
+
     #[test]
     fn a_diverged_match_counts_its_remaining_rounds_as_lost() {
         let rows = [row(1, 0.6, 0.4, None), row(2, 0.0, 0.5, Some("NaN"))];
