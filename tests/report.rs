@@ -59,7 +59,9 @@ fn seeds_give_intervals_ratings_the_game_and_a_self_contained_report() {
         .arg(&single)
         .assert()
         .success()
-        .stdout(predicate::str::contains("One seed: no confidence intervals"));
+        .stdout(predicate::str::contains(
+            "95% Wilson intervals over 60 evaluation images",
+        ));
     let strip = |mut v: serde_json::Value| {
         v.as_object_mut().unwrap().remove("timing");
         v
@@ -177,8 +179,8 @@ fn compare_puts_defenders_side_by_side_with_the_noise() {
                 .find(|d| d["defender"] == name)
                 .unwrap();
             (
-                d["aurc_unseen"].as_f64().unwrap(),
-                d["aurc_unseen_ci95"].as_f64().unwrap(),
+                d["aurc_unseen_union"].as_f64().unwrap(),
+                d["aurc_unseen_union_ci95"].as_f64().unwrap(),
             )
         };
         let ((x, hx), (y, hy)) = (of(&first), of(&second));

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use super::game::{bradley_terry, mean_ci95, solve_zero_sum};
 use crate::arena::metrics::mean;
+use crate::record::stats::wilson95_acc;
 use crate::record::{
     AttackerSummary, DefenderSummary, Diverged, Equilibrium, Interval, IntervalBasis, MatchSummary, Payoff, RoundRow,
     RunTiming, Summary, Weight, SCHEMA_VERSION,
@@ -83,19 +84,10 @@ fn accuracies(m: &MatchSummary) -> Vec<(&'static str, Option<f64>)> {
     ]
 }
 
-/// The 95% Wilson score interval of an accuracy measured on `n` images.
-/// For an AURC or a mean over matches on the same images it is
-/// conservative: such a value is the mean over images of per-image values
-/// z in [0, 1], and Var(z) <= E[z](1 - E[z]), the binomial variance.
+/// The 95% Wilson interval of an accuracy measured on `n` images
+/// (conservative for AURCs and means: see [`wilson95_acc`]).
 fn wilson95(acc: f64, n: usize) -> Option<Interval> {
-    if n == 0 || !acc.is_finite() {
-        return None;
-    }
-    const Z: f64 = 1.959963984540054;
-    let (n, p) = (n as f64, acc.clamp(0.0, 1.0));
-    let centre = (p + Z * Z / (2.0 * n)) / (1.0 + Z * Z / n);
-    let half = Z / (1.0 + Z * Z / n) * (p * (1.0 - p) / n + Z * Z / (4.0 * n * n)).sqrt();
-    Some([(centre - half).max(0.0), (centre + half).min(1.0)])
+    wilson95_acc(acc, n).map(|(low, high)| [low, high])
 }
 
 /// The 95% Student-t interval over per-seed values, clipped to [0, 1].
@@ -470,8 +462,8 @@ mod tests {
     fn row(round: usize, seen_worst: f64, reward: f64, diverged: Option<&str>) -> RoundRow {
         serde_json::from_value(serde_json::json!({
             "match_id": 0, "attacker": "a", "defender": "d", "seed": 1, "round": round,
-            "attack": "pgd", "zero_day_acc": 1.0 - reward, "reward": reward, "clean_acc": 0.9,
-            "seen_acc": {}, "seen_worst": seen_worst, "unseen_acc": {}, "unseen_worst": null,
+            "attack": "pgd", "zero_day_acc": 1.0 - reward, "reward": reward, "agent_reward": reward, "clean_acc": 0.9,
+            "seen_acc": {}, "seen_worst": seen_worst, "seen_union_acc": seen_worst, "unseen_acc": {}, "unseen_worst": null,
             "unseen_mean": null, "gap": null, "stale_acc": 0.5, "stale_inflation": 0.0,
             "wrong_confidence": null, "perturbation": null, "diverged": diverged,
             "violations": 0, "timing": { "attack_s": 0.0, "defense_s": 0.0, "eval_s": 0.0 }
@@ -525,7 +517,7 @@ mod tests {
             }
         }
         rows.reverse();
-        summarize("t", &[1], 1, rows.len(), &rows, RunTiming::default())
+        summarize("t", (&[1], 10), 1, rows.len(), &rows, RunTiming::default())
     }
 
     fn assert_weights(got: &[Weight], want: &[(&str, f64)]) {

@@ -14,11 +14,14 @@ const INTERVAL: f64 = 1e-9;
 const GAME: f64 = 1e-9;
 
 /// Each `final_*` summary field and the row field it is the last round's value of.
-const FINALS: [(&str, &str); 5] = [
+const FINALS: [(&str, &str); 8] = [
     ("final_clean_acc", "clean_acc"),
     ("final_seen_worst", "seen_worst"),
     ("final_unseen_worst", "unseen_worst"),
     ("final_gap", "gap"),
+    ("final_seen_union_acc", "seen_union_acc"),
+    ("final_unseen_union_acc", "unseen_union_acc"),
+    ("final_union_gap", "union_gap"),
     ("final_stale_inflation", "stale_inflation"),
 ];
 
@@ -30,8 +33,11 @@ pub struct Match {
     defender: String,
     aurc_unseen: f64,
     aurc_seen: f64,
+    aurc_unseen_union: f64,
+    aurc_seen_union: f64,
     aurc_zero_day: f64,
     mean_reward: f64,
+    mean_agent_reward: f64,
     last: Value,
     picks: BTreeMap<String, u64>,
 }
@@ -80,8 +86,11 @@ pub fn matches(rows: &[Value], rounds: usize) -> Vec<Match> {
                 defender: last["defender"].as_str().unwrap().to_string(),
                 aurc_unseen: over_rounds("unseen_worst"),
                 aurc_seen: over_rounds("seen_worst"),
+                aurc_unseen_union: over_rounds("unseen_union_acc"),
+                aurc_seen_union: over_rounds("seen_union_acc"),
                 aurc_zero_day: over_rounds("zero_day_acc"),
                 mean_reward: over_rounds("reward"),
+                mean_agent_reward: over_rounds("agent_reward"),
                 last,
                 picks,
             }
@@ -92,6 +101,7 @@ pub fn matches(rows: &[Value], rounds: usize) -> Vec<Match> {
 /// The per-match summaries: AURCs and mean reward as means over rounds,
 /// final values from the last round, picks counted.
 pub fn check_matches(summary: &Value, matches: &[Match]) {
+    let eval_images = summary["intervals"]["eval_images"].as_u64().unwrap() as usize;
     let stored = summary["matches"].as_array().unwrap();
     assert_eq!(stored.len(), matches.len());
     for (s, m) in stored.iter().zip(matches) {
@@ -105,16 +115,40 @@ pub fn check_matches(summary: &Value, matches: &[Match]) {
         for (key, want) in [
             ("aurc_unseen", m.aurc_unseen),
             ("aurc_seen", m.aurc_seen),
+            ("aurc_unseen_union", m.aurc_unseen_union),
+            ("aurc_seen_union", m.aurc_seen_union),
             ("aurc_zero_day", m.aurc_zero_day),
             ("mean_reward", m.mean_reward),
+            ("mean_agent_reward", m.mean_agent_reward),
         ] {
             assert_close(&s[key], want, EXACT, &format!("{what}: {key}"));
+            // A match's interval: Wilson's, over the evaluation images.
+            if key != "mean_agent_reward" {
+                let [low, high] = wilson(want, eval_images);
+                assert_close(&s["ci95"][key][0], low, INTERVAL, &format!("{what}: {key} low"));
+                assert_close(&s["ci95"][key][1], high, INTERVAL, &format!("{what}: {key} high"));
+            }
         }
         for (key, row_key) in FINALS {
             assert_close(&s[key], num(&m.last[row_key]), EXACT, &format!("{what}: {key}"));
         }
         assert_eq!(s["picks"], serde_json::to_value(&m.picks).unwrap(), "{what}: picks");
     }
+}
+
+/// The 95% Wilson score interval of an accuracy on `n` images (counted to
+/// the nearest image): (p + z²/2n ± z sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n).
+fn wilson(acc: f64, n: usize) -> [f64; 2] {
+    let z = 1.959963984540054f64;
+    let n = n as f64;
+    let p = (acc * n).round() / n;
+    let centre = p + z * z / (2.0 * n);
+    let spread = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt();
+    let scale = 1.0 + z * z / n;
+    [
+        ((centre - spread) / scale).max(0.0),
+        ((centre + spread) / scale).min(1.0),
+    ]
 }
 
 /// Student's t 97.5% quantile, in closed form for the few degrees of
@@ -195,25 +229,30 @@ pub fn check_defenders(summary: &Value, matches: &[Match], seeds: &[u64]) {
         for (key, f) in [
             ("aurc_unseen", (|m: &Match| m.aurc_unseen) as fn(&Match) -> f64),
             ("aurc_seen", |m| m.aurc_seen),
+            ("aurc_unseen_union", |m| m.aurc_unseen_union),
+            ("aurc_seen_union", |m| m.aurc_seen_union),
             ("aurc_zero_day", |m| m.aurc_zero_day),
         ] {
-            assert_close(&d[key], mean(ms.iter().map(|m| f(m))), EXACT, &format!("{name}: {key}"));
+            let value = mean(ms.iter().map(|m| f(m)));
+            assert_close(&d[key], value, EXACT, &format!("{name}: {key}"));
+            let half = half_width(&per_seed(&ms, seeds, f));
             let ci = format!("{key}_ci95");
             if key != "aurc_zero_day" {
-                assert_close(
-                    &d[&ci],
-                    half_width(&per_seed(&ms, seeds, f)),
-                    INTERVAL,
-                    &format!("{name}: {ci}"),
-                );
+                assert_close(&d[&ci], half, INTERVAL, &format!("{name}: {ci}"));
             }
+            // Several seeds: the interval is Student's t over them, clipped to [0, 1].
+            let (low, high) = ((value - half).max(0.0), (value + half).min(1.0));
+            assert_close(&d["ci95"][key][0], low, INTERVAL, &format!("{name}: ci95.{key} low"));
+            assert_close(&d["ci95"][key][1], high, INTERVAL, &format!("{name}: ci95.{key} high"));
         }
         for (key, row_key) in FINALS {
             let want = mean(ms.iter().map(|m| num(&m.last[row_key])));
             assert_close(&d[key], want, EXACT, &format!("{name}: {key}"));
         }
     }
-    check_ranking_and_ties(stored, "defender", |name| per_seed(&of(name), seeds, |m| m.aurc_unseen));
+    check_ranking_and_ties(stored, "defender", |name| {
+        per_seed(&of(name), seeds, |m| m.aurc_unseen_union)
+    });
 }
 
 /// Per attacker: mean reward, its interval over seeds, picks over all its
