@@ -1,10 +1,12 @@
 //! The adaptive attacker: defense-aware, as Tramer et al. 2020 ("On
 //! adaptive attacks to adversarial example defenses") ask an evaluation to
-//! be. Each round it probes the defender's input gradients; when they
-//! vanish (gradient masking) it switches to an attack that does not need
-//! them to be honest (BPDA, then a query attack); when another attack of
-//! its repertoire has earned more than the current one, it switches to it.
-//! Every switch is explained in the round's row.
+//! be. Each round it probes the defender's model and diagnoses before it
+//! switches: a randomized defense calls for EOT, a preprocessing step for
+//! BPDA, a saturated softmax for a margin loss, no gradient signal at all
+//! for a query attack. When no diagnosis applies it falls back on what it
+//! has seen: success that does not grow with the budget (masking of an
+//! unknown kind), or another attack of its repertoire having earned more.
+//! Every switch is explained in the round's row, naming the diagnosis.
 
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -19,7 +21,7 @@ use crate::registry::Describe;
 pub struct AdaptiveConfig {}
 
 impl Describe for AdaptiveConfig {
-    const HELP: &'static str = "defense-aware: probes for vanishing gradients and switches to BPDA or a query attack, or to what earned more; says why";
+    const HELP: &'static str = "defense-aware: diagnoses randomness, preprocessing, a saturated softmax or no gradient at all, and switches to EOT, BPDA, a margin loss or a query attack, else to what earned more; says why";
     fn example() -> Self {
         AdaptiveConfig {}
     }
@@ -42,6 +44,89 @@ fn kind(attack: &AttackConfig) -> Kind {
     attack.signal()
 }
 
+/// What a probe can diagnose, in the order it is looked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Diagnosis {
+    /// Identical queries got different outputs.
+    Randomness,
+    /// A non-differentiable step in front of the network.
+    Preprocessing,
+    /// Cross-entropy's gradient vanishes where a margin's does not.
+    Saturation,
+    /// Not even the margin has a gradient, and there is nothing to go around.
+    NoSignal,
+}
+
+impl Diagnosis {
+    fn name(self) -> &'static str {
+        match self {
+            Diagnosis::Randomness => "a randomized defense",
+            Diagnosis::Preprocessing => "non-differentiable preprocessing",
+            Diagnosis::Saturation => "a saturated softmax",
+            Diagnosis::NoSignal => "no gradient signal",
+        }
+    }
+
+    /// The kinds of attack that answer it, best first.
+    fn remedies(self) -> &'static [Kind] {
+        match self {
+            Diagnosis::Randomness => &[Kind::Eot],
+            Diagnosis::Preprocessing => &[Kind::Bpda, Kind::Query, Kind::Search],
+            Diagnosis::Saturation => &[Kind::Margin, Kind::Query, Kind::Search],
+            Diagnosis::NoSignal => &[Kind::Query, Kind::Search],
+        }
+    }
+
+    /// Whether an attack of `kind` is fooled by what it diagnoses.
+    fn rules_out(self, kind: Kind) -> bool {
+        match self {
+            Diagnosis::Randomness => kind != Kind::Eot,
+            Diagnosis::Preprocessing | Diagnosis::NoSignal => needs_gradients(kind),
+            Diagnosis::Saturation => kind == Kind::Gradient,
+        }
+    }
+}
+
+/// Every diagnosis `p` supports, in order, each with what showed it.
+fn diagnose(p: &Probe) -> Vec<(Diagnosis, String)> {
+    let percent = |share: f64| format!("{:.0}%", 100.0 * share);
+    let mut found = Vec::new();
+    if p.random_outputs {
+        found.push((
+            Diagnosis::Randomness,
+            "identical queries got different outputs".to_string(),
+        ));
+    }
+    if p.preprocessed {
+        found.push((
+            Diagnosis::Preprocessing,
+            format!(
+                "the defense preprocesses its input, and the margin loss's input gradient is zero on {} of probe images (gradient masking)",
+                percent(p.zero_gradient_fraction)
+            ),
+        ));
+    }
+    if p.saturated_fraction > DIAGNOSED {
+        found.push((
+            Diagnosis::Saturation,
+            format!(
+                "cross-entropy's input gradient vanishes on {} of probe images while the margin loss's does not",
+                percent(p.saturated_fraction)
+            ),
+        ));
+    }
+    if p.zero_gradient_fraction > DIAGNOSED && !p.preprocessed {
+        found.push((
+            Diagnosis::NoSignal,
+            format!(
+                "even the margin loss's input gradient is zero on {} of probe images, with no preprocessing to differentiate around (gradient masking)",
+                percent(p.zero_gradient_fraction)
+            ),
+        ));
+    }
+    found
+}
+
 pub struct Adaptive {
     attacks: Vec<AttackConfig>,
     labels: Vec<String>,
@@ -50,15 +135,18 @@ pub struct Adaptive {
     /// Sum and count of rewards per arm.
     earned: Vec<(f64, usize)>,
     probe: Option<Probe>,
-    /// Once masking is seen it is remembered: a probe near the threshold
-    /// must not send the agent back and forth.
+    /// Every diagnosis made so far: it is remembered, so that a probe near
+    /// a threshold does not send the agent back and forth.
+    diagnosed: Vec<Diagnosis>,
+    /// Masking of no diagnosed kind (success flat in the budget, a query
+    /// attack out-earning the gradient one), remembered likewise.
     masked: bool,
     note: Option<String>,
 }
 
-/// The share of probe images with zero input gradient above which the
-/// defender is taken to mask its gradients.
-const MASKED: f64 = 0.5;
+/// The share of probe images above which a probe's sign is taken as a
+/// diagnosis.
+const DIAGNOSED: f64 = 0.5;
 
 impl Adaptive {
     pub fn new(repertoire: &[AttackConfig]) -> Adaptive {
@@ -72,6 +160,7 @@ impl Adaptive {
             current,
             earned: vec![(0.0, 0); repertoire.len()],
             probe: None,
+            diagnosed: Vec::new(),
             masked: false,
             note: None,
         }
@@ -95,32 +184,40 @@ impl Adaptive {
         }
     }
 
-    /// A randomized defense: average its gradients over its randomness.
-    /// Whether it switched to an EOT arm.
-    fn against_randomness(&mut self) -> bool {
-        if self.probe.as_ref().is_some_and(|p| p.random_outputs) && self.kinds[self.current] != Kind::Eot {
-            if let Some(arm) = self.first_of(&[Kind::Eot]) {
-                self.switch(
-                    arm,
-                    "identical queries got different outputs (a randomized defense)".into(),
-                );
+    /// Act on this round's probe: remember what it diagnoses, and leave
+    /// the current attack for the first remedy the repertoire holds when a
+    /// diagnosis rules it out. Whether it switched.
+    fn by_diagnosis(&mut self) -> bool {
+        let found = self.probe.as_ref().map(diagnose).unwrap_or_default();
+        for (diagnosis, _) in &found {
+            if !self.diagnosed.contains(diagnosis) {
+                self.diagnosed.push(*diagnosis);
+            }
+        }
+        for (diagnosis, why) in found {
+            if !diagnosis.rules_out(self.kinds[self.current]) {
+                continue;
+            }
+            if let Some(arm) = self.first_of(diagnosis.remedies()) {
+                self.switch(arm, format!("diagnosis: {}: {why}", diagnosis.name()));
                 return true;
             }
         }
         false
     }
 
-    /// Masking in this round's probe, seen two ways: zero gradients, or
-    /// success that does not grow with the budget; why, if seen.
+    /// Whether a diagnosis made so far rules `kind` out (only where the
+    /// repertoire holds something better).
+    fn ruled_out(&self, kind: Kind) -> bool {
+        self.diagnosed
+            .iter()
+            .any(|d| d.rules_out(kind) && self.first_of(d.remedies()).is_some())
+    }
+
+    /// Masking of no diagnosed kind, seen in this round's probe: success
+    /// that does not grow with the budget; why, if seen.
     fn masking_seen(&self) -> Option<String> {
-        let p = self.probe.as_ref()?;
-        if p.zero_gradient_fraction > MASKED {
-            return Some(format!(
-                "input gradients are zero on {:.0}% of probe images (gradient masking)",
-                100.0 * p.zero_gradient_fraction
-            ));
-        }
-        let (quarter, full) = p.success_by_budget?;
+        let (quarter, full) = self.probe.as_ref()?.success_by_budget?;
         (full < 0.5 && full <= quarter + 0.05).then(|| {
             format!(
                 "success does not grow with the budget ({:.0}% at a quarter of it, {:.0}% at all of it): gradient masking",
@@ -142,9 +239,10 @@ impl Adaptive {
         false
     }
 
-    /// Against masked gradients, attacks that trust the raw gradient are out.
+    /// Attacks a diagnosis rules out are out; against masked gradients, so
+    /// are attacks that trust the raw gradient.
     fn usable(&self, arm: usize) -> bool {
-        !self.masked || !needs_gradients(self.kinds[arm])
+        !self.ruled_out(self.kinds[arm]) && (!self.masked || !needs_gradients(self.kinds[arm]))
     }
 
     /// Go with what has earned the most; try an untried arm when the
@@ -212,16 +310,20 @@ impl Policy for Adaptive {
         self.probe = Some(probe.clone());
     }
 
+    /// The attack in use, when it trusts the raw gradient (a margin loss
+    /// that goes through must not look masked because cross-entropy did
+    /// not); otherwise the first cross-entropy gradient attack.
     fn probe_attack(&self) -> Option<AttackConfig> {
-        self.kinds
-            .iter()
-            .position(|&k| k == Kind::Gradient)
-            .map(|arm| self.attacks[arm].clone())
+        let arm = match needs_gradients(self.kinds[self.current]) {
+            true => Some(self.current),
+            false => self.kinds.iter().position(|&k| k == Kind::Gradient),
+        };
+        arm.map(|arm| self.attacks[arm].clone())
     }
 
     fn pick(&mut self, _round: usize, _rng: &mut ChaCha8Rng) -> usize {
         self.note = None;
-        if self.against_randomness() {
+        if self.by_diagnosis() {
             return self.current;
         }
         let why = self.masking_seen();
@@ -246,48 +348,161 @@ impl Policy for Adaptive {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attack::{BpdaConfig, Norm, PgdConfig, SquareConfig};
+    use crate::attack::{AttackLoss, BpdaConfig, EotConfig, Norm, PgdConfig, SquareConfig};
     use rand::SeedableRng;
 
-    fn probe(zero: f64, by_budget: Option<(f64, f64)>, random: bool) -> Probe {
+    /// A probe that shows nothing.
+    fn healthy() -> Probe {
         Probe {
-            zero_gradient_fraction: zero,
-            random_outputs: random,
-            success_by_budget: by_budget,
+            zero_gradient_fraction: 0.0,
+            saturated_fraction: 0.0,
+            preprocessed: false,
+            random_outputs: false,
+            success_by_budget: None,
         }
     }
 
+    fn pgd() -> AttackConfig {
+        AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1))
+    }
+
+    fn margin_pgd() -> AttackConfig {
+        let mut margin = PgdConfig::new(Norm::Linf, 0.1);
+        margin.loss = AttackLoss::Cw;
+        AttackConfig::Pgd(margin)
+    }
+
+    /// Cross-entropy PGD, Square, BPDA-PGD.
     fn repertoire() -> Vec<AttackConfig> {
-        let pgd = AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1));
         vec![
-            pgd.clone(),
+            pgd(),
             AttackConfig::Square(SquareConfig::new(0.1)),
             AttackConfig::Bpda(BpdaConfig {
                 name: None,
-                attack: Box::new(pgd),
+                attack: Box::new(pgd()),
             }),
         ]
     }
 
-    #[test]
-    fn masked_gradients_send_it_to_bpda_and_it_says_why() {
-        let mut policy = Adaptive::new(&repertoire());
+    /// masking.toml's: cross-entropy PGD, margin PGD, BPDA-PGD, Square.
+    fn masking_repertoire() -> Vec<AttackConfig> {
+        let mut arms = vec![pgd(), margin_pgd()];
+        arms.extend(repertoire().into_iter().skip(1).rev());
+        arms
+    }
+
+    /// Rounds played as the arena does: probe, pick, observe.
+    fn play(policy: &mut Adaptive, probes: &[Probe], reward: f64) -> Vec<(usize, Option<String>)> {
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        policy.probe(&probe(0.0, None, false));
-        assert_eq!(policy.pick(1, &mut rng), 0);
-        assert!(policy.note().is_none());
-        policy.observe(0, 0.9);
-        policy.probe(&probe(1.0, None, false));
-        assert_eq!(policy.pick(2, &mut rng), 2);
-        assert!(policy.note().unwrap().contains("gradient masking"));
+        let mut picks = Vec::new();
+        for (round, probe) in probes.iter().enumerate() {
+            policy.probe(probe);
+            let arm = policy.pick(round + 1, &mut rng);
+            picks.push((arm, policy.note()));
+            policy.observe(arm, reward);
+        }
+        picks
+    }
+
+    #[test]
+    fn preprocessing_sends_it_to_bpda_and_it_says_why() {
+        let mut policy = Adaptive::new(&repertoire());
+        let squeezed = Probe {
+            zero_gradient_fraction: 1.0,
+            preprocessed: true,
+            ..healthy()
+        };
+        let picks = play(&mut policy, &[healthy(), squeezed], 0.9);
+        assert_eq!(picks[0], (0, None));
+        assert_eq!(picks[1].0, 2);
+        let note = picks[1].1.clone().unwrap();
+        assert!(note.contains("non-differentiable preprocessing"), "{note}");
+        assert!(note.contains("gradient masking"), "{note}");
+    }
+
+    #[test]
+    fn a_saturated_softmax_sends_it_to_the_margin_loss_and_it_stays() {
+        let mut policy = Adaptive::new(&masking_repertoire());
+        let distilled = Probe {
+            saturated_fraction: 0.9,
+            // Cross-entropy PGD gets nowhere at either budget.
+            success_by_budget: Some((0.0, 0.0)),
+            ..healthy()
+        };
+        let picks = play(&mut policy, &[healthy(), distilled.clone()], 0.9);
+        assert_eq!(picks[1].0, 1, "the margin arm");
+        assert!(picks[1].1.clone().unwrap().contains("a saturated softmax"));
+        // The probe now tries the margin attack, which goes through.
+        assert_eq!(policy.probe_attack(), Some(margin_pgd()));
+        let through = Probe {
+            success_by_budget: Some((0.4, 0.95)),
+            ..distilled
+        };
+        let later = play(&mut policy, &[through.clone(), through], 0.9);
+        assert!(
+            later.iter().all(|&(arm, ref note)| arm == 1 && note.is_none()),
+            "{later:?}"
+        );
+    }
+
+    #[test]
+    fn no_gradient_signal_sends_it_to_a_query_attack() {
+        let mut policy = Adaptive::new(&repertoire());
+        let flat = Probe {
+            zero_gradient_fraction: 1.0,
+            ..healthy()
+        };
+        let picks = play(&mut policy, &[flat], 0.9);
+        assert_eq!(picks[0].0, 1, "Square, not BPDA: there is nothing to go around");
+        assert!(picks[0].1.clone().unwrap().contains("no gradient signal"));
+    }
+
+    #[test]
+    fn a_randomized_defense_sends_it_to_eot() {
+        let eot = AttackConfig::Eot(EotConfig {
+            name: None,
+            samples: 4,
+            attack: Box::new(pgd()),
+        });
+        let mut policy = Adaptive::new(&[pgd(), eot]);
+        let noisy = Probe {
+            random_outputs: true,
+            ..healthy()
+        };
+        let picks = play(&mut policy, &[noisy], 0.1);
+        assert_eq!(picks[0].0, 1);
+        assert!(picks[0].1.clone().unwrap().contains("a randomized defense"));
+    }
+
+    #[test]
+    fn a_diagnosis_with_no_remedy_in_the_repertoire_leaves_earnings_in_charge() {
+        let mut policy = Adaptive::new(&[pgd()]);
+        let noisy = Probe {
+            random_outputs: true,
+            saturated_fraction: 1.0,
+            ..healthy()
+        };
+        let picks = play(&mut policy, &[noisy.clone(), noisy], 0.1);
+        assert!(picks.iter().all(|&(arm, ref note)| arm == 0 && note.is_none()));
+    }
+
+    #[test]
+    fn success_that_does_not_grow_with_the_budget_means_masking() {
+        let mut policy = Adaptive::new(&repertoire());
+        let flat = Probe {
+            success_by_budget: Some((0.10, 0.12)),
+            ..healthy()
+        };
+        let picks = play(&mut policy, &[flat], 0.1);
+        assert_eq!(picks[0].0, 2);
+        assert!(picks[0].1.clone().unwrap().contains("does not grow with the budget"));
     }
 
     #[test]
     fn it_moves_to_the_attack_that_earned_more() {
         let mut policy = Adaptive::new(&repertoire());
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let healthy = probe(0.0, None, false);
-        policy.probe(&healthy);
+        policy.probe(&healthy());
         let first = policy.pick(1, &mut rng);
         policy.observe(first, 0.2);
         // A poor reward: it tries an untried arm next.
@@ -299,19 +514,10 @@ mod tests {
     }
 
     #[test]
-    fn success_that_does_not_grow_with_the_budget_means_masking() {
-        let mut policy = Adaptive::new(&repertoire());
-        let mut rng = ChaCha8Rng::seed_from_u64(0);
-        policy.probe(&probe(0.0, Some((0.10, 0.12)), false));
-        assert_eq!(policy.pick(1, &mut rng), 2);
-        assert!(policy.note().unwrap().contains("does not grow with the budget"));
-    }
-
-    #[test]
     fn it_tries_the_query_attack_when_the_gradient_attack_earns_little() {
         let mut policy = Adaptive::new(&repertoire()[..2]);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        policy.probe(&probe(0.0, None, false));
+        policy.probe(&healthy());
         let first = policy.pick(1, &mut rng);
         policy.observe(first, 0.3);
         let second = policy.pick(2, &mut rng);
@@ -319,20 +525,5 @@ mod tests {
         policy.observe(second, 0.9);
         assert_eq!(policy.pick(3, &mut rng), 1);
         assert!(policy.note().is_none());
-    }
-
-    #[test]
-    fn a_randomized_defense_sends_it_to_eot() {
-        let pgd = AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1));
-        let eot = AttackConfig::Eot(crate::attack::EotConfig {
-            name: None,
-            samples: 4,
-            attack: Box::new(pgd.clone()),
-        });
-        let mut policy = Adaptive::new(&[pgd, eot]);
-        let mut rng = ChaCha8Rng::seed_from_u64(0);
-        policy.probe(&probe(0.0, None, true));
-        assert_eq!(policy.pick(1, &mut rng), 1);
-        assert!(policy.note().unwrap().contains("randomized"));
     }
 }

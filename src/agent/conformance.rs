@@ -173,22 +173,36 @@ fn check_all(rewards: &[f64], probes: &[Probe], seed: u64) {
 fn probe(zero_gradient_fraction: f64, random_outputs: bool, success_by_budget: Option<(f64, f64)>) -> Probe {
     Probe {
         zero_gradient_fraction,
+        saturated_fraction: 0.0,
+        preprocessed: false,
         random_outputs,
         success_by_budget,
     }
 }
 
-/// Healthy, masked (zero gradients, flat success), randomized, and a mix.
+/// Healthy, masked (zero gradients, flat success), randomized, saturated,
+/// preprocessed, and mixes.
 fn fixed_probes() -> Vec<Vec<Probe>> {
+    let saturated = Probe {
+        saturated_fraction: 1.0,
+        ..probe(0.0, false, Some((0.0, 0.0)))
+    };
+    let preprocessed = Probe {
+        preprocessed: true,
+        ..probe(1.0, false, Some((0.0, 0.02)))
+    };
     vec![
         vec![probe(0.0, false, None)],
         vec![probe(1.0, false, Some((0.1, 0.1)))],
         vec![probe(0.0, true, Some((0.0, 0.0)))],
+        vec![saturated.clone()],
+        vec![preprocessed.clone()],
         vec![
             probe(0.0, false, Some((0.2, 0.9))),
             probe(1.0, true, None),
             probe(0.4, false, Some((0.3, 0.31))),
         ],
+        vec![saturated, probe(0.0, false, None), preprocessed],
     ]
 }
 
@@ -222,8 +236,14 @@ fn fixed_reward_sequences() {
 
 fn any_probe() -> impl Strategy<Value = Probe> {
     let zero = prop_oneof![Just(0.0), Just(1.0), 0.0..=1.0f64];
+    let saturated = prop_oneof![Just(0.0), Just(1.0), 0.0..=1.0f64];
     let by_budget = proptest::option::of((0.0..=1.0f64, 0.0..=1.0f64));
-    (zero, any::<bool>(), by_budget).prop_map(|(z, random, b)| probe(z, random, b))
+    let flags = (any::<bool>(), any::<bool>());
+    (zero, saturated, flags, by_budget).prop_map(|(z, s, (random, preprocessed), b)| Probe {
+        saturated_fraction: s,
+        preprocessed,
+        ..probe(z, random, b)
+    })
 }
 
 proptest! {

@@ -6,6 +6,7 @@ pub mod bandit;
 pub mod cycle;
 pub mod evolve;
 pub mod fixed;
+pub mod probe;
 
 #[cfg(test)]
 mod conformance;
@@ -19,6 +20,7 @@ pub use bandit::{BanditAlgorithm, BanditConfig};
 pub use cycle::CycleConfig;
 pub use evolve::EvolveConfig;
 pub use fixed::FixedConfig;
+pub use probe::{probe, Probe};
 
 /// A policy over arms: the repertoire's attacks, unless `attack` says
 /// otherwise (a policy may invent attacks of its own).
@@ -45,18 +47,6 @@ pub trait Policy: Send {
     fn attack(&self, _arm: usize) -> Option<AttackConfig> {
         None
     }
-}
-
-/// A probe of the defender's model on a few training images.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Probe {
-    /// Share of probe images whose margin-loss input gradient is all zero.
-    pub zero_gradient_fraction: f64,
-    /// Whether two identical queries got different logits (a randomized defense).
-    pub random_outputs: bool,
-    /// Success of the policy's probe attack at a quarter of its budget and
-    /// at its full budget; under masking it does not grow.
-    pub success_by_budget: Option<(f64, f64)>,
 }
 
 /// What every attacker policy's configuration answers, implemented in the

@@ -9,11 +9,11 @@ use std::time::Instant;
 
 use rand_chacha::ChaCha8Rng;
 
-use crate::agent::{AttackerConfig, Policy, Probe};
+use crate::agent::{probe, AttackerConfig, Policy};
 use crate::attack::{within_rules, AttackConfig, Norm, Rules};
 use crate::data::Split;
 use crate::defense::{DefenderConfig, Defense, RoundData};
-use crate::model::{Classifier, CwMargin, Model};
+use crate::model::{Classifier, Model};
 use crate::path;
 use crate::record::{Norms, RoundRow, RoundTiming};
 use crate::rng::{derived_seed, stream};
@@ -56,38 +56,6 @@ impl Phase {
             Phase::Defense => "defense",
             Phase::Evaluation => "evaluation",
         }
-    }
-}
-
-/// Probe a model's input gradients on 32 training images (what a
-/// defense-aware attacker may look at before picking).
-fn probe(model: &dyn Model, train: &Split, attack: Option<AttackConfig>, rng: &mut rand_chacha::ChaCha8Rng) -> Probe {
-    let indices = rand::seq::index::sample(rng, train.len(), 32.min(train.len())).into_vec();
-    let set = train.subset(&indices);
-    // The margin's gradient does not vanish on confident predictions the
-    // way cross-entropy's does, so only masking makes it zero.
-    let margin = CwMargin {
-        labels: &set.labels,
-        kappa: f32::INFINITY,
-    };
-    let (_, grad) = model.input_grad(&set.images, &margin);
-    let norms: Vec<f64> = grad
-        .chunks(set.dim())
-        .map(|g| g.iter().map(|v| v.abs() as f64).sum())
-        .collect();
-    let random_outputs = model.logits(&set.images) != model.logits(&set.images);
-    let success_at = |attack: &AttackConfig, rng: &mut rand_chacha::ChaCha8Rng| {
-        let adv = attack.run(model, &set.images, &set.labels, rng, EVAL_BATCH).examples;
-        1.0 - fraction(&correct(model, &adv, &set.labels))
-    };
-    let success_by_budget = attack.and_then(|a| {
-        let quarter = a.scaled(0.25)?;
-        Some((success_at(&quarter, rng), success_at(&a, rng)))
-    });
-    Probe {
-        zero_gradient_fraction: norms.iter().filter(|&&n| n < 1e-12).count() as f64 / norms.len().max(1) as f64,
-        random_outputs,
-        success_by_budget,
     }
 }
 
