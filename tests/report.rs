@@ -313,3 +313,35 @@ fn bad_seeds_and_matrix_files_exit_2_naming_the_key() {
         .code(2)
         .stderr(predicate::str::contains("trainin"));
 }
+
+/// Every run table the README prints is `redqueen report` of a run stored
+/// under `results/reference/`, verbatim: a README number cannot drift from
+/// the files it cites.
+#[test]
+fn the_readme_prints_the_stored_reference_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = read(&root.join("README.md"));
+    let reference = root.join("results/reference");
+    let runs = [
+        "default",
+        "default-5-seeds",
+        "masking",
+        "masking-mnist",
+        "defenses",
+        "matrix-default",
+        "matrix-mnist",
+    ];
+    for run in runs {
+        let dir = reference.join(run);
+        let tables = redqueen::report::tables(&redqueen::report::load_run(&dir).unwrap());
+        assert!(
+            readme.contains(tables.trim_end()),
+            "the README does not print `redqueen report results/reference/{run}` verbatim:\n{tables}"
+        );
+    }
+    let attacks = read(&reference.join("attacks/table.md"));
+    assert!(
+        readme.contains(attacks.trim_end()),
+        "the README's attacks table is not results/reference/attacks/table.md"
+    );
+}
