@@ -366,6 +366,10 @@ pub struct MatrixResult {
     pub seed: u64,
     /// Column labels: the attacks evaluated (in the file's order).
     pub attacks: Vec<String>,
+    /// Evaluation images every accuracy was measured on (the tables' 95%
+    /// Wilson intervals rest on them; 0 in files written before they did).
+    #[serde(default)]
+    pub eval_images: usize,
     /// The pretrained model first (`trained_on` = "none"), then one row per
     /// attack trained against.
     pub rows: Vec<MatrixRow>,

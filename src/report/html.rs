@@ -67,13 +67,14 @@ fn robustness_series(run: &Run, defender: &str) -> (Vec<usize>, Vec<Series>) {
             label: "zero-day".into(),
             values: mean(&|r| Some(r.zero_day_acc)),
         },
+        // The per-image worst cases, as the leaderboards rank by.
         Series {
-            label: "seen worst".into(),
-            values: mean(&|r| Some(r.seen_worst)),
+            label: "seen, all".into(),
+            values: mean(&|r| Some(r.seen_union_acc)),
         },
         Series {
-            label: "unseen worst".into(),
-            values: mean(&|r| r.unseen_worst),
+            label: "unseen, all".into(),
+            values: mean(&|r| r.unseen_union_acc),
         },
         Series {
             label: "stale".into(),
@@ -274,10 +275,11 @@ pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:.85em}details{margin:
 .guide dt{font-weight:bold;margin-top:.6em}";
 
 const GUIDE: &str = "<dl class=\"guide\">
-<dt>zero-day</dt><dd>Accuracy under the attack picked this round, against the model before it retrains: the defender facing something it has never trained on. The attacker's reward is one minus it.</dd>
-<dt>seen worst</dt><dd>After retraining, the worst accuracy under every attack used so far in the match, each re-run against the updated model.</dd>
-<dt>unseen worst</dt><dd>The worst accuracy under the held-out panel, attacks no agent may use: how far the robustness carries to what was never trained on.</dd>
-<dt>gap (shaded)</dt><dd>seen worst minus unseen worst. A wide band is adversarial training failing to generalize.</dd>
+<dt>zero-day</dt><dd>Accuracy under the attack picked this round, against the model before it retrains: the defender facing something it has never trained on. The payoff matrix's reward is one minus it. The attacker's own policy never sees it: it learns from the same attack's success on its attacker slice, training images no defender learns from.</dd>
+<dt>seen, all</dt><dd>After retraining, the share of evaluation images that every attack used so far in the match fails on, each re-run against the updated model (the per-image worst case; the per-attack worst case, seen worst, is in the files).</dd>
+<dt>unseen, all</dt><dd>The same over the held-out panel, attacks no agent may use, run through BPDA or EOT where the defense calls for it: how far the robustness carries to what was never trained on.</dd>
+<dt>gap (shaded)</dt><dd>seen, all minus unseen, all. A wide band is adversarial training failing to generalize.</dd>
+<dt>intervals</dt><dd>The bracket under each accuracy is its 95% interval: Wilson over the evaluation images with one seed, Student's t over seeds with several; the line under the table says which.</dd>
 <dt>stale</dt><dd>Accuracy on examples crafted against earlier models, replayed. Above seen worst, it shows how much a non-adaptive evaluation overstates robustness.</dd>
 <dt>payoff and equilibrium</dt><dd>Each cell is the attacker's mean reward against that defender. The equilibrium is the pair of mixed strategies neither side can improve on alone; its value is the reward an attacker can guarantee against the best defender mix. A defender with weight in the equilibrium is worth deploying against an unknown, adaptive attacker.</dd>
 <dt>ratings</dt><dd>Bradley-Terry fitted on every match, each scored by the attacker's mean reward, on the Elo scale (400 points: 10-to-1 odds).</dd>

@@ -341,16 +341,27 @@ pub fn matrix_table(result: &MatrixResult) -> String {
     let mut header = vec!["trained on \\ evaluated under".to_string(), "clean".into()];
     header.extend(result.attacks.iter().cloned());
     table.push_record(header);
+    let n = result.eval_images;
+    let cell = |acc: f64| {
+        let interval = crate::record::stats::wilson95_acc(acc, n).map(|(low, high)| [low, high]);
+        pct_interval(Some(acc), interval.as_ref())
+    };
     for row in &result.rows {
-        let mut cells = vec![row.trained_on.clone(), pct(row.clean_acc)];
-        cells.extend(row.robust_acc.iter().map(|&a| pct(a)));
+        let mut cells = vec![row.trained_on.clone(), cell(row.clean_acc)];
+        cells.extend(row.robust_acc.iter().map(|&a| cell(a)));
         table.push_record(cells);
     }
     let mut table = table.build();
-    table
-        .with(Style::rounded())
-        .with(Modify::new(Columns::new(1..)).with(Alignment::right()));
-    format!("Generalization matrix: robust accuracy of a defender trained against one attack (rows) under each attack (columns)\n{table}\n")
+    table.with(Style::rounded()).with(
+        Modify::new(Columns::new(1..))
+            .with(Alignment::right())
+            .with(AlignmentStrategy::PerLine),
+    );
+    let intervals = match n {
+        0 => String::new(),
+        n => format!("[..]: 95% Wilson intervals over {n} evaluation images, one seed.\n"),
+    };
+    format!("Generalization matrix: robust accuracy of a defender trained against one attack (rows) under each attack (columns)\n{table}\n{intervals}")
 }
 
 /// What a run folder holds, read back.

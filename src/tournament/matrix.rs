@@ -102,6 +102,7 @@ pub async fn run(file: MatrixFile, options: RunOptions, cancel: Arc<AtomicBool>)
         name: file.name.clone(),
         seed: file.seed,
         attacks: file.attacks.iter().map(|a| a.label()).collect(),
+        eval_images: file.eval,
         rows,
         timing: MatrixTiming {
             pretrain_s,
