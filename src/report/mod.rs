@@ -177,8 +177,15 @@ pub fn leaderboards(summary: &Summary) -> String {
             )
         })
         .collect();
+    let defenders = format!(
+        "{}\n{ALL_LINE}{}{}{}",
+        render(defenders),
+        intervals_line(summary),
+        ties(&defender_ties, seeds),
+        diverged_lines(summary)
+    );
     format!(
-        "{}Defenders, ranked by {}; final-round accuracies, mean over attackers{}\n{}\n{}{}{}\nAttackers, ranked by mean reward (1 - zero-day accuracy on evaluation images; agent reward: what its policy observed, on the attacker slice)\n{}\n{}\n{}",
+        "{}Defenders, ranked by {}; final-round accuracies, mean over attackers{}\n{defenders}\nAttackers, ranked by mean reward (1 - zero-day accuracy on evaluation images; agent reward: what its policy observed, on the attacker slice)\n{}\n{}\n{}",
         partial_line(summary),
         if key_name == "aurc_unseen_union" {
             "robustness to unseen attacks (AURC unseen, all)"
@@ -186,13 +193,9 @@ pub fn leaderboards(summary: &Summary) -> String {
             "robustness to the attacks used (AURC seen, all; the tournament has no unseen panel)"
         },
         if seeds > 1 { " and seeds" } else { "" },
-        render(defenders),
-        ALL_LINE,
-        intervals_line(summary),
-        ties(&defender_ties, seeds),
         render(attackers),
         ties(&attacker_ties, seeds),
-        format!("{}{}", diverged_lines(summary), game_table(summary)),
+        game_table(summary),
     )
 }
 
