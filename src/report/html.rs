@@ -268,7 +268,7 @@ fn figure(plot: &Plot, caption: &str) -> String {
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 h1{margin-bottom:0}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 .meta{color:#666}table{border-collapse:collapse;margin:1em 0;font-size:.92em}
-th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}th{background:#f3f3f3}
+th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}th{background:#f3f3f3}td small{white-space:nowrap;color:#555}
 td:first-child,th:first-child,td:nth-child(2){text-align:left}
 figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}figcaption{color:#555;font-size:.9em}
 pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:.85em}details{margin:1em 0}
