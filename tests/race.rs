@@ -222,7 +222,11 @@ strategy = { kind = "adversarial" }
 
 [[defenders]]
 name = "squeeze"
-strategy = { kind = "squeeze" }"#,
+strategy = { kind = "squeeze" }
+
+[[defenders]]
+name = "smoothing"
+strategy = { kind = "smoothing" }"#,
     );
     let text = std::fs::read_to_string(&file)
         .unwrap()

@@ -103,7 +103,10 @@ pub fn play_to_end(
         let attack = attack_phase(&round, policy.as_mut(), model.as_ref());
         // 2. Zero-day: the same attack on the evaluation set, before any
         // defense; the agent learns only from its success on its own slice.
-        let zero_day = zero_day(&round, model.as_ref(), &attack);
+        // Evaluation runs on a copy, so that a randomized defense's noise
+        // stream is never advanced by evaluation images: otherwise their
+        // number would change its later training and the agent's rewards.
+        let zero_day = zero_day(&round, model.boxed_clone().as_ref(), &attack);
         let agent_reward = agent_reward(&round, model.as_ref(), &attack);
         policy.observe(attack.arm, agent_reward.reward);
         timing.attack_s = started.elapsed().as_secs_f64();
@@ -122,7 +125,7 @@ pub fn play_to_end(
         history.stale_sets.push(zero_day.verdict.examples.clone());
         let evaluation = match &defended.diverged {
             Some(_) => Evaluation::diverged(plan, &history),
-            None => evaluate(&round, model.as_ref(), &history),
+            None => evaluate(&round, model.boxed_clone().as_ref(), &history),
         };
         timing.eval_s = started.elapsed().as_secs_f64();
 
