@@ -58,30 +58,45 @@ pub fn match_summary(rows: &[RoundRow], rounds: usize, eval_images: usize) -> Op
         picks,
         ci95: BTreeMap::new(),
     };
-    let mut accuracies = accuracies(&summary);
-    accuracies.push(("mean_reward", Some(summary.mean_reward)));
-    summary.ci95 = accuracies
-        .into_iter()
-        .filter_map(|(name, v)| Some((name.to_string(), wilson95(v?, eval_images)?)))
+    summary.ci95 = ACCURACIES
+        .iter()
+        .chain(&["mean_reward"])
+        .filter_map(|&name| Some((name.to_string(), wilson95(accuracy(&summary, name)?, eval_images)?)))
         .collect();
     Some(summary)
 }
 
 /// A match's accuracies, by field name: the quantities that carry a 95%
 /// interval (gaps and inflations are differences, and do not).
-fn accuracies(m: &MatchSummary) -> Vec<(&'static str, Option<f64>)> {
-    vec![
-        ("aurc_unseen_union", m.aurc_unseen_union),
-        ("aurc_seen_union", Some(m.aurc_seen_union)),
-        ("aurc_unseen", m.aurc_unseen),
-        ("aurc_seen", Some(m.aurc_seen)),
-        ("aurc_zero_day", Some(m.aurc_zero_day)),
-        ("final_clean_acc", Some(m.final_clean_acc)),
-        ("final_seen_union_acc", Some(m.final_seen_union_acc)),
-        ("final_unseen_union_acc", m.final_unseen_union_acc),
-        ("final_seen_worst", Some(m.final_seen_worst)),
-        ("final_unseen_worst", m.final_unseen_worst),
-    ]
+const ACCURACIES: [&str; 10] = [
+    "aurc_unseen_union",
+    "aurc_seen_union",
+    "aurc_unseen",
+    "aurc_seen",
+    "aurc_zero_day",
+    "final_clean_acc",
+    "final_seen_union_acc",
+    "final_unseen_union_acc",
+    "final_seen_worst",
+    "final_unseen_worst",
+];
+
+/// A match's accuracy (or mean reward) by field name.
+fn accuracy(m: &MatchSummary, name: &str) -> Option<f64> {
+    match name {
+        "aurc_unseen_union" => m.aurc_unseen_union,
+        "aurc_seen_union" => Some(m.aurc_seen_union),
+        "aurc_unseen" => m.aurc_unseen,
+        "aurc_seen" => Some(m.aurc_seen),
+        "aurc_zero_day" => Some(m.aurc_zero_day),
+        "final_clean_acc" => Some(m.final_clean_acc),
+        "final_seen_union_acc" => Some(m.final_seen_union_acc),
+        "final_unseen_union_acc" => m.final_unseen_union_acc,
+        "final_seen_worst" => Some(m.final_seen_worst),
+        "final_unseen_worst" => m.final_unseen_worst,
+        "mean_reward" => Some(m.mean_reward),
+        _ => None,
+    }
 }
 
 /// The 95% Wilson interval of an accuracy measured on `n` images
@@ -116,11 +131,6 @@ fn group_intervals(
             Some((name.to_string(), interval?))
         })
         .collect()
-}
-
-/// A match's accuracy by field name (as [`accuracies`] lists them).
-fn accuracy(m: &MatchSummary, name: &str) -> Option<f64> {
-    accuracies(m).into_iter().find(|(n, _)| *n == name).and_then(|(_, v)| v)
 }
 
 fn mean_of(matches: &[&MatchSummary], f: impl Fn(&MatchSummary) -> f64) -> f64 {
@@ -290,13 +300,6 @@ fn defender_summaries(
     players: &Players,
     ratings: &[f64],
 ) -> Vec<DefenderSummary> {
-    let fields: Vec<&'static str> = matches
-        .first()
-        .map(accuracies)
-        .unwrap_or_default()
-        .iter()
-        .map(|f| f.0)
-        .collect();
     let of = |name: &str| -> Vec<&MatchSummary> { matches.iter().filter(|m| m.defender == name).collect() };
     let mut defenders: Vec<DefenderSummary> = players
         .defenders
@@ -319,7 +322,7 @@ fn defender_summaries(
                 final_unseen_union_acc: mean_opt(&ms, |m| m.final_unseen_union_acc),
                 final_union_gap: mean_opt(&ms, |m| m.final_union_gap),
                 final_stale_inflation: mean_of(&ms, |m| m.final_stale_inflation),
-                ci95: group_intervals(&ms, seeds, eval_images, &fields, accuracy),
+                ci95: group_intervals(&ms, seeds, eval_images, &ACCURACIES, accuracy),
                 aurc_unseen_ci95: ci_over_seeds(&ms, seeds, |m| m.aurc_unseen),
                 aurc_seen_ci95: ci_over_seeds(&ms, seeds, |m| Some(m.aurc_seen)),
                 aurc_unseen_union_ci95: ci_over_seeds(&ms, seeds, |m| m.aurc_unseen_union),
@@ -381,7 +384,7 @@ fn attacker_summaries(
                 matches: ms.len(),
                 mean_reward: mean_of(&ms, |m| m.mean_reward),
                 mean_reward_ci95: ci_over_seeds(&ms, seeds, |m| Some(m.mean_reward)),
-                ci95: group_intervals(&ms, seeds, eval_images, &["mean_reward"], |m, _| Some(m.mean_reward)),
+                ci95: group_intervals(&ms, seeds, eval_images, &["mean_reward"], accuracy),
                 mean_agent_reward: mean_of(&ms, |m| m.mean_agent_reward),
                 not_separable_from: Vec::new(),
                 rating: ratings[players.attacker(name)],
