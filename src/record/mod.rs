@@ -278,9 +278,16 @@ pub struct IntervalBasis {
     /// seed; conservative for AURCs and means over matches, which are
     /// means of per-image values in [0, 1]); `student-t`: over the per-seed
     /// values (several seeds). Matches always use `wilson`.
-    pub method: String,
+    pub method: IntervalMethod,
     pub eval_images: usize,
     pub seeds: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IntervalMethod {
+    Wilson,
+    StudentT,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -40,12 +40,12 @@ fn pct_interval(v: Option<f64>, interval: Option<&crate::record::Interval>) -> S
 /// What the intervals of a summary's tables are.
 pub fn intervals_line(summary: &Summary) -> String {
     let basis = &summary.intervals;
-    match basis.method.as_str() {
-        "student-t" => format!(
+    match basis.method {
+        crate::record::IntervalMethod::StudentT => format!(
             "[..]: 95% Student-t intervals over {} seeds ({} evaluation images each).\n",
             basis.seeds, basis.eval_images
         ),
-        _ => format!(
+        crate::record::IntervalMethod::Wilson => format!(
             "[..]: 95% Wilson intervals over {} evaluation images, one seed (conservative for AURCs and means over attackers).\n",
             basis.eval_images
         ),

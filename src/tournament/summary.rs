@@ -6,8 +6,8 @@ use super::game::{bradley_terry, mean_ci95, solve_zero_sum};
 use crate::arena::metrics::mean;
 use crate::record::stats::wilson95_acc;
 use crate::record::{
-    AttackerSummary, DefenderSummary, Diverged, Equilibrium, Interval, IntervalBasis, MatchSummary, Payoff, RoundRow,
-    RunTiming, Summary, Weight, SCHEMA_VERSION,
+    AttackerSummary, DefenderSummary, Diverged, Equilibrium, Interval, IntervalBasis, IntervalMethod, MatchSummary,
+    Payoff, RoundRow, RunTiming, Summary, Weight, SCHEMA_VERSION,
 };
 
 /// Summarize one match from its rows (in round order), over `rounds`
@@ -208,7 +208,11 @@ pub fn summarize(
         matches_expected: expected,
         matches,
         intervals: IntervalBasis {
-            method: if seeds.len() > 1 { "student-t" } else { "wilson" }.into(),
+            method: if seeds.len() > 1 {
+                IntervalMethod::StudentT
+            } else {
+                IntervalMethod::Wilson
+            },
             eval_images,
             seeds: seeds.len(),
         },
