@@ -83,8 +83,20 @@ impl<'a> View<'a> {
     }
 }
 
-/// `dst (m x n, row-major) = a · b`, or `dst += a · b` with `accumulate`.
+/// `dst (m x n, row-major) = a · b`, or `dst += a · b` with `accumulate`,
+/// on the engine's threads where the product is large enough.
 pub fn matmul(dst: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool) {
+    let macs = a.rows * a.cols * b.cols;
+    matmul_with(dst, a, b, accumulate, parallelism(macs));
+}
+
+/// [`matmul`] on the calling thread only: for products that are already
+/// one of many running in parallel.
+pub fn matmul_serial(dst: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool) {
+    matmul_with(dst, a, b, accumulate, Parallelism::None);
+}
+
+fn matmul_with(dst: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool, parallelism: Parallelism) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(k, b.rows, "inner dimensions differ");
     assert!(dst.len() >= m * n);
@@ -121,7 +133,7 @@ pub fn matmul(dst: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool) {
             false,
             false,
             false,
-            parallelism(m * n * k),
+            parallelism,
         );
     }
 }

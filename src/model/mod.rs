@@ -6,6 +6,7 @@
 //! takes its steps through the one minibatch [`Trainer`].
 
 pub mod arch;
+pub(crate) mod conv;
 pub mod kernels;
 pub mod loss;
 pub mod metrics;

@@ -9,20 +9,15 @@
 use std::sync::Mutex;
 
 use super::arch::{self, Layer};
-use super::kernels::{self, for_chunks, matmul, View};
+use super::conv::{self, Geometry};
+use super::kernels::{self, matmul, View};
 use super::{Classifier, Loss, Model, ModelConfig, Sgd};
-
-/// A pad entry in a convolution template.
-const PAD: u32 = u32::MAX;
 
 pub struct Native {
     layers: Vec<Layer>,
     /// Per parameter tensor, in layer order (weight, then bias).
     params: Vec<Vec<f32>>,
     velocity: Vec<Vec<f32>>,
-    /// Per layer: for a convolution, the input pixel of every (output pixel,
-    /// kernel tap) of one image, or PAD.
-    templates: Vec<Vec<u32>>,
     input_dim: usize,
     classes: usize,
     /// Buffers reused across calls (a model is used by one match at a time).
@@ -33,13 +28,12 @@ pub struct Native {
 struct Workspace {
     /// `acts[0]` is the input, `acts[i + 1]` the output of layer `i`.
     acts: Vec<Vec<f32>>,
-    /// im2col columns of a chunk of images.
+    /// im2col columns of a chunk of images, for weight gradients.
     columns: Vec<f32>,
-    /// Per layer: where each pooled value came from.
-    argmax: Vec<Vec<u32>>,
+    /// Per pooling layer: which corner of its window each value came from.
+    corners: Vec<Vec<u8>>,
     grad: Vec<f32>,
     grad_in: Vec<f32>,
-    grad_columns: Vec<f32>,
     param_grads: Vec<Vec<f32>>,
     /// Transposed copies of the weight matrices (by parameter index), while
     /// `transposed_valid`: a matmul by a transposed view is up to twice as
@@ -75,21 +69,10 @@ impl Native {
         input_dim: usize,
         classes: usize,
     ) -> Native {
-        let templates = layers
-            .iter()
-            .map(|layer| match *layer {
-                Layer::Conv { h, w, k, .. } => arch::conv_indices(1, h, w, k)
-                    .into_iter()
-                    .map(|i| if i == h * w { PAD } else { i as u32 })
-                    .collect(),
-                _ => Vec::new(),
-            })
-            .collect();
         Native {
             velocity: params.iter().map(|p| vec![0.0; p.len()]).collect(),
             layers,
             params,
-            templates,
             input_dim,
             classes,
             workspace: Mutex::new(Workspace::default()),
@@ -106,7 +89,7 @@ impl Native {
         let batch = self.batch_of(x);
         let n = self.layers.len();
         ws.acts.resize_with(n + 1, Vec::new);
-        ws.argmax.resize_with(n, Vec::new);
+        ws.corners.resize_with(n, Vec::new);
         ws.acts[0].clear();
         ws.acts[0].extend_from_slice(x);
         let mut p = 0;
@@ -126,25 +109,9 @@ impl Native {
                     }
                 }
                 Layer::Conv { h, w, cin, cout, k } => {
-                    let hw = h * w;
-                    let patch = k * k * cin;
-                    resize(output, batch * hw * cout);
+                    resize(output, batch * h * w * cout);
                     broadcast_rows(output, &self.params[p + 1]);
-                    // A few images at a time, so the im2col columns stay in
-                    // cache for the matmul that reads them.
-                    let chunk = images_per_chunk(hw * patch);
-                    for b0 in (0..batch).step_by(chunk) {
-                        let n = chunk.min(batch - b0);
-                        let columns = &mut ws.columns;
-                        resize(columns, n * hw * patch);
-                        im2col(&input[b0 * hw * cin..], columns, &self.templates[i], hw, cin, k * k);
-                        matmul(
-                            &mut output[b0 * hw * cout..(b0 + n) * hw * cout],
-                            View::new(columns, n * hw, patch),
-                            View::new(&self.params[p], patch, cout),
-                            true,
-                        );
-                    }
+                    conv::forward(input, &self.params[p], output, Geometry { h, w, cin, cout, k });
                     p += 2;
                     if !matches!(self.layers.get(i + 1), Some(Layer::Pool { .. })) {
                         relu_in_place(output);
@@ -153,9 +120,9 @@ impl Native {
                 Layer::Pool { h, w, c } => {
                     let out_len = batch * (h / 2) * (w / 2) * c;
                     resize(output, out_len);
-                    let argmax = &mut ws.argmax[i];
-                    argmax.resize(out_len, 0);
-                    max_pool_relu(input, output, argmax, h, w, c);
+                    let corners = &mut ws.corners[i];
+                    corners.resize(out_len, 0);
+                    conv::max_pool_relu(input, output, corners, h, w, c);
                 }
             }
         }
@@ -206,64 +173,26 @@ impl Native {
                 }
                 Layer::Conv { h, w, cin, cout, k } => {
                     p -= 2;
-                    let hw = h * w;
-                    let patch = k * k * cin;
-                    relu_backward(&mut ws.grad, output);
+                    let geometry = Geometry { h, w, cin, cout, k };
+                    // Before a pool, the pool's backward applied the ReLU.
+                    if !matches!(self.layers.get(i + 1), Some(Layer::Pool { .. })) {
+                        relu_backward(&mut ws.grad, output);
+                    }
                     if param_grads {
                         column_sums(&mut ws.param_grads[p + 1], &ws.grad, cout);
+                        conv::weight_grad(input, &ws.grad, &mut ws.param_grads[p], &mut ws.columns, geometry);
                     }
                     if need_input {
-                        resize(&mut ws.grad_in, batch * hw * cin);
-                    }
-                    // Chunk by chunk as in the forward pass: the columns are
-                    // rebuilt (cheaper than keeping them all), and the weight
-                    // gradient accumulates over chunks in a fixed order.
-                    let chunk = images_per_chunk(hw * patch);
-                    for b0 in (0..batch).step_by(chunk) {
-                        let n = chunk.min(batch - b0);
-                        let grad = &ws.grad[b0 * hw * cout..(b0 + n) * hw * cout];
-                        if param_grads {
-                            resize(&mut ws.columns, n * hw * patch);
-                            im2col(
-                                &input[b0 * hw * cin..],
-                                &mut ws.columns,
-                                &self.templates[i],
-                                hw,
-                                cin,
-                                k * k,
-                            );
-                            matmul(
-                                &mut ws.param_grads[p],
-                                View::new(&ws.columns, n * hw, patch).t(),
-                                View::new(grad, n * hw, cout),
-                                b0 > 0,
-                            );
-                        }
-                        if need_input {
-                            resize(&mut ws.grad_columns, n * hw * patch);
-                            matmul(
-                                &mut ws.grad_columns,
-                                View::new(grad, n * hw, cout),
-                                weight_t(&ws.transposed, ws.transposed_valid, &self.params[p], p, patch, cout),
-                                false,
-                            );
-                            col2im(
-                                &ws.grad_columns,
-                                &mut ws.grad_in[b0 * hw * cin..(b0 + n) * hw * cin],
-                                &self.templates[i],
-                                hw,
-                                cin,
-                                k * k,
-                            );
-                        }
-                    }
-                    if need_input {
+                        resize(&mut ws.grad_in, batch * h * w * cin);
+                        let patch = k * k * cin;
+                        let weights_t = weight_t(&ws.transposed, ws.transposed_valid, &self.params[p], p, patch, cout);
+                        conv::input_grad(&ws.grad, &self.params[p], weights_t, &mut ws.grad_in, geometry);
                         std::mem::swap(&mut ws.grad, &mut ws.grad_in);
                     }
                 }
                 Layer::Pool { h, w, c } => {
                     resize(&mut ws.grad_in, batch * h * w * c);
-                    max_pool_backward(&ws.grad, &mut ws.grad_in, &ws.argmax[i]);
+                    conv::max_pool_relu_backward(&ws.grad, input, &mut ws.grad_in, &ws.corners[i], h, w, c);
                     std::mem::swap(&mut ws.grad, &mut ws.grad_in);
                 }
             }
@@ -334,12 +263,6 @@ impl Native {
     }
 }
 
-/// Images per im2col chunk: about 8 MB of columns (at least one image);
-/// measured faster than 4 or 16 MB for the Madry CNN at batch 128.
-fn images_per_chunk(floats_per_image: usize) -> usize {
-    ((1 << 21) / floats_per_image.max(1)).max(1)
-}
-
 /// Mutable access to parameter gradients `p` (weight) and `p + 1` (bias).
 fn two_mut(grads: &mut [Vec<f32>], p: usize) -> (&mut [f32], &mut [f32]) {
     let (a, b) = grads.split_at_mut(p + 1);
@@ -362,9 +285,17 @@ fn transpose_into(m: &[f32], rows: usize, cols: usize, dst: &mut Vec<f32>) {
 }
 
 /// Every row of `dst` set to `bias` (the matmul then accumulates onto it).
+/// By doubling copies: one copy per row would be a call per 16 floats.
 fn broadcast_rows(dst: &mut [f32], bias: &[f32]) {
-    for row in dst.chunks_mut(bias.len()) {
-        row.copy_from_slice(bias);
+    if dst.is_empty() {
+        return;
+    }
+    dst[..bias.len()].copy_from_slice(bias);
+    let mut filled = bias.len();
+    while filled < dst.len() {
+        let n = filled.min(dst.len() - filled);
+        dst.copy_within(..n, filled);
+        filled += n;
     }
 }
 
@@ -372,12 +303,11 @@ fn relu_in_place(x: &mut [f32]) {
     x.iter_mut().for_each(|v| *v = v.max(0.0));
 }
 
-/// Zero the gradient where the ReLU output was zero.
+/// Zero the gradient where the ReLU output was zero (a select, not a
+/// conditional store, so that it vectorizes).
 fn relu_backward(grad: &mut [f32], output: &[f32]) {
     for (g, &o) in grad.iter_mut().zip(output) {
-        if o <= 0.0 {
-            *g = 0.0;
-        }
+        *g = if o <= 0.0 { 0.0 } else { *g };
     }
 }
 
@@ -388,85 +318,6 @@ fn column_sums(dst: &mut [f32], m: &[f32], cols: usize) {
         for (d, v) in dst.iter_mut().zip(row) {
             *d += v;
         }
-    }
-}
-
-/// im2col for a same-padded convolution, one image per parallel chunk.
-fn im2col(input: &[f32], columns: &mut [f32], template: &[u32], pixels: usize, cin: usize, taps: usize) {
-    for_chunks(columns, pixels * taps * cin, |b, image_columns| {
-        let image = &input[b * pixels * cin..(b + 1) * pixels * cin];
-        for (dst, &src) in image_columns.chunks_mut(cin).zip(template) {
-            if src == PAD {
-                dst.fill(0.0);
-            } else {
-                let s = src as usize * cin;
-                dst.copy_from_slice(&image[s..s + cin]);
-            }
-        }
-    });
-}
-
-/// The adjoint of [`im2col`]: scatter-add column gradients back to pixels.
-fn col2im(grad_columns: &[f32], grad_in: &mut [f32], template: &[u32], pixels: usize, cin: usize, taps: usize) {
-    for_chunks(grad_in, pixels * cin, |b, image_grad| {
-        image_grad.fill(0.0);
-        let cols = &grad_columns[b * pixels * taps * cin..(b + 1) * pixels * taps * cin];
-        for (src, &dst) in cols.chunks(cin).zip(template) {
-            if dst != PAD {
-                let d = dst as usize * cin;
-                for (g, s) in image_grad[d..d + cin].iter_mut().zip(src) {
-                    *g += s;
-                }
-            }
-        }
-    });
-}
-
-/// 2x2 max-pooling with stride 2 followed by ReLU (max and ReLU commute,
-/// so the convolution before it skips its own ReLU: 4 times fewer values),
-/// remembering each winner's index. One image per parallel chunk.
-fn max_pool_relu(input: &[f32], output: &mut [f32], argmax: &mut [u32], h: usize, w: usize, c: usize) {
-    use rayon::prelude::*;
-    let (oh, ow) = (h / 2, w / 2);
-    let per_image = oh * ow * c;
-    let pool_image = |b: usize, out: &mut [f32], arg: &mut [u32]| {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let top = ((b * h + 2 * oy) * w + 2 * ox) * c;
-                let corners = [top, top + c, top + w * c, top + w * c + c];
-                let o = (oy * ow + ox) * c;
-                for ch in 0..c {
-                    let mut best = corners[0] + ch;
-                    for &corner in &corners[1..] {
-                        if input[corner + ch] > input[best] {
-                            best = corner + ch;
-                        }
-                    }
-                    out[o + ch] = input[best].max(0.0);
-                    arg[o + ch] = best as u32;
-                }
-            }
-        }
-    };
-    if kernels::threads() > 1 {
-        output
-            .par_chunks_mut(per_image)
-            .zip(argmax.par_chunks_mut(per_image))
-            .enumerate()
-            .for_each(|(b, (out, arg))| pool_image(b, out, arg));
-    } else {
-        output
-            .chunks_mut(per_image)
-            .zip(argmax.chunks_mut(per_image))
-            .enumerate()
-            .for_each(|(b, (out, arg))| pool_image(b, out, arg));
-    }
-}
-
-fn max_pool_backward(grad_out: &[f32], grad_in: &mut [f32], argmax: &[u32]) {
-    grad_in.fill(0.0);
-    for (g, &a) in grad_out.iter().zip(argmax) {
-        grad_in[a as usize] += g;
     }
 }
 
@@ -602,7 +453,7 @@ mod tests {
     #[test]
     fn cnn_agrees_with_dfdx_across_im2col_chunks() {
         // 256 channels into the second convolution: one image per chunk.
-        assert_eq!(images_per_chunk(14 * 14 * 25 * 256), 1);
+        assert_eq!(conv::images_per_chunk(14 * 14 * 25 * 256), 1);
         agree_with_dfdx(
             ModelConfig::Cnn {
                 channels: [256, 4],

@@ -1,6 +1,10 @@
 //! `redqueen bench`: the workloads of `shared/bench/torch_baseline.py`
 //! (same shapes, batch, loss, optimizer and FLOP conventions), timed the
-//! same way, so that `compare.py` can set the two side by side.
+//! same way, so that `compare.py` can set the two side by side; plus the
+//! small CNN's PGD-training step of `shared/bench/torch_madry_small.py`,
+//! and the machine's FMA peak that every GFLOP/s figure is read against.
+
+mod peak;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
@@ -11,7 +15,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::attack::{ascend, Norm, ThreatModel};
+use crate::attack::pgd::PgdConfig;
+use crate::attack::{ascend, Attack, Norm, ThreatModel};
 use crate::config;
 use crate::model::kernels::{self, View};
 use crate::model::{Classifier, CrossEntropy, Engine, ModelConfig, Sgd};
@@ -28,6 +33,10 @@ const SGD: Sgd = Sgd {
 };
 const MLP_MATMUL_PARAMS: f64 = (784 * 256 + 256 * 256 + 256 * 10) as f64;
 const CNN_FORWARD_MACS_PER_EXAMPLE: f64 = (28 * 28 * 32 * 25 + 14 * 14 * 64 * 25 * 32 + 3136 * 1024 + 1024 * 10) as f64;
+const SMALL_CNN_FORWARD_MACS_PER_EXAMPLE: f64 =
+    (28 * 28 * 16 * 25 + 14 * 14 * 32 * 25 * 16 + 1568 * 100 + 100 * 10) as f64;
+/// `torch_madry_small.py`'s training batch.
+const MADRY_BATCH: usize = 64;
 
 /// One timed item: the median over blocks of (block time / steps).
 #[derive(Debug, Clone, Serialize)]
@@ -39,6 +48,12 @@ pub struct Item {
     pub steps_per_rep: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gflops: Option<f64>,
+    /// `gflops` as a percentage of the measured FMA peak.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_percent: Option<f64>,
+    /// For a whole attack: the time per PGD step in it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_step_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -47,6 +62,12 @@ pub struct Report {
     pub engine: String,
     pub threads: usize,
     pub batch: usize,
+    /// The CPU as the OS names it (`model name` in /proc/cpuinfo).
+    pub cpu: String,
+    /// The microkernels gemm dispatched to: `avx512`, `avx2-fma` or `scalar`.
+    pub kernel_family: &'static str,
+    /// Register-only FMA throughput of `threads` threads.
+    pub fma_peak: peak::FmaPeak,
     #[serde(flatten)]
     pub items: BTreeMap<String, Item>,
 }
@@ -72,6 +93,8 @@ fn time_blocks(mut step: impl FnMut(), steps: usize, reps: usize, warmup: usize)
         reps,
         steps_per_rep: steps,
         gflops: None,
+        peak_percent: None,
+        per_step_ms: None,
     }
 }
 
@@ -156,16 +179,26 @@ pub fn run(threads: usize, quick: bool, skip_cnn: bool) -> anyhow::Result<Report
     // The pool the matrix multiplies run on; an error means it already exists.
     let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
     kernels::set_threads(threads);
+    let fma_peak = peak::measure(threads, quick);
     let mut items = BTreeMap::new();
     bench_models(quick, skip_cnn, &mut items);
     items.insert("gemm_128x784x256".into(), bench_gemm(quick));
     items.insert("mlp_advtrain_epoch".into(), bench_adversarial_epoch(quick));
+    items.insert("mlp_hand_pgd10_attack".into(), bench_pgd_attack(quick));
     items.insert("tournament_default".into(), bench_tournament(threads, quick)?);
+    if let Some(peak) = fma_peak.best() {
+        for item in items.values_mut() {
+            item.peak_percent = item.gflops.map(|g| 100.0 * g / peak);
+        }
+    }
     Ok(Report {
         redqueen: env!("CARGO_PKG_VERSION").into(),
         engine: "native".into(),
         threads,
         batch: BATCH,
+        cpu: cpu_name(),
+        kernel_family: peak::kernel_family(),
+        fma_peak,
         items,
     })
 }
@@ -193,6 +226,82 @@ fn bench_models(quick: bool, skip_cnn: bool, items: &mut BTreeMap<String, Item>)
             if quick { (2, 3, 3) } else { (5, 7, 3) },
             items,
         );
+        let small_forward_flop = 2.0 * BATCH as f64 * SMALL_CNN_FORWARD_MACS_PER_EXAMPLE;
+        bench_model(
+            "cnn_small",
+            &small_cnn(),
+            small_forward_flop,
+            if quick { (5, 3, 5) } else { (20, 7, 5) },
+            items,
+        );
+        items.insert("cnn_small_madry_step_b64".into(), bench_madry_small_step(quick));
+    }
+}
+
+/// The CPU's name, or `unknown` where /proc/cpuinfo does not say.
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|line| {
+                line.strip_prefix("model name")?
+                    .split_once(':')
+                    .map(|(_, v)| v.trim().to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// A whole 10-step PGD-linf attack from a random start on the MLP, batch
+/// 128, through redqueen's own `pgd` attack (eps 0.3, step 0.1).
+fn bench_pgd_attack(quick: bool) -> Item {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let model = mlp().init(Engine::Native, 28, 28, 10, 0);
+    let (x, y) = (uniform(BATCH * 784, &mut rng), labels(BATCH, &mut rng));
+    let mut attack = PgdConfig::new(Norm::Linf, EPS);
+    attack.steps = PGD_STEPS;
+    attack.step_size = Some(ALPHA);
+    let mut item = time_blocks(
+        || {
+            std::hint::black_box(attack.craft(model.as_ref(), &x, &y, &mut rng));
+        },
+        if quick { 5 } else { 10 },
+        if quick { 5 } else { 15 },
+        5,
+    );
+    item.per_step_ms = Some(item.median_s / PGD_STEPS as f64 * 1e3);
+    item
+}
+
+/// `torch_madry_small.py`'s training step: on a batch of 64, PGD-linf at
+/// 0.3 from a random start (10 steps of eps/4, through the `pgd` attack),
+/// then one SGD step on the adversarial batch (the script uses Adam, whose
+/// update is a negligible share of the step). 10 x 2 + 3 forward passes.
+fn bench_madry_small_step(quick: bool) -> Item {
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let mut model = small_cnn().init(Engine::Native, 28, 28, 10, 0);
+    let (x, y) = (uniform(MADRY_BATCH * 784, &mut rng), labels(MADRY_BATCH, &mut rng));
+    let mut attack = PgdConfig::new(Norm::Linf, EPS);
+    attack.steps = PGD_STEPS;
+    attack.step_size = Some(EPS / 4.0);
+    let mut item = time_blocks(
+        || {
+            let adv = attack.craft(model.as_ref(), &x, &y, &mut rng);
+            model.train_step(&adv, &CrossEntropy { labels: &y }, &SGD);
+        },
+        if quick { 2 } else { 5 },
+        if quick { 3 } else { 7 },
+        2,
+    );
+    let forward_flop = 2.0 * MADRY_BATCH as f64 * SMALL_CNN_FORWARD_MACS_PER_EXAMPLE;
+    item.gflops = Some((2 * PGD_STEPS + 3) as f64 * forward_flop / item.median_s / 1e9);
+    item
+}
+
+fn small_cnn() -> ModelConfig {
+    ModelConfig::Cnn {
+        channels: [16, 32],
+        dense: 100,
     }
 }
 
@@ -265,15 +374,38 @@ fn bench_tournament(threads: usize, quick: bool) -> anyhow::Result<Item> {
         reps: tournament_times.len(),
         steps_per_rep: 1,
         gflops: None,
+        peak_percent: None,
+        per_step_ms: None,
     })
 }
 
 /// The report as a table for the terminal.
 pub fn table(report: &Report) -> String {
-    let mut out = format!("redqueen bench, {} thread(s), batch {}\n", report.threads, report.batch);
+    let mut out = format!(
+        "redqueen bench, {} thread(s), batch {} ({} for the Madry step)\n{}, gemm kernels: {}\n",
+        report.threads, report.batch, MADRY_BATCH, report.cpu, report.kernel_family
+    );
+    let peak = |g: Option<f64>| g.map(|g| format!("{g:.1} GFLOP/s")).unwrap_or_else(|| "none".into());
+    out.push_str(&format!(
+        "FMA peak, {} thread(s): 256-bit {}, 512-bit {}\n",
+        report.threads,
+        peak(report.fma_peak.fma256_gflops),
+        peak(report.fma_peak.fma512_gflops)
+    ));
     for (name, item) in &report.items {
         let gflops = item.gflops.map(|g| format!("  {g:7.1} GFLOP/s")).unwrap_or_default();
-        out.push_str(&format!("  {name:22} {:11.3} ms{gflops}\n", item.median_s * 1e3));
+        let share = item
+            .peak_percent
+            .map(|p| format!("  {p:5.1}% of peak"))
+            .unwrap_or_default();
+        let per_step = item
+            .per_step_ms
+            .map(|p| format!("  ({p:.3} ms per PGD step)"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  {name:26} {:11.3} ms{gflops}{share}{per_step}\n",
+            item.median_s * 1e3
+        ));
     }
     out
 }

@@ -1,0 +1,389 @@
+//! Same-padded, stride-1 convolutions and 2x2 max-pooling in NHWC for the
+//! native engine.
+//!
+//! The forward pass and the input gradient run image by image, the images
+//! in parallel: each image's im2col columns (at most about 300 KB for the
+//! layers redqueen ships) are built in a per-thread buffer that is still in
+//! L2 when the matrix multiply reads it, and no column matrix of the whole
+//! batch is ever built or scattered back. Each image's multiply runs on one
+//! thread with the same shapes whatever the thread count, so results do not
+//! depend on it. The weight gradient, a sum over the batch, keeps one fixed
+//! summation order: columns a chunk of images at a time, multiplied in order.
+//!
+//! Columns come in two layouts. With several input channels, pixel-major
+//! (`[pixel][tap][channel]`): each kernel row of a patch is one contiguous
+//! run of the input row, copied whole. With one input channel (the first
+//! layer of an MNIST model) pixel-major rows would be 25 single floats, so
+//! the columns are tap-major (`[tap][pixel]`): each tap is the image shifted,
+//! row by row, and the multiply reads the transpose.
+
+use std::cell::RefCell;
+
+use super::kernels::{self, for_chunks, matmul, matmul_serial, View};
+
+/// A convolution layer's shape: `h x w` pixels, `cin` channels in, `cout`
+/// out, a `k x k` kernel with `k / 2` zero padding on every side.
+#[derive(Debug, Clone, Copy)]
+pub struct Geometry {
+    pub h: usize,
+    pub w: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub k: usize,
+}
+
+impl Geometry {
+    fn pixels(&self) -> usize {
+        self.h * self.w
+    }
+
+    fn taps(&self) -> usize {
+        self.k * self.k
+    }
+
+    /// Inputs per output pixel: the rows of the weight matrix.
+    fn patch(&self) -> usize {
+        self.taps() * self.cin
+    }
+
+    fn pad(&self) -> usize {
+        self.k / 2
+    }
+
+    /// Output coordinates `o` along an axis of length `n` whose input
+    /// `o + offset - pad` lies inside the image.
+    fn valid_outputs(&self, offset: usize, n: usize) -> std::ops::Range<usize> {
+        let pad = self.pad();
+        ordered(pad.saturating_sub(offset), (n + pad).saturating_sub(offset).min(n))
+    }
+
+    /// Kernel offsets whose input `o + offset - pad` lies inside an axis of
+    /// length `n`, for output coordinate `o`.
+    fn valid_offsets(&self, o: usize, n: usize) -> std::ops::Range<usize> {
+        let pad = self.pad();
+        ordered(pad.saturating_sub(o), (n + pad).saturating_sub(o).min(self.k))
+    }
+}
+
+/// `start..end`, or the empty `end..end` where `start > end` (an image
+/// narrower than the padding), so that slicing by it stays in bounds.
+fn ordered(start: usize, end: usize) -> std::ops::Range<usize> {
+    start.min(end)..end
+}
+
+thread_local! {
+    /// One image's columns (or column gradients), per thread.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        if scratch.len() < len {
+            scratch.resize(len, 0.0);
+        }
+        f(&mut scratch[..len])
+    })
+}
+
+/// `columns[tap][pixel]` of one single-channel image.
+fn columns_tap_major(image: &[f32], columns: &mut [f32], g: Geometry) {
+    let (h, w, pad) = (g.h, g.w, g.pad());
+    for (tap, plane) in columns.chunks_mut(g.pixels()).enumerate() {
+        let (ky, kx) = (tap / g.k, tap % g.k);
+        let rows = g.valid_outputs(ky, h);
+        let xs = g.valid_outputs(kx, w);
+        for (y, row) in plane.chunks_mut(w).enumerate() {
+            if !rows.contains(&y) {
+                row.fill(0.0);
+                continue;
+            }
+            row[..xs.start].fill(0.0);
+            row[xs.end..].fill(0.0);
+            let src = (y + ky - pad) * w + xs.start + kx - pad;
+            row[xs.clone()].copy_from_slice(&image[src..src + xs.len()]);
+        }
+    }
+}
+
+/// The adjoint of [`columns_tap_major`]: `image += ` the column gradients
+/// summed back onto the pixels they were copied from.
+fn add_tap_major(columns: &[f32], image: &mut [f32], g: Geometry) {
+    let (h, w, pad) = (g.h, g.w, g.pad());
+    for (tap, plane) in columns.chunks(g.pixels()).enumerate() {
+        let (ky, kx) = (tap / g.k, tap % g.k);
+        let xs = g.valid_outputs(kx, w);
+        for y in g.valid_outputs(ky, h) {
+            let dst = (y + ky - pad) * w + xs.start + kx - pad;
+            let src = &plane[y * w + xs.start..y * w + xs.end];
+            for (d, s) in image[dst..dst + xs.len()].iter_mut().zip(src) {
+                *d += s;
+            }
+        }
+    }
+}
+
+/// `columns[pixel][tap][channel]` of one image.
+fn columns_pixel_major(image: &[f32], columns: &mut [f32], g: Geometry) {
+    let (w, cin, pad, row_len) = (g.w, g.cin, g.pad(), g.k * g.cin);
+    for (p, patch) in columns.chunks_mut(g.patch()).enumerate() {
+        let (y, x) = (p / w, p % w);
+        let kxs = g.valid_offsets(x, w);
+        for (ky, row) in patch.chunks_mut(row_len).enumerate() {
+            if !g.valid_offsets(y, g.h).contains(&ky) {
+                row.fill(0.0);
+                continue;
+            }
+            row[..kxs.start * cin].fill(0.0);
+            row[kxs.end * cin..].fill(0.0);
+            let src = ((y + ky - pad) * w + x + kxs.start - pad) * cin;
+            row[kxs.start * cin..kxs.end * cin].copy_from_slice(&image[src..src + kxs.len() * cin]);
+        }
+    }
+}
+
+/// The adjoint of [`columns_pixel_major`].
+fn add_pixel_major(columns: &[f32], image: &mut [f32], g: Geometry) {
+    let (w, cin, pad, row_len) = (g.w, g.cin, g.pad(), g.k * g.cin);
+    for (p, patch) in columns.chunks(g.patch()).enumerate() {
+        let (y, x) = (p / w, p % w);
+        let kxs = g.valid_offsets(x, w);
+        for ky in g.valid_offsets(y, g.h) {
+            let src = &patch[ky * row_len + kxs.start * cin..ky * row_len + kxs.end * cin];
+            let dst = ((y + ky - pad) * w + x + kxs.start - pad) * cin;
+            for (d, s) in image[dst..dst + src.len()].iter_mut().zip(src) {
+                *d += s;
+            }
+        }
+    }
+}
+
+/// `output += conv(input, weights)` for a batch (`output` arrives holding
+/// the bias); `weights` is `(k, k, cin, cout)`, row-major.
+pub fn forward(input: &[f32], weights: &[f32], output: &mut [f32], g: Geometry) {
+    let (pixels, cin, cout) = (g.pixels(), g.cin, g.cout);
+    let w = View::new(weights, g.patch(), cout);
+    for_chunks(output, pixels * cout, |b, out| {
+        let image = &input[b * pixels * cin..(b + 1) * pixels * cin];
+        with_scratch(pixels * g.patch(), |columns| {
+            if cin == 1 {
+                columns_tap_major(image, columns, g);
+                matmul_serial(out, View::new(columns, g.taps(), pixels).t(), w, true);
+            } else {
+                columns_pixel_major(image, columns, g);
+                matmul_serial(out, View::new(columns, pixels, g.patch()), w, true);
+            }
+        });
+    });
+}
+
+/// `grad_in = d loss / d input` from `grad_out = d loss / d output`.
+/// `weights_t` is the `(cout, k*k*cin)` transpose of the weights.
+pub fn input_grad(grad_out: &[f32], weights: &[f32], weights_t: View<'_>, grad_in: &mut [f32], g: Geometry) {
+    let (pixels, cin, cout) = (g.pixels(), g.cin, g.cout);
+    for_chunks(grad_in, pixels * cin, |b, image_grad| {
+        let grad = &grad_out[b * pixels * cout..(b + 1) * pixels * cout];
+        image_grad.fill(0.0);
+        with_scratch(pixels * g.patch(), |columns| {
+            if cin == 1 {
+                // [tap][pixel] = weights (taps x cout) · grad^T (cout x pixels).
+                let grad_t = View::new(grad, pixels, cout).t();
+                matmul_serial(columns, View::new(weights, g.taps(), cout), grad_t, false);
+                add_tap_major(columns, image_grad, g);
+            } else {
+                matmul_serial(columns, View::new(grad, pixels, cout), weights_t, false);
+                add_pixel_major(columns, image_grad, g);
+            }
+        });
+    });
+}
+
+/// `grad_weights = d loss / d weights`, summed over the batch in image
+/// order; `columns` is a buffer kept across calls.
+pub fn weight_grad(input: &[f32], grad_out: &[f32], grad_weights: &mut [f32], columns: &mut Vec<f32>, g: Geometry) {
+    let (pixels, cin, cout, patch) = (g.pixels(), g.cin, g.cout, g.patch());
+    let batch = grad_out.len() / (pixels * cout);
+    let chunk = images_per_chunk(pixels * patch);
+    for b0 in (0..batch).step_by(chunk) {
+        let n = chunk.min(batch - b0);
+        let grad = View::new(
+            &grad_out[b0 * pixels * cout..(b0 + n) * pixels * cout],
+            n * pixels,
+            cout,
+        );
+        columns.resize(n * pixels * patch, 0.0);
+        let images = &input[b0 * pixels * cin..];
+        if cin == 1 {
+            // Tap-major columns of the chunk's images side by side would not
+            // form one matrix; each image's is a (taps x pixels) block.
+            for_chunks(columns, pixels * patch, |i, c| {
+                columns_tap_major(&images[i * pixels..], c, g)
+            });
+            for i in 0..n {
+                let block = View::new(&columns[i * pixels * patch..(i + 1) * pixels * patch], g.taps(), pixels);
+                let grad_i = View::new(&grad.data[i * pixels * cout..(i + 1) * pixels * cout], pixels, cout);
+                matmul(grad_weights, block, grad_i, b0 + i > 0);
+            }
+        } else {
+            for_chunks(columns, pixels * patch, |i, c| {
+                columns_pixel_major(&images[i * pixels * cin..(i + 1) * pixels * cin], c, g)
+            });
+            matmul(grad_weights, View::new(columns, n * pixels, patch).t(), grad, b0 > 0);
+        }
+    }
+}
+
+/// Images per weight-gradient chunk: about 8 MB of columns (at least one
+/// image); measured faster than 4 or 16 MB for the Madry CNN at batch 128.
+pub fn images_per_chunk(floats_per_image: usize) -> usize {
+    ((1 << 21) / floats_per_image.max(1)).max(1)
+}
+
+/// 2x2 max-pooling with stride 2 followed by ReLU (max and ReLU commute,
+/// so the convolution before it skips its own ReLU: 4 times fewer values).
+/// `corner` records which of each window's inputs won (0 to 3, row-major;
+/// the first on ties, as PyTorch). One image per parallel task; the loop
+/// over channels has no branches a compiler cannot turn into selects.
+pub fn max_pool_relu(input: &[f32], output: &mut [f32], corner: &mut [u8], h: usize, w: usize, c: usize) {
+    use rayon::prelude::*;
+    let (oh, ow) = (h / 2, w / 2);
+    let per_image = oh * ow * c;
+    let pool_image = |b: usize, out: &mut [f32], arg: &mut [u8]| {
+        let image = &input[b * h * w * c..(b + 1) * h * w * c];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let top = (2 * oy * w + 2 * ox) * c;
+                let bottom = top + w * c;
+                let (a, b) = (&image[top..top + c], &image[top + c..top + 2 * c]);
+                let (d, e) = (&image[bottom..bottom + c], &image[bottom + c..bottom + 2 * c]);
+                let o = (oy * ow + ox) * c;
+                let (out, arg) = (&mut out[o..o + c], &mut arg[o..o + c]);
+                for ch in 0..c {
+                    let (mut best, mut which) = (a[ch], 0u8);
+                    if b[ch] > best {
+                        (best, which) = (b[ch], 1);
+                    }
+                    if d[ch] > best {
+                        (best, which) = (d[ch], 2);
+                    }
+                    if e[ch] > best {
+                        (best, which) = (e[ch], 3);
+                    }
+                    out[ch] = best.max(0.0);
+                    arg[ch] = which;
+                }
+            }
+        }
+    };
+    if kernels::threads() > 1 {
+        output
+            .par_chunks_mut(per_image)
+            .zip(corner.par_chunks_mut(per_image))
+            .enumerate()
+            .for_each(|(b, (out, arg))| pool_image(b, out, arg));
+    } else {
+        output
+            .chunks_mut(per_image)
+            .zip(corner.chunks_mut(per_image))
+            .enumerate()
+            .for_each(|(b, (out, arg))| pool_image(b, out, arg));
+    }
+}
+
+/// The gradient of [`max_pool_relu`] with respect to its `input`: each
+/// window's winner gets the window's gradient unless the ReLU clamped it
+/// (the winner was at most 0), every other input zero. So the convolution
+/// before it needs no ReLU backward of its own.
+pub fn max_pool_relu_backward(
+    grad_out: &[f32],
+    input: &[f32],
+    grad_in: &mut [f32],
+    corner: &[u8],
+    h: usize,
+    w: usize,
+    c: usize,
+) {
+    let (oh, ow) = (h / 2, w / 2);
+    for_chunks(grad_in, h * w * c, |b, image_grad| {
+        image_grad.fill(0.0);
+        let per_image = oh * ow * c;
+        let image = &input[b * h * w * c..(b + 1) * h * w * c];
+        let (grad, arg) = (&grad_out[b * per_image..], &corner[b * per_image..]);
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let top = (2 * oy * w + 2 * ox) * c;
+                let offsets = [top, top + c, top + w * c, top + w * c + c];
+                let o = (oy * ow + ox) * c;
+                for ch in 0..c {
+                    let winner = offsets[arg[o + ch] as usize] + ch;
+                    image_grad[winner] = if image[winner] <= 0.0 { 0.0 } else { grad[o + ch] };
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::net::naive_conv2d;
+
+    fn pseudo_random(n: usize, seed: f32) -> Vec<f32> {
+        (0..n).map(|i| ((i as f32 + seed) * 0.618).sin()).collect()
+    }
+
+    /// Both column layouts, at shapes with and without a full interior,
+    /// against the naive convolution, and each adjoint against its columns
+    /// by `<columns(x), c> == <x, adjoint(c)>`.
+    #[test]
+    fn convolution_and_its_adjoint_match_the_naive_convolution() {
+        for (h, w, cin, cout, k) in [
+            (6, 5, 1, 3, 5),
+            (6, 5, 3, 4, 5),
+            (2, 3, 2, 2, 5),
+            (7, 7, 1, 8, 3),
+            (4, 4, 5, 9, 3),
+        ] {
+            let g = Geometry { h, w, cin, cout, k };
+            let batch = 3;
+            let x = pseudo_random(batch * h * w * cin, 1.0);
+            let weights = pseudo_random(g.patch() * cout, 2.0);
+            let bias = pseudo_random(cout, 3.0);
+            let mut out: Vec<f32> = bias.iter().copied().cycle().take(batch * h * w * cout).collect();
+            forward(&x, &weights, &mut out, g);
+            let expected = naive_conv2d(&x, &weights, &bias, batch, h, w, cin, cout, k);
+            for (a, b) in out.iter().zip(&expected) {
+                assert!((a - b).abs() < 1e-4, "{:?}: {a} vs {b}", (h, w, cin, cout, k));
+            }
+
+            let image = &x[..h * w * cin];
+            let mut columns = vec![0.0; h * w * g.patch()];
+            let c = pseudo_random(columns.len(), 4.0);
+            let mut back = vec![0.0; image.len()];
+            if cin == 1 {
+                columns_tap_major(image, &mut columns, g);
+                add_tap_major(&c, &mut back, g);
+            } else {
+                columns_pixel_major(image, &mut columns, g);
+                add_pixel_major(&c, &mut back, g);
+            }
+            let lhs: f32 = columns.iter().zip(&c).map(|(a, b)| a * b).sum();
+            let rhs: f32 = image.iter().zip(&back).map(|(a, b)| a * b).sum();
+            assert!((lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0), "adjoint {lhs} vs {rhs}");
+        }
+    }
+
+    #[test]
+    fn pooling_keeps_the_first_of_tied_maxima_and_routes_gradients_there() {
+        // One image, 2x4 pixels, 1 channel: windows [0 1; 4 5] and [2 3; 6 7].
+        let x = [1.0, 3.0, -2.0, -1.0, 3.0, 0.0, -5.0, -1.0];
+        let (mut out, mut corner) = (vec![0.0; 2], vec![0u8; 2]);
+        max_pool_relu(&x, &mut out, &mut corner, 2, 4, 1);
+        assert_eq!(out, vec![3.0, 0.0]);
+        assert_eq!(corner, vec![1, 1]);
+        // The second window's winner (-1) was clamped by the ReLU.
+        let mut grad_in = vec![9.0; 8];
+        max_pool_relu_backward(&[10.0, 20.0], &x, &mut grad_in, &corner, 2, 4, 1);
+        assert_eq!(grad_in, vec![0.0, 10.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+}
