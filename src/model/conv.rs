@@ -19,7 +19,7 @@
 
 use std::cell::RefCell;
 
-use super::kernels::{self, for_chunks, matmul, matmul_serial, View};
+use super::kernels::{for_chunks, matmul, matmul_serial, View};
 
 /// A convolution layer's shape: `h x w` pixels, `cin` channels in, `cout`
 /// out, a `k x k` kernel with `k / 2` zero padding on every side.
@@ -158,13 +158,15 @@ fn add_pixel_major(columns: &[f32], image: &mut [f32], g: Geometry) {
     }
 }
 
-/// `output += conv(input, weights)` for a batch (`output` arrives holding
-/// the bias); `weights` is `(k, k, cin, cout)`, row-major.
-pub fn forward(input: &[f32], weights: &[f32], output: &mut [f32], g: Geometry) {
+/// `output = conv(input, weights) + bias` for a batch; `weights` is
+/// `(k, k, cin, cout)`, row-major.
+pub fn forward(input: &[f32], weights: &[f32], bias: &[f32], output: &mut [f32], g: Geometry) {
     let (pixels, cin, cout) = (g.pixels(), g.cin, g.cout);
     let w = View::new(weights, g.patch(), cout);
     for_chunks(output, pixels * cout, |b, out| {
         let image = &input[b * pixels * cin..(b + 1) * pixels * cin];
+        // The bias is set image by image, so that the multiply finds it in cache.
+        broadcast_rows(out, bias);
         with_scratch(pixels * g.patch(), |columns| {
             if cin == 1 {
                 columns_tap_major(image, columns, g);
@@ -199,10 +201,30 @@ pub fn input_grad(grad_out: &[f32], weights: &[f32], weights_t: View<'_>, grad_i
 }
 
 /// `grad_weights = d loss / d weights`, summed over the batch in image
-/// order; `columns` is a buffer kept across calls.
-pub fn weight_grad(input: &[f32], grad_out: &[f32], grad_weights: &mut [f32], columns: &mut Vec<f32>, g: Geometry) {
+/// order whatever the threads; `buffer` is kept across calls.
+pub fn weight_grad(input: &[f32], grad_out: &[f32], grad_weights: &mut [f32], buffer: &mut Vec<f32>, g: Geometry) {
     let (pixels, cin, cout, patch) = (g.pixels(), g.cin, g.cout, g.patch());
     let batch = grad_out.len() / (pixels * cout);
+    if cin == 1 {
+        // Each image's gradient, (taps x pixels) · (pixels x cout), is small
+        // (a multiply too thin to split): the images run in parallel, each
+        // into its own slot, and the slots are summed in order.
+        buffer.resize(batch * patch * cout, 0.0);
+        for_chunks(buffer, patch * cout, |b, slot| {
+            let grad = View::new(&grad_out[b * pixels * cout..(b + 1) * pixels * cout], pixels, cout);
+            with_scratch(pixels * patch, |columns| {
+                columns_tap_major(&input[b * pixels..(b + 1) * pixels], columns, g);
+                matmul_serial(slot, View::new(columns, g.taps(), pixels), grad, false);
+            });
+        });
+        grad_weights.copy_from_slice(&buffer[..patch * cout]);
+        for slot in buffer.chunks(patch * cout).skip(1) {
+            grad_weights.iter_mut().zip(slot).for_each(|(d, s)| *d += s);
+        }
+        return;
+    }
+    // Several channels: one multiply per chunk of images, over pixel-major
+    // columns of the whole chunk, accumulated chunk after chunk.
     let chunk = images_per_chunk(pixels * patch);
     for b0 in (0..batch).step_by(chunk) {
         let n = chunk.min(batch - b0);
@@ -211,25 +233,27 @@ pub fn weight_grad(input: &[f32], grad_out: &[f32], grad_weights: &mut [f32], co
             n * pixels,
             cout,
         );
-        columns.resize(n * pixels * patch, 0.0);
+        buffer.resize(n * pixels * patch, 0.0);
         let images = &input[b0 * pixels * cin..];
-        if cin == 1 {
-            // Tap-major columns of the chunk's images side by side would not
-            // form one matrix; each image's is a (taps x pixels) block.
-            for_chunks(columns, pixels * patch, |i, c| {
-                columns_tap_major(&images[i * pixels..], c, g)
-            });
-            for i in 0..n {
-                let block = View::new(&columns[i * pixels * patch..(i + 1) * pixels * patch], g.taps(), pixels);
-                let grad_i = View::new(&grad.data[i * pixels * cout..(i + 1) * pixels * cout], pixels, cout);
-                matmul(grad_weights, block, grad_i, b0 + i > 0);
-            }
-        } else {
-            for_chunks(columns, pixels * patch, |i, c| {
-                columns_pixel_major(&images[i * pixels * cin..(i + 1) * pixels * cin], c, g)
-            });
-            matmul(grad_weights, View::new(columns, n * pixels, patch).t(), grad, b0 > 0);
-        }
+        for_chunks(buffer, pixels * patch, |i, c| {
+            columns_pixel_major(&images[i * pixels * cin..(i + 1) * pixels * cin], c, g)
+        });
+        matmul(grad_weights, View::new(buffer, n * pixels, patch).t(), grad, b0 > 0);
+    }
+}
+
+/// Every row of `dst` set to `bias`, by doubling copies: one copy per row
+/// would be a call per 16 floats.
+pub fn broadcast_rows(dst: &mut [f32], bias: &[f32]) {
+    if dst.is_empty() {
+        return;
+    }
+    dst[..bias.len()].copy_from_slice(bias);
+    let mut filled = bias.len();
+    while filled < dst.len() {
+        let n = filled.min(dst.len() - filled);
+        dst.copy_within(..n, filled);
+        filled += n;
     }
 }
 
@@ -241,86 +265,115 @@ pub fn images_per_chunk(floats_per_image: usize) -> usize {
 
 /// 2x2 max-pooling with stride 2 followed by ReLU (max and ReLU commute,
 /// so the convolution before it skips its own ReLU: 4 times fewer values).
-/// `corner` records which of each window's inputs won (0 to 3, row-major;
-/// the first on ties, as PyTorch). One image per parallel task; the loop
-/// over channels has no branches a compiler cannot turn into selects.
-pub fn max_pool_relu(input: &[f32], output: &mut [f32], corner: &mut [u8], h: usize, w: usize, c: usize) {
-    use rayon::prelude::*;
+/// One image per parallel task; the loops over channels are selects only,
+/// so that they vectorize.
+pub fn max_pool_relu(input: &[f32], output: &mut [f32], h: usize, w: usize, c: usize) {
     let (oh, ow) = (h / 2, w / 2);
-    let per_image = oh * ow * c;
-    let pool_image = |b: usize, out: &mut [f32], arg: &mut [u8]| {
+    for_chunks(output, oh * ow * c, |b, out| {
         let image = &input[b * h * w * c..(b + 1) * h * w * c];
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let top = (2 * oy * w + 2 * ox) * c;
-                let bottom = top + w * c;
-                let (a, b) = (&image[top..top + c], &image[top + c..top + 2 * c]);
-                let (d, e) = (&image[bottom..bottom + c], &image[bottom + c..bottom + 2 * c]);
-                let o = (oy * ow + ox) * c;
-                let (out, arg) = (&mut out[o..o + c], &mut arg[o..o + c]);
-                for ch in 0..c {
-                    let (mut best, mut which) = (a[ch], 0u8);
-                    if b[ch] > best {
-                        (best, which) = (b[ch], 1);
-                    }
-                    if d[ch] > best {
-                        (best, which) = (d[ch], 2);
-                    }
-                    if e[ch] > best {
-                        (best, which) = (e[ch], 3);
-                    }
-                    out[ch] = best.max(0.0);
-                    arg[ch] = which;
+        for (o, out) in out.chunks_mut(c).enumerate() {
+            let window = window(image, o / ow, o % ow, w, c);
+            for ch in 0..c {
+                // `>` in window order: the first of tied maxima wins, as in PyTorch.
+                let mut best = window[0][ch];
+                for corner in &window[1..] {
+                    best = if corner[ch] > best { corner[ch] } else { best };
                 }
+                out[ch] = best.max(0.0);
             }
         }
-    };
-    if kernels::threads() > 1 {
-        output
-            .par_chunks_mut(per_image)
-            .zip(corner.par_chunks_mut(per_image))
-            .enumerate()
-            .for_each(|(b, (out, arg))| pool_image(b, out, arg));
-    } else {
-        output
-            .chunks_mut(per_image)
-            .zip(corner.chunks_mut(per_image))
-            .enumerate()
-            .for_each(|(b, (out, arg))| pool_image(b, out, arg));
-    }
+    });
+}
+
+/// The four inputs of output pixel (`oy`, `ox`)'s window, row-major.
+fn window(image: &[f32], oy: usize, ox: usize, w: usize, c: usize) -> [&[f32]; 4] {
+    let top = (2 * oy * w + 2 * ox) * c;
+    let bottom = top + w * c;
+    [
+        &image[top..top + c],
+        &image[top + c..top + 2 * c],
+        &image[bottom..bottom + c],
+        &image[bottom + c..bottom + 2 * c],
+    ]
 }
 
 /// The gradient of [`max_pool_relu`] with respect to its `input`: each
-/// window's winner gets the window's gradient unless the ReLU clamped it
-/// (the winner was at most 0), every other input zero. So the convolution
-/// before it needs no ReLU backward of its own.
+/// window's winner (the first input equal to the output) gets the window's
+/// gradient unless the ReLU clamped the output to 0, every other input
+/// zero. So the convolution before it needs no ReLU backward of its own,
+/// and the forward pass need not remember the winners.
 pub fn max_pool_relu_backward(
     grad_out: &[f32],
     input: &[f32],
+    output: &[f32],
     grad_in: &mut [f32],
-    corner: &[u8],
     h: usize,
     w: usize,
     c: usize,
 ) {
     let (oh, ow) = (h / 2, w / 2);
+    let per_image = oh * ow * c;
     for_chunks(grad_in, h * w * c, |b, image_grad| {
-        image_grad.fill(0.0);
-        let per_image = oh * ow * c;
+        if h % 2 == 1 || w % 2 == 1 {
+            // A last odd row or column belongs to no window.
+            image_grad.fill(0.0);
+        }
         let image = &input[b * h * w * c..(b + 1) * h * w * c];
-        let (grad, arg) = (&grad_out[b * per_image..], &corner[b * per_image..]);
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let top = (2 * oy * w + 2 * ox) * c;
-                let offsets = [top, top + c, top + w * c, top + w * c + c];
-                let o = (oy * ow + ox) * c;
-                for ch in 0..c {
-                    let winner = offsets[arg[o + ch] as usize] + ch;
-                    image_grad[winner] = if image[winner] <= 0.0 { 0.0 } else { grad[o + ch] };
-                }
-            }
+        let grad = &grad_out[b * per_image..(b + 1) * per_image];
+        let pooled = &output[b * per_image..(b + 1) * per_image];
+        for o in 0..oh * ow {
+            let (oy, ox) = (o / ow, o % ow);
+            let (grad, pooled) = (&grad[o * c..(o + 1) * c], &pooled[o * c..(o + 1) * c]);
+            let [x0, x1, x2, x3] = window(image, oy, ox, w, c);
+            let top = (2 * oy * w + 2 * ox) * c;
+            let (upper, lower) = image_grad[top..].split_at_mut(w * c);
+            let (d0, d1) = upper[..2 * c].split_at_mut(c);
+            let (d2, d3) = lower[..2 * c].split_at_mut(c);
+            route_window(pooled, grad, [x0, x1, x2, x3], [d0, d1, d2, d3]);
         }
     });
+}
+
+/// One window's gradients: `d[q][ch]` = `grad[ch]` where input `x[q]` is
+/// the first of the four equal to the pooled value and that value is
+/// positive, else 0. With SSE2 masks four channels at a time (compilers
+/// leave the scalar form of this loop scalar), the rest one by one.
+fn route_window(pooled: &[f32], grad: &[f32], x: [&[f32]; 4], d: [&mut [f32]; 4]) {
+    let c = pooled.len();
+    let [d0, d1, d2, d3] = d;
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        assert!(grad.len() >= c && x.iter().all(|x| x.len() >= c));
+        assert!(d0.len() >= c && d1.len() >= c && d2.len() >= c && d3.len() >= c);
+        while done + 4 <= c {
+            // SAFETY: SSE2 is part of x86_64, and every slice holds at least
+            // `c` floats (asserted above), so the 4 lanes at `done` are in bounds.
+            unsafe {
+                let at = |s: &[f32]| _mm_loadu_ps(s.as_ptr().add(done));
+                let p = at(pooled);
+                let g = _mm_and_ps(at(grad), _mm_cmpgt_ps(p, _mm_setzero_ps()));
+                let e: [__m128; 4] = std::array::from_fn(|q| _mm_cmpeq_ps(at(x[q]), p));
+                let mut taken = e[0];
+                _mm_storeu_ps(d0.as_mut_ptr().add(done), _mm_and_ps(e[0], g));
+                for (q, dst) in [(1, &mut *d1), (2, &mut *d2), (3, &mut *d3)] {
+                    _mm_storeu_ps(dst.as_mut_ptr().add(done), _mm_and_ps(_mm_andnot_ps(taken, e[q]), g));
+                    taken = _mm_or_ps(taken, e[q]);
+                }
+            }
+            done += 4;
+        }
+    }
+    for ch in done..c {
+        let p = pooled[ch];
+        let g = if p > 0.0 { grad[ch] } else { 0.0 };
+        let e = [x[0][ch] == p, x[1][ch] == p, x[2][ch] == p, x[3][ch] == p];
+        d0[ch] = if e[0] { g } else { 0.0 };
+        d1[ch] = if e[1] && !e[0] { g } else { 0.0 };
+        d2[ch] = if e[2] && !(e[0] || e[1]) { g } else { 0.0 };
+        d3[ch] = if e[3] && !(e[0] || e[1] || e[2]) { g } else { 0.0 };
+    }
 }
 
 #[cfg(test)]
@@ -349,8 +402,8 @@ mod tests {
             let x = pseudo_random(batch * h * w * cin, 1.0);
             let weights = pseudo_random(g.patch() * cout, 2.0);
             let bias = pseudo_random(cout, 3.0);
-            let mut out: Vec<f32> = bias.iter().copied().cycle().take(batch * h * w * cout).collect();
-            forward(&x, &weights, &mut out, g);
+            let mut out = vec![f32::NAN; batch * h * w * cout];
+            forward(&x, &weights, &bias, &mut out, g);
             let expected = naive_conv2d(&x, &weights, &bias, batch, h, w, cin, cout, k);
             for (a, b) in out.iter().zip(&expected) {
                 assert!((a - b).abs() < 1e-4, "{:?}: {a} vs {b}", (h, w, cin, cout, k));
@@ -377,13 +430,23 @@ mod tests {
     fn pooling_keeps_the_first_of_tied_maxima_and_routes_gradients_there() {
         // One image, 2x4 pixels, 1 channel: windows [0 1; 4 5] and [2 3; 6 7].
         let x = [1.0, 3.0, -2.0, -1.0, 3.0, 0.0, -5.0, -1.0];
-        let (mut out, mut corner) = (vec![0.0; 2], vec![0u8; 2]);
-        max_pool_relu(&x, &mut out, &mut corner, 2, 4, 1);
+        let mut out = vec![0.0; 2];
+        max_pool_relu(&x, &mut out, 2, 4, 1);
         assert_eq!(out, vec![3.0, 0.0]);
-        assert_eq!(corner, vec![1, 1]);
-        // The second window's winner (-1) was clamped by the ReLU.
+        // The first window's tied 3s: the first gets it. The second
+        // window's winner (-1) was clamped by the ReLU: nothing flows.
         let mut grad_in = vec![9.0; 8];
-        max_pool_relu_backward(&[10.0, 20.0], &x, &mut grad_in, &corner, 2, 4, 1);
+        max_pool_relu_backward(&[10.0, 20.0], &x, &out, &mut grad_in, 2, 4, 1);
         assert_eq!(grad_in, vec![0.0, 10.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        // 5x3 pixels, 2 channels: the odd last row and column get zeros.
+        let x: Vec<f32> = (0..30).map(|v| v as f32).collect();
+        let mut out = vec![0.0; 4];
+        max_pool_relu(&x, &mut out, 5, 3, 2);
+        assert_eq!(out, vec![8.0, 9.0, 20.0, 21.0]);
+        let mut grad_in = vec![9.0; 30];
+        max_pool_relu_backward(&[1.0, 2.0, 3.0, 4.0], &x, &out, &mut grad_in, 5, 3, 2);
+        let mut expected = vec![0.0; 30];
+        (expected[8], expected[9], expected[20], expected[21]) = (1.0, 2.0, 3.0, 4.0);
+        assert_eq!(grad_in, expected);
     }
 }

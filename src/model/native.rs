@@ -9,7 +9,7 @@
 use std::sync::Mutex;
 
 use super::arch::{self, Layer};
-use super::conv::{self, Geometry};
+use super::conv::{self, broadcast_rows, Geometry};
 use super::kernels::{self, matmul, View};
 use super::{Classifier, Loss, Model, ModelConfig, Sgd};
 
@@ -30,8 +30,6 @@ struct Workspace {
     acts: Vec<Vec<f32>>,
     /// im2col columns of a chunk of images, for weight gradients.
     columns: Vec<f32>,
-    /// Per pooling layer: which corner of its window each value came from.
-    corners: Vec<Vec<u8>>,
     grad: Vec<f32>,
     grad_in: Vec<f32>,
     param_grads: Vec<Vec<f32>>,
@@ -89,7 +87,6 @@ impl Native {
         let batch = self.batch_of(x);
         let n = self.layers.len();
         ws.acts.resize_with(n + 1, Vec::new);
-        ws.corners.resize_with(n, Vec::new);
         ws.acts[0].clear();
         ws.acts[0].extend_from_slice(x);
         let mut p = 0;
@@ -110,8 +107,8 @@ impl Native {
                 }
                 Layer::Conv { h, w, cin, cout, k } => {
                     resize(output, batch * h * w * cout);
-                    broadcast_rows(output, &self.params[p + 1]);
-                    conv::forward(input, &self.params[p], output, Geometry { h, w, cin, cout, k });
+                    let (weights, bias) = (&self.params[p], &self.params[p + 1]);
+                    conv::forward(input, weights, bias, output, Geometry { h, w, cin, cout, k });
                     p += 2;
                     if !matches!(self.layers.get(i + 1), Some(Layer::Pool { .. })) {
                         relu_in_place(output);
@@ -120,9 +117,7 @@ impl Native {
                 Layer::Pool { h, w, c } => {
                     let out_len = batch * (h / 2) * (w / 2) * c;
                     resize(output, out_len);
-                    let corners = &mut ws.corners[i];
-                    corners.resize(out_len, 0);
-                    conv::max_pool_relu(input, output, corners, h, w, c);
+                    conv::max_pool_relu(input, output, h, w, c);
                 }
             }
         }
@@ -192,7 +187,7 @@ impl Native {
                 }
                 Layer::Pool { h, w, c } => {
                     resize(&mut ws.grad_in, batch * h * w * c);
-                    conv::max_pool_relu_backward(&ws.grad, input, &mut ws.grad_in, &ws.corners[i], h, w, c);
+                    conv::max_pool_relu_backward(&ws.grad, input, output, &mut ws.grad_in, h, w, c);
                     std::mem::swap(&mut ws.grad, &mut ws.grad_in);
                 }
             }
@@ -281,21 +276,6 @@ fn transpose_into(m: &[f32], rows: usize, cols: usize, dst: &mut Vec<f32>) {
                 }
             }
         }
-    }
-}
-
-/// Every row of `dst` set to `bias` (the matmul then accumulates onto it).
-/// By doubling copies: one copy per row would be a call per 16 floats.
-fn broadcast_rows(dst: &mut [f32], bias: &[f32]) {
-    if dst.is_empty() {
-        return;
-    }
-    dst[..bias.len()].copy_from_slice(bias);
-    let mut filled = bias.len();
-    while filled < dst.len() {
-        let n = filled.min(dst.len() - filled);
-        dst.copy_within(..n, filled);
-        filled += n;
     }
 }
 
