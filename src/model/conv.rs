@@ -7,8 +7,9 @@
 //! L2 when the matrix multiply reads it, and no column matrix of the whole
 //! batch is ever built or scattered back. Each image's multiply runs on one
 //! thread with the same shapes whatever the thread count, so results do not
-//! depend on it. The weight gradient, a sum over the batch, keeps one fixed
-//! summation order: columns a chunk of images at a time, multiplied in order.
+//! depend on it. The weight gradient, a sum over the batch, is summed in a
+//! fixed order: per image into one of a fixed number of slots, then the
+//! slots in order.
 //!
 //! Columns come in two layouts. With several input channels, pixel-major
 //! (`[pixel][tap][channel]`): each kernel row of a patch is one contiguous
@@ -19,7 +20,7 @@
 
 use std::cell::RefCell;
 
-use super::kernels::{for_chunks, matmul, matmul_serial, View};
+use super::kernels::{for_chunks, matmul_serial, View};
 
 /// A convolution layer's shape: `h x w` pixels, `cin` channels in, `cout`
 /// out, a `k x k` kernel with `k / 2` zero padding on every side.
@@ -200,45 +201,43 @@ pub fn input_grad(grad_out: &[f32], weights: &[f32], weights_t: View<'_>, grad_i
     });
 }
 
-/// `grad_weights = d loss / d weights`, summed over the batch in image
-/// order whatever the threads; `buffer` is kept across calls.
-pub fn weight_grad(input: &[f32], grad_out: &[f32], grad_weights: &mut [f32], buffer: &mut Vec<f32>, g: Geometry) {
+/// Partial sums of a weight gradient: image `b` adds into slot
+/// `b % WEIGHT_GRAD_SLOTS`, the slots run in parallel, each over its images
+/// in order, and are summed in order. A fixed count, not the thread count,
+/// so that results do not depend on the threads.
+const WEIGHT_GRAD_SLOTS: usize = 8;
+
+/// `grad_weights = d loss / d weights`, summed over the batch;
+/// `slots` is a buffer kept across calls.
+pub fn weight_grad(input: &[f32], grad_out: &[f32], grad_weights: &mut [f32], slots: &mut Vec<f32>, g: Geometry) {
     let (pixels, cin, cout, patch) = (g.pixels(), g.cin, g.cout, g.patch());
     let batch = grad_out.len() / (pixels * cout);
-    if cin == 1 {
-        // Each image's gradient, (taps x pixels) · (pixels x cout), is small
-        // (a multiply too thin to split): the images run in parallel, each
-        // into its own slot, and the slots are summed in order.
-        buffer.resize(batch * patch * cout, 0.0);
-        for_chunks(buffer, patch * cout, |b, slot| {
-            let grad = View::new(&grad_out[b * pixels * cout..(b + 1) * pixels * cout], pixels, cout);
-            with_scratch(pixels * patch, |columns| {
-                columns_tap_major(&input[b * pixels..(b + 1) * pixels], columns, g);
-                matmul_serial(slot, View::new(columns, g.taps(), pixels), grad, false);
-            });
-        });
-        grad_weights.copy_from_slice(&buffer[..patch * cout]);
-        for slot in buffer.chunks(patch * cout).skip(1) {
-            grad_weights.iter_mut().zip(slot).for_each(|(d, s)| *d += s);
-        }
+    if batch == 0 {
+        grad_weights.fill(0.0);
         return;
     }
-    // Several channels: one multiply per chunk of images, over pixel-major
-    // columns of the whole chunk, accumulated chunk after chunk.
-    let chunk = images_per_chunk(pixels * patch);
-    for b0 in (0..batch).step_by(chunk) {
-        let n = chunk.min(batch - b0);
-        let grad = View::new(
-            &grad_out[b0 * pixels * cout..(b0 + n) * pixels * cout],
-            n * pixels,
-            cout,
-        );
-        buffer.resize(n * pixels * patch, 0.0);
-        let images = &input[b0 * pixels * cin..];
-        for_chunks(buffer, pixels * patch, |i, c| {
-            columns_pixel_major(&images[i * pixels * cin..(i + 1) * pixels * cin], c, g)
+    let count = WEIGHT_GRAD_SLOTS.min(batch);
+    slots.resize(count * patch * cout, 0.0);
+    for_chunks(slots, patch * cout, |s, slot| {
+        with_scratch(pixels * patch, |columns| {
+            for (n, b) in (s..batch).step_by(count).enumerate() {
+                let image = &input[b * pixels * cin..(b + 1) * pixels * cin];
+                let grad = View::new(&grad_out[b * pixels * cout..(b + 1) * pixels * cout], pixels, cout);
+                // (columns)^T · grad: (patch x pixels) · (pixels x cout).
+                let columns_t = if cin == 1 {
+                    columns_tap_major(image, columns, g);
+                    View::new(columns, g.taps(), pixels)
+                } else {
+                    columns_pixel_major(image, columns, g);
+                    View::new(columns, pixels, patch).t()
+                };
+                matmul_serial(slot, columns_t, grad, n > 0);
+            }
         });
-        matmul(grad_weights, View::new(buffer, n * pixels, patch).t(), grad, b0 > 0);
+    });
+    grad_weights.copy_from_slice(&slots[..patch * cout]);
+    for slot in slots.chunks(patch * cout).skip(1) {
+        grad_weights.iter_mut().zip(slot).for_each(|(d, s)| *d += s);
     }
 }
 
@@ -255,12 +254,6 @@ pub fn broadcast_rows(dst: &mut [f32], bias: &[f32]) {
         dst.copy_within(..n, filled);
         filled += n;
     }
-}
-
-/// Images per weight-gradient chunk: about 8 MB of columns (at least one
-/// image); measured faster than 4 or 16 MB for the Madry CNN at batch 128.
-pub fn images_per_chunk(floats_per_image: usize) -> usize {
-    ((1 << 21) / floats_per_image.max(1)).max(1)
 }
 
 /// 2x2 max-pooling with stride 2 followed by ReLU (max and ReLU commute,

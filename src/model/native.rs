@@ -28,8 +28,8 @@ pub struct Native {
 struct Workspace {
     /// `acts[0]` is the input, `acts[i + 1]` the output of layer `i`.
     acts: Vec<Vec<f32>>,
-    /// im2col columns of a chunk of images, for weight gradients.
-    columns: Vec<f32>,
+    /// A convolution's weight-gradient partial sums.
+    weight_grad_slots: Vec<f32>,
     grad: Vec<f32>,
     grad_in: Vec<f32>,
     param_grads: Vec<Vec<f32>>,
@@ -175,7 +175,13 @@ impl Native {
                     }
                     if param_grads {
                         column_sums(&mut ws.param_grads[p + 1], &ws.grad, cout);
-                        conv::weight_grad(input, &ws.grad, &mut ws.param_grads[p], &mut ws.columns, geometry);
+                        conv::weight_grad(
+                            input,
+                            &ws.grad,
+                            &mut ws.param_grads[p],
+                            &mut ws.weight_grad_slots,
+                            geometry,
+                        );
                     }
                     if need_input {
                         resize(&mut ws.grad_in, batch * h * w * cin);
@@ -431,9 +437,9 @@ mod tests {
     }
 
     #[test]
-    fn cnn_agrees_with_dfdx_across_im2col_chunks() {
-        // 256 channels into the second convolution: one image per chunk.
-        assert_eq!(conv::images_per_chunk(14 * 14 * 25 * 256), 1);
+    fn cnn_agrees_with_dfdx_with_a_wide_layer() {
+        // 256 channels into the second convolution; batch 11 fills some
+        // weight-gradient slots with two images, others with one.
         agree_with_dfdx(
             ModelConfig::Cnn {
                 channels: [256, 4],
@@ -441,7 +447,7 @@ mod tests {
             },
             28,
             28,
-            3,
+            11,
         );
     }
 
