@@ -251,19 +251,34 @@ fn bench_writes_the_keys_compare_reads() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
     redqueen()
-        .args(["bench", "--quick", "--skip-cnn", "--threads", "1", "--json"])
+        .args(["bench", "--quick", "--threads", "1", "--json"])
         .arg(&json)
         .assert()
         .success()
-        .stdout(predicate::str::contains("mlp_pgd_step"));
+        .stdout(predicate::str::contains("mlp_pgd_step").and(predicate::str::contains("FMA peak")));
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // Every item of shared/bench/torch_baseline.py (but torchattacks'), and ours.
     for key in [
         "mlp_train_step",
         "mlp_pgd_step",
+        "cnn_train_step",
+        "cnn_pgd_step",
+        "cnn_small_train_step",
+        "cnn_small_pgd_step",
         "mlp_advtrain_epoch",
+        "mlp_hand_pgd10_attack",
+        "cnn_small_madry_step_b64",
         "tournament_default",
     ] {
         assert!(report[key]["median_s"].as_f64().unwrap() > 0.0, "{key}");
+    }
+    assert!(report["mlp_hand_pgd10_attack"]["per_step_ms"].as_f64().unwrap() > 0.0);
+    let family = report["kernel_family"].as_str().unwrap();
+    assert!(["avx512", "avx2-fma", "scalar"].contains(&family), "{family}");
+    if family != "scalar" {
+        assert!(report["fma_peak"]["fma256_gflops"].as_f64().unwrap() > 0.0);
+        let share = report["cnn_small_pgd_step"]["peak_percent"].as_f64().unwrap();
+        assert!(share > 0.0 && share < 100.0, "{share}% of the FMA peak");
     }
     redqueen().args(["bench", "--threads", "0"]).assert().code(2);
     redqueen()
