@@ -281,6 +281,21 @@ fn bench_writes_the_keys_compare_reads() {
         assert!(share > 0.0 && share < 100.0, "{share}% of the FMA peak");
     }
     redqueen().args(["bench", "--threads", "0"]).assert().code(2);
+    // One item alone, as for profiling; a misspelt item is refused by name.
+    let one = dir.path().join("one.json");
+    redqueen()
+        .args(["bench", "--quick", "--threads", "1", "--only", "mlp_pgd_step", "--json"])
+        .arg(&one)
+        .assert()
+        .success();
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&one).unwrap()).unwrap();
+    assert!(report["mlp_pgd_step"]["median_s"].as_f64().unwrap() > 0.0);
+    assert!(report.get("mlp_train_step").is_none() && report.get("tournament_default").is_none());
+    redqueen()
+        .args(["bench", "--only", "mlp_pgd_stp"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("mlp_pgd_stp").and(predicate::str::contains("mlp_pgd_step")));
     redqueen()
         .args(["run", "--threads", "0"])
         .assert()

@@ -398,6 +398,32 @@ pub fn ascend(norm: Norm, adv: &mut [f32], grad: &[f32], step: f32, dim: usize) 
     }
 }
 
+/// [`ascend`], then `threat.project` around `clean`: one PGD step. For
+/// linf both happen in one pass over the batch (the same arithmetic, so
+/// the same bits as the two calls).
+pub fn ascend_projected(threat: ThreatModel, adv: &mut [f32], grad: &[f32], step: f32, clean: &[f32], dim: usize) {
+    if threat.norm != Norm::Linf {
+        ascend(threat.norm, adv, grad, step, dim);
+        threat.project(adv, clean, dim);
+        return;
+    }
+    // `f32::clamp`'s check that min <= max would keep this loop scalar;
+    // comparisons and selects give the same result, NaN included.
+    let clamp = |v: f32, low: f32, high: f32| {
+        if v < low {
+            low
+        } else if v > high {
+            high
+        } else {
+            v
+        }
+    };
+    for ((a, g), &x) in adv.iter_mut().zip(grad).zip(clean) {
+        let moved = *a + step * g.signum() * (*g != 0.0) as u8 as f32;
+        *a = clamp(clamp(moved, x - threat.eps, x + threat.eps), 0.0, 1.0);
+    }
+}
+
 /// Sparse L1 descent (Tramer & Boneh 2019): spend the step on the top 1%
 /// of coordinates by gradient magnitude, skipping those the pixel box
 /// would stop (a pixel at 1 cannot grow), in equal shares.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{named, whitebox_run, AttackSpec, Signal};
 use crate::registry::Describe;
 
-use super::{ascend, fooled, random_start, Attack, AttackLoss, Norm, Objective, Target, ThreatModel};
+use super::{ascend_projected, fooled, random_start, Attack, AttackLoss, Norm, Objective, Target, ThreatModel};
 use crate::model::{Loss, Model};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,8 +163,7 @@ impl Attack for PgdConfig {
             };
             for _ in 0..self.steps {
                 let (_, grad) = model.input_grad(&adv, &loss);
-                ascend(self.norm, &mut adv, &grad, self.step(), dim);
-                threat.project(&mut adv, x, dim);
+                ascend_projected(threat, &mut adv, &grad, self.step(), x, dim);
             }
             if self.restarts == 1 {
                 return adv;

@@ -145,6 +145,27 @@ pub enum Violation {
 mod tests {
     use super::*;
 
+    /// The fused PGD step gives the same bits as `ascend` then `project`,
+    /// zero gradients and pixels at the box's edges included.
+    #[test]
+    fn the_fused_step_equals_ascend_then_project() {
+        let clean: Vec<f32> = (0..40).map(|i| (i as f32 * 0.37).sin().abs()).collect();
+        let mut start = clean.clone();
+        (start[0], start[1], start[2]) = (0.0, 1.0, 0.999);
+        let grad: Vec<f32> = (0..40)
+            .map(|i| if i % 7 == 0 { 0.0 } else { (i as f32 * 1.3).cos() })
+            .collect();
+        for norm in [Norm::Linf, Norm::L2, Norm::L1] {
+            let threat = ThreatModel { norm, eps: 0.3 };
+            let (mut fused, mut apart) = (start.clone(), start.clone());
+            crate::attack::ascend_projected(threat, &mut fused, &grad, 0.1, &clean, 20);
+            crate::attack::ascend(norm, &mut apart, &grad, 0.1, 20);
+            threat.project(&mut apart, &clean, 20);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fused), bits(&apart), "{norm:?}");
+        }
+    }
+
     #[test]
     fn linf_projection_clips_to_ball_and_box() {
         let t = ThreatModel {

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::attack::pgd::PgdConfig;
-use crate::attack::{ascend, Attack, Norm, ThreatModel};
+use crate::attack::{ascend_projected, Attack, Norm, ThreatModel};
 use crate::config;
 use crate::model::kernels::{self, View};
 use crate::model::{Classifier, CrossEntropy, Engine, ModelConfig, Sgd};
@@ -37,6 +37,21 @@ const SMALL_CNN_FORWARD_MACS_PER_EXAMPLE: f64 =
     (28 * 28 * 16 * 25 + 14 * 14 * 32 * 25 * 16 + 1568 * 100 + 100 * 10) as f64;
 /// `torch_madry_small.py`'s training batch.
 const MADRY_BATCH: usize = 64;
+
+/// Every item `bench` can time, in the order it times them.
+pub const ITEMS: &[&str] = &[
+    "mlp_train_step",
+    "mlp_pgd_step",
+    "cnn_train_step",
+    "cnn_pgd_step",
+    "cnn_small_train_step",
+    "cnn_small_pgd_step",
+    "cnn_small_madry_step_b64",
+    "gemm_128x784x256",
+    "mlp_advtrain_epoch",
+    "mlp_hand_pgd10_attack",
+    "tournament_default",
+];
 
 /// One timed item: the median over blocks of (block time / steps).
 #[derive(Debug, Clone, Serialize)]
@@ -114,12 +129,11 @@ fn mlp() -> ModelConfig {
 /// step, projection onto the ball and [0,1].
 fn pgd_step(model: &dyn Classifier, adv: &mut [f32], clean: &[f32], y: &[u8]) {
     let (_, grad) = model.input_grad(adv, &CrossEntropy { labels: y });
-    ascend(Norm::Linf, adv, &grad, ALPHA, model.input_dim());
-    ThreatModel {
+    let ball = ThreatModel {
         norm: Norm::Linf,
         eps: EPS,
-    }
-    .project(adv, clean, model.input_dim());
+    };
+    ascend_projected(ball, adv, &grad, ALPHA, clean, model.input_dim());
 }
 
 /// A train step and a PGD step of `config`, batch 128. It times a bare
@@ -130,27 +144,33 @@ fn bench_model(
     config: &ModelConfig,
     forward_flop: f64,
     (steps, reps, warmup): (usize, usize, usize),
+    wanted: &dyn Fn(&str) -> bool,
     items: &mut BTreeMap<String, Item>,
 ) {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut model = config.init(Engine::Native, 28, 28, 10, 0);
     let x = uniform(BATCH * 784, &mut rng);
     let y = labels(BATCH, &mut rng);
-    let mut item = time_blocks(
-        || {
-            model.train_step(&x, &CrossEntropy { labels: &y }, &SGD);
-        },
-        steps,
-        reps,
-        warmup,
-    );
-    item.gflops = Some(3.0 * forward_flop / item.median_s / 1e9);
-    items.insert(format!("{name}_train_step"), item);
-
-    let mut adv = x.clone();
-    let mut item = time_blocks(|| pgd_step(model.as_ref(), &mut adv, &x, &y), steps, reps, warmup);
-    item.gflops = Some(2.0 * forward_flop / item.median_s / 1e9);
-    items.insert(format!("{name}_pgd_step"), item);
+    let train = format!("{name}_train_step");
+    if wanted(&train) {
+        let mut item = time_blocks(
+            || {
+                model.train_step(&x, &CrossEntropy { labels: &y }, &SGD);
+            },
+            steps,
+            reps,
+            warmup,
+        );
+        item.gflops = Some(3.0 * forward_flop / item.median_s / 1e9);
+        items.insert(train, item);
+    }
+    let pgd = format!("{name}_pgd_step");
+    if wanted(&pgd) {
+        let mut adv = x.clone();
+        let mut item = time_blocks(|| pgd_step(model.as_ref(), &mut adv, &x, &y), steps, reps, warmup);
+        item.gflops = Some(2.0 * forward_flop / item.median_s / 1e9);
+        items.insert(pgd, item);
+    }
 }
 
 /// PGD adversarial training over `x`: per batch of 128, a random start and
@@ -173,19 +193,26 @@ fn adversarial_epoch(model: &mut dyn Classifier, x: &[f32], y: &[u8], rng: &mut 
     }
 }
 
-/// Run every workload with `threads` threads.
-pub fn run(threads: usize, quick: bool, skip_cnn: bool) -> anyhow::Result<Report> {
+/// Run the workloads of [`ITEMS`] that `wanted` names, with `threads` threads.
+pub fn run(threads: usize, quick: bool, wanted: &dyn Fn(&str) -> bool) -> anyhow::Result<Report> {
     let threads = threads.max(1);
     // The pool the matrix multiplies run on; an error means it already exists.
     let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
     kernels::set_threads(threads);
     let fma_peak = peak::measure(threads, quick);
     let mut items = BTreeMap::new();
-    bench_models(quick, skip_cnn, &mut items);
-    items.insert("gemm_128x784x256".into(), bench_gemm(quick));
-    items.insert("mlp_advtrain_epoch".into(), bench_adversarial_epoch(quick));
-    items.insert("mlp_hand_pgd10_attack".into(), bench_pgd_attack(quick));
-    items.insert("tournament_default".into(), bench_tournament(threads, quick)?);
+    bench_models(quick, wanted, &mut items);
+    let mut time = |name: &str, bench: &mut dyn FnMut() -> anyhow::Result<Item>| -> anyhow::Result<()> {
+        if wanted(name) {
+            items.insert(name.into(), bench()?);
+        }
+        Ok(())
+    };
+    time("cnn_small_madry_step_b64", &mut || Ok(bench_madry_small_step(quick)))?;
+    time("gemm_128x784x256", &mut || Ok(bench_gemm(quick)))?;
+    time("mlp_advtrain_epoch", &mut || Ok(bench_adversarial_epoch(quick)))?;
+    time("mlp_hand_pgd10_attack", &mut || Ok(bench_pgd_attack(quick)))?;
+    time("tournament_default", &mut || bench_tournament(threads, quick))?;
     if let Some(peak) = fma_peak.best() {
         for item in items.values_mut() {
             item.peak_percent = item.gflops.map(|g| 100.0 * g / peak);
@@ -203,38 +230,35 @@ pub fn run(threads: usize, quick: bool, skip_cnn: bool) -> anyhow::Result<Report
     })
 }
 
-/// The train and PGD steps of the MLP, and of the CNN unless skipped.
-fn bench_models(quick: bool, skip_cnn: bool, items: &mut BTreeMap<String, Item>) {
-    let mlp_forward_flop = 2.0 * BATCH as f64 * MLP_MATMUL_PARAMS;
-    bench_model(
-        "mlp",
-        &mlp(),
-        mlp_forward_flop,
-        if quick { (20, 5, 20) } else { (50, 15, 20) },
-        items,
-    );
-    if !skip_cnn {
-        let cnn = ModelConfig::Cnn {
-            channels: [32, 64],
-            dense: 1024,
-        };
-        let cnn_forward_flop = 2.0 * BATCH as f64 * CNN_FORWARD_MACS_PER_EXAMPLE;
-        bench_model(
+/// The train and PGD steps of the MLP, the Madry CNN and the small CNN.
+fn bench_models(quick: bool, wanted: &dyn Fn(&str) -> bool, items: &mut BTreeMap<String, Item>) {
+    let madry_cnn = ModelConfig::Cnn {
+        channels: [32, 64],
+        dense: 1024,
+    };
+    let models = [
+        (
+            "mlp",
+            mlp(),
+            MLP_MATMUL_PARAMS,
+            if quick { (20, 5, 20) } else { (50, 15, 20) },
+        ),
+        (
             "cnn",
-            &cnn,
-            cnn_forward_flop,
+            madry_cnn,
+            CNN_FORWARD_MACS_PER_EXAMPLE,
             if quick { (2, 3, 3) } else { (5, 7, 3) },
-            items,
-        );
-        let small_forward_flop = 2.0 * BATCH as f64 * SMALL_CNN_FORWARD_MACS_PER_EXAMPLE;
-        bench_model(
+        ),
+        (
             "cnn_small",
-            &small_cnn(),
-            small_forward_flop,
+            small_cnn(),
+            SMALL_CNN_FORWARD_MACS_PER_EXAMPLE,
             if quick { (5, 3, 5) } else { (20, 7, 5) },
-            items,
-        );
-        items.insert("cnn_small_madry_step_b64".into(), bench_madry_small_step(quick));
+        ),
+    ];
+    for (name, config, macs_per_example, repetitions) in models {
+        let forward_flop = 2.0 * BATCH as f64 * macs_per_example;
+        bench_model(name, &config, forward_flop, repetitions, wanted, items);
     }
 }
 
@@ -258,9 +282,7 @@ fn bench_pgd_attack(quick: bool) -> Item {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let model = mlp().init(Engine::Native, 28, 28, 10, 0);
     let (x, y) = (uniform(BATCH * 784, &mut rng), labels(BATCH, &mut rng));
-    let mut attack = PgdConfig::new(Norm::Linf, EPS);
-    attack.steps = PGD_STEPS;
-    attack.step_size = Some(ALPHA);
+    let attack = pgd10(ALPHA);
     let mut item = time_blocks(
         || {
             std::hint::black_box(attack.craft(model.as_ref(), &x, &y, &mut rng));
@@ -281,9 +303,7 @@ fn bench_madry_small_step(quick: bool) -> Item {
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     let mut model = small_cnn().init(Engine::Native, 28, 28, 10, 0);
     let (x, y) = (uniform(MADRY_BATCH * 784, &mut rng), labels(MADRY_BATCH, &mut rng));
-    let mut attack = PgdConfig::new(Norm::Linf, EPS);
-    attack.steps = PGD_STEPS;
-    attack.step_size = Some(EPS / 4.0);
+    let attack = pgd10(EPS / 4.0);
     let mut item = time_blocks(
         || {
             let adv = attack.craft(model.as_ref(), &x, &y, &mut rng);
@@ -296,6 +316,14 @@ fn bench_madry_small_step(quick: bool) -> Item {
     let forward_flop = 2.0 * MADRY_BATCH as f64 * SMALL_CNN_FORWARD_MACS_PER_EXAMPLE;
     item.gflops = Some((2 * PGD_STEPS + 3) as f64 * forward_flop / item.median_s / 1e9);
     item
+}
+
+/// redqueen's `pgd` attack at linf 0.3, 10 steps of `step` from a random start.
+fn pgd10(step: f32) -> PgdConfig {
+    let mut attack = PgdConfig::new(Norm::Linf, EPS);
+    attack.steps = PGD_STEPS;
+    attack.step_size = Some(step);
+    attack
 }
 
 fn small_cnn() -> ModelConfig {

@@ -34,10 +34,10 @@ impl FmaPeak {
 pub fn kernel_family() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if is_x86_feature_detected!("avx512f") {
             return "avx512";
         }
-        if std::arch::is_x86_feature_detected!("fma") {
+        if is_x86_feature_detected!("fma") {
             return "avx2-fma";
         }
     }
@@ -50,19 +50,13 @@ pub fn measure(threads: usize, quick: bool) -> FmaPeak {
     #[cfg(target_arch = "x86_64")]
     {
         let iterations: u64 = if quick { 10_000_000 } else { 50_000_000 };
-        let has = |f: &str| match f {
-            "fma" => std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx2"),
-            _ => std::arch::is_x86_feature_detected!("avx512f"),
-        };
-        let fma256_gflops = has("fma").then(|| {
+        let fma256_gflops = (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")).then(|| {
             // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            let run = |n| unsafe { x86::fma256(n) };
-            median_gflops(threads, iterations, 8, run)
+            median_gflops(threads, iterations, 8, |n| unsafe { x86::fma256(n) })
         });
-        let fma512_gflops = has("avx512f").then(|| {
+        let fma512_gflops = is_x86_feature_detected!("avx512f").then(|| {
             // SAFETY: the CPU has AVX-512F (checked just above).
-            let run = |n| unsafe { x86::fma512(n) };
-            median_gflops(threads, iterations, 16, run)
+            median_gflops(threads, iterations, 16, |n| unsafe { x86::fma512(n) })
         });
         FmaPeak {
             fma256_gflops,

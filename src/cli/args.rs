@@ -81,6 +81,10 @@ pub(super) enum Command {
         /// Leave out the CNN items.
         #[arg(long)]
         skip_cnn: bool,
+        /// Time only these items (comma-separated or repeated), e.g. to
+        /// profile one under `perf record`.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
 }
 

@@ -53,7 +53,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
             threads,
             quick,
             skip_cnn,
-        } => bench(json, threads, quick, skip_cnn),
+            only,
+        } => bench(json, threads, quick, skip_cnn, only),
         Command::Check { file } => check(&file),
     }
 }
@@ -111,13 +112,28 @@ fn attacks(quick: bool, json: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 }
 
 /// `bench`: the engine timed on the PyTorch baseline's workloads.
-fn bench(json: Option<PathBuf>, threads: Option<usize>, quick: bool, skip_cnn: bool) -> anyhow::Result<ExitCode> {
+fn bench(
+    json: Option<PathBuf>,
+    threads: Option<usize>,
+    quick: bool,
+    skip_cnn: bool,
+    only: Vec<String>,
+) -> anyhow::Result<ExitCode> {
     let threads = match threads {
         Some(0) => return Err(Error::Usage("--threads must be at least 1".into()).into()),
         Some(t) => t,
         None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     };
-    let report = crate::bench::run(threads, quick, skip_cnn)?;
+    if let Some(unknown) = only.iter().find(|name| !crate::bench::ITEMS.contains(&name.as_str())) {
+        return Err(Error::Usage(format!(
+            "--only: no bench item `{unknown}`; the items are {}",
+            crate::bench::ITEMS.join(", ")
+        ))
+        .into());
+    }
+    let wanted =
+        |item: &str| (only.is_empty() || only.iter().any(|o| o == item)) && !(skip_cnn && item.starts_with("cnn"));
+    let report = crate::bench::run(threads, quick, &wanted)?;
     say(&crate::bench::table(&report));
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(&report)?;

@@ -20,7 +20,7 @@
 
 use std::cell::RefCell;
 
-use super::kernels::{for_chunks, matmul_serial, View};
+use super::kernels::{broadcast_rows, for_chunks, matmul_serial, View};
 
 /// A convolution layer's shape: `h x w` pixels, `cin` channels in, `cout`
 /// out, a `k x k` kernel with `k / 2` zero padding on every side.
@@ -159,6 +159,18 @@ fn add_pixel_major(columns: &[f32], image: &mut [f32], g: Geometry) {
     }
 }
 
+/// One image's im2col columns, in the layout that suits `g`, as the
+/// `(pixels x k*k*cin)` matrix they stand for.
+fn im2col<'a>(image: &[f32], columns: &'a mut [f32], g: Geometry) -> View<'a> {
+    if g.cin == 1 {
+        columns_tap_major(image, columns, g);
+        View::new(columns, g.taps(), g.pixels()).t()
+    } else {
+        columns_pixel_major(image, columns, g);
+        View::new(columns, g.pixels(), g.patch())
+    }
+}
+
 /// `output = conv(input, weights) + bias` for a batch; `weights` is
 /// `(k, k, cin, cout)`, row-major.
 pub fn forward(input: &[f32], weights: &[f32], bias: &[f32], output: &mut [f32], g: Geometry) {
@@ -169,29 +181,23 @@ pub fn forward(input: &[f32], weights: &[f32], bias: &[f32], output: &mut [f32],
         // The bias is set image by image, so that the multiply finds it in cache.
         broadcast_rows(out, bias);
         with_scratch(pixels * g.patch(), |columns| {
-            if cin == 1 {
-                columns_tap_major(image, columns, g);
-                matmul_serial(out, View::new(columns, g.taps(), pixels).t(), w, true);
-            } else {
-                columns_pixel_major(image, columns, g);
-                matmul_serial(out, View::new(columns, pixels, g.patch()), w, true);
-            }
+            matmul_serial(out, im2col(image, columns, g), w, true);
         });
     });
 }
 
 /// `grad_in = d loss / d input` from `grad_out = d loss / d output`.
 /// `weights_t` is the `(cout, k*k*cin)` transpose of the weights.
-pub fn input_grad(grad_out: &[f32], weights: &[f32], weights_t: View<'_>, grad_in: &mut [f32], g: Geometry) {
+pub fn input_grad(grad_out: &[f32], weights_t: View<'_>, grad_in: &mut [f32], g: Geometry) {
     let (pixels, cin, cout) = (g.pixels(), g.cin, g.cout);
     for_chunks(grad_in, pixels * cin, |b, image_grad| {
         let grad = &grad_out[b * pixels * cout..(b + 1) * pixels * cout];
         image_grad.fill(0.0);
         with_scratch(pixels * g.patch(), |columns| {
             if cin == 1 {
-                // [tap][pixel] = weights (taps x cout) · grad^T (cout x pixels).
+                // Tap-major: [tap][pixel] = weights (taps x cout) · grad^T.
                 let grad_t = View::new(grad, pixels, cout).t();
-                matmul_serial(columns, View::new(weights, g.taps(), cout), grad_t, false);
+                matmul_serial(columns, weights_t.t(), grad_t, false);
                 add_tap_major(columns, image_grad, g);
             } else {
                 matmul_serial(columns, View::new(grad, pixels, cout), weights_t, false);
@@ -223,36 +229,13 @@ pub fn weight_grad(input: &[f32], grad_out: &[f32], grad_weights: &mut [f32], sl
             for (n, b) in (s..batch).step_by(count).enumerate() {
                 let image = &input[b * pixels * cin..(b + 1) * pixels * cin];
                 let grad = View::new(&grad_out[b * pixels * cout..(b + 1) * pixels * cout], pixels, cout);
-                // (columns)^T · grad: (patch x pixels) · (pixels x cout).
-                let columns_t = if cin == 1 {
-                    columns_tap_major(image, columns, g);
-                    View::new(columns, g.taps(), pixels)
-                } else {
-                    columns_pixel_major(image, columns, g);
-                    View::new(columns, pixels, patch).t()
-                };
-                matmul_serial(slot, columns_t, grad, n > 0);
+                matmul_serial(slot, im2col(image, columns, g).t(), grad, n > 0);
             }
         });
     });
     grad_weights.copy_from_slice(&slots[..patch * cout]);
     for slot in slots.chunks(patch * cout).skip(1) {
         grad_weights.iter_mut().zip(slot).for_each(|(d, s)| *d += s);
-    }
-}
-
-/// Every row of `dst` set to `bias`, by doubling copies: one copy per row
-/// would be a call per 16 floats.
-pub fn broadcast_rows(dst: &mut [f32], bias: &[f32]) {
-    if dst.is_empty() {
-        return;
-    }
-    dst[..bias.len()].copy_from_slice(bias);
-    let mut filled = bias.len();
-    while filled < dst.len() {
-        let n = filled.min(dst.len() - filled);
-        dst.copy_within(..n, filled);
-        filled += n;
     }
 }
 
@@ -440,6 +423,37 @@ mod tests {
         max_pool_relu_backward(&[1.0, 2.0, 3.0, 4.0], &x, &out, &mut grad_in, 5, 3, 2);
         let mut expected = vec![0.0; 30];
         (expected[8], expected[9], expected[20], expected[21]) = (1.0, 2.0, 3.0, 4.0);
+        assert_eq!(grad_in, expected);
+    }
+
+    /// With 7 channels (one 4-wide SSE2 block and a scalar tail), values
+    /// from a small set so that ties and clamped windows are common: the
+    /// gradients match a reference that remembers the winner's index.
+    #[test]
+    fn pooling_gradients_match_an_argmax_reference_in_both_code_paths() {
+        let (batch, h, w, c) = (2, 4, 6, 7);
+        let x: Vec<f32> = (0..batch * h * w * c).map(|i| ((i * 7919) % 5) as f32 - 2.0).collect();
+        let grad_out: Vec<f32> = (0..batch * (h / 2) * (w / 2) * c).map(|i| i as f32 + 1.0).collect();
+        let mut out = vec![0.0; grad_out.len()];
+        max_pool_relu(&x, &mut out, h, w, c);
+        let mut grad_in = vec![f32::NAN; x.len()];
+        max_pool_relu_backward(&grad_out, &x, &out, &mut grad_in, h, w, c);
+
+        let mut expected = vec![0.0; x.len()];
+        for b in 0..batch {
+            for (o, (&g, &pooled)) in grad_out.iter().zip(&out).enumerate().skip(b * 6 * c).take(6 * c) {
+                let (pixel, ch) = ((o / c) % 6, o % c);
+                let top = ((b * h + 2 * (pixel / 3)) * w + 2 * (pixel % 3)) * c + ch;
+                let corners = [top, top + c, top + w * c, top + w * c + c];
+                let winner = corners
+                    .into_iter()
+                    .fold(corners[0], |best, i| if x[i] > x[best] { i } else { best });
+                assert_eq!(pooled, x[winner].max(0.0));
+                if x[winner] > 0.0 {
+                    expected[winner] = g;
+                }
+            }
+        }
         assert_eq!(grad_in, expected);
     }
 }

@@ -138,6 +138,21 @@ fn matmul_with(dst: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool, para
     }
 }
 
+/// Every row of `dst` set to `bias`, by doubling copies: one copy per row
+/// would be a call per 16 floats.
+pub fn broadcast_rows(dst: &mut [f32], bias: &[f32]) {
+    if dst.is_empty() {
+        return;
+    }
+    dst[..bias.len()].copy_from_slice(bias);
+    let mut filled = bias.len();
+    while filled < dst.len() {
+        let n = filled.min(dst.len() - filled);
+        dst.copy_within(..n, filled);
+        filled += n;
+    }
+}
+
 /// Run `f(chunk_index, chunk)` over `data` split into chunks of `chunk`
 /// elements, on the engine's threads.
 pub fn for_chunks<F>(data: &mut [f32], chunk: usize, f: F)

@@ -9,8 +9,8 @@
 use std::sync::Mutex;
 
 use super::arch::{self, Layer};
-use super::conv::{self, broadcast_rows, Geometry};
-use super::kernels::{self, matmul, View};
+use super::conv::{self, Geometry};
+use super::kernels::{self, broadcast_rows, matmul, View};
 use super::{Classifier, Loss, Model, ModelConfig, Sgd};
 
 pub struct Native {
@@ -26,7 +26,8 @@ pub struct Native {
 
 #[derive(Default)]
 struct Workspace {
-    /// `acts[0]` is the input, `acts[i + 1]` the output of layer `i`.
+    /// `acts[i + 1]` is the output of layer `i`; `acts[0]` stays empty (the
+    /// layers read the caller's input, which is not copied).
     acts: Vec<Vec<f32>>,
     /// A convolution's weight-gradient partial sums.
     weight_grad_slots: Vec<f32>,
@@ -87,12 +88,10 @@ impl Native {
         let batch = self.batch_of(x);
         let n = self.layers.len();
         ws.acts.resize_with(n + 1, Vec::new);
-        ws.acts[0].clear();
-        ws.acts[0].extend_from_slice(x);
         let mut p = 0;
         for (i, layer) in self.layers.iter().enumerate() {
             let (before, after) = ws.acts.split_at_mut(i + 1);
-            let input = &before[i];
+            let input: &[f32] = if i == 0 { x } else { &before[i] };
             let output = &mut after[0];
             match *layer {
                 Layer::Dense { inp, out, relu } => {
@@ -123,11 +122,12 @@ impl Native {
         }
     }
 
-    /// Backward pass from `dlogits` (in `ws.grad`). With `param_grads` it
-    /// fills `ws.param_grads`; with `want_input` it leaves d/dx in `ws.grad`.
+    /// Backward pass from `dlogits` (in `ws.grad`) through the forward pass
+    /// of `x` just taken. With `param_grads` it fills `ws.param_grads`;
+    /// with `want_input` it leaves d/dx in `ws.grad`.
     /// One function on purpose: the layers run back to back over one
     /// workspace, and splitting them would hand its buffers around by hand.
-    fn backward(&self, ws: &mut Workspace, batch: usize, param_grads: bool, want_input: bool) {
+    fn backward(&self, x: &[f32], ws: &mut Workspace, batch: usize, param_grads: bool, want_input: bool) {
         if param_grads {
             ws.param_grads.resize_with(self.params.len(), Vec::new);
             for (g, p) in ws.param_grads.iter_mut().zip(&self.params) {
@@ -137,7 +137,7 @@ impl Native {
         let mut p = self.params.len();
         for (i, layer) in self.layers.iter().enumerate().rev() {
             let need_input = i > 0 || want_input;
-            let input = &ws.acts[i];
+            let input: &[f32] = if i == 0 { x } else { &ws.acts[i] };
             let output = &ws.acts[i + 1];
             match *layer {
                 Layer::Dense { inp, out, relu } => {
@@ -187,7 +187,7 @@ impl Native {
                         resize(&mut ws.grad_in, batch * h * w * cin);
                         let patch = k * k * cin;
                         let weights_t = weight_t(&ws.transposed, ws.transposed_valid, &self.params[p], p, patch, cout);
-                        conv::input_grad(&ws.grad, &self.params[p], weights_t, &mut ws.grad_in, geometry);
+                        conv::input_grad(&ws.grad, weights_t, &mut ws.grad_in, geometry);
                         std::mem::swap(&mut ws.grad, &mut ws.grad_in);
                     }
                 }
@@ -236,7 +236,7 @@ impl Native {
         // the large gradient buffers on every call.
         ws.grad.clear();
         ws.grad.extend_from_slice(&dlogits);
-        self.backward(ws, batch, param_grads, want_input);
+        self.backward(x, ws, batch, param_grads, want_input);
         losses
     }
 
