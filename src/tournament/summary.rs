@@ -527,6 +527,15 @@ mod tests {
         summarize("t", (&[1], 10), 1, rows.len(), &rows, RunTiming::default())
     }
 
+    /// The payoff matrix's rewards, every cell present.
+    fn cells(s: &Summary) -> Vec<Vec<f64>> {
+        s.payoff
+            .reward
+            .iter()
+            .map(|r| r.iter().map(|c| c.unwrap()).collect())
+            .collect()
+    }
+
     fn assert_weights(got: &[Weight], want: &[(&str, f64)]) {
         let got: Vec<(&str, f64)> = got.iter().map(|w| (w.agent.as_str(), w.probability)).collect();
         assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
@@ -560,13 +569,7 @@ mod tests {
         );
         assert_eq!(s.payoff.attackers, ["zeta", "alpha"]);
         assert_eq!(s.payoff.defenders, ["d-one", "d-two", "d-three"]);
-        let cells: Vec<Vec<f64>> = s
-            .payoff
-            .reward
-            .iter()
-            .map(|r| r.iter().map(|c| c.unwrap()).collect())
-            .collect();
-        assert_eq!(cells, wide);
+        assert_eq!(cells(&s), wide);
         let eq = s.equilibrium.unwrap();
         assert!((eq.value - 0.6).abs() < 1e-9, "value {}", eq.value);
         assert_weights(&eq.attackers, &[("zeta", 0.25), ("alpha", 0.75)]);
@@ -591,13 +594,7 @@ mod tests {
         );
         assert_eq!(s.payoff.attackers, ["omega", "beta", "gamma"]);
         assert_eq!(s.payoff.defenders, ["e-one", "e-two"]);
-        let cells: Vec<Vec<f64>> = s
-            .payoff
-            .reward
-            .iter()
-            .map(|r| r.iter().map(|c| c.unwrap()).collect())
-            .collect();
-        assert_eq!(cells, tall);
+        assert_eq!(cells(&s), tall);
         let eq = s.equilibrium.unwrap();
         assert!((eq.value - 0.4).abs() < 1e-9, "value {}", eq.value);
         assert_weights(&eq.attackers, &[("omega", 0.5), ("beta", 0.5), ("gamma", 0.0)]);
