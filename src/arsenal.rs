@@ -12,7 +12,7 @@ use crate::attack::*;
 use crate::config::PretrainConfig;
 use crate::data::synthetic_digits;
 use crate::defense::{Defense, PgdAtConfig, RoundData};
-use crate::model::{Classifier, Engine, ModelConfig, Sgd};
+use crate::model::{Classifier, Engine, ModelConfig, OptimizerConfig};
 use crate::record::Norms;
 use crate::tournament::{eval_subset, pretrain};
 
@@ -45,7 +45,7 @@ pub fn run(quick: bool) -> Vec<Row> {
     let settings = PretrainConfig {
         epochs: 4,
         batch: 64,
-        optimizer: Sgd::default(),
+        optimizer: OptimizerConfig::default(),
     };
     let standard = pretrain(&mlp, Engine::Native, &settings, &data.train, data.classes, seed);
     let mut pgd_at_model = standard.boxed_clone();
@@ -57,11 +57,7 @@ pub fn run(quick: bool) -> Vec<Row> {
         },
         steps: if quick { 100 } else { 400 },
         batch: 64,
-        optimizer: Sgd {
-            lr: 0.02,
-            momentum: 0.9,
-            weight_decay: 0.0,
-        },
+        optimizer: OptimizerConfig::sgd(0.02, 0.9, 0.0),
     };
     let round = RoundData {
         crafted: &[],

@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use crate::config::PretrainConfig;
 use crate::data::synthetic_digits;
-use crate::model::{Classifier, Engine, ModelConfig, Sgd};
+use crate::model::{Classifier, Engine, ModelConfig, OptimizerConfig};
 use crate::tournament::pretrain;
 
 pub struct SyntheticFixture {
@@ -27,7 +27,7 @@ pub fn trained_mlp() -> &'static SyntheticFixture {
         let settings = PretrainConfig {
             epochs: 4,
             batch: 64,
-            optimizer: Sgd::default(),
+            optimizer: OptimizerConfig::default(),
         };
         let model = pretrain(
             &ModelConfig::Mlp { hidden: vec![256, 256] },

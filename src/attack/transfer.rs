@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{named, Access, AttackConfig, AttackSpec, Crafted, Norm, PgdConfig, Signal, ThreatModel};
 use crate::data::Split;
-use crate::model::{Classifier, Engine, Examples, Model, ModelConfig, Sgd, TrainConfig, TrainSet, Trainer};
+use crate::model::{Classifier, Engine, Examples, Model, ModelConfig, OptimizerConfig, TrainConfig, TrainSet, Trainer};
 use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,7 +65,7 @@ impl TransferConfig {
             .surrogate
             .init(Engine::Native, train.rows, train.cols, 10, self.seed);
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        Trainer::new(TrainConfig::epochs(self.epochs, 64, Sgd::default())).fit(
+        Trainer::new(TrainConfig::epochs(self.epochs, 64, OptimizerConfig::default())).fit(
             model.as_mut(),
             Examples::Set(TrainSet::labeled(&subset.images, &subset.labels)),
             &mut rng,

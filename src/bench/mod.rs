@@ -19,18 +19,14 @@ use crate::attack::pgd::PgdConfig;
 use crate::attack::{ascend_projected, Attack, Norm, ThreatModel};
 use crate::config;
 use crate::model::kernels::{self, View};
-use crate::model::{Classifier, CrossEntropy, Engine, ModelConfig, Sgd};
+use crate::model::{Classifier, CrossEntropy, Engine, ModelConfig, Optimizer, OptimizerConfig};
 use crate::tournament::{self, RunOptions, Silent};
 
 const BATCH: usize = 128;
 const EPS: f32 = 0.3;
 const ALPHA: f32 = 0.1;
 const PGD_STEPS: usize = 10;
-const SGD: Sgd = Sgd {
-    lr: 0.01,
-    momentum: 0.9,
-    weight_decay: 0.0,
-};
+const SGD: OptimizerConfig = OptimizerConfig::sgd(0.01, 0.9, 0.0);
 const MLP_MATMUL_PARAMS: f64 = (784 * 256 + 256 * 256 + 256 * 10) as f64;
 const CNN_FORWARD_MACS_PER_EXAMPLE: f64 = (28 * 28 * 32 * 25 + 14 * 14 * 64 * 25 * 32 + 3136 * 1024 + 1024 * 10) as f64;
 const SMALL_CNN_FORWARD_MACS_PER_EXAMPLE: f64 =
@@ -155,7 +151,7 @@ fn bench_model(
     if wanted(&train) {
         let mut item = time_blocks(
             || {
-                model.train_step(&x, &CrossEntropy { labels: &y }, &SGD);
+                model.train_step(&x, &CrossEntropy { labels: &y }, &Optimizer::constant(SGD));
             },
             steps,
             reps,
@@ -189,7 +185,7 @@ fn adversarial_epoch(model: &mut dyn Classifier, x: &[f32], y: &[u8], rng: &mut 
         for _ in 0..PGD_STEPS {
             pgd_step(model, &mut adv, xb, yb);
         }
-        model.train_step(&adv, &CrossEntropy { labels: yb }, &SGD);
+        model.train_step(&adv, &CrossEntropy { labels: yb }, &Optimizer::constant(SGD));
     }
 }
 
@@ -307,7 +303,7 @@ fn bench_madry_small_step(quick: bool) -> Item {
     let mut item = time_blocks(
         || {
             let adv = attack.craft(model.as_ref(), &x, &y, &mut rng);
-            model.train_step(&adv, &CrossEntropy { labels: &y }, &SGD);
+            model.train_step(&adv, &CrossEntropy { labels: &y }, &Optimizer::constant(SGD));
         },
         if quick { 2 } else { 5 },
         if quick { 3 } else { 7 },

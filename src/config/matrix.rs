@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{builtin, parse, DataConfig, PretrainConfig};
 use crate::attack::{Access, AttackConfig};
 use crate::error::{Error, Result};
-use crate::model::{Engine, ModelConfig, Sgd};
+use crate::model::{Engine, ModelConfig, OptimizerConfig};
 
 /// The built-in default matrix, on synthetic digits.
 pub const DEFAULT_MATRIX: &str = "matrix/default.toml";
@@ -47,7 +47,7 @@ pub struct MatrixTraining {
     #[serde(default = "default_batch")]
     pub batch: usize,
     #[serde(default = "default_optimizer")]
-    pub optimizer: Sgd,
+    pub optimizer: OptimizerConfig,
 }
 
 fn default_steps() -> usize {
@@ -56,12 +56,8 @@ fn default_steps() -> usize {
 fn default_batch() -> usize {
     64
 }
-fn default_optimizer() -> Sgd {
-    Sgd {
-        lr: 0.02,
-        momentum: 0.9,
-        weight_decay: 0.0,
-    }
+fn default_optimizer() -> OptimizerConfig {
+    OptimizerConfig::sgd(0.02, 0.9, 0.0)
 }
 
 impl Default for MatrixTraining {

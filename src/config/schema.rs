@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::PolicyConfig;
 use crate::attack::{AttackConfig, Rules};
 use crate::defense::DefenseConfig;
-use crate::model::{Engine, ModelConfig, Sgd};
+use crate::model::{Engine, ModelConfig, OptimizerConfig};
 
 /// A tournament file as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,7 +115,7 @@ pub struct PretrainConfig {
     #[serde(default = "default_batch")]
     pub batch: usize,
     #[serde(default)]
-    pub optimizer: Sgd,
+    pub optimizer: OptimizerConfig,
 }
 
 fn default_epochs() -> usize {
@@ -130,7 +130,7 @@ impl Default for PretrainConfig {
         PretrainConfig {
             epochs: default_epochs(),
             batch: default_batch(),
-            optimizer: Sgd::default(),
+            optimizer: OptimizerConfig::default(),
         }
     }
 }

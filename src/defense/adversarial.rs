@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
 use crate::error::Error;
-use crate::model::{Classifier, Examples, Sgd, TrainConfig, TrainSet, Trainer};
+use crate::model::{Classifier, Examples, OptimizerConfig, TrainConfig, TrainSet, Trainer};
 use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,7 +27,7 @@ pub struct AdversarialConfig {
     #[serde(default = "default_batch")]
     pub batch: usize,
     #[serde(default = "default_opt")]
-    pub optimizer: Sgd,
+    pub optimizer: OptimizerConfig,
 }
 
 fn default_replay() -> usize {
@@ -42,12 +42,8 @@ fn default_clean_ratio() -> f32 {
 pub(crate) fn default_batch() -> usize {
     64
 }
-pub(crate) fn default_opt() -> Sgd {
-    Sgd {
-        lr: 0.02,
-        momentum: 0.9,
-        weight_decay: 0.0,
-    }
+pub(crate) fn default_opt() -> OptimizerConfig {
+    OptimizerConfig::sgd(0.02, 0.9, 0.0)
 }
 
 impl Describe for AdversarialConfig {
@@ -101,7 +97,7 @@ impl Defense for Adversarial {
         let (clean_x, clean_y) = sample_train(round.train, clean, rng);
         x.extend(clean_x);
         y.extend(clean_y);
-        let training = TrainConfig::epochs(self.config.epochs, self.config.batch, self.config.optimizer);
+        let training = TrainConfig::epochs(self.config.epochs, self.config.batch, self.config.optimizer.clone());
         Trainer::new(training).fit(model, Examples::Set(TrainSet::labeled(&x, &y)), rng);
 
         for (image, &label) in round.crafted.chunks(dim).zip(round.crafted_labels) {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::adversarial::{default_batch, default_opt};
 use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
 use crate::error::Error;
-use crate::model::{Classifier, CrossEntropy, Examples, Loss, Sgd, TrainConfig, TrainSet, Trainer};
+use crate::model::{Classifier, CrossEntropy, Examples, Loss, OptimizerConfig, TrainConfig, TrainSet, Trainer};
 use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,7 +33,7 @@ pub struct ContinualConfig {
     #[serde(default = "default_batch")]
     pub batch: usize,
     #[serde(default = "default_opt")]
-    pub optimizer: Sgd,
+    pub optimizer: OptimizerConfig,
 }
 
 fn default_replay() -> usize {
@@ -116,7 +116,7 @@ impl Defense for Continual {
         }
         let anchors = model.logits(&x[first_replayed * dim..]);
 
-        let training = TrainConfig::epochs(self.config.epochs, self.config.batch, self.config.optimizer);
+        let training = TrainConfig::epochs(self.config.epochs, self.config.batch, self.config.optimizer.clone());
         let lambda = self.config.lambda;
         Trainer::new(training)
             .loss(|batch, step| {

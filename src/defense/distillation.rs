@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::adversarial::{default_batch, default_opt};
 use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
 use crate::error::Error;
-use crate::model::{softmax, Classifier, Examples, Loss, Sgd, TrainConfig, TrainSet, Trainer};
+use crate::model::{softmax, Classifier, Examples, Loss, OptimizerConfig, TrainConfig, TrainSet, Trainer};
 use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,7 +29,7 @@ pub struct DistillationConfig {
     #[serde(default = "default_batch")]
     pub batch: usize,
     #[serde(default = "default_opt")]
-    pub optimizer: Sgd,
+    pub optimizer: OptimizerConfig,
 }
 
 fn default_temperature() -> f32 {
@@ -76,7 +76,7 @@ impl DefenseSpec for DistillationConfig {
 impl DistillationConfig {
     /// Train `model` at temperature T against per-image targets.
     fn train_at_temperature(&self, model: &mut dyn Classifier, x: &[f32], targets: &[f32], rng: &mut ChaCha8Rng) {
-        let training = TrainConfig::epochs(self.epochs, self.batch, self.optimizer);
+        let training = TrainConfig::epochs(self.epochs, self.batch, self.optimizer.clone());
         Trainer::new(training)
             .loss(|batch, step| {
                 step(&TemperedCrossEntropy {

@@ -12,7 +12,9 @@ use super::adversarial::{default_batch, default_opt};
 use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
 use crate::attack::{Attack, AttackConfig, FgsmConfig, Norm, ThreatModel};
 use crate::error::Error;
-use crate::model::{Batch, Classifier, Engine, Examples, ModelConfig, Sgd, TrainConfig, TrainSet, Trainer};
+use crate::model::{
+    Batch, Classifier, Engine, Examples, ModelConfig, OptimizerConfig, Step, TrainConfig, TrainSet, Trainer,
+};
 use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,7 +35,7 @@ pub struct EnsembleAtConfig {
     #[serde(default = "default_batch")]
     pub batch: usize,
     #[serde(default = "default_opt")]
-    pub optimizer: Sgd,
+    pub optimizer: OptimizerConfig,
 }
 
 fn default_eps() -> f32 {
@@ -126,19 +128,20 @@ impl Defense for EnsembleAt {
         let train = round.train;
         if self.statics.is_empty() {
             // Clean training, in batches of 64 whatever `batch` says.
-            let training = TrainConfig::epochs(self.config.static_epochs, 64, self.config.optimizer);
+            let training = TrainConfig::epochs(self.config.static_epochs, 64, self.config.optimizer.clone());
             for config in &self.config.static_models {
                 let mut net = config.init(Engine::Native, train.rows, train.cols, model.classes(), rng.gen());
                 let set = TrainSet::labeled(&train.images, &train.labels);
-                Trainer::new(training).fit(net.as_mut(), Examples::Set(set), rng);
+                Trainer::new(training.clone()).fit(net.as_mut(), Examples::Set(set), rng);
                 self.statics.push(net);
             }
         }
         let fgsm = self.config.fgsm();
         let statics = &self.statics;
-        let mut make = |model: &dyn Classifier, batch: usize, rng: &mut ChaCha8Rng| {
+        let mut make = |model: &dyn Classifier, step: &Step, rng: &mut ChaCha8Rng| {
+            let batch = step.batch;
             let half = (batch / 2).max(1);
-            let (mut x, mut y) = sample_train(train, batch, rng);
+            let (mut x, mut y) = sample_train(train, step.batch, rng);
             let (adv_x, adv_y) = sample_train(train, half, rng);
             // The source: the current model or a static one, uniformly.
             let source = rng.gen_range(0..=statics.len());
@@ -152,7 +155,7 @@ impl Defense for EnsembleAt {
             y.extend(adv_y);
             Batch::labeled(x, y)
         };
-        let training = TrainConfig::steps(self.config.steps, self.config.batch, self.config.optimizer);
+        let training = TrainConfig::steps(self.config.steps, self.config.batch, self.config.optimizer.clone());
         Trainer::new(training).fit(model, Examples::Made(&mut make), rng);
     }
 }

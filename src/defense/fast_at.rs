@@ -10,7 +10,7 @@ use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
 use crate::attack::{Attack, AttackConfig, FgsmConfig, Norm, PgdConfig, ThreatModel};
 use crate::error::Error;
 use crate::model::metrics::{correct, fraction};
-use crate::model::{Classifier, Sgd, TrainConfig};
+use crate::model::{Classifier, OptimizerConfig, TrainConfig};
 use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,7 +28,7 @@ pub struct FastAtConfig {
     #[serde(default = "default_batch")]
     pub batch: usize,
     #[serde(default = "default_opt")]
-    pub optimizer: Sgd,
+    pub optimizer: OptimizerConfig,
     /// Catastrophic overfitting is declared when accuracy under FGSM exceeds
     /// accuracy under PGD by this much on held-aside training images.
     #[serde(default = "default_overfit_gap")]
@@ -116,8 +116,8 @@ impl FastAt {
 impl Defense for FastAt {
     fn update(&mut self, model: &mut dyn Classifier, round: &RoundData<'_>, rng: &mut ChaCha8Rng) {
         let attack = AttackConfig::Pgd(self.config.attack());
-        let training = TrainConfig::steps(self.config.steps, self.config.batch, self.config.optimizer);
-        super::pgd_at::train_against(model, &attack, round.train, training, rng, &|| false);
+        let training = TrainConfig::steps(self.config.steps, self.config.batch, self.config.optimizer.clone());
+        super::pgd_at::train_against(model, &attack, round.train, training, rng, &|| false, None);
         // The check of Wong et al.: PGD accuracy collapsing while FGSM
         // accuracy stays high means the model learned to defeat FGSM only.
         let (x, y) = sample_train(round.train, CHECK_IMAGES, rng);

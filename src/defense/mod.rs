@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::attack::AttackConfig;
 use crate::data::Split;
 use crate::error::Error;
-use crate::model::{Classifier, Model, Sgd};
+use crate::model::{Classifier, Model, OptimizerConfig};
 pub use adversarial::AdversarialConfig;
 pub use continual::ContinualConfig;
 pub use distillation::DistillationConfig;
@@ -169,7 +169,7 @@ pub struct DefenderConfig {
 }
 
 /// Checks shared by the training hyperparameters of every defense.
-pub fn validate_training(epochs_or_steps: (&str, usize), batch: usize, opt: &Sgd) -> crate::Result<()> {
+pub fn validate_training(epochs_or_steps: (&str, usize), batch: usize, opt: &OptimizerConfig) -> crate::Result<()> {
     let invalid = |message: String| Err(Error::invalid(message));
     if epochs_or_steps.1 == 0 {
         return invalid(format!("`{}` must be at least 1", epochs_or_steps.0));

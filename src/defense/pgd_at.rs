@@ -9,7 +9,8 @@ use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
 use crate::attack::{AttackConfig, Norm, PgdConfig};
 use crate::data::Split;
 use crate::error::Error;
-use crate::model::{Batch, Classifier, Examples, Sgd, TrainConfig, Trainer};
+use crate::model::train::Score;
+use crate::model::{Batch, Classifier, Examples, Fitted, OptimizerConfig, Step, TrainConfig, Trainer};
 use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,7 +25,7 @@ pub struct PgdAtConfig {
     #[serde(default = "default_batch")]
     pub batch: usize,
     #[serde(default = "default_opt")]
-    pub optimizer: Sgd,
+    pub optimizer: OptimizerConfig,
 }
 
 fn default_attack() -> PgdConfig {
@@ -68,14 +69,16 @@ impl DefenseSpec for PgdAtConfig {
 impl Defense for PgdAtConfig {
     fn update(&mut self, model: &mut dyn Classifier, round: &RoundData<'_>, rng: &mut ChaCha8Rng) {
         let attack = AttackConfig::Pgd(self.attack.clone());
-        let training = TrainConfig::steps(self.steps, self.batch, self.optimizer);
-        train_against(model, &attack, round.train, training, rng, &|| false);
+        let training = TrainConfig::steps(self.steps, self.batch, self.optimizer.clone());
+        train_against(model, &attack, round.train, training, rng, &|| false, None);
     }
 }
 
 /// Madry-style adversarial training, for any attack: every step crafts
-/// `attack` against the current model on a fresh batch of `train` and
-/// trains on the result. Stops early when `stop` says so.
+/// `attack` (its budget scaled by the warm-up, if any) against the current
+/// model on a fresh batch of `train` and trains on the result. Stops early
+/// when `stop` says so, and scores checkpoints with `score` when the
+/// training has early stopping.
 pub fn train_against(
     model: &mut dyn Classifier,
     attack: &AttackConfig,
@@ -83,15 +86,23 @@ pub fn train_against(
     training: TrainConfig,
     rng: &mut ChaCha8Rng,
     stop: &dyn Fn() -> bool,
-) {
-    let mut make = |model: &dyn Classifier, batch: usize, rng: &mut ChaCha8Rng| {
-        let (x, y) = sample_train(train, batch, rng);
+    score: Option<&Score<'_>>,
+) -> Fitted {
+    let mut make = |model: &dyn Classifier, step: &Step, rng: &mut ChaCha8Rng| {
+        let (x, y) = sample_train(train, step.batch, rng);
+        let warming = (step.eps_scale < 1.0).then(|| attack.scaled(step.eps_scale)).flatten();
         // The registry's attacks stay in budget (the conformance suite
         // holds them to it), so training needs no referee.
-        let adv = attack.run_with(model, &x, &y, rng, batch, Some(train)).examples;
+        let adv = warming
+            .as_ref()
+            .unwrap_or(attack)
+            .run_with(model, &x, &y, rng, step.batch, Some(train))
+            .examples;
         Batch::labeled(adv, y)
     };
-    Trainer::new(training)
-        .stop_when(stop)
-        .fit(model, Examples::Made(&mut make), rng);
+    let mut trainer = Trainer::new(training).stop_when(stop);
+    if let Some(score) = score {
+        trainer = trainer.score_with(score);
+    }
+    trainer.fit(model, Examples::Made(&mut make), rng)
 }

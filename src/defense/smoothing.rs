@@ -14,7 +14,9 @@ use super::adversarial::{default_batch, default_opt};
 use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
 use crate::attack::standard_normal;
 use crate::error::Error;
-use crate::model::{argmax_rows, Batch, Classifier, Examples, Loss, Model, Sgd, TrainConfig, Trainer};
+use crate::model::{
+    argmax_rows, Batch, Classifier, Examples, Loss, Model, Optimizer, OptimizerConfig, Step, TrainConfig, Trainer,
+};
 use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,7 +31,7 @@ pub struct SmoothingConfig {
     #[serde(default = "default_batch")]
     pub batch: usize,
     #[serde(default = "default_opt")]
-    pub optimizer: Sgd,
+    pub optimizer: OptimizerConfig,
     /// Noise draws behind every deployed prediction (a Monte Carlo vote).
     #[serde(default = "default_votes")]
     pub votes: usize,
@@ -150,11 +152,11 @@ impl SmoothingConfig {
 impl Defense for SmoothingConfig {
     /// Noisy training: the deployed model adds the noise in `train_step`.
     fn update(&mut self, model: &mut dyn Classifier, round: &RoundData<'_>, rng: &mut ChaCha8Rng) {
-        let mut make = |_: &dyn Classifier, batch: usize, rng: &mut ChaCha8Rng| {
-            let (x, y) = sample_train(round.train, batch, rng);
+        let mut make = |_: &dyn Classifier, step: &Step, rng: &mut ChaCha8Rng| {
+            let (x, y) = sample_train(round.train, step.batch, rng);
             Batch::labeled(x, y)
         };
-        let training = TrainConfig::steps(self.steps, self.batch, self.optimizer);
+        let training = TrainConfig::steps(self.steps, self.batch, self.optimizer.clone());
         Trainer::new(training).fit(model, Examples::Made(&mut make), rng);
     }
 }
@@ -264,7 +266,7 @@ impl Model for Smoothed {
 
 impl Classifier for Smoothed {
     /// Gaussian data augmentation, as Cohen et al. train.
-    fn train_step(&mut self, x: &[f32], loss: &dyn Loss, opt: &Sgd) -> f32 {
+    fn train_step(&mut self, x: &[f32], loss: &dyn Loss, opt: &Optimizer) -> f32 {
         let noisy = self.noisy(x, 1);
         self.inner.train_step(&noisy, loss, opt)
     }
@@ -279,6 +281,10 @@ impl Classifier for Smoothed {
     }
     fn parameters(&self) -> Vec<f32> {
         self.inner.parameters()
+    }
+
+    fn set_parameters(&mut self, flat: &[f32]) {
+        self.inner.set_parameters(flat)
     }
 }
 
@@ -313,18 +319,14 @@ mod tests {
 
     fn zero_model(mut model: Box<dyn Classifier>) -> Box<dyn Classifier> {
         // One SGD step with weight decay 1 and lr 1 zeroes every parameter.
-        let opt = Sgd {
-            lr: 1.0,
-            momentum: 0.0,
-            weight_decay: 1.0,
-        };
+        let opt = OptimizerConfig::sgd(1.0, 0.0, 1.0);
         struct Zero;
         impl Loss for Zero {
             fn eval(&self, logits: &[f32], _: usize) -> (Vec<f32>, Vec<f32>) {
                 (vec![0.0; logits.len()], vec![0.0; logits.len()])
             }
         }
-        model.train_step(&[0.0; 4], &Zero, &opt);
+        model.train_step(&[0.0; 4], &Zero, &crate::model::Optimizer::constant(opt));
         assert!(model.parameters().iter().all(|&p| p == 0.0));
         model
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{standard, Defense, DefenseSpec};
 use crate::error::Error;
-use crate::model::{Classifier, Loss, Model, Preprocess, Sgd};
+use crate::model::{Classifier, Loss, Model, Optimizer, Preprocess};
 use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,7 +155,7 @@ impl Preprocess for Squeezed {
 }
 
 impl Classifier for Squeezed {
-    fn train_step(&mut self, x: &[f32], loss: &dyn Loss, opt: &Sgd) -> f32 {
+    fn train_step(&mut self, x: &[f32], loss: &dyn Loss, opt: &Optimizer) -> f32 {
         let squeezed = self.squeeze(x);
         self.inner.train_step(&squeezed, loss, opt)
     }
@@ -167,6 +167,10 @@ impl Classifier for Squeezed {
     }
     fn parameters(&self) -> Vec<f32> {
         self.inner.parameters()
+    }
+
+    fn set_parameters(&mut self, flat: &[f32]) {
+        self.inner.set_parameters(flat)
     }
 }
 

@@ -10,7 +10,7 @@ use super::adversarial::{default_batch, default_opt};
 use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
 use crate::attack::{standard_normal, AttackConfig, Norm, ThreatModel};
 use crate::error::Error;
-use crate::model::{softmax, Batch, Classifier, Examples, Loss, Sgd, TrainConfig, Trainer};
+use crate::model::{softmax, Batch, Classifier, Examples, Loss, OptimizerConfig, Step, TrainConfig, Trainer};
 use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,7 +32,7 @@ pub struct TradesConfig {
     #[serde(default = "default_batch")]
     pub batch: usize,
     #[serde(default = "default_opt")]
-    pub optimizer: Sgd,
+    pub optimizer: OptimizerConfig,
 }
 
 fn default_eps() -> f32 {
@@ -120,8 +120,8 @@ impl DefenseSpec for TradesConfig {
 
 impl Defense for TradesConfig {
     fn update(&mut self, model: &mut dyn Classifier, round: &RoundData<'_>, rng: &mut ChaCha8Rng) {
-        let mut make = |model: &dyn Classifier, batch: usize, rng: &mut ChaCha8Rng| {
-            let (x, y) = sample_train(round.train, batch, rng);
+        let mut make = |model: &dyn Classifier, step: &Step, rng: &mut ChaCha8Rng| {
+            let (x, y) = sample_train(round.train, step.batch, rng);
             let clean = softmax(&model.logits(&x), model.classes());
             let adv = self.adversarial(model, &x, &clean, rng);
             // One batch of clean then adversarial rows, so one step sees both.
@@ -130,7 +130,7 @@ impl Defense for TradesConfig {
             Batch::labeled(both, y)
         };
         let beta = self.beta;
-        let training = TrainConfig::steps(self.steps, self.batch, self.optimizer);
+        let training = TrainConfig::steps(self.steps, self.batch, self.optimizer.clone());
         Trainer::new(training)
             .loss(|batch, step| {
                 step(&TradesLoss {

@@ -12,6 +12,7 @@ pub mod loss;
 pub mod metrics;
 mod native;
 mod net;
+pub mod optim;
 pub mod train;
 
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,8 @@ use serde::{Deserialize, Serialize};
 pub use loss::{argmax_rows, softmax, CrossEntropy, CwMargin, Dlr, Loss, SoftCrossEntropy, TargetedDlr};
 pub use native::Native;
 pub use net::{naive_conv2d, Net};
-pub use train::{Batch, Examples, Length, MakeBatch, TrainConfig, TrainSet, Trainer};
+pub use optim::{Optimizer, OptimizerConfig, OptimizerKind, OptimizerState, Schedule};
+pub use train::{Batch, EarlyStop, Examples, Fitted, Length, MakeBatch, Step, TrainConfig, TrainSet, Trainer};
 
 /// What an attack may see of a classifier: logits and input gradients.
 pub trait Model: Send + Sync {
@@ -56,37 +58,17 @@ pub trait Preprocess: Send + Sync {
 
 /// A trainable image classifier over flattened images.
 pub trait Classifier: Model {
-    /// One optimizer step on the mean of `loss` over the batch; returns that mean.
-    fn train_step(&mut self, x: &[f32], loss: &dyn Loss, opt: &Sgd) -> f32;
+    /// One step of `optimizer` on the mean of `loss` over the batch, with
+    /// the optimizer state the model carries; returns that mean.
+    fn train_step(&mut self, x: &[f32], loss: &dyn Loss, optimizer: &Optimizer) -> f32;
     /// An independent copy, parameters and optimizer state included.
     fn boxed_clone(&self) -> Box<dyn Classifier>;
     /// All parameters, flattened (for checks and fingerprints).
     fn parameters(&self) -> Vec<f32>;
-}
-
-/// Stochastic gradient descent with momentum and weight decay.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Sgd {
-    pub lr: f32,
-    #[serde(default = "default_momentum")]
-    pub momentum: f32,
-    #[serde(default)]
-    pub weight_decay: f32,
-}
-
-fn default_momentum() -> f32 {
-    0.9
-}
-
-impl Default for Sgd {
-    fn default() -> Self {
-        Sgd {
-            lr: 0.05,
-            momentum: 0.9,
-            weight_decay: 0.0,
-        }
-    }
+    /// Replaces every parameter with `flat` (as `parameters()` lists them),
+    /// e.g. to go back to the best checkpoint of a run; the optimizer state
+    /// stays.
+    fn set_parameters(&mut self, flat: &[f32]);
 }
 
 /// The model families redqueen ships, as written in a tournament file.

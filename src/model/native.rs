@@ -11,13 +11,14 @@ use std::sync::Mutex;
 use super::arch::{self, Layer};
 use super::conv::{self, Geometry};
 use super::kernels::{self, broadcast_rows, matmul, View};
-use super::{Classifier, Loss, Model, ModelConfig, Sgd};
+use super::{Classifier, Loss, Model, ModelConfig, Optimizer, OptimizerState};
 
 pub struct Native {
     layers: Vec<Layer>,
     /// Per parameter tensor, in layer order (weight, then bias).
     params: Vec<Vec<f32>>,
-    velocity: Vec<Vec<f32>>,
+    /// Carried for the optimizer, never read here (see `optim`).
+    optimizer_state: OptimizerState,
     input_dim: usize,
     classes: usize,
     /// Buffers reused across calls (a model is used by one match at a time).
@@ -69,7 +70,7 @@ impl Native {
         classes: usize,
     ) -> Native {
         Native {
-            velocity: params.iter().map(|p| vec![0.0; p.len()]).collect(),
+            optimizer_state: OptimizerState::default(),
             layers,
             params,
             input_dim,
@@ -337,16 +338,15 @@ impl Model for Native {
 }
 
 impl Classifier for Native {
-    fn train_step(&mut self, x: &[f32], loss: &dyn Loss, opt: &Sgd) -> f32 {
+    fn train_step(&mut self, x: &[f32], loss: &dyn Loss, optimizer: &Optimizer) -> f32 {
         let batch = self.batch_of(x);
         let mut ws = std::mem::take(self.workspace.get_mut().unwrap_or_else(|e| e.into_inner()));
         let losses = kernels::in_pool(|| self.run(x, loss, 1.0 / batch as f32, true, false, &mut ws));
-        for ((w, v), g) in self.params.iter_mut().zip(&mut self.velocity).zip(&ws.param_grads) {
-            for ((w, v), g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
-                *v = opt.momentum * *v + g + opt.weight_decay * *w;
-                *w -= opt.lr * *v;
-            }
-        }
+        let tensors = self.params.iter_mut().map(Vec::as_mut_slice);
+        optimizer.update(
+            &mut self.optimizer_state,
+            tensors.zip(ws.param_grads.iter().map(Vec::as_slice)),
+        );
         ws.transposed_valid = false;
         *self.workspace.get_mut().unwrap_or_else(|e| e.into_inner()) = ws;
         losses.iter().sum::<f32>() / batch as f32
@@ -354,19 +354,34 @@ impl Classifier for Native {
 
     fn boxed_clone(&self) -> Box<dyn Classifier> {
         let mut copy = Native::with_parameters(self.layers.clone(), self.params.clone(), self.input_dim, self.classes);
-        copy.velocity = self.velocity.clone();
+        copy.optimizer_state = self.optimizer_state.clone();
         Box::new(copy)
     }
 
     fn parameters(&self) -> Vec<f32> {
         self.params.concat()
     }
+
+    fn set_parameters(&mut self, flat: &[f32]) {
+        let total: usize = self.params.iter().map(Vec::len).sum();
+        assert_eq!(flat.len(), total, "a parameter list of another model");
+        let mut rest = flat;
+        for p in &mut self.params {
+            let (head, tail) = rest.split_at(p.len());
+            p.copy_from_slice(head);
+            rest = tail;
+        }
+        self.workspace
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .transposed_valid = false;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{CrossEntropy, Net};
+    use crate::model::{CrossEntropy, Net, OptimizerConfig};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -404,15 +419,7 @@ mod tests {
         // Weight gradients: dfdx's, read off one plain SGD step of lr 1.
         let mut stepped = reference.boxed_clone();
         let before = reference.parameters();
-        stepped.train_step(
-            &x,
-            &loss,
-            &Sgd {
-                lr: 1.0,
-                momentum: 0.0,
-                weight_decay: 0.0,
-            },
-        );
+        stepped.train_step(&x, &loss, &Optimizer::constant(OptimizerConfig::sgd(1.0, 0.0, 0.0)));
         let reference_grads: Vec<f32> = before.iter().zip(stepped.parameters()).map(|(b, a)| b - a).collect();
         let native_grads = native.parameter_gradients(&x, &loss).concat();
         assert_close("weight gradients", &native_grads, &reference_grads, 1e-3);
@@ -461,11 +468,7 @@ mod tests {
             784,
             10,
         ));
-        let opt = Sgd {
-            lr: 0.05,
-            momentum: 0.9,
-            weight_decay: 1e-4,
-        };
+        let opt = Optimizer::constant(OptimizerConfig::sgd(0.05, 0.9, 1e-4));
         for step in 0..5 {
             let x = random(8 * 784, 10 + step);
             let labels: Vec<u8> = (0..8).map(|i| ((i + step as usize) % 10) as u8).collect();

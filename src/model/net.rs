@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use dfdx::prelude::*;
 
 use super::arch::{self, Layer};
-use super::{Classifier, Loss, Model, ModelConfig, Sgd};
+use super::{Classifier, Loss, Model, ModelConfig, Optimizer, OptimizerState};
 
 type Matrix<Tp> = Tensor<(usize, usize), f32, Cpu, Tp>;
 type Flat<Tp> = Tensor<(usize,), f32, Cpu, Tp>;
@@ -24,8 +24,8 @@ pub struct Net {
     dev: Cpu,
     layers: Vec<Layer>,
     params: Vec<Flat<NoneTape>>,
-    /// Momentum buffers, one per parameter tensor.
-    velocity: Vec<Vec<f32>>,
+    /// Carried for the optimizer, never read here (see `optim`).
+    optimizer_state: OptimizerState,
     input_dim: usize,
     classes: usize,
     /// Gather indices by (layer, batch size): they depend on nothing else.
@@ -51,7 +51,7 @@ impl Net {
             .map(|p| dev.tensor_from_vec(p.clone(), (p.len(),)))
             .collect();
         Net {
-            velocity: host.iter().map(|p| vec![0.0; p.len()]).collect(),
+            optimizer_state: OptimizerState::default(),
             dev,
             layers,
             params,
@@ -240,17 +240,20 @@ impl Model for Net {
 }
 
 impl Classifier for Net {
-    fn train_step(&mut self, x: &[f32], loss: &dyn Loss, opt: &Sgd) -> f32 {
+    fn train_step(&mut self, x: &[f32], loss: &dyn Loss, optimizer: &Optimizer) -> f32 {
         let batch = self.batch_of(x);
         let (_, losses, grads, _) = self.backward(x, loss, 1.0 / batch as f32);
-        for (param, velocity) in self.params.iter_mut().zip(&mut self.velocity) {
-            let grad = grads.get(&*param).as_vec();
-            let mut values = param.as_vec();
-            for ((w, v), g) in values.iter_mut().zip(velocity.iter_mut()).zip(grad) {
-                *v = opt.momentum * *v + g + opt.weight_decay * *w;
-                *w -= opt.lr * *v;
-            }
-            param.copy_from(&values);
+        // The update runs on host copies: dfdx's own optimizers are left
+        // out so that both engines share one implementation of each.
+        let mut values = self.host_parameters();
+        let gradients: Vec<Vec<f32>> = self.params.iter().map(|p| grads.get(p).as_vec()).collect();
+        let tensors = values.iter_mut().map(Vec::as_mut_slice);
+        optimizer.update(
+            &mut self.optimizer_state,
+            tensors.zip(gradients.iter().map(Vec::as_slice)),
+        );
+        for (param, values) in self.params.iter_mut().zip(&values) {
+            param.copy_from(values);
         }
         losses.iter().sum::<f32>() / batch as f32
     }
@@ -264,12 +267,23 @@ impl Classifier for Net {
             self.input_dim,
             self.classes,
         );
-        copy.velocity = self.velocity.clone();
+        copy.optimizer_state = self.optimizer_state.clone();
         Box::new(copy)
     }
 
     fn parameters(&self) -> Vec<f32> {
         self.host_parameters().concat()
+    }
+
+    fn set_parameters(&mut self, flat: &[f32]) {
+        let total: usize = self.params.iter().map(|p| p.shape().0).sum();
+        assert_eq!(flat.len(), total, "a parameter list of another model");
+        let mut rest = flat;
+        for p in &mut self.params {
+            let (head, tail) = rest.split_at(p.shape().0);
+            p.copy_from(head);
+            rest = tail;
+        }
     }
 }
 
@@ -277,7 +291,7 @@ impl Classifier for Net {
 mod tests {
     use super::*;
     use crate::model::arch::{conv_indices, pool_indices};
-    use crate::model::{accuracy, CrossEntropy};
+    use crate::model::{accuracy, CrossEntropy, OptimizerConfig};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -355,15 +369,7 @@ mod tests {
         // each parameter by exactly minus its mean-loss gradient.
         let before = net.host_parameters();
         let mut stepped = Net::from_parts(Cpu::default(), net.layers.clone(), &before, net.input_dim, net.classes);
-        stepped.train_step(
-            &x,
-            &loss,
-            &Sgd {
-                lr: 1.0,
-                momentum: 0.0,
-                weight_decay: 0.0,
-            },
-        );
+        stepped.train_step(&x, &loss, &Optimizer::constant(OptimizerConfig::sgd(1.0, 0.0, 0.0)));
         let after = stepped.host_parameters();
         for (t, (b, a)) in before.iter().zip(&after).enumerate() {
             for i in [0, b.len() / 2, b.len() - 1] {
@@ -422,7 +428,11 @@ mod tests {
         let mut net = Net::new(&ModelConfig::Mlp { hidden: vec![16] }, rows, cols, 2, 1);
         let before = accuracy(&net, &x, &y);
         for _ in 0..30 {
-            net.train_step(&x, &CrossEntropy { labels: &y }, &Sgd::default());
+            net.train_step(
+                &x,
+                &CrossEntropy { labels: &y },
+                &Optimizer::constant(OptimizerConfig::default()),
+            );
         }
         let after = accuracy(&net, &x, &y);
         assert!(after > 0.95 && after > before, "accuracy {before} -> {after}");
@@ -433,7 +443,11 @@ mod tests {
         let mut net = Net::new(&ModelConfig::Mlp { hidden: vec![4] }, 2, 2, 2, 3);
         let copy = net.boxed_clone();
         assert_eq!(copy.parameters(), net.parameters());
-        net.train_step(&[0.1, 0.2, 0.3, 0.4], &CrossEntropy { labels: &[1] }, &Sgd::default());
+        net.train_step(
+            &[0.1, 0.2, 0.3, 0.4],
+            &CrossEntropy { labels: &[1] },
+            &Optimizer::constant(OptimizerConfig::default()),
+        );
         assert_ne!(copy.parameters(), net.parameters());
     }
 }

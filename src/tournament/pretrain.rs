@@ -24,7 +24,7 @@ pub fn pretrain(
         classes,
         derived_seed(seed, path!["init", &key]),
     );
-    let config = TrainConfig::epochs(settings.epochs, settings.batch, settings.optimizer);
+    let config = TrainConfig::epochs(settings.epochs, settings.batch, settings.optimizer.clone());
     Trainer::new(config).fit(
         net.as_mut(),
         Examples::Set(TrainSet::labeled(&train.images, &train.labels)),
