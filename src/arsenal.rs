@@ -43,9 +43,8 @@ pub fn run(quick: bool) -> Vec<Row> {
     let eval = eval_subset(&data.test, if quick { 100 } else { 200 }, seed);
     let mlp = ModelConfig::Mlp { hidden: vec![256, 256] };
     let settings = PretrainConfig {
-        epochs: 4,
-        batch: 64,
-        optimizer: OptimizerConfig::default(),
+        length: crate::model::Length::Epochs(4),
+        ..PretrainConfig::default()
     };
     let standard = pretrain(&mlp, Engine::Native, &settings, &data.train, data.classes, seed);
     let mut pgd_at_model = standard.boxed_clone();

@@ -50,6 +50,10 @@ pub enum Error {
     /// number, so none is written.
     #[error("interrupted: the generalization matrix in {} is incomplete and was not written; run `redqueen matrix` again", .0.display())]
     MatrixInterrupted(PathBuf),
+    /// A reproduction was interrupted: its numbers would be of models
+    /// trained short, so none is written.
+    #[error("interrupted: reproduction {0} stopped before its evaluations; nothing was written; run `redqueen reproduce {0}` again")]
+    ReproductionInterrupted(String),
     /// Anything else (disk full, a folder that vanished).
     #[error("{context}: {source}")]
     Io {
@@ -112,7 +116,7 @@ impl Error {
             | Error::Resume(_)
             | Error::Merge(_)
             | Error::Compare(_) => 2,
-            Error::Interrupted(_) | Error::MatrixInterrupted(_) => 130,
+            Error::Interrupted(_) | Error::MatrixInterrupted(_) | Error::ReproductionInterrupted(_) => 130,
             Error::Io { .. } => 1,
         }
     }

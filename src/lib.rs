@@ -18,6 +18,7 @@ pub mod model;
 pub mod record;
 pub mod registry;
 pub mod report;
+pub mod reproduce;
 pub mod rng;
 pub mod tournament;
 

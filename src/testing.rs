@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use crate::config::PretrainConfig;
 use crate::data::synthetic_digits;
-use crate::model::{Classifier, Engine, ModelConfig, OptimizerConfig};
+use crate::model::{Classifier, Engine, ModelConfig};
 use crate::tournament::pretrain;
 
 pub struct SyntheticFixture {
@@ -25,9 +25,8 @@ pub fn trained_mlp() -> &'static SyntheticFixture {
     FIXTURE.get_or_init(|| {
         let data = synthetic_digits(11, 3000, 200);
         let settings = PretrainConfig {
-            epochs: 4,
-            batch: 64,
-            optimizer: OptimizerConfig::default(),
+            length: crate::model::Length::Epochs(4),
+            ..PretrainConfig::default()
         };
         let model = pretrain(
             &ModelConfig::Mlp { hidden: vec![256, 256] },

@@ -259,7 +259,7 @@ fn bench_models(quick: bool, wanted: &dyn Fn(&str) -> bool, items: &mut BTreeMap
 }
 
 /// The CPU's name, or `unknown` where /proc/cpuinfo does not say.
-fn cpu_name() -> String {
+pub fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {

@@ -67,6 +67,23 @@ pub(super) enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Rerun a paper's result under claims fixed beforehand: ours beside the paper's figures, exit 3 when a claim fails.
+    Reproduce {
+        /// Built-in reproductions (see --list) or paths of reproduction files; none: every built-in one.
+        names: Vec<String>,
+        /// List the built-in reproductions and their claims.
+        #[arg(long)]
+        list: bool,
+        /// A reduced size (fewer images, shorter training), checked against the claims' --quick bounds.
+        #[arg(long)]
+        quick: bool,
+        /// The results folder (default: results/reproduce/<name>, or <name>-quick); with several names, a folder per name inside it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace the files of an earlier reproduction in the output folder.
+        #[arg(long)]
+        force: bool,
+    },
     /// Time the engine on the workloads of the PyTorch baseline.
     Bench {
         /// Also write the results as JSON (the keys compare.py reads).

@@ -56,6 +56,87 @@ pub fn run() -> anyhow::Result<ExitCode> {
             only,
         } => bench(json, threads, quick, skip_cnn, only),
         Command::Check { file } => check(&file),
+        Command::Reproduce {
+            names,
+            list,
+            quick,
+            out,
+            force,
+        } => reproduce(names, list, quick, out, force),
+    }
+}
+
+/// The exit code of a reproduction whose claim failed: not redqueen's
+/// fault (1) nor the user's (2), but the finding's.
+pub const CLAIM_FAILED: u8 = 3;
+
+/// `reproduce`: each named reproduction in turn, its table, and exit code 3
+/// when any claim failed.
+fn reproduce(
+    names: Vec<String>,
+    list: bool,
+    quick: bool,
+    out: Option<PathBuf>,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    use crate::reproduce;
+    if list {
+        say(&reproduce::list());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let names = if names.is_empty() {
+        reproduce::names().iter().map(|n| n.to_string()).collect()
+    } else {
+        names
+    };
+    // Every file is checked before anything runs.
+    let files = names
+        .iter()
+        .map(|name| reproduce::load(name))
+        .collect::<crate::Result<Vec<_>>>()?;
+    let several = files.len() > 1;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let mut failed = Vec::new();
+    for mut file in files {
+        if quick {
+            file.shrink();
+        }
+        let folder = if quick {
+            format!("{}-quick", file.name)
+        } else {
+            file.name.clone()
+        };
+        let dir = match &out {
+            Some(out) if several => out.join(&folder),
+            Some(out) => out.clone(),
+            None => PathBuf::from("results").join("reproduce").join(&folder),
+        };
+        eprintln!(
+            "redqueen: reproducing {} ({}){}; results in {}",
+            file.name,
+            file.paper,
+            if quick { ", --quick" } else { "" },
+            dir.display()
+        );
+        let result = runtime.block_on(async {
+            cancel_on_ctrl_c(cancel.clone());
+            let (file, dir, cancel) = (file.clone(), dir.clone(), cancel.clone());
+            tokio::task::spawn_blocking(move || reproduce::run(&file, quick, &dir, force, &cancel))
+                .await
+                .expect("a reproduction does not panic")
+        })?;
+        say(&reproduce::table(&result));
+        say(&format!("Results in {}\n", dir.display()));
+        if !result.all_hold() {
+            failed.push(result.name.clone());
+        }
+    }
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("redqueen: a claim failed in: {}", failed.join(", "));
+        Ok(ExitCode::from(CLAIM_FAILED))
     }
 }
 

@@ -81,7 +81,7 @@ impl MatrixFile {
         self.data.train = self.data.train.min(1500);
         self.data.test = self.data.test.min(300);
         self.eval = self.eval.min(100);
-        self.pretrain.epochs = self.pretrain.epochs.min(2);
+        self.pretrain.shorten();
         self.training.steps = self.training.steps.min(30);
     }
 }
@@ -126,12 +126,9 @@ pub fn check_matrix(file: MatrixFile, cited: &str) -> Result<MatrixFile> {
     file.model
         .validate(super::IMAGE_SIZE.0, super::IMAGE_SIZE.1)
         .map_err(|e| in_file(e.within("`model`")))?;
-    crate::defense::validate_training(
-        ("epochs", file.pretrain.epochs),
-        file.pretrain.batch,
-        &file.pretrain.optimizer,
-    )
-    .map_err(|e| in_file(e.within("[pretrain]")))?;
+    file.pretrain
+        .validate(file.data.train)
+        .map_err(|e| in_file(e.within("[pretrain]")))?;
     crate::defense::validate_training(
         ("steps", file.training.steps),
         file.training.batch,

@@ -88,7 +88,7 @@ pub fn quick(file: &mut TournamentFile) {
     file.data.test = file.data.test.min(300);
     file.sizes.eval = file.sizes.eval.min(100);
     file.sizes.craft = file.sizes.craft.min(64);
-    file.pretrain.epochs = file.pretrain.epochs.min(2);
+    file.pretrain.shorten();
 }
 
 /// Resolve references and check everything that can be checked without data.

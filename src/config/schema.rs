@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::PolicyConfig;
 use crate::attack::{AttackConfig, Rules};
 use crate::defense::DefenseConfig;
-use crate::model::{Engine, ModelConfig, OptimizerConfig};
+use crate::model::{EarlyStop, Engine, Length, ModelConfig, OptimizerConfig, TrainConfig};
 
 /// A tournament file as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,16 +106,102 @@ impl Default for Sizes {
     }
 }
 
-/// Clean training before round 1, shared by every defender of a model.
+/// Training before round 1, shared by every defender of a model: clean by
+/// default, or adversarial (Madry et al.) when it names an `attack`, so that
+/// a tournament can start every defender from a robust model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawPretrain", into = "RawPretrain")]
 pub struct PretrainConfig {
-    #[serde(default = "default_epochs")]
-    pub epochs: usize,
-    #[serde(default = "default_batch")]
+    /// `epochs` over the training split (default 3) or `steps`.
+    pub length: Length,
     pub batch: usize,
-    #[serde(default)]
     pub optimizer: OptimizerConfig,
+    /// Adversarial pretraining: every step crafts this attack against the
+    /// model as it trains and trains on the result only.
+    pub attack: Option<AttackConfig>,
+    /// Steps over which the attack's budget grows linearly from 0.
+    pub eps_warmup: usize,
+    /// Early stopping on PGD accuracy at the attack's budget, on training
+    /// images held out of pretraining.
+    pub early_stop: Option<EarlyStop>,
+}
+
+/// `[pretrain]` as written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPretrain {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    epochs: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    steps: Option<usize>,
+    #[serde(default = "default_batch")]
+    batch: usize,
+    #[serde(default)]
+    optimizer: OptimizerConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attack: Option<AttackConfig>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    eps_warmup: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    early_stop: Option<EarlyStop>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl TryFrom<RawPretrain> for PretrainConfig {
+    type Error = crate::Error;
+
+    fn try_from(raw: RawPretrain) -> crate::Result<PretrainConfig> {
+        let length = match (raw.epochs, raw.steps) {
+            (Some(_), Some(_)) => {
+                return Err(crate::Error::invalid(
+                    "give `epochs` or `steps`, not both: the length is one or the other",
+                ))
+            }
+            (_, Some(steps)) => Length::Steps(steps),
+            (epochs, None) => Length::Epochs(epochs.unwrap_or_else(default_epochs)),
+        };
+        if raw.attack.is_none() {
+            for (key, given) in [
+                ("eps_warmup", raw.eps_warmup > 0),
+                ("early_stop", raw.early_stop.is_some()),
+            ] {
+                if given {
+                    return Err(crate::Error::invalid(format!(
+                        "`{key}` applies to adversarial pretraining: name its `attack` too"
+                    )));
+                }
+            }
+        }
+        Ok(PretrainConfig {
+            length,
+            batch: raw.batch,
+            optimizer: raw.optimizer,
+            attack: raw.attack,
+            eps_warmup: raw.eps_warmup,
+            early_stop: raw.early_stop,
+        })
+    }
+}
+
+impl From<PretrainConfig> for RawPretrain {
+    fn from(c: PretrainConfig) -> RawPretrain {
+        let (epochs, steps) = match c.length {
+            Length::Epochs(epochs) => (Some(epochs), None),
+            Length::Steps(steps) => (None, Some(steps)),
+        };
+        RawPretrain {
+            epochs,
+            steps,
+            batch: c.batch,
+            optimizer: c.optimizer,
+            attack: c.attack,
+            eps_warmup: c.eps_warmup,
+            early_stop: c.early_stop,
+        }
+    }
 }
 
 fn default_epochs() -> usize {
@@ -128,10 +214,72 @@ fn default_batch() -> usize {
 impl Default for PretrainConfig {
     fn default() -> Self {
         PretrainConfig {
-            epochs: default_epochs(),
+            length: Length::Epochs(default_epochs()),
             batch: default_batch(),
             optimizer: OptimizerConfig::default(),
+            attack: None,
+            eps_warmup: 0,
+            early_stop: None,
         }
+    }
+}
+
+impl PretrainConfig {
+    /// The trainer's settings for `images` training images.
+    pub fn training(&self, images: usize) -> TrainConfig {
+        let mut training = match (self.length, &self.attack) {
+            // Made batches are counted in steps: an epoch is a pass's worth.
+            (Length::Epochs(epochs), Some(_)) => TrainConfig::steps(
+                TrainConfig::epochs(epochs, self.batch, self.optimizer.clone()).total_steps(images),
+                self.batch,
+                self.optimizer.clone(),
+            ),
+            (Length::Epochs(epochs), None) => TrainConfig::epochs(epochs, self.batch, self.optimizer.clone()),
+            (Length::Steps(steps), _) => TrainConfig::steps(steps, self.batch, self.optimizer.clone()),
+        };
+        training.eps_warmup = self.eps_warmup;
+        training.early_stop = self.early_stop.clone();
+        training
+    }
+
+    /// A shorter version for quick runs: at most 2 epochs, or 200 steps.
+    pub fn shorten(&mut self) {
+        self.length = match self.length {
+            Length::Epochs(epochs) => Length::Epochs(epochs.min(2)),
+            Length::Steps(steps) => Length::Steps(steps.min(200)),
+        };
+        self.eps_warmup = self.eps_warmup.min(100);
+        if let Some(early) = &mut self.early_stop {
+            early.every = early.every.min(50);
+            early.images = early.images.min(200);
+        }
+    }
+
+    /// Why these settings cannot pretrain on `train` images, if they cannot.
+    pub fn validate(&self, train: usize) -> crate::Result<()> {
+        let (key, length) = match self.length {
+            Length::Epochs(epochs) => ("epochs", epochs),
+            Length::Steps(steps) => ("steps", steps),
+        };
+        crate::defense::validate_training((key, length), self.batch, &self.optimizer)?;
+        if let Some(attack) = &self.attack {
+            attack
+                .validate()
+                .map_err(|e| crate::Error::invalid(e.to_string()).within("in `attack`"))?;
+            if attack.threat().eps <= 0.0 {
+                return Err(crate::Error::invalid("`attack` needs a positive budget `eps`"));
+            }
+        }
+        if let Some(early) = &self.early_stop {
+            early.validate()?;
+            if early.images >= train {
+                return Err(crate::Error::invalid(format!(
+                    "`early_stop.images` = {} must be fewer than the training images ({train})",
+                    early.images
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

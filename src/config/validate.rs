@@ -107,12 +107,9 @@ fn check_sizes_and_data(file: &TournamentFile) -> crate::Result<()> {
     file.model
         .validate(IMAGE_SIZE.0, IMAGE_SIZE.1)
         .map_err(|e| e.within("`model`"))?;
-    crate::defense::validate_training(
-        ("epochs", file.pretrain.epochs),
-        file.pretrain.batch,
-        &file.pretrain.optimizer,
-    )
-    .map_err(|e| e.within("[pretrain]"))
+    file.pretrain
+        .validate(defender_train)
+        .map_err(|e| e.within("[pretrain]"))
 }
 
 /// `[rules]`: a spatial budget in range, and positive norm budgets.

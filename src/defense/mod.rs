@@ -177,19 +177,7 @@ pub fn validate_training(epochs_or_steps: (&str, usize), batch: usize, opt: &Opt
     if batch == 0 {
         return invalid("`batch` must be at least 1".into());
     }
-    if !(opt.lr.is_finite() && opt.lr > 0.0) {
-        return invalid(format!("`lr` must be a positive number, got {}", opt.lr));
-    }
-    if !(0.0..1.0).contains(&opt.momentum) {
-        return invalid(format!("`momentum` must be in [0, 1), got {}", opt.momentum));
-    }
-    if !(opt.weight_decay.is_finite() && opt.weight_decay >= 0.0) {
-        return invalid(format!(
-            "`weight_decay` must be a number, 0 or more, got {}",
-            opt.weight_decay
-        ));
-    }
-    Ok(())
+    opt.validate()
 }
 
 /// `count` distinct random training images and their labels.

@@ -201,7 +201,7 @@ fn gallery_plot(gallery: &[GalleryItem]) -> Result<Plot> {
     })
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -7,7 +7,7 @@ pub mod matrix;
 mod merge;
 mod play;
 mod prepare;
-mod pretrain;
+pub mod pretrain;
 pub mod shard;
 pub mod summary;
 
