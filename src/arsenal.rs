@@ -57,6 +57,7 @@ pub fn run(quick: bool) -> Vec<Row> {
         steps: if quick { 100 } else { 400 },
         batch: 64,
         optimizer: OptimizerConfig::sgd(0.02, 0.9, 0.0),
+        eps_warmup: 0,
     };
     let round = RoundData {
         crafted: &[],

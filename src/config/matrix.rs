@@ -48,6 +48,13 @@ pub struct MatrixTraining {
     pub batch: usize,
     #[serde(default = "default_optimizer")]
     pub optimizer: OptimizerConfig,
+    /// Steps over which each row's attack budget grows linearly from 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub eps_warmup: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn default_steps() -> usize {
@@ -66,6 +73,7 @@ impl Default for MatrixTraining {
             steps: default_steps(),
             batch: default_batch(),
             optimizer: default_optimizer(),
+            eps_warmup: 0,
         }
     }
 }

@@ -211,7 +211,53 @@ fn pretraining_settings_are_checked() {
     for (setting, key) in [("lr = 0.0", "`lr`"), ("lr = 0.1, momentum = 1.5", "`momentum`")] {
         let text = tournament("").replace("[rules]", &format!("[pretrain]\noptimizer = {{ {setting} }}\n[rules]"));
         let e = error_of(&text);
-        assert!(e.contains("[pretrain]") && e.contains(key), "{e}");
+        // Checked as the table is read: the error points at its line.
+        assert!(
+            e.contains("optimizer = {") && e.contains("line 15") && e.contains(key),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn adversarial_pretraining_reads_its_recipe_and_checks_it() {
+    let pretrain = |body: &str| tournament("").replace("[rules]", &format!("[pretrain]\n{body}\n[rules]"));
+    let plan = check_text(&pretrain(
+        "steps = 300\noptimizer = { kind = \"adam\", lr = 1e-3, schedule = \"cosine\" }\nattack = { family = \"pgd\", eps = 0.3 }\neps_warmup = 100\nearly_stop = { every = 50, images = 100 }",
+    ))
+    .unwrap();
+    let p = &plan.file.pretrain;
+    assert_eq!(p.length, crate::model::Length::Steps(300));
+    assert_eq!(p.eps_warmup, 100);
+    assert_eq!(p.early_stop.as_ref().map(|e| (e.every, e.images)), Some((50, 100)));
+    assert!(p.attack.is_some());
+    // What a run folder's config.toml holds reads back the same.
+    let again: TournamentFile = parse(&plan.to_toml(), "config.toml").unwrap();
+    assert_eq!(&again.pretrain, p);
+
+    for (body, needle) in [
+        ("epochs = 2\nsteps = 100", "`epochs` or `steps`, not both"),
+        ("eps_warmup = 10", "`eps_warmup` applies to adversarial pretraining"),
+        (
+            "early_stop = { every = 10 }",
+            "`early_stop` applies to adversarial pretraining",
+        ),
+        (
+            "attack = { family = \"pgd\", eps = 0.3 }\nearly_stop = { images = 5000 }",
+            "`early_stop.images` = 5000 must be fewer than the training images",
+        ),
+        (
+            "attack = { family = \"pgd\", eps = 0.3 }\nearly_stop = { drop = 2.0 }",
+            "`early_stop.drop`",
+        ),
+        ("steps = 0", "`steps` must be at least 1"),
+        (
+            "optimizer = { kind = \"adam\", lr = 1e-3, momentum = 0.9 }",
+            "`momentum` belongs to `kind = \"sgd\"`",
+        ),
+    ] {
+        let e = error_of(&pretrain(body));
+        assert!(e.contains(needle), "{body}: {e}");
     }
 }
 

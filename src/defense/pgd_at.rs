@@ -26,6 +26,14 @@ pub struct PgdAtConfig {
     pub batch: usize,
     #[serde(default = "default_opt")]
     pub optimizer: OptimizerConfig,
+    /// Steps (of each round's training) over which the attack's budget
+    /// grows linearly from 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub eps_warmup: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn default_attack() -> PgdConfig {
@@ -69,7 +77,8 @@ impl DefenseSpec for PgdAtConfig {
 impl Defense for PgdAtConfig {
     fn update(&mut self, model: &mut dyn Classifier, round: &RoundData<'_>, rng: &mut ChaCha8Rng) {
         let attack = AttackConfig::Pgd(self.attack.clone());
-        let training = TrainConfig::steps(self.steps, self.batch, self.optimizer.clone());
+        let mut training = TrainConfig::steps(self.steps, self.batch, self.optimizer.clone());
+        training.eps_warmup = self.eps_warmup;
         train_against(model, &attack, round.train, training, rng, &|| false, None);
     }
 }

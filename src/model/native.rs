@@ -485,6 +485,52 @@ mod tests {
     }
 
     #[test]
+    fn adam_steps_agree_with_dfdx_on_a_cnn() {
+        let config = ModelConfig::Cnn {
+            channels: [4, 8],
+            dense: 16,
+        };
+        let mut native = Native::new(&config, 28, 28, 10, 5);
+        let mut reference: Box<dyn Classifier> = Box::new(Net::with_parameters(
+            native.layers().to_vec(),
+            native.parameter_tensors(),
+            784,
+            10,
+        ));
+        let mut adam = OptimizerConfig::adam(1e-3);
+        adam.weight_decay = 1e-4;
+        for step in 0..4 {
+            let opt = adam.at(step, 4);
+            let x = random(4 * 784, 30 + step as u64);
+            let labels: Vec<u8> = (0..4).map(|i| ((i + step) % 10) as u8).collect();
+            let a = native.train_step(&x, &CrossEntropy { labels: &labels }, &opt);
+            let b = reference.train_step(&x, &CrossEntropy { labels: &labels }, &opt);
+            assert!((a - b).abs() < 1e-4, "step {step}: loss {a} vs {b}");
+        }
+        assert_close(
+            "parameters after 4 Adam steps",
+            &native.parameters(),
+            &reference.parameters(),
+            1e-4,
+        );
+    }
+
+    #[test]
+    fn set_parameters_replaces_every_weight_and_refreshes_the_cache() {
+        let config = ModelConfig::Mlp { hidden: vec![8] };
+        let mut a = Native::new(&config, 4, 4, 3, 1);
+        let b = Native::new(&config, 4, 4, 3, 2);
+        let x = random(2 * 16, 3);
+        let _ = a.input_grad(&x, &CrossEntropy { labels: &[0, 1] }); // fills the transposed cache
+        a.set_parameters(&b.parameters());
+        assert_eq!(a.parameters(), b.parameters());
+        assert_eq!(
+            a.input_grad(&x, &CrossEntropy { labels: &[0, 1] }),
+            b.input_grad(&x, &CrossEntropy { labels: &[0, 1] })
+        );
+    }
+
+    #[test]
     fn batches_of_any_size_reuse_the_workspace_correctly() {
         let native = Native::new(
             &ModelConfig::Cnn {

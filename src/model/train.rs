@@ -559,4 +559,95 @@ mod tests {
         };
         assert_eq!(run(), run());
     }
+
+    #[test]
+    fn the_budget_warms_up_linearly_over_its_steps() {
+        let (x, y) = data(4);
+        let scales = std::cell::RefCell::new(Vec::new());
+        let mut make = |_: &dyn Classifier, step: &Step, _: &mut ChaCha8Rng| {
+            scales.borrow_mut().push(step.eps_scale);
+            Batch::labeled(x.clone(), y.clone())
+        };
+        let mut config = TrainConfig::steps(6, 4, OptimizerConfig::default());
+        config.eps_warmup = 4;
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        Trainer::new(config).fit(model().as_mut(), Examples::Made(&mut make), &mut rng);
+        assert_eq!(scales.into_inner(), vec![0.25, 0.5, 0.75, 1.0, 1.0, 1.0]);
+    }
+
+    /// A run scored by a script of scores, one per checkpoint.
+    fn scored_run(scores: &[f64], steps: usize, drop: f64) -> (Fitted, Vec<Vec<f32>>, Vec<f32>) {
+        let (x, y) = data(6);
+        let mut config = TrainConfig::steps(steps, 3, OptimizerConfig::default());
+        config.eps_warmup = 2;
+        config.early_stop = Some(EarlyStop {
+            every: 2,
+            images: 1,
+            drop,
+        });
+        let snapshots = std::cell::RefCell::new(Vec::new());
+        let next = std::cell::Cell::new(0);
+        let score = |model: &dyn Classifier| {
+            snapshots.borrow_mut().push(model.parameters());
+            let s = scores[next.get().min(scores.len() - 1)];
+            next.set(next.get() + 1);
+            s
+        };
+        let mut net = model();
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let fitted = Trainer::new(config).score_with(&score).fit(
+            net.as_mut(),
+            Examples::Set(TrainSet::labeled(&x, &y)),
+            &mut rng,
+        );
+        (fitted, snapshots.into_inner(), net.parameters())
+    }
+
+    #[test]
+    fn early_stopping_scores_after_the_warm_up_and_ends_on_the_best_checkpoint() {
+        // Checkpoints after steps 4, 6, 8, 10 (every 2 once the 2 warm-up steps
+        // are done); the best is the second; none falls by more than 0.5.
+        let (fitted, snapshots, end) = scored_run(&[0.5, 0.7, 0.6, 0.65], 10, 0.5);
+        let steps: Vec<usize> = fitted.checkpoints.iter().map(|c| c.0).collect();
+        assert_eq!(steps, vec![4, 6, 8, 10]);
+        assert_eq!(fitted.kept, Some((6, 0.7)));
+        assert!(!fitted.stopped_early);
+        assert_eq!(fitted.steps, 10);
+        assert_eq!(end, snapshots[1], "the model ends on the kept checkpoint's parameters");
+    }
+
+    #[test]
+    fn a_fall_beyond_the_drop_stops_the_run() {
+        let (fitted, snapshots, end) = scored_run(&[0.8, 0.9, 0.3, 0.95], 20, 0.2);
+        assert!(fitted.stopped_early);
+        assert_eq!(fitted.steps, 8, "stopped at the third checkpoint");
+        assert_eq!(fitted.kept, Some((6, 0.9)));
+        assert_eq!(end, snapshots[1]);
+    }
+
+    #[test]
+    fn a_schedule_reaches_the_optimizer_of_every_step() {
+        // One-cycle from 0: with a schedule the first step moves the weights
+        // less than a constant rate would.
+        let (x, y) = data(3);
+        let moved = |optimizer: OptimizerConfig| {
+            let mut net = model();
+            let before = net.parameters();
+            let mut rng = ChaCha8Rng::seed_from_u64(1);
+            Trainer::new(TrainConfig::steps(1, 3, optimizer)).fit(
+                net.as_mut(),
+                Examples::Set(TrainSet::labeled(&x, &y)),
+                &mut rng,
+            );
+            before
+                .iter()
+                .zip(net.parameters())
+                .map(|(a, b)| (a - b).abs())
+                .sum::<f32>()
+        };
+        let constant = moved(OptimizerConfig::sgd(0.1, 0.0, 0.0));
+        let cycled =
+            moved(OptimizerConfig::sgd(0.1, 0.0, 0.0).with_schedule(crate::model::Schedule::OneCycle { peak: 0.9 }));
+        assert!(cycled > 0.0 && cycled < 0.7 * constant, "{cycled} vs {constant}");
+    }
 }

@@ -171,6 +171,13 @@ impl Bound {
         if bounds.iter().flatten().any(|b| !(0.0..=1.0).contains(b)) {
             return Err(Error::invalid("`at_least` and `at_most` are fractions between 0 and 1"));
         }
+        if let (Some(low), Some(high)) = (self.at_least, self.at_most) {
+            if low > high {
+                return Err(Error::invalid(format!(
+                    "`at_least` = {low} is above `at_most` = {high}: no value could hold"
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -553,7 +560,7 @@ fn prepare(out: &Path, force: bool) -> Result<()> {
         if !out.is_dir() {
             return Err(crate::error::OutputError::NotAFolder(out.to_path_buf()).into());
         }
-        let ours = ["config.toml", "reproduction.json", "report.html"];
+        let ours = ["config.toml", "reproduction.json", "report.html", "table.md"];
         let foreign = std::fs::read_dir(out)
             .map_err(Error::io(format!("reading {}", out.display())))?
             .filter_map(|e| e.ok())
@@ -583,7 +590,9 @@ fn write(out: &Path, file: &ReproductionFile, result: &Reproduction) -> Result<(
     let json = out.join("reproduction.json");
     record::write_json(&json, result).map_err(io(json.clone()))?;
     let html = out.join("report.html");
-    record::write_atomic(&html, render_page(result).as_bytes()).map_err(io(html.clone()))
+    record::write_atomic(&html, render_page(result).as_bytes()).map_err(io(html.clone()))?;
+    let printed = out.join("table.md");
+    record::write_atomic(&printed, table(result).as_bytes()).map_err(io(printed.clone()))
 }
 
 /// The side-by-side table printed after a run.

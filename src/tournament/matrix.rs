@@ -34,7 +34,8 @@ pub fn train_against(
 ) -> Box<dyn Classifier> {
     let mut model = pretrained.boxed_clone();
     let mut rng = stream(seed, path!["matrix", "train", &attack.label()]);
-    let training = TrainConfig::steps(settings.steps, settings.batch, settings.optimizer.clone());
+    let mut training = TrainConfig::steps(settings.steps, settings.batch, settings.optimizer.clone());
+    training.eps_warmup = settings.eps_warmup;
     crate::defense::pgd_at::train_against(model.as_mut(), attack, train, training, &mut rng, stop, None);
     model
 }

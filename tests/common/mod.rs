@@ -116,3 +116,18 @@ pub fn write_idx_dataset(dir: &Path, train: usize, test: usize, rows: usize, col
     }
     dir.to_path_buf()
 }
+
+/// The folder holding `mnist/` for tests on real data: `$REDQUEEN_DATA`, or
+/// the shared datasets beside the repository; `None` (the test skips, saying
+/// so) when neither holds MNIST.
+pub fn real_data() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("REDQUEEN_DATA").map(PathBuf::from),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets")),
+    ];
+    let found = candidates.into_iter().flatten().find(|dir| dir.join("mnist").is_dir());
+    if found.is_none() {
+        eprintln!("skipped: no MNIST in $REDQUEEN_DATA or ../shared/datasets (see README, Datasets)");
+    }
+    found
+}
