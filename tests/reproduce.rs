@@ -59,7 +59,7 @@ fn a_failed_claim_exits_3_and_still_writes_its_results() {
     // image classified correctly), at a tiny size: the run completes, the
     // claim fails, the exit code says so.
     let text = include_str!("../strategies/reproduce/distillation-cw.toml").replace(
-        "quick = { train = 2000, eval = 200, length = 0.5 }",
+        "quick = { train = 5000, eval = 200, length = 1.0 }",
         "quick = { train = 300, eval = 50, length = 0.1 }",
     ) + "\n[[claims]]\ntext = \"impossible\"\nevaluation = \"natural-clean\"\nat_most = 0.0\nquick = { at_most = 0.0 }\n";
     let file = dir.path().join("impossible.toml");
