@@ -114,3 +114,73 @@ fn unknown_names_and_bad_files_exit_2_naming_them() {
         "{stderr}"
     );
 }
+
+/// A small reproduction on the built-in synthetic digits (no data needed).
+const SYNTHETIC: &str = r#"
+name = "tiny"
+paper = "none: a test"
+finding = "adversarial training helps"
+seed = 3
+data = { dataset = "synthetic-digits", train = 800, test = 200 }
+eval = 100
+quick = { train = 400, eval = 50, length = 0.5 }
+
+[[models]]
+name = "natural"
+model = { kind = "mlp", hidden = [32] }
+pretrain = { epochs = 2, optimizer = { kind = "adam", lr = 1e-3 } }
+
+[[models]]
+name = "adversarial"
+model = { kind = "mlp", hidden = [32] }
+pretrain = { steps = 60, optimizer = { kind = "adam", lr = 1e-3 }, attack = { family = "pgd", eps = 0.1 }, eps_warmup = 20 }
+
+[[evaluations]]
+name = "adversarial-pgd"
+model = "adversarial"
+attacks = [{ family = "pgd", eps = 0.1, steps = 20 }, { family = "fgsm", eps = 0.1 }]
+
+[[claims]]
+text = "anything"
+evaluation = "adversarial-pgd"
+at_least = 0.0
+quick = { at_least = 0.0 }
+"#;
+
+#[test]
+fn a_reproduction_run_twice_gives_the_same_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tiny.toml");
+    std::fs::write(&file, SYNTHETIC).unwrap();
+    let run = |out: &str| {
+        let out = dir.path().join(out);
+        redqueen()
+            .arg("reproduce")
+            .arg(&file)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("reproduction.json")).unwrap()).unwrap();
+        let evaluations: Vec<(f64, u64)> = json["evaluations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["value"].as_f64().unwrap(), e["images"].as_u64().unwrap()))
+            .collect();
+        (evaluations, std::fs::read_to_string(out.join("config.toml")).unwrap())
+    };
+    let first = run("a");
+    assert_eq!(first, run("b"));
+    assert_eq!(first.0[0].1, 100);
+    // An existing folder is refused without --force (exit 2), kept with it.
+    let again = redqueen()
+        .arg("reproduce")
+        .arg(&file)
+        .arg("--out")
+        .arg(dir.path().join("a"))
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+}

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{builtin, parse, DataConfig, PretrainConfig};
 use crate::attack::{Access, AttackConfig};
 use crate::error::{Error, Result};
-use crate::model::{Engine, ModelConfig, OptimizerConfig};
+use crate::model::{EarlyStop, Engine, ModelConfig, OptimizerConfig};
 
 /// The built-in default matrix, on synthetic digits.
 pub const DEFAULT_MATRIX: &str = "matrix/default.toml";
@@ -51,6 +51,10 @@ pub struct MatrixTraining {
     /// Steps over which each row's attack budget grows linearly from 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub eps_warmup: usize,
+    /// Early stopping on PGD accuracy of training images held out of each
+    /// row's training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stop: Option<EarlyStop>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -74,6 +78,7 @@ impl Default for MatrixTraining {
             batch: default_batch(),
             optimizer: default_optimizer(),
             eps_warmup: 0,
+            early_stop: None,
         }
     }
 }
@@ -143,6 +148,15 @@ pub fn check_matrix(file: MatrixFile, cited: &str) -> Result<MatrixFile> {
         &file.training.optimizer,
     )
     .map_err(|e| in_file(e.within("[training]")))?;
+    if let Some(early) = &file.training.early_stop {
+        early.validate().map_err(|e| in_file(e.within("[training]")))?;
+        if early.images * 2 > file.data.train {
+            return Err(err(format!(
+                "[training]: `early_stop.images` = {} must be at most half the training images ({})",
+                early.images, file.data.train
+            )));
+        }
+    }
     if file.attacks.is_empty() {
         return Err(err("`attacks` must list at least one attack".into()));
     }

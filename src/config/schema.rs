@@ -272,9 +272,9 @@ impl PretrainConfig {
         }
         if let Some(early) = &self.early_stop {
             early.validate()?;
-            if early.images >= train {
+            if early.images * 2 > train {
                 return Err(crate::Error::invalid(format!(
-                    "`early_stop.images` = {} must be fewer than the training images ({train})",
+                    "`early_stop.images` = {} must be at most half the training images ({train})",
                     early.images
                 )));
             }

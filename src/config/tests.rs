@@ -244,7 +244,7 @@ fn adversarial_pretraining_reads_its_recipe_and_checks_it() {
         ),
         (
             "attack = { family = \"pgd\", eps = 0.3 }\nearly_stop = { images = 5000 }",
-            "`early_stop.images` = 5000 must be fewer than the training images",
+            "`early_stop.images` = 5000 must be at most half the training images",
         ),
         (
             "attack = { family = \"pgd\", eps = 0.3 }\nearly_stop = { drop = 2.0 }",

@@ -10,7 +10,7 @@ use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
 use crate::attack::{Attack, AttackConfig, FgsmConfig, Norm, PgdConfig, ThreatModel};
 use crate::error::Error;
 use crate::model::metrics::{correct, fraction};
-use crate::model::{Classifier, OptimizerConfig, TrainConfig};
+use crate::model::{Classifier, EarlyStop, OptimizerConfig, TrainConfig};
 use crate::registry::Describe;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +33,18 @@ pub struct FastAtConfig {
     /// accuracy under PGD by this much on held-aside training images.
     #[serde(default = "default_overfit_gap")]
     pub overfit_gap: f64,
+    /// Steps (of each round's training) over which the budget grows
+    /// linearly from 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub eps_warmup: usize,
+    /// Wong et al.'s early stopping within each round's training: PGD
+    /// accuracy on training images held out of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stop: Option<EarlyStop>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn default_eps() -> f32 {
@@ -97,6 +109,9 @@ impl DefenseSpec for FastAtConfig {
         if !(0.0..=1.0).contains(&self.overfit_gap) {
             return invalid(format!("`overfit_gap` must be in [0, 1], got {}", self.overfit_gap));
         }
+        if let Some(early) = &self.early_stop {
+            early.validate()?;
+        }
         validate_training(("steps", self.steps), self.batch, &self.optimizer)
     }
 }
@@ -116,8 +131,10 @@ impl FastAt {
 impl Defense for FastAt {
     fn update(&mut self, model: &mut dyn Classifier, round: &RoundData<'_>, rng: &mut ChaCha8Rng) {
         let attack = AttackConfig::Pgd(self.config.attack());
-        let training = TrainConfig::steps(self.config.steps, self.config.batch, self.config.optimizer.clone());
-        super::pgd_at::train_against(model, &attack, round.train, training, rng, &|| false, None);
+        let mut training = TrainConfig::steps(self.config.steps, self.config.batch, self.config.optimizer.clone());
+        training.eps_warmup = self.config.eps_warmup;
+        training.early_stop = self.config.early_stop.clone();
+        let fitted = super::pgd_at::train_against(model, &attack, round.train, training, rng, &|| false);
         // The check of Wong et al.: PGD accuracy collapsing while FGSM
         // accuracy stays high means the model learned to defeat FGSM only.
         let (x, y) = sample_train(round.train, CHECK_IMAGES, rng);
@@ -126,8 +143,15 @@ impl Defense for FastAt {
         let fgsm_acc = fraction(&correct(model, &fgsm.craft(model, &x, &y, rng), &y));
         let pgd_acc = fraction(&correct(model, &pgd.craft(model, &x, &y, rng), &y));
         let overfit = fgsm_acc - pgd_acc >= self.config.overfit_gap;
+        let kept = match fitted.kept {
+            Some((step, score)) => format!(
+                "; early stopping kept step {step} of {} (held-out PGD acc {score:.3})",
+                self.config.steps
+            ),
+            None => String::new(),
+        };
         self.note = Some(format!(
-            "{}FGSM acc {fgsm_acc:.3}, PGD acc {pgd_acc:.3} on {} training images",
+            "{}FGSM acc {fgsm_acc:.3}, PGD acc {pgd_acc:.3} on {} training images{kept}",
             if overfit { "catastrophic overfitting: " } else { "" },
             y.len()
         ));

@@ -36,7 +36,8 @@ pub fn train_against(
     let mut rng = stream(seed, path!["matrix", "train", &attack.label()]);
     let mut training = TrainConfig::steps(settings.steps, settings.batch, settings.optimizer.clone());
     training.eps_warmup = settings.eps_warmup;
-    crate::defense::pgd_at::train_against(model.as_mut(), attack, train, training, &mut rng, stop, None);
+    training.early_stop = settings.early_stop.clone();
+    crate::defense::pgd_at::train_against(model.as_mut(), attack, train, training, &mut rng, stop);
     model
 }
 

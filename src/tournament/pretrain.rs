@@ -1,7 +1,5 @@
 //! Training before round 1: clean, or adversarial with a recipe.
 
-use crate::arena::metrics::{correct, fraction, robust, EVAL_BATCH};
-use crate::attack::{AttackConfig, PgdConfig};
 use crate::config::PretrainConfig;
 use crate::data::Split;
 use crate::model::{Classifier, Engine, Examples, Fitted, ModelConfig, TrainSet, Trainer};
@@ -49,57 +47,63 @@ pub fn pretrain_with_report(
         );
         return (net, fitted);
     };
-    // Early stopping scores on training images the run never trains on.
-    let held_out_count = settings.early_stop.as_ref().map_or(0, |early| early.images);
-    let (trained_on, held_out) = hold_out(train, held_out_count, seed);
-    let score_attack = early_stop_attack(attack);
-    let score = |model: &dyn Classifier| {
-        let mut rng = stream(seed, path!["pretrain", "early-stop"]);
-        robust_accuracy(model, &score_attack, &held_out, &mut rng)
-    };
-    let training = settings.training(trained_on.len());
     let fitted = crate::defense::pgd_at::train_against(
         net.as_mut(),
         attack,
-        &trained_on,
-        training,
+        train,
+        settings.training(
+            train
+                .len()
+                .saturating_sub(settings.early_stop.as_ref().map_or(0, |e| e.images)),
+        ),
         &mut rng,
         stop,
-        settings
-            .early_stop
-            .as_ref()
-            .map(|_| &score as &dyn Fn(&dyn Classifier) -> f64),
     );
     (net, fitted)
 }
 
-/// The first `count` images of a fixed shuffle of `train` apart from the rest.
-fn hold_out(train: &Split, count: usize, seed: u64) -> (Split, Split) {
-    if count == 0 {
-        return (train.clone(), train.subset(&[]));
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attack::{AttackConfig, Norm, PgdConfig};
+    use crate::data::synthetic_digits;
+    use crate::defense::pgd_at::robust_accuracy;
+    use crate::model::{EarlyStop, Length, OptimizerConfig};
+
+    #[test]
+    fn adversarial_pretraining_is_robust_where_clean_pretraining_is_not() {
+        let data = synthetic_digits(3, 1200, 200);
+        let model = ModelConfig::Mlp { hidden: vec![64] };
+        let clean = PretrainConfig {
+            length: Length::Steps(150),
+            optimizer: OptimizerConfig::adam(1e-3),
+            ..PretrainConfig::default()
+        };
+        let attack = AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1));
+        let adversarial = PretrainConfig {
+            attack: Some(attack.clone()),
+            eps_warmup: 50,
+            early_stop: Some(EarlyStop {
+                every: 25,
+                images: 100,
+                drop: 0.2,
+            }),
+            ..clean.clone()
+        };
+        let robust = |settings: &PretrainConfig| {
+            let (net, fitted) = pretrain_with_report(&model, Engine::Native, settings, &data.train, 10, 5, &|| false);
+            let mut rng = stream(9, path!["test"]);
+            (robust_accuracy(net.as_ref(), &attack, &data.test, &mut rng), fitted)
+        };
+        let (clean_robust, clean_fit) = robust(&clean);
+        let (adv_robust, adv_fit) = robust(&adversarial);
+        assert!(clean_fit.checkpoints.is_empty() && clean_fit.kept.is_none());
+        // Checkpoints after the 50 warm-up steps, every 25: 75, 100, 125, 150.
+        assert_eq!(adv_fit.checkpoints.first().map(|c| c.0), Some(75), "{adv_fit:?}");
+        assert!(adv_fit.kept.is_some());
+        assert!(
+            adv_robust > clean_robust + 0.15,
+            "PGD accuracy at linf 0.1: adversarial {adv_robust}, clean {clean_robust}"
+        );
     }
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    rand::seq::SliceRandom::shuffle(order.as_mut_slice(), &mut stream(seed, path!["pretrain", "held-out"]));
-    let (held, rest) = order.split_at(count.min(train.len()));
-    (train.subset(rest), train.subset(held))
-}
-
-/// What early stopping scores with: PGD-10 from a random start at the
-/// training attack's norm and full budget, step 2.5 eps / 10 (Madry's rule).
-pub fn early_stop_attack(attack: &AttackConfig) -> AttackConfig {
-    let threat = attack.threat();
-    AttackConfig::Pgd(PgdConfig::new(threat.norm, threat.eps))
-}
-
-/// The share of `split` that `model` classifies correctly both clean and
-/// under `attack`.
-pub fn robust_accuracy(
-    model: &dyn Classifier,
-    attack: &AttackConfig,
-    split: &Split,
-    rng: &mut rand_chacha::ChaCha8Rng,
-) -> f64 {
-    let clean = correct(model, &split.images, &split.labels);
-    let adv = attack.run_with(model, &split.images, &split.labels, rng, EVAL_BATCH, None);
-    fraction(&robust(model, &adv.examples, &split.labels, &clean))
 }
