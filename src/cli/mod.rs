@@ -370,6 +370,21 @@ pub fn list() -> String {
     section("Defenses (`strategy.kind`):", registered(DefenseConfig::ENTRIES));
     section("Models (`model.kind`):", pairs(MODELS));
     section("Datasets (`data.dataset`):", pairs(DATASETS));
+    section("Optimizers (`optimizer.kind`):", pairs(crate::model::optim::OPTIMIZERS));
+    section(
+        "Learning-rate schedules (`optimizer.schedule`):",
+        pairs(crate::model::optim::SCHEDULES),
+    );
+    section(
+        "Reproductions (`redqueen reproduce NAME`):",
+        crate::reproduce::names()
+            .into_iter()
+            .map(|name| {
+                let paper = crate::reproduce::load(name).map_or_else(|e| e.to_string(), |file| file.paper);
+                (name.to_string(), paper)
+            })
+            .collect(),
+    );
     section(
         "Strategy files (built in; `use = \"PATH\"`):",
         builtin::STRATEGIES

@@ -251,6 +251,19 @@ struct RawOptimizer {
     peak: Option<f32>,
 }
 
+/// The optimizers by `kind`, for `list`.
+pub const OPTIMIZERS: &[(&str, &str)] = &[
+    (
+        "sgd",
+        "the default: `lr`, `momentum` (0.9), `nesterov` (false), `weight_decay` (0, added to the gradient)",
+    ),
+    (
+        "adam",
+        "`lr`, `betas` ([0.9, 0.999]), `eps` (1e-8), `weight_decay` (0, added to the gradient)",
+    ),
+    ("adamw", "Adam with decoupled `weight_decay` (Loshchilov & Hutter 2019)"),
+];
+
 /// The schedules by name, for errors and `list`.
 pub const SCHEDULES: &[(&str, &str)] = &[
     ("constant", "`lr` throughout (default)"),
