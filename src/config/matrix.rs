@@ -96,6 +96,11 @@ impl MatrixFile {
         self.eval = self.eval.min(100);
         self.pretrain.shorten();
         self.training.steps = self.training.steps.min(30);
+        self.training.eps_warmup = self.training.eps_warmup.min(self.training.steps / 2);
+        if let Some(early) = &mut self.training.early_stop {
+            early.every = early.every.min(10);
+            early.images = early.images.min(self.data.train / 4);
+        }
     }
 }
 
@@ -148,14 +153,24 @@ pub fn check_matrix(file: MatrixFile, cited: &str) -> Result<MatrixFile> {
         &file.training.optimizer,
     )
     .map_err(|e| in_file(e.within("[training]")))?;
-    if let Some(early) = &file.training.early_stop {
-        early.validate().map_err(|e| in_file(e.within("[training]")))?;
-        if early.images * 2 > file.data.train {
-            return Err(err(format!(
-                "[training]: `early_stop.images` = {} must be at most half the training images ({})",
-                early.images, file.data.train
-            )));
-        }
+    let training = &file.training;
+    super::schema::check_adversarial_recipe(
+        None,
+        training.eps_warmup,
+        training.early_stop.as_ref(),
+        training.steps,
+        file.data.train,
+    )
+    .map_err(|e| in_file(e.within("[training]")))?;
+    for (i, attack) in file.attacks.iter().enumerate() {
+        super::schema::check_adversarial_recipe(
+            Some(attack),
+            training.eps_warmup,
+            training.early_stop.as_ref(),
+            training.steps,
+            file.data.train,
+        )
+        .map_err(|e| in_file(e.within(&format!("[training] with attacks[{i}]"))))?;
     }
     if file.attacks.is_empty() {
         return Err(err("`attacks` must list at least one attack".into()));

@@ -248,7 +248,10 @@ impl PretrainConfig {
             Length::Epochs(epochs) => Length::Epochs(epochs.min(2)),
             Length::Steps(steps) => Length::Steps(steps.min(200)),
         };
-        self.eps_warmup = self.eps_warmup.min(100);
+        self.eps_warmup = self.eps_warmup.min(match self.length {
+            Length::Steps(steps) => steps / 2,
+            Length::Epochs(_) => 100,
+        });
         if let Some(early) = &mut self.early_stop {
             early.every = early.every.min(50);
             early.images = early.images.min(200);
@@ -266,21 +269,61 @@ impl PretrainConfig {
             attack
                 .validate()
                 .map_err(|e| crate::Error::invalid(e.to_string()).within("in `attack`"))?;
-            if attack.threat().eps <= 0.0 {
-                return Err(crate::Error::invalid("`attack` needs a positive budget `eps`"));
-            }
         }
-        if let Some(early) = &self.early_stop {
-            early.validate()?;
-            if early.images * 2 > train {
-                return Err(crate::Error::invalid(format!(
-                    "`early_stop.images` = {} must be at most half the training images ({train})",
-                    early.images
-                )));
-            }
-        }
-        Ok(())
+        let held_out = self.early_stop.as_ref().map_or(0, |e| e.images);
+        let steps = self
+            .training(train.saturating_sub(held_out))
+            .total_steps(train.saturating_sub(held_out));
+        check_adversarial_recipe(
+            self.attack.as_ref(),
+            self.eps_warmup,
+            self.early_stop.as_ref(),
+            steps,
+            train,
+        )
     }
+}
+
+/// Checks shared by every adversarial training run with a warm-up or early
+/// stopping: both need an attack whose budget is one `eps` (what a warm-up
+/// scales and early stopping's PGD scores at), a warm-up shorter than the
+/// run, and held-out images at most half of `train`.
+pub fn check_adversarial_recipe(
+    attack: Option<&AttackConfig>,
+    eps_warmup: usize,
+    early_stop: Option<&EarlyStop>,
+    steps: usize,
+    train: usize,
+) -> crate::Result<()> {
+    let invalid = |message: String| Err(crate::Error::invalid(message));
+    if let Some(attack) = attack {
+        let key = match (eps_warmup > 0, early_stop.is_some()) {
+            (true, _) => Some("eps_warmup"),
+            (false, true) => Some("early_stop"),
+            (false, false) => None,
+        };
+        if let Some(key) = key.filter(|_| attack.scaled(0.5).is_none()) {
+            return invalid(format!(
+                "`{key}` needs an attack whose budget is one `eps` (pgd, fgsm, mim, apgd, ...); {} has none",
+                attack.label()
+            ));
+        }
+    }
+    if eps_warmup > 0 && eps_warmup >= steps {
+        return invalid(format!(
+            "`eps_warmup` = {eps_warmup} must be fewer than the run's {steps} steps: the budget would never reach full size"
+        ));
+    }
+    if let Some(early) = early_stop {
+        early.validate()?;
+        if early.images > train / 2 {
+            return invalid(format!(
+                "`early_stop.images` = {} must be at most half the training images ({train})",
+                early.images
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// An attacker: inline, or `use = "attackers/NAME.toml"` (optionally with

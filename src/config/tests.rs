@@ -244,13 +244,21 @@ fn adversarial_pretraining_reads_its_recipe_and_checks_it() {
         ),
         (
             "attack = { family = \"pgd\", eps = 0.3 }\nearly_stop = { images = 5000 }",
-            "`early_stop.images` = 5000 must be at most half the training images",
+            "`early_stop.images` = 5000 must be at most half the training images (400)",
         ),
         (
             "attack = { family = \"pgd\", eps = 0.3 }\nearly_stop = { drop = 2.0 }",
             "`early_stop.drop`",
         ),
         ("steps = 0", "`steps` must be at least 1"),
+        (
+            "steps = 50\nattack = { family = \"pgd\", eps = 0.3 }\neps_warmup = 50",
+            "`eps_warmup` = 50 must be fewer than the run's 50 steps",
+        ),
+        (
+            "attack = { family = \"spatial\", degrees = 10.0, pixels = 1 }\nearly_stop = { images = 10 }",
+            "`early_stop` needs an attack whose budget is one `eps`",
+        ),
         (
             "optimizer = { kind = \"adam\", lr = 1e-3, momentum = 0.9 }",
             "`momentum` belongs to `kind = \"sgd\"`",

@@ -109,9 +109,15 @@ impl DefenseSpec for FastAtConfig {
         if !(0.0..=1.0).contains(&self.overfit_gap) {
             return invalid(format!("`overfit_gap` must be in [0, 1], got {}", self.overfit_gap));
         }
-        if let Some(early) = &self.early_stop {
-            early.validate()?;
-        }
+        // The held-out images are capped at half of each round's training
+        // images when it runs; here only the warm-up and the settings.
+        crate::config::schema::check_adversarial_recipe(
+            None,
+            self.eps_warmup,
+            self.early_stop.as_ref(),
+            self.steps,
+            usize::MAX,
+        )?;
         validate_training(("steps", self.steps), self.batch, &self.optimizer)
     }
 }

@@ -71,6 +71,7 @@ impl DefenseSpec for PgdAtConfig {
         AttackConfig::Pgd(self.attack.clone())
             .validate()
             .map_err(|e| Error::invalid(e.to_string()).within("in `attack`"))?;
+        crate::config::schema::check_adversarial_recipe(None, self.eps_warmup, None, self.steps, usize::MAX)?;
         validate_training(("steps", self.steps), self.batch, &self.optimizer)
     }
 }

@@ -261,7 +261,10 @@ pub const OPTIMIZERS: &[(&str, &str)] = &[
         "adam",
         "`lr`, `betas` ([0.9, 0.999]), `eps` (1e-8), `weight_decay` (0, added to the gradient)",
     ),
-    ("adamw", "Adam with decoupled `weight_decay` (Loshchilov & Hutter 2019)"),
+    (
+        "adamw",
+        "Adam with decoupled `weight_decay` (0.01, PyTorch's; Loshchilov & Hutter 2019)",
+    ),
 ];
 
 /// The schedules by name, for errors and `list`.
@@ -293,7 +296,7 @@ impl TryFrom<RawOptimizer> for OptimizerConfig {
         ];
         let adam_only = [("betas", raw.betas.is_some()), ("eps", raw.eps.is_some())];
         let (foreign, other) = if kind == OptimizerKind::Sgd {
-            (adam_only, "adam")
+            (adam_only, "adam\" or \"adamw")
         } else {
             (sgd_only, "sgd")
         };
@@ -340,7 +343,10 @@ impl TryFrom<RawOptimizer> for OptimizerConfig {
                 0.0
             }),
             nesterov: raw.nesterov.unwrap_or(false),
-            weight_decay: raw.weight_decay.unwrap_or(0.0),
+            // AdamW's default decay is PyTorch's; the others add none.
+            weight_decay: raw
+                .weight_decay
+                .unwrap_or(if kind == OptimizerKind::AdamW { 0.01 } else { 0.0 }),
             betas: raw.betas.unwrap_or(DEFAULT_BETAS),
             eps: raw.eps.unwrap_or(DEFAULT_EPS),
             schedule,
@@ -496,7 +502,7 @@ mod tests {
             ),
             (
                 "optimizer = { lr = 0.1, betas = [0.9, 0.99] }",
-                "`betas` belongs to `kind = \"adam\"`",
+                "`betas` belongs to `kind = \"adam\" or \"adamw\"`",
             ),
             (
                 "optimizer = { lr = 0.1, milestones = [0.5] }",

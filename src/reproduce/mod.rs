@@ -72,7 +72,8 @@ pub struct ReproductionFile {
 pub struct Quick {
     pub train: usize,
     pub eval: usize,
-    /// Every training length (and warm-up) multiplied by this.
+    /// Every recipe's length, warm-up and checkpoint interval multiplied
+    /// by this (a `defense` entry keeps its own settings).
     pub length: f64,
 }
 
@@ -246,7 +247,9 @@ impl ReproductionFile {
             }
             match (&m.model, &m.pretrain, &m.from, &m.defense) {
                 (Some(model), Some(pretrain), None, None) => {
-                    model.validate(28, 28).map_err(within)?;
+                    model
+                        .validate(config::IMAGE_SIZE.0, config::IMAGE_SIZE.1)
+                        .map_err(within)?;
                     pretrain.validate(self.data.train).map_err(within)?;
                 }
                 (None, None, Some(from), Some(defense)) => {
@@ -301,8 +304,9 @@ impl ReproductionFile {
                     c.text, c.evaluation
                 )));
             }
-            c.bound.validate()?;
-            c.quick.validate()?;
+            let within = |e: Error, which: &str| e.within(&format!("claim {:?}, {which}", c.text));
+            c.bound.validate().map_err(|e| within(e, "its bound"))?;
+            c.quick.validate().map_err(|e| within(e, "its `quick` bound"))?;
         }
         Ok(())
     }
@@ -311,6 +315,7 @@ impl ReproductionFile {
     pub fn shrink(&mut self) {
         let scale = |n: usize| ((n as f64 * self.quick.length).ceil() as usize).max(1);
         self.data.train = self.quick.train;
+        // A smaller pool of test images to draw the quick evaluation from.
         self.data.test = self.data.test.min(self.quick.eval.max(self.quick.train / 4));
         self.eval = self.quick.eval.min(self.data.test);
         for m in &mut self.models {
@@ -475,7 +480,7 @@ pub fn run(
         if stop() {
             return Err(interrupted());
         }
-        evaluations.push(evaluate(models[&e.model].as_ref(), e, &eval, file.seed));
+        evaluations.push(evaluate(models[&e.model].as_ref(), e, &eval, &dataset.train, file.seed));
     }
     let claims = file
         .claims
@@ -519,13 +524,20 @@ pub fn run(
 }
 
 /// The per-image worst case of `e.attacks` on `model`.
-fn evaluate(model: &dyn Classifier, e: &Evaluation, eval: &crate::data::Split, seed: u64) -> Measured {
+/// Transfer attacks train their surrogate on `train`.
+fn evaluate(
+    model: &dyn Classifier,
+    e: &Evaluation,
+    eval: &crate::data::Split,
+    train: &crate::data::Split,
+    seed: u64,
+) -> Measured {
     let began = Instant::now();
     let clean = correct(model, &eval.images, &eval.labels);
     let mut survives = clean.clone();
     for attack in &e.attacks {
         let mut rng = stream(seed, path!["reproduce", &e.name, &attack.label()]);
-        let crafted = attack.run_with(model, &eval.images, &eval.labels, &mut rng, 128, None);
+        let crafted = attack.run_with(model, &eval.images, &eval.labels, &mut rng, 128, Some(train));
         let verdict = referee::check(attack.threat(), crafted.examples, &eval.images, eval.dim());
         let fooled_not = correct(model, &verdict.examples, &eval.labels);
         for (s, ok) in survives.iter_mut().zip(fooled_not) {
@@ -571,6 +583,14 @@ fn prepare(out: &Path, force: bool) -> Result<()> {
             .is_some();
         if any && (!force || foreign) {
             return Err(crate::error::OutputError::Exists(out.to_path_buf()).into());
+        }
+        // An earlier run's files go now, so that an interrupted run leaves
+        // none that could pass for its own.
+        for name in ours {
+            let path = out.join(name);
+            if std::fs::symlink_metadata(&path).is_ok() {
+                std::fs::remove_file(&path).map_err(Error::io(format!("removing {}", path.display())))?;
+            }
         }
     }
     std::fs::create_dir_all(out).map_err(|source| {
