@@ -135,10 +135,24 @@ pub struct Evaluation {
 pub struct Claim {
     pub text: String,
     pub evaluation: String,
-    #[serde(flatten)]
-    pub bound: Bound,
+    /// The bound at full size (written out rather than a flattened
+    /// [`Bound`], so that a misspelt key is told the valid ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_least: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_most: Option<f64>,
     /// The bound at `--quick` size (the claim's direction, not its figure).
     pub quick: Bound,
+}
+
+impl Claim {
+    /// The full-size bound.
+    pub fn bound(&self) -> Bound {
+        Bound {
+            at_least: self.at_least,
+            at_most: self.at_most,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -305,7 +319,7 @@ impl ReproductionFile {
                 )));
             }
             let within = |e: Error, which: &str| e.within(&format!("claim {:?}, {which}", c.text));
-            c.bound.validate().map_err(|e| within(e, "its bound"))?;
+            c.bound().validate().map_err(|e| within(e, "its bound"))?;
             c.quick.validate().map_err(|e| within(e, "its `quick` bound"))?;
         }
         Ok(())
@@ -491,7 +505,7 @@ pub fn run(
                 .find(|m| m.name == c.evaluation)
                 .expect("checked by validate")
                 .value;
-            let bound = if quick { c.quick } else { c.bound };
+            let bound = if quick { c.quick } else { c.bound() };
             Verdict {
                 text: c.text.clone(),
                 evaluation: c.evaluation.clone(),
@@ -692,7 +706,7 @@ pub fn list() -> String {
                         "  claim: {} ({} {})\n",
                         c.text,
                         c.evaluation,
-                        c.bound.describe()
+                        c.bound().describe()
                     ));
                 }
             }
