@@ -458,9 +458,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn training_steps_agree_with_dfdx_over_several_steps() {
-        let config = ModelConfig::Mlp { hidden: vec![32] };
+    /// `steps` training steps of `optimizer` (its schedule over the run) on
+    /// both engines from the same weights: the losses and the parameters
+    /// after must agree.
+    fn steps_agree_with_dfdx(config: ModelConfig, optimizer: OptimizerConfig, steps: usize, batch: usize) {
         let mut native = Native::new(&config, 28, 28, 10, 5);
         let mut reference: Box<dyn Classifier> = Box::new(Net::with_parameters(
             native.layers().to_vec(),
@@ -468,20 +469,26 @@ mod tests {
             784,
             10,
         ));
-        let opt = Optimizer::constant(OptimizerConfig::sgd(0.05, 0.9, 1e-4));
-        for step in 0..5 {
-            let x = random(8 * 784, 10 + step);
-            let labels: Vec<u8> = (0..8).map(|i| ((i + step as usize) % 10) as u8).collect();
+        for step in 0..steps {
+            let opt = optimizer.at(step, steps);
+            let x = random(batch * 784, 10 + step as u64);
+            let labels: Vec<u8> = (0..batch).map(|i| ((i + step) % 10) as u8).collect();
             let a = native.train_step(&x, &CrossEntropy { labels: &labels }, &opt);
             let b = reference.train_step(&x, &CrossEntropy { labels: &labels }, &opt);
             assert!((a - b).abs() < 1e-4, "step {step}: loss {a} vs {b}");
         }
         assert_close(
-            "parameters after 5 steps",
+            &format!("parameters after {steps} steps"),
             &native.parameters(),
             &reference.parameters(),
             1e-4,
         );
+    }
+
+    #[test]
+    fn training_steps_agree_with_dfdx_over_several_steps() {
+        let config = ModelConfig::Mlp { hidden: vec![32] };
+        steps_agree_with_dfdx(config, OptimizerConfig::sgd(0.05, 0.9, 1e-4), 5, 8);
     }
 
     #[test]
@@ -490,29 +497,9 @@ mod tests {
             channels: [4, 8],
             dense: 16,
         };
-        let mut native = Native::new(&config, 28, 28, 10, 5);
-        let mut reference: Box<dyn Classifier> = Box::new(Net::with_parameters(
-            native.layers().to_vec(),
-            native.parameter_tensors(),
-            784,
-            10,
-        ));
-        let mut adam = OptimizerConfig::adam(1e-3);
+        let mut adam = OptimizerConfig::adam(1e-3).with_schedule(crate::model::Schedule::Cosine);
         adam.weight_decay = 1e-4;
-        for step in 0..4 {
-            let opt = adam.at(step, 4);
-            let x = random(4 * 784, 30 + step as u64);
-            let labels: Vec<u8> = (0..4).map(|i| ((i + step) % 10) as u8).collect();
-            let a = native.train_step(&x, &CrossEntropy { labels: &labels }, &opt);
-            let b = reference.train_step(&x, &CrossEntropy { labels: &labels }, &opt);
-            assert!((a - b).abs() < 1e-4, "step {step}: loss {a} vs {b}");
-        }
-        assert_close(
-            "parameters after 4 Adam steps",
-            &native.parameters(),
-            &reference.parameters(),
-            1e-4,
-        );
+        steps_agree_with_dfdx(config, adam, 4, 4);
     }
 
     #[test]
