@@ -253,35 +253,7 @@ impl ReproductionFile {
                 q.length
             )));
         }
-        let mut seen: Vec<&str> = Vec::new();
-        for m in &self.models {
-            let within = |e: Error| e.within(&format!("in model {:?}", m.name));
-            if seen.contains(&m.name.as_str()) {
-                return Err(Error::invalid(format!("two models are named {:?}", m.name)));
-            }
-            match (&m.model, &m.pretrain, &m.from, &m.defense) {
-                (Some(model), Some(pretrain), None, None) => {
-                    model
-                        .validate(config::IMAGE_SIZE.0, config::IMAGE_SIZE.1)
-                        .map_err(within)?;
-                    pretrain.validate(self.data.train).map_err(within)?;
-                }
-                (None, None, Some(from), Some(defense)) => {
-                    if !seen.contains(&from.as_str()) {
-                        return Err(within(Error::invalid(format!(
-                            "`from` = {from:?} must name a model listed before it"
-                        ))));
-                    }
-                    defense.validate().map_err(within)?;
-                }
-                _ => {
-                    return Err(within(Error::invalid(
-                        "a model has either `model` and `pretrain`, or `from` and `defense`",
-                    )))
-                }
-            }
-            seen.push(&m.name);
-        }
+        let seen = self.validate_models()?;
         let mut evaluations: Vec<&str> = Vec::new();
         for e in &self.evaluations {
             if evaluations.contains(&e.name.as_str()) {
@@ -323,6 +295,40 @@ impl ReproductionFile {
             c.quick.validate().map_err(|e| within(e, "its `quick` bound"))?;
         }
         Ok(())
+    }
+
+    /// Each model's recipe, or its `from` and defense; returns the names.
+    fn validate_models(&self) -> Result<Vec<&str>> {
+        let mut seen: Vec<&str> = Vec::new();
+        for m in &self.models {
+            let within = |e: Error| e.within(&format!("in model {:?}", m.name));
+            if seen.contains(&m.name.as_str()) {
+                return Err(Error::invalid(format!("two models are named {:?}", m.name)));
+            }
+            match (&m.model, &m.pretrain, &m.from, &m.defense) {
+                (Some(model), Some(pretrain), None, None) => {
+                    model
+                        .validate(config::IMAGE_SIZE.0, config::IMAGE_SIZE.1)
+                        .map_err(within)?;
+                    pretrain.validate(self.data.train).map_err(within)?;
+                }
+                (None, None, Some(from), Some(defense)) => {
+                    if !seen.contains(&from.as_str()) {
+                        return Err(within(Error::invalid(format!(
+                            "`from` = {from:?} must name a model listed before it"
+                        ))));
+                    }
+                    defense.validate().map_err(within)?;
+                }
+                _ => {
+                    return Err(within(Error::invalid(
+                        "a model has either `model` and `pretrain`, or `from` and `defense`",
+                    )))
+                }
+            }
+            seen.push(&m.name);
+        }
+        Ok(seen)
     }
 
     /// The reduced version `--quick` runs.
@@ -442,53 +448,13 @@ pub fn run(
     let mut models: BTreeMap<String, Box<dyn Classifier>> = BTreeMap::new();
     let mut trained = Vec::new();
     for entry in &file.models {
-        let began = Instant::now();
-        let mut record = TrainedModel {
-            name: entry.name.clone(),
-            seconds: 0.0,
-            steps: None,
-            seconds_per_step: None,
-            kept_checkpoint: None,
-            stopped_early: false,
-        };
-        let model = match (&entry.model, &entry.pretrain, &entry.from, &entry.defense) {
-            (Some(model), Some(recipe), _, _) => {
-                let (net, fitted) = crate::tournament::pretrain::pretrain_with_report(
-                    model,
-                    file.engine,
-                    recipe,
-                    &dataset.train,
-                    dataset.classes,
-                    file.seed,
-                    &stop,
-                );
-                record.steps = Some(fitted.steps);
-                record.seconds_per_step = Some(began.elapsed().as_secs_f64() / fitted.steps.max(1) as f64);
-                record.kept_checkpoint = fitted.kept;
-                record.stopped_early = fitted.stopped_early;
-                net
-            }
-            (_, _, Some(from), Some(defense)) => {
-                let mut net = models[from].boxed_clone();
-                let round = RoundData {
-                    crafted: &[],
-                    crafted_labels: &[],
-                    train: &dataset.train,
-                };
-                let mut rng = stream(file.seed, path!["reproduce", &entry.name]);
-                defense.init().update(net.as_mut(), &round, &mut rng);
-                defense.deploy(net, file.seed)
-            }
-            _ => unreachable!("checked by validate"),
-        };
+        let (model, record) = train_model(entry, file, &dataset, &models, &stop);
         if stop() {
             return Err(interrupted());
         }
-        record.seconds = began.elapsed().as_secs_f64();
         trained.push(record);
         models.insert(entry.name.clone(), model);
     }
-
     let mut evaluations: Vec<Measured> = Vec::new();
     for e in &file.evaluations {
         if stop() {
@@ -496,25 +462,7 @@ pub fn run(
         }
         evaluations.push(evaluate(models[&e.model].as_ref(), e, &eval, &dataset.train, file.seed));
     }
-    let claims = file
-        .claims
-        .iter()
-        .map(|c| {
-            let value = evaluations
-                .iter()
-                .find(|m| m.name == c.evaluation)
-                .expect("checked by validate")
-                .value;
-            let bound = if quick { c.quick } else { c.bound() };
-            Verdict {
-                text: c.text.clone(),
-                evaluation: c.evaluation.clone(),
-                bound: bound.describe(),
-                value,
-                holds: bound.holds(value),
-            }
-        })
-        .collect();
+    let claims = check_claims(&file.claims, &evaluations, quick);
     let result = Reproduction {
         schema_version: record::SCHEMA_VERSION,
         name: file.name.clone(),
@@ -537,6 +485,80 @@ pub fn run(
     Ok(result)
 }
 
+/// One model of the file: trained from scratch with its recipe, or an
+/// earlier model (in `models`) with its defense applied once.
+fn train_model(
+    entry: &ModelEntry,
+    file: &ReproductionFile,
+    dataset: &crate::data::Dataset,
+    models: &BTreeMap<String, Box<dyn Classifier>>,
+    stop: &dyn Fn() -> bool,
+) -> (Box<dyn Classifier>, TrainedModel) {
+    let began = Instant::now();
+    let mut record = TrainedModel {
+        name: entry.name.clone(),
+        seconds: 0.0,
+        steps: None,
+        seconds_per_step: None,
+        kept_checkpoint: None,
+        stopped_early: false,
+    };
+    let model = match (&entry.model, &entry.pretrain, &entry.from, &entry.defense) {
+        (Some(model), Some(recipe), _, _) => {
+            let (net, fitted) = crate::tournament::pretrain::pretrain_with_report(
+                model,
+                file.engine,
+                recipe,
+                &dataset.train,
+                dataset.classes,
+                file.seed,
+                stop,
+            );
+            record.steps = Some(fitted.steps);
+            record.seconds_per_step = Some(began.elapsed().as_secs_f64() / fitted.steps.max(1) as f64);
+            record.kept_checkpoint = fitted.kept;
+            record.stopped_early = fitted.stopped_early;
+            net
+        }
+        (_, _, Some(from), Some(defense)) => {
+            let mut net = models[from].boxed_clone();
+            let round = RoundData {
+                crafted: &[],
+                crafted_labels: &[],
+                train: &dataset.train,
+            };
+            let mut rng = stream(file.seed, path!["reproduce", &entry.name]);
+            defense.init().update(net.as_mut(), &round, &mut rng);
+            defense.deploy(net, file.seed)
+        }
+        _ => unreachable!("checked by validate"),
+    };
+    record.seconds = began.elapsed().as_secs_f64();
+    (model, record)
+}
+
+/// Each claim's verdict: its full-size bound, or its quick one.
+fn check_claims(claims: &[Claim], evaluations: &[Measured], quick: bool) -> Vec<Verdict> {
+    claims
+        .iter()
+        .map(|c| {
+            let value = evaluations
+                .iter()
+                .find(|m| m.name == c.evaluation)
+                .expect("checked by validate")
+                .value;
+            let bound = if quick { c.quick } else { c.bound() };
+            Verdict {
+                text: c.text.clone(),
+                evaluation: c.evaluation.clone(),
+                bound: bound.describe(),
+                value,
+                holds: bound.holds(value),
+            }
+        })
+        .collect()
+}
+
 /// The per-image worst case of `e.attacks` on `model`.
 /// Transfer attacks train their surrogate on `train`.
 fn evaluate(
@@ -553,8 +575,8 @@ fn evaluate(
         let mut rng = stream(seed, path!["reproduce", &e.name, &attack.label()]);
         let crafted = attack.run_with(model, &eval.images, &eval.labels, &mut rng, 128, Some(train));
         let verdict = referee::check(attack.threat(), crafted.examples, &eval.images, eval.dim());
-        let fooled_not = correct(model, &verdict.examples, &eval.labels);
-        for (s, ok) in survives.iter_mut().zip(fooled_not) {
+        let still_correct = correct(model, &verdict.examples, &eval.labels);
+        for (s, ok) in survives.iter_mut().zip(still_correct) {
             *s &= ok;
         }
     }
@@ -587,15 +609,13 @@ fn prepare(out: &Path, force: bool) -> Result<()> {
             return Err(crate::error::OutputError::NotAFolder(out.to_path_buf()).into());
         }
         let ours = ["config.toml", "reproduction.json", "report.html", "table.md"];
-        let foreign = std::fs::read_dir(out)
+        let names: Vec<String> = std::fs::read_dir(out)
             .map_err(Error::io(format!("reading {}", out.display())))?
             .filter_map(|e| e.ok())
-            .any(|e| !ours.contains(&e.file_name().to_string_lossy().as_ref()));
-        let any = std::fs::read_dir(out)
-            .map_err(Error::io(format!("reading {}", out.display())))?
-            .next()
-            .is_some();
-        if any && (!force || foreign) {
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        let foreign = names.iter().any(|n| !ours.contains(&n.as_str()));
+        if !names.is_empty() && (!force || foreign) {
             return Err(crate::error::OutputError::Exists(out.to_path_buf()).into());
         }
         // An earlier run's files go now, so that an interrupted run leaves
