@@ -17,9 +17,10 @@ fn claims(dir: &std::path::Path) -> Vec<(String, bool)> {
         .collect()
 }
 
-/// Runs a built-in reproduction at `--quick` size; every claim must hold at
-/// its quick bound, and the folder must hold the run's three files.
-fn quick_reproduction(name: &str) {
+/// Runs a built-in reproduction at `--quick` size: the claims that fail at
+/// its quick bound must be exactly `failing` (indices into its claims), the
+/// exit code 3 when any does, and the folder must hold the run's files.
+fn quick_reproduction(name: &str, failing: &[usize]) {
     let Some(data) = real_data() else { return };
     let out = tempfile::tempdir().unwrap();
     let assert = redqueen()
@@ -30,25 +31,94 @@ fn quick_reproduction(name: &str) {
     let output = assert.get_output().clone();
     let stdout = String::from_utf8_lossy(&output.stdout);
     for file in ["config.toml", "reproduction.json", "report.html"] {
-        assert!(out.path().join(file).is_file(), "{file} missing; {stdout}");
+        assert!(out.path().join(file).is_file(), "{name}: {file} missing; {stdout}");
     }
     let claims = claims(out.path());
     assert!(!claims.is_empty());
-    for (text, holds) in &claims {
-        assert!(holds, "claim failed at --quick size: {text}\n{stdout}");
-    }
-    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let failed: Vec<usize> = (0..claims.len()).filter(|&i| !claims[i].1).collect();
+    assert_eq!(failed, failing, "{name}: the claims failing at --quick size\n{stdout}");
+    let code = if failing.is_empty() { 0 } else { 3 };
+    assert_eq!(output.status.code(), Some(code), "{name}: {stdout}");
     assert!(stdout.contains("| evaluation | ours | 95% interval"), "{stdout}");
 }
 
+// One test runs them in turn, so that later ones load the models earlier
+// ones trained (the linf-robust CNN of madry-mnist is in four of them).
+// Where a claim fails at full size and its direction fails at --quick size
+// too, the test expects it to (the README reports both): a change that
+// turns it, either way, is worth a look.
 #[test]
-fn madry_mnist_quick_claims_hold() {
-    quick_reproduction("madry-mnist");
+fn every_builtin_reproduction_meets_its_quick_bounds_as_at_full_size() {
+    for (name, failing) in [
+        ("madry-mnist", &[][..]),
+        ("distillation-cw", &[]),
+        ("wong-catastrophic", &[]),
+        // continual loses as much linf robustness as fine-tuning.
+        ("forgetting", &[1]),
+        ("maini-mnist", &[]),
+    ] {
+        quick_reproduction(name, failing);
+    }
 }
 
 #[test]
-fn distillation_cw_quick_claims_hold() {
-    quick_reproduction("distillation-cw");
+fn a_cached_model_is_loaded_not_trained_and_gives_the_same_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tiny.toml");
+    std::fs::write(&file, SYNTHETIC).unwrap();
+    let cache = dir.path().join("cache");
+    let run = |out: &str, extra: &[&str]| {
+        let out = dir.path().join(out);
+        redqueen()
+            .env("REDQUEEN_CACHE", &cache)
+            .arg("reproduce")
+            .arg(&file)
+            .args(extra)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(out.join("reproduction.json")).unwrap())
+            .unwrap()
+    };
+    let cached = |json: &serde_json::Value| -> Vec<bool> {
+        let models = json["models"].as_array().unwrap();
+        models.iter().map(|m| m["cached"].as_bool().unwrap_or(false)).collect()
+    };
+    let values = |json: &serde_json::Value| -> Vec<(String, f64)> {
+        let evaluations = json["evaluations"].as_array().unwrap();
+        evaluations
+            .iter()
+            .map(|e| (e["name"].to_string(), e["value"].as_f64().unwrap()))
+            .collect()
+    };
+    let first = run("first", &[]);
+    assert_eq!(cached(&first), [false, false, false]);
+    let entries = std::fs::read_dir(cache.join("models")).unwrap().count();
+    assert_eq!(entries, 3, "one entry per model");
+    let second = run("second", &[]);
+    assert_eq!(cached(&second), [true, true, true]);
+    assert_eq!(values(&first), values(&second));
+    // The record is the training run's: its time, not the load's.
+    assert_eq!(first["models"][1]["seconds"], second["models"][1]["seconds"]);
+    // --no-cache trains again, and gets the same numbers.
+    let fresh = run("fresh", &["--no-cache"]);
+    assert_eq!(cached(&fresh), [false, false, false]);
+    assert_eq!(values(&first), values(&fresh));
+    // A damaged entry is retrained, with a warning.
+    for entry in std::fs::read_dir(cache.join("models")).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"damaged").unwrap();
+    }
+    let output = redqueen()
+        .env("REDQUEEN_CACHE", &cache)
+        .arg("reproduce")
+        .arg(&file)
+        .arg("--out")
+        .arg(dir.path().join("damaged"))
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("ignoring a model cache entry"));
 }
 
 #[test]
@@ -86,7 +156,11 @@ fn list_names_every_reproduction_and_its_claims() {
     for needle in [
         "madry-mnist:",
         "distillation-cw:",
+        "wong-catastrophic:",
+        "forgetting:",
+        "maini-mnist:",
         "claim: the adversarially trained CNN",
+        "(seconds(fgsm-early) / seconds(pgd) at most 0.5)",
     ] {
         assert!(stdout.contains(needle), "{needle}: {stdout}");
     }
@@ -135,16 +209,39 @@ name = "adversarial"
 model = { kind = "mlp", hidden = [32] }
 pretrain = { steps = 60, optimizer = { kind = "adam", lr = 1e-3 }, attack = { family = "pgd", eps = 0.1 }, eps_warmup = 20 }
 
+[[models]]
+name = "finetuned"
+from = "adversarial"
+defense = { kind = "continual", epochs = 1 }
+rounds = [{ attack = { family = "pgd", eps = 0.1 }, images = 100 }, { attack = { family = "pgd", norm = "l2", eps = 1.0 }, images = 100 }]
+
 [[evaluations]]
 name = "adversarial-pgd"
 model = "adversarial"
 attacks = [{ family = "pgd", eps = 0.1, steps = 20 }, { family = "fgsm", eps = 0.1 }]
+
+[[evaluations]]
+name = "natural-pgd-train"
+model = "natural"
+on = "train"
+attacks = [{ family = "pgd", eps = 0.1, steps = 20 }]
+
+[[evaluations]]
+name = "finetuned-pgd"
+model = "finetuned"
+attacks = [{ family = "pgd", eps = 0.1, steps = 20 }]
 
 [[claims]]
 text = "anything"
 evaluation = "adversarial-pgd"
 at_least = 0.0
 quick = { at_least = 0.0 }
+
+[[claims]]
+text = "adversarial training helps, on test images and in time"
+value = "adversarial-pgd - natural-pgd-train + 0 * seconds(finetuned)"
+at_least = -1.0
+quick = { at_least = -1.0 }
 "#;
 
 #[test]
@@ -154,9 +251,11 @@ fn a_reproduction_run_twice_gives_the_same_numbers() {
     std::fs::write(&file, SYNTHETIC).unwrap();
     let run = |out: &str| {
         let out = dir.path().join(out);
+        // Trained both times: a cache hit would make the test vacuous.
         redqueen()
             .arg("reproduce")
             .arg(&file)
+            .arg("--no-cache")
             .arg("--out")
             .arg(&out)
             .assert()

@@ -15,7 +15,7 @@ use crate::data::Split;
 use crate::defense::{DefenderConfig, Defense, RoundData};
 use crate::model::{Classifier, Model};
 use crate::path;
-use crate::record::{Norms, RoundRow, RoundTiming};
+use crate::record::{stats, Norms, Paired, RoundRow, RoundTiming};
 use crate::rng::{derived_seed, stream};
 use metrics::{correct, fraction, robust, robust_accuracy, wrong_confidence, EVAL_BATCH};
 
@@ -39,6 +39,9 @@ pub struct MatchPlan<'a> {
     /// The tournament's fixed evaluation subset of the test split: it is
     /// measured on, never learned from and never steers an agent.
     pub eval: &'a Split,
+    /// Per unseen attack: which evaluation images the specialist of its
+    /// threat model stays correct on (empty without specialists).
+    pub specialists: &'a BTreeMap<String, Vec<bool>>,
 }
 
 /// The phase a match is in, for progress display.
@@ -348,6 +351,8 @@ struct Evaluation {
     seen_union_acc: f64,
     /// ...and every attack of the unseen panel (`None` without a panel).
     unseen_union_acc: Option<f64>,
+    /// Per unseen attack with a specialist: unseen minus specialist.
+    unseen_vs_specialist: BTreeMap<String, Paired>,
     stale_acc: f64,
     /// Certified and empirical accuracy, for a defense that certifies.
     certified: Option<(f64, f64)>,
@@ -357,12 +362,14 @@ impl Evaluation {
     /// A diverged model's: it classifies nothing.
     fn diverged(plan: &MatchPlan<'_>, history: &History) -> Evaluation {
         let zero = |labels: Vec<String>| labels.into_iter().map(|l| (l, 0.0)).collect();
+        let nothing = vec![false; plan.eval.len()];
         Evaluation {
             clean_acc: 0.0,
             seen_acc: zero(history.seen.keys().cloned().collect()),
             unseen_acc: zero(plan.unseen.iter().map(AttackConfig::label).collect()),
             seen_union_acc: 0.0,
             unseen_union_acc: (!plan.unseen.is_empty()).then_some(0.0),
+            unseen_vs_specialist: versus_specialists(plan, |_| &nothing),
             stale_acc: 0.0,
             certified: None,
         }
@@ -389,11 +396,17 @@ fn evaluate(round: &Round<'_, '_>, model: &dyn Classifier, history: &History) ->
     );
     // The unseen panel is an adaptive evaluation: it is recorded under the
     // panel's own labels, but runs as adapted to the defense.
-    let unseen = PerImage::of(
-        plan.unseen
-            .iter()
-            .map(|c| (c.label(), robust_mask(&adapted(c, model), &c.label(), "unseen"))),
-    );
+    let unseen_masks: BTreeMap<String, Vec<bool>> = plan
+        .unseen
+        .iter()
+        .map(|c| (c.label(), robust_mask(&adapted(c, model), &c.label(), "unseen")))
+        .collect();
+    let unseen_vs_specialist = versus_specialists(plan, |label| &unseen_masks[label]);
+    let unseen = PerImage::of(plan.unseen.iter().map(|c| {
+        let label = c.label();
+        let mask = unseen_masks[&label].clone();
+        (label, mask)
+    }));
     let (seen_acc, unseen_acc) = (seen.accuracies, unseen.accuracies);
     let stale_acc = metrics::min(
         history
@@ -417,9 +430,22 @@ fn evaluate(round: &Round<'_, '_>, model: &dyn Classifier, history: &History) ->
         unseen_acc,
         seen_union_acc: seen.union_acc.unwrap_or(0.0),
         unseen_union_acc: unseen.union_acc,
+        unseen_vs_specialist,
         stale_acc,
         certified,
     }
+}
+
+/// Per unseen attack with a specialist: the updated model's robust mask
+/// (`unseen` gives it by label) against the specialist's, paired by image.
+fn versus_specialists<'m>(plan: &MatchPlan<'_>, unseen: impl Fn(&str) -> &'m Vec<bool>) -> BTreeMap<String, Paired> {
+    plan.specialists
+        .iter()
+        .map(|(label, specialist)| {
+            let (diff, ci95) = stats::paired_difference(unseen(label), specialist);
+            (label.clone(), Paired { diff, ci95 })
+        })
+        .collect()
 }
 
 /// A set of attacks' results on the evaluation images: each attack's robust
@@ -481,6 +507,7 @@ fn record(
         unseen_acc,
         seen_union_acc,
         unseen_union_acc,
+        unseen_vs_specialist,
         stale_acc,
         certified,
     } = evaluation;
@@ -506,6 +533,12 @@ fn record(
         seen_union_acc,
         unseen_union_acc,
         union_gap: unseen_union_acc.map(|u| seen_union_acc - u),
+        specialist_acc: plan
+            .specialists
+            .iter()
+            .map(|(label, mask)| (label.clone(), metrics::fraction(mask)))
+            .collect(),
+        unseen_vs_specialist,
         stale_acc,
         stale_inflation: stale_acc - seen_worst,
         seen_acc,

@@ -380,6 +380,8 @@ fn bench_tournament(threads: usize, quick: bool) -> anyhow::Result<Item> {
             threads: Some(1),
             resume: false,
             shard: None,
+            // Pretraining is part of what the benchmark times.
+            cache: None,
         };
         let started = Instant::now();
         runtime.block_on(tournament::run(

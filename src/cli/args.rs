@@ -83,6 +83,9 @@ pub(super) enum Command {
         /// Replace the files of an earlier reproduction in the output folder.
         #[arg(long)]
         force: bool,
+        /// Train every model, neither loading from nor adding to the model cache ($REDQUEEN_CACHE, else ~/.cache/redqueen).
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Time the engine on the workloads of the PyTorch baseline.
     Bench {
@@ -139,6 +142,10 @@ pub(super) struct RunArgs {
     /// the parts with `redqueen merge`.
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     pub(super) shard: Option<Shard>,
+    /// Train the pretrained model and the specialists, neither loading them from nor adding
+    /// them to the model cache ($REDQUEEN_CACHE, else ~/.cache/redqueen).
+    #[arg(long)]
+    pub(super) no_cache: bool,
 }
 
 /// `K/N` with 1 <= K <= N.
@@ -267,6 +274,11 @@ pub(super) fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
             threads,
             resume: args.resume.is_some(),
             shard,
+            cache: if args.no_cache {
+                None
+            } else {
+                crate::model::cache::ModelCache::from_env()
+            },
         },
     })
 }

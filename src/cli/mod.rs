@@ -62,7 +62,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
             quick,
             out,
             force,
-        } => reproduce(names, list, quick, out, force),
+            no_cache,
+        } => reproduce(names, list, quick, out, force, no_cache),
     }
 }
 
@@ -78,8 +79,14 @@ fn reproduce(
     quick: bool,
     out: Option<PathBuf>,
     force: bool,
+    no_cache: bool,
 ) -> anyhow::Result<ExitCode> {
     use crate::reproduce;
+    let cache = if no_cache {
+        None
+    } else {
+        crate::model::cache::ModelCache::from_env()
+    };
     if list {
         say(&reproduce::list());
         return Ok(ExitCode::SUCCESS);
@@ -121,8 +128,8 @@ fn reproduce(
         );
         let result = runtime.block_on(async {
             cancel_on_ctrl_c(cancel.clone());
-            let (file, dir, cancel) = (file.clone(), dir.clone(), cancel.clone());
-            tokio::task::spawn_blocking(move || reproduce::run(&file, quick, &dir, force, &cancel))
+            let (file, dir, cancel, cache) = (file.clone(), dir.clone(), cancel.clone(), cache.clone());
+            tokio::task::spawn_blocking(move || reproduce::run(&file, quick, &dir, force, cache.as_ref(), &cancel))
                 .await
                 .expect("a reproduction does not panic")
         })?;
@@ -281,6 +288,7 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
         threads,
         resume: false,
         shard: None,
+        cache: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let cancel = Arc::new(AtomicBool::new(false));

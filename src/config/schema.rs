@@ -38,6 +38,94 @@ pub struct TournamentFile {
     /// Held-out attacks that only measure generalization.
     #[serde(default)]
     pub unseen: Vec<AttackConfig>,
+    /// A specialist per threat model of the unseen panel, the yardstick of
+    /// what a defender could have had there (off when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub specialists: Option<SpecialistsConfig>,
+}
+
+/// `[specialists]`: for each threat model and budget of the unseen panel,
+/// the pretrained model trained Madry-style with PGD in that threat model
+/// (a spatial attack: against the attack itself), once per seed, by the
+/// matrix's training. Every setting defaults to the shipped `pgd-at`
+/// defender's (`strategies/defenders/pgd-at.toml`), and the length to what
+/// that defender trains over the whole match, so that a specialist spends
+/// as many gradient evaluations as it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecialistsConfig {
+    /// Training steps (default: `rounds` times the shipped pgd-at's steps
+    /// per round).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    /// Steps of the PGD attack it trains on (default: the shipped pgd-at's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attack_steps: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimizer: Option<OptimizerConfig>,
+    /// Steps over which the training attack's budget grows from 0.
+    #[serde(default, skip_serializing_if = "is_zero_steps")]
+    pub eps_warmup: usize,
+}
+
+fn is_zero_steps(n: &usize) -> bool {
+    *n == 0
+}
+
+impl SpecialistsConfig {
+    /// The settings a specialist trains with, for a match of `rounds`
+    /// rounds, and the PGD steps of its attack.
+    pub fn training(&self, rounds: usize) -> (crate::config::matrix::MatrixTraining, usize) {
+        let shipped = shipped_pgd_at();
+        let training = crate::config::matrix::MatrixTraining {
+            steps: self.steps.unwrap_or(rounds.saturating_mul(shipped.steps)),
+            batch: self.batch.unwrap_or(shipped.batch),
+            optimizer: self.optimizer.clone().unwrap_or(shipped.optimizer),
+            eps_warmup: self.eps_warmup,
+            early_stop: None,
+        };
+        (training, self.attack_steps.unwrap_or(shipped.attack.steps))
+    }
+
+    /// The attack a specialist for `unseen` trains on: PGD in its threat
+    /// model, or a spatial attack itself (it has no norm ball).
+    pub fn attack_for(&self, unseen: &AttackConfig, attack_steps: usize) -> AttackConfig {
+        if let AttackConfig::Spatial(_) = unseen {
+            return unseen.clone();
+        }
+        let threat = unseen.threat();
+        let mut pgd = crate::attack::PgdConfig::new(threat.norm, threat.eps);
+        pgd.steps = attack_steps;
+        AttackConfig::Pgd(pgd)
+    }
+
+    pub fn validate(&self, rounds: usize) -> crate::Result<()> {
+        let (training, attack_steps) = self.training(rounds);
+        let invalid = |what: &str| Err(crate::Error::invalid(format!("[specialists]: {what}")));
+        if training.steps == 0 || attack_steps == 0 {
+            return invalid("`steps` and `attack_steps` must be at least 1");
+        }
+        if self.eps_warmup >= training.steps {
+            return invalid("`eps_warmup` must be shorter than `steps`");
+        }
+        crate::defense::validate_training(("steps", training.steps), training.batch, &training.optimizer)
+            .map_err(|e| e.within("[specialists]"))
+    }
+}
+
+/// The shipped `pgd-at` defender's settings, the specialists' defaults.
+fn shipped_pgd_at() -> crate::defense::pgd_at::PgdAtConfig {
+    #[derive(Deserialize)]
+    struct File {
+        strategy: DefenseConfig,
+    }
+    let text = crate::config::builtin::get("defenders/pgd-at.toml").expect("pgd-at.toml is built in");
+    match toml::from_str::<File>(text).map(|f| f.strategy) {
+        Ok(DefenseConfig::PgdAt(config)) => config,
+        other => unreachable!("the shipped pgd-at.toml is a pgd-at defender: {other:?}"),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -71,7 +71,16 @@ pub(super) fn validate(
     let mut used: Vec<AttackConfig> = Vec::new();
     check_attackers(attackers, attacker_sources, &mut labels, &mut used)?;
     check_defenders(&file.rules, defenders, defender_sources, &mut used)?;
-    check_unseen(&file.unseen, &mut labels, &used)
+    check_unseen(&file.unseen, &mut labels, &used)?;
+    if let Some(specialists) = &file.specialists {
+        if file.unseen.is_empty() {
+            return Err(Error::invalid(
+                "[specialists] measure the unseen panel against what was possible: give `unseen` attacks, or drop [specialists]",
+            ));
+        }
+        specialists.validate(file.rounds)?;
+    }
+    Ok(())
 }
 
 /// The name, rounds, data, evaluation and crafting sizes, the model and

@@ -126,6 +126,7 @@ fn no_defense_sees_evaluation_data() {
                     // A fixed attacker observes nothing: any images do.
                     attacker_slice: train,
                     eval,
+                    specialists: &Default::default(),
                 };
                 play_to_end(&plan, model.as_ref(), &|_, _| {}, &|| false, &mut |_| {})
                     .1
@@ -404,6 +405,7 @@ fn smoothing_certifies_no_more_than_survives_attack() {
         train,
         attacker_slice: train,
         eval: &eval,
+        specialists: &Default::default(),
     };
     let (rows, _) = play_to_end(&plan, model.as_ref(), &|_, _| {}, &|| false, &mut |_| {});
     for row in &rows {

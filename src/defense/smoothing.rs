@@ -286,6 +286,14 @@ impl Classifier for Smoothed {
     fn set_parameters(&mut self, flat: &[f32]) {
         self.inner.set_parameters(flat)
     }
+
+    fn optimizer_state(&self) -> crate::model::OptimizerState {
+        self.inner.optimizer_state()
+    }
+
+    fn set_optimizer_state(&mut self, state: crate::model::OptimizerState) {
+        self.inner.set_optimizer_state(state)
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! takes its steps through the one minibatch [`Trainer`].
 
 pub mod arch;
+pub mod cache;
 pub(crate) mod conv;
 pub mod kernels;
 pub mod loss;
@@ -69,6 +70,10 @@ pub trait Classifier: Model {
     /// e.g. to go back to the best checkpoint of a run; the optimizer state
     /// stays.
     fn set_parameters(&mut self, flat: &[f32]);
+    /// What the optimizer remembers (to save a model with it).
+    fn optimizer_state(&self) -> OptimizerState;
+    /// Replaces what the optimizer remembers (a saved model's).
+    fn set_optimizer_state(&mut self, state: OptimizerState);
 }
 
 /// The model families redqueen ships, as written in a tournament file.

@@ -376,6 +376,14 @@ impl Classifier for Native {
             .unwrap_or_else(|e| e.into_inner())
             .transposed_valid = false;
     }
+
+    fn optimizer_state(&self) -> OptimizerState {
+        self.optimizer_state.clone()
+    }
+
+    fn set_optimizer_state(&mut self, state: OptimizerState) {
+        self.optimizer_state = state;
+    }
 }
 
 #[cfg(test)]

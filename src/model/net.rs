@@ -285,6 +285,14 @@ impl Classifier for Net {
             rest = tail;
         }
     }
+
+    fn optimizer_state(&self) -> OptimizerState {
+        self.optimizer_state.clone()
+    }
+
+    fn set_optimizer_state(&mut self, state: OptimizerState) {
+        self.optimizer_state = state;
+    }
 }
 
 #[cfg(test)]

@@ -222,6 +222,34 @@ pub struct OptimizerState {
     second: Vec<Vec<f32>>,
 }
 
+impl OptimizerState {
+    /// The kind it was built by (none before its first step).
+    pub fn kind(&self) -> Option<OptimizerKind> {
+        self.kind
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Its buffers: the first moments (SGD's momentum), then the second
+    /// (Adam's), one per parameter tensor.
+    pub fn buffers(&self) -> (&[Vec<f32>], &[Vec<f32>]) {
+        (&self.first, &self.second)
+    }
+
+    /// A state saved from its kind, steps and buffers.
+    pub fn from_parts(kind: Option<OptimizerKind>, steps: u64, first: Vec<Vec<f32>>, second: Vec<Vec<f32>>) -> Self {
+        OptimizerState {
+            kind,
+            steps,
+            first,
+            second,
+        }
+    }
+}
+
 /// The optimizer as written: every key optional, so that a key that does not
 /// belong to the kind is an error rather than silently ignored.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

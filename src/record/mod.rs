@@ -59,6 +59,14 @@ pub struct RoundRow {
     pub unseen_union_acc: Option<f64>,
     /// `seen_union_acc - unseen_union_acc`.
     pub union_gap: Option<f64>,
+    /// With `[specialists]`: per unseen attack, the robust accuracy of the
+    /// specialist of its threat model (the pretrained model PGD-trained in
+    /// it), fixed per seed...
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub specialist_acc: BTreeMap<String, f64>,
+    /// ...and `unseen_acc - specialist_acc`, paired over evaluation images.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unseen_vs_specialist: BTreeMap<String, Paired>,
     /// Worst accuracy of the updated model on the zero-day examples of
     /// every round so far (crafted against the models of those rounds).
     pub stale_acc: f64,
@@ -102,6 +110,14 @@ pub struct RoundRow {
     pub timing: RoundTiming,
 }
 
+/// A difference of two accuracies on the same images, and the half-width
+/// of its 95% interval (see [`stats::paired_difference`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Paired {
+    pub diff: f64,
+    pub ci95: f64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RoundTiming {
     pub attack_s: f64,
@@ -134,6 +150,12 @@ pub struct MatchSummary {
     pub final_unseen_union_acc: Option<f64>,
     pub final_union_gap: Option<f64>,
     pub final_stale_inflation: f64,
+    /// With `[specialists]`: the specialists' accuracies (fixed per seed)
+    /// and the last round's `unseen_vs_specialist`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub specialist_acc: BTreeMap<String, f64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub final_unseen_vs_specialist: BTreeMap<String, Paired>,
     /// How often each attack was picked.
     pub picks: BTreeMap<String, usize>,
     /// 95% intervals of this match's accuracies (and mean reward), by field
@@ -169,6 +191,14 @@ pub struct DefenderSummary {
     pub final_unseen_union_acc: Option<f64>,
     pub final_union_gap: Option<f64>,
     pub final_stale_inflation: f64,
+    /// With `[specialists]`: per unseen attack, the final unseen accuracy
+    /// minus the specialist's, averaged over matches (each match's paired
+    /// interval is in its `MatchSummary`)...
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub final_unseen_vs_specialist: BTreeMap<String, f64>,
+    /// ...and the specialists' accuracies, averaged over seeds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub specialist_acc: BTreeMap<String, f64>,
     /// 95% intervals of these accuracies, by field name: over seeds with
     /// several, over evaluation images with one (see [`Summary::intervals`]).
     pub ci95: BTreeMap<String, Interval>,

@@ -118,3 +118,41 @@ mod tests {
         assert!(!separable((0.0, f64::NAN), (9.0, 0.1)));
     }
 }
+
+/// `a - b` over the same images (a model's robust mask against another's),
+/// and the half-width of its 95% interval: the mean and normal-approximation
+/// interval of the per-image differences (each -1, 0 or 1), which pairs the
+/// two models image by image. `(0, 0)` for no images.
+pub fn paired_difference(a: &[bool], b: &[bool]) -> (f64, f64) {
+    let n = a.len().min(b.len());
+    if n == 0 {
+        return (0.0, 0.0);
+    }
+    let d: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(&a, &b)| a as u8 as f64 - b as u8 as f64)
+        .collect();
+    let mean = d.iter().sum::<f64>() / n as f64;
+    if n < 2 {
+        return (mean, 1.0);
+    }
+    let variance = d.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1) as f64;
+    (mean, 1.96 * (variance / n as f64).sqrt())
+}
+
+#[cfg(test)]
+mod paired_tests {
+    use super::*;
+
+    #[test]
+    fn the_paired_difference_counts_each_image_once_for_both_models() {
+        // Same accuracy, different images: difference 0 with a wide interval.
+        let (d, half) = paired_difference(&[true, false, true, false], &[false, true, false, true]);
+        assert_eq!(d, 0.0);
+        assert!(half > 0.9, "{half}");
+        // Identical masks: no uncertainty about the difference at all.
+        assert_eq!(paired_difference(&[true, false], &[true, false]), (0.0, 0.0));
+        assert_eq!(paired_difference(&[false; 10], &[true; 10]).0, -1.0);
+    }
+}

@@ -62,7 +62,7 @@ fn robustness_series(run: &Run, defender: &str) -> (Vec<usize>, Vec<Series>) {
             })
             .collect()
     };
-    let series = vec![
+    let mut series = vec![
         Series {
             label: "zero-day".into(),
             values: mean(&|r| Some(r.zero_day_acc)),
@@ -85,6 +85,29 @@ fn robustness_series(run: &Run, defender: &str) -> (Vec<usize>, Vec<Series>) {
             values: mean(&|r| Some(r.clean_acc)),
         },
     ];
+    // With specialists: the unseen attacks that have one, the defender's
+    // mean accuracy under them and the specialists' (their distance is the
+    // mean unseen_vs_specialist).
+    let with_specialists = by_round.values().flatten().any(|r| !r.specialist_acc.is_empty());
+    if with_specialists {
+        use crate::record::RoundRow;
+        let over = |f: fn(&RoundRow, &str) -> Option<f64>| {
+            move |r: &RoundRow| -> Option<f64> {
+                let values: Option<Vec<f64>> = r.specialist_acc.keys().map(|a| f(r, a)).collect();
+                values
+                    .filter(|v| !v.is_empty())
+                    .map(|v| v.iter().sum::<f64>() / v.len() as f64)
+            }
+        };
+        series.push(Series {
+            label: "unseen, mean (specialized)".into(),
+            values: mean(&over(|r, a| r.unseen_acc.get(a).copied())),
+        });
+        series.push(Series {
+            label: "specialists, mean".into(),
+            values: mean(&over(|r, a| r.specialist_acc.get(a).copied())),
+        });
+    }
     (rounds, series)
 }
 
@@ -380,6 +403,13 @@ fn leaderboards(s: &Summary) -> String {
         "not separable from",
         ties,
     )));
+    if let Some(specialists) = super::specialist_table(s) {
+        out.push_str(&format!(
+            "<h2>The unseen panel against the specialists</h2><p>{}</p>",
+            escape(super::SPECIALIST_LINE)
+        ));
+        out.push_str(&table(specialists));
+    }
     let diverged = super::diverged_lines(s);
     if !diverged.is_empty() {
         out.push_str(&format!(

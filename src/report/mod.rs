@@ -177,8 +177,16 @@ pub fn leaderboards(summary: &Summary) -> String {
             )
         })
         .collect();
+    let specialists = match specialist_table(summary) {
+        Some(table) => format!(
+            "\nThe unseen panel against the specialists (final round, mean over attackers{})\n{}\n{SPECIALIST_LINE}",
+            if seeds > 1 { " and seeds" } else { "" },
+            render(builder(table))
+        ),
+        None => String::new(),
+    };
     let defenders = format!(
-        "{}\n{ALL_LINE}{}{}{}",
+        "{}\n{ALL_LINE}{}{}{}{specialists}",
         render(defenders),
         intervals_line(summary),
         ties(&defender_ties, seeds),
@@ -261,6 +269,59 @@ pub fn defender_table(summary: &Summary) -> (Vec<String>, Vec<Vec<String>>) {
         .collect();
     (header.map(String::from).to_vec(), rows)
 }
+
+/// The unseen panel against the specialists, header and rows: per unseen
+/// attack, each defender's final accuracy minus the specialist's (the
+/// pretrained model PGD-trained in that threat model), in points; `None`
+/// without `[specialists]`.
+pub fn specialist_table(summary: &Summary) -> Option<(Vec<String>, Vec<Vec<String>>)> {
+    let attacks: Vec<String> = summary
+        .defenders
+        .iter()
+        .flat_map(|d| d.specialist_acc.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if attacks.is_empty() {
+        return None;
+    }
+    let mut header = vec!["defender".to_string()];
+    header.extend(attacks.iter().map(|a| format!("{a}\nvs specialist (pts)")));
+    let mut rows: Vec<Vec<String>> = summary
+        .defenders
+        .iter()
+        .map(|d| {
+            let mut row = vec![d.defender.clone()];
+            row.extend(attacks.iter().map(|a| {
+                // One match: its paired interval; several: the mean difference.
+                let intervals: Vec<&crate::record::Paired> = summary
+                    .matches
+                    .iter()
+                    .filter(|m| m.defender == d.defender)
+                    .filter_map(|m| m.final_unseen_vs_specialist.get(a))
+                    .collect();
+                match (d.final_unseen_vs_specialist.get(a), intervals.as_slice()) {
+                    (Some(_), [one]) => format!("{:+.1}\n± {:.1}", 100.0 * one.diff, 100.0 * one.ci95),
+                    (Some(diff), _) => format!("{:+.1}", 100.0 * diff),
+                    (None, _) => "–".into(),
+                }
+            }));
+            row
+        })
+        .collect();
+    let mut specialist = vec!["(specialist's accuracy)".to_string()];
+    let first = summary.defenders.first();
+    specialist.extend(attacks.iter().map(|a| {
+        first
+            .and_then(|d| d.specialist_acc.get(a))
+            .map_or("–".into(), |acc| format!("{:.1}%", 100.0 * acc))
+    }));
+    rows.push(specialist);
+    Some((header, rows))
+}
+
+/// What the specialists' table means.
+pub const SPECIALIST_LINE: &str = "vs specialist: a defender's final accuracy under the unseen attack minus that of a specialist (the pretrained model PGD-trained in the attack's threat model for as many gradient evaluations as pgd-at spends over the match), paired over the evaluation images (± the 95% half-width with one match). Near 0: the defender is as robust there as training for it could make it; well below 0: novelty costs it.\n";
 
 /// The attackers' leaderboard, header and rows.
 pub fn attacker_table(summary: &Summary) -> (Vec<String>, Vec<Vec<String>>) {

@@ -1,12 +1,15 @@
 //! `redqueen reproduce`: a paper's result, rerun under fixed claims.
 //!
 //! A reproduction file names the paper, the models to train (a pretraining
-//! recipe, or a defense applied to an earlier model), the evaluations (each
-//! the per-image worst case over a list of attacks, with the paper's figure
-//! where it published one) and the claims: a bound on an evaluation, fixed
-//! before the run, for the full size and for `--quick`. The run trains,
-//! evaluates, checks, and writes its folder; a failed claim is exit code 3.
+//! recipe, or a defense applied to a new or an earlier model), the
+//! evaluations (each the per-image worst case over a list of attacks, with
+//! the paper's figure where it published one) and the claims: a bound on an
+//! evaluation or on arithmetic over several, fixed before the run, for the
+//! full size and for `--quick`. The run trains (or loads from the model
+//! cache), evaluates, checks, and writes its folder; a failed claim is exit
+//! code 3.
 
+mod expr;
 mod page;
 
 use std::collections::BTreeMap;
@@ -22,13 +25,16 @@ use crate::attack::AttackConfig;
 use crate::config::{self, DataConfig, PretrainConfig};
 use crate::defense::{DefenseConfig, RoundData};
 use crate::error::{Error, Result};
+use crate::model::cache::{fingerprint, ModelCache};
 use crate::model::metrics::correct;
 use crate::model::{kernels, Classifier, Engine, Length, ModelConfig};
 use crate::path;
 use crate::record::{self, stats::wilson95};
 use crate::rng::stream;
+use crate::tournament::pretrain::{Recipe, Start};
 use crate::tournament::{eval_subset, load_dataset};
 
+pub use expr::Expr;
 pub use page::render_page;
 
 /// The reproductions built into the binary: (name, contents).
@@ -40,6 +46,15 @@ pub const BUILTIN: &[(&str, &str)] = &[
     (
         "distillation-cw",
         include_str!("../../strategies/reproduce/distillation-cw.toml"),
+    ),
+    (
+        "wong-catastrophic",
+        include_str!("../../strategies/reproduce/wong-catastrophic.toml"),
+    ),
+    ("forgetting", include_str!("../../strategies/reproduce/forgetting.toml")),
+    (
+        "maini-mnist",
+        include_str!("../../strategies/reproduce/maini-mnist.toml"),
     ),
 ];
 
@@ -77,8 +92,9 @@ pub struct Quick {
     pub length: f64,
 }
 
-/// A model: trained from scratch with a recipe, or an earlier model with a
-/// defense applied once.
+/// A model: trained from scratch with a recipe (`model` and `pretrain`), or
+/// a defense applied to a new model (`model` and `defense`) or to an earlier
+/// one (`from` and `defense`), once or over `rounds`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelEntry {
@@ -92,12 +108,25 @@ pub struct ModelEntry {
     /// An earlier model this one starts from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
-    /// The defense applied to `from`, as one round of a tournament would.
+    /// The defense applied, as a tournament's rounds would.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defense: Option<DefenseConfig>,
+    /// The defense's rounds, each with examples crafted against the model as
+    /// it stands; none: one round without crafted examples.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<CraftRound>,
     /// The paper's model, for comparing like with like.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paper: Option<String>,
+}
+
+/// One round of a defense: `attack` crafts examples against the model from
+/// `images` training images drawn at random, and the defense updates on them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CraftRound {
+    pub attack: AttackConfig,
+    pub images: usize,
 }
 
 /// What an evaluation reports.
@@ -111,6 +140,19 @@ pub enum Measure {
     Success,
 }
 
+/// Which images an evaluation runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Images {
+    #[default]
+    Test,
+    Train,
+}
+
+fn is_test(images: &Images) -> bool {
+    *images == Images::Test
+}
+
 /// One evaluation: a model under the per-image worst case of `attacks`
 /// (none: clean accuracy).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,6 +164,10 @@ pub struct Evaluation {
     pub attacks: Vec<AttackConfig>,
     #[serde(default)]
     pub measure: Measure,
+    /// The images: `eval` test images (default), or as many training images
+    /// (what the model learned from, e.g. to see it overfit).
+    #[serde(default, skip_serializing_if = "is_test")]
+    pub on: Images,
     /// The paper's figure for the same measure, and its setup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paper: Option<f64>,
@@ -129,12 +175,18 @@ pub struct Evaluation {
     pub paper_setup: Option<String>,
 }
 
-/// A claim: a bound on an evaluation, fixed before the run.
+/// A claim: a bound on an evaluation, or on a `value` computed from several
+/// (see [`Expr`]), fixed before the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Claim {
     pub text: String,
-    pub evaluation: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<String>,
+    /// Arithmetic over evaluations and `seconds(model)`, e.g.
+    /// `"pgd-robust - early-robust"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
     /// The bound at full size (written out rather than a flattened
     /// [`Bound`], so that a misspelt key is told the valid ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -146,6 +198,20 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// What it bounds, parsed: its evaluation, or its value.
+    pub fn expr(&self) -> Result<Expr> {
+        match (&self.evaluation, &self.value) {
+            (Some(name), None) => Ok(Expr::Evaluation(name.clone())),
+            (None, Some(value)) => Expr::parse(value).map_err(|e| e.within("its `value`")),
+            _ => Err(Error::invalid("a claim has either `evaluation` or `value`")),
+        }
+    }
+
+    /// What it bounds, as written.
+    pub fn measured(&self) -> &str {
+        self.evaluation.as_deref().or(self.value.as_deref()).unwrap_or_default()
+    }
+
     /// The full-size bound.
     pub fn bound(&self) -> Bound {
         Bound {
@@ -169,22 +235,30 @@ impl Bound {
         self.at_least.is_none_or(|low| value >= low) && self.at_most.is_none_or(|high| value <= high)
     }
 
-    fn describe(&self) -> String {
+    /// The bound in words; `share`: its numbers are shares (percentages).
+    fn describe(&self, share: bool) -> String {
+        let show = |x: f64| if share { pct(x) } else { format!("{x}") };
         match (self.at_least, self.at_most) {
-            (Some(low), Some(high)) => format!("between {} and {}", pct(low), pct(high)),
-            (Some(low), None) => format!("at least {}", pct(low)),
-            (None, Some(high)) => format!("at most {}", pct(high)),
+            (Some(low), Some(high)) => format!("between {} and {}", show(low), show(high)),
+            (Some(low), None) => format!("at least {}", show(low)),
+            (None, Some(high)) => format!("at most {}", show(high)),
             (None, None) => "any".into(),
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    /// `share`: what it bounds is one evaluation, a share in [0, 1].
+    fn validate(&self, share: bool) -> Result<()> {
         let bounds = [self.at_least, self.at_most];
         if bounds.iter().all(Option::is_none) {
             return Err(Error::invalid("a claim needs `at_least` or `at_most`"));
         }
-        if bounds.iter().flatten().any(|b| !(0.0..=1.0).contains(b)) {
-            return Err(Error::invalid("`at_least` and `at_most` are fractions between 0 and 1"));
+        if bounds.iter().flatten().any(|b| !b.is_finite()) {
+            return Err(Error::invalid("`at_least` and `at_most` must be finite numbers"));
+        }
+        if share && bounds.iter().flatten().any(|b| !(0.0..=1.0).contains(b)) {
+            return Err(Error::invalid(
+                "`at_least` and `at_most` of an evaluation are fractions between 0 and 1",
+            ));
         }
         if let (Some(low), Some(high)) = (self.at_least, self.at_most) {
             if low > high {
@@ -272,6 +346,12 @@ impl ReproductionFile {
                     .validate()
                     .map_err(|err| Error::invalid(format!("evaluation {:?}: {err}", e.name)))?;
             }
+            if e.on == Images::Train && self.eval > self.data.train {
+                return Err(Error::invalid(format!(
+                    "evaluation {:?} is `on = \"train\"`: `eval` = {} is more than `data.train` = {}",
+                    e.name, self.eval, self.data.train
+                )));
+            }
             if e.measure == Measure::Success && e.attacks.is_empty() {
                 return Err(Error::invalid(format!(
                     "evaluation {:?}: `measure = \"success\"` needs `attacks`",
@@ -284,15 +364,30 @@ impl ReproductionFile {
             return Err(Error::invalid("a reproduction needs at least one claim"));
         }
         for c in &self.claims {
-            if !evaluations.contains(&c.evaluation.as_str()) {
-                return Err(Error::invalid(format!(
-                    "claim {:?}: no evaluation named {:?}",
-                    c.text, c.evaluation
-                )));
-            }
             let within = |e: Error, which: &str| e.within(&format!("claim {:?}, {which}", c.text));
-            c.bound().validate().map_err(|e| within(e, "its bound"))?;
-            c.quick.validate().map_err(|e| within(e, "its `quick` bound"))?;
+            let expr = c.expr().map_err(|e| e.within(&format!("claim {:?}", c.text)))?;
+            let (named_evaluations, named_models) = expr.names();
+            for name in named_evaluations {
+                if !evaluations.contains(&name) {
+                    return Err(Error::invalid(format!(
+                        "claim {:?}: no evaluation named {name:?}; evaluations: {}",
+                        c.text,
+                        evaluations.join(", ")
+                    )));
+                }
+            }
+            for name in named_models {
+                if !seen.contains(&name) {
+                    return Err(Error::invalid(format!(
+                        "claim {:?}: `seconds({name})` names no model; models: {}",
+                        c.text,
+                        seen.join(", ")
+                    )));
+                }
+            }
+            let share = c.evaluation.is_some();
+            c.bound().validate(share).map_err(|e| within(e, "its bound"))?;
+            c.quick.validate(share).map_err(|e| within(e, "its `quick` bound"))?;
         }
         Ok(())
     }
@@ -312,6 +407,12 @@ impl ReproductionFile {
                         .map_err(within)?;
                     pretrain.validate(self.data.train).map_err(within)?;
                 }
+                (Some(model), None, None, Some(defense)) => {
+                    model
+                        .validate(config::IMAGE_SIZE.0, config::IMAGE_SIZE.1)
+                        .map_err(within)?;
+                    defense.validate().map_err(within)?;
+                }
                 (None, None, Some(from), Some(defense)) => {
                     if !seen.contains(&from.as_str()) {
                         return Err(within(Error::invalid(format!(
@@ -322,8 +423,21 @@ impl ReproductionFile {
                 }
                 _ => {
                     return Err(within(Error::invalid(
-                        "a model has either `model` and `pretrain`, or `from` and `defense`",
+                        "a model has `model` and `pretrain`, `model` and `defense`, or `from` and `defense`",
                     )))
+                }
+            }
+            if !m.rounds.is_empty() && m.defense.is_none() {
+                return Err(within(Error::invalid("`rounds` are a defense's: give `defense`")));
+            }
+            for (r, round) in m.rounds.iter().enumerate() {
+                let within = |e: Error| within(e.within(&format!("round {}", r + 1)));
+                round.attack.validate().map_err(within)?;
+                if round.images == 0 || round.images > self.data.train {
+                    return Err(within(Error::invalid(format!(
+                        "`images` = {} must be between 1 and `data.train` = {}",
+                        round.images, self.data.train
+                    ))));
                 }
             }
             seen.push(&m.name);
@@ -352,8 +466,39 @@ impl ReproductionFile {
                     early.images = early.images.min(self.quick.train / 5).max(1);
                 }
             }
+            if let Some(defense) = &mut m.defense {
+                *defense = shrink_defense(defense, self.quick.length, self.quick.train / 5);
+            }
+            for round in &mut m.rounds {
+                round.images = scale(round.images).min(self.quick.train);
+            }
         }
     }
+}
+
+/// `defense` with its training lengths (`steps`, `epochs`, `eps_warmup`,
+/// early stopping's `every`) scaled by `length`, and its held-out images at
+/// most `held_out`: the same keys whatever the defense.
+fn shrink_defense(defense: &DefenseConfig, length: f64, held_out: usize) -> DefenseConfig {
+    let mut value = serde_json::to_value(defense).expect("defenses serialize");
+    let scale = |v: &mut serde_json::Value| {
+        if let Some(n) = v.as_u64().filter(|&n| n > 0) {
+            *v = ((n as f64 * length).ceil().max(1.0) as u64).into();
+        }
+    };
+    if let Some(table) = value.as_object_mut() {
+        for key in ["steps", "epochs", "eps_warmup"] {
+            table.get_mut(key).map(scale);
+        }
+        if let Some(early) = table.get_mut("early_stop").and_then(|e| e.as_object_mut()) {
+            early.get_mut("every").map(scale);
+            if let Some(images) = early.get_mut("images") {
+                let n = images.as_u64().unwrap_or(1).min(held_out.max(1) as u64);
+                *images = n.into();
+            }
+        }
+    }
+    serde_json::from_value(value).unwrap_or_else(|_| defense.clone())
 }
 
 /// A trained model's record.
@@ -371,6 +516,13 @@ pub struct TrainedModel {
     pub kept_checkpoint: Option<(usize, f64)>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stopped_early: bool,
+    /// What the defense reported (e.g. fast-at's overfitting check).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Loaded from the model cache (`seconds` is then the time it took when
+    /// it was trained).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
 }
 
 /// One evaluation's outcome.
@@ -379,6 +531,8 @@ pub struct Measured {
     pub name: String,
     pub model: String,
     pub measure: Measure,
+    #[serde(default, skip_serializing_if = "is_test")]
+    pub on: Images,
     pub attacks: Vec<String>,
     pub value: f64,
     /// Wilson 95% interval.
@@ -394,7 +548,10 @@ pub struct Measured {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     pub text: String,
+    /// The evaluation, or the `value` as written.
     pub evaluation: String,
+    /// Whether the value is a share (printed as a percentage).
+    pub share: bool,
     /// The bound checked (the full one, or `--quick`'s).
     pub bound: String,
     pub value: f64,
@@ -422,47 +579,78 @@ pub struct Reproduction {
     pub created: String,
 }
 
+impl Verdict {
+    /// The value as printed: a percentage for shares, else a number.
+    pub fn shown(&self) -> String {
+        if self.share {
+            pct(self.value)
+        } else {
+            format!("{:.3}", self.value)
+        }
+    }
+}
+
 impl Reproduction {
     pub fn all_hold(&self) -> bool {
         self.claims.iter().all(|c| c.holds)
     }
 }
 
-/// Runs `file` (already shrunk for `--quick`), writing into `out`.
+/// Runs `file` (already shrunk for `--quick`), writing into `out`; models
+/// come from `cache` where it holds them, and go into it when trained.
 pub fn run(
     file: &ReproductionFile,
     quick: bool,
     out: &Path,
     force: bool,
+    cache: Option<&ModelCache>,
     cancel: &Arc<AtomicBool>,
 ) -> Result<Reproduction> {
     let started = Instant::now();
     prepare(out, force)?;
     let dataset = load_dataset(&file.data, file.seed)?;
-    let eval = eval_subset(&dataset.test, file.eval.min(dataset.test.len()), file.seed);
+    let eval_test = eval_subset(&dataset.test, file.eval.min(dataset.test.len()), file.seed);
+    let eval_train = eval_subset(&dataset.train, file.eval.min(dataset.train.len()), file.seed);
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     kernels::set_threads(threads);
     let stop = || cancel.load(Ordering::SeqCst);
     let interrupted = || Error::ReproductionInterrupted(file.name.clone());
 
-    let mut models: BTreeMap<String, Box<dyn Classifier>> = BTreeMap::new();
+    let trainer = ModelTrainer {
+        file,
+        dataset: &dataset,
+        train_fingerprint: fingerprint(&dataset.train),
+        cache,
+        stop: &stop,
+    };
+    let mut models: BTreeMap<String, (Box<dyn Classifier>, String)> = BTreeMap::new();
     let mut trained = Vec::new();
     for entry in &file.models {
-        let (model, record) = train_model(entry, file, &dataset, &models, &stop);
+        let (model, key, record) = trainer.train(entry, &models);
         if stop() {
             return Err(interrupted());
         }
         trained.push(record);
-        models.insert(entry.name.clone(), model);
+        models.insert(entry.name.clone(), (model, key));
     }
     let mut evaluations: Vec<Measured> = Vec::new();
     for e in &file.evaluations {
         if stop() {
             return Err(interrupted());
         }
-        evaluations.push(evaluate(models[&e.model].as_ref(), e, &eval, &dataset.train, file.seed));
+        let images = match e.on {
+            Images::Test => &eval_test,
+            Images::Train => &eval_train,
+        };
+        evaluations.push(evaluate(
+            models[&e.model].0.as_ref(),
+            e,
+            images,
+            &dataset.train,
+            file.seed,
+        ));
     }
-    let claims = check_claims(&file.claims, &evaluations, quick);
+    let claims = check_claims(&file.claims, &evaluations, &trained, quick);
     let result = Reproduction {
         schema_version: record::SCHEMA_VERSION,
         name: file.name.clone(),
@@ -472,7 +660,7 @@ pub fn run(
         seed: file.seed,
         dataset: file.data.dataset.clone(),
         train_images: dataset.train.len(),
-        eval_images: eval.len(),
+        eval_images: eval_test.len(),
         cpu: crate::bench::cpu_name(),
         threads,
         models: trained,
@@ -485,73 +673,190 @@ pub fn run(
     Ok(result)
 }
 
-/// One model of the file: trained from scratch with its recipe, or an
-/// earlier model (in `models`) with its defense applied once.
-fn train_model(
-    entry: &ModelEntry,
-    file: &ReproductionFile,
-    dataset: &crate::data::Dataset,
-    models: &BTreeMap<String, Box<dyn Classifier>>,
-    stop: &dyn Fn() -> bool,
-) -> (Box<dyn Classifier>, TrainedModel) {
-    let began = Instant::now();
-    let mut record = TrainedModel {
-        name: entry.name.clone(),
-        seconds: 0.0,
-        steps: None,
-        seconds_per_step: None,
-        kept_checkpoint: None,
-        stopped_early: false,
-    };
-    let model = match (&entry.model, &entry.pretrain, &entry.from, &entry.defense) {
-        (Some(model), Some(recipe), _, _) => {
-            let (net, fitted) = crate::tournament::pretrain::pretrain_with_report(
-                model,
-                file.engine,
-                recipe,
-                &dataset.train,
-                dataset.classes,
-                file.seed,
-                stop,
-            );
+/// What training a reproduction's models needs.
+struct ModelTrainer<'a> {
+    file: &'a ReproductionFile,
+    dataset: &'a crate::data::Dataset,
+    /// Of the training images, for cache keys.
+    train_fingerprint: String,
+    cache: Option<&'a ModelCache>,
+    stop: &'a dyn Fn() -> bool,
+}
+
+impl ModelTrainer<'_> {
+    /// One model of the file: loaded from the cache, or trained (and then
+    /// cached). Returns it deployed, its cache key, and its record.
+    fn train(
+        &self,
+        entry: &ModelEntry,
+        models: &BTreeMap<String, (Box<dyn Classifier>, String)>,
+    ) -> (Box<dyn Classifier>, String, TrainedModel) {
+        let (file, dataset) = (self.file, self.dataset);
+        let from = entry.from.as_ref().map(|from| &models[from]);
+        let recipe = Recipe {
+            start: match (&entry.model, from) {
+                (Some(model), _) => Start::New(model),
+                (None, Some((_, key))) => Start::From(key),
+                (None, None) => unreachable!("checked by validate"),
+            },
+            pretrain: entry.pretrain.as_ref(),
+            defense: entry.defense.as_ref(),
+            rounds: &entry.rounds,
+            name: entry.defense.as_ref().map(|_| entry.name.as_str()),
+            engine: file.engine,
+            seed: file.seed,
+            classes: dataset.classes,
+            train: &self.train_fingerprint,
+            specialist: None,
+        };
+        let key = ModelCache::key(&recipe);
+        let mut net = match (&entry.model, from) {
+            (Some(model), _) => {
+                crate::tournament::pretrain::init(model, file.engine, &dataset.train, dataset.classes, file.seed)
+            }
+            (None, Some((parent, _))) => parent.boxed_clone(),
+            (None, None) => unreachable!("checked by validate"),
+        };
+        let deploy = |net: Box<dyn Classifier>| match &entry.defense {
+            Some(defense) => defense.deploy(net, file.seed),
+            None => net,
+        };
+        if let Some(mut record) = self.cached(&key, net.as_mut()) {
+            record.name = entry.name.clone();
+            record.cached = true;
+            return (deploy(net), key, record);
+        }
+        let record = self.fit(entry, net.as_mut());
+        if let (Some(cache), false) = (self.cache, (self.stop)()) {
+            if let Err(e) = cache.store(&key, net.as_ref(), &recipe, &record) {
+                eprintln!(
+                    "warning: the model cache in {} could not keep {:?}: {e}",
+                    cache.dir().display(),
+                    entry.name
+                );
+            }
+        }
+        (deploy(net), key, record)
+    }
+
+    /// The record of a cached model loaded into `net`, if there is one.
+    fn cached(&self, key: &str, net: &mut dyn Classifier) -> Option<TrainedModel> {
+        let cache = self.cache?;
+        let saved = net.parameters();
+        let found = match cache.load(key, net) {
+            Ok(found) => found?,
+            Err(why) => {
+                eprintln!("warning: ignoring a model cache entry, training instead: {why}");
+                return None;
+            }
+        };
+        match serde_json::from_value(found.record) {
+            Ok(record) => Some(record),
+            Err(e) => {
+                eprintln!(
+                    "warning: ignoring a model cache entry, training instead: {}: record: {e}",
+                    found.path.display()
+                );
+                net.set_parameters(&saved);
+                None
+            }
+        }
+    }
+
+    /// Trains `net` as `entry` says: its recipe, or its defense's rounds.
+    fn fit(&self, entry: &ModelEntry, net: &mut dyn Classifier) -> TrainedModel {
+        let (file, dataset) = (self.file, self.dataset);
+        let began = Instant::now();
+        let mut record = TrainedModel {
+            name: entry.name.clone(),
+            seconds: 0.0,
+            steps: None,
+            seconds_per_step: None,
+            kept_checkpoint: None,
+            stopped_early: false,
+            notes: Vec::new(),
+            cached: false,
+        };
+        if let (Some(model), Some(recipe)) = (&entry.model, &entry.pretrain) {
+            let fitted =
+                crate::tournament::pretrain::fit(net, model, file.engine, recipe, &dataset.train, file.seed, self.stop);
             record.steps = Some(fitted.steps);
             record.seconds_per_step = Some(began.elapsed().as_secs_f64() / fitted.steps.max(1) as f64);
             record.kept_checkpoint = fitted.kept;
             record.stopped_early = fitted.stopped_early;
-            net
-        }
-        (_, _, Some(from), Some(defense)) => {
-            let mut net = models[from].boxed_clone();
-            let round = RoundData {
-                crafted: &[],
-                crafted_labels: &[],
-                train: &dataset.train,
-            };
+        } else if let Some(defense) = &entry.defense {
             let mut rng = stream(file.seed, path!["reproduce", &entry.name]);
-            defense.init().update(net.as_mut(), &round, &mut rng);
-            defense.deploy(net, file.seed)
+            let mut state = defense.init();
+            let no_rounds = [None];
+            let rounds: Vec<Option<&CraftRound>> = if entry.rounds.is_empty() {
+                no_rounds.to_vec()
+            } else {
+                entry.rounds.iter().map(Some).collect()
+            };
+            for round in rounds {
+                if (self.stop)() {
+                    break;
+                }
+                let (crafted, labels) = match round {
+                    Some(round) => craft(net, round, &dataset.train, &mut rng),
+                    None => (Vec::new(), Vec::new()),
+                };
+                let data = RoundData {
+                    crafted: &crafted,
+                    crafted_labels: &labels,
+                    train: &dataset.train,
+                };
+                state.update(net, &data, &mut rng);
+                record.notes.extend(state.note());
+            }
         }
-        _ => unreachable!("checked by validate"),
-    };
-    record.seconds = began.elapsed().as_secs_f64();
-    (model, record)
+        record.seconds = began.elapsed().as_secs_f64();
+        record
+    }
+}
+
+/// A round's examples: `round.attack` against `model` from training images
+/// drawn with `rng`, as the referee admits them (labels of the clean images).
+fn craft(
+    model: &dyn Classifier,
+    round: &CraftRound,
+    train: &crate::data::Split,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) -> (Vec<f32>, Vec<u8>) {
+    let (x, y) = crate::defense::sample_train(train, round.images, rng);
+    let crafted = round.attack.run_with(model, &x, &y, rng, 128, Some(train));
+    let verdict = referee::check(round.attack.threat(), crafted.examples, &x, train.dim());
+    (verdict.examples, y)
 }
 
 /// Each claim's verdict: its full-size bound, or its quick one.
-fn check_claims(claims: &[Claim], evaluations: &[Measured], quick: bool) -> Vec<Verdict> {
+fn check_claims(claims: &[Claim], evaluations: &[Measured], models: &[TrainedModel], quick: bool) -> Vec<Verdict> {
+    let evaluation = |name: &str| {
+        evaluations
+            .iter()
+            .find(|m| m.name == name)
+            .expect("checked by validate")
+            .value
+    };
+    let seconds = |name: &str| {
+        models
+            .iter()
+            .find(|m| m.name == name)
+            .expect("checked by validate")
+            .seconds
+    };
     claims
         .iter()
         .map(|c| {
-            let value = evaluations
-                .iter()
-                .find(|m| m.name == c.evaluation)
-                .expect("checked by validate")
-                .value;
+            let expr = c.expr().expect("checked by validate");
+            let value = expr.value(&evaluation, &seconds);
             let bound = if quick { c.quick } else { c.bound() };
+            let share = expr.is_share();
             Verdict {
                 text: c.text.clone(),
-                evaluation: c.evaluation.clone(),
-                bound: bound.describe(),
+                evaluation: c.measured().to_string(),
+                share,
+                bound: bound.describe(share),
                 value,
                 holds: bound.holds(value),
             }
@@ -559,8 +864,10 @@ fn check_claims(claims: &[Claim], evaluations: &[Measured], quick: bool) -> Vec<
         .collect()
 }
 
-/// The per-image worst case of `e.attacks` on `model`.
-/// Transfer attacks train their surrogate on `train`.
+/// The per-image worst case of `e.attacks` on `model`: the first attack
+/// runs on every image, each later one only on the images all earlier ones
+/// left standing (as AutoAttack runs its attacks; an image one attack
+/// fooled stays fooled). Transfer attacks train their surrogate on `train`.
 fn evaluate(
     model: &dyn Classifier,
     e: &Evaluation,
@@ -571,13 +878,18 @@ fn evaluate(
     let began = Instant::now();
     let clean = correct(model, &eval.images, &eval.labels);
     let mut survives = clean.clone();
-    for attack in &e.attacks {
+    for (a, attack) in e.attacks.iter().enumerate() {
+        let standing: Vec<usize> = (0..eval.len()).filter(|&i| a == 0 || survives[i]).collect();
+        if standing.is_empty() {
+            break;
+        }
+        let images = eval.subset(&standing);
         let mut rng = stream(seed, path!["reproduce", &e.name, &attack.label()]);
-        let crafted = attack.run_with(model, &eval.images, &eval.labels, &mut rng, 128, Some(train));
-        let verdict = referee::check(attack.threat(), crafted.examples, &eval.images, eval.dim());
-        let still_correct = correct(model, &verdict.examples, &eval.labels);
-        for (s, ok) in survives.iter_mut().zip(still_correct) {
-            *s &= ok;
+        let crafted = attack.run_with(model, &images.images, &images.labels, &mut rng, 128, Some(train));
+        let verdict = referee::check(attack.threat(), crafted.examples, &images.images, eval.dim());
+        let still_correct = correct(model, &verdict.examples, &images.labels);
+        for (&i, ok) in standing.iter().zip(still_correct) {
+            survives[i] &= ok;
         }
     }
     let (count, images) = match e.measure {
@@ -592,6 +904,7 @@ fn evaluate(
         name: e.name.clone(),
         model: e.model.clone(),
         measure: e.measure,
+        on: e.on,
         attacks: e.attacks.iter().map(AttackConfig::label).collect(),
         value,
         interval: wilson95(count, images).unwrap_or((0.0, 1.0)),
@@ -666,13 +979,17 @@ pub fn table(result: &Reproduction) -> String {
         "| evaluation | ours | 95% interval | images | paper | gap |\n| --- | ---: | --- | ---: | ---: | ---: |\n",
     );
     for m in &result.evaluations {
+        let name = match m.on {
+            Images::Test => m.name.clone(),
+            Images::Train => format!("{} (training images)", m.name),
+        };
         let (paper, gap) = match m.paper {
             Some(p) => (pct(p), format!("{:+.1}", 100.0 * (m.value - p))),
             None => ("-".into(), "-".into()),
         };
         text.push_str(&format!(
             "| {} | {} | {}–{} | {} | {} | {} |\n",
-            m.name,
+            name,
             pct(m.value),
             pct(m.interval.0),
             pct(m.interval.1),
@@ -683,7 +1000,12 @@ pub fn table(result: &Reproduction) -> String {
     }
     text.push('\n');
     for m in &result.models {
-        text.push_str(&format!("model {}: trained in {:.1} s", m.name, m.seconds));
+        text.push_str(&format!(
+            "model {}: trained in {:.1} s{}",
+            m.name,
+            m.seconds,
+            if m.cached { " (loaded from the model cache)" } else { "" }
+        ));
         if let (Some(steps), Some(per)) = (m.steps, m.seconds_per_step) {
             text.push_str(&format!(", {steps} steps, {:.3} s per step", per));
         }
@@ -694,6 +1016,9 @@ pub fn table(result: &Reproduction) -> String {
                 if m.stopped_early { ", stopped early" } else { "" }
             ));
         }
+        for note in &m.notes {
+            text.push_str(&format!("; {note}"));
+        }
         text.push('\n');
     }
     text.push('\n');
@@ -703,7 +1028,7 @@ pub fn table(result: &Reproduction) -> String {
             if c.holds { "HOLDS " } else { "FAILED" },
             c.text,
             c.evaluation,
-            pct(c.value),
+            c.shown(),
             c.bound
         ));
     }
@@ -725,8 +1050,8 @@ pub fn list() -> String {
                     text.push_str(&format!(
                         "  claim: {} ({} {})\n",
                         c.text,
-                        c.evaluation,
-                        c.bound().describe()
+                        c.measured(),
+                        c.bound().describe(c.expr().is_ok_and(|e| e.is_share()))
                     ));
                 }
             }
@@ -758,12 +1083,12 @@ mod tests {
             at_most: None,
         };
         assert!(b.holds(0.85) && !b.holds(0.849));
-        assert_eq!(b.describe(), "at least 85.0%");
+        assert_eq!(b.describe(true), "at least 85.0%");
         assert!(Bound {
             at_least: None,
             at_most: None
         }
-        .validate()
+        .validate(true)
         .is_err());
     }
 
@@ -776,5 +1101,82 @@ mod tests {
         let err = file.validate().unwrap_err().to_string();
         assert!(err.contains("no evaluation named \"nope\""), "{err}");
         assert!(matches!(load("no-such-paper"), Err(Error::Usage(_))));
+    }
+
+    /// `madry-mnist` with `extra` appended, checked.
+    fn check_with(extra: &str) -> String {
+        let text = format!("{}\n{extra}", BUILTIN[0].1);
+        let file: ReproductionFile = config::parse(&text, "x.toml").unwrap();
+        match file.validate() {
+            Ok(()) => "ok".into(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn value_claims_rounds_and_training_evaluations_are_checked() {
+        let claim = |body: &str| format!("[[claims]]\ntext = \"t\"\n{body}\nquick = {{ at_least = 0.0 }}");
+        assert_eq!(
+            check_with(&claim("value = \"adversarial-pgd40 - natural-pgd40\"\nat_least = -0.5")),
+            "ok"
+        );
+        let err = check_with(&claim("value = \"adversarial-pgd40 - nope\"\nat_least = 0.0"));
+        assert!(err.contains("no evaluation named \"nope\""), "{err}");
+        let err = check_with(&claim("value = \"seconds(nope)\"\nat_least = 0.0"));
+        assert!(err.contains("`seconds(nope)` names no model"), "{err}");
+        let err = check_with(&claim(
+            "evaluation = \"natural-pgd40\"\nvalue = \"natural-pgd40\"\nat_least = 0.0",
+        ));
+        assert!(err.contains("either `evaluation` or `value`"), "{err}");
+        let err = check_with(&claim("value = \"natural-pgd40-adversarial-pgd40\"\nat_least = 0.0"));
+        assert!(
+            err.contains("no evaluation named \"natural-pgd40-adversarial-pgd40\""),
+            "{err}"
+        );
+
+        let rounds = "[[models]]\nname = \"tuned\"\nfrom = \"natural\"\ndefense = { kind = \"continual\" }\n\
+                      rounds = [{ attack = { family = \"pgd\", eps = 0.3 }, images = IMAGES }]";
+        assert_eq!(check_with(&rounds.replace("IMAGES", "100")), "ok");
+        let err = check_with(&rounds.replace("IMAGES", "0"));
+        assert!(err.contains("round 1") && err.contains("`images` = 0"), "{err}");
+        let err = check_with(
+            "[[models]]\nname = \"r\"\nmodel = { kind = \"mlp\" }\npretrain = { epochs = 1 }\n\
+             rounds = [{ attack = { family = \"pgd\", eps = 0.3 }, images = 10 }]",
+        );
+        assert!(err.contains("`rounds` are a defense's"), "{err}");
+        assert_eq!(
+            check_with("[[models]]\nname = \"fresh\"\nmodel = { kind = \"mlp\" }\ndefense = { kind = \"fast-at\" }"),
+            "ok"
+        );
+        assert_eq!(
+            check_with("[[evaluations]]\nname = \"t\"\nmodel = \"natural\"\non = \"train\""),
+            "ok"
+        );
+    }
+
+    #[test]
+    fn quick_runs_shorten_defenses_and_their_rounds() {
+        let mut file = load("forgetting").unwrap();
+        file.shrink();
+        let tuned = &file.models[1];
+        assert_eq!(tuned.rounds[0].images, 410);
+        let mut wong = load("wong-catastrophic").unwrap();
+        wong.shrink();
+        let early = wong.models[2].pretrain.as_ref().unwrap().early_stop.as_ref().unwrap();
+        assert_eq!((early.every, early.images), (10, 400));
+        let fast: DefenseConfig = toml::from_str(
+            "kind = \"fast-at\"\nsteps = 1000\neps_warmup = 100\nearly_stop = { every = 100, images = 500 }",
+        )
+        .unwrap();
+        let short = serde_json::to_value(shrink_defense(&fast, 0.1, 200)).unwrap();
+        assert_eq!(
+            (
+                &short["steps"],
+                &short["eps_warmup"],
+                &short["early_stop"]["every"],
+                &short["early_stop"]["images"]
+            ),
+            (&100.into(), &10.into(), &10.into(), &200.into())
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! A reproduction's `report.html`: the paper beside ours, the claims, the
 //! models' training, self-contained.
 
-use super::{pct, Reproduction};
+use super::{pct, Images, Reproduction};
 use crate::report::html::escape;
 
 pub fn render_page(r: &Reproduction) -> String {
@@ -12,8 +12,9 @@ pub fn render_page(r: &Reproduction) -> String {
             None => ("–".into(), "–".into()),
         };
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{}–{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>\n",
+            "<tr><td>{}{}</td><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{}–{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>\n",
             escape(&m.name),
+            if m.on == Images::Train { " (training images)" } else { "" },
             escape(&m.model),
             escape(&m.attacks.join(" + ")),
             pct(m.value),
@@ -33,16 +34,17 @@ pub fn render_page(r: &Reproduction) -> String {
             if c.holds { "holds" } else { "failed" },
             escape(&c.text),
             escape(&c.evaluation),
-            pct(c.value),
+            c.shown(),
             escape(&c.bound),
         ));
     }
     let mut models = String::new();
     for m in &r.models {
         models.push_str(&format!(
-            "<tr><td>{}</td><td class=n>{:.1}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>\n",
+            "<tr><td>{}</td><td class=n>{:.1}{}</td><td class=n>{}</td><td class=n>{}</td><td>{}{}</td></tr>\n",
             escape(&m.name),
             m.seconds,
+            if m.cached { " (cached)" } else { "" },
             m.steps.map_or("–".into(), |s| s.to_string()),
             m.seconds_per_step.map_or("–".into(), |s| format!("{s:.3}")),
             m.kept_checkpoint.map_or(String::new(), |(at, score)| format!(
@@ -50,6 +52,7 @@ pub fn render_page(r: &Reproduction) -> String {
                 pct(score),
                 if m.stopped_early { ", stopped early" } else { "" }
             )),
+            m.notes.iter().map(|n| format!("<br>{}", escape(n))).collect::<String>(),
         ));
     }
     format!(
@@ -61,12 +64,12 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 <body><h1>{name}</h1>
 <p><b>{paper}</b>: {finding}</p>
 <p>{dataset}, {train} training images, {eval} test images evaluated, seed {seed}{quick}; {total:.0} s on {cpu} ({threads} threads).
-Intervals are Wilson 95% intervals over the images counted.</p>
+Intervals are Wilson 95% intervals over the images counted. A model marked cached was loaded from the model cache: its seconds are those of the run that trained it.</p>
 <h2>Claims</h2><table><tr><th></th><th>claim</th><th>evaluation</th><th>ours</th><th>bound (fixed before the run)</th></tr>
 {claims}</table>
 <h2>Ours beside the paper</h2><table><tr><th>evaluation</th><th>model</th><th>attacks (per-image worst case)</th><th>ours</th><th>95% interval</th><th>images</th><th>paper</th><th>gap (points)</th><th>paper's setup</th></tr>
 {rows}</table>
-<h2>Models</h2><table><tr><th>model</th><th>seconds</th><th>steps</th><th>s per step</th><th>early stopping kept</th></tr>
+<h2>Models</h2><table><tr><th>model</th><th>seconds</th><th>steps</th><th>s per step</th><th>early stopping kept; the defense's notes</th></tr>
 {models}</table>
 </body></html>
 "#,

@@ -33,12 +33,25 @@ pub fn train_against(
     stop: &dyn Fn() -> bool,
 ) -> Box<dyn Classifier> {
     let mut model = pretrained.boxed_clone();
+    train_into(model.as_mut(), attack, train, settings, seed, stop);
+    model
+}
+
+/// [`train_against`] on `model` itself: the one training of the matrix's
+/// rows and of a tournament's specialists.
+pub fn train_into(
+    model: &mut dyn Classifier,
+    attack: &AttackConfig,
+    train: &Split,
+    settings: &MatrixTraining,
+    seed: u64,
+    stop: &dyn Fn() -> bool,
+) {
     let mut rng = stream(seed, path!["matrix", "train", &attack.label()]);
     let mut training = TrainConfig::steps(settings.steps, settings.batch, settings.optimizer.clone());
     training.eps_warmup = settings.eps_warmup;
     training.early_stop = settings.early_stop.clone();
-    crate::defense::pgd_at::train_against(model.as_mut(), attack, train, training, &mut rng, stop);
-    model
+    crate::defense::pgd_at::train_against(model, attack, train, training, &mut rng, stop);
 }
 
 /// One row: clean accuracy, and robust accuracy under every attack.

@@ -9,6 +9,7 @@ mod play;
 mod prepare;
 pub mod pretrain;
 pub mod shard;
+pub mod specialists;
 pub mod summary;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,6 +62,9 @@ pub struct RunOptions {
     pub resume: bool,
     /// Play only this part of the matches.
     pub shard: Option<Shard>,
+    /// Where pretrained models and specialists are kept between runs (none:
+    /// trained every time).
+    pub cache: Option<crate::model::cache::ModelCache>,
 }
 
 /// The (seed, match id) pairs whose every round is in `rows` (or whose
@@ -96,6 +100,9 @@ struct Replicate {
     /// The fixed evaluation subset of the test split: measured, never learned from.
     eval: Split,
     pretrained: Box<dyn Classifier>,
+    /// The specialists of the unseen panel's threat models, measured on
+    /// `eval` (empty without `[specialists]`).
+    specialists: specialists::SpecialistMasks,
 }
 
 /// Run every match of `plan`, once per seed, writing the run folder. Bad
@@ -118,7 +125,7 @@ pub async fn run(
     kernels::set_threads(cores);
     observer.pretraining();
     let pretrain_started = Instant::now();
-    let replicates = pretrain_replicates(&plan.file, prepared.first_dataset, &cancel).await?;
+    let replicates = pretrain_replicates(&plan.file, prepared.first_dataset, options.cache.clone(), &cancel).await?;
     let Some(replicates) = replicates else {
         // Interrupted before any match: nothing more to write.
         return Err(Error::Interrupted(options.out));
@@ -174,10 +181,12 @@ pub async fn run(
 }
 
 /// Per seed: its data (synthetic digits are drawn from the seed), its
-/// evaluation subset and its pretrained model; `None` when stopped first.
+/// evaluation subset, its pretrained model and its specialists (both from
+/// the model cache when it holds them); `None` when stopped first.
 async fn pretrain_replicates(
     file: &TournamentFile,
     first_dataset: Dataset,
+    cache: Option<crate::model::cache::ModelCache>,
     cancel: &Arc<AtomicBool>,
 ) -> Result<Option<Vec<Arc<Replicate>>>> {
     let (file, cancel) = (file.clone(), cancel.clone());
@@ -197,13 +206,33 @@ async fn pretrain_replicates(
                 let eval = eval_subset(&dataset.test, file.sizes.eval, seed);
                 let slice = file.sizes.attacker_slice(dataset.train.len());
                 let (train, attacker_slice) = split_attacker_slice(&dataset.train, slice, seed);
-                let pretrained = pretrain(&file.model, file.engine, &file.pretrain, &train, dataset.classes, seed);
+                let fingerprint = crate::model::cache::fingerprint(&train);
+                let (pretrained, key) = pretrain::pretrain_cached(
+                    cache.as_ref(),
+                    &file.model,
+                    file.engine,
+                    &file.pretrain,
+                    &train,
+                    (dataset.classes, seed, &fingerprint),
+                );
+                let basis = specialists::Basis {
+                    pretrained: pretrained.as_ref(),
+                    pretrained_key: &key,
+                    train: &train,
+                    train_fingerprint: &fingerprint,
+                    eval: &eval,
+                    classes: dataset.classes,
+                    seed,
+                };
+                let stop = || cancel.load(Ordering::SeqCst);
+                let specialists = specialists::measure(&file, &basis, cache.as_ref(), &stop);
                 Ok(Some(Arc::new(Replicate {
                     seed,
                     train,
                     attacker_slice,
                     eval,
                     pretrained,
+                    specialists,
                 })))
             })
             .collect::<Result<Option<Vec<_>>>>()

@@ -128,6 +128,7 @@ fn play_match(plan: &Plan, replicate: &Replicate, m: MatchRef, progress_id: usiz
         train: &replicate.train,
         attacker_slice: &replicate.attacker_slice,
         eval: &replicate.eval,
+        specialists: &replicate.specialists,
     };
     let observer = &shared.observer;
     observer.match_started(progress_id, &attacker.name, &defender.name, plan.file.rounds);

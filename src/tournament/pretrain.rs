@@ -1,10 +1,118 @@
-//! Training before round 1: clean, or adversarial with a recipe.
+//! Training before round 1: clean, or adversarial with a recipe; and the
+//! recipe keys under which the model cache keeps trained models.
 
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::attack::AttackConfig;
+use crate::config::matrix::MatrixTraining;
 use crate::config::PretrainConfig;
 use crate::data::Split;
+use crate::defense::DefenseConfig;
+use crate::model::cache::ModelCache;
 use crate::model::{Classifier, Engine, Examples, Fitted, ModelConfig, TrainSet, Trainer};
 use crate::path;
 use crate::rng::{derived_seed, stream};
+
+/// Everything that decides a trained model's weights: what the model cache
+/// keys it by. `R`: a reproduction's crafted rounds (none elsewhere).
+#[derive(Serialize)]
+pub struct Recipe<'a, R: Serialize = ()> {
+    /// The model it starts from: an architecture, or an earlier model's key.
+    pub start: Start<'a>,
+    pub pretrain: Option<&'a PretrainConfig>,
+    pub defense: Option<&'a DefenseConfig>,
+    pub rounds: &'a [R],
+    /// Names a defense's random stream (so part of what decides it).
+    pub name: Option<&'a str>,
+    pub engine: Engine,
+    pub seed: u64,
+    pub classes: usize,
+    /// The training images' fingerprint.
+    pub train: &'a str,
+    /// A specialist's training: its attack and settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub specialist: Option<(&'a AttackConfig, &'a MatrixTraining)>,
+}
+
+#[derive(Serialize)]
+pub enum Start<'a> {
+    New(&'a ModelConfig),
+    From(&'a str),
+}
+
+/// What a cache entry of a tournament's model records: the time its
+/// training took (the fields a reproduction's record starts with, so that
+/// either can read the other's entries).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingRecord {
+    pub name: String,
+    pub seconds: f64,
+}
+
+/// `train` run on `net`, or the cache's entry for `recipe` loaded into it
+/// instead; stores what it trains. Returns the key and whether it loaded.
+pub fn cached<R: Serialize>(
+    cache: Option<&ModelCache>,
+    recipe: &Recipe<'_, R>,
+    name: &str,
+    net: &mut dyn Classifier,
+    train: impl FnOnce(&mut dyn Classifier),
+) -> (String, bool) {
+    let key = ModelCache::key(recipe);
+    if let Some(cache) = cache {
+        match cache.load(&key, net) {
+            Ok(Some(_)) => return (key, true),
+            Ok(None) => {}
+            Err(why) => eprintln!("warning: ignoring a model cache entry, training instead: {why}"),
+        }
+    }
+    let began = Instant::now();
+    train(net);
+    if let Some(cache) = cache {
+        let record = TrainingRecord {
+            name: name.to_string(),
+            seconds: began.elapsed().as_secs_f64(),
+        };
+        if let Err(e) = cache.store(&key, net, recipe, &record) {
+            eprintln!(
+                "warning: the model cache in {} could not keep {name}: {e}",
+                cache.dir().display()
+            );
+        }
+    }
+    (key, false)
+}
+
+/// [`pretrain`] through the model cache: loaded when it holds the same
+/// model, trained and kept otherwise. Returns the model and its cache key.
+pub fn pretrain_cached(
+    cache: Option<&ModelCache>,
+    model: &ModelConfig,
+    engine: Engine,
+    settings: &PretrainConfig,
+    train: &Split,
+    (classes, seed, train_fingerprint): (usize, u64, &str),
+) -> (Box<dyn Classifier>, String) {
+    let recipe: Recipe<'_> = Recipe {
+        start: Start::New(model),
+        pretrain: Some(settings),
+        defense: None,
+        rounds: &[],
+        name: None,
+        engine,
+        seed,
+        classes,
+        train: train_fingerprint,
+        specialist: None,
+    };
+    let mut net = init(model, engine, train, classes, seed);
+    let (key, _) = cached(cache, &recipe, "pretrained", net.as_mut(), |net| {
+        fit(net, model, engine, settings, train, seed, &|| false);
+    });
+    (net, key)
+}
 
 /// Pretraining. Depends only on the model, the pretraining settings, the
 /// data and the seed, so every defender of a model shares it.
@@ -30,25 +138,48 @@ pub fn pretrain_with_report(
     seed: u64,
     stop: &dyn Fn() -> bool,
 ) -> (Box<dyn Classifier>, Fitted) {
-    let key = serde_json::to_string(&(model, engine)).expect("model configs serialize");
-    let mut net = model.init(
+    let mut net = init(model, engine, train, classes, seed);
+    let fitted = fit(net.as_mut(), model, engine, settings, train, seed, stop);
+    (net, fitted)
+}
+
+/// The untrained model pretraining starts from.
+pub fn init(model: &ModelConfig, engine: Engine, train: &Split, classes: usize, seed: u64) -> Box<dyn Classifier> {
+    model.init(
         engine,
         train.rows,
         train.cols,
         classes,
-        derived_seed(seed, path!["init", &key]),
-    );
-    let mut rng = stream(seed, path!["pretrain", &key]);
+        derived_seed(seed, path!["init", &key(model, engine)]),
+    )
+}
+
+/// The key that names a model's streams.
+fn key(model: &ModelConfig, engine: Engine) -> String {
+    serde_json::to_string(&(model, engine)).expect("model configs serialize")
+}
+
+/// Pretraining's training of `net` (as [`init`] made it for `model` and
+/// `engine`): clean, or adversarial with the recipe's attack.
+pub fn fit(
+    net: &mut dyn Classifier,
+    model: &ModelConfig,
+    engine: Engine,
+    settings: &PretrainConfig,
+    train: &Split,
+    seed: u64,
+    stop: &dyn Fn() -> bool,
+) -> Fitted {
+    let mut rng = stream(seed, path!["pretrain", &key(model, engine)]);
     let Some(attack) = &settings.attack else {
-        let fitted = Trainer::new(settings.training(train.len())).stop_when(stop).fit(
-            net.as_mut(),
+        return Trainer::new(settings.training(train.len())).stop_when(stop).fit(
+            net,
             Examples::Set(TrainSet::labeled(&train.images, &train.labels)),
             &mut rng,
         );
-        return (net, fitted);
     };
-    let fitted = crate::defense::pgd_at::train_against(
-        net.as_mut(),
+    crate::defense::pgd_at::train_against(
+        net,
         attack,
         train,
         settings.training(
@@ -58,8 +189,7 @@ pub fn pretrain_with_report(
         ),
         &mut rng,
         stop,
-    );
-    (net, fitted)
+    )
 }
 
 #[cfg(test)]

@@ -55,6 +55,8 @@ pub fn match_summary(rows: &[RoundRow], rounds: usize, eval_images: usize) -> Op
         final_unseen_union_acc: last.unseen_union_acc,
         final_union_gap: last.union_gap,
         final_stale_inflation: last.stale_inflation,
+        specialist_acc: last.specialist_acc.clone(),
+        final_unseen_vs_specialist: last.unseen_vs_specialist.clone(),
         picks,
         ci95: BTreeMap::new(),
     };
@@ -296,6 +298,19 @@ fn ratings(matches: &[MatchSummary], players: &Players) -> Vec<f64> {
     bradley_terry(players.count(), &games)
 }
 
+/// Per attack, the mean of its values over `maps` (an attack missing from
+/// some counts over those that have it).
+fn mean_by_attack(maps: impl Iterator<Item = BTreeMap<String, f64>>) -> BTreeMap<String, f64> {
+    let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    for map in maps {
+        for (attack, value) in map {
+            let entry = sums.entry(attack).or_insert((0.0, 0));
+            *entry = (entry.0 + value, entry.1 + 1);
+        }
+    }
+    sums.into_iter().map(|(a, (sum, n))| (a, sum / n as f64)).collect()
+}
+
 /// Per defender, ranked by the per-image worst cases `aurc_unseen_union`,
 /// then `aurc_seen_union`, with the defenders it cannot be told apart from.
 fn defender_summaries(
@@ -326,6 +341,13 @@ fn defender_summaries(
                 final_unseen_union_acc: mean_opt(&ms, |m| m.final_unseen_union_acc),
                 final_union_gap: mean_opt(&ms, |m| m.final_union_gap),
                 final_stale_inflation: mean_of(&ms, |m| m.final_stale_inflation),
+                final_unseen_vs_specialist: mean_by_attack(ms.iter().map(|m| {
+                    m.final_unseen_vs_specialist
+                        .iter()
+                        .map(|(a, p)| (a.clone(), p.diff))
+                        .collect()
+                })),
+                specialist_acc: mean_by_attack(ms.iter().map(|m| m.specialist_acc.clone())),
                 ci95: group_intervals(&ms, seeds, eval_images, &ACCURACIES, accuracy),
                 aurc_unseen_ci95: ci_over_seeds(&ms, seeds, |m| m.aurc_unseen),
                 aurc_seen_ci95: ci_over_seeds(&ms, seeds, |m| Some(m.aurc_seen)),

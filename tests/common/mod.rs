@@ -5,8 +5,18 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
+/// The binary, with its model cache in a folder of this test process's own
+/// under the build's scratch space, never the user's.
 pub fn redqueen() -> Command {
-    Command::cargo_bin("redqueen").expect("the binary is built")
+    let mut command = Command::cargo_bin("redqueen").expect("the binary is built");
+    command.env("REDQUEEN_CACHE", model_cache());
+    command
+}
+
+/// The model cache the binary gets in tests (shared by one test binary's
+/// tests, so that their reproductions reuse each other's models).
+pub fn model_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("model-cache-{}", std::process::id()))
 }
 
 /// The repository's `strategies/` folder.

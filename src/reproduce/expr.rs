@@ -1,0 +1,319 @@
+//! A claim's value as arithmetic over evaluations: `a - b`, `(a - b) / (c -
+//! d)`, `max(a, b)`, `seconds(model)`. Names hold hyphens (`adversarial-pgd40`),
+//! so a minus between two names needs spaces around it. Written here rather
+//! than taken from an expression crate because those read `a-b` as a
+//! subtraction and know nothing of which names are evaluations or models.
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+
+/// A parsed value expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    Number(f64),
+    /// An evaluation's value.
+    Evaluation(String),
+    /// A model's training time in seconds.
+    Seconds(String),
+    Min(Vec<Expr>),
+    Max(Vec<Expr>),
+    Negate(Box<Expr>),
+    Binary(Op, Box<Expr>, Box<Expr>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Add,
+    Subtract,
+    Multiply,
+    Divide,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Number(f64),
+    Name(String),
+    Symbol(char),
+}
+
+fn tokenize(text: &str) -> Result<Vec<Token>> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c.is_ascii_digit() || c == '.' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
+                i += 1;
+            }
+            let literal: String = chars[start..i].iter().collect();
+            let number = literal
+                .parse()
+                .map_err(|_| Error::invalid(format!("{literal:?} is not a number")))?;
+            tokens.push(Token::Number(number));
+        } else if c.is_ascii_alphabetic() {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], '-' | '_' | '.')) {
+                i += 1;
+            }
+            tokens.push(Token::Name(chars[start..i].iter().collect()));
+        } else if "+-*/(),".contains(c) {
+            tokens.push(Token::Symbol(c));
+            i += 1;
+        } else {
+            return Err(Error::invalid(format!(
+                "unexpected {c:?}; a value is built from evaluation names, numbers, + - * / ( ), \
+                 min(...), max(...) and seconds(model)"
+            )));
+        }
+    }
+    Ok(tokens)
+}
+
+struct Parser {
+    tokens: Vec<Token>,
+    at: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.at)
+    }
+
+    fn next(&mut self) -> Option<Token> {
+        let token = self.tokens.get(self.at).cloned();
+        self.at += 1;
+        token
+    }
+
+    fn eat(&mut self, symbol: char) -> bool {
+        if self.peek() == Some(&Token::Symbol(symbol)) {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, symbol: char) -> Result<()> {
+        if self.eat(symbol) {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!("expected `{symbol}`")))
+        }
+    }
+
+    fn sum(&mut self) -> Result<Expr> {
+        let mut left = self.product()?;
+        loop {
+            let op = if self.eat('+') {
+                Op::Add
+            } else if self.eat('-') {
+                Op::Subtract
+            } else {
+                return Ok(left);
+            };
+            left = Expr::Binary(op, Box::new(left), Box::new(self.product()?));
+        }
+    }
+
+    fn product(&mut self) -> Result<Expr> {
+        let mut left = self.factor()?;
+        loop {
+            let op = if self.eat('*') {
+                Op::Multiply
+            } else if self.eat('/') {
+                Op::Divide
+            } else {
+                return Ok(left);
+            };
+            left = Expr::Binary(op, Box::new(left), Box::new(self.factor()?));
+        }
+    }
+
+    fn factor(&mut self) -> Result<Expr> {
+        match self.next() {
+            Some(Token::Number(n)) => Ok(Expr::Number(n)),
+            Some(Token::Symbol('-')) => Ok(Expr::Negate(Box::new(self.factor()?))),
+            Some(Token::Symbol('(')) => {
+                let inner = self.sum()?;
+                self.expect(')')?;
+                Ok(inner)
+            }
+            Some(Token::Name(name)) if self.eat('(') => self.call(name),
+            Some(Token::Name(name)) => Ok(Expr::Evaluation(name)),
+            Some(Token::Symbol(c)) => Err(Error::invalid(format!("unexpected `{c}`"))),
+            None => Err(Error::invalid("the value ends too early")),
+        }
+    }
+
+    fn call(&mut self, function: String) -> Result<Expr> {
+        let mut args = vec![self.sum()?];
+        while self.eat(',') {
+            args.push(self.sum()?);
+        }
+        self.expect(')')?;
+        match function.as_str() {
+            "min" => Ok(Expr::Min(args)),
+            "max" => Ok(Expr::Max(args)),
+            "seconds" => match args.as_slice() {
+                [Expr::Evaluation(model)] => Ok(Expr::Seconds(model.clone())),
+                _ => Err(Error::invalid("`seconds` takes one model name")),
+            },
+            other => Err(Error::invalid(format!(
+                "no function `{other}`; there are min, max and seconds"
+            ))),
+        }
+    }
+}
+
+impl Expr {
+    pub fn parse(text: &str) -> Result<Expr> {
+        let mut parser = Parser {
+            tokens: tokenize(text)?,
+            at: 0,
+        };
+        let expr = parser.sum()?;
+        match parser.peek() {
+            None => Ok(expr),
+            Some(token) => Err(Error::invalid(format!(
+                "unexpected {} (a minus between names needs spaces around it)",
+                match token {
+                    Token::Number(n) => n.to_string(),
+                    Token::Name(n) => format!("`{n}`"),
+                    Token::Symbol(c) => format!("`{c}`"),
+                }
+            ))),
+        }
+    }
+
+    /// Every name it reads: (evaluations, models).
+    pub fn names(&self) -> (Vec<&str>, Vec<&str>) {
+        let (mut evaluations, mut models) = (Vec::new(), Vec::new());
+        self.collect(&mut evaluations, &mut models);
+        (evaluations, models)
+    }
+
+    fn collect<'a>(&'a self, evaluations: &mut Vec<&'a str>, models: &mut Vec<&'a str>) {
+        match self {
+            Expr::Number(_) => {}
+            Expr::Evaluation(name) => evaluations.push(name),
+            Expr::Seconds(name) => models.push(name),
+            Expr::Min(args) | Expr::Max(args) => args.iter().for_each(|a| a.collect(evaluations, models)),
+            Expr::Negate(inner) => inner.collect(evaluations, models),
+            Expr::Binary(_, left, right) => {
+                left.collect(evaluations, models);
+                right.collect(evaluations, models);
+            }
+        }
+    }
+
+    /// Its value, with `evaluation` and `seconds` looking names up (both
+    /// checked beforehand). Division by zero gives a non-finite value, which
+    /// no bound admits.
+    pub fn value(&self, evaluation: &dyn Fn(&str) -> f64, seconds: &dyn Fn(&str) -> f64) -> f64 {
+        let eval = |e: &Expr| e.value(evaluation, seconds);
+        match self {
+            Expr::Number(n) => *n,
+            Expr::Evaluation(name) => evaluation(name),
+            Expr::Seconds(name) => seconds(name),
+            Expr::Min(args) => args.iter().map(eval).fold(f64::INFINITY, f64::min),
+            Expr::Max(args) => args.iter().map(eval).fold(f64::NEG_INFINITY, f64::max),
+            Expr::Negate(inner) => -eval(inner),
+            Expr::Binary(op, left, right) => {
+                let (a, b) = (eval(left), eval(right));
+                match op {
+                    Op::Add => a + b,
+                    Op::Subtract => a - b,
+                    Op::Multiply => a * b,
+                    Op::Divide => a / b,
+                }
+            }
+        }
+    }
+
+    /// Whether the value is a share (a plain evaluation, or a difference
+    /// of evaluations) rather than a ratio or a time: shares print as
+    /// percentages.
+    pub fn is_share(&self) -> bool {
+        match self {
+            Expr::Evaluation(_) => true,
+            Expr::Min(args) | Expr::Max(args) => args.iter().all(Expr::is_share),
+            Expr::Negate(inner) => inner.is_share(),
+            Expr::Binary(Op::Add | Op::Subtract, left, right) => left.is_share() && right.is_share(),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |args: &[Expr]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
+        match self {
+            Expr::Number(n) => write!(f, "{n}"),
+            Expr::Evaluation(name) => f.write_str(name),
+            Expr::Seconds(name) => write!(f, "seconds({name})"),
+            Expr::Min(args) => write!(f, "min({})", list(args)),
+            Expr::Max(args) => write!(f, "max({})", list(args)),
+            Expr::Negate(inner) => write!(f, "-{inner}"),
+            Expr::Binary(op, left, right) => {
+                let symbol = match op {
+                    Op::Add => "+",
+                    Op::Subtract => "-",
+                    Op::Multiply => "*",
+                    Op::Divide => "/",
+                };
+                write!(f, "({left} {symbol} {right})")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str) -> f64 {
+        let lookup = |name: &str| match name {
+            "a-b" => 0.9,
+            "c" => 0.4,
+            _ => 0.1,
+        };
+        Expr::parse(text).unwrap().value(&lookup, &|_| 100.0)
+    }
+
+    #[test]
+    fn names_keep_their_hyphens_and_arithmetic_follows_precedence() {
+        assert!((value("a-b - c") - 0.5).abs() < 1e-12);
+        assert!((value("(a-b - c) / (a-b - d)") - 0.625).abs() < 1e-12);
+        assert!((value("a-b - 2 * c") - 0.1).abs() < 1e-12);
+        assert!((value("max(c, d) - min(a-b, c)")).abs() < 1e-12);
+        assert!((value("seconds(early) / seconds(pgd)") - 1.0).abs() < 1e-12);
+        assert!((value("-c + 1") - 0.6).abs() < 1e-12);
+        let parsed = Expr::parse("seconds(m) - a-b").unwrap();
+        let (evaluations, models) = parsed.names();
+        assert_eq!((evaluations, models), (vec!["a-b"], vec!["m"]));
+    }
+
+    #[test]
+    fn shares_print_as_shares_and_ratios_do_not() {
+        assert!(Expr::parse("a - max(b, c)").unwrap().is_share());
+        assert!(!Expr::parse("a / b").unwrap().is_share());
+        assert!(!Expr::parse("seconds(a)").unwrap().is_share());
+    }
+
+    #[test]
+    fn bad_values_are_errors_that_say_why() {
+        let err = |text: &str| Expr::parse(text).unwrap_err().to_string();
+        assert!(err("a b").contains("spaces"), "{}", err("a b"));
+        assert!(err("a +").contains("ends too early"));
+        assert!(err("avg(a)").contains("no function `avg`"));
+        assert!(err("seconds(1)").contains("one model name"));
+        assert!(err("a % b").contains("unexpected '%'"));
+        assert!(err("(a").contains("expected `)`"));
+    }
+}
