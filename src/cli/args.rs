@@ -83,7 +83,7 @@ pub(super) enum Command {
         /// Replace the files of an earlier reproduction in the output folder.
         #[arg(long)]
         force: bool,
-        /// Train every model, neither loading from nor adding to the model cache ($REDQUEEN_CACHE, else ~/.cache/redqueen).
+        /// Train every model, neither loading from nor adding to the model cache ($REDQUEEN_CACHE, else $XDG_CACHE_HOME/redqueen, else ~/.cache/redqueen).
         #[arg(long)]
         no_cache: bool,
     },
@@ -143,7 +143,7 @@ pub(super) struct RunArgs {
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     pub(super) shard: Option<Shard>,
     /// Train the pretrained model and the specialists, neither loading them from nor adding
-    /// them to the model cache ($REDQUEEN_CACHE, else ~/.cache/redqueen).
+    /// them to the model cache ($REDQUEEN_CACHE, else $XDG_CACHE_HOME/redqueen, else ~/.cache/redqueen).
     #[arg(long)]
     pub(super) no_cache: bool,
 }

@@ -107,7 +107,7 @@ fn reproduce(
     let mut failed = Vec::new();
     for mut file in files {
         if quick {
-            file.shrink();
+            file.shrink()?;
         }
         let folder = if quick {
             format!("{}-quick", file.name)

@@ -47,10 +47,11 @@ pub struct TournamentFile {
 /// `[specialists]`: for each threat model and budget of the unseen panel,
 /// the pretrained model trained Madry-style with PGD in that threat model
 /// (a spatial attack: against the attack itself), once per seed, by the
-/// matrix's training. Every setting defaults to the shipped `pgd-at`
-/// defender's (`strategies/defenders/pgd-at.toml`), and the length to what
-/// that defender trains over the whole match, so that a specialist spends
-/// as many gradient evaluations as it.
+/// matrix's training. `batch`, `optimizer` and `attack_steps` default to
+/// the shipped `pgd-at` defender's (`strategies/defenders/pgd-at.toml`),
+/// `steps` to what that defender trains over the whole match, so that a
+/// specialist spends as many gradient evaluations as it; `eps_warmup` to
+/// none.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpecialistsConfig {
@@ -92,8 +93,13 @@ impl SpecialistsConfig {
     /// The attack a specialist for `unseen` trains on: PGD in its threat
     /// model, or a spatial attack itself (it has no norm ball).
     pub fn attack_for(&self, unseen: &AttackConfig, attack_steps: usize) -> AttackConfig {
-        if let AttackConfig::Spatial(_) = unseen {
-            return unseen.clone();
+        // A wrapper (EOT, BPDA, transfer) has its inner attack's threat.
+        let mut innermost = unseen;
+        while let Some(inner) = innermost.inner() {
+            innermost = inner;
+        }
+        if let AttackConfig::Spatial(_) = innermost {
+            return innermost.clone();
         }
         let threat = unseen.threat();
         let mut pgd = crate::attack::PgdConfig::new(threat.norm, threat.eps);

@@ -119,8 +119,17 @@ impl ModelCache {
             .get("optimizer.steps")
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| why("no optimizer.steps".into()))?;
-        let state =
-            OptimizerState::from_parts(kind, steps, buffers("optimizer.first.")?, buffers("optimizer.second.")?);
+        let (first, second) = (buffers("optimizer.first.")?, buffers("optimizer.second.")?);
+        // Buffers are saved in the model's tensor order: each pair of the
+        // same length, and together as long as the parameters (an update
+        // would otherwise index past them or skip weights).
+        let total = |b: &[Vec<f32>]| b.iter().map(Vec::len).sum::<usize>();
+        let lengths_agree = second.is_empty() || second.iter().map(Vec::len).eq(first.iter().map(Vec::len));
+        let adam_has_both = kind.is_none_or(|k| k == OptimizerKind::Sgd) || second.len() == first.len();
+        if !(first.is_empty() || total(&first) == expected) || !lengths_agree || !adam_has_both {
+            return Err(why("its optimizer buffers do not fit the model".into()));
+        }
+        let state = OptimizerState::from_parts(kind, steps, first, second);
         let record = meta
             .get("record")
             .map(|r| serde_json::from_str(r))
@@ -247,6 +256,25 @@ mod tests {
         // So is a damaged file.
         std::fs::write(cache.path(&key), b"not safetensors").unwrap();
         assert!(cache.load(&key, loaded.as_mut()).is_err());
+        // And optimizer buffers that do not fit the parameters (an update
+        // would index past them): refused, not loaded.
+        let n = trained.parameters().len();
+        let (params, short) = (bytes(&vec![0.0; n]), bytes(&[0.0; 3]));
+        let views = vec![
+            ("parameters", TensorView::new(Dtype::F32, vec![n], &params).unwrap()),
+            (
+                "optimizer.first.0000",
+                TensorView::new(Dtype::F32, vec![3], &short).unwrap(),
+            ),
+        ];
+        let meta = HashMap::from([
+            ("format".to_string(), FORMAT.to_string()),
+            ("optimizer.kind".into(), "adam".into()),
+            ("optimizer.steps".into(), "1".into()),
+        ]);
+        std::fs::write(cache.path(&key), safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
+        let err = cache.load(&key, loaded.as_mut()).unwrap_err();
+        assert!(err.contains("optimizer buffers do not fit"), "{err}");
     }
 
     #[test]

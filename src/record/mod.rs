@@ -196,7 +196,7 @@ pub struct DefenderSummary {
     /// interval is in its `MatchSummary`)...
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub final_unseen_vs_specialist: BTreeMap<String, f64>,
-    /// ...and the specialists' accuracies, averaged over seeds.
+    /// ...and the specialists' accuracies, averaged over its matches.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub specialist_acc: BTreeMap<String, f64>,
     /// 95% intervals of these accuracies, by field name: over seeds with

@@ -100,7 +100,7 @@ fn robustness_series(run: &Run, defender: &str) -> (Vec<usize>, Vec<Series>) {
             }
         };
         series.push(Series {
-            label: "unseen, mean (specialized)".into(),
+            label: "unseen, mean".into(),
             values: mean(&over(|r, a| r.unseen_acc.get(a).copied())),
         });
         series.push(Series {

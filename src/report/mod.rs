@@ -321,7 +321,7 @@ pub fn specialist_table(summary: &Summary) -> Option<(Vec<String>, Vec<Vec<Strin
 }
 
 /// What the specialists' table means.
-pub const SPECIALIST_LINE: &str = "vs specialist: a defender's final accuracy under the unseen attack minus that of a specialist (the pretrained model PGD-trained in the attack's threat model for as many gradient evaluations as pgd-at spends over the match), paired over the evaluation images (± the 95% half-width with one match). Near 0: the defender is as robust there as training for it could make it; well below 0: novelty costs it.\n";
+pub const SPECIALIST_LINE: &str = "vs specialist: a defender's final accuracy under the unseen attack minus that of a specialist (the pretrained model adversarially trained in the attack's threat model, as [specialists] sets it: by default PGD for as many gradient evaluations as the shipped pgd-at spends over the match), paired over the evaluation images (± the 95% half-width with one match). Near 0: the defender is about as robust there as training for it made the specialist; well below 0: novelty costs it.\n";
 
 /// The attackers' leaderboard, header and rows.
 pub fn attacker_table(summary: &Summary) -> (Vec<String>, Vec<Vec<String>>) {

@@ -4,8 +4,6 @@
 //! than taken from an expression crate because those read `a-b` as a
 //! subtraction and know nothing of which names are evaluations or models.
 
-use std::fmt;
-
 use crate::error::{Error, Result};
 
 /// A parsed value expression.
@@ -236,40 +234,32 @@ impl Expr {
         }
     }
 
-    /// Whether the value is a share (a plain evaluation, or a difference
-    /// of evaluations) rather than a ratio or a time: shares print as
-    /// percentages.
-    pub fn is_share(&self) -> bool {
+    /// The range a share-valued expression can take (an evaluation is in
+    /// [0, 1], a difference of two in [-1, 1], ...); `None` for ratios,
+    /// products and times, which are not shares.
+    pub fn share_range(&self) -> Option<(f64, f64)> {
         match self {
-            Expr::Evaluation(_) => true,
-            Expr::Min(args) | Expr::Max(args) => args.iter().all(Expr::is_share),
-            Expr::Negate(inner) => inner.is_share(),
-            Expr::Binary(Op::Add | Op::Subtract, left, right) => left.is_share() && right.is_share(),
-            _ => false,
+            Expr::Evaluation(_) => Some((0.0, 1.0)),
+            Expr::Min(args) | Expr::Max(args) => args.iter().try_fold((f64::INFINITY, f64::NEG_INFINITY), |acc, a| {
+                let (low, high) = a.share_range()?;
+                Some((acc.0.min(low), acc.1.max(high)))
+            }),
+            Expr::Negate(inner) => inner.share_range().map(|(low, high)| (-high, -low)),
+            Expr::Binary(Op::Add, left, right) => {
+                let ((a, b), (c, d)) = (left.share_range()?, right.share_range()?);
+                Some((a + c, b + d))
+            }
+            Expr::Binary(Op::Subtract, left, right) => {
+                let ((a, b), (c, d)) = (left.share_range()?, right.share_range()?);
+                Some((a - d, b - c))
+            }
+            _ => None,
         }
     }
-}
 
-impl fmt::Display for Expr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list = |args: &[Expr]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
-        match self {
-            Expr::Number(n) => write!(f, "{n}"),
-            Expr::Evaluation(name) => f.write_str(name),
-            Expr::Seconds(name) => write!(f, "seconds({name})"),
-            Expr::Min(args) => write!(f, "min({})", list(args)),
-            Expr::Max(args) => write!(f, "max({})", list(args)),
-            Expr::Negate(inner) => write!(f, "-{inner}"),
-            Expr::Binary(op, left, right) => {
-                let symbol = match op {
-                    Op::Add => "+",
-                    Op::Subtract => "-",
-                    Op::Multiply => "*",
-                    Op::Divide => "/",
-                };
-                write!(f, "({left} {symbol} {right})")
-            }
-        }
+    /// Whether the value is a share (printed as a percentage).
+    pub fn is_share(&self) -> bool {
+        self.share_range().is_some()
     }
 }
 
@@ -301,7 +291,8 @@ mod tests {
 
     #[test]
     fn shares_print_as_shares_and_ratios_do_not() {
-        assert!(Expr::parse("a - max(b, c)").unwrap().is_share());
+        assert_eq!(Expr::parse("a - max(b, c)").unwrap().share_range(), Some((-1.0, 1.0)));
+        assert_eq!(Expr::parse("min(a, b)").unwrap().share_range(), Some((0.0, 1.0)));
         assert!(!Expr::parse("a / b").unwrap().is_share());
         assert!(!Expr::parse("seconds(a)").unwrap().is_share());
     }

@@ -31,7 +31,7 @@ use crate::model::{kernels, Classifier, Engine, Length, ModelConfig};
 use crate::path;
 use crate::record::{self, stats::wilson95};
 use crate::rng::stream;
-use crate::tournament::pretrain::{Recipe, Start};
+use crate::tournament::pretrain::{cached, Recipe, Start};
 use crate::tournament::{eval_subset, load_dataset};
 
 pub use expr::Expr;
@@ -231,8 +231,12 @@ pub struct Bound {
 }
 
 impl Bound {
+    /// Whether `value` is within the bound; a non-finite value (a division
+    /// by zero) never is.
     fn holds(&self, value: f64) -> bool {
-        self.at_least.is_none_or(|low| value >= low) && self.at_most.is_none_or(|high| value <= high)
+        value.is_finite()
+            && self.at_least.is_none_or(|low| value >= low)
+            && self.at_most.is_none_or(|high| value <= high)
     }
 
     /// The bound in words; `share`: its numbers are shares (percentages).
@@ -246,8 +250,9 @@ impl Bound {
         }
     }
 
-    /// `share`: what it bounds is one evaluation, a share in [0, 1].
-    fn validate(&self, share: bool) -> Result<()> {
+    /// `range`: the values what it bounds can take, when it is a share (an
+    /// evaluation in [0, 1], a difference of two in [-1, 1]).
+    fn validate(&self, range: Option<(f64, f64)>) -> Result<()> {
         let bounds = [self.at_least, self.at_most];
         if bounds.iter().all(Option::is_none) {
             return Err(Error::invalid("a claim needs `at_least` or `at_most`"));
@@ -255,10 +260,13 @@ impl Bound {
         if bounds.iter().flatten().any(|b| !b.is_finite()) {
             return Err(Error::invalid("`at_least` and `at_most` must be finite numbers"));
         }
-        if share && bounds.iter().flatten().any(|b| !(0.0..=1.0).contains(b)) {
-            return Err(Error::invalid(
-                "`at_least` and `at_most` of an evaluation are fractions between 0 and 1",
-            ));
+        if let Some((low, high)) = range {
+            if bounds.iter().flatten().any(|b| !(low..=high).contains(b)) {
+                return Err(Error::invalid(format!(
+                    "`at_least` and `at_most` are fractions between {low} and {high} here (an evaluation is \
+                     a share between 0 and 1, a difference of two between -1 and 1)"
+                )));
+            }
         }
         if let (Some(low), Some(high)) = (self.at_least, self.at_most) {
             if low > high {
@@ -385,9 +393,9 @@ impl ReproductionFile {
                     )));
                 }
             }
-            let share = c.evaluation.is_some();
-            c.bound().validate(share).map_err(|e| within(e, "its bound"))?;
-            c.quick.validate(share).map_err(|e| within(e, "its `quick` bound"))?;
+            let range = expr.share_range();
+            c.bound().validate(range).map_err(|e| within(e, "its bound"))?;
+            c.quick.validate(range).map_err(|e| within(e, "its `quick` bound"))?;
         }
         Ok(())
     }
@@ -445,8 +453,15 @@ impl ReproductionFile {
         Ok(seen)
     }
 
-    /// The reduced version `--quick` runs.
-    pub fn shrink(&mut self) {
+    /// The reduced version `--quick` runs, checked again (a shortened
+    /// recipe must still be a valid one).
+    pub fn shrink(&mut self) -> Result<()> {
+        self.shrink_sizes()?;
+        self.validate()
+            .map_err(|e| e.within("the file shrunk by --quick (its `quick` sizes)"))
+    }
+
+    fn shrink_sizes(&mut self) -> Result<()> {
         let scale = |n: usize| ((n as f64 * self.quick.length).ceil() as usize).max(1);
         self.data.train = self.quick.train;
         // A smaller pool of test images to draw the quick evaluation from.
@@ -467,19 +482,20 @@ impl ReproductionFile {
                 }
             }
             if let Some(defense) = &mut m.defense {
-                *defense = shrink_defense(defense, self.quick.length, self.quick.train / 5);
+                *defense = shrink_defense(defense, self.quick.length, self.quick.train / 5)?;
             }
             for round in &mut m.rounds {
                 round.images = scale(round.images).min(self.quick.train);
             }
         }
+        Ok(())
     }
 }
 
 /// `defense` with its training lengths (`steps`, `epochs`, `eps_warmup`,
 /// early stopping's `every`) scaled by `length`, and its held-out images at
 /// most `held_out`: the same keys whatever the defense.
-fn shrink_defense(defense: &DefenseConfig, length: f64, held_out: usize) -> DefenseConfig {
+fn shrink_defense(defense: &DefenseConfig, length: f64, held_out: usize) -> Result<DefenseConfig> {
     let mut value = serde_json::to_value(defense).expect("defenses serialize");
     let scale = |v: &mut serde_json::Value| {
         if let Some(n) = v.as_u64().filter(|&n| n > 0) {
@@ -498,7 +514,8 @@ fn shrink_defense(defense: &DefenseConfig, length: f64, held_out: usize) -> Defe
             }
         }
     }
-    serde_json::from_value(value).unwrap_or_else(|_| defense.clone())
+    serde_json::from_value(value)
+        .map_err(|e| Error::invalid(format!("the defense shortened by --quick does not read back: {e}")))
 }
 
 /// A trained model's record.
@@ -551,11 +568,17 @@ pub struct Verdict {
     /// The evaluation, or the `value` as written.
     pub evaluation: String,
     /// Whether the value is a share (printed as a percentage).
+    #[serde(default = "yes")]
     pub share: bool,
     /// The bound checked (the full one, or `--quick`'s).
     pub bound: String,
     pub value: f64,
     pub holds: bool,
+}
+
+/// Files written before value claims existed bound only evaluations.
+fn yes() -> bool {
+    true
 }
 
 /// What a reproduction run writes to `reproduction.json`.
@@ -709,7 +732,6 @@ impl ModelTrainer<'_> {
             train: &self.train_fingerprint,
             specialist: None,
         };
-        let key = ModelCache::key(&recipe);
         let mut net = match (&entry.model, from) {
             (Some(model), _) => {
                 crate::tournament::pretrain::init(model, file.engine, &dataset.train, dataset.classes, file.seed)
@@ -717,50 +739,19 @@ impl ModelTrainer<'_> {
             (None, Some((parent, _))) => parent.boxed_clone(),
             (None, None) => unreachable!("checked by validate"),
         };
-        let deploy = |net: Box<dyn Classifier>| match &entry.defense {
+        let name = format!("model {:?}", entry.name);
+        let (key, mut record, loaded) = cached(self.cache, &recipe, &name, net.as_mut(), self.stop, |net| {
+            self.fit(entry, net)
+        });
+        if loaded {
+            record.name = entry.name.clone();
+            record.cached = true;
+        }
+        let net = match &entry.defense {
             Some(defense) => defense.deploy(net, file.seed),
             None => net,
         };
-        if let Some(mut record) = self.cached(&key, net.as_mut()) {
-            record.name = entry.name.clone();
-            record.cached = true;
-            return (deploy(net), key, record);
-        }
-        let record = self.fit(entry, net.as_mut());
-        if let (Some(cache), false) = (self.cache, (self.stop)()) {
-            if let Err(e) = cache.store(&key, net.as_ref(), &recipe, &record) {
-                eprintln!(
-                    "warning: the model cache in {} could not keep {:?}: {e}",
-                    cache.dir().display(),
-                    entry.name
-                );
-            }
-        }
-        (deploy(net), key, record)
-    }
-
-    /// The record of a cached model loaded into `net`, if there is one.
-    fn cached(&self, key: &str, net: &mut dyn Classifier) -> Option<TrainedModel> {
-        let cache = self.cache?;
-        let saved = net.parameters();
-        let found = match cache.load(key, net) {
-            Ok(found) => found?,
-            Err(why) => {
-                eprintln!("warning: ignoring a model cache entry, training instead: {why}");
-                return None;
-            }
-        };
-        match serde_json::from_value(found.record) {
-            Ok(record) => Some(record),
-            Err(e) => {
-                eprintln!(
-                    "warning: ignoring a model cache entry, training instead: {}: record: {e}",
-                    found.path.display()
-                );
-                net.set_parameters(&saved);
-                None
-            }
-        }
+        (net, key, record)
     }
 
     /// Trains `net` as `entry` says: its recipe, or its defense's rounds.
@@ -1071,8 +1062,7 @@ mod tests {
             let file = load(name).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(file.name, name);
             let mut quick = file.clone();
-            quick.shrink();
-            quick.validate().unwrap();
+            quick.shrink().unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }
 
@@ -1083,12 +1073,14 @@ mod tests {
             at_most: None,
         };
         assert!(b.holds(0.85) && !b.holds(0.849));
+        // A division by zero passes no bound.
+        assert!(!b.holds(f64::INFINITY) && !b.holds(f64::NAN));
         assert_eq!(b.describe(true), "at least 85.0%");
         assert!(Bound {
             at_least: None,
             at_most: None
         }
-        .validate(true)
+        .validate(Some((0.0, 1.0)))
         .is_err());
     }
 
@@ -1122,6 +1114,16 @@ mod tests {
         );
         let err = check_with(&claim("value = \"adversarial-pgd40 - nope\"\nat_least = 0.0"));
         assert!(err.contains("no evaluation named \"nope\""), "{err}");
+        let err = check_with(&claim(
+            "value = \"min(natural-pgd40, adversarial-pgd40)\"\nat_least = 80",
+        ));
+        assert!(err.contains("fractions between 0 and 1"), "{err}");
+        assert_eq!(
+            check_with(&claim(
+                "value = \"seconds(natural) / seconds(adversarial)\"\nat_most = 80"
+            )),
+            "ok"
+        );
         let err = check_with(&claim("value = \"seconds(nope)\"\nat_least = 0.0"));
         assert!(err.contains("`seconds(nope)` names no model"), "{err}");
         let err = check_with(&claim(
@@ -1157,18 +1159,18 @@ mod tests {
     #[test]
     fn quick_runs_shorten_defenses_and_their_rounds() {
         let mut file = load("forgetting").unwrap();
-        file.shrink();
+        file.shrink().unwrap();
         let tuned = &file.models[1];
         assert_eq!(tuned.rounds[0].images, 410);
         let mut wong = load("wong-catastrophic").unwrap();
-        wong.shrink();
+        wong.shrink().unwrap();
         let early = wong.models[2].pretrain.as_ref().unwrap().early_stop.as_ref().unwrap();
         assert_eq!((early.every, early.images), (10, 400));
         let fast: DefenseConfig = toml::from_str(
             "kind = \"fast-at\"\nsteps = 1000\neps_warmup = 100\nearly_stop = { every = 100, images = 500 }",
         )
         .unwrap();
-        let short = serde_json::to_value(shrink_defense(&fast, 0.1, 200)).unwrap();
+        let short = serde_json::to_value(shrink_defense(&fast, 0.1, 200).unwrap()).unwrap();
         assert_eq!(
             (
                 &short["steps"],

@@ -51,30 +51,40 @@ pub struct TrainingRecord {
     pub seconds: f64,
 }
 
-/// `train` run on `net`, or the cache's entry for `recipe` loaded into it
-/// instead; stores what it trains. Returns the key and whether it loaded.
-pub fn cached<R: Serialize>(
+/// The model `recipe` names, in `net`: the cache's entry loaded, or `train`
+/// run (and its model kept, unless `stop` cut it short). Returns the key,
+/// the training's record (the stored one when loaded) and whether it was
+/// loaded. An entry that cannot be used is reported and trained again.
+pub fn cached<R: Serialize, T: Serialize + serde::de::DeserializeOwned>(
     cache: Option<&ModelCache>,
     recipe: &Recipe<'_, R>,
     name: &str,
     net: &mut dyn Classifier,
-    train: impl FnOnce(&mut dyn Classifier),
-) -> (String, bool) {
+    stop: &dyn Fn() -> bool,
+    train: impl FnOnce(&mut dyn Classifier) -> T,
+) -> (String, T, bool) {
     let key = ModelCache::key(recipe);
     if let Some(cache) = cache {
+        // Kept to undo a load whose record turns out unreadable.
+        let (parameters, state) = (net.parameters(), net.optimizer_state());
         match cache.load(&key, net) {
-            Ok(Some(_)) => return (key, true),
             Ok(None) => {}
+            Ok(Some(found)) => match serde_json::from_value::<T>(found.record) {
+                Ok(record) => return (key, record, true),
+                Err(e) => {
+                    eprintln!(
+                        "warning: ignoring a model cache entry, training instead: {}: record: {e}",
+                        found.path.display()
+                    );
+                    net.set_parameters(&parameters);
+                    net.set_optimizer_state(state);
+                }
+            },
             Err(why) => eprintln!("warning: ignoring a model cache entry, training instead: {why}"),
         }
     }
-    let began = Instant::now();
-    train(net);
-    if let Some(cache) = cache {
-        let record = TrainingRecord {
-            name: name.to_string(),
-            seconds: began.elapsed().as_secs_f64(),
-        };
+    let record = train(net);
+    if let (Some(cache), false) = (cache, stop()) {
         if let Err(e) = cache.store(&key, net, recipe, &record) {
             eprintln!(
                 "warning: the model cache in {} could not keep {name}: {e}",
@@ -82,7 +92,7 @@ pub fn cached<R: Serialize>(
             );
         }
     }
-    (key, false)
+    (key, record, false)
 }
 
 /// [`pretrain`] through the model cache: loaded when it holds the same
@@ -108,8 +118,13 @@ pub fn pretrain_cached(
         specialist: None,
     };
     let mut net = init(model, engine, train, classes, seed);
-    let (key, _) = cached(cache, &recipe, "pretrained", net.as_mut(), |net| {
+    let (key, _, _) = cached(cache, &recipe, "the pretrained model", net.as_mut(), &|| false, |net| {
+        let began = Instant::now();
         fit(net, model, engine, settings, train, seed, &|| false);
+        TrainingRecord {
+            name: "pretrained".into(),
+            seconds: began.elapsed().as_secs_f64(),
+        }
     });
     (net, key)
 }

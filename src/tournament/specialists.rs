@@ -17,7 +17,7 @@ use crate::model::Classifier;
 use crate::path;
 use crate::rng::stream;
 
-use super::pretrain::{cached, Recipe};
+use super::pretrain::{cached, Recipe, TrainingRecord};
 
 /// Per unseen attack (by label): which images of the evaluation subset the
 /// specialist of its threat model stays correct on under it.
@@ -78,13 +78,15 @@ pub fn measure(
             specialist: Some((attack, &training)),
         };
         let mut model = start.pretrained.boxed_clone();
-        cached(
-            cache,
-            &recipe,
-            &format!("the {label} specialist"),
-            model.as_mut(),
-            |net| super::matrix::train_into(net, attack, start.train, &training, start.seed, stop),
-        );
+        let name = format!("the {label} specialist");
+        cached(cache, &recipe, &name, model.as_mut(), stop, |net| {
+            let began = std::time::Instant::now();
+            super::matrix::train_into(net, attack, start.train, &training, start.seed, stop);
+            TrainingRecord {
+                name: name.clone(),
+                seconds: began.elapsed().as_secs_f64(),
+            }
+        });
         let eval = start.eval;
         let clean = correct(model.as_ref(), &eval.images, &eval.labels);
         for attack in unseen {

@@ -13,10 +13,26 @@ pub fn redqueen() -> Command {
     command
 }
 
-/// The model cache the binary gets in tests (shared by one test binary's
-/// tests, so that their reproductions reuse each other's models).
+/// The model cache the binary gets in tests: one folder per test binary,
+/// shared by its tests (so that their reproductions reuse each other's
+/// models), emptied when the binary starts (so that no model trained by an
+/// older build is reused). Cargo runs test binaries one at a time.
 pub fn model_cache() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("model-cache-{}", std::process::id()))
+    static CLEARED: std::sync::Once = std::sync::Once::new();
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    // Without cargo's hash suffix, so that each build reuses one folder.
+    let binary = binary
+        .rsplit_once('-')
+        .map_or(binary.as_str(), |(name, _)| name)
+        .to_string();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("model-cache-{binary}"));
+    CLEARED.call_once(|| {
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+    dir
 }
 
 /// The repository's `strategies/` folder.
