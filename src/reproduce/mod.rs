@@ -335,7 +335,13 @@ impl ReproductionFile {
                 q.length
             )));
         }
-        let seen = self.validate_models()?;
+        let models = self.validate_models()?;
+        let evaluations = self.validate_evaluations(&models)?;
+        self.validate_claims(&evaluations, &models)
+    }
+
+    /// Each evaluation's model, attacks and images; returns the names.
+    fn validate_evaluations(&self, seen: &[&str]) -> Result<Vec<&str>> {
         let mut evaluations: Vec<&str> = Vec::new();
         for e in &self.evaluations {
             if evaluations.contains(&e.name.as_str()) {
@@ -368,6 +374,11 @@ impl ReproductionFile {
             }
             evaluations.push(&e.name);
         }
+        Ok(evaluations)
+    }
+
+    /// Each claim's names (evaluations, and models in `seconds`) and bounds.
+    fn validate_claims(&self, evaluations: &[&str], seen: &[&str]) -> Result<()> {
         if self.claims.is_empty() {
             return Err(Error::invalid("a reproduction needs at least one claim"));
         }

@@ -139,23 +139,9 @@ pub fn pretrain(
     classes: usize,
     seed: u64,
 ) -> Box<dyn Classifier> {
-    pretrain_with_report(model, engine, settings, train, classes, seed, &|| false).0
-}
-
-/// [`pretrain`], stopping before any step at which `stop` says so, and
-/// what the trainer did (checkpoints, early stopping).
-pub fn pretrain_with_report(
-    model: &ModelConfig,
-    engine: Engine,
-    settings: &PretrainConfig,
-    train: &Split,
-    classes: usize,
-    seed: u64,
-    stop: &dyn Fn() -> bool,
-) -> (Box<dyn Classifier>, Fitted) {
     let mut net = init(model, engine, train, classes, seed);
-    let fitted = fit(net.as_mut(), model, engine, settings, train, seed, stop);
-    (net, fitted)
+    fit(net.as_mut(), model, engine, settings, train, seed, &|| false);
+    net
 }
 
 /// The untrained model pretraining starts from.
@@ -236,7 +222,10 @@ mod tests {
             ..clean.clone()
         };
         let robust = |settings: &PretrainConfig| {
-            let (net, fitted) = pretrain_with_report(&model, Engine::Native, settings, &data.train, 10, 5, &|| false);
+            let mut net = init(&model, Engine::Native, &data.train, 10, 5);
+            let fitted = fit(net.as_mut(), &model, Engine::Native, settings, &data.train, 5, &|| {
+                false
+            });
             let mut rng = stream(9, path!["test"]);
             (robust_accuracy(net.as_ref(), &attack, &data.test, &mut rng), fitted)
         };
