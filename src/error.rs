@@ -48,7 +48,7 @@ pub enum Error {
     Interrupted(PathBuf),
     /// A matrix run was interrupted: a row cut short would be a wrong
     /// number, so none is written.
-    #[error("interrupted: the generalization matrix in {} is incomplete and was not written; run `redqueen matrix` again", .0.display())]
+    #[error("interrupted: the generalization matrix in {dir} is incomplete and was not written; run it again with `redqueen matrix FILE --out {dir} --force` (a matrix cannot be resumed: every row is trained again)", dir = .0.display())]
     MatrixInterrupted(PathBuf),
     /// A reproduction was interrupted: its numbers would be of models
     /// trained short, so none is written.
@@ -117,9 +117,30 @@ impl Error {
             | Error::Merge(_)
             | Error::Compare(_) => 2,
             Error::Interrupted(_) | Error::MatrixInterrupted(_) | Error::ReproductionInterrupted(_) => 130,
+            Error::Io { source, .. } if users_to_fix(source) => 2,
             Error::Io { .. } => 1,
         }
     }
+}
+
+/// Whether an I/O error is the user's to fix (a read-only or full disk, a
+/// permission, a path that is not there or not a folder), not redqueen's.
+fn users_to_fix(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        NotFound
+            | PermissionDenied
+            | ReadOnlyFilesystem
+            | StorageFull
+            | QuotaExceeded
+            | NotADirectory
+            | IsADirectory
+            | DirectoryNotEmpty
+            | InvalidFilename
+            | AlreadyExists
+            | FileTooLarge
+    )
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -127,13 +148,26 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// An output folder (`--out`) that cannot be written into.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("--out {}: exists and is not a folder", .0.display())]
+    #[error("the output folder {} exists and is not a folder; choose another with --out", .0.display())]
     NotAFolder(PathBuf),
     /// Not empty, and `--force` was not given.
     #[error("the output folder {} already exists; choose another with --out, or pass --force to replace its run files", .0.display())]
     Exists(PathBuf),
-    #[error("--out {}: cannot create the folder: {source}", .dir.display())]
-    Create { dir: PathBuf, source: std::io::Error },
+    /// `--force` on a folder that is not a run: it would lose files that
+    /// are not redqueen's.
+    #[error("the output folder {} is not empty and holds no redqueen run (no manifest.json); --force replaces only a redqueen run folder or an empty one; choose another with --out", .0.display())]
+    NotARun(PathBuf),
+    #[error("the output folder {} is the root of the filesystem; choose a folder with --out", .0.display())]
+    Root(PathBuf),
+    /// Another process holds the folder's lock.
+    #[error("the output folder {} is in use by another redqueen run (pid {pid}); wait for it to finish, or choose another folder", .dir.display())]
+    Locked { dir: PathBuf, pid: String },
+    #[error("cannot create the output folder {}: {reason}; choose another with --out", .dir.display(), reason = .source)]
+    Create {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// Merging into a part would destroy it.
     #[error("--out {}: is one of the parts being merged; choose another folder", .0.display())]
     IsAPart(PathBuf),
@@ -142,6 +176,21 @@ pub enum OutputError {
 /// A folder given as a run folder that is not one.
 #[derive(Debug, thiserror::Error)]
 pub enum RunFolderError {
+    #[error("{}: not a folder; give a run folder written by `redqueen run` or `redqueen matrix`", .0.display())]
+    NotAFolder(PathBuf),
+    /// A file every run of its kind has.
+    #[error("{}: missing; the run folder is incomplete (rerun it, or `redqueen run --resume` it)", .0.display())]
+    Missing(PathBuf),
+    /// A line of `rounds.jsonl` that is not a row.
+    #[error("{}, line {line}: not a round row of this version: {source}", .path.display())]
+    BadRow {
+        path: PathBuf,
+        line: usize,
+        source: serde_json::Error,
+    },
+    /// Rows and summary that disagree (a row deleted or added by hand).
+    #[error("{}: {message}", .path.display())]
+    Inconsistent { path: PathBuf, message: String },
     #[error("{}: not a redqueen run folder (it has no manifest.json); give a folder written by `redqueen run` or `redqueen matrix`", .0.display())]
     NoManifest(PathBuf),
     /// A run file that does not parse.

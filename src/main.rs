@@ -4,9 +4,18 @@ fn main() -> ExitCode {
     match redqueen::cli::run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            let code = e.downcast_ref::<redqueen::Error>().map_or(1, |e| e.exit_code());
-            ExitCode::from(code)
+            // redqueen's own errors already say their cause; anything else
+            // prints its chain of causes.
+            match e.downcast_ref::<redqueen::Error>() {
+                Some(own) => {
+                    eprintln!("error: {own}");
+                    ExitCode::from(own.exit_code())
+                }
+                None => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
         }
     }
 }

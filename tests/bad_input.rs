@@ -322,7 +322,7 @@ const CASES: &[Case] = &[
     Case {
         name: "a layer wider than any model can be",
         setup: |dir| run(tiny_with(dir, &[("hidden = [64]", "hidden = [9223372036854775807]")])),
-        stderr: &["tiny.toml", "`hidden`", "between 1 and 65536"],
+        stderr: &["tiny.toml", "`model.hidden[0]`", "limit of 16384"],
         out: OUT,
         expect_out: Out::Absent,
         skip: None,
@@ -632,6 +632,288 @@ const CASES: &[Case] = &[
         expect_out: Out::Absent,
         skip: None,
     },
+    // ---- numbers past redqueen's limits (issue 17): refused before any work ----
+    Case {
+        name: "--seed past the largest seed TOML can record",
+        setup: |dir| {
+            let mut args = run(tiny_with(dir, &[]));
+            args.extend(["--seed".into(), u64::MAX.to_string()]);
+            args
+        },
+        stderr: &["--seed 18446744073709551615", "9223372036854775807"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "--seeds 100000000",
+        setup: |dir| {
+            let mut args = run(tiny_with(dir, &[]));
+            args.extend(["--seeds".into(), "100000000".into()]);
+            args
+        },
+        stderr: &["--seeds 100000000", "at most 1000"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "rounds = 2^63 - 1",
+        setup: |dir| run(tiny_with(dir, &[("rounds = 2", "rounds = 9223372036854775807")])),
+        stderr: &["tiny.toml", "`rounds` = 9223372036854775807", "limit of 10000"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "rounds = 1000000000",
+        setup: |dir| run(tiny_with(dir, &[("rounds = 2", "rounds = 1000000000")])),
+        stderr: &["tiny.toml", "`rounds` = 1000000000", "limit of 10000"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "a cnn with 65536 channels",
+        setup: |dir| {
+            run(tiny_with(
+                dir,
+                &[(
+                    "kind = \"mlp\"\nhidden = [64]",
+                    "kind = \"cnn\"\nchannels = [65536, 65536]",
+                )],
+            ))
+        },
+        stderr: &["tiny.toml", "`model.channels[0]` = 65536", "limit of 1024"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "three hidden layers of 65536 units",
+        setup: |dir| run(tiny_with(dir, &[("hidden = [64]", "hidden = [65536, 65536, 65536]")])),
+        stderr: &["tiny.toml", "`model.hidden[0]` = 65536", "limit of 16384"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "a plan that cannot fit in memory (within every limit)",
+        setup: |dir| {
+            run(tiny_with(
+                dir,
+                &[
+                    (
+                        "hidden = [64]",
+                        "hidden = [16384, 16384, 16384, 16384, 16384, 16384, 16384, 16384]",
+                    ),
+                    ("[pretrain]\nepochs = 3", "[pretrain]\nepochs = 3\nbatch = 65536"),
+                ],
+            ))
+        },
+        stderr: &["needs about", "GiB of memory", "free", "--jobs"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "a defender batch of 10^11",
+        setup: |dir| {
+            run(tiny_with(
+                dir,
+                &[(
+                    DEFENDER,
+                    "[[defenders]]\nname = \"d\"\nstrategy = { kind = \"adversarial\", batch = 100000000000 }",
+                )],
+            ))
+        },
+        stderr: &[
+            "tiny.toml",
+            "`defenders[0].strategy.batch` = 100000000000",
+            "limit of 65536",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "4,000,000,000 synthetic training images",
+        setup: |dir| run(tiny_with(dir, &[("train = 600", "train = 4000000000")])),
+        stderr: &["tiny.toml", "`data.train` = 4000000000", "limit of 1000000"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an attack of 10^11 steps",
+        setup: |dir| {
+            run(tiny_with(
+                dir,
+                &[(
+                    "eps = 0.1, steps = 5 }]\n\n[[attackers]]",
+                    "eps = 0.1, steps = 100000000000 }]\n\n[[attackers]]",
+                )],
+            ))
+        },
+        stderr: &[
+            "tiny.toml",
+            "`attackers[0].repertoire[0].steps` = 100000000000",
+            "limit of 1000000",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    // ---- files that are not files, names that are not names ----
+    Case {
+        name: "a device as the tournament file (/dev/urandom)",
+        setup: |_| run("/dev/urandom".into()),
+        stderr: &["/dev/urandom", "not a regular file"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "a tournament file over 1 MiB",
+        setup: |dir| {
+            let file = tiny_with(dir, &[]);
+            let mut text = std::fs::read_to_string(dir.join(&file)).unwrap();
+            text.push_str(&format!("# {}\n", "x".repeat(1 << 20)));
+            std::fs::write(dir.join(&file), text).unwrap();
+            run(file)
+        },
+        stderr: &["tiny.toml", "larger than 1024 KiB"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an agent name holding an ANSI escape",
+        setup: |dir| run(tiny_with(dir, &[("name = \"fixed\"", "name = \"red\\u001b[31m\"")])),
+        stderr: &["tiny.toml", "`attackers[0].name`", "control character"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an agent name holding NUL",
+        setup: |dir| run(tiny_with(dir, &[("name = \"fixed\"", "name = \"nul\\u0000\"")])),
+        stderr: &["tiny.toml", "`attackers[0].name`", "control character"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an agent name holding a newline",
+        setup: |dir| run(tiny_with(dir, &[("name = \"d\"", "name = \"two\\nlines\"")])),
+        stderr: &["tiny.toml", "`defenders[0].name`", "control character"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "a 300-character tournament name, no --out",
+        setup: |dir| {
+            let long = format!("name = \"{}\"", "n".repeat(300));
+            vec!["run".into(), tiny_with(dir, &[("name = \"tiny\"", &long)])]
+        },
+        stderr: &["tiny.toml", "`name`", "at most 64"],
+        out: "results",
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "the same attack twice in the unseen panel",
+        setup: |dir| {
+            let file = tiny_with(dir, &[]);
+            let mut text = std::fs::read_to_string(dir.join(&file)).unwrap();
+            text.push_str("\n[[unseen]]\nfamily = \"pgd\"\nnorm = \"l2\"\neps = 2.0\nsteps = 5\n");
+            std::fs::write(dir.join(&file), text).unwrap();
+            run(file)
+        },
+        stderr: &["tiny.toml", "unseen[1]", "already unseen[0]"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "a matrix file given to run",
+        setup: |dir| {
+            let matrix = std::fs::read_to_string(strategies().join("matrix/default.toml")).unwrap();
+            std::fs::write(dir.join("m.toml"), matrix).unwrap();
+            run("m.toml".into())
+        },
+        stderr: &["m.toml", "matrix file", "redqueen matrix m.toml"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "a tournament file given to matrix",
+        setup: |dir| vec!["matrix".into(), tiny_with(dir, &[]), "--out".into(), OUT.into()],
+        stderr: &["tiny.toml", "tournament file", "redqueen run"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    // ---- output folders (issue 17) ----
+    Case {
+        name: "--force on a non-empty folder that holds no redqueen run",
+        setup: |dir| {
+            std::fs::create_dir(dir.join(OUT)).unwrap();
+            std::fs::write(dir.join(OUT).join("thesis.tex"), "precious").unwrap();
+            let mut args = run(tiny_with(dir, &[]));
+            args.push("--force".into());
+            args
+        },
+        stderr: &["out", "holds no redqueen run", "--force replaces only"],
+        out: OUT,
+        expect_out: Out::Untouched,
+        skip: None,
+    },
+    Case {
+        name: "`report` on a file, not a folder",
+        setup: |dir| {
+            std::fs::write(dir.join("file.txt"), "not a run").unwrap();
+            vec!["report".into(), "file.txt".into()]
+        },
+        stderr: &["file.txt", "not a folder"],
+        out: "file.txt",
+        expect_out: Out::Untouched,
+        skip: None,
+    },
+    // ---- `check` means it: the data is loaded as `run` loads it ----
+    Case {
+        name: "check: an IDX label of 200",
+        setup: |dir| {
+            let mut args = on_idx(dir, (600, 200), (28, 28), |data| {
+                let path = data.join("train-labels-idx1-ubyte");
+                let mut bytes = std::fs::read(&path).unwrap();
+                bytes[8 + 5] = 200;
+                std::fs::write(&path, bytes).unwrap();
+            });
+            args.truncate(2);
+            args[0] = "check".into();
+            args
+        },
+        stderr: &["train-labels-idx1-ubyte", "label 5 is 200", "less than 10"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "check: more training images than the dataset has",
+        setup: |dir| {
+            let mut args = on_idx(dir, (100, 200), (28, 28), |_| {});
+            args.truncate(2);
+            args[0] = "check".into();
+            args
+        },
+        stderr: &["`data.train` = 600", "only 100"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
 ];
 
 /// Every file under `path` (or `path` itself) with its contents; `None`
@@ -778,5 +1060,221 @@ fn output_paths_cannot_escape() {
         link("rounds.jsonl", "rounds.jsonl");
         redqueen().arg("run").arg("--resume").arg(&out).assert().success();
         assert_eq!(snapshot(&outside), victims, "report or resume wrote through a link");
+    }
+}
+
+/// A finished run of the tiny tournament, in `dir/name`.
+fn finished_run(dir: &Path, name: &str) -> PathBuf {
+    let file = tiny_tournament(dir, DEFENDER);
+    let out = dir.join(name);
+    redqueen()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    out
+}
+
+/// A copy of the run folder `from` at `to` (files only; plots too).
+fn copy_run(from: &Path, to: &Path) {
+    for (path, bytes) in snapshot(from).unwrap() {
+        let target = to.join(path.strip_prefix(from).unwrap());
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(target, bytes).unwrap();
+    }
+}
+
+/// `report`, `compare` and `merge` read runs strictly: a damaged row or a
+/// missing file is exit 2 naming the file (and line), and nothing is rebuilt.
+#[test]
+fn reading_a_damaged_run_back_is_refused_and_rebuilds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = finished_run(dir.path(), "good");
+    let rows = std::fs::read_to_string(good.join("rounds.jsonl")).unwrap();
+    let first = rows.lines().next().unwrap().to_string();
+    // (what is damaged, how, what stderr must say)
+    type Damage<'a> = (&'a str, Box<dyn Fn(&Path) + 'a>, Vec<&'a str>);
+    let damages: Vec<Damage> = vec![
+        (
+            "a truncated line",
+            Box::new(|run: &Path| {
+                let torn = rows.replacen(&first, &first[..first.len() / 2], 1);
+                std::fs::write(run.join("rounds.jsonl"), torn).unwrap();
+            }),
+            vec!["rounds.jsonl, line 1", "not a round row"],
+        ),
+        (
+            "a string where a number belongs",
+            Box::new(|run: &Path| {
+                let bad = rows.replacen("\"round\":1", "\"round\":\"one\"", 1);
+                assert_ne!(bad, rows);
+                std::fs::write(run.join("rounds.jsonl"), bad).unwrap();
+            }),
+            vec!["rounds.jsonl, line 1", "not a round row"],
+        ),
+        (
+            "NaN",
+            Box::new(|run: &Path| {
+                let bad = rows.replacen("\"clean_acc\":", "\"clean_acc\":NaN,\"x\":", 1);
+                assert_ne!(bad, rows);
+                std::fs::write(run.join("rounds.jsonl"), bad).unwrap();
+            }),
+            vec!["rounds.jsonl, line 1"],
+        ),
+        (
+            "a row deleted",
+            Box::new(|run: &Path| {
+                let fewer: String = rows.lines().skip(1).map(|l| format!("{l}\n")).collect();
+                std::fs::write(run.join("rounds.jsonl"), fewer).unwrap();
+            }),
+            vec!["rounds.jsonl", "summary.json says it played 2"],
+        ),
+        (
+            "rounds.jsonl deleted",
+            Box::new(|run: &Path| std::fs::remove_file(run.join("rounds.jsonl")).unwrap()),
+            vec!["rounds.jsonl: missing"],
+        ),
+        (
+            "summary.json deleted",
+            Box::new(|run: &Path| std::fs::remove_file(run.join("summary.json")).unwrap()),
+            vec!["summary.json: missing"],
+        ),
+    ];
+    for (i, (what, damage, stderr)) in damages.iter().enumerate() {
+        let run = dir.path().join(format!("damaged-{i}"));
+        copy_run(&good, &run);
+        damage(&run);
+        let before = snapshot(&run);
+        for args in [vec!["report"], vec!["compare", good.to_str().unwrap()]] {
+            let output = redqueen().args(&args).arg(&run).output().unwrap();
+            let text = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{what}, {args:?}: {text}");
+            for needle in stderr {
+                assert!(
+                    text.contains(needle),
+                    "{what}, {args:?}: stderr lacks {needle:?}: {text}"
+                );
+            }
+            assert_eq!(text.matches("error:").count(), 1, "{what}: printed once: {text}");
+            assert_eq!(snapshot(&run), before, "{what}, {args:?}: the run folder changed");
+        }
+    }
+}
+
+/// `run --resume` on a finished run says so, exits 0 and touches nothing.
+#[test]
+fn resuming_a_complete_run_does_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = finished_run(dir.path(), "done");
+    let before = snapshot(&run);
+    let output = redqueen().arg("run").arg("--resume").arg(&run).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("already complete"));
+    assert_eq!(snapshot(&run), before);
+}
+
+/// A run folder another run holds is refused with that run's pid, and its
+/// files are kept; the lock is the OS's, so it goes with its process.
+#[test]
+fn a_second_run_on_a_folder_in_use_is_refused() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let run = finished_run(dir.path(), "busy");
+    // The run removed its lock file when it ended.
+    assert!(!run.join(".redqueen.lock").exists());
+    let mut held = std::fs::File::create(run.join(".redqueen.lock")).unwrap();
+    write!(held, "4242").unwrap();
+    held.lock().unwrap();
+    let before = snapshot(&run);
+    let file = dir.path().join("tiny.toml");
+    let output = redqueen()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&run)
+        .arg("--force")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("in use by another redqueen run (pid 4242)"), "{stderr}");
+    assert_eq!(snapshot(&run), before, "the held folder changed");
+    drop(held);
+    redqueen()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&run)
+        .arg("--force")
+        .assert()
+        .success();
+}
+
+/// `--out / --force` is refused: `/` is never a run folder.
+#[test]
+fn the_filesystem_root_is_never_an_output_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tiny_tournament(dir.path(), DEFENDER);
+    let had_manifest = Path::new("/manifest.json").exists();
+    let output = redqueen()
+        .arg("run")
+        .arg(&file)
+        .args(["--out", "/", "--force"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("root of the filesystem") || stderr.contains("holds no redqueen run"),
+        "{stderr}"
+    );
+    assert_eq!(Path::new("/manifest.json").exists(), had_manifest);
+}
+
+/// The README's "Writing a tournament" pattern from any folder: `use` of a
+/// shipped strategy file falls back to the built-in copy, and `check` says
+/// which file it used; a missing one lists what exists and where it looked.
+#[test]
+fn a_tournament_file_anywhere_can_use_the_shipped_strategies() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tiny_tournament(dir.path(), "[[defenders]]\nuse = \"defenders/adversarial.toml\"");
+    let output = redqueen().arg("check").arg(&file).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        stdout.contains("strategies/defenders/adversarial.toml (built in)"),
+        "{stdout}"
+    );
+
+    // A file on disk wins over the built-in one of the same name.
+    std::fs::create_dir_all(dir.path().join("mine/defenders")).unwrap();
+    std::fs::write(
+        dir.path().join("mine/defenders/adversarial.toml"),
+        "name = \"mine\"\nstrategy = { kind = \"standard\" }\n",
+    )
+    .unwrap();
+    let output = redqueen()
+        .arg("check")
+        .arg(&file)
+        .arg("--strategies")
+        .arg(dir.path().join("mine"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("mine/defenders/adversarial.toml"), "{stdout}");
+    assert!(!stdout.contains("(built in)"), "{stdout}");
+
+    let missing = tiny_tournament(dir.path(), "[[defenders]]\nuse = \"defenders/adversarail.toml\"");
+    let output = redqueen().arg("check").arg(&missing).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    for needle in [
+        "defenders/adversarail.toml",
+        "nor is it built in",
+        "did you mean `defenders/adversarial.toml`",
+    ] {
+        assert!(stderr.contains(needle), "stderr lacks {needle:?}: {stderr}");
     }
 }

@@ -115,13 +115,26 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 fn check_accepts_every_shipped_tournament_and_matrix() {
     let tournaments = std::fs::read_dir(strategies().join("tournaments")).unwrap();
     let matrices = std::fs::read_dir(strategies().join("matrix")).unwrap();
+    // `check` loads the data as `run` would, so files on real data need it.
+    let data = common::real_data();
     for entry in tournaments.chain(matrices) {
-        redqueen()
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut check = redqueen();
+        match &data {
+            Some(dir) => {
+                check.env("REDQUEEN_DATA", dir);
+            }
+            None if text.contains("dataset = \"mnist\"") || text.contains("dataset = \"fashion-mnist\"") => continue,
+            None => {}
+        }
+        check
             .arg("check")
-            .arg(entry.unwrap().path())
+            .arg(&path)
             .assert()
             .success()
-            .stdout(predicate::str::contains("ok"));
+            .stdout(predicate::str::contains("ok"))
+            .stdout(predicate::str::contains("data: "));
     }
 }
 

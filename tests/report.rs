@@ -314,13 +314,24 @@ fn bad_seeds_and_matrix_files_exit_2_naming_the_key() {
         .stderr(predicate::str::contains("trainin"));
 }
 
-/// Every run table the README prints is `redqueen report` of a run stored
-/// under `results/reference/`, verbatim: a README number cannot drift from
-/// the files it cites.
+/// Every run table the README or `docs/` prints is `redqueen report` of a run
+/// stored under `results/reference/`, verbatim: a documented number cannot
+/// drift from the files it cites.
 #[test]
 fn the_readme_prints_the_stored_reference_runs() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = read(&root.join("README.md"));
+    let docs = root.join("docs");
+    let mut pages: Vec<std::path::PathBuf> = std::fs::read_dir(&docs)
+        .unwrap_or_else(|e| panic!("{}: {e}", docs.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    pages.sort();
+    let readme = std::iter::once(root.join("README.md"))
+        .chain(pages)
+        .map(|p| read(&p))
+        .collect::<Vec<_>>()
+        .join("\n");
     let reference = root.join("results/reference");
     let runs = [
         "default",
@@ -336,12 +347,12 @@ fn the_readme_prints_the_stored_reference_runs() {
         let tables = redqueen::report::tables(&redqueen::report::load_run(&dir).unwrap());
         assert!(
             readme.contains(tables.trim_end()),
-            "the README does not print `redqueen report results/reference/{run}` verbatim:\n{tables}"
+            "the README or docs/ does not print `redqueen report results/reference/{run}` verbatim:\n{tables}"
         );
     }
     let attacks = read(&reference.join("attacks/table.md"));
     assert!(
         readme.contains(attacks.trim_end()),
-        "the README's attacks table is not results/reference/attacks/table.md"
+        "the attacks table in the README or docs/ is not results/reference/attacks/table.md"
     );
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, Plan};
+use crate::config::{self, limits, Plan};
 use crate::error::{Error, ResumeError};
 use crate::record::Shard;
 use crate::tournament::{self, RunOptions};
@@ -15,7 +15,8 @@ use crate::tournament::{self, RunOptions};
 #[command(
     name = "redqueen",
     version,
-    about = "A tournament simulator for the adversarial-examples arms race"
+    about = "A tournament simulator for the adversarial-examples arms race",
+    after_help = "Environment:\n  REDQUEEN_DATA   the folder holding mnist/ and fashion-mnist/ (IDX files); else /usr/share/datasets\n  REDQUEEN_CACHE  the model cache (else $XDG_CACHE_HOME/redqueen, else ~/.cache/redqueen)\n\nExit codes:\n  0    success\n  1    redqueen's own fault (a bug; please report it)\n  2    input to fix: a file, flag, dataset or output folder that cannot be used (the message names it)\n  3    `reproduce`: a claim failed\n  130  interrupted (Ctrl-C); `run --resume DIR` continues a tournament"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -57,6 +58,10 @@ pub(super) enum Command {
     Check {
         /// The tournament or matrix file.
         file: PathBuf,
+        /// Read `use = "..."` strategy files from this folder (default: the strategies tree
+        /// the file sits in; files missing there come from the built-in copies).
+        #[arg(long, value_name = "DIR")]
+        strategies: Option<PathBuf>,
     },
     /// Every attack against an undefended and a PGD-trained MLP: a table.
     Attacks {
@@ -115,6 +120,10 @@ pub(super) struct RunArgs {
     /// The results folder (default: results/<name>-<seed>, or results/<name>-seeds-<s1>-<s2>-...).
     #[arg(long)]
     pub(super) out: Option<PathBuf>,
+    /// Read `use = "..."` strategy files from this folder (default: the strategies tree the
+    /// file sits in; files missing there come from the built-in copies).
+    #[arg(long, value_name = "DIR")]
+    pub(super) strategies: Option<PathBuf>,
     /// Run with this seed only (it replaces the file's `seed` or `seeds`; with --seeds, the first seed).
     #[arg(long)]
     pub(super) seed: Option<u64>,
@@ -193,21 +202,34 @@ pub(super) struct RunPlan {
     pub options: RunOptions,
 }
 
-/// `results/<name>-<seed>`, or `results/<name>-seeds-<s1>-<s2>-...`.
+/// `results/<name>-<seed>`, or `results/<name>-seeds-<s1>-<s2>-...`; a
+/// list too long for a folder name becomes `<name>-<N>-seeds-from-<s1>`.
 pub(super) fn default_out(name: &str, seeds: &[u64]) -> PathBuf {
     let seeds = match seeds {
         [seed] => seed.to_string(),
-        many => format!(
-            "seeds-{}",
-            many.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-")
-        ),
+        many => {
+            let listed = format!(
+                "seeds-{}",
+                many.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-")
+            );
+            if listed.len() <= 100 {
+                listed
+            } else {
+                format!("{}-seeds-from-{}", many.len(), many[0])
+            }
+        }
     };
     PathBuf::from("results").join(format!("{name}-{seeds}"))
 }
 
 pub(super) fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
     let mut plan = match (&args.file, &args.resume) {
-        (Some(file), _) => config::load_file(file)?,
+        (Some(file), _) if config::matrix::is_matrix_file(file) => return Err(Error::Usage(format!(
+            "{} is a generalization matrix file (it has `attacks`), not a tournament; run it with `redqueen matrix {}`",
+            file.display(),
+            file.display()
+        ))),
+        (Some(file), _) => config::load_file_with(file, args.strategies.as_deref())?,
         // Resuming with no file: the run's own resolved configuration.
         (None, Some(dir)) => {
             tournament::read_manifest(dir)?;
@@ -220,22 +242,39 @@ pub(super) fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
         (None, None) => config::load_default()?,
     };
     let first = args.seed.unwrap_or(plan.file.seed);
+    if first > limits::MAX_SEED {
+        return Err(Error::Usage(format!(
+            "--seed {first}: seeds run from 0 to {} (a run records its seeds in TOML, whose integers stop there)",
+            limits::MAX_SEED
+        )));
+    }
     match args.seeds {
         Some(0) => return Err(Error::Usage("--seeds must be at least 1".into())),
+        Some(n) if n > limits::MAX_SEEDS => {
+            return Err(Error::Usage(format!(
+                "--seeds {n}: a run plays at most {} seeds",
+                limits::MAX_SEEDS
+            )))
+        }
         Some(n) => {
-            let seeds = (0..n as u64)
-                .map(|i| first.checked_add(i))
-                .collect::<Option<Vec<u64>>>()
-                .ok_or_else(|| Error::Usage(format!("--seed {first} --seeds {n}: the seeds overflow a u64")))?;
-            plan.file.set_seeds(seeds);
+            let last = first.checked_add(n as u64 - 1).filter(|&s| s <= limits::MAX_SEED);
+            if last.is_none() {
+                return Err(Error::Usage(format!(
+                    "--seed {first} --seeds {n}: the last seed would pass {}, the largest seed",
+                    limits::MAX_SEED
+                )));
+            }
+            plan.file.set_seeds((first..first + n as u64).collect());
         }
         None if args.seed.is_some() => plan.file.set_seeds(vec![first]),
         None => {}
     }
+    limits::check(&plan.file)?;
     if args.quick {
         config::quick(&mut plan.file);
     }
     let (jobs, threads) = check_jobs(args.jobs, args.threads)?;
+    check_memory(&plan, jobs)?;
     // A part is resumed as the part it was, unless --shard says otherwise.
     let shard = match (&args.resume, args.shard) {
         (Some(dir), None) => tournament::read_manifest(dir)?.shard,
@@ -309,6 +348,24 @@ fn check_same_config(dir: &std::path::Path, plan: &Plan) -> Result<(), Error> {
         given: given.lines().nth(line).unwrap_or("").to_string(),
     }
     .into())
+}
+
+/// The plan's estimated peak memory within what this machine has free.
+fn check_memory(plan: &Plan, jobs: usize) -> Result<(), Error> {
+    use tournament::memory;
+    let Some(free) = memory::available() else {
+        return Ok(());
+    };
+    let estimate = memory::estimate(plan, jobs);
+    if estimate.total() <= free {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "the tournament needs about {} of memory ({}; an upper estimate), but this machine has {} free; use fewer or smaller layers, images, rounds or seeds, or run fewer matches at once (--jobs)",
+        memory::gib(estimate.total()),
+        estimate.describe(),
+        memory::gib(free)
+    )))
 }
 
 /// `--jobs` and `--threads`: at least one when given.

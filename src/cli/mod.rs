@@ -55,7 +55,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             skip_cnn,
             only,
         } => bench(json, threads, quick, skip_cnn, only),
-        Command::Check { file } => check(&file),
+        Command::Check { file, strategies } => check(&file, strategies.as_deref()),
         Command::Reproduce {
             names,
             list,
@@ -232,18 +232,21 @@ fn bench(
 }
 
 /// `check`: a tournament or matrix file validated, and what it would run.
-fn check(file: &Path) -> anyhow::Result<ExitCode> {
+fn check(file: &Path, strategies: Option<&Path>) -> anyhow::Result<ExitCode> {
     if config::matrix::is_matrix_file(file) {
         let matrix = config::matrix::load_matrix_file(file)?;
+        let data = check_data(&matrix.data, matrix.seed)?;
         say(&format!(
             "{}: ok (a generalization matrix: {} defenders, each trained against one attack and evaluated under all {})\n",
             file.display(),
             matrix.attacks.len(),
             matrix.attacks.len()
         ));
+        say(&data);
         return Ok(ExitCode::SUCCESS);
     }
-    let plan = config::load_file(file)?;
+    let plan = config::load_file_with(file, strategies)?;
+    let data = check_data(&plan.file.data, plan.file.seed)?;
     say(&format!(
         "{}: ok ({} attackers x {} defenders x {} seed{} = {} matches of {} rounds, {} unseen attacks)\n",
         file.display(),
@@ -255,7 +258,35 @@ fn check(file: &Path) -> anyhow::Result<ExitCode> {
         plan.file.rounds,
         plan.file.unseen.len()
     ));
+    if !plan.strategy_files.is_empty() {
+        say(&format!("strategy files used: {}\n", plan.strategy_files.join(", ")));
+    }
+    say(&data);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A file's data loaded as `run` would load it (every check of the IDX
+/// reader: sizes, magic numbers, truncation, label ranges, split sizes),
+/// described in one line. Synthetic digits are generated, so cannot fail.
+fn check_data(data: &config::DataConfig, seed: u64) -> crate::Result<String> {
+    if data.dataset == "synthetic-digits" {
+        return Ok(format!(
+            "data: synthetic-digits, generated from the seed: {} training and {} test images\n",
+            data.train, data.test
+        ));
+    }
+    let dataset = tournament::load_dataset(data, seed)?;
+    let from = match &data.path {
+        Some(path) => path.display().to_string(),
+        None => crate::data::resolve_named(&data.dataset)?.display().to_string(),
+    };
+    Ok(format!(
+        "data: {} from {from}: {} training and {} test images used, {} classes, labels checked\n",
+        dataset.name,
+        dataset.train.len(),
+        dataset.test.len(),
+        dataset.classes
+    ))
 }
 
 fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
@@ -309,6 +340,16 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_tournament(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = &args.resume {
+        if tournament::read_manifest(dir)?.status == crate::record::Status::Complete {
+            say(&format!(
+                "{}: the run is already complete; nothing to resume (`redqueen report {}` prints its tables again)\n",
+                dir.display(),
+                dir.display()
+            ));
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let RunPlan { plan, options } = check_run_args(args)?;
     let out = options.out.clone();
     let bars = Arc::new(Bars::new(

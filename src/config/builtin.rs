@@ -16,9 +16,22 @@ pub const STRATEGIES: &[(&str, &str)] = &[
         include_str!("../../strategies/tournaments/defenses.toml"),
     ),
     (
+        "tournaments/masking-mnist.toml",
+        include_str!("../../strategies/tournaments/masking-mnist.toml"),
+    ),
+    (
+        "tournaments/mnist.toml",
+        include_str!("../../strategies/tournaments/mnist.toml"),
+    ),
+    (
+        "tournaments/default-mnist.toml",
+        include_str!("../../strategies/tournaments/default-mnist.toml"),
+    ),
+    (
         "matrix/default.toml",
         include_str!("../../strategies/matrix/default.toml"),
     ),
+    ("matrix/mnist.toml", include_str!("../../strategies/matrix/mnist.toml")),
     (
         "attackers/adaptive-linf.toml",
         include_str!("../../strategies/attackers/adaptive-linf.toml"),
@@ -93,4 +106,27 @@ pub fn summary_line(text: &str) -> &str {
         .find_map(|l| l.trim().strip_prefix('#'))
         .map(str::trim)
         .unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every strategy file shipped in `strategies/` (reproductions aside,
+    /// which `reproduce` builds in) is built in, so `list` shows it and a
+    /// tournament file anywhere can `use` it.
+    #[test]
+    fn every_shipped_strategy_file_is_built_in() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("strategies");
+        for kind in ["tournaments", "attackers", "defenders", "matrix"] {
+            for entry in std::fs::read_dir(root.join(kind)).unwrap() {
+                let name = entry.unwrap().file_name().into_string().unwrap();
+                let path = format!("{kind}/{name}");
+                let text = std::fs::read_to_string(root.join(&path)).unwrap();
+                assert_eq!(
+                    super::get(&path),
+                    Some(text.as_str()),
+                    "{path} is not built in (src/config/builtin.rs)"
+                );
+            }
+        }
+    }
 }

@@ -108,17 +108,31 @@ impl MatrixFile {
 /// rather than a tournament; unreadable or malformed files are not, so
 /// that the tournament checker reports them.
 pub fn is_matrix_file(path: &std::path::Path) -> bool {
-    std::fs::read_to_string(path)
+    top_level_keys(path).is_some_and(|keys| keys.contains_key("attacks"))
+}
+
+/// Whether the file at `path` reads as a tournament file (it has
+/// `attackers` or `defenders`).
+pub fn is_tournament_file(path: &std::path::Path) -> bool {
+    top_level_keys(path).is_some_and(|keys| keys.contains_key("attackers") || keys.contains_key("defenders"))
+}
+
+fn top_level_keys(path: &std::path::Path) -> Option<toml::Table> {
+    super::read_text(path, "")
         .ok()
         .and_then(|text| text.parse::<toml::Table>().ok())
-        .is_some_and(|table| table.contains_key("attacks"))
 }
 
 /// Load and check a matrix file from disk.
 pub fn load_matrix_file(path: &std::path::Path) -> Result<MatrixFile> {
     let cited = path.display().to_string();
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Error::config(&cited, format!("cannot read the file: {e}")))?;
+    let text = super::read_text(path, &cited)?;
+    if is_tournament_file(path) && !is_matrix_file(path) {
+        return Err(Error::config(
+            cited,
+            "is a tournament file (it has `attackers` and `defenders`), not a matrix file; run it with `redqueen run`",
+        ));
+    }
     check_matrix(parse(&text, &cited)?, &cited)
 }
 
@@ -133,6 +147,7 @@ pub fn load_default_matrix() -> Result<MatrixFile> {
 pub fn check_matrix(file: MatrixFile, cited: &str) -> Result<MatrixFile> {
     let err = |message: String| Error::config(cited, message);
     let in_file = |e: Error| e.in_file(cited);
+    super::limits::check(&file).map_err(in_file)?;
     super::check_name(&file.name).map_err(in_file)?;
     super::check_data(&file.data).map_err(in_file)?;
     if file.eval == 0 || file.eval > file.data.test {

@@ -7,6 +7,7 @@
 //! rules the arena applies live below it, in [`crate::attack::rules`].
 
 pub mod builtin;
+pub mod limits;
 pub mod matrix;
 pub mod schema;
 pub mod store;
@@ -33,6 +34,9 @@ pub struct Plan {
     pub file: TournamentFile,
     pub attackers: Vec<AttackerConfig>,
     pub defenders: Vec<DefenderConfig>,
+    /// The strategy files its `use` entries were read from, in order, once
+    /// each (`strategies/... (built in)` for the built-in copies).
+    pub strategy_files: Vec<String>,
 }
 
 /// One match of the plan.
@@ -67,12 +71,76 @@ pub fn parse<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T
     toml::from_str(text).map_err(|e| Error::config(file, crate::error::explain_serde_message(e.to_string().trim_end())))
 }
 
+/// The most a tournament, matrix, strategy or reproduction file may hold.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// A configuration file's text. Only a regular file under [`MAX_FILE_BYTES`]
+/// is read (never a device, a pipe or a folder, which could hang or fill
+/// memory), and never more than that of it.
+pub fn read_text(path: &Path, cited: &str) -> Result<String> {
+    use std::io::Read;
+    let unreadable = |e: std::io::Error| Error::config(cited, format!("cannot read the file: {e}"));
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a folder"
+        } else {
+            "not a regular file (a device, a pipe or a socket)"
+        };
+        return Err(Error::config(cited, format!("is {what}; give a .toml file")));
+    }
+    let too_big = || {
+        Error::config(
+            cited,
+            format!(
+                "is larger than {} KiB, the limit for a configuration file",
+                MAX_FILE_BYTES >> 10
+            ),
+        )
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        Error::config(
+            cited,
+            format!(
+                "is not UTF-8 text (byte {} is not); give a TOML file",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
 /// Load and check a tournament file from disk.
 pub fn load_file(path: &Path) -> Result<Plan> {
+    load_file_with(path, None)
+}
+
+/// [`load_file`], its `use` entries read from `strategies` when given
+/// (`--strategies DIR`), else from the strategies tree the file sits in.
+/// Either way a reference missing on disk falls back to the built-in copy.
+pub fn load_file_with(path: &Path, strategies: Option<&Path>) -> Result<Plan> {
     let cited = path.display().to_string();
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Error::config(&cited, format!("cannot read the file: {e}")))?;
-    check(parse(&text, &cited)?, &cited, &Store::for_file(path))
+    let text = read_text(path, &cited)?;
+    let store = match strategies {
+        Some(dir) if !dir.is_dir() => {
+            return Err(Error::Usage(format!(
+                "--strategies {}: not a folder; give the folder that holds attackers/ and defenders/",
+                dir.display()
+            )))
+        }
+        Some(dir) => Store::Disk(dir.to_path_buf()),
+        None => Store::for_file(path),
+    };
+    check(parse(&text, &cited)?, &cited, &store)
 }
 
 /// The built-in default tournament.
@@ -103,13 +171,21 @@ pub fn check(mut file: TournamentFile, cited: &str, store: &Store) -> Result<Pla
     file.attackers = attackers.iter().map(store::Entry::resolved).collect();
     file.defenders = defenders.iter().map(store::Entry::resolved).collect();
 
+    limits::check(&file).map_err(|e| e.in_file(cited))?;
     validate::check_seeds(&mut file).map_err(|e| e.in_file(cited))?;
     validate::validate(&file, &attackers, &attacker_sources, &defenders, &defender_sources)
         .map_err(|e| e.in_file(cited))?;
+    let mut strategy_files: Vec<String> = Vec::new();
+    for source in attacker_sources.iter().chain(&defender_sources).flatten() {
+        if !strategy_files.contains(source) {
+            strategy_files.push(source.clone());
+        }
+    }
     Ok(Plan {
         file,
         attackers,
         defenders,
+        strategy_files,
     })
 }
 

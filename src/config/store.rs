@@ -76,22 +76,32 @@ impl Store {
                         ),
                     )
                 })?;
-                let canonical = path.canonicalize().map_err(|e| {
-                    let known = toml_files_beside(root, rel);
-                    let listing = if known.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; the strategy files there: {}", known.join(", "))
-                    };
-                    Error::config(
-                        cited_from,
-                        format!(
-                            "`use = \"{relative}\"`: cannot read {}: {e}{listing}{}",
-                            path.display(),
-                            did_you_mean(relative, known.iter().map(String::as_str)),
-                        ),
-                    )
-                })?;
+                let canonical = match path.canonicalize() {
+                    Ok(canonical) => canonical,
+                    // Not on disk: the built-in file of that name, so that a
+                    // tournament file anywhere can use the shipped strategies.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && builtin::get(relative).is_some() => {
+                        return Store::Builtin.read(relative, cited_from);
+                    }
+                    Err(e) => {
+                        let known = toml_files_beside(root, rel);
+                        let listing = if known.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; the strategy files there: {}", known.join(", "))
+                        };
+                        let builtins: Vec<&str> = builtin::STRATEGIES.iter().map(|(p, _)| *p).collect();
+                        return Err(Error::config(
+                            cited_from,
+                            format!(
+                                "`use = \"{relative}\"`: cannot read {}: {e}{listing}; nor is it built in (built in: {}){}",
+                                path.display(),
+                                builtins.join(", "),
+                                did_you_mean(relative, known.iter().map(String::as_str).chain(builtins.iter().copied())),
+                            ),
+                        ));
+                    }
+                };
                 // A symbolic link inside the strategies folder may not lead
                 // out of it.
                 if !canonical.starts_with(&canonical_root) {
@@ -105,12 +115,7 @@ impl Store {
                         ),
                     ));
                 }
-                let text = std::fs::read_to_string(&canonical).map_err(|e| {
-                    Error::config(
-                        cited_from,
-                        format!("`use = \"{relative}\"`: cannot read {}: {e}", path.display()),
-                    )
-                })?;
+                let text = super::read_text(&canonical, &path.display().to_string())?;
                 Ok((path.display().to_string(), text))
             }
         }

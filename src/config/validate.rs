@@ -232,6 +232,12 @@ fn check_defenders(
 fn check_unseen(unseen: &[AttackConfig], labels: &mut Labels, used: &[AttackConfig]) -> crate::Result<()> {
     for (j, attack) in unseen.iter().enumerate() {
         let at = format!("unseen[{j}]");
+        if let Some(first) = unseen[..j].iter().position(|a| a.label() == attack.label()) {
+            return Err(Error::invalid(format!(
+                "{at}: {:?} is already unseen[{first}]; the panel lists each attack once",
+                attack.label()
+            )));
+        }
         labels.check(&at, attack)?;
         if used.contains(&attack.unnamed()) {
             return Err(Error::invalid(format!(

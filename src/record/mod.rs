@@ -494,6 +494,34 @@ pub fn read_rows(path: &Path) -> io::Result<Vec<RoundRow>> {
         .collect())
 }
 
+/// Every row of a `rounds.jsonl`, strictly: a line that is not a row (torn,
+/// a wrong type, NaN) is an error naming the file and line, except a torn
+/// last line where `torn_last_allowed` (a run still going or killed). A
+/// missing file is an error too.
+pub fn read_rows_strict(path: &Path, torn_last_allowed: bool) -> crate::error::Result<Vec<RoundRow>> {
+    let text = fs::read_to_string(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => RunFolderError::Missing(path.to_path_buf()).into(),
+        _ => crate::error::Error::io(format!("reading {}", path.display()))(e),
+    })?;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut rows = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str::<RoundRow>(line) {
+            Ok(row) => rows.push(row),
+            Err(_) if torn_last_allowed && i + 1 == lines.len() && !text.ends_with('\n') => {}
+            Err(source) => {
+                return Err(RunFolderError::BadRow {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    source,
+                }
+                .into())
+            }
+        }
+    }
+    Ok(rows)
+}
+
 /// A JSON file of a run folder: `None` when absent, a clear error when it
 /// does not parse.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> crate::error::Result<Option<T>> {

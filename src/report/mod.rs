@@ -10,7 +10,7 @@ use tabled::settings::formatting::AlignmentStrategy;
 use tabled::settings::object::Columns;
 use tabled::settings::{Alignment, Modify, Style};
 
-use crate::error::{CompareError, Error, Result};
+use crate::error::{CompareError, Error, Result, RunFolderError};
 use crate::record::{
     self, read_json, DefenderSummary, GalleryItem, Manifest, MatrixResult, RoundRow, RunFiles, Summary,
 };
@@ -441,20 +441,67 @@ pub struct Run {
 
 /// Read a run folder (a tournament's or a matrix's).
 pub fn load_run(dir: &Path) -> Result<Run> {
+    if !dir.is_dir() {
+        return Err(RunFolderError::NotAFolder(dir.to_path_buf()).into());
+    }
     let files = RunFiles { dir: dir.to_path_buf() };
     let manifest = record::read_manifest(dir)?;
-    let config = std::fs::read_to_string(files.config()).unwrap_or_default();
-    let rows =
-        record::read_rows(&files.rounds()).map_err(Error::io(format!("reading {}", files.rounds().display())))?;
+    let config = std::fs::read_to_string(files.config()).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => RunFolderError::Missing(files.config()).into(),
+        _ => Error::io(format!("reading {}", files.config().display()))(e),
+    })?;
+    let complete = manifest.status == record::Status::Complete;
+    let matrix: Option<MatrixResult> = read_json(&files.matrix())?;
+    let summary: Option<Summary> = read_json(&files.summary())?;
+    // A matrix run has no rounds; a tournament's rows and summary are its
+    // results, so a complete one must have both, and they must agree.
+    let is_matrix = crate::config::matrix::is_matrix_file(&files.config());
+    let rows = if is_matrix {
+        if complete && matrix.is_none() {
+            return Err(RunFolderError::Missing(files.matrix()).into());
+        }
+        Vec::new()
+    } else {
+        let rows = record::read_rows_strict(&files.rounds(), !complete)?;
+        match &summary {
+            Some(summary) => check_rows_against(summary, &rows, &files.rounds())?,
+            None if complete => return Err(RunFolderError::Missing(files.summary()).into()),
+            None => {}
+        }
+        rows
+    };
     Ok(Run {
         dir: dir.to_path_buf(),
         config,
         manifest,
         rows,
-        summary: read_json(&files.summary())?,
+        summary,
         gallery: read_json(&files.gallery())?.unwrap_or_default(),
-        matrix: read_json(&files.matrix())?,
+        matrix,
     })
+}
+
+/// Every match the summary lists has its rows, rounds 1 to its count.
+fn check_rows_against(summary: &Summary, rows: &[RoundRow], path: &Path) -> Result<()> {
+    for m in &summary.matches {
+        let mut rounds: Vec<usize> = rows
+            .iter()
+            .filter(|r| r.seed == m.seed && r.match_id == m.match_id)
+            .map(|r| r.round)
+            .collect();
+        rounds.sort_unstable();
+        if rounds != (1..=m.rounds).collect::<Vec<_>>() {
+            return Err(RunFolderError::Inconsistent {
+                path: path.to_path_buf(),
+                message: format!(
+                    "match {} (seed {}, {} vs {}) has rows for rounds {rounds:?}, but summary.json says it played {}",
+                    m.match_id, m.seed, m.attacker, m.defender, m.rounds
+                ),
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// The tables of a run, as `run` or `matrix` printed them.

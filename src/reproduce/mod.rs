@@ -293,8 +293,7 @@ pub fn load(name: &str) -> Result<ReproductionFile> {
     let (text, cited) = match BUILTIN.iter().find(|(n, _)| *n == name) {
         Some((n, text)) => ((*text).to_string(), format!("strategies/reproduce/{n}.toml")),
         None if name.ends_with(".toml") || Path::new(name).is_file() => {
-            let text = std::fs::read_to_string(name)
-                .map_err(|e| Error::config(name, format!("cannot read the reproduction file: {e}")))?;
+            let text = config::read_text(Path::new(name), name)?;
             (text, name.to_string())
         }
         None => {
@@ -305,6 +304,7 @@ pub fn load(name: &str) -> Result<ReproductionFile> {
         }
     };
     let file: ReproductionFile = config::parse(&text, &cited)?;
+    config::limits::check(&file).map_err(|e| e.in_file(&cited))?;
     file.validate().map_err(|e| match e {
         Error::Invalid(message) => Error::config(&cited, message),
         other => other,

@@ -87,7 +87,8 @@ pub async fn run(file: MatrixFile, options: RunOptions, cancel: Arc<AtomicBool>)
     let files = RunFiles {
         dir: options.out.clone(),
     };
-    let manifest = begin(&file, &dataset, &options, &files)?;
+    // The lock is held to the end: a second run on this folder is refused.
+    let (manifest, _lock) = begin(&file, &dataset, &options, &files)?;
 
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     kernels::set_threads(cores);
@@ -152,12 +153,17 @@ async fn load(file: &MatrixFile) -> Result<Dataset> {
 }
 
 /// The output folder, its `config.toml` and a begun `manifest.json`.
-fn begin(file: &MatrixFile, dataset: &Dataset, options: &RunOptions, files: &RunFiles) -> Result<Manifest> {
-    prepare_output(&options.out, options.force)?;
+fn begin(
+    file: &MatrixFile,
+    dataset: &Dataset,
+    options: &RunOptions,
+    files: &RunFiles,
+) -> Result<(Manifest, super::prepare::RunLock)> {
+    let lock = prepare_output(&options.out, options.force)?;
     record::write_atomic(&files.config(), file.to_toml().as_bytes()).map_err(writing(&files.config()))?;
     let manifest = Manifest::begin(&file.name, file.seed, &dataset.name, &dataset.fingerprint);
     record::write_json(&files.manifest(), &manifest).map_err(writing(&files.manifest()))?;
-    Ok(manifest)
+    Ok((manifest, lock))
 }
 
 /// The pretrained model every row starts from, trained off the async threads.

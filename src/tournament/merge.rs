@@ -50,7 +50,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> Result<Summary> {
     if canonical(out).is_some() && parts.iter().any(|p| canonical(&p.dir) == canonical(out)) {
         return Err(OutputError::IsAPart(out.to_path_buf()).into());
     }
-    prepare_output(out, force)?;
+    let _lock = prepare_output(out, force)?;
     write_merged(&parts, &plan, out, &mut rows, expected, timing)
 }
 
@@ -113,7 +113,8 @@ fn read_rows_and_timing(parts: &[Part]) -> Result<(Vec<RoundRow>, RunTiming)> {
     let mut timing = RunTiming::default();
     for p in parts {
         let path = p.dir.join("rounds.jsonl");
-        rows.extend(record::read_rows(&path).map_err(Error::io(format!("reading {}", path.display())))?);
+        // Parts are complete (checked by read_parts): every line is a row.
+        rows.extend(record::read_rows_strict(&path, false)?);
         // Machine-seconds: the parts' times added up (each part pretrains).
         if let Some(summary) = read_json::<Summary>(&p.dir.join("summary.json"))? {
             timing.pretrain_s += summary.timing.pretrain_s;

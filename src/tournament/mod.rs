@@ -4,6 +4,7 @@
 mod dataset;
 pub mod game;
 pub mod matrix;
+pub mod memory;
 mod merge;
 mod play;
 mod prepare;
@@ -117,6 +118,8 @@ pub async fn run(
     let plan = Arc::new(plan);
     let seeds = plan.file.seed_list();
     let prepared = prepare::prepare(&plan, &options).await?;
+    // Held to the end: a second run on this folder is refused meanwhile.
+    let _lock = prepared.lock;
 
     // Pretraining runs alone, so it gets every core; then cores are shared
     // out: matches run side by side, each model's matrix multiplies use the

@@ -30,6 +30,8 @@ pub(super) struct Prepared {
     pub manifest: Manifest,
     /// What a resumed run keeps from before (nothing for a fresh run).
     pub previous: Previous,
+    /// Held until the run ends.
+    pub lock: RunLock,
 }
 
 /// What a resumed run keeps: the rows of every completed match (a match
@@ -55,15 +57,17 @@ pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepare
         dir: options.out.clone(),
     };
     let io = |what: &Path| Error::io(format!("writing {}", what.display()));
-    let previous = if options.resume {
-        resume(options, &first_dataset, &files, file.rounds)?
+    let (previous, lock) = if options.resume {
+        let lock = RunLock::take(&options.out)?;
+        (resume(options, &first_dataset, &files, file.rounds)?, lock)
     } else {
-        prepare_output(&options.out, options.force)?;
-        Previous {
+        let lock = prepare_output(&options.out, options.force)?;
+        let fresh = Previous {
             kept: Vec::new(),
             started: record::now_rfc3339(),
             timing: RunTiming::default(),
-        }
+        };
+        (fresh, lock)
     };
     record::write_atomic(&files.config(), plan.to_toml().as_bytes()).map_err(io(&files.config()))?;
     let manifest = Manifest {
@@ -77,6 +81,7 @@ pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepare
         files,
         manifest,
         previous,
+        lock,
     })
 }
 
@@ -120,30 +125,114 @@ fn resume(options: &RunOptions, first_dataset: &Dataset, files: &RunFiles, round
     })
 }
 
-/// Make `out` an empty run folder: create it, or (with `force`) remove the
-/// run files an existing one holds; an existing non-empty folder without
-/// `force` is an error.
-pub(crate) fn prepare_output(out: &Path, force: bool) -> Result<()> {
+/// Make `out` an empty run folder and lock it for this process: create it,
+/// or (with `force`) remove the run files of the redqueen run it holds. An
+/// existing non-empty folder without `force`, one that holds no redqueen
+/// run (no manifest.json), `/`, and a folder another run holds are errors,
+/// and a refused folder is left as it was (folders made on the way to a
+/// folder that cannot be made are removed again).
+pub(crate) fn prepare_output(out: &Path, force: bool) -> Result<RunLock> {
     if out.exists() {
         if !out.is_dir() {
             return Err(OutputError::NotAFolder(out.to_path_buf()).into());
         }
+        if out.canonicalize().is_ok_and(|c| c.parent().is_none()) {
+            return Err(OutputError::Root(out.to_path_buf()).into());
+        }
         let non_empty = std::fs::read_dir(out)
             .map_err(Error::io(format!("reading {}", out.display())))?
-            .next()
-            .is_some();
+            .any(|e| e.is_ok_and(|e| e.file_name() != LOCK_FILE));
         if non_empty && !force {
             return Err(OutputError::Exists(out.to_path_buf()).into());
         }
+        if non_empty && !out.join("manifest.json").is_file() {
+            return Err(OutputError::NotARun(out.to_path_buf()).into());
+        }
+        // Locked before anything is removed: a folder another run is
+        // writing keeps its files.
+        let lock = RunLock::take(out)?;
         remove_run_files(out)?;
+        return Ok(lock);
     }
+    create_dir_all_or_nothing(out)?;
+    RunLock::take(out)
+}
+
+/// `create_dir_all`, except that a failure removes the folders it made
+/// (a default `results/` left empty would be a surprise on disk).
+fn create_dir_all_or_nothing(out: &Path) -> Result<()> {
+    let missing: Vec<&Path> = out
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+        .collect();
     std::fs::create_dir_all(out).map_err(|source| {
+        for made in &missing {
+            let _ = std::fs::remove_dir(made);
+        }
         OutputError::Create {
             dir: out.to_path_buf(),
             source,
         }
         .into()
     })
+}
+
+/// The lock file inside a run folder.
+pub(crate) const LOCK_FILE: &str = ".redqueen.lock";
+
+/// An OS lock on a run folder, held while the value lives: the OS drops it
+/// when the process ends, however it ends, so no stale lock survives a
+/// killed run. The file holds the pid, for the message another run gets,
+/// and is removed when the run ends (a killed run leaves it, unlocked).
+#[derive(Debug)]
+pub struct RunLock {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Removed while still locked, so no other run can take the folder
+        // between the two steps.
+        let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+impl RunLock {
+    pub(crate) fn take(dir: &Path) -> Result<RunLock> {
+        use std::io::{Read, Seek, Write};
+        let path = dir.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(Error::io(format!("opening {}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                return Err(OutputError::Locked {
+                    dir: dir.to_path_buf(),
+                    pid: pid.trim().to_string(),
+                }
+                .into());
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(format!("locking {}", path.display()))(e));
+            }
+        }
+        let write_pid = |file: &mut std::fs::File| -> std::io::Result<()> {
+            file.set_len(0)?;
+            file.rewind()?;
+            write!(file, "{}", std::process::id())
+        };
+        write_pid(&mut file).map_err(Error::io(format!("writing {}", path.display())))?;
+        Ok(RunLock { file, path })
+    }
 }
 
 /// Remove the run files and plots of an existing folder (`--force`).
