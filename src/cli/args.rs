@@ -224,11 +224,13 @@ pub(super) fn default_out(name: &str, seeds: &[u64]) -> PathBuf {
 
 pub(super) fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
     let mut plan = match (&args.file, &args.resume) {
-        (Some(file), _) if config::matrix::is_matrix_file(file) => return Err(Error::Usage(format!(
+        (Some(file), _) if config::matrix::is_matrix_file(file) => {
+            return Err(Error::Usage(format!(
             "{} is a generalization matrix file (it has `attacks`), not a tournament; run it with `redqueen matrix {}`",
             file.display(),
             file.display()
-        ))),
+        )))
+        }
         (Some(file), _) => config::load_file_with(file, args.strategies.as_deref())?,
         // Resuming with no file: the run's own resolved configuration.
         (None, Some(dir)) => {
