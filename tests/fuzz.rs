@@ -1146,7 +1146,7 @@ fn config_extreme_numbers() {
 fn plan_builder_invariants(plan: &Plan) -> Result<(), TestCaseError> {
     use redqueen::tournament::memory::estimate;
     let matches = plan.matches().len();
-    prop_assert!(matches >= 1 && matches <= 1_000_000, "{} matches", matches);
+    prop_assert!((1..=1_000_000).contains(&matches), "{} matches", matches);
     prop_assert!(plan.file.rounds <= 10_000 && plan.file.seed_list().len() <= 1_000);
     for jobs in [1, 64] {
         let bytes = estimate(plan, jobs).total();
