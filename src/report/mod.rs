@@ -204,8 +204,11 @@ pub fn leaderboards(summary: &Summary) -> String {
         render(attackers),
         ties(&attacker_ties, seeds),
         game_table(summary),
-    )
+    ) + LEGEND_LINE
 }
+
+/// The columns a newcomer cannot guess, in one line under the tables.
+pub const LEGEND_LINE: &str = "Legend: AURC = an accuracy's mean over the rounds (the area under its robustness curve); rating = Bradley-Terry over every match on the Elo scale (mean 1500; 400 points = 10-to-1 odds); equilibrium = each side's Nash mix, and its value the mean attacker reward both sides can guarantee.\n";
 
 /// One line per match whose defender's training diverged.
 pub fn diverged_lines(summary: &Summary) -> String {
