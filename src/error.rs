@@ -48,7 +48,7 @@ pub enum Error {
     Interrupted(PathBuf),
     /// A matrix run was interrupted: a row cut short would be a wrong
     /// number, so none is written.
-    #[error("interrupted: the generalization matrix in {dir} is incomplete and was not written; run it again with `redqueen matrix FILE --out {dir} --force` (a matrix cannot be resumed: every row is trained again)", dir = .0.display())]
+    #[error("interrupted: the generalization matrix in {dir} is incomplete (its finished rows are kept); continue it with `redqueen matrix --resume {dir}`", dir = .0.display())]
     MatrixInterrupted(PathBuf),
     /// A reproduction was interrupted: its numbers would be of models
     /// trained short, so none is written.
@@ -204,7 +204,7 @@ pub enum RunFolderError {
 /// A run that `--resume` cannot continue.
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
-    #[error("--resume {}: is a generalization-matrix run, which cannot be resumed; run `redqueen matrix` again", .0.display())]
+    #[error("--resume {}: is a generalization-matrix run; continue it with `redqueen matrix --resume {}`", .0.display(), .0.display())]
     Matrix(PathBuf),
     /// Resumed with a `--shard` other than the one it was run with.
     #[error("--resume {}: {}; resume it with the same --shard, or without --shard", .dir.display(), shard_role(.recorded))]

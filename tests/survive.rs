@@ -323,3 +323,78 @@ fn a_diverging_defender_is_recorded_and_the_tournament_carries_on() {
         .unwrap();
     assert_eq!(d["diverged_matches"], 2);
 }
+
+/// An interrupted matrix keeps its finished rows; `matrix --resume DIR`
+/// trains only the others and ends as the uninterrupted matrix.
+#[test]
+fn an_interrupted_matrix_resumes_keeping_its_finished_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, stopped) = (dir.path().join("whole"), dir.path().join("stopped"));
+    redqueen()
+        .args(["matrix", "--quick", "--jobs", "1", "--out"])
+        .arg(&whole)
+        .assert()
+        .success();
+    let child = Command::new(binary())
+        .args(["matrix", "--quick", "--jobs", "1", "--out"])
+        .arg(&stopped)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = stopped.join("matrix-rows.jsonl");
+    let logged = || std::fs::read_to_string(&log).map_or(0, |t| t.lines().count());
+    for _ in 0..3000 {
+        if logged() > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("redqueen matrix --resume"), "{stderr}");
+    assert_eq!(status(&stopped), "partial");
+    assert!(!stopped.join("matrix.json").exists());
+
+    // A finished row is kept as it is, not trained again: mark it.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let marked = text.replacen("\"clean_acc\":", "\"clean_acc\":0.123456,\"was\":", 1);
+    std::fs::write(&log, marked).unwrap();
+    redqueen()
+        .arg("matrix")
+        .arg("--resume")
+        .arg(&stopped)
+        .assert()
+        .success();
+    assert_eq!(status(&stopped), "complete");
+    assert!(!log.exists(), "the row log outlived the matrix");
+
+    let read = |d: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("matrix.json")).unwrap()).unwrap()
+    };
+    let (whole, resumed) = (read(&whole), read(&stopped));
+    let (whole_rows, resumed_rows) = (whole["rows"].as_array().unwrap(), resumed["rows"].as_array().unwrap());
+    assert_eq!(whole_rows.len(), resumed_rows.len());
+    let kept = first["row"].as_u64().unwrap() as usize;
+    for (i, (w, r)) in whole_rows.iter().zip(resumed_rows).enumerate() {
+        if i == kept {
+            assert_eq!(r["clean_acc"], 0.123456, "row {i} was trained again");
+        } else {
+            assert_eq!(w, r, "row {i} differs from the uninterrupted matrix");
+        }
+    }
+    // Resuming a complete matrix does nothing.
+    redqueen()
+        .arg("matrix")
+        .arg("--resume")
+        .arg(&stopped)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("already complete"));
+}

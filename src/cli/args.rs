@@ -192,8 +192,12 @@ pub(super) struct MatrixArgs {
     #[arg(long)]
     pub(super) quick: bool,
     /// Replace the run files in an existing output folder.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     pub(super) force: bool,
+    /// Continue the interrupted matrix in DIR, keeping every finished row (its config.toml
+    /// is used when no FILE is given; a FILE or flags must resolve to the same configuration).
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
+    pub(super) resume: Option<PathBuf>,
 }
 
 /// Options for `run`, checked.

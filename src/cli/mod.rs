@@ -290,9 +290,29 @@ fn check_data(data: &config::DataConfig, seed: u64) -> crate::Result<String> {
 }
 
 fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
-    let mut file = match &args.file {
-        Some(path) => config::matrix::load_matrix_file(path)?,
-        None => config::matrix::load_default_matrix()?,
+    if let Some(dir) = &args.resume {
+        let manifest = tournament::read_manifest(dir)?;
+        if !config::matrix::is_matrix_file(&dir.join("config.toml")) {
+            return Err(Error::Usage(format!(
+                "--resume {}: is a tournament run, not a matrix; continue it with `redqueen run --resume {}`",
+                dir.display(),
+                dir.display()
+            ))
+            .into());
+        }
+        if manifest.status == crate::record::Status::Complete {
+            say(&format!(
+                "{}: the matrix is already complete; nothing to resume (`redqueen report {}` prints it again)\n",
+                dir.display(),
+                dir.display()
+            ));
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let mut file = match (&args.file, &args.resume) {
+        (Some(path), _) => config::matrix::load_matrix_file(path)?,
+        (None, Some(dir)) => config::matrix::load_matrix_file(&dir.join("config.toml"))?,
+        (None, None) => config::matrix::load_default_matrix()?,
     };
     if let Some(seed) = args.seed {
         file.seed = seed;
@@ -301,9 +321,11 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
         file.quick();
     }
     let (jobs, threads) = check_jobs(args.jobs, args.threads)?;
-    let out = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{}", file.name, file.seed)));
+    let out = match (&args.resume, args.out) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(out)) => out,
+        (None, None) => PathBuf::from("results").join(format!("{}-{}", file.name, file.seed)),
+    };
     eprintln!(
         "redqueen: matrix {:?}, seed {}: {} defenders trained against one attack each, {} at a time; results in {}",
         file.name,
@@ -317,7 +339,7 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
         jobs,
         force: args.force,
         threads,
-        resume: false,
+        resume: args.resume.is_some(),
         shard: None,
         cache: None,
     };

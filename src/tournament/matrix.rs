@@ -88,7 +88,12 @@ pub async fn run(file: MatrixFile, options: RunOptions, cancel: Arc<AtomicBool>)
         dir: options.out.clone(),
     };
     // The lock is held to the end: a second run on this folder is refused.
-    let (manifest, _lock) = begin(&file, &dataset, &options, &files)?;
+    let (manifest, _lock, finished) = if options.resume {
+        resume(&file, &dataset, &options)?
+    } else {
+        let (manifest, lock) = begin(&file, &dataset, &options, &files)?;
+        (manifest, lock, Vec::new())
+    };
 
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     kernels::set_threads(cores);
@@ -101,18 +106,31 @@ pub async fn run(file: MatrixFile, options: RunOptions, cancel: Arc<AtomicBool>)
     kernels::set_threads(options.threads.unwrap_or(cores / options.jobs.max(1)).max(1));
 
     let training_started = Instant::now();
+    let log = files.dir.join(ROWS_LOG);
     let shared = Shared {
         file: file.clone(),
         dataset,
         eval,
         pretrained,
         cancel: cancel.clone(),
+        log: Arc::new(std::sync::Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .map_err(writing(&log))?,
+        )),
     };
-    let rows = play_rows(shared, options.jobs).await?;
+    let done: Vec<usize> = finished.iter().map(|r| r.row).collect();
+    let mut rows = finished;
+    rows.extend(play_rows(shared, options.jobs, &done).await?);
     if cancel.load(Ordering::SeqCst) {
-        // A row cut short would be a wrong number: keep none of them.
+        // A row cut short would be a wrong number: it is dropped; the
+        // finished rows are in the log, for `matrix --resume`.
         return Err(Error::MatrixInterrupted(options.out));
     }
+    rows.sort_by_key(|r| r.row);
+    let rows: Vec<MatrixRow> = rows.into_iter().map(|r| r.result).collect();
     let result = MatrixResult {
         schema_version: SCHEMA_VERSION,
         name: file.name.clone(),
@@ -127,7 +145,82 @@ pub async fn run(file: MatrixFile, options: RunOptions, cancel: Arc<AtomicBool>)
         },
     };
     finish(&files, &result, manifest)?;
+    // matrix.json holds every row now.
+    let _ = std::fs::remove_file(&log);
     Ok(result)
+}
+
+/// The log of finished rows in a matrix folder, one JSON line each, kept
+/// until the matrix completes so that an interrupted one can be resumed.
+pub(crate) const ROWS_LOG: &str = "matrix-rows.jsonl";
+
+/// A finished row, as the log keeps it: its index (0, the undefended
+/// model; `i`, trained against attack `i - 1`) and its numbers.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LoggedRow {
+    row: usize,
+    #[serde(flatten)]
+    result: MatrixRow,
+}
+
+/// `matrix --resume DIR`: the folder locked, its run checked to be this
+/// matrix (same configuration, same data) and unfinished, and the rows it
+/// finished read back.
+fn resume(
+    file: &MatrixFile,
+    dataset: &Dataset,
+    options: &RunOptions,
+) -> Result<(Manifest, super::prepare::RunLock, Vec<LoggedRow>)> {
+    use crate::error::ResumeError;
+    let dir = &options.out;
+    let lock = super::prepare::RunLock::take(dir)?;
+    let manifest = record::read_manifest(dir)?;
+    let config = dir.join("config.toml");
+    let recorded = std::fs::read_to_string(&config).map_err(|source| ResumeError::ConfigUnreadable {
+        dir: dir.clone(),
+        config: config.clone(),
+        source,
+    })?;
+    let given = file.to_toml();
+    if recorded != given {
+        let line = recorded
+            .lines()
+            .zip(given.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        return Err(ResumeError::ConfigDiffers {
+            dir: dir.clone(),
+            config,
+            line: line + 1,
+            recorded: recorded.lines().nth(line).unwrap_or("").to_string(),
+            given: given.lines().nth(line).unwrap_or("").to_string(),
+        }
+        .into());
+    }
+    if manifest.dataset_fingerprint != dataset.fingerprint {
+        return Err(ResumeError::DataChanged {
+            dir: dir.clone(),
+            then: manifest.dataset_fingerprint,
+            now: dataset.fingerprint.clone(),
+        }
+        .into());
+    }
+    let log = dir.join(ROWS_LOG);
+    let text = match std::fs::read_to_string(&log) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(format!("reading {}", log.display()))(e)),
+    };
+    // A torn last line is a row the interruption cut: it is trained again.
+    let mut rows: Vec<LoggedRow> = Vec::new();
+    for line in text.lines() {
+        if let Ok(row) = serde_json::from_str::<LoggedRow>(line) {
+            if row.row <= file.attacks.len() && !rows.iter().any(|r| r.row == row.row) {
+                rows.push(row);
+            }
+        }
+    }
+    Ok((manifest, lock, rows))
 }
 
 /// What every row's task shares.
@@ -138,6 +231,8 @@ struct Shared {
     eval: Arc<Split>,
     pretrained: Arc<dyn Classifier>,
     cancel: Arc<AtomicBool>,
+    /// Where each finished row is appended ([`ROWS_LOG`]).
+    log: Arc<std::sync::Mutex<std::fs::File>>,
 }
 
 fn writing(what: &Path) -> impl FnOnce(std::io::Error) -> Error {
@@ -185,30 +280,46 @@ async fn pretrain_shared(file: Arc<MatrixFile>, dataset: Arc<Dataset>) -> Arc<dy
 }
 
 /// The undefended row, then one trained defender per attack, `jobs` at a
-/// time, in row order; rows cut short are left out.
-async fn play_rows(shared: Shared, jobs: usize) -> Result<Vec<MatrixRow>> {
+/// time, in row order, each logged as it finishes; rows in `done` are
+/// skipped and rows cut short are left out.
+async fn play_rows(shared: Shared, jobs: usize, done: &[usize]) -> Result<Vec<LoggedRow>> {
     let semaphore = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
     let mut handles = Vec::new();
-    for row in 0..=shared.file.attacks.len() {
+    for row in (0..=shared.file.attacks.len()).filter(|r| !done.contains(r)) {
         let permit = semaphore.clone().acquire_owned().await.expect("never closed");
         if shared.cancel.load(Ordering::SeqCst) {
             break;
         }
         let shared = shared.clone();
-        handles.push(tokio::task::spawn_blocking(move || {
-            let result = play_row(&shared, row);
+        handles.push(tokio::task::spawn_blocking(move || -> Result<Option<LoggedRow>> {
+            let result = play_row(&shared, row).map(|result| LoggedRow { row, result });
+            if let Some(logged) = &result {
+                log_row(&shared, logged)?;
+            }
             drop(permit);
-            result
+            Ok(result)
         }));
     }
     let mut rows = Vec::new();
     for handle in handles {
-        rows.extend(handle.await.map_err(|e| Error::Io {
+        let row = handle.await.map_err(|e| Error::Io {
             context: "a matrix row failed".into(),
             source: std::io::Error::other(e.to_string()),
-        })?);
+        })??;
+        rows.extend(row);
     }
     Ok(rows)
+}
+
+/// One finished row appended to the log, in one write.
+fn log_row(shared: &Shared, row: &LoggedRow) -> Result<()> {
+    use std::io::Write;
+    let mut line = serde_json::to_string(row).expect("a matrix row serializes");
+    line.push('\n');
+    let mut file = shared.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    file.write_all(line.as_bytes())
+        .and_then(|()| file.flush())
+        .map_err(Error::io(format!("writing {ROWS_LOG}")))
 }
 
 /// Row 0 evaluates the pretrained model; row `i` trains against attack

@@ -18,6 +18,7 @@ const RUN_FILES: &[&str] = &[
     "summary.json",
     "gallery.json",
     "matrix.json",
+    "matrix-rows.jsonl",
     "report.html",
 ];
 
