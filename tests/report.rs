@@ -338,6 +338,7 @@ fn the_readme_prints_the_stored_reference_runs() {
         "default-5-seeds",
         "masking",
         "masking-mnist",
+        "mnist",
         "defenses",
         "matrix-default",
         "matrix-mnist",
