@@ -117,7 +117,7 @@ fn every_attack_is_deterministic_under_a_seed() {
         assert_eq!(run(3), run(3), "{}", config.label());
         let randomized = matches!(
             config.family(),
-            "noise" | "square" | "apgd" | "hopskipjump" | "autoattack"
+            "noise" | "square" | "apgd" | "hopskipjump" | "pointwise" | "autoattack"
         ) || matches!(&config, AttackConfig::Pgd(p) if p.random_start);
         if randomized {
             assert_ne!(run(3), run(4), "{} ignores its seed", config.label());

@@ -17,6 +17,7 @@ pub mod hopskipjump;
 pub mod mim;
 pub mod noise;
 pub mod pgd;
+pub mod pointwise;
 pub mod rules;
 pub mod spatial;
 pub mod square;
@@ -43,6 +44,7 @@ pub use hopskipjump::HopSkipJumpConfig;
 pub use mim::MimConfig;
 pub use noise::NoiseConfig;
 pub use pgd::PgdConfig;
+pub use pointwise::PointwiseConfig;
 pub use rules::{check_budget, within_rules, Rules};
 pub use spatial::{SpatialBudget, SpatialConfig};
 pub use square::SquareConfig;
@@ -170,6 +172,7 @@ crate::registry! {
         DeepFool(DeepFoolConfig) = "deepfool",
         Square(SquareConfig) = "square",
         HopSkipJump(HopSkipJumpConfig) = "hopskipjump",
+        Pointwise(PointwiseConfig) = "pointwise",
         Bpda(BpdaConfig) = "bpda",
         Eot(EotConfig) = "eot",
         Spatial(SpatialConfig) = "spatial",

@@ -332,7 +332,7 @@ pub(super) fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
 /// arguments resolve to must be the one the run folder records.
 fn check_same_config(dir: &std::path::Path, plan: &Plan) -> Result<(), Error> {
     let path = dir.join("config.toml");
-    let recorded = std::fs::read_to_string(&path).map_err(|source| ResumeError::ConfigUnreadable {
+    let recorded = crate::record::read_config_text(&path).map_err(|source| ResumeError::ConfigUnreadable {
         dir: dir.to_path_buf(),
         config: path.clone(),
         source,
@@ -384,5 +384,28 @@ pub(super) fn check_jobs(jobs: Option<usize>, threads: Option<usize>) -> Result<
     match threads {
         Some(0) => Err(Error::Usage("--threads must be at least 1".into())),
         threads => Ok((jobs, threads)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_out;
+
+    /// A default folder name stays short enough for any filesystem, however
+    /// many seeds (`--seeds 100` once named a folder too long to make).
+    #[test]
+    fn default_out_names_stay_short() {
+        assert_eq!(default_out("t", &[7]), std::path::PathBuf::from("results/t-7"));
+        assert_eq!(
+            default_out("t", &[1, 2]),
+            std::path::PathBuf::from("results/t-seeds-1-2")
+        );
+        let many: Vec<u64> = (1000..1100).collect();
+        assert_eq!(
+            default_out("t", &many),
+            std::path::PathBuf::from("results/t-100-seeds-from-1000")
+        );
+        let longest = default_out(&"n".repeat(64), &many);
+        assert!(longest.file_name().unwrap().len() < 255);
     }
 }

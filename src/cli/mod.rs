@@ -315,6 +315,13 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
         (None, None) => config::matrix::load_default_matrix()?,
     };
     if let Some(seed) = args.seed {
+        if seed > config::limits::MAX_SEED {
+            return Err(Error::Usage(format!(
+                "--seed {seed}: seeds run from 0 to {} (a run records its seed in TOML, whose integers stop there)",
+                config::limits::MAX_SEED
+            ))
+            .into());
+        }
         file.seed = seed;
     }
     if args.quick {
@@ -347,8 +354,10 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
     let cancel = Arc::new(AtomicBool::new(false));
     let result = runtime.block_on(async {
         cancel_on_ctrl_c(cancel.clone());
-        tournament::matrix::run(file, options, cancel).await
+        tournament::matrix::run_locked(file, options, cancel).await
     })?;
+    // The report is written under the run's lock.
+    let (result, _lock) = result;
     say(&report::matrix_table(&result));
     report::write_report(&out)?;
     say(&format!(
@@ -363,7 +372,11 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
 
 fn run_tournament(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.resume {
-        if tournament::read_manifest(dir)?.status == crate::record::Status::Complete {
+        let manifest = tournament::read_manifest(dir)?;
+        if config::matrix::is_matrix_file(&dir.join("config.toml")) {
+            return Err(crate::error::ResumeError::Matrix(dir.clone()).into());
+        }
+        if manifest.status == crate::record::Status::Complete {
             say(&format!(
                 "{}: the run is already complete; nothing to resume (`redqueen report {}` prints its tables again)\n",
                 dir.display(),
@@ -396,10 +409,11 @@ fn run_tournament(args: RunArgs) -> anyhow::Result<ExitCode> {
     let cancel = Arc::new(AtomicBool::new(false));
     let summary = runtime.block_on(async {
         cancel_on_ctrl_c(cancel.clone());
-        tournament::run(plan, options, bars.clone(), cancel).await
+        tournament::run_locked(plan, options, bars.clone(), cancel).await
     });
     bars.finish();
-    let summary = summary?;
+    // The report is written under the run's lock.
+    let (summary, _lock) = summary?;
     say(&report::leaderboards(&summary));
     report::write_report(&out)?;
     say(&format!(

@@ -130,7 +130,7 @@ pub fn load_matrix_file(path: &std::path::Path) -> Result<MatrixFile> {
     if is_tournament_file(path) && !is_matrix_file(path) {
         return Err(Error::config(
             cited,
-            "is a tournament file (it has `attackers` and `defenders`), not a matrix file; run it with `redqueen run`",
+            "is a tournament file (it has `attackers` or `defenders`), not a matrix file; run it with `redqueen run`",
         ));
     }
     check_matrix(parse(&text, &cited)?, &cited)

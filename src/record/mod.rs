@@ -494,6 +494,24 @@ pub fn read_rows(path: &Path) -> io::Result<Vec<RoundRow>> {
         .collect())
 }
 
+/// A run folder's `config.toml`: read only if it is a regular file within
+/// [`crate::config::MAX_FILE_BYTES`] (a planted FIFO or a huge file would
+/// hang or fill memory), as an I/O error otherwise.
+pub fn read_config_text(path: &Path) -> io::Result<String> {
+    use std::io::Read;
+    let meta = fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let cap = crate::config::MAX_FILE_BYTES;
+    let mut text = String::new();
+    fs::File::open(path)?.take(cap + 1).read_to_string(&mut text)?;
+    if meta.len() > cap || text.len() as u64 > cap {
+        return Err(io::Error::new(io::ErrorKind::FileTooLarge, "larger than 1 MiB"));
+    }
+    Ok(text)
+}
+
 /// Every row of a `rounds.jsonl`, strictly: a line that is not a row (torn,
 /// a wrong type, NaN) is an error naming the file and line, except a torn
 /// last line where `torn_last_allowed` (a run still going or killed). A

@@ -143,7 +143,9 @@ fn payoff_plot(summary: &Summary) -> Result<Plot> {
     };
     Ok(Plot {
         file: "payoff".into(),
-        svg: plots::heat_map(
+        // Rewards in the terminal's unit (0.529, not 52.9%).
+        svg: plots::heat_map_in(
+            plots::Unit::Fraction,
             &title,
             &payoff.attackers,
             &payoff.defenders,

@@ -449,7 +449,7 @@ pub fn load_run(dir: &Path) -> Result<Run> {
     }
     let files = RunFiles { dir: dir.to_path_buf() };
     let manifest = record::read_manifest(dir)?;
-    let config = std::fs::read_to_string(files.config()).map_err(|e| match e.kind() {
+    let config = record::read_config_text(&files.config()).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => RunFolderError::Missing(files.config()).into(),
         _ => Error::io(format!("reading {}", files.config().display()))(e),
     })?;
@@ -467,7 +467,7 @@ pub fn load_run(dir: &Path) -> Result<Run> {
     } else {
         let rows = record::read_rows_strict(&files.rounds(), !complete)?;
         match &summary {
-            Some(summary) => check_rows_against(summary, &rows, &files.rounds())?,
+            Some(summary) => check_rows_against(summary, &rows, &files.rounds(), complete)?,
             None if complete => return Err(RunFolderError::Missing(files.summary()).into()),
             None => {}
         }
@@ -484,27 +484,37 @@ pub fn load_run(dir: &Path) -> Result<Run> {
     })
 }
 
-/// Every match the summary lists has its rows, rounds 1 to its count.
-fn check_rows_against(summary: &Summary, rows: &[RoundRow], path: &Path) -> Result<()> {
+/// Every match the summary lists has its rows, rounds 1 to its count, and
+/// (in a complete run: a partial one holds rows of matches cut short) no
+/// row belongs to a match it does not list.
+fn check_rows_against(summary: &Summary, rows: &[RoundRow], path: &Path, complete: bool) -> Result<()> {
+    let inconsistent = |message: String| -> Error {
+        RunFolderError::Inconsistent {
+            path: path.to_path_buf(),
+            message,
+        }
+        .into()
+    };
+    let mut by_match: std::collections::BTreeMap<(u64, usize), Vec<usize>> = std::collections::BTreeMap::new();
+    for r in rows {
+        by_match.entry((r.seed, r.match_id)).or_default().push(r.round);
+    }
     for m in &summary.matches {
-        let mut rounds: Vec<usize> = rows
-            .iter()
-            .filter(|r| r.seed == m.seed && r.match_id == m.match_id)
-            .map(|r| r.round)
-            .collect();
+        let mut rounds = by_match.remove(&(m.seed, m.match_id)).unwrap_or_default();
         rounds.sort_unstable();
         if rounds != (1..=m.rounds).collect::<Vec<_>>() {
-            return Err(RunFolderError::Inconsistent {
-                path: path.to_path_buf(),
-                message: format!(
-                    "match {} (seed {}, {} vs {}) has rows for rounds {rounds:?}, but summary.json says it played {}",
-                    m.match_id, m.seed, m.attacker, m.defender, m.rounds
-                ),
-            }
-            .into());
+            return Err(inconsistent(format!(
+                "match {} (seed {}, {} vs {}) has rows for rounds {rounds:?}, but summary.json says it played {}",
+                m.match_id, m.seed, m.attacker, m.defender, m.rounds
+            )));
         }
     }
-    Ok(())
+    match by_match.keys().next().filter(|_| complete) {
+        Some((seed, id)) => Err(inconsistent(format!(
+            "holds rows of match {id} (seed {seed}), which summary.json does not list"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The tables of a run, as `run` or `matrix` printed them.

@@ -448,6 +448,54 @@ pub fn heat_map(
     row_strategy: Option<&[f64]>,
     col_strategy: Option<&[f64]>,
 ) -> PlotResult {
+    heat_map_in(
+        Unit::Percent,
+        title,
+        row_labels,
+        col_labels,
+        values,
+        value_label,
+        row_strategy,
+        col_strategy,
+    )
+}
+
+/// How a heat map prints its values in [0, 1].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// `52.9%`: accuracies.
+    Percent,
+    /// `0.529`: rewards, as the terminal's payoff table prints them.
+    Fraction,
+}
+
+impl Unit {
+    fn show(self, v: f64) -> String {
+        match self {
+            Unit::Percent => pct(v),
+            Unit::Fraction => format!("{v:.3}"),
+        }
+    }
+    fn tick(self, t: f64) -> String {
+        match self {
+            Unit::Percent => format!("{:.0}%", 100.0 * t),
+            Unit::Fraction => format!("{t:.2}"),
+        }
+    }
+}
+
+/// [`heat_map`], its values printed in `unit`.
+#[allow(clippy::too_many_arguments)]
+pub fn heat_map_in(
+    unit: Unit,
+    title: &str,
+    row_labels: &[String],
+    col_labels: &[String],
+    values: &[Vec<Option<f64>>],
+    value_label: &str,
+    row_strategy: Option<&[f64]>,
+    col_strategy: Option<&[f64]>,
+) -> PlotResult {
     let mixes = (row_strategy.is_some(), col_strategy.is_some());
     let layout = HeatLayout::new(title, row_labels, col_labels, values, mixes)?;
     let (width, height) = (layout.width, layout.height);
@@ -467,7 +515,7 @@ pub fn heat_map(
                 &anchored(font(14.0, MUTED), HPos::Center, VPos::Center),
             );
         }
-        draw_cells(root, &layout, values)?;
+        draw_cells(root, &layout, values, unit)?;
         draw_column_labels(root, &layout)?;
         if let Some(ps) = col_strategy {
             draw_column_mix(root, &layout, ps)?;
@@ -475,7 +523,7 @@ pub fn heat_map(
         if let Some(ps) = row_strategy {
             draw_row_mix(root, &layout, ps)?;
         }
-        draw_colour_scale(root, &layout, value_label)
+        draw_colour_scale(root, &layout, value_label, unit)
     })
 }
 
@@ -581,7 +629,7 @@ fn column_labels(col_labels: &[String], n_cols: usize) -> (Vec<String>, bool, i3
 }
 
 /// The coloured cells with their percentages, row by row, each row followed by its label.
-fn draw_cells(root: &Area, layout: &HeatLayout, values: &[Vec<Option<f64>>]) -> Result<(), PlotError> {
+fn draw_cells(root: &Area, layout: &HeatLayout, values: &[Vec<Option<f64>>], unit: Unit) -> Result<(), PlotError> {
     let cell_text = |c: RGBColor| anchored(font(12.0, contrast(c)), HPos::Center, VPos::Center);
     let x0 = layout.x0;
     for (i, row) in layout.rows.iter().enumerate() {
@@ -590,7 +638,7 @@ fn draw_cells(root: &Area, layout: &HeatLayout, values: &[Vec<Option<f64>>]) -> 
             let x = x0 + j as i32 * CELL_W;
             let v = finite(values.get(i).and_then(|r| r.get(j)).copied().flatten());
             let (color, text) = match v {
-                Some(v) => (viridis(v), pct(v)),
+                Some(v) => (viridis(v), unit.show(v)),
                 None => (NONE_GREY, "-".to_string()),
             };
             fill_rect(root, (x, y), (x + CELL_W, y + CELL_H), color)?;
@@ -688,7 +736,7 @@ fn draw_row_mix(root: &Area, layout: &HeatLayout, ps: &[f64]) -> Result<(), Plot
 }
 
 /// The colour scale: 0% at the bottom, 100% at the top, labelled with `value_label`.
-fn draw_colour_scale(root: &Area, layout: &HeatLayout, value_label: &str) -> Result<(), PlotError> {
+fn draw_colour_scale(root: &Area, layout: &HeatLayout, value_label: &str, unit: Unit) -> Result<(), PlotError> {
     const STEPS: i32 = 60;
     let (scale_x, y0, scale_h) = (layout.scale_x, layout.y0, layout.scale_h);
     for k in 0..STEPS {
@@ -705,12 +753,7 @@ fn draw_colour_scale(root: &Area, layout: &HeatLayout, value_label: &str) -> Res
         let y = y0 + ((1.0 - t) * scale_h as f64).round() as i32;
         root.draw(&PathElement::new(vec![(scale_x + 14, y), (scale_x + 18, y)], MUTED))
             .map_err(pe)?;
-        put(
-            root,
-            &format!("{:.0}%", 100.0 * t),
-            (scale_x + 20, y),
-            &small_label(HPos::Left),
-        )?;
+        put(root, &unit.tick(t), (scale_x + 20, y), &small_label(HPos::Left))?;
     }
     let name = clip(value_label, (scale_h as f64 / (12.0 * 0.6)) as usize);
     let vertical = anchored(font(12.0, INK), HPos::Center, VPos::Center).transform(FontTransform::Rotate270);
@@ -1121,6 +1164,24 @@ mod tests {
         assert!(svg.contains("equilibrium mix") && svg.contains(">\n75.0%\n<"));
         // Light (high) cells get black text, dark (low) ones white.
         assert!(svg.contains("fill=\"#000000\">\n100.0%") && svg.contains("fill=\"#FFFFFF\">\n0.0%"));
+    }
+
+    #[test]
+    fn heat_map_prints_rewards_as_fractions_when_asked() {
+        let labels = |n: &str| vec![n.to_string()];
+        let svg = heat_map_in(
+            Unit::Fraction,
+            "t",
+            &labels("a"),
+            &labels("d"),
+            &[vec![Some(0.529)]],
+            "reward",
+            None,
+            None,
+        )
+        .unwrap();
+        assert!(svg.contains("0.529") && !svg.contains("52.9%"), "{svg}");
+        assert!(svg.contains("0.50") && !svg.contains("50%"));
     }
 
     #[test]

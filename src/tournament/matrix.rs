@@ -82,13 +82,23 @@ pub fn evaluate(
 /// Run the matrix, writing `config.toml`, `manifest.json` and `matrix.json`
 /// to `options.out` (plots and report are the report layer's).
 pub async fn run(file: MatrixFile, options: RunOptions, cancel: Arc<AtomicBool>) -> Result<MatrixResult> {
+    Ok(run_locked(file, options, cancel).await?.0)
+}
+
+/// [`run`], handing back the lock on the run folder too, so that the caller
+/// can write the report before another run may take the folder.
+pub async fn run_locked(
+    file: MatrixFile,
+    options: RunOptions,
+    cancel: Arc<AtomicBool>,
+) -> Result<(MatrixResult, super::RunLock)> {
     let started = Instant::now();
     let dataset = load(&file).await?;
     let files = RunFiles {
         dir: options.out.clone(),
     };
     // The lock is held to the end: a second run on this folder is refused.
-    let (manifest, _lock, finished) = if options.resume {
+    let (manifest, lock, finished) = if options.resume {
         resume(&file, &dataset, &options)?
     } else {
         let (manifest, lock) = begin(&file, &dataset, &options, &files)?;
@@ -147,7 +157,7 @@ pub async fn run(file: MatrixFile, options: RunOptions, cancel: Arc<AtomicBool>)
     finish(&files, &result, manifest)?;
     // matrix.json holds every row now.
     let _ = std::fs::remove_file(&log);
-    Ok(result)
+    Ok((result, lock))
 }
 
 /// The log of finished rows in a matrix folder, one JSON line each, kept
@@ -176,7 +186,7 @@ fn resume(
     let lock = super::prepare::RunLock::take(dir)?;
     let manifest = record::read_manifest(dir)?;
     let config = dir.join("config.toml");
-    let recorded = std::fs::read_to_string(&config).map_err(|source| ResumeError::ConfigUnreadable {
+    let recorded = record::read_config_text(&config).map_err(|source| ResumeError::ConfigUnreadable {
         dir: dir.clone(),
         config: config.clone(),
         source,
@@ -211,7 +221,16 @@ fn resume(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(Error::io(format!("reading {}", log.display()))(e)),
     };
-    // A torn last line is a row the interruption cut: it is trained again.
+    // A torn last line is a row the interruption cut: it is trained again,
+    // and cut from the log so that the next row starts on a line of its own.
+    if let Some(end) = text
+        .rfind('\n')
+        .map(|i| i + 1)
+        .or(Some(0))
+        .filter(|&end| end < text.len())
+    {
+        std::fs::write(&log, &text[..end]).map_err(writing(&log))?;
+    }
     let mut rows: Vec<LoggedRow> = Vec::new();
     for line in text.lines() {
         if let Ok(row) = serde_json::from_str::<LoggedRow>(line) {

@@ -57,20 +57,23 @@ pub fn estimate(plan: &Plan, jobs: usize) -> Estimate {
     // Weights, gradients, two optimizer moments, and the copies a match
     // makes (pretrained, deployed, evaluated, the specialist).
     let models = parameters.saturating_mul(F32 * 8);
-    // Forward activations and their gradients for the largest set an attack
-    // or a training step takes at once.
+    // Forward activations and their gradients for the largest batch a
+    // training step or an attack (in batches of EVAL_BATCH) takes at once,
+    // and the evaluation and crafting images with a few working copies.
     let batch = largest("batch")
-        .max(file.sizes.eval as u64)
-        .max(file.sizes.craft as u64)
+        .max(crate::arena::metrics::EVAL_BATCH as u64)
         .max(file.pretrain.batch as u64);
     let activations = batch.saturating_mul(per_image).saturating_mul(F32 * 3);
+    let sets = (file.sizes.eval as u64 + file.sizes.craft as u64)
+        .saturating_mul(image)
+        .saturating_mul(4);
     let replay = largest("replay").saturating_mul(image + 1);
     // Every round's zero-day examples are kept to measure staleness.
     let stale = (file.rounds as u64)
         .saturating_mul(file.sizes.eval as u64)
         .saturating_mul(image);
     let crafted = (file.sizes.craft as u64).saturating_mul(image).saturating_mul(4);
-    let per_match = [models, activations, replay, stale, crafted]
+    let per_match = [models, activations, sets, replay, stale, crafted]
         .iter()
         .fold(0u64, |s, b| s.saturating_add(*b));
     Estimate {

@@ -68,7 +68,7 @@ fn read_parts(dirs: &[PathBuf]) -> Result<Vec<Part>> {
             .into());
         }
         let config_path = dir.join("config.toml");
-        let config = std::fs::read_to_string(&config_path).map_err(|source| MergeError::ConfigUnreadable {
+        let config = record::read_config_text(&config_path).map_err(|source| MergeError::ConfigUnreadable {
             config: config_path.clone(),
             source,
         })?;

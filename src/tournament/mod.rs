@@ -31,6 +31,7 @@ use crate::record::{self, RoundRow, RunFiles, RunTiming, Shard, Status, Summary}
 pub use dataset::{eval_subset, load_dataset, split_attacker_slice};
 pub use merge::{merge, read_part};
 pub(crate) use prepare::prepare_output;
+pub use prepare::RunLock;
 pub use pretrain::pretrain;
 
 /// What a tournament reports while it runs (progress bars live above).
@@ -114,12 +115,23 @@ pub async fn run(
     observer: Arc<dyn Observer>,
     cancel: Arc<AtomicBool>,
 ) -> Result<Summary> {
+    Ok(run_locked(plan, options, observer, cancel).await?.0)
+}
+
+/// [`run`], handing back the lock on the run folder too, so that the caller
+/// can write the report before another run may take the folder.
+pub async fn run_locked(
+    plan: Plan,
+    options: RunOptions,
+    observer: Arc<dyn Observer>,
+    cancel: Arc<AtomicBool>,
+) -> Result<(Summary, RunLock)> {
     let started = Instant::now();
     let plan = Arc::new(plan);
     let seeds = plan.file.seed_list();
     let prepared = prepare::prepare(&plan, &options).await?;
     // Held to the end: a second run on this folder is refused meanwhile.
-    let _lock = prepared.lock;
+    let lock = prepared.lock;
 
     // Pretraining runs alone, so it gets every core; then cores are shared
     // out: matches run side by side, each model's matrix multiplies use the
@@ -180,7 +192,8 @@ pub async fn run(
         started,
     };
     let interrupted = cancel.load(Ordering::SeqCst);
-    summarize(&plan, &replicates[0], options.shard, interrupted, played).await
+    let summary = summarize(&plan, &replicates[0], options.shard, interrupted, played).await?;
+    Ok((summary, lock))
 }
 
 /// Per seed: its data (synthetic digits are drawn from the seed), its

@@ -155,27 +155,41 @@ pub(crate) fn prepare_output(out: &Path, force: bool) -> Result<RunLock> {
         remove_run_files(out)?;
         return Ok(lock);
     }
-    create_dir_all_or_nothing(out)?;
-    RunLock::take(out)
+    let made = create_dir_all_or_nothing(out)?;
+    RunLock::take(out).inspect_err(|_| remove_made(&made))
 }
 
 /// `create_dir_all`, except that a failure removes the folders it made
-/// (a default `results/` left empty would be a surprise on disk).
-fn create_dir_all_or_nothing(out: &Path) -> Result<()> {
-    let missing: Vec<&Path> = out
+/// (a default `results/` left empty would be a surprise on disk). Returns
+/// the folders it made, deepest first.
+fn create_dir_all_or_nothing(out: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let missing: Vec<std::path::PathBuf> = out
         .ancestors()
         .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+        .map(Path::to_path_buf)
         .collect();
-    std::fs::create_dir_all(out).map_err(|source| {
-        for made in &missing {
-            let _ = std::fs::remove_dir(made);
+    match std::fs::create_dir_all(out) {
+        Ok(()) => Ok(missing),
+        Err(source) => {
+            remove_made(&missing);
+            Err(OutputError::Create {
+                dir: out.to_path_buf(),
+                source,
+            }
+            .into())
         }
-        OutputError::Create {
-            dir: out.to_path_buf(),
-            source,
-        }
-        .into()
-    })
+    }
+}
+
+/// The folders a refused run made, removed again (deepest first; any lock
+/// file in them first).
+fn remove_made(made: &[std::path::PathBuf]) {
+    if let Some(deepest) = made.first() {
+        let _ = std::fs::remove_file(deepest.join(LOCK_FILE));
+    }
+    for dir in made {
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 /// The lock file inside a run folder.
@@ -193,8 +207,8 @@ pub struct RunLock {
 
 impl Drop for RunLock {
     fn drop(&mut self) {
-        // Removed while still locked, so no other run can take the folder
-        // between the two steps.
+        // Removed while still locked; a run that opened it meanwhile finds
+        // its file gone from the folder and tries again (`take`).
         let _ = std::fs::remove_file(&self.path);
         let _ = self.file.unlock();
     }
@@ -202,6 +216,22 @@ impl Drop for RunLock {
 
 impl RunLock {
     pub(crate) fn take(dir: &Path) -> Result<RunLock> {
+        // A run that ends removes the file it locked; one that opened it
+        // just before would hold a lock on a file no longer in the folder.
+        // So a lock counts only on the file the path still names: retry
+        // otherwise.
+        for _ in 0..100 {
+            if let Some(lock) = Self::try_take(dir)? {
+                return Ok(lock);
+            }
+        }
+        Err(Error::io(format!("locking {}", dir.join(LOCK_FILE).display()))(
+            std::io::Error::other("the lock file kept changing"),
+        ))
+    }
+
+    /// One attempt: `None` when the file locked is no longer the folder's.
+    fn try_take(dir: &Path) -> Result<Option<RunLock>> {
         use std::io::{Read, Seek, Write};
         let path = dir.join(LOCK_FILE);
         let mut file = std::fs::OpenOptions::new()
@@ -226,14 +256,32 @@ impl RunLock {
                 return Err(Error::io(format!("locking {}", path.display()))(e));
             }
         }
+        if !same_file(&file, &path) {
+            return Ok(None);
+        }
         let write_pid = |file: &mut std::fs::File| -> std::io::Result<()> {
             file.set_len(0)?;
             file.rewind()?;
             write!(file, "{}", std::process::id())
         };
         write_pid(&mut file).map_err(Error::io(format!("writing {}", path.display())))?;
-        Ok(RunLock { file, path })
+        Ok(Some(RunLock { file, path }))
     }
+}
+
+/// Whether the open `file` is the one `path` names now.
+#[cfg(unix)]
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &std::fs::File, path: &Path) -> bool {
+    path.exists()
 }
 
 /// Remove the run files and plots of an existing folder (`--force`).
