@@ -42,6 +42,7 @@ pub const LIMITS: &[Limit] = &[
     limit("seeds", MAX_SEED, "seed"),
     limit("rounds", 10_000, "rounds of a match"),
     limit("steps", 1_000_000, "steps of an attack or of training"),
+    limit("attack_steps", 10_000, "attack steps per training step"),
     limit("epochs", 10_000, "epochs of training"),
     limit("queries", 1_000_000, "queries per image"),
     limit("restarts", 1_000, "restarts of an attack"),

@@ -75,7 +75,15 @@ fn tokenize(text: &str) -> Result<Vec<Token>> {
 struct Parser {
     tokens: Vec<Token>,
     at: usize,
+    /// Parentheses, calls and minus signs open around the current token.
+    depth: usize,
 }
+
+/// The longest value expression, in characters, and its deepest nesting:
+/// parsing, evaluating and dropping an expression recurse over its tree,
+/// so both bound the stack it takes.
+pub const MAX_TEXT: usize = 1_000;
+pub const MAX_DEPTH: usize = 32;
 
 impl Parser {
     fn peek(&self) -> Option<&Token> {
@@ -134,6 +142,18 @@ impl Parser {
     }
 
     fn factor(&mut self) -> Result<Expr> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(Error::invalid(format!(
+                "the value nests parentheses, calls or minus signs more than {MAX_DEPTH} deep"
+            )));
+        }
+        let factor = self.factor_inner();
+        self.depth -= 1;
+        factor
+    }
+
+    fn factor_inner(&mut self) -> Result<Expr> {
         match self.next() {
             Some(Token::Number(n)) => Ok(Expr::Number(n)),
             Some(Token::Symbol('-')) => Ok(Expr::Negate(Box::new(self.factor()?))),
@@ -171,9 +191,15 @@ impl Parser {
 
 impl Expr {
     pub fn parse(text: &str) -> Result<Expr> {
+        if text.chars().count() > MAX_TEXT {
+            return Err(Error::invalid(format!(
+                "the value is longer than {MAX_TEXT} characters"
+            )));
+        }
         let mut parser = Parser {
             tokens: tokenize(text)?,
             at: 0,
+            depth: 0,
         };
         let expr = parser.sum()?;
         match parser.peek() {
@@ -274,6 +300,18 @@ mod tests {
             _ => 0.1,
         };
         Expr::parse(text).unwrap().value(&lookup, &|_| 100.0)
+    }
+
+    #[test]
+    fn deep_or_long_values_are_refused_not_overflowed() {
+        let deep = format!("{}c{}", "(".repeat(100), ")".repeat(100));
+        assert!(Expr::parse(&deep).unwrap_err().to_string().contains("deep"));
+        let negated = format!("{}c", "-".repeat(100));
+        assert!(Expr::parse(&negated).is_err());
+        let long = vec!["c"; 600].join(" + ");
+        assert!(Expr::parse(&long).unwrap_err().to_string().contains("longer"));
+        let fine = format!("{}c{}", "(".repeat(20), ")".repeat(20));
+        assert!(Expr::parse(&fine).is_ok());
     }
 
     #[test]
