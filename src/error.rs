@@ -424,4 +424,24 @@ mod tests {
             "invalid type: string \"x\", expected a whole number, 0 or more"
         );
     }
+
+    /// A read-only or full disk, a permission or a missing path is the
+    /// user's to fix (exit 2); an I/O failure of another kind is redqueen's
+    /// (exit 1). Read-only filesystems cannot be made in a test run as root.
+    #[test]
+    fn io_errors_the_user_can_fix_exit_2() {
+        use std::io::ErrorKind;
+        let io = |kind: ErrorKind| Error::io("writing out/config.toml")(std::io::Error::from(kind));
+        for kind in [
+            ErrorKind::ReadOnlyFilesystem,
+            ErrorKind::StorageFull,
+            ErrorKind::PermissionDenied,
+            ErrorKind::NotFound,
+            ErrorKind::NotADirectory,
+        ] {
+            assert_eq!(io(kind).exit_code(), 2, "{kind:?}");
+        }
+        assert_eq!(io(ErrorKind::Other).exit_code(), 1);
+        assert_eq!(io(ErrorKind::UnexpectedEof).exit_code(), 1);
+    }
 }

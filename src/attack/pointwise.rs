@@ -231,6 +231,17 @@ impl AttackSpec for PointwiseConfig {
     fn queries(&self) -> Option<usize> {
         Some(self.queries)
     }
+    /// A label-only sparse search fools fewer images than gradients do at
+    /// the same l1 budget (the attacks table: 55.0% left standing on the
+    /// fixture's undefended MLP, against PGD-l1's 6.5%); it promises a
+    /// quarter of the correct answers.
+    fn required_success(&self) -> Option<f64> {
+        Some(0.25)
+    }
+    fn scale_budget(&mut self, factor: f32) -> bool {
+        self.eps *= factor;
+        true
+    }
     fn run(
         &self,
         model: &dyn Model,
