@@ -882,6 +882,38 @@ const CASES: &[Case] = &[
         expect_out: Out::Untouched,
         skip: None,
     },
+    Case {
+        name: "class names that repeat",
+        setup: |dir| {
+            run(tiny_with(
+                dir,
+                &[("train = 600", "train = 600\nclasses = [\"a\", \"b\", \"a\"]")],
+            ))
+        },
+        stderr: &["tiny.toml", "`data.classes`", "distinct"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "class names for a dataset with another number of classes",
+        setup: |dir| {
+            let mut args = on_idx(dir, (600, 200), (28, 28), |_| {});
+            let text = std::fs::read_to_string(dir.join("tiny.toml")).unwrap();
+            std::fs::write(
+                dir.join("tiny.toml"),
+                text.replacen("path = \"data\"", "path = \"data\"\nclasses = [\"cat\", \"dog\"]", 1),
+            )
+            .unwrap();
+            args.truncate(2);
+            args[0] = "check".into();
+            args
+        },
+        stderr: &["`data.classes` names 2 classes", "has 10"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
     // ---- `check` means it: the data is loaded as `run` loads it ----
     Case {
         name: "check: an IDX label of 200",

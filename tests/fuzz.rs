@@ -1674,6 +1674,7 @@ fn idx_folders() {
             path: Some(dir.path().to_path_buf()),
             train: case.ask.0,
             test: case.ask.1,
+            classes: None,
         };
         let dataset = redqueen::tournament::load_dataset(&data, 1);
         match (&loaded, dataset) {
@@ -1748,6 +1749,7 @@ fn corpus_replays_without_crash() {
             path: Some(path.clone()),
             train: 1,
             test: 1,
+            classes: None,
         };
         let dataset = redqueen::tournament::load_dataset(&data, 1);
         match dir {

@@ -84,6 +84,21 @@ fn seeds_give_intervals_ratings_the_game_and_a_self_contained_report() {
     for text in ["How to read this report", "not separable from", "config.toml", "pgd-at"] {
         assert!(page.contains(text), "report.html lacks {text}");
     }
+    // The page states its setup first: data, model, budgets, repertoires,
+    // the unseen panel and the weight of one evaluation image.
+    let setup = &page[page.find("<h2>Setup</h2>").expect("a setup section")..page.find("<h2>Defenders</h2>").unwrap()];
+    for text in [
+        "synthetic-digits: 600 training images, 200 test images",
+        "mlp, hidden layers [64]",
+        "linf 0.1, l2 2",
+        "attacker bandit",
+        "pgd-linf-0.1-5steps, fgsm-linf-0.1",
+        "unseen panel",
+        "pgd-l2-2-5steps",
+        "60 (one image is 1.67 points of an accuracy)",
+    ] {
+        assert!(setup.contains(text), "the setup lacks {text}: {setup}");
+    }
     // The gallery's examples are real images within the rules' budgets
     // (linf 0.1, l2 2.0), stored as bytes: one byte of rounding per pixel.
     let gallery = json(&three.join("gallery.json"));
@@ -356,4 +371,42 @@ fn the_readme_prints_the_stored_reference_runs() {
         readme.contains(attacks.trim_end()),
         "the attacks table in the README or docs/ is not results/reference/attacks/table.md"
     );
+}
+
+/// The gallery names classes where the data says what they are: an `idx`
+/// folder with `classes = [...]` (Fashion-MNIST's are built in).
+#[test]
+fn the_gallery_names_the_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_idx_dataset(&dir.path().join("data"), 600, 200, 28, 28);
+    let file = tiny_tournament(
+        dir.path(),
+        "[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }",
+    );
+    let names: Vec<String> = (0..10)
+        .map(|k| {
+            format!(
+                "class-{}",
+                ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"][k]
+            )
+        })
+        .collect();
+    let text = read(&file).replacen(
+        "dataset = \"synthetic-digits\"",
+        &format!("dataset = \"idx\"\npath = \"data\"\nclasses = {names:?}"),
+        1,
+    );
+    std::fs::write(&file, text).unwrap();
+    let out = dir.path().join("out");
+    redqueen()
+        .current_dir(dir.path())
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let gallery = read(&out.join("plots/gallery.svg"));
+    assert!(gallery.contains("true class-"), "the gallery does not name the classes");
+    assert!(!gallery.contains("true 0,") && !gallery.contains("true 1,"));
 }

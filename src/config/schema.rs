@@ -147,6 +147,36 @@ pub struct DataConfig {
     /// Test images the evaluation subset is drawn from.
     #[serde(default = "default_test")]
     pub test: usize,
+    /// The classes' names, label 0 first, for the gallery and the report
+    /// (default: Fashion-MNIST's built in; digits name themselves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<String>>,
+}
+
+/// Fashion-MNIST's classes, label 0 first (Xiao, Rasul & Vollgraf 2017).
+pub const FASHION_MNIST_CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
+impl DataConfig {
+    /// The classes' names: `classes` when given, else the dataset's built-in
+    /// names (Fashion-MNIST's); empty for digits, whose labels are their names.
+    pub fn class_names(&self) -> Vec<String> {
+        match (&self.classes, self.dataset.as_str()) {
+            (Some(names), _) => names.clone(),
+            (None, "fashion-mnist") => FASHION_MNIST_CLASSES.iter().map(|n| n.to_string()).collect(),
+            (None, _) => Vec::new(),
+        }
+    }
 }
 
 fn default_train() -> usize {

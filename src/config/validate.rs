@@ -281,6 +281,16 @@ pub(crate) fn check_data(data: &DataConfig) -> crate::Result<()> {
     if data.train == 0 || data.test == 0 {
         return Err(Error::invalid("`data.train` and `data.test` must be at least 1"));
     }
+    if let Some(names) = &data.classes {
+        let mut distinct: Vec<&String> = names.iter().collect();
+        distinct.sort();
+        distinct.dedup();
+        if names.len() < 2 || names.iter().any(|n| n.trim().is_empty()) || distinct.len() != names.len() {
+            return Err(Error::invalid(format!(
+                "`data.classes` = {names:?} must list at least 2 distinct, non-empty names, label 0 first"
+            )));
+        }
+    }
     Ok(())
 }
 

@@ -126,7 +126,7 @@ pub fn plots(run: &Run) -> Result<Vec<Plot>> {
         out.push(matrix_plot(matrix)?);
     }
     if !run.gallery.is_empty() {
-        out.push(gallery_plot(&run.gallery)?);
+        out.push(gallery_plot(&run.gallery, &class_names(&run.config))?);
     }
     Ok(out)
 }
@@ -201,8 +201,20 @@ fn matrix_plot(matrix: &MatrixResult) -> Result<Plot> {
     })
 }
 
+/// The classes' names of the run's data (its `config.toml`'s `[data]`);
+/// empty when the labels are their own names or the config cannot be read.
+fn class_names(config: &str) -> Vec<String> {
+    config
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|t| t.get("data").cloned())
+        .and_then(|d| d.try_into::<crate::config::DataConfig>().ok())
+        .map(|d| d.class_names())
+        .unwrap_or_default()
+}
+
 /// The gallery's examples, pixels scaled from bytes to [0, 1].
-fn gallery_plot(gallery: &[GalleryItem]) -> Result<Plot> {
+fn gallery_plot(gallery: &[GalleryItem], class_names: &[String]) -> Result<Plot> {
     let items: Vec<plots::GalleryItem> = gallery
         .iter()
         .map(|g| plots::GalleryItem {
@@ -216,6 +228,7 @@ fn gallery_plot(gallery: &[GalleryItem]) -> Result<Plot> {
             clean_conf: g.clean_conf,
             adv_pred: g.adv_pred,
             adv_conf: g.adv_conf,
+            class_names: class_names.to_vec(),
         })
         .collect();
     let title = "Adversarial examples against the pretrained model".to_string();
@@ -316,6 +329,7 @@ const GUIDE: &str = "<dl class=\"guide\">
 pub fn page(run: &Run, plots: &[Plot]) -> String {
     let m = &run.manifest;
     let mut body = page_heading(m);
+    body.push_str(&setup(&run.config));
     let find = |file: &str| plots.iter().find(|p| p.file == file);
     if let Some(s) = &run.summary {
         body.push_str(&leaderboards(s));
@@ -357,6 +371,101 @@ pub fn page(run: &Run, plots: &[Plot]) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>redqueen: {}</title><style>{STYLE}</style></head><body>{body}</body></html>\n",
         escape(&m.name)
     )
+}
+
+/// What the run was, at the top of the page: the data, the model, the
+/// budgets, each attacker's repertoire, the defenders, the unseen panel and
+/// how many evaluation images a number rests on (so one image's weight is
+/// visible); read from the run's own resolved `config.toml`. Empty when it
+/// is neither a tournament nor a matrix file of this version.
+fn setup(config: &str) -> String {
+    use crate::config::matrix::MatrixFile;
+    use crate::config::TournamentFile;
+    let row = |what: &str, text: String| format!("<dt>{what}</dt><dd>{}</dd>", escape(&text));
+    let data = |d: &crate::config::DataConfig| {
+        format!(
+            "{}: {} training images, {} test images{}",
+            d.dataset,
+            d.train,
+            d.test,
+            d.path
+                .as_ref()
+                .map_or(String::new(), |p| format!(", from {}", p.display()))
+        )
+    };
+    let model = |m: &crate::model::ModelConfig| match m {
+        crate::model::ModelConfig::Mlp { hidden } => format!("mlp, hidden layers {hidden:?}"),
+        crate::model::ModelConfig::Cnn { channels, dense } => {
+            format!("cnn, 5x5 conv channels {channels:?}, dense {dense}")
+        }
+    };
+    let images = |n: usize| {
+        format!(
+            "{n} (one image is {:.2} points of an accuracy)",
+            100.0 / n.max(1) as f64
+        )
+    };
+    let labels =
+        |attacks: &[crate::attack::AttackConfig]| attacks.iter().map(|a| a.label()).collect::<Vec<_>>().join(", ");
+    let mut rows = Vec::new();
+    if let Ok(file) = toml::from_str::<TournamentFile>(config) {
+        let rules = &file.rules;
+        let budgets: Vec<String> = [("linf", rules.linf), ("l2", rules.l2), ("l1", rules.l1)]
+            .iter()
+            .filter_map(|(n, b)| b.map(|b| format!("{n} {b}")))
+            .chain(
+                rules
+                    .spatial
+                    .map(|s| format!("spatial {}° / {} px", s.degrees, s.pixels)),
+            )
+            .chain([format!("{} queries per image", rules.queries)])
+            .collect();
+        rows.push(row("data", data(&file.data)));
+        rows.push(row("model", model(&file.model)));
+        rows.push(row(
+            "pretraining",
+            match &file.pretrain.attack {
+                Some(a) => format!("adversarial, against {}", a.label()),
+                None => "clean".into(),
+            },
+        ));
+        rows.push(row("budgets", budgets.join(", ")));
+        rows.push(row(
+            "rounds and seeds",
+            format!("{} rounds, seeds {:?}", file.rounds, file.seed_list()),
+        ));
+        for entry in &file.attackers {
+            if let (Some(name), Some(policy), Some(repertoire)) = (&entry.name, &entry.policy, &entry.repertoire) {
+                rows.push(row(
+                    &format!("attacker {name}"),
+                    format!("{} over {}", policy.registry_name(), labels(repertoire)),
+                ));
+            }
+        }
+        for entry in &file.defenders {
+            if let (Some(name), Some(strategy)) = (&entry.name, &entry.strategy) {
+                rows.push(row(&format!("defender {name}"), strategy.registry_name().to_string()));
+            }
+        }
+        rows.push(row(
+            "unseen panel",
+            if file.unseen.is_empty() {
+                "none".into()
+            } else {
+                labels(&file.unseen)
+            },
+        ));
+        rows.push(row("evaluation images", images(file.sizes.eval)));
+    } else if let Ok(file) = toml::from_str::<MatrixFile>(config) {
+        rows.push(row("data", data(&file.data)));
+        rows.push(row("model", model(&file.model)));
+        rows.push(row("attacks", labels(&file.attacks)));
+        rows.push(row("evaluation images", images(file.eval)));
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!("<h2>Setup</h2><dl class=\"setup\">{}</dl>", rows.concat())
 }
 
 /// The page's title and the run's provenance line.

@@ -773,6 +773,15 @@ pub struct GalleryItem {
     pub clean_conf: f64,
     pub adv_pred: usize,
     pub adv_conf: f64,
+    /// The classes' names, label 0 first; empty: labels print as numbers.
+    pub class_names: Vec<String>,
+}
+
+impl GalleryItem {
+    /// Label `k` as a person reads it: its class name, else the number.
+    fn class(&self, k: usize) -> String {
+        self.class_names.get(k).cloned().unwrap_or_else(|| k.to_string())
+    }
 }
 
 fn gray(v: f32) -> RGBColor {
@@ -1006,8 +1015,8 @@ fn draw_captions(
     put(root, "clean", (center(0), cap_y), &line(MUTED))?;
     let clean = format!(
         "true {}, predicted {} ({})",
-        it.true_label,
-        it.clean_pred,
+        it.class(it.true_label),
+        it.class(it.clean_pred),
         conf(it.clean_conf)
     );
     put(root, &clean, (center(0), cap_y + 15), &line(INK))?;
@@ -1015,7 +1024,7 @@ fn draw_captions(
     let fooled = if it.adv_pred != it.true_label { FAIL_RED } else { INK };
     put(
         root,
-        &format!("predicted {} ({})", it.adv_pred, conf(it.adv_conf)),
+        &format!("predicted {} ({})", it.class(it.adv_pred), conf(it.adv_conf)),
         (center(1), cap_y + 15),
         &line(fooled),
     )?;
@@ -1074,6 +1083,7 @@ mod tests {
             clean_conf: 0.991,
             adv_pred: 3,
             adv_conf: 0.993,
+            class_names: Vec::new(),
         }
     }
 

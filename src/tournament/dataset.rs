@@ -28,6 +28,16 @@ pub fn load_dataset(d: &DataConfig, seed: u64) -> Result<Dataset> {
             expected: IMAGE_SIZE,
         });
     }
+    if let Some(names) = &d.classes {
+        if names.len() != dataset.classes {
+            return Err(Error::invalid(format!(
+                "`data.classes` names {} classes, but dataset {} has {}; list one name per class, label 0 first",
+                names.len(),
+                dataset.name,
+                dataset.classes
+            )));
+        }
+    }
     Ok(dataset.truncate(d.train, d.test)?)
 }
 
