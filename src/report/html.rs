@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::plots::{self, Series};
+use super::plots::{self, Dash, Series};
 use super::Run;
 use crate::error::{Error, Result};
 use crate::record::{GalleryItem, Manifest, MatrixResult, Summary};
@@ -64,26 +64,17 @@ fn robustness_series(run: &Run, defender: &str) -> (Vec<usize>, Vec<Series>) {
     };
     let mut series = vec![
         Series {
-            label: "zero-day".into(),
-            values: mean(&|r| Some(r.zero_day_acc)),
+            dash: Dash::Dashed,
+            ..Series::new("zero-day", mean(&|r| Some(r.zero_day_acc)))
         },
         // The per-image worst cases, as the leaderboards rank by.
+        Series::new("seen, all", mean(&|r| Some(r.seen_union_acc))),
+        Series::new("unseen, all", mean(&|r| r.unseen_union_acc)),
         Series {
-            label: "seen, all".into(),
-            values: mean(&|r| Some(r.seen_union_acc)),
+            dash: Dash::Dotted,
+            ..Series::new("stale", mean(&|r| Some(r.stale_acc)))
         },
-        Series {
-            label: "unseen, all".into(),
-            values: mean(&|r| r.unseen_union_acc),
-        },
-        Series {
-            label: "stale".into(),
-            values: mean(&|r| Some(r.stale_acc)),
-        },
-        Series {
-            label: "clean".into(),
-            values: mean(&|r| Some(r.clean_acc)),
-        },
+        Series::new("clean", mean(&|r| Some(r.clean_acc))),
     ];
     // With specialists: the unseen attacks that have one, the defender's
     // mean accuracy under them and the specialists' (their distance is the
@@ -99,14 +90,28 @@ fn robustness_series(run: &Run, defender: &str) -> (Vec<usize>, Vec<Series>) {
                     .map(|v| v.iter().sum::<f64>() / v.len() as f64)
             }
         };
-        series.push(Series {
-            label: "unseen, mean".into(),
-            values: mean(&over(|r, a| r.unseen_acc.get(a).copied())),
-        });
-        series.push(Series {
-            label: "specialists, mean".into(),
-            values: mean(&over(|r, a| r.specialist_acc.get(a).copied())),
-        });
+        series.push(Series::new(
+            "unseen, mean",
+            mean(&over(|r, a| r.unseen_acc.get(a).copied())),
+        ));
+        series.push(Series::new(
+            "specialists, mean",
+            mean(&over(|r, a| r.specialist_acc.get(a).copied())),
+        ));
+    }
+    // The headline lines get their 95% bands: Wilson over the evaluation
+    // images, as the leaderboards' intervals (conservative for means over
+    // matches and seeds).
+    let images = run.summary.as_ref().map_or(0, |s| s.intervals.eval_images);
+    for s in series
+        .iter_mut()
+        .filter(|s| s.label == "seen, all" || s.label == "unseen, all")
+    {
+        s.band = s
+            .values
+            .iter()
+            .map(|v| v.and_then(|v| crate::record::stats::wilson95_acc(v, images)))
+            .collect();
     }
     (rounds, series)
 }

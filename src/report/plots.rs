@@ -182,6 +182,30 @@ fn marker(k: usize) -> ShapeStyle {
 pub struct Series {
     pub label: String,
     pub values: Vec<Option<f64>>,
+    /// A 95% interval per value, drawn as a band in the line's colour
+    /// (empty, or `None` at a round: no band there).
+    pub band: Vec<Option<(f64, f64)>>,
+    pub dash: Dash,
+}
+
+/// How a line is drawn, so that lines close in value stay told apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dash {
+    Solid,
+    Dashed,
+    Dotted,
+}
+
+impl Series {
+    /// A solid line without a band.
+    pub fn new(label: impl Into<String>, values: Vec<Option<f64>>) -> Series {
+        Series {
+            label: label.into(),
+            values,
+            band: Vec::new(),
+            dash: Dash::Solid,
+        }
+    }
 }
 
 /// Accuracy per round, one line with markers per series, legend on the right. `values[i]` belongs to
@@ -226,6 +250,9 @@ pub fn robustness_over_rounds(
             draw_gap(&mut chart, rounds, &span.order, (&series[up], &series[down]))?;
         }
         for (k, s) in series.iter().enumerate() {
+            draw_band(&mut chart, rounds, &span.order, k, s)?;
+        }
+        for (k, s) in series.iter().enumerate() {
             draw_line(&mut chart, rounds, &span.order, k, s)?;
         }
         if !any_point {
@@ -237,7 +264,8 @@ pub fn robustness_over_rounds(
                 &anchored(font(14.0, MUTED), HPos::Center, VPos::Center),
             )?;
         }
-        draw_legend(&legend, &entries, series.len())
+        let dashes: Vec<Dash> = series.iter().map(|s| s.dash).collect();
+        draw_legend(&legend, &entries, &dashes)
     })
 }
 
@@ -369,34 +397,102 @@ fn draw_line(
             Some(v) => segment.push((rounds[i] as f64, v)),
             None => {
                 points.extend(segment.iter().copied());
-                let seg = std::mem::take(&mut segment);
-                chart
-                    .draw_series(LineSeries::new(seg, color.stroke_width(2)))
-                    .map_err(pe)?;
+                draw_segment(chart, std::mem::take(&mut segment), color, s.dash)?;
             }
         }
     }
     points.extend(segment.iter().copied());
-    chart
-        .draw_series(LineSeries::new(segment, color.stroke_width(2)))
-        .map_err(pe)?;
+    draw_segment(chart, segment, color, s.dash)?;
     chart
         .draw_series(points.into_iter().map(|p| Circle::new(p, 3, marker(k))))
         .map_err(pe)?;
     Ok(())
 }
 
+/// One unbroken run of a line, in its dash.
+fn draw_segment(
+    chart: &mut AccuracyChart,
+    points: Vec<(f64, f64)>,
+    color: RGBColor,
+    dash: Dash,
+) -> Result<(), PlotError> {
+    let style = color.stroke_width(2);
+    match dash {
+        Dash::Solid => chart.draw_series(LineSeries::new(points, style)).map(|_| ()),
+        Dash::Dashed => chart
+            .draw_series(DashedLineSeries::new(points, 8, 5, style))
+            .map(|_| ()),
+        Dash::Dotted => chart
+            .draw_series(DashedLineSeries::new(points, 2, 4, style))
+            .map(|_| ()),
+    }
+    .map_err(pe)
+}
+
+/// A series' 95% band, light in its colour: one polygon per run of rounds
+/// where the band is known.
+fn draw_band(
+    chart: &mut AccuracyChart,
+    rounds: &[usize],
+    order: &[usize],
+    k: usize,
+    s: &Series,
+) -> Result<(), PlotError> {
+    let fill = PALETTE[k % PALETTE.len()].mix(0.15).filled();
+    let mut runs: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new()];
+    for &i in order {
+        let band = s
+            .band
+            .get(i)
+            .copied()
+            .flatten()
+            .filter(|(lo, hi)| lo.is_finite() && hi.is_finite());
+        match band {
+            Some((lo, hi)) => {
+                runs.last_mut()
+                    .expect("never empty")
+                    .push((rounds[i] as f64, lo.clamp(0.0, 1.0), hi.clamp(0.0, 1.0)))
+            }
+            None => runs.push(Vec::new()),
+        }
+    }
+    for run in runs.into_iter().filter(|r| !r.is_empty()) {
+        // A single round is drawn as a narrow box, so it stays visible.
+        let run = if run.len() == 1 {
+            let (x, lo, hi) = run[0];
+            vec![(x - 0.08, lo, hi), (x + 0.08, lo, hi)]
+        } else {
+            run
+        };
+        let outline: Vec<(f64, f64)> = run
+            .iter()
+            .map(|&(x, _, hi)| (x, hi))
+            .chain(run.iter().rev().map(|&(x, lo, _)| (x, lo)))
+            .collect();
+        chart
+            .draw_series(std::iter::once(Polygon::new(outline, fill)))
+            .map_err(pe)?;
+    }
+    Ok(())
+}
+
 /// The legend in its own column, so it never covers data: a line and marker per series, then the
 /// gap's swatch if `entries` has one more entry than there are series.
-fn draw_legend(legend: &Area, entries: &[String], n_series: usize) -> Result<(), PlotError> {
+fn draw_legend(legend: &Area, entries: &[String], dashes: &[Dash]) -> Result<(), PlotError> {
     let label_style = anchored(font(12.0, INK), HPos::Left, VPos::Center);
     for (k, entry) in entries.iter().enumerate() {
         let y = 48 + 20 * k as i32;
-        if k < n_series {
+        if let Some(&dash) = dashes.get(k) {
             let line = PALETTE[k % PALETTE.len()].stroke_width(2);
-            legend
-                .draw(&PathElement::new(vec![(6, y), (34, y)], line))
-                .map_err(pe)?;
+            // The legend's line in the series' dash: (start, end) pieces.
+            let pieces: &[(i32, i32)] = match dash {
+                Dash::Solid => &[(6, 34)],
+                Dash::Dashed => &[(6, 13), (17, 24), (28, 34)],
+                Dash::Dotted => &[(6, 8), (12, 14), (18, 20), (24, 26), (30, 32)],
+            };
+            for &(a, b) in pieces {
+                legend.draw(&PathElement::new(vec![(a, y), (b, y)], line)).map_err(pe)?;
+            }
             legend.draw(&Circle::new((20, y), 3, marker(k))).map_err(pe)?;
         } else {
             legend
@@ -1046,18 +1142,9 @@ mod tests {
 
     fn sample_series() -> Vec<Series> {
         vec![
-            Series {
-                label: "clean".into(),
-                values: vec![Some(0.98), Some(0.97), Some(0.97), Some(0.96)],
-            },
-            Series {
-                label: "seen_worst".into(),
-                values: vec![Some(0.1), Some(0.45), None, Some(0.72)],
-            },
-            Series {
-                label: "unseen_worst".into(),
-                values: vec![Some(0.05), Some(0.2), Some(0.3), Some(f64::NAN)],
-            },
+            Series::new("clean", vec![Some(0.98), Some(0.97), Some(0.97), Some(0.96)]),
+            Series::new("seen_worst", vec![Some(0.1), Some(0.45), None, Some(0.72)]),
+            Series::new("unseen_worst", vec![Some(0.05), Some(0.2), Some(0.3), Some(f64::NAN)]),
         ]
     }
 
@@ -1116,15 +1203,36 @@ mod tests {
     }
 
     #[test]
+    fn bands_and_dashes_are_drawn() {
+        let plain = Series::new("plain", vec![Some(0.5), Some(0.6)]);
+        let svg = robustness_over_rounds("t", &[1, 2], std::slice::from_ref(&plain), None).unwrap();
+        assert!(!svg.contains("<polygon"), "no band was asked for");
+        let banded = Series {
+            band: vec![Some((0.4, 0.6)), None],
+            ..plain.clone()
+        };
+        let svg = robustness_over_rounds("t", &[1, 2], &[banded], None).unwrap();
+        assert_eq!(
+            svg.matches("<polygon").count(),
+            1,
+            "one band, the single round as a box"
+        );
+        let lines = |dash| {
+            let s = Series { dash, ..plain.clone() };
+            robustness_over_rounds("t", &[1, 2], &[s], None)
+                .unwrap()
+                .matches("<polyline")
+                .count()
+        };
+        // A dashed or dotted line is drawn in pieces (in the legend too).
+        assert!(lines(Dash::Dashed) > lines(Dash::Solid));
+        assert!(lines(Dash::Dotted) > lines(Dash::Dashed));
+    }
+
+    #[test]
     fn line_chart_edge_cases() {
-        let none = vec![Series {
-            label: "x".into(),
-            values: vec![None, None],
-        }];
-        let long = vec![Series {
-            label: "a".repeat(200),
-            values: vec![Some(f64::INFINITY), Some(2.0)],
-        }];
+        let none = vec![Series::new("x", vec![None, None])];
+        let long = vec![Series::new("a".repeat(200), vec![Some(f64::INFINITY), Some(2.0)])];
         for svg in [
             robustness_over_rounds("", &[], &[], None),
             robustness_over_rounds("one", &[5], &sample_series(), Some((0, 1))),
@@ -1135,12 +1243,7 @@ mod tests {
         ] {
             assert_svg(&svg.unwrap());
         }
-        let many: Vec<Series> = (0..25)
-            .map(|i| Series {
-                label: format!("s{i}"),
-                values: vec![Some(0.5)],
-            })
-            .collect();
+        let many: Vec<Series> = (0..25).map(|i| Series::new(format!("s{i}"), vec![Some(0.5)])).collect();
         assert_svg(&robustness_over_rounds("many", &[0], &many, None).unwrap());
         assert!(robustness_over_rounds("bad", &[1], &sample_series(), Some((0, 9))).is_err());
     }
@@ -1286,10 +1389,7 @@ mod tests {
         assert_eq!(abbreviate("adv_train_pgd_eps0.1", 16), "adv_train…eps0.1");
         assert_eq!(abbreviate("short", 12), "short");
         assert_eq!(clip("abcdef", 4), "abc…");
-        let none = [Series {
-            label: "x".into(),
-            values: vec![None, Some(f64::NAN)],
-        }];
+        let none = [Series::new("x", vec![None, Some(f64::NAN)])];
         assert!(robustness_over_rounds("t", &[1, 2], &none, None)
             .unwrap()
             .contains(">\nno data\n<"));
