@@ -247,34 +247,7 @@ pub(super) fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
         }
         (None, None) => config::load_default()?,
     };
-    let first = args.seed.unwrap_or(plan.file.seed);
-    if first > limits::MAX_SEED {
-        return Err(Error::Usage(format!(
-            "--seed {first}: seeds run from 0 to {} (a run records its seeds in TOML, whose integers stop there)",
-            limits::MAX_SEED
-        )));
-    }
-    match args.seeds {
-        Some(0) => return Err(Error::Usage("--seeds must be at least 1".into())),
-        Some(n) if n > limits::MAX_SEEDS => {
-            return Err(Error::Usage(format!(
-                "--seeds {n}: a run plays at most {} seeds",
-                limits::MAX_SEEDS
-            )))
-        }
-        Some(n) => {
-            let last = first.checked_add(n as u64 - 1).filter(|&s| s <= limits::MAX_SEED);
-            if last.is_none() {
-                return Err(Error::Usage(format!(
-                    "--seed {first} --seeds {n}: the last seed would pass {}, the largest seed",
-                    limits::MAX_SEED
-                )));
-            }
-            plan.file.set_seeds((first..first + n as u64).collect());
-        }
-        None if args.seed.is_some() => plan.file.set_seeds(vec![first]),
-        None => {}
-    }
+    apply_seed_flags(&mut plan, args.seed, args.seeds)?;
     limits::check(&plan.file)?;
     if args.quick {
         config::quick(&mut plan.file);
@@ -297,7 +270,7 @@ pub(super) fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
     }
     let out = match (&args.resume, args.out) {
         (Some(dir), _) => {
-            check_same_config(dir, &plan)?;
+            tournament::check_same_config(dir, &plan.to_toml())?;
             dir.clone()
         }
         (None, Some(out)) => out,
@@ -328,32 +301,38 @@ pub(super) fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
     })
 }
 
-/// A resume must continue the same tournament: the configuration the
-/// arguments resolve to must be the one the run folder records.
-fn check_same_config(dir: &std::path::Path, plan: &Plan) -> Result<(), Error> {
-    let path = dir.join("config.toml");
-    let recorded = crate::record::read_config_text(&path).map_err(|source| ResumeError::ConfigUnreadable {
-        dir: dir.to_path_buf(),
-        config: path.clone(),
-        source,
-    })?;
-    let given = plan.to_toml();
-    if recorded == given {
-        return Ok(());
+/// `--seed` and `--seeds` applied to the plan: the first seed and how many,
+/// within the range a run can record.
+fn apply_seed_flags(plan: &mut Plan, seed: Option<u64>, seeds: Option<usize>) -> Result<(), Error> {
+    let first = seed.unwrap_or(plan.file.seed);
+    if first > limits::MAX_SEED {
+        return Err(Error::Usage(format!(
+            "--seed {first}: seeds run from 0 to {} (a run records its seeds in TOML, whose integers stop there)",
+            limits::MAX_SEED
+        )));
     }
-    let line = recorded
-        .lines()
-        .zip(given.lines())
-        .position(|(a, b)| a != b)
-        .unwrap_or_else(|| recorded.lines().count().min(given.lines().count()));
-    Err(ResumeError::ConfigDiffers {
-        dir: dir.to_path_buf(),
-        config: path,
-        line: line + 1,
-        recorded: recorded.lines().nth(line).unwrap_or("").to_string(),
-        given: given.lines().nth(line).unwrap_or("").to_string(),
+    match seeds {
+        Some(0) => return Err(Error::Usage("--seeds must be at least 1".into())),
+        Some(n) if n > limits::MAX_SEEDS => {
+            return Err(Error::Usage(format!(
+                "--seeds {n}: a run plays at most {} seeds",
+                limits::MAX_SEEDS
+            )))
+        }
+        Some(n) => {
+            let last = first.checked_add(n as u64 - 1).filter(|&s| s <= limits::MAX_SEED);
+            if last.is_none() {
+                return Err(Error::Usage(format!(
+                    "--seed {first} --seeds {n}: the last seed would pass {}, the largest seed",
+                    limits::MAX_SEED
+                )));
+            }
+            plan.file.set_seeds((first..first + n as u64).collect());
+        }
+        None if seed.is_some() => plan.file.set_seeds(vec![first]),
+        None => {}
     }
-    .into())
+    Ok(())
 }
 
 /// The plan's estimated peak memory within what this machine has free.

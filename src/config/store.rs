@@ -59,67 +59,75 @@ impl Store {
                         ),
                     )
                 }),
-            Store::Disk(root) => {
-                // An empty parent (a file in the current folder) means ".".
-                let root = if root.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    root
-                };
-                let path = root.join(rel);
-                let canonical_root = root.canonicalize().map_err(|e| {
-                    Error::config(
-                        cited_from,
-                        format!(
-                            "`use = \"{relative}\"`: cannot open the strategies folder {}: {e}",
-                            root.display()
-                        ),
-                    )
-                })?;
-                let canonical = match path.canonicalize() {
-                    Ok(canonical) => canonical,
-                    // Not on disk: the built-in file of that name, so that a
-                    // tournament file anywhere can use the shipped strategies.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && builtin::get(relative).is_some() => {
-                        return Store::Builtin.read(relative, cited_from);
-                    }
-                    Err(e) => {
-                        let known = toml_files_beside(root, rel);
-                        let listing = if known.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; the strategy files there: {}", known.join(", "))
-                        };
-                        let builtins: Vec<&str> = builtin::STRATEGIES.iter().map(|(p, _)| *p).collect();
-                        return Err(Error::config(
-                            cited_from,
-                            format!(
-                                "`use = \"{relative}\"`: cannot read {}: {e}{listing}; nor is it built in (built in: {}){}",
-                                path.display(),
-                                builtins.join(", "),
-                                did_you_mean(relative, known.iter().map(String::as_str).chain(builtins.iter().copied())),
-                            ),
-                        ));
-                    }
-                };
-                // A symbolic link inside the strategies folder may not lead
-                // out of it.
-                if !canonical.starts_with(&canonical_root) {
-                    return Err(Error::config(
-                        cited_from,
-                        format!(
-                            "`use = \"{relative}\"`: {} leads to {}, outside the strategies folder {}; strategy files (and any links to them) must stay inside it",
-                            path.display(),
-                            canonical.display(),
-                            canonical_root.display()
-                        ),
-                    ));
-                }
-                let text = super::read_text(&canonical, &path.display().to_string())?;
-                Ok((path.display().to_string(), text))
-            }
+            Store::Disk(root) => read_disk(root, relative, cited_from),
         }
     }
+}
+
+/// [`Store::read`] from a strategies folder on disk, `rel` already checked
+/// safe; a file missing there comes from the built-in copies.
+fn read_disk(root: &Path, relative: &str, cited_from: &str) -> Result<(String, String)> {
+    let rel = Path::new(relative);
+    // An empty parent (a file in the current folder) means ".".
+    let root = if root.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        root
+    };
+    let path = root.join(rel);
+    let canonical_root = root.canonicalize().map_err(|e| {
+        Error::config(
+            cited_from,
+            format!(
+                "`use = \"{relative}\"`: cannot open the strategies folder {}: {e}",
+                root.display()
+            ),
+        )
+    })?;
+    let canonical = match path.canonicalize() {
+        Ok(canonical) => canonical,
+        // Not on disk: the built-in file of that name, so that a
+        // tournament file anywhere can use the shipped strategies.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && builtin::get(relative).is_some() => {
+            return Store::Builtin.read(relative, cited_from);
+        }
+        Err(e) => {
+            let known = toml_files_beside(root, rel);
+            let listing = if known.is_empty() {
+                String::new()
+            } else {
+                format!("; the strategy files there: {}", known.join(", "))
+            };
+            let builtins: Vec<&str> = builtin::STRATEGIES.iter().map(|(p, _)| *p).collect();
+            return Err(Error::config(
+                cited_from,
+                format!(
+                    "`use = \"{relative}\"`: cannot read {}: {e}{listing}; nor is it built in (built in: {}){}",
+                    path.display(),
+                    builtins.join(", "),
+                    did_you_mean(
+                        relative,
+                        known.iter().map(String::as_str).chain(builtins.iter().copied())
+                    ),
+                ),
+            ));
+        }
+    };
+    // A symbolic link inside the strategies folder may not lead
+    // out of it.
+    if !canonical.starts_with(&canonical_root) {
+        return Err(Error::config(
+                cited_from,
+                format!(
+                    "`use = \"{relative}\"`: {} leads to {}, outside the strategies folder {}; strategy files (and any links to them) must stay inside it",
+                    path.display(),
+                    canonical.display(),
+                    canonical_root.display()
+                ),
+            ));
+    }
+    let text = super::read_text(&canonical, &path.display().to_string())?;
+    Ok((path.display().to_string(), text))
 }
 
 /// The `.toml` files in the folder `rel` names under `root`, as paths

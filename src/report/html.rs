@@ -386,91 +386,109 @@ pub fn page(run: &Run, plots: &[Plot]) -> String {
 fn setup(config: &str) -> String {
     use crate::config::matrix::MatrixFile;
     use crate::config::TournamentFile;
-    let row = |what: &str, text: String| format!("<dt>{what}</dt><dd>{}</dd>", escape(&text));
-    let data = |d: &crate::config::DataConfig| {
-        format!(
-            "{}: {} training images, {} test images{}",
-            d.dataset,
-            d.train,
-            d.test,
-            d.path
-                .as_ref()
-                .map_or(String::new(), |p| format!(", from {}", p.display()))
-        )
+    let rows = if let Ok(file) = toml::from_str::<TournamentFile>(config) {
+        tournament_setup(&file)
+    } else if let Ok(file) = toml::from_str::<MatrixFile>(config) {
+        vec![
+            setup_row("data", data_text(&file.data)),
+            setup_row("model", model_text(&file.model)),
+            setup_row("attacks", attack_labels(&file.attacks)),
+            setup_row("evaluation images", images_text(file.eval)),
+        ]
+    } else {
+        return String::new();
     };
-    let model = |m: &crate::model::ModelConfig| match m {
+    format!("<h2>Setup</h2><dl class=\"setup\">{}</dl>", rows.concat())
+}
+
+/// A tournament's setup rows, in the order the page shows them.
+fn tournament_setup(file: &crate::config::TournamentFile) -> Vec<String> {
+    let rules = &file.rules;
+    let budgets: Vec<String> = [("linf", rules.linf), ("l2", rules.l2), ("l1", rules.l1)]
+        .iter()
+        .filter_map(|(n, b)| b.map(|b| format!("{n} {b}")))
+        .chain(
+            rules
+                .spatial
+                .map(|s| format!("spatial {}° / {} px", s.degrees, s.pixels)),
+        )
+        .chain([format!("{} queries per image", rules.queries)])
+        .collect();
+    let pretraining = match &file.pretrain.attack {
+        Some(a) => format!("adversarial, against {}", a.label()),
+        None => "clean".into(),
+    };
+    let mut rows = vec![
+        setup_row("data", data_text(&file.data)),
+        setup_row("model", model_text(&file.model)),
+        setup_row("pretraining", pretraining),
+        setup_row("budgets", budgets.join(", ")),
+        setup_row(
+            "rounds and seeds",
+            format!("{} rounds, seeds {:?}", file.rounds, file.seed_list()),
+        ),
+    ];
+    // The resolved file writes every entry inline.
+    for entry in &file.attackers {
+        if let (Some(name), Some(policy), Some(repertoire)) = (&entry.name, &entry.policy, &entry.repertoire) {
+            rows.push(setup_row(
+                &format!("attacker {name}"),
+                format!("{} over {}", policy.registry_name(), attack_labels(repertoire)),
+            ));
+        }
+    }
+    for entry in &file.defenders {
+        if let (Some(name), Some(strategy)) = (&entry.name, &entry.strategy) {
+            rows.push(setup_row(
+                &format!("defender {name}"),
+                strategy.registry_name().to_string(),
+            ));
+        }
+    }
+    let unseen = if file.unseen.is_empty() {
+        "none".into()
+    } else {
+        attack_labels(&file.unseen)
+    };
+    rows.push(setup_row("unseen panel", unseen));
+    rows.push(setup_row("evaluation images", images_text(file.sizes.eval)));
+    rows
+}
+
+fn setup_row(what: &str, text: String) -> String {
+    format!("<dt>{}</dt><dd>{}</dd>", escape(what), escape(&text))
+}
+
+fn data_text(d: &crate::config::DataConfig) -> String {
+    format!(
+        "{}: {} training images, {} test images{}",
+        d.dataset,
+        d.train,
+        d.test,
+        d.path
+            .as_ref()
+            .map_or(String::new(), |p| format!(", from {}", p.display()))
+    )
+}
+
+fn model_text(m: &crate::model::ModelConfig) -> String {
+    match m {
         crate::model::ModelConfig::Mlp { hidden } => format!("mlp, hidden layers {hidden:?}"),
         crate::model::ModelConfig::Cnn { channels, dense } => {
             format!("cnn, 5x5 conv channels {channels:?}, dense {dense}")
         }
-    };
-    let images = |n: usize| {
-        format!(
-            "{n} (one image is {:.2} points of an accuracy)",
-            100.0 / n.max(1) as f64
-        )
-    };
-    let labels =
-        |attacks: &[crate::attack::AttackConfig]| attacks.iter().map(|a| a.label()).collect::<Vec<_>>().join(", ");
-    let mut rows = Vec::new();
-    if let Ok(file) = toml::from_str::<TournamentFile>(config) {
-        let rules = &file.rules;
-        let budgets: Vec<String> = [("linf", rules.linf), ("l2", rules.l2), ("l1", rules.l1)]
-            .iter()
-            .filter_map(|(n, b)| b.map(|b| format!("{n} {b}")))
-            .chain(
-                rules
-                    .spatial
-                    .map(|s| format!("spatial {}° / {} px", s.degrees, s.pixels)),
-            )
-            .chain([format!("{} queries per image", rules.queries)])
-            .collect();
-        rows.push(row("data", data(&file.data)));
-        rows.push(row("model", model(&file.model)));
-        rows.push(row(
-            "pretraining",
-            match &file.pretrain.attack {
-                Some(a) => format!("adversarial, against {}", a.label()),
-                None => "clean".into(),
-            },
-        ));
-        rows.push(row("budgets", budgets.join(", ")));
-        rows.push(row(
-            "rounds and seeds",
-            format!("{} rounds, seeds {:?}", file.rounds, file.seed_list()),
-        ));
-        for entry in &file.attackers {
-            if let (Some(name), Some(policy), Some(repertoire)) = (&entry.name, &entry.policy, &entry.repertoire) {
-                rows.push(row(
-                    &format!("attacker {name}"),
-                    format!("{} over {}", policy.registry_name(), labels(repertoire)),
-                ));
-            }
-        }
-        for entry in &file.defenders {
-            if let (Some(name), Some(strategy)) = (&entry.name, &entry.strategy) {
-                rows.push(row(&format!("defender {name}"), strategy.registry_name().to_string()));
-            }
-        }
-        rows.push(row(
-            "unseen panel",
-            if file.unseen.is_empty() {
-                "none".into()
-            } else {
-                labels(&file.unseen)
-            },
-        ));
-        rows.push(row("evaluation images", images(file.sizes.eval)));
-    } else if let Ok(file) = toml::from_str::<MatrixFile>(config) {
-        rows.push(row("data", data(&file.data)));
-        rows.push(row("model", model(&file.model)));
-        rows.push(row("attacks", labels(&file.attacks)));
-        rows.push(row("evaluation images", images(file.eval)));
     }
-    if rows.is_empty() {
-        return String::new();
-    }
-    format!("<h2>Setup</h2><dl class=\"setup\">{}</dl>", rows.concat())
+}
+
+fn images_text(n: usize) -> String {
+    format!(
+        "{n} (one image is {:.2} points of an accuracy)",
+        100.0 / n.max(1) as f64
+    )
+}
+
+fn attack_labels(attacks: &[crate::attack::AttackConfig]) -> String {
+    attacks.iter().map(|a| a.label()).collect::<Vec<_>>().join(", ")
 }
 
 /// The page's title and the run's provenance line.

@@ -185,28 +185,7 @@ fn resume(
     let dir = &options.out;
     let lock = super::prepare::RunLock::take(dir)?;
     let manifest = record::read_manifest(dir)?;
-    let config = dir.join("config.toml");
-    let recorded = record::read_config_text(&config).map_err(|source| ResumeError::ConfigUnreadable {
-        dir: dir.clone(),
-        config: config.clone(),
-        source,
-    })?;
-    let given = file.to_toml();
-    if recorded != given {
-        let line = recorded
-            .lines()
-            .zip(given.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or(0);
-        return Err(ResumeError::ConfigDiffers {
-            dir: dir.clone(),
-            config,
-            line: line + 1,
-            recorded: recorded.lines().nth(line).unwrap_or("").to_string(),
-            given: given.lines().nth(line).unwrap_or("").to_string(),
-        }
-        .into());
-    }
+    super::check_same_config(dir, &file.to_toml())?;
     if manifest.dataset_fingerprint != dataset.fingerprint {
         return Err(ResumeError::DataChanged {
             dir: dir.clone(),

@@ -31,7 +31,7 @@ use crate::record::{self, RoundRow, RunFiles, RunTiming, Shard, Status, Summary}
 pub use dataset::{eval_subset, load_dataset, split_attacker_slice};
 pub use merge::{merge, read_part};
 pub(crate) use prepare::prepare_output;
-pub use prepare::RunLock;
+pub use prepare::{check_same_config, RunLock};
 pub use pretrain::pretrain;
 
 /// What a tournament reports while it runs (progress bars live above).

@@ -284,6 +284,33 @@ fn same_file(_: &std::fs::File, path: &Path) -> bool {
     path.exists()
 }
 
+/// A resume must continue the same run: `given`, the configuration the
+/// arguments resolve to (as TOML), must be the one `dir` records.
+pub fn check_same_config(dir: &Path, given: &str) -> Result<()> {
+    let path = dir.join("config.toml");
+    let recorded = record::read_config_text(&path).map_err(|source| ResumeError::ConfigUnreadable {
+        dir: dir.to_path_buf(),
+        config: path.clone(),
+        source,
+    })?;
+    if recorded == given {
+        return Ok(());
+    }
+    let line = recorded
+        .lines()
+        .zip(given.lines())
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| recorded.lines().count().min(given.lines().count()));
+    Err(ResumeError::ConfigDiffers {
+        dir: dir.to_path_buf(),
+        config: path,
+        line: line + 1,
+        recorded: recorded.lines().nth(line).unwrap_or("").to_string(),
+        given: given.lines().nth(line).unwrap_or("").to_string(),
+    }
+    .into())
+}
+
 /// Remove the run files and plots of an existing folder (`--force`).
 fn remove_run_files(out: &Path) -> Result<()> {
     for name in RUN_FILES {
