@@ -41,7 +41,7 @@ pub fn run(quick: bool) -> Vec<Row> {
     let seed = 1;
     let data = synthetic_digits(seed, 4000, 1000);
     let eval = eval_subset(&data.test, if quick { 100 } else { 200 }, seed);
-    let mlp = ModelConfig::Mlp { hidden: vec![256, 256] };
+    let mlp = ModelConfig::mlp(vec![256, 256]);
     let settings = PretrainConfig {
         length: crate::model::Length::Epochs(4),
         ..PretrainConfig::default()

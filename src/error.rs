@@ -18,13 +18,6 @@ pub enum Error {
     /// A dataset that cannot be read.
     #[error(transparent)]
     Data(#[from] DataError),
-    /// A dataset whose images are not the size the models take.
-    #[error("the dataset's images are {rows}x{cols}; redqueen's models take {}x{}", .expected.0, .expected.1)]
-    ImageSize {
-        rows: usize,
-        cols: usize,
-        expected: (usize, usize),
-    },
     /// A flag or argument that cannot be used.
     #[error("{0}")]
     Usage(String),
@@ -109,7 +102,6 @@ impl Error {
             Error::Config { .. }
             | Error::Invalid(_)
             | Error::Data(_)
-            | Error::ImageSize { .. }
             | Error::Usage(_)
             | Error::Output(_)
             | Error::RunFolder(_)

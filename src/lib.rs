@@ -14,6 +14,7 @@ pub mod config;
 pub mod data;
 pub mod defense;
 pub mod error;
+pub mod evaluate;
 pub mod model;
 pub mod record;
 pub mod registry;

@@ -29,7 +29,7 @@ pub fn trained_mlp() -> &'static SyntheticFixture {
             ..PretrainConfig::default()
         };
         let model = pretrain(
-            &ModelConfig::Mlp { hidden: vec![256, 256] },
+            &ModelConfig::mlp(vec![256, 256]),
             Engine::Native,
             &settings,
             &data.train,
@@ -64,8 +64,8 @@ impl NoisyInput<'_> {
 }
 
 impl crate::model::Model for NoisyInput<'_> {
-    fn input_dim(&self) -> usize {
-        self.inner.input_dim()
+    fn image_shape(&self) -> crate::data::Shape {
+        self.inner.image_shape()
     }
     fn classes(&self) -> usize {
         self.inner.classes()

@@ -496,9 +496,71 @@ const CASES: &[Case] = &[
         skip: None,
     },
     Case {
-        name: "IDX images of a size the model cannot take (32x32)",
-        setup: |dir| on_idx(dir, (600, 200), (32, 32), |_| {}),
-        stderr: &["tiny.toml", "`data.path`", "train-images-idx3-ubyte", "32x32", "28x28"],
+        name: "IDX images a cnn cannot take (30x30: it pools twice by 2)",
+        setup: |dir| {
+            write_idx_dataset(&dir.join("data"), 600, 200, 30, 30);
+            run(tiny_with(
+                dir,
+                &[
+                    ("dataset = \"synthetic-digits\"", "dataset = \"idx\"\npath = \"data\""),
+                    (
+                        "kind = \"mlp\"\nhidden = [64]",
+                        "kind = \"cnn\"\nchannels = [2, 2]\ndense = 8",
+                    ),
+                ],
+            ))
+        },
+        stderr: &["tiny.toml", "`model`", "multiples of 4", "30x30"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "a CIFAR-10 folder that does not exist",
+        setup: |dir| {
+            run(tiny_with(
+                dir,
+                &[(
+                    "dataset = \"synthetic-digits\"",
+                    "dataset = \"cifar10\"\npath = \"no-cifar\"",
+                )],
+            ))
+        },
+        stderr: &["no-cifar", "CIFAR-10 folder", "data_batch_1.bin", "test_batch.bin"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "a weights file that does not exist",
+        setup: |dir| {
+            run(tiny_with(
+                dir,
+                &[("hidden = [64]", "hidden = [64]\nweights = \"no-such.safetensors\"")],
+            ))
+        },
+        stderr: &["tiny.toml", "`model`", "no-such.safetensors", "cannot read"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "weights that do not fit the model",
+        setup: |dir| {
+            let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pytorch/mlp-rgb.safetensors");
+            std::fs::copy(fixture, dir.join("w.safetensors")).unwrap();
+            run(tiny_with(
+                dir,
+                &[("hidden = [64]", "hidden = [64]\nweights = \"w.safetensors\"")],
+            ))
+        },
+        stderr: &[
+            "tiny.toml",
+            "w.safetensors",
+            "`1.weight` has shape [12, 48]",
+            "[64, 784]",
+            "nn.Linear(784, 64)",
+        ],
         out: OUT,
         expect_out: Out::Absent,
         skip: None,

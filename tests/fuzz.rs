@@ -1653,11 +1653,17 @@ fn idx_folders() {
             Ok(d) => {
                 prop_assert!(flipped || expected_ok, "loaded a folder that should fail: {:?}", case);
                 for split in [&d.train, &d.test] {
-                    prop_assert_eq!(split.images.len(), split.labels.len() * split.rows * split.cols);
+                    prop_assert_eq!(
+                        split.images.len(),
+                        split.labels.len() * split.shape.rows * split.shape.cols
+                    );
                     prop_assert!(split.labels.iter().all(|&l| l < 10));
                     prop_assert!(split.images.iter().all(|p| (0.0..=1.0).contains(p)));
                 }
-                prop_assert_eq!((d.train.rows, d.train.cols), (d.test.rows, d.test.cols));
+                prop_assert_eq!(
+                    (d.train.shape.rows, d.train.shape.cols),
+                    (d.test.shape.rows, d.test.shape.cols)
+                );
                 if !flipped {
                     prop_assert_eq!(d.train.len(), case.counts[0].0 as usize);
                     prop_assert_eq!(d.test.len(), case.counts[1].0 as usize);
@@ -1681,12 +1687,17 @@ fn idx_folders() {
             (Err(_), Ok(_)) => prop_assert!(false, "the tournament loader accepted a folder load_idx_dir refuses"),
             (Err(_), Err(e)) => prop_assert_eq!(e.exit_code(), 2, "not a user error: {}", e),
             (Ok(d), result) => {
-                let fits = (d.train.rows, d.train.cols) == (28, 28)
+                let fits = (d.train.shape.rows, d.train.shape.cols) == (28, 28)
                     && case.ask.0 <= d.train.len()
                     && case.ask.1 <= d.test.len();
                 match result {
                     Ok(cut) => {
-                        prop_assert!(fits, "accepted {}x{} images or too few", d.train.rows, d.train.cols);
+                        prop_assert!(
+                            fits,
+                            "accepted {}x{} images or too few",
+                            d.train.shape.rows,
+                            d.train.shape.cols
+                        );
                         prop_assert_eq!((cut.train.len(), cut.test.len()), case.ask);
                     }
                     Err(e) => {

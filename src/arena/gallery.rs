@@ -68,8 +68,9 @@ pub fn gallery(
             let ((clean_pred, clean_conf), (adv_pred, adv_conf)) = answers(i);
             GalleryItem {
                 attack: label,
-                rows: set.rows,
-                cols: set.cols,
+                channels: set.shape.channels,
+                rows: set.shape.rows,
+                cols: set.shape.cols,
                 clean: to_bytes(&set.images[i * dim..(i + 1) * dim]),
                 adversarial: to_bytes(&adv[i * dim..(i + 1) * dim]),
                 true_label: set.labels[i] as usize,
@@ -94,8 +95,7 @@ mod tests {
         let test = Split {
             images: f.x.clone(),
             labels: f.y.clone(),
-            rows: 28,
-            cols: 28,
+            shape: crate::data::Shape::MNIST,
         };
         let attack = AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1));
         let items = gallery(f.model.as_ref(), &test, &f.train, &[attack], 3);

@@ -3,6 +3,7 @@
 pub mod gallery;
 pub mod metrics;
 pub mod referee;
+pub mod worst_case;
 
 use std::collections::BTreeMap;
 use std::time::Instant;

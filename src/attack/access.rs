@@ -87,6 +87,9 @@ impl<'a> ScoreOracle<'a> {
     pub fn input_dim(&self) -> usize {
         self.model.input_dim()
     }
+    pub fn image_shape(&self) -> crate::data::Shape {
+        self.model.image_shape()
+    }
     pub fn queries(&self) -> usize {
         self.budget.used
     }
@@ -125,6 +128,9 @@ impl<'a> LabelOracle<'a> {
     pub fn input_dim(&self) -> usize {
         self.model.input_dim()
     }
+    pub fn image_shape(&self) -> crate::data::Shape {
+        self.model.image_shape()
+    }
     pub fn queries(&self) -> usize {
         self.budget.used
     }
@@ -140,7 +146,7 @@ mod tests {
 
     #[test]
     fn oracles_count_images_and_refuse_past_the_cap() {
-        let model = ModelConfig::Mlp { hidden: vec![4] }.init(Engine::Native, 2, 2, 3, 0);
+        let model = ModelConfig::mlp(vec![4]).init(Engine::Native, crate::data::Shape::gray(2, 2), 3, 0);
         let x = vec![0.5; 2 * 4];
         let mut scores = ScoreOracle::new(model.as_ref(), 2, 3);
         for _ in 0..3 {

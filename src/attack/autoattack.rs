@@ -334,7 +334,7 @@ mod tests {
     /// A small untrained MLP on 4x4 images, labels as it predicts them, so
     /// that even the standard version runs in a blink.
     fn tiny() -> (Box<dyn Classifier>, Vec<f32>, Vec<u8>) {
-        let model = ModelConfig::Mlp { hidden: vec![16] }.init(Engine::Native, 4, 4, 10, 3);
+        let model = ModelConfig::mlp(vec![16]).init(Engine::Native, crate::data::Shape::gray(4, 4), 10, 3);
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let x: Vec<f32> = (0..12 * 16).map(|_| rng.gen_range(0.0..1.0)).collect();
         let y = argmax_rows(&model.logits(&x), 10);
@@ -373,8 +373,8 @@ mod tests {
     }
 
     impl Model for Saturated<'_> {
-        fn input_dim(&self) -> usize {
-            self.inner.input_dim()
+        fn image_shape(&self) -> crate::data::Shape {
+            self.inner.image_shape()
         }
         fn classes(&self) -> usize {
             self.inner.classes()

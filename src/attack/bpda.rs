@@ -83,8 +83,8 @@ pub struct Bpda<'a> {
 }
 
 impl Model for Bpda<'_> {
-    fn input_dim(&self) -> usize {
-        self.model.input_dim()
+    fn image_shape(&self) -> crate::data::Shape {
+        self.model.image_shape()
     }
     fn classes(&self) -> usize {
         self.model.classes()

@@ -94,8 +94,8 @@ pub struct Eot<'a> {
 }
 
 impl Model for Eot<'_> {
-    fn input_dim(&self) -> usize {
-        self.model.input_dim()
+    fn image_shape(&self) -> crate::data::Shape {
+        self.model.image_shape()
     }
     fn classes(&self) -> usize {
         self.model.classes()

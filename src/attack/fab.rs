@@ -605,8 +605,8 @@ mod tests {
     }
 
     impl Model for Linear {
-        fn input_dim(&self) -> usize {
-            self.dim
+        fn image_shape(&self) -> crate::data::Shape {
+            crate::data::Shape::gray(1, self.dim)
         }
         fn classes(&self) -> usize {
             self.b.len()
@@ -708,7 +708,7 @@ mod tests {
     }
 
     fn small_mlp() -> (Box<dyn crate::model::Classifier>, Vec<f32>, Vec<u8>) {
-        let model = ModelConfig::Mlp { hidden: vec![16] }.init(Engine::Native, 4, 4, 10, 3);
+        let model = ModelConfig::mlp(vec![16]).init(Engine::Native, crate::data::Shape::gray(4, 4), 10, 3);
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let x: Vec<f32> = (0..12 * 16).map(|_| rng.gen_range(0.0..1.0)).collect();
         // Labels as predicted, so every image is attacked.

@@ -3,6 +3,7 @@
 //! robustness"). The attack only chooses the transformation; the images are
 //! rendered by `render`, so no example can leave the threat model.
 
+use crate::data::Shape;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -44,31 +45,35 @@ pub struct Transform {
     pub dy: i32,
 }
 
-/// Render `image` (side x side) under `t`, bilinear, zero outside.
-pub fn render(image: &[f32], side: usize, t: Transform) -> Vec<f32> {
+/// Render `image` (of `shape`, every channel alike) under `t`, rotating
+/// about its centre, bilinear, zero outside.
+pub fn render(image: &[f32], shape: Shape, t: Transform) -> Vec<f32> {
     let (sin, cos) = t.degrees.to_radians().sin_cos();
-    let c = (side as f32 - 1.0) / 2.0;
+    let (rows, cols) = (shape.rows as i64, shape.cols as i64);
+    let (cy, cx) = ((shape.rows as f32 - 1.0) / 2.0, (shape.cols as f32 - 1.0) / 2.0);
     let mut out = vec![0.0; image.len()];
-    let at = |r: i64, col: i64| -> f32 {
-        if r < 0 || col < 0 || r >= side as i64 || col >= side as i64 {
-            0.0
-        } else {
-            image[r as usize * side + col as usize]
-        }
-    };
-    for r in 0..side {
-        for col in 0..side {
+    for r in 0..shape.rows {
+        for col in 0..shape.cols {
             // Inverse map: undo the translation, then the rotation.
-            let (y, x) = (r as f32 - t.dy as f32 - c, col as f32 - t.dx as f32 - c);
-            let (sy, sx) = (cos * y - sin * x + c, sin * y + cos * x + c);
+            let (y, x) = (r as f32 - t.dy as f32 - cy, col as f32 - t.dx as f32 - cx);
+            let (sy, sx) = (cos * y - sin * x + cy, sin * y + cos * x + cx);
             let (y0, x0) = (sy.floor(), sx.floor());
             let (fy, fx) = (sy - y0, sx - x0);
             let (y0, x0) = (y0 as i64, x0 as i64);
-            let v = at(y0, x0) * (1.0 - fy) * (1.0 - fx)
-                + at(y0, x0 + 1) * (1.0 - fy) * fx
-                + at(y0 + 1, x0) * fy * (1.0 - fx)
-                + at(y0 + 1, x0 + 1) * fy * fx;
-            out[r * side + col] = v.clamp(0.0, 1.0);
+            for c in 0..shape.channels {
+                let at = |r: i64, col: i64| -> f32 {
+                    if r < 0 || col < 0 || r >= rows || col >= cols {
+                        0.0
+                    } else {
+                        image[shape.at(c, r as usize, col as usize)]
+                    }
+                };
+                let v = at(y0, x0) * (1.0 - fy) * (1.0 - fx)
+                    + at(y0, x0 + 1) * (1.0 - fy) * fx
+                    + at(y0 + 1, x0) * fy * (1.0 - fx)
+                    + at(y0 + 1, x0 + 1) * fy * fx;
+                out[shape.at(c, r, col)] = v.clamp(0.0, 1.0);
+            }
         }
     }
     out
@@ -177,18 +182,15 @@ impl Attack for SpatialConfig {
     /// The worst transformation per image: the first that fools the model,
     /// else the one with the highest loss.
     fn craft(&self, model: &dyn Model, x: &[f32], y: &[u8], _rng: &mut ChaCha8Rng) -> Vec<f32> {
-        let dim = model.input_dim();
-        let side = (dim as f64).sqrt() as usize;
-        if side * side != dim {
-            return x.to_vec();
-        }
+        let shape = model.image_shape();
+        let dim = shape.dim();
         let n = y.len();
         let mut best = x.to_vec();
         let mut best_loss = vec![f32::NEG_INFINITY; n];
         let mut fooled = vec![false; n];
         let loss = CrossEntropy { labels: y };
         for t in self.grid() {
-            let candidates: Vec<f32> = x.chunks(dim).flat_map(|image| render(image, side, t)).collect();
+            let candidates: Vec<f32> = x.chunks(dim).flat_map(|image| render(image, shape, t)).collect();
             let logits = model.logits(&candidates);
             let (losses, _) = loss.eval(&logits, model.classes());
             let predicted = argmax_rows(&logits, model.classes());
@@ -213,7 +215,7 @@ mod tests {
 
     #[test]
     fn identity_and_translation_render_exactly() {
-        let side = 4;
+        let side = Shape::gray(4, 4);
         let image: Vec<f32> = (0..16).map(|v| v as f32 / 16.0).collect();
         assert_eq!(
             render(
@@ -242,7 +244,7 @@ mod tests {
 
     #[test]
     fn a_quarter_turn_moves_corners() {
-        let side = 3;
+        let side = Shape::gray(3, 3);
         let mut image = vec![0.0; 9];
         image[0] = 1.0;
         let turned = render(
@@ -256,5 +258,33 @@ mod tests {
         );
         assert!((turned.iter().sum::<f32>() - 1.0).abs() < 1e-4);
         assert!(turned[0] < 1e-4, "the corner moved");
+    }
+
+    #[test]
+    fn every_channel_moves_alike_on_a_rectangle() {
+        let rgb = Shape {
+            channels: 3,
+            rows: 3,
+            cols: 5,
+        };
+        // Channel c of pixel p is (p + 1) * (c + 1): each plane is the
+        // gray image scaled.
+        let gray: Vec<f32> = (0..15).map(|p| (p + 1) as f32 / 50.0).collect();
+        let image: Vec<f32> = (0..15)
+            .flat_map(|p| (0..3).map(move |c| (p + 1) as f32 * (c + 1) as f32 / 50.0))
+            .collect();
+        let t = Transform {
+            degrees: 20.0,
+            dx: 1,
+            dy: -1,
+        };
+        let turned_gray = render(&gray, Shape::gray(3, 5), t);
+        let turned = render(&image, rgb, t);
+        for p in 0..15 {
+            for c in 0..3 {
+                let want = (turned_gray[p] * (c + 1) as f32).min(1.0);
+                assert!((turned[p * 3 + c] - want).abs() < 1e-5, "pixel {p} channel {c}");
+            }
+        }
     }
 }

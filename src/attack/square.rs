@@ -3,6 +3,7 @@
 //! from probabilities alone, accepting a change when it lowers the margin. Andriushchenko et al. 2020, "Square Attack: a
 //! query-efficient black-box adversarial attack via random search".
 
+use crate::data::Shape;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -67,21 +68,24 @@ impl SquareConfig {
     }
 
     /// The starting point. linf: vertical stripes at the corners of the
-    /// ball. l2: a grid of pseudo-Gaussian bumps of random sign, scaled onto
-    /// the sphere of radius eps.
-    fn start(&self, clean: &[f32], side: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    /// ball (a sign per column and channel). l2: a grid of pseudo-Gaussian
+    /// bumps of random sign per channel, scaled onto the sphere of radius eps.
+    fn start(&self, clean: &[f32], shape: Shape, rng: &mut ChaCha8Rng) -> Vec<f32> {
         let clamp = |v: f32| v.clamp(0.0, 1.0);
+        let (rows, cols, channels) = (shape.rows, shape.cols, shape.channels);
         match self.norm {
             Norm::L2 => {
                 let mut delta = vec![0.0f32; clean.len()];
-                let tile = (side / 5).max(1);
+                let tile = (rows.min(cols) / 5).max(1);
                 let bump = pseudo_gaussian(tile, tile);
-                for r0 in (0..side).step_by(tile) {
-                    for c0 in (0..side).step_by(tile) {
-                        let sign = if rng.gen::<bool>() { 1.0 } else { -1.0 };
-                        for r in 0..tile.min(side - r0) {
-                            for c in 0..tile.min(side - c0) {
-                                delta[(r0 + r) * side + c0 + c] = sign * bump[r * tile + c];
+                for r0 in (0..rows).step_by(tile) {
+                    for c0 in (0..cols).step_by(tile) {
+                        for ch in 0..channels {
+                            let sign = if rng.gen::<bool>() { 1.0 } else { -1.0 };
+                            for r in 0..tile.min(rows - r0) {
+                                for c in 0..tile.min(cols - c0) {
+                                    delta[shape.at(ch, r0 + r, c0 + c)] = sign * bump[r * tile + c];
+                                }
                             }
                         }
                     }
@@ -94,32 +98,39 @@ impl SquareConfig {
                     .collect()
             }
             _ => {
-                let signs: Vec<f32> = (0..side)
+                // Stored channels-last, value p is column (p / channels) %
+                // cols, channel p % channels: one sign per pair.
+                let signs: Vec<f32> = (0..cols * channels)
                     .map(|_| if rng.gen::<bool>() { self.eps } else { -self.eps })
                     .collect();
                 clean
                     .iter()
                     .enumerate()
-                    .map(|(p, c)| clamp(c + signs[p % side]))
+                    .map(|(p, c)| clamp(c + signs[p % signs.len()]))
                     .collect()
             }
         }
     }
 
-    /// linf: one s x s window set to a random corner of the ball,
-    /// resampled until the window actually changes (a few tries).
-    fn propose_linf(&self, a: &[f32], c: &[f32], s: usize, side: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    /// linf: one s x s window set to a random corner of the ball (a sign
+    /// per channel), resampled until the window actually changes (a few
+    /// tries).
+    fn propose_linf(&self, a: &[f32], c: &[f32], s: usize, shape: Shape, rng: &mut ChaCha8Rng) -> Vec<f32> {
         let mut candidate = a.to_vec();
         for _ in 0..10 {
-            let (r0, c0) = (rng.gen_range(0..=side - s), rng.gen_range(0..=side - s));
-            let sign = if rng.gen::<bool>() { self.eps } else { -self.eps };
+            let (r0, c0) = (rng.gen_range(0..=shape.rows - s), rng.gen_range(0..=shape.cols - s));
+            let signs: Vec<f32> = (0..shape.channels)
+                .map(|_| if rng.gen::<bool>() { self.eps } else { -self.eps })
+                .collect();
             let mut changed = false;
             for r in r0..r0 + s {
                 for col in c0..c0 + s {
-                    let p = r * side + col;
-                    let v = (c[p] + sign).clamp(0.0, 1.0);
-                    changed |= (v - a[p]).abs() > 1e-7;
-                    candidate[p] = v;
+                    for (ch, sign) in signs.iter().enumerate() {
+                        let p = shape.at(ch, r, col);
+                        let v = (c[p] + sign).clamp(0.0, 1.0);
+                        changed |= (v - a[p]).abs() > 1e-7;
+                        candidate[p] = v;
+                    }
                 }
             }
             if changed {
@@ -131,19 +142,22 @@ impl SquareConfig {
     }
 
     /// l2 (the paper's Algorithm 3): move the perturbation's mass from a
-    /// second window into a first one, adding a pseudo-Gaussian bump there,
-    /// keeping the total norm at eps.
-    fn propose_l2(&self, a: &[f32], c: &[f32], s: usize, side: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    /// second window into a first one, adding a pseudo-Gaussian bump there
+    /// (of random sign per channel), keeping the total norm at eps.
+    fn propose_l2(&self, a: &[f32], c: &[f32], s: usize, shape: Shape, rng: &mut ChaCha8Rng) -> Vec<f32> {
         let s = s.max(3) | 1;
-        let s = s.min(side);
+        let s = s.min(shape.rows.min(shape.cols));
         let mut delta: Vec<f32> = a.iter().zip(c).map(|(a, c)| a - c).collect();
+        // Every value of the window, each pixel's channels together.
         let window = |r0: usize, c0: usize| -> Vec<usize> {
             (r0..r0 + s)
-                .flat_map(|r| (c0..c0 + s).map(move |col| r * side + col))
+                .flat_map(|r| (c0..c0 + s).map(move |col| (r, col)))
+                .flat_map(|(r, col)| (0..shape.channels).map(move |ch| shape.at(ch, r, col)))
                 .collect()
         };
-        let first = window(rng.gen_range(0..=side - s), rng.gen_range(0..=side - s));
-        let second = window(rng.gen_range(0..=side - s), rng.gen_range(0..=side - s));
+        let (rows, cols) = (shape.rows, shape.cols);
+        let first = window(rng.gen_range(0..=rows - s), rng.gen_range(0..=cols - s));
+        let second = window(rng.gen_range(0..=rows - s), rng.gen_range(0..=cols - s));
         let norm_of = |idx: &[usize], d: &[f32]| idx.iter().map(|&p| d[p] * d[p]).sum::<f32>().sqrt();
         let image_norm = Norm::L2.of(&delta);
         let mut union = first.clone();
@@ -155,11 +169,16 @@ impl SquareConfig {
         if rng.gen::<bool>() {
             bump = transpose(&bump, s);
         }
-        let sign = if rng.gen::<bool>() { 1.0 } else { -1.0 };
+        let signs: Vec<f32> = (0..shape.channels)
+            .map(|_| if rng.gen::<bool>() { 1.0 } else { -1.0 })
+            .collect();
         let mut proposal: Vec<f32> = first
             .iter()
-            .zip(&bump)
-            .map(|(&p, b)| sign * b + delta[p] / (first_norm + 1e-10))
+            .enumerate()
+            .map(|(k, &p)| {
+                let b = bump[k / shape.channels];
+                signs[k % shape.channels] * b + delta[p] / (first_norm + 1e-10)
+            })
             .collect();
         let length = proposal.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
         let target = ((self.eps * self.eps - image_norm * image_norm).max(0.0) + union_norm * union_norm).sqrt();
@@ -195,12 +214,13 @@ impl SquareConfig {
         targets: Option<&[u8]>,
         rng: &mut ChaCha8Rng,
     ) -> Vec<f32> {
-        let dim = oracle.input_dim();
-        let side = (dim as f64).sqrt() as usize;
+        let shape = oracle.image_shape();
+        let dim = shape.dim();
         let classes = oracle.classes();
         let n = y.len();
-        if side * side != dim || side < 2 {
-            // Square windows need square images.
+        let side = shape.rows.min(shape.cols);
+        if side < 2 {
+            // Windows smaller than the image need two rows and columns.
             return x.to_vec();
         }
         // What is minimized, per image, and whether the image is done.
@@ -221,7 +241,7 @@ impl SquareConfig {
             }
         };
 
-        let mut adv: Vec<f32> = x.chunks(dim).flat_map(|c| self.start(c, side, rng)).collect();
+        let mut adv: Vec<f32> = x.chunks(dim).flat_map(|c| self.start(c, shape, rng)).collect();
         let Some(probs) = oracle.probabilities(&adv) else {
             return x.to_vec();
         };
@@ -233,13 +253,14 @@ impl SquareConfig {
             if active.is_empty() {
                 break;
             }
-            let s = ((self.p_at(iteration) * dim as f32).sqrt().round() as usize).clamp(1, side - 1);
+            // The window covers a fraction p of each channel's pixels.
+            let s = ((self.p_at(iteration) * shape.pixels() as f32).sqrt().round() as usize).clamp(1, side - 1);
             let mut candidates = Vec::with_capacity(active.len() * dim);
             for &i in &active {
                 let (a, c) = (&adv[i * dim..(i + 1) * dim], &x[i * dim..(i + 1) * dim]);
                 let candidate = match self.norm {
-                    Norm::L2 => self.propose_l2(a, c, s, side, rng),
-                    _ => self.propose_linf(a, c, s, side, rng),
+                    Norm::L2 => self.propose_l2(a, c, s, shape, rng),
+                    _ => self.propose_linf(a, c, s, shape, rng),
                 };
                 candidates.extend_from_slice(&candidate);
             }

@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn targets_differ_from_the_true_label() {
-        let model = ModelConfig::Mlp { hidden: vec![8] }.init(Engine::Native, 2, 2, 10, 0);
+        let model = ModelConfig::mlp(vec![8]).init(Engine::Native, crate::data::Shape::gray(2, 2), 10, 0);
         let x = vec![0.3; 4 * 50];
         let y: Vec<u8> = (0..50).map(|i| (i % 10) as u8).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(0);

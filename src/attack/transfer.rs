@@ -36,7 +36,7 @@ pub struct TransferConfig {
 }
 
 fn default_surrogate() -> ModelConfig {
-    ModelConfig::Mlp { hidden: vec![128] }
+    ModelConfig::mlp(vec![128])
 }
 fn default_images() -> usize {
     2000
@@ -61,9 +61,7 @@ impl TransferConfig {
         }
         let n = self.images.min(train.len());
         let subset = train.subset(&(0..n).collect::<Vec<_>>());
-        let mut model = self
-            .surrogate
-            .init(Engine::Native, train.rows, train.cols, 10, self.seed);
+        let mut model = self.surrogate.init(Engine::Native, train.shape, 10, self.seed);
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         Trainer::new(TrainConfig::epochs(self.epochs, 64, OptimizerConfig::default())).fit(
             model.as_mut(),
@@ -134,8 +132,9 @@ impl AttackSpec for TransferConfig {
         if self.images == 0 || self.epochs == 0 {
             return Err(crate::Error::invalid("`images` and `epochs` must be at least 1"));
         }
+        self.surrogate.refuse_weights("surrogate")?;
         self.surrogate
-            .validate(28, 28)
+            .validate(Some(crate::data::Shape::MNIST))
             .map_err(|e| crate::Error::invalid(format!("`surrogate`: {e}")))
     }
     /// The target model is never asked anything.
@@ -158,7 +157,7 @@ impl Describe for TransferConfig {
         TransferConfig {
             name: None,
             attack: Box::new(AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.3))),
-            surrogate: ModelConfig::Mlp { hidden: vec![128] },
+            surrogate: ModelConfig::mlp(vec![128]),
             images: 2000,
             epochs: 3,
             seed: 0,

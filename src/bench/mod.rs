@@ -118,7 +118,7 @@ fn labels(n: usize, rng: &mut ChaCha8Rng) -> Vec<u8> {
 }
 
 fn mlp() -> ModelConfig {
-    ModelConfig::Mlp { hidden: vec![256, 256] }
+    ModelConfig::mlp(vec![256, 256])
 }
 
 /// One PGD-linf step as redqueen's attacks take it: input gradient, a signed
@@ -144,7 +144,7 @@ fn bench_model(
     items: &mut BTreeMap<String, Item>,
 ) {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut model = config.init(Engine::Native, 28, 28, 10, 0);
+    let mut model = config.init(Engine::Native, crate::data::Shape::gray(28, 28), 10, 0);
     let x = uniform(BATCH * 784, &mut rng);
     let y = labels(BATCH, &mut rng);
     let train = format!("{name}_train_step");
@@ -228,10 +228,7 @@ pub fn run(threads: usize, quick: bool, wanted: &dyn Fn(&str) -> bool) -> anyhow
 
 /// The train and PGD steps of the MLP, the Madry CNN and the small CNN.
 fn bench_models(quick: bool, wanted: &dyn Fn(&str) -> bool, items: &mut BTreeMap<String, Item>) {
-    let madry_cnn = ModelConfig::Cnn {
-        channels: [32, 64],
-        dense: 1024,
-    };
+    let madry_cnn = ModelConfig::cnn([32, 64], 1024);
     let models = [
         (
             "mlp",
@@ -276,7 +273,7 @@ pub fn cpu_name() -> String {
 /// 128, through redqueen's own `pgd` attack (eps 0.3, step 0.1).
 fn bench_pgd_attack(quick: bool) -> Item {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let model = mlp().init(Engine::Native, 28, 28, 10, 0);
+    let model = mlp().init(Engine::Native, crate::data::Shape::gray(28, 28), 10, 0);
     let (x, y) = (uniform(BATCH * 784, &mut rng), labels(BATCH, &mut rng));
     let attack = pgd10(ALPHA);
     let mut item = time_blocks(
@@ -297,7 +294,7 @@ fn bench_pgd_attack(quick: bool) -> Item {
 /// update is a negligible share of the step). 10 x 2 + 3 forward passes.
 fn bench_madry_small_step(quick: bool) -> Item {
     let mut rng = ChaCha8Rng::seed_from_u64(4);
-    let mut model = small_cnn().init(Engine::Native, 28, 28, 10, 0);
+    let mut model = small_cnn().init(Engine::Native, crate::data::Shape::gray(28, 28), 10, 0);
     let (x, y) = (uniform(MADRY_BATCH * 784, &mut rng), labels(MADRY_BATCH, &mut rng));
     let attack = pgd10(EPS / 4.0);
     let mut item = time_blocks(
@@ -323,10 +320,7 @@ fn pgd10(step: f32) -> PgdConfig {
 }
 
 fn small_cnn() -> ModelConfig {
-    ModelConfig::Cnn {
-        channels: [16, 32],
-        dense: 100,
-    }
+    ModelConfig::cnn([16, 32], 100)
 }
 
 /// The matrix multiply alone, at the MLP's largest shape.
@@ -349,7 +343,7 @@ fn bench_gemm(quick: bool) -> Item {
 fn bench_adversarial_epoch(quick: bool) -> Item {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let (x, y) = (uniform(10_000 * 784, &mut rng), labels(10_000, &mut rng));
-    let mut model = mlp().init(Engine::Native, 28, 28, 10, 1);
+    let mut model = mlp().init(Engine::Native, crate::data::Shape::gray(28, 28), 10, 1);
     adversarial_epoch(model.as_mut(), &x[..1280 * 784], &y[..1280], &mut rng);
     let mut item = time_blocks(
         || adversarial_epoch(model.as_mut(), &x, &y, &mut rng),
@@ -382,6 +376,7 @@ fn bench_tournament(threads: usize, quick: bool) -> anyhow::Result<Item> {
             shard: None,
             // Pretraining is part of what the benchmark times.
             cache: None,
+            save_models: false,
         };
         let started = Instant::now();
         runtime.block_on(tournament::run(

@@ -52,6 +52,9 @@ pub(super) enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// One model (saved with `run --save-models`, or PyTorch's safetensors) under AutoAttack or
+    /// an attack list, on a dataset's test images: the per-image worst case with its interval.
+    Evaluate(EvaluateArgs),
     /// The attacks, agents, defenses, models, datasets and strategy files redqueen knows.
     List,
     /// Validate a tournament or matrix file without running it.
@@ -114,6 +117,32 @@ pub(super) enum Command {
 }
 
 #[derive(clap::Args, Debug)]
+pub(super) struct EvaluateArgs {
+    /// A safetensors file in PyTorch's layout: an nn.Sequential of the mlp or cnn kind
+    /// (`redqueen list` shows them), its architecture read from the tensors.
+    pub(super) model: PathBuf,
+    /// The dataset whose test split is attacked: mnist, fashion-mnist, cifar10, synthetic-digits,
+    /// or idx (with --data-path).
+    #[arg(long, default_value = "mnist")]
+    pub(super) data: String,
+    /// The dataset's folder (for idx; for the others it replaces the default location).
+    #[arg(long, value_name = "DIR")]
+    pub(super) data_path: Option<PathBuf>,
+    /// A TOML file `attacks = [ {...}, ... ]` run in turn, each on the images the ones before
+    /// left standing (default: AutoAttack, standard version, linf at 0.3, or 8/255 on cifar10).
+    #[arg(long, value_name = "FILE")]
+    pub(super) attacks: Option<PathBuf>,
+    /// Test images, drawn once from the seed.
+    #[arg(long, default_value_t = 1000)]
+    pub(super) images: usize,
+    #[arg(long, default_value_t = 0)]
+    pub(super) seed: u64,
+    /// Also write the result as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub(super) json: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
 pub(super) struct RunArgs {
     /// A tournament file; without one, the built-in default tournament runs.
     pub(super) file: Option<PathBuf>,
@@ -155,6 +184,10 @@ pub(super) struct RunArgs {
     /// them to the model cache ($REDQUEEN_CACHE, else $XDG_CACHE_HOME/redqueen, else ~/.cache/redqueen).
     #[arg(long)]
     pub(super) no_cache: bool,
+    /// Keep each finished match's final defender in DIR/models/, as a safetensors file in
+    /// PyTorch's layout (`redqueen evaluate` and PyTorch load it).
+    #[arg(long)]
+    pub(super) save_models: bool,
 }
 
 /// `K/N` with 1 <= K <= N.
@@ -297,6 +330,7 @@ pub(super) fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
             } else {
                 crate::model::cache::ModelCache::from_env()
             },
+            save_models: args.save_models,
         },
     })
 }

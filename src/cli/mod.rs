@@ -43,6 +43,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Merge { dirs, out, force } => merge(&dirs, out, force),
         Command::Report { dir } => rebuild_report(&dir),
         Command::Compare { dirs } => compare(&dirs),
+        Command::Evaluate(args) => evaluate(args),
         Command::List => {
             say(&list());
             Ok(ExitCode::SUCCESS)
@@ -232,6 +233,29 @@ fn bench(
 }
 
 /// `check`: a tournament or matrix file validated, and what it would run.
+/// `evaluate`: one model under a fixed attack list, its table, and the JSON.
+fn evaluate(args: args::EvaluateArgs) -> anyhow::Result<ExitCode> {
+    let attacks = args.attacks.as_deref().map(crate::evaluate::read_attacks).transpose()?;
+    let data = config::DataConfig {
+        dataset: args.data,
+        path: args.data_path,
+        ..config::DataConfig::default()
+    };
+    let options = crate::evaluate::EvaluateOptions {
+        model: args.model,
+        data,
+        attacks,
+        images: args.images,
+        seed: args.seed,
+    };
+    let result = crate::evaluate::evaluate(&options)?;
+    say(&crate::evaluate::table(&result));
+    if let Some(json) = args.json {
+        crate::record::write_json(&json, &result).map_err(crate::Error::io(format!("writing {}", json.display())))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn check(file: &Path, strategies: Option<&Path>) -> anyhow::Result<ExitCode> {
     if config::matrix::is_matrix_file(file) {
         let matrix = config::matrix::load_matrix_file(file)?;
@@ -349,6 +373,7 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
         resume: args.resume.is_some(),
         shard: None,
         cache: None,
+        save_models: false,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let cancel = Arc::new(AtomicBool::new(false));

@@ -157,7 +157,7 @@ pub fn check_matrix(file: MatrixFile, cited: &str) -> Result<MatrixFile> {
         )));
     }
     file.model
-        .validate(super::IMAGE_SIZE.0, super::IMAGE_SIZE.1)
+        .validate(file.data.known_shape())
         .map_err(|e| in_file(e.within("`model`")))?;
     file.pretrain
         .validate(file.data.train)

@@ -21,8 +21,8 @@ use crate::error::{Error, Result};
 
 pub use crate::attack::rules::{check_budget, within_rules, Rules};
 pub use schema::{
-    AttackerEntry, DataConfig, DefenderEntry, PretrainConfig, Sizes, SpecialistsConfig, TournamentFile, DATASETS,
-    IMAGE_SIZE,
+    AttackerEntry, DataConfig, DefenderEntry, PretrainConfig, Sizes, SpecialistsConfig, TournamentFile,
+    CIFAR10_CLASSES, DATASETS, FASHION_MNIST_CLASSES,
 };
 pub use store::Store;
 pub(crate) use validate::{check_data, check_name};

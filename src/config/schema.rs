@@ -1,6 +1,7 @@
 //! The tournament file's schema: the serde structs a file is parsed into,
 //! as written (strategy references unresolved).
 
+use crate::data::Shape;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -137,7 +138,8 @@ fn shipped_pgd_at() -> crate::defense::pgd_at::PgdAtConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// `synthetic-digits`, `mnist`, `fashion-mnist`, or `idx` with `path`.
+    /// `synthetic-digits`, `mnist`, `fashion-mnist`, `cifar10`, or `idx`
+    /// with `path`.
     pub dataset: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
@@ -152,6 +154,20 @@ pub struct DataConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<Vec<String>>,
 }
+
+/// CIFAR-10's classes, label 0 first (as its `batches.meta.txt` lists them).
+pub const CIFAR10_CLASSES: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
 
 /// Fashion-MNIST's classes, label 0 first (Xiao, Rasul & Vollgraf 2017).
 pub const FASHION_MNIST_CLASSES: [&str; 10] = [
@@ -169,12 +185,43 @@ pub const FASHION_MNIST_CLASSES: [&str; 10] = [
 
 impl DataConfig {
     /// The classes' names: `classes` when given, else the dataset's built-in
-    /// names (Fashion-MNIST's); empty for digits, whose labels are their names.
+    /// names (Fashion-MNIST's, CIFAR-10's); empty for digits, whose labels
+    /// are their names.
     pub fn class_names(&self) -> Vec<String> {
+        let built_in = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
         match (&self.classes, self.dataset.as_str()) {
             (Some(names), _) => names.clone(),
-            (None, "fashion-mnist") => FASHION_MNIST_CLASSES.iter().map(|n| n.to_string()).collect(),
+            (None, "fashion-mnist") => built_in(&FASHION_MNIST_CLASSES),
+            (None, "cifar10") => built_in(&CIFAR10_CLASSES),
             (None, _) => Vec::new(),
+        }
+    }
+
+    /// The images' shape where it is known before loading: the built-in
+    /// datasets' fixed shapes, or what an `idx` folder's train-images header
+    /// says. `None` when the header cannot be read (loading reports why).
+    pub fn known_shape(&self) -> Option<Shape> {
+        match self.dataset.as_str() {
+            "cifar10" => Some(Shape::CIFAR),
+            "idx" => {
+                let path = self.path.as_deref()?;
+                let (_, rows, cols) = crate::data::idx_image_sizes(path).into_iter().next()?;
+                Some(Shape::gray(rows, cols))
+            }
+            _ => Some(Shape::MNIST),
+        }
+    }
+}
+
+impl Default for DataConfig {
+    /// The built-in synthetic digits at their default sizes.
+    fn default() -> DataConfig {
+        DataConfig {
+            dataset: "synthetic-digits".into(),
+            path: None,
+            train: default_train(),
+            test: default_test(),
+            classes: None,
         }
     }
 }
@@ -508,10 +555,11 @@ pub const DATASETS: &[(&str, &str)] = &[
         "Fashion-MNIST IDX files from $REDQUEEN_DATA/fashion-mnist or /usr/share/datasets/fashion-mnist",
     ),
     (
+        "cifar10",
+        "CIFAR-10 binary version (3x32x32, RGB) from $REDQUEEN_DATA/cifar-10-batches-bin, or the folder given as `path`",
+    ),
+    (
         "idx",
-        "any folder of the four MNIST-format IDX files (gzip or raw), given as `path`",
+        "any folder of the four MNIST-format IDX files (gzip or raw, grayscale of any size), given as `path`",
     ),
 ];
-
-/// The image size every model takes (MNIST format).
-pub const IMAGE_SIZE: (usize, usize) = (28, 28);

@@ -429,7 +429,7 @@ fn a_tournament_in_the_current_folder_reads_strategies_from_it() {
 }
 
 #[test]
-fn an_idx_folder_must_exist_and_hold_images_the_models_take() {
+fn an_idx_folder_must_exist_and_hold_images_the_model_can_take() {
     let dir = tempfile::tempdir().unwrap();
     let with_path = |path: &Path| {
         tournament("").replace(
@@ -450,13 +450,19 @@ fn an_idx_folder_must_exist_and_hold_images_the_models_take() {
             .chain(std::iter::repeat_n(0u8, (rows * cols) as usize))
             .collect()
     };
-    std::fs::write(dir.path().join("train-images-idx3-ubyte"), header(32, 32)).unwrap();
-    let e = error_of(&with_path(dir.path()));
+    // Any size fits an MLP; what else is wrong is the loader's to say.
+    std::fs::write(dir.path().join("train-images-idx3-ubyte"), header(30, 30)).unwrap();
+    assert!(check_text(&with_path(dir.path())).is_ok());
+    // The CNN pools twice: sides must be multiples of 4, read from the header.
+    let cnn = with_path(dir.path()).replace(
+        "kind = \"mlp\"\nhidden = [32]",
+        "kind = \"cnn\"\nchannels = [2, 2]\ndense = 8",
+    );
+    let e = error_of(&cnn);
     assert!(
-        e.contains("`data.path`") && e.contains("32x32") && e.contains("28x28") && e.contains("train-images"),
+        e.contains("`model`") && e.contains("multiples of 4") && e.contains("30x30"),
         "{e}"
     );
-    // 28x28 passes the check; what else is wrong is the loader's to say.
-    std::fs::write(dir.path().join("train-images-idx3-ubyte"), header(28, 28)).unwrap();
-    assert!(check_text(&with_path(dir.path())).is_ok());
+    std::fs::write(dir.path().join("train-images-idx3-ubyte"), header(32, 32)).unwrap();
+    assert!(check_text(&cnn).is_ok());
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::{check_budget, within_rules, DataConfig, Rules, TournamentFile, DATASETS, IMAGE_SIZE};
+use super::{check_budget, within_rules, DataConfig, Rules, TournamentFile, DATASETS};
 use crate::agent::AttackerConfig;
 use crate::attack::AttackConfig;
 use crate::defense::DefenderConfig;
@@ -114,7 +114,7 @@ fn check_sizes_and_data(file: &TournamentFile) -> crate::Result<()> {
         )));
     }
     file.model
-        .validate(IMAGE_SIZE.0, IMAGE_SIZE.1)
+        .validate(file.data.known_shape())
         .map_err(|e| e.within("`model`"))?;
     file.pretrain
         .validate(defender_train)
@@ -294,8 +294,8 @@ pub(crate) fn check_data(data: &DataConfig) -> crate::Result<()> {
     Ok(())
 }
 
-/// What can be told about an `idx` folder before loading it: that it exists,
-/// and that its images are the size the models take. Everything else
+/// What can be told about an `idx` folder before loading it: that it exists
+/// (the model is checked against its images' size separately). Everything else
 /// (missing files, wrong magic numbers, truncation) is reported, file by
 /// file, when the data is loaded, before anything is written.
 fn check_idx_folder(path: &Path) -> crate::Result<()> {
@@ -309,16 +309,6 @@ fn check_idx_folder(path: &Path) -> crate::Result<()> {
                 .collect::<Vec<_>>()
                 .join(", ")
         )));
-    }
-    for (file, rows, cols) in crate::data::idx_image_sizes(path) {
-        if (rows, cols) != IMAGE_SIZE {
-            return Err(Error::invalid(format!(
-                "`data.path`: {} holds {rows}x{cols} images, but the models take {}x{} images (MNIST format)",
-                file.display(),
-                IMAGE_SIZE.0,
-                IMAGE_SIZE.1
-            )));
-        }
     }
     Ok(())
 }

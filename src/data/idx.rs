@@ -95,6 +95,14 @@ pub enum DataError {
     )]
     FolderMissing { dir: PathBuf },
 
+    #[error(
+        "CIFAR-10 folder {} does not exist or is not a folder; it should hold the binary version's {} \
+         (unpacked from cifar-10-binary.tar.gz); set `data.path`, or {} to a folder with a {}/ subfolder",
+        .dir.display(), super::cifar::TRAIN_FILES.iter().chain([&super::cifar::TEST_FILE]).copied().collect::<Vec<_>>().join(", "),
+        DATA_ENV, super::cifar::FOLDER
+    )]
+    CifarFolderMissing { dir: PathBuf },
+
     #[error("{what} file missing in {}: looked for {}", .dir.display(), .tried.join(", "))]
     FileMissing {
         dir: PathBuf,
@@ -413,8 +421,7 @@ fn load_split(images_path: &Path, labels_path: &Path) -> Result<Split, DataError
     Ok(Split {
         images,
         labels,
-        rows,
-        cols,
+        shape: super::Shape::gray(rows, cols),
     })
 }
 
@@ -434,14 +441,14 @@ pub fn load_idx_dir(dir: &Path, name: &str) -> Result<Dataset, DataError> {
     let test_labels = find_idx_file(dir, IdxFile::TestLabels)?;
     let train = load_split(&train_images, &train_labels)?;
     let test = load_split(&test_images, &test_labels)?;
-    if (train.rows, train.cols) != (test.rows, test.cols) {
+    if (train.shape.rows, train.shape.cols) != (test.shape.rows, test.shape.cols) {
         return Err(DataError::ImageSizeMismatch {
             train_path: train_images,
-            train_rows: train.rows,
-            train_cols: train.cols,
+            train_rows: train.shape.rows,
+            train_cols: train.shape.cols,
             test_path: test_images,
-            test_rows: test.rows,
-            test_cols: test.cols,
+            test_rows: test.shape.rows,
+            test_cols: test.shape.cols,
         });
     }
     Ok(Dataset::new(name, train, test, IDX_CLASSES))
@@ -557,7 +564,7 @@ mod tests {
     fn check_small(d: &Dataset) {
         assert_eq!(d.train.len(), 5);
         assert_eq!(d.test.len(), 3);
-        assert_eq!((d.train.rows, d.train.cols), (4, 3));
+        assert_eq!((d.train.shape.rows, d.train.shape.cols), (4, 3));
         assert_eq!(d.classes, 10);
         assert_eq!(d.train.labels, vec![0, 1, 2, 9, 4]);
         assert_eq!(d.test.labels, vec![7, 8, 9]);
@@ -955,8 +962,8 @@ mod tests {
         let d = load_idx_dir(dir, "mnist").expect("MNIST loads");
         assert_eq!(d.train.len(), 60_000);
         assert_eq!(d.test.len(), 10_000);
-        assert_eq!((d.train.rows, d.train.cols), (28, 28));
-        assert_eq!((d.test.rows, d.test.cols), (28, 28));
+        assert_eq!((d.train.shape.rows, d.train.shape.cols), (28, 28));
+        assert_eq!((d.test.shape.rows, d.test.shape.cols), (28, 28));
         assert!(d.train.labels.iter().chain(&d.test.labels).all(|&l| l < 10));
         assert!(d.train.images.iter().all(|&p| (0.0..=1.0).contains(&p)));
         assert_eq!(d.fingerprint.len(), 16);

@@ -1,13 +1,17 @@
-//! Datasets: a generated stand-in for MNIST, and MNIST-format IDX folders.
+//! Datasets: a generated stand-in for MNIST, MNIST-format IDX folders, and
+//! CIFAR-10's binary batches.
 //!
-//! Everything downstream sees a [`Dataset`]: two [`Split`]s of grey images in
-//! [0,1] with labels, and a fingerprint so that a report can say exactly
+//! Everything downstream sees a [`Dataset`]: two [`Split`]s of images in
+//! [0,1] (any [`Shape`], channels last) with labels, and a fingerprint so that a report can say exactly
 //! which data a tournament ran on.
 
+pub mod cifar;
 pub mod idx;
+pub mod shape;
 pub mod synthetic;
 
 pub use idx::{load_idx_dir, resolve_named, DataError};
+pub use shape::Shape;
 pub use synthetic::synthetic_digits;
 
 use std::io::Read;
@@ -15,13 +19,17 @@ use std::path::{Path, PathBuf};
 
 use crate::rng::{fnv1a, FNV_OFFSET};
 
-/// One split of a dataset: images as f32 in [0,1], row-major, `rows*cols` per image.
+/// The number of classes of every dataset redqueen reads (MNIST,
+/// Fashion-MNIST, IDX folders, CIFAR-10).
+pub const CLASSES: usize = 10;
+
+/// One split of a dataset: images as f32 in [0,1], `shape.dim()` values per
+/// image, channels last (see [`Shape`]).
 #[derive(Clone, Debug)]
 pub struct Split {
     pub images: Vec<f32>,
     pub labels: Vec<u8>,
-    pub rows: usize,
-    pub cols: usize,
+    pub shape: Shape,
 }
 
 impl Split {
@@ -34,9 +42,9 @@ impl Split {
         self.labels.is_empty()
     }
 
-    /// Pixels per image (`rows * cols`).
+    /// Values per image (`channels * rows * cols`).
     pub fn dim(&self) -> usize {
-        self.rows * self.cols
+        self.shape.dim()
     }
 
     /// The pixels of image `i`. Panics if `i >= len()`, like slice indexing.
@@ -57,8 +65,7 @@ impl Split {
         Split {
             images,
             labels,
-            rows: self.rows,
-            cols: self.cols,
+            shape: self.shape,
         }
     }
 
@@ -67,16 +74,19 @@ impl Split {
         Split {
             images: self.images[..n * self.dim()].to_vec(),
             labels: self.labels[..n].to_vec(),
-            rows: self.rows,
-            cols: self.cols,
+            shape: self.shape,
         }
     }
 
     /// Feeds shape, labels and pixel bits into an FNV-1a hash.
     pub fn hash_into(&self, mut hash: u64) -> u64 {
         // The shape goes in too, so that 28x28 and 14x56 data with the same
-        // bytes do not share a fingerprint.
-        for n in [self.rows, self.cols, self.len()] {
+        // bytes do not share a fingerprint. Channels only when more than
+        // one, so that grayscale fingerprints stay what they always were.
+        if self.shape.channels != 1 {
+            hash = fnv1a(&(self.shape.channels as u64).to_le_bytes(), hash);
+        }
+        for n in [self.shape.rows, self.shape.cols, self.len()] {
             hash = fnv1a(&(n as u64).to_le_bytes(), hash);
         }
         hash = fnv1a(&self.labels, hash);
@@ -190,8 +200,7 @@ mod tests {
         Split {
             images: (0..n * 4).map(|i| i as f32 / (n * 4) as f32).collect(),
             labels: (0..n).map(|i| (i % 10) as u8).collect(),
-            rows: 2,
-            cols: 2,
+            shape: Shape::gray(2, 2),
         }
     }
 
@@ -284,8 +293,15 @@ mod tests {
         s.images[5] += 1e-6;
         assert_ne!(fingerprint(&s, &split(2)), base);
         let mut s = split(3);
-        s.rows = 1;
-        s.cols = 4;
+        s.shape = Shape::gray(1, 4);
+        assert_ne!(fingerprint(&s, &split(2)), base);
+        // Four one-pixel images of 4 channels are not 1x4 grayscale.
+        let mut s = split(3);
+        s.shape = Shape {
+            channels: 4,
+            rows: 1,
+            cols: 1,
+        };
         assert_ne!(fingerprint(&s, &split(2)), base);
         // Swapping splits is a different dataset.
         assert_ne!(fingerprint(&split(2), &split(3)), base);

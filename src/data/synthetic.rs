@@ -306,8 +306,7 @@ fn generate_split(rng: &mut ChaCha8Rng, n: usize, glyphs: &[Vec<Glyph>; CLASSES]
     Split {
         images,
         labels,
-        rows: SIDE,
-        cols: SIDE,
+        shape: crate::data::Shape::gray(SIDE, SIDE),
     }
 }
 
@@ -351,7 +350,7 @@ mod tests {
         let d = synthetic_digits(1, 500, 100);
         assert_eq!(d.name, "synthetic-digits");
         assert_eq!(d.classes, 10);
-        assert_eq!((d.train.rows, d.train.cols), (28, 28));
+        assert_eq!((d.train.shape.rows, d.train.shape.cols), (28, 28));
         assert_eq!(d.train.len(), 500);
         assert_eq!(d.test.len(), 100);
         assert_eq!(d.train.images.len(), 500 * 784);

@@ -100,8 +100,7 @@ fn no_defense_sees_evaluation_data() {
     let evals = [(0..100), (100..200)].map(|range| crate::data::Split {
         images: x[range.start * dim..range.end * dim].to_vec(),
         labels: y[range].to_vec(),
-        rows: 28,
-        cols: 28,
+        shape: crate::data::Shape::MNIST,
     });
     let attacker = AttackerConfig {
         name: "pgd".into(),
@@ -382,8 +381,7 @@ fn smoothing_certifies_no_more_than_survives_attack() {
     let eval = crate::data::Split {
         images: x[..100 * 784].to_vec(),
         labels: y[..100].to_vec(),
-        rows: 28,
-        cols: 28,
+        shape: crate::data::Shape::MNIST,
     };
     let attacker = AttackerConfig {
         name: "pgd".into(),

@@ -42,10 +42,7 @@ fn default_eps() -> f32 {
     0.3
 }
 fn default_static_models() -> Vec<ModelConfig> {
-    vec![
-        ModelConfig::Mlp { hidden: vec![128] },
-        ModelConfig::Mlp { hidden: vec![64, 64] },
-    ]
+    vec![ModelConfig::mlp(vec![128]), ModelConfig::mlp(vec![64, 64])]
 }
 fn default_static_epochs() -> usize {
     2
@@ -100,7 +97,8 @@ impl DefenseSpec for EnsembleAtConfig {
             return Err(Error::invalid("`static_models` must name at least one model"));
         }
         for (i, m) in self.static_models.iter().enumerate() {
-            m.validate(28, 28)
+            m.refuse_weights("static_models")
+                .and_then(|_| m.validate(Some(crate::data::Shape::MNIST)))
                 .map_err(|e| Error::invalid(e.to_string()).within(&format!("`static_models[{i}]`")))?;
         }
         validate_training(("steps", self.steps), self.batch, &self.optimizer)?;
@@ -130,7 +128,7 @@ impl Defense for EnsembleAt {
             // Clean training, in batches of 64 whatever `batch` says.
             let training = TrainConfig::epochs(self.config.static_epochs, 64, self.config.optimizer.clone());
             for config in &self.config.static_models {
-                let mut net = config.init(Engine::Native, train.rows, train.cols, model.classes(), rng.gen());
+                let mut net = config.init(Engine::Native, train.shape, model.classes(), rng.gen());
                 let set = TrainSet::labeled(&train.images, &train.labels);
                 Trainer::new(training.clone()).fit(net.as_mut(), Examples::Set(set), rng);
                 self.statics.push(net);

@@ -233,8 +233,8 @@ impl Smoothed {
 }
 
 impl Model for Smoothed {
-    fn input_dim(&self) -> usize {
-        self.inner.input_dim()
+    fn image_shape(&self) -> crate::data::Shape {
+        self.inner.image_shape()
     }
     fn classes(&self) -> usize {
         self.inner.classes()
@@ -313,7 +313,12 @@ mod tests {
     #[test]
     fn a_constant_base_model_is_certified_to_the_largest_radius_the_draws_allow() {
         // Zero weights: every draw votes class 0, so p_lower = alpha^(1/n).
-        let base = crate::model::ModelConfig::Mlp { hidden: vec![] }.init(crate::model::Engine::Native, 2, 2, 3, 0);
+        let base = crate::model::ModelConfig::mlp(vec![]).init(
+            crate::model::Engine::Native,
+            crate::data::Shape::gray(2, 2),
+            3,
+            0,
+        );
         let zero = zero_model(base);
         let config: SmoothingConfig = toml::from_str("sigma = 1.0\nn = 1000").unwrap();
         let x = vec![0.5; 4 * 5];

@@ -88,22 +88,25 @@ pub struct Squeezer {
 }
 
 impl Squeezer {
-    fn squeeze_image(&self, image: &[f32], side: usize) -> Vec<f32> {
+    /// One image of `shape`: the median filter runs on each channel.
+    fn squeeze_image(&self, image: &[f32], shape: crate::data::Shape) -> Vec<f32> {
         let k = self.median;
         let mut smoothed = image.to_vec();
         if k > 1 {
             let mut window = Vec::with_capacity(k * k);
-            for r in 0..side {
-                for c in 0..side {
-                    window.clear();
-                    for dr in 0..k {
-                        for dc in 0..k {
-                            let (rr, cc) = ((r + dr).min(side - 1), (c + dc).min(side - 1));
-                            window.push(image[rr * side + cc]);
+            for r in 0..shape.rows {
+                for c in 0..shape.cols {
+                    for ch in 0..shape.channels {
+                        window.clear();
+                        for dr in 0..k {
+                            for dc in 0..k {
+                                let (rr, cc) = ((r + dr).min(shape.rows - 1), (c + dc).min(shape.cols - 1));
+                                window.push(image[shape.at(ch, rr, cc)]);
+                            }
                         }
+                        window.sort_by(f32::total_cmp);
+                        smoothed[shape.at(ch, r, c)] = window[window.len() / 2];
                     }
-                    window.sort_by(f32::total_cmp);
-                    smoothed[r * side + c] = window[window.len() / 2];
                 }
             }
         }
@@ -120,17 +123,16 @@ pub struct Squeezed {
 
 impl Squeezed {
     fn squeeze(&self, x: &[f32]) -> Vec<f32> {
-        let dim = self.inner.input_dim();
-        let side = (dim as f64).sqrt() as usize;
-        x.chunks(dim)
-            .flat_map(|image| self.squeezer.squeeze_image(image, side))
+        let shape = self.inner.image_shape();
+        x.chunks(shape.dim())
+            .flat_map(|image| self.squeezer.squeeze_image(image, shape))
             .collect()
     }
 }
 
 impl Model for Squeezed {
-    fn input_dim(&self) -> usize {
-        self.inner.input_dim()
+    fn image_shape(&self) -> crate::data::Shape {
+        self.inner.image_shape()
     }
     fn classes(&self) -> usize {
         self.inner.classes()
@@ -189,11 +191,17 @@ mod tests {
     #[test]
     fn squeezing_quantizes_and_smooths() {
         let s = Squeezer { bits: 1, median: 1 };
-        assert_eq!(s.squeeze_image(&[0.2, 0.6, 0.49, 0.51], 2), vec![0.0, 1.0, 0.0, 1.0]);
+        assert_eq!(
+            s.squeeze_image(&[0.2, 0.6, 0.49, 0.51], crate::data::Shape::gray(2, 2)),
+            vec![0.0, 1.0, 0.0, 1.0]
+        );
         // A lone bright pixel disappears under a 2x2 median.
         let s = Squeezer { bits: 8, median: 2 };
         let mut image = vec![0.0; 9];
         image[4] = 1.0;
-        assert!(s.squeeze_image(&image, 3).iter().all(|&v| v == 0.0));
+        assert!(s
+            .squeeze_image(&image, crate::data::Shape::gray(3, 3))
+            .iter()
+            .all(|&v| v == 0.0));
     }
 }

@@ -8,6 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::ModelConfig;
+use crate::data::Shape;
 
 #[derive(Clone, Copy, Debug)]
 pub enum Layer {
@@ -36,12 +37,13 @@ impl Layer {
     }
 }
 
-/// The layers of `config` for `rows x cols` images.
-pub fn layers(config: &ModelConfig, rows: usize, cols: usize, classes: usize) -> Vec<Layer> {
+/// The layers of `config` for images of `shape`.
+pub fn layers(config: &ModelConfig, shape: Shape, classes: usize) -> Vec<Layer> {
+    let Shape { rows, cols, .. } = shape;
     match config {
-        ModelConfig::Mlp { hidden } => {
+        ModelConfig::Mlp { hidden, .. } => {
             let mut layers = Vec::new();
-            let mut inp = rows * cols;
+            let mut inp = shape.dim();
             for &out in hidden {
                 layers.push(Layer::Dense { inp, out, relu: true });
                 inp = out;
@@ -53,14 +55,14 @@ pub fn layers(config: &ModelConfig, rows: usize, cols: usize, classes: usize) ->
             });
             layers
         }
-        ModelConfig::Cnn { channels, dense } => {
+        ModelConfig::Cnn { channels, dense, .. } => {
             let [c1, c2] = *channels;
             let (h2, w2) = (rows / 2, cols / 2);
             vec![
                 Layer::Conv {
                     h: rows,
                     w: cols,
-                    cin: 1,
+                    cin: shape.channels,
                     cout: c1,
                     k: 5,
                 },

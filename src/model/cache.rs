@@ -203,8 +203,11 @@ fn hex(digest: &[u8]) -> String {
 /// A fingerprint of a training split's images and labels, for keys.
 pub fn fingerprint(split: &Split) -> String {
     let mut hash = Sha256::new();
-    hash.update((split.rows as u64).to_le_bytes());
-    hash.update((split.cols as u64).to_le_bytes());
+    if split.shape.channels != 1 {
+        hash.update((split.shape.channels as u64).to_le_bytes());
+    }
+    hash.update((split.shape.rows as u64).to_le_bytes());
+    hash.update((split.shape.cols as u64).to_le_bytes());
     for chunk in split.images.chunks(1 << 16) {
         hash.update(bytes(chunk));
     }
@@ -224,8 +227,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = ModelCache::at(dir.path());
         let data = synthetic_digits(1, 256, 10).train;
-        let config = ModelConfig::Mlp { hidden: vec![16] };
-        let mut trained = config.init(Engine::Native, 28, 28, 10, 7);
+        let config = ModelConfig::mlp(vec![16]);
+        let mut trained = config.init(Engine::Native, crate::data::Shape::gray(28, 28), 10, 7);
         let train = |model: &mut dyn Classifier| {
             let recipe = TrainConfig::steps(3, 32, OptimizerConfig::adam(1e-3));
             Trainer::new(recipe).fit(
@@ -236,7 +239,7 @@ mod tests {
         };
         train(trained.as_mut());
         let key = ModelCache::key(&("test", 1));
-        let mut loaded = config.init(Engine::Native, 28, 28, 10, 8);
+        let mut loaded = config.init(Engine::Native, crate::data::Shape::gray(28, 28), 10, 8);
         assert_eq!(cache.load(&key, loaded.as_mut()), Ok(None));
         cache
             .store(&key, trained.as_ref(), &"recipe", &("record", 2.5))
@@ -250,7 +253,7 @@ mod tests {
         assert_eq!(loaded.parameters(), trained.parameters());
 
         // Another architecture is refused with the reason, not loaded.
-        let mut other = ModelConfig::Mlp { hidden: vec![8] }.init(Engine::Native, 28, 28, 10, 7);
+        let mut other = ModelConfig::mlp(vec![8]).init(Engine::Native, crate::data::Shape::gray(28, 28), 10, 7);
         let err = cache.load(&key, other.as_mut()).unwrap_err();
         assert!(err.contains("parameters where the model has"), "{err}");
         // So is a damaged file.

@@ -14,9 +14,14 @@ pub mod metrics;
 mod native;
 mod net;
 pub mod optim;
+pub mod torch;
 pub mod train;
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
+
+use crate::data::Shape;
 
 pub use loss::{argmax_rows, softmax, CrossEntropy, CwMargin, Dlr, Loss, SoftCrossEntropy, TargetedDlr};
 pub use native::Native;
@@ -26,8 +31,12 @@ pub use train::{Batch, EarlyStop, Examples, Fitted, Length, MakeBatch, Step, Tra
 
 /// What an attack may see of a classifier: logits and input gradients.
 pub trait Model: Send + Sync {
-    /// Pixels per image.
-    fn input_dim(&self) -> usize;
+    /// Values per image (`image_shape().dim()`).
+    fn input_dim(&self) -> usize {
+        self.image_shape().dim()
+    }
+    /// The shape of the images it takes (stored channels-last).
+    fn image_shape(&self) -> Shape;
     /// Number of classes.
     fn classes(&self) -> usize;
     /// Logits for a batch (`x.len() / input_dim` images), row-major.
@@ -84,6 +93,10 @@ pub enum ModelConfig {
     Mlp {
         #[serde(default = "default_hidden")]
         hidden: Vec<usize>,
+        /// A safetensors file (PyTorch layout, see [`torch`]) to start
+        /// from instead of pretraining.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        weights: Option<PathBuf>,
     },
     /// Madry et al.'s MNIST network: two 5x5 same-padded conv layers with
     /// ReLU and 2x2 max-pooling, then a dense ReLU layer and the output.
@@ -92,7 +105,52 @@ pub enum ModelConfig {
         channels: [usize; 2],
         #[serde(default = "default_dense")]
         dense: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        weights: Option<PathBuf>,
     },
+}
+
+impl ModelConfig {
+    /// An MLP with these hidden widths, freshly initialized.
+    pub fn mlp(hidden: Vec<usize>) -> ModelConfig {
+        ModelConfig::Mlp { hidden, weights: None }
+    }
+
+    /// A CNN with these channels and dense width, freshly initialized.
+    pub fn cnn(channels: [usize; 2], dense: usize) -> ModelConfig {
+        ModelConfig::Cnn {
+            channels,
+            dense,
+            weights: None,
+        }
+    }
+
+    /// Refuses `weights` where a model is trained from scratch by the part
+    /// that owns it (`what`), since they would be ignored there.
+    pub fn refuse_weights(&self, what: &str) -> crate::Result<()> {
+        match self.weights() {
+            Some(_) => Err(crate::Error::invalid(format!(
+                "`{what}.weights`: {what} is trained from scratch; weights are read only for the tournament's `model`"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The safetensors file it starts from, if any.
+    pub fn weights(&self) -> Option<&Path> {
+        match self {
+            ModelConfig::Mlp { weights, .. } | ModelConfig::Cnn { weights, .. } => weights.as_deref(),
+        }
+    }
+
+    /// The architecture alone (what the weights are loaded into).
+    pub fn without_weights(&self) -> ModelConfig {
+        let mut bare = self.clone();
+        match &mut bare {
+            ModelConfig::Mlp { weights, .. } | ModelConfig::Cnn { weights, .. } => *weights = None,
+        }
+        bare
+    }
 }
 
 fn default_hidden() -> Vec<usize> {
@@ -129,37 +187,51 @@ pub enum Engine {
 pub const MAX_WIDTH: usize = 1 << 16;
 
 impl ModelConfig {
-    /// A freshly initialized model for `rows x cols` images, its weights drawn
+    /// A freshly initialized model for images of `shape`, its weights drawn
     /// from `seed` (the same weights on either engine).
-    pub fn init(&self, engine: Engine, rows: usize, cols: usize, classes: usize, seed: u64) -> Box<dyn Classifier> {
+    pub fn init(&self, engine: Engine, shape: Shape, classes: usize, seed: u64) -> Box<dyn Classifier> {
         match engine {
-            Engine::Native => Box::new(Native::new(self, rows, cols, classes, seed)),
-            Engine::Dfdx => Box::new(Net::new(self, rows, cols, classes, seed)),
+            Engine::Native => Box::new(Native::new(self, shape, classes, seed)),
+            Engine::Dfdx => Box::new(Net::new(self, shape, classes, seed)),
         }
     }
 
-    /// Why this configuration cannot be built, if it cannot.
-    pub fn validate(&self, rows: usize, cols: usize) -> crate::Result<()> {
+    /// Why this configuration cannot be built for images of `shape` (or, with
+    /// `None` before the data is read, for any images), if it cannot.
+    pub fn validate(&self, shape: Option<Shape>) -> crate::Result<()> {
         match self {
-            ModelConfig::Mlp { hidden } => {
+            ModelConfig::Mlp { hidden, .. } => {
                 if hidden.iter().any(|&h| h == 0 || h > MAX_WIDTH) {
                     return Err(crate::Error::invalid(format!(
                         "every entry of `hidden` must be between 1 and {MAX_WIDTH}"
                     )));
                 }
             }
-            ModelConfig::Cnn { channels, dense } => {
+            ModelConfig::Cnn { channels, dense, .. } => {
                 if channels.iter().chain([dense]).any(|&c| c == 0 || c > MAX_WIDTH) {
                     return Err(crate::Error::invalid(format!(
                         "`channels` and `dense` must be between 1 and {MAX_WIDTH}"
                     )));
                 }
-                if !rows.is_multiple_of(4) || !cols.is_multiple_of(4) {
-                    return Err(crate::Error::invalid(format!(
-                        "the cnn pools twice by 2, so image sides must be multiples of 4 (got {rows}x{cols})"
-                    )));
+                if let Some(Shape { rows, cols, .. }) = shape {
+                    if !rows.is_multiple_of(4) || !cols.is_multiple_of(4) {
+                        return Err(crate::Error::invalid(format!(
+                            "the cnn pools twice by 2, so image sides must be multiples of 4 (got {rows}x{cols})"
+                        )));
+                    }
                 }
             }
+        }
+        // Weights are read whole once the images' shape is known, so that a
+        // file that does not fit is refused before anything runs.
+        if let (Some(path), Some(shape)) = (self.weights(), shape) {
+            torch::load(
+                path,
+                &self.without_weights(),
+                Engine::Native,
+                shape,
+                crate::data::CLASSES,
+            )?;
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ use super::arch::{self, Layer};
 use super::conv::{self, Geometry};
 use super::kernels::{self, broadcast_rows, matmul, View};
 use super::{Classifier, Loss, Model, ModelConfig, Optimizer, OptimizerState};
+use crate::data::Shape;
 
 pub struct Native {
     layers: Vec<Layer>,
@@ -19,7 +20,7 @@ pub struct Native {
     params: Vec<Vec<f32>>,
     /// Carried for the optimizer, never read here (see `optim`).
     optimizer_state: OptimizerState,
-    input_dim: usize,
+    shape: Shape,
     classes: usize,
     /// Buffers reused across calls (a model is used by one match at a time).
     workspace: Mutex<Workspace>,
@@ -57,31 +58,26 @@ fn resize(buffer: &mut Vec<f32>, len: usize) {
 }
 
 impl Native {
-    pub fn new(config: &ModelConfig, rows: usize, cols: usize, classes: usize, seed: u64) -> Native {
-        let layers = arch::layers(config, rows, cols, classes);
+    pub fn new(config: &ModelConfig, shape: Shape, classes: usize, seed: u64) -> Native {
+        let layers = arch::layers(config, shape, classes);
         let params = arch::init_parameters(&layers, seed);
-        Native::with_parameters(layers, params, rows * cols, classes)
+        Native::with_parameters(layers, params, shape, classes)
     }
 
-    pub(crate) fn with_parameters(
-        layers: Vec<Layer>,
-        params: Vec<Vec<f32>>,
-        input_dim: usize,
-        classes: usize,
-    ) -> Native {
+    pub(crate) fn with_parameters(layers: Vec<Layer>, params: Vec<Vec<f32>>, shape: Shape, classes: usize) -> Native {
         Native {
             optimizer_state: OptimizerState::default(),
             layers,
             params,
-            input_dim,
+            shape,
             classes,
             workspace: Mutex::new(Workspace::default()),
         }
     }
 
     fn batch_of(&self, x: &[f32]) -> usize {
-        assert_eq!(x.len() % self.input_dim, 0, "input is not a whole number of images");
-        x.len() / self.input_dim
+        assert_eq!(x.len() % self.shape.dim(), 0, "input is not a whole number of images");
+        x.len() / self.shape.dim()
     }
 
     /// Forward pass; the logits end up in `ws.acts.last()`.
@@ -309,8 +305,8 @@ fn column_sums(dst: &mut [f32], m: &[f32], cols: usize) {
 }
 
 impl Model for Native {
-    fn input_dim(&self) -> usize {
-        self.input_dim
+    fn image_shape(&self) -> Shape {
+        self.shape
     }
 
     fn classes(&self) -> usize {
@@ -353,7 +349,7 @@ impl Classifier for Native {
     }
 
     fn boxed_clone(&self) -> Box<dyn Classifier> {
-        let mut copy = Native::with_parameters(self.layers.clone(), self.params.clone(), self.input_dim, self.classes);
+        let mut copy = Native::with_parameters(self.layers.clone(), self.params.clone(), self.shape, self.classes);
         copy.optimizer_state = self.optimizer_state.clone();
         Box::new(copy)
     }
@@ -413,9 +409,13 @@ mod tests {
     /// logits, input gradients and weight gradients agree to 1e-4 of the
     /// largest magnitude (float32 sums in different orders).
     fn agree_with_dfdx(config: ModelConfig, rows: usize, cols: usize, batch: usize) {
-        let native = Native::new(&config, rows, cols, 10, 3);
-        let reference = Net::with_parameters(native.layers().to_vec(), native.parameter_tensors(), rows * cols, 10);
-        let x = random(batch * rows * cols, 4);
+        agree_on(config, Shape::gray(rows, cols), batch);
+    }
+
+    fn agree_on(config: ModelConfig, shape: Shape, batch: usize) {
+        let native = Native::new(&config, shape, 10, 3);
+        let reference = Net::with_parameters(native.layers().to_vec(), native.parameter_tensors(), shape, 10);
+        let x = random(batch * shape.dim(), 4);
         let labels: Vec<u8> = (0..batch).map(|i| (i * 7 % 10) as u8).collect();
         let loss = CrossEntropy { labels: &labels };
 
@@ -435,46 +435,43 @@ mod tests {
 
     #[test]
     fn mlp_agrees_with_dfdx() {
-        agree_with_dfdx(ModelConfig::Mlp { hidden: vec![64, 32] }, 28, 28, 16);
+        agree_with_dfdx(ModelConfig::mlp(vec![64, 32]), 28, 28, 16);
     }
 
     #[test]
     fn cnn_agrees_with_dfdx() {
-        agree_with_dfdx(
-            ModelConfig::Cnn {
-                channels: [4, 8],
-                dense: 32,
-            },
-            28,
-            28,
-            3,
-        );
+        agree_with_dfdx(ModelConfig::cnn([4, 8], 32), 28, 28, 3);
+    }
+
+    /// Three input channels and a rectangle: the general convolution path
+    /// runs on the input layer, and rows and columns are not exchangeable.
+    #[test]
+    fn rgb_rectangles_agree_with_dfdx() {
+        let shape = Shape {
+            channels: 3,
+            rows: 12,
+            cols: 16,
+        };
+        agree_on(ModelConfig::cnn([4, 6], 16), shape, 3);
+        agree_on(ModelConfig::mlp(vec![16]), shape, 5);
     }
 
     #[test]
     fn cnn_agrees_with_dfdx_with_a_wide_layer() {
         // 256 channels into the second convolution; batch 11 fills some
         // weight-gradient slots with two images, others with one.
-        agree_with_dfdx(
-            ModelConfig::Cnn {
-                channels: [256, 4],
-                dense: 8,
-            },
-            28,
-            28,
-            11,
-        );
+        agree_with_dfdx(ModelConfig::cnn([256, 4], 8), 28, 28, 11);
     }
 
     /// `steps` training steps of `optimizer` (its schedule over the run) on
     /// both engines from the same weights: the losses and the parameters
     /// after must agree.
     fn steps_agree_with_dfdx(config: ModelConfig, optimizer: OptimizerConfig, steps: usize, batch: usize) {
-        let mut native = Native::new(&config, 28, 28, 10, 5);
+        let mut native = Native::new(&config, crate::data::Shape::gray(28, 28), 10, 5);
         let mut reference: Box<dyn Classifier> = Box::new(Net::with_parameters(
             native.layers().to_vec(),
             native.parameter_tensors(),
-            784,
+            crate::data::Shape::MNIST,
             10,
         ));
         for step in 0..steps {
@@ -495,16 +492,13 @@ mod tests {
 
     #[test]
     fn training_steps_agree_with_dfdx_over_several_steps() {
-        let config = ModelConfig::Mlp { hidden: vec![32] };
+        let config = ModelConfig::mlp(vec![32]);
         steps_agree_with_dfdx(config, OptimizerConfig::sgd(0.05, 0.9, 1e-4), 5, 8);
     }
 
     #[test]
     fn adam_steps_agree_with_dfdx_on_a_cnn() {
-        let config = ModelConfig::Cnn {
-            channels: [4, 8],
-            dense: 16,
-        };
+        let config = ModelConfig::cnn([4, 8], 16);
         let mut adam = OptimizerConfig::adam(1e-3).with_schedule(crate::model::Schedule::Cosine);
         adam.weight_decay = 1e-4;
         steps_agree_with_dfdx(config, adam, 4, 4);
@@ -512,9 +506,9 @@ mod tests {
 
     #[test]
     fn set_parameters_replaces_every_weight_and_refreshes_the_cache() {
-        let config = ModelConfig::Mlp { hidden: vec![8] };
-        let mut a = Native::new(&config, 4, 4, 3, 1);
-        let b = Native::new(&config, 4, 4, 3, 2);
+        let config = ModelConfig::mlp(vec![8]);
+        let mut a = Native::new(&config, crate::data::Shape::gray(4, 4), 3, 1);
+        let b = Native::new(&config, crate::data::Shape::gray(4, 4), 3, 2);
         let x = random(2 * 16, 3);
         let _ = a.input_grad(&x, &CrossEntropy { labels: &[0, 1] }); // fills the transposed cache
         a.set_parameters(&b.parameters());
@@ -527,16 +521,7 @@ mod tests {
 
     #[test]
     fn batches_of_any_size_reuse_the_workspace_correctly() {
-        let native = Native::new(
-            &ModelConfig::Cnn {
-                channels: [2, 3],
-                dense: 8,
-            },
-            8,
-            8,
-            10,
-            1,
-        );
+        let native = Native::new(&ModelConfig::cnn([2, 3], 8), crate::data::Shape::gray(8, 8), 10, 1);
         let x = random(5 * 64, 2);
         let all = native.logits(&x);
         let one = native.logits(&x[..64]);

@@ -13,6 +13,7 @@ use dfdx::prelude::*;
 
 use super::arch::{self, Layer};
 use super::{Classifier, Loss, Model, ModelConfig, Optimizer, OptimizerState};
+use crate::data::Shape;
 
 type Matrix<Tp> = Tensor<(usize, usize), f32, Cpu, Tp>;
 type Flat<Tp> = Tensor<(usize,), f32, Cpu, Tp>;
@@ -26,26 +27,26 @@ pub struct Net {
     params: Vec<Flat<NoneTape>>,
     /// Carried for the optimizer, never read here (see `optim`).
     optimizer_state: OptimizerState,
-    input_dim: usize,
+    shape: Shape,
     classes: usize,
     /// Gather indices by (layer, batch size): they depend on nothing else.
     index_cache: Mutex<HashMap<(usize, usize), Indices>>,
 }
 
 impl Net {
-    pub fn new(config: &ModelConfig, rows: usize, cols: usize, classes: usize, seed: u64) -> Net {
-        let layers = arch::layers(config, rows, cols, classes);
+    pub fn new(config: &ModelConfig, shape: Shape, classes: usize, seed: u64) -> Net {
+        let layers = arch::layers(config, shape, classes);
         let host = arch::init_parameters(&layers, seed);
-        Net::from_parts(Cpu::seed_from_u64(seed), layers, &host, rows * cols, classes)
+        Net::from_parts(Cpu::seed_from_u64(seed), layers, &host, shape, classes)
     }
 
     /// A network with the given parameters (as `parameters()` lists them).
     #[cfg(test)]
-    pub(crate) fn with_parameters(layers: Vec<Layer>, host: &[Vec<f32>], input_dim: usize, classes: usize) -> Net {
-        Net::from_parts(Cpu::default(), layers, host, input_dim, classes)
+    pub(crate) fn with_parameters(layers: Vec<Layer>, host: &[Vec<f32>], shape: Shape, classes: usize) -> Net {
+        Net::from_parts(Cpu::default(), layers, host, shape, classes)
     }
 
-    fn from_parts(dev: Cpu, layers: Vec<Layer>, host: &[Vec<f32>], input_dim: usize, classes: usize) -> Net {
+    fn from_parts(dev: Cpu, layers: Vec<Layer>, host: &[Vec<f32>], shape: Shape, classes: usize) -> Net {
         let params = host
             .iter()
             .map(|p| dev.tensor_from_vec(p.clone(), (p.len(),)))
@@ -55,7 +56,7 @@ impl Net {
             dev,
             layers,
             params,
-            input_dim,
+            shape,
             classes,
             index_cache: Mutex::new(HashMap::new()),
         }
@@ -63,13 +64,13 @@ impl Net {
 
     fn batch_of(&self, x: &[f32]) -> usize {
         assert_eq!(
-            x.len() % self.input_dim,
+            x.len() % self.shape.dim(),
             0,
             "input length {} is not a multiple of the image size {}",
             x.len(),
-            self.input_dim
+            self.shape.dim()
         );
-        x.len() / self.input_dim
+        x.len() / self.shape.dim()
     }
 
     fn indices(&self, layer: usize, batch: usize) -> Indices {
@@ -139,7 +140,7 @@ impl Net {
         scale: f32,
     ) -> (Vec<f32>, Vec<f32>, Gradients<f32, Cpu>, Matrix<NoneTape>) {
         let batch = self.batch_of(x);
-        let x_leaf: Matrix<NoneTape> = self.dev.tensor_from_vec(x.to_vec(), (batch, self.input_dim));
+        let x_leaf: Matrix<NoneTape> = self.dev.tensor_from_vec(x.to_vec(), (batch, self.shape.dim()));
         let params: Vec<Flat<Taped>> = self.params.iter().map(|p| p.clone().leaky_traced()).collect();
         let logits = self.forward(x_leaf.clone().leaky_traced(), params);
         let values = logits.as_vec();
@@ -219,8 +220,8 @@ pub fn naive_conv2d(
 }
 
 impl Model for Net {
-    fn input_dim(&self) -> usize {
-        self.input_dim
+    fn image_shape(&self) -> Shape {
+        self.shape
     }
 
     fn classes(&self) -> usize {
@@ -229,7 +230,7 @@ impl Model for Net {
 
     fn logits(&self, x: &[f32]) -> Vec<f32> {
         let batch = self.batch_of(x);
-        let x = self.dev.tensor_from_vec(x.to_vec(), (batch, self.input_dim));
+        let x = self.dev.tensor_from_vec(x.to_vec(), (batch, self.shape.dim()));
         self.forward(x, self.params.clone()).as_vec()
     }
 
@@ -264,7 +265,7 @@ impl Classifier for Net {
             Cpu::default(),
             self.layers.clone(),
             &self.host_parameters(),
-            self.input_dim,
+            self.shape,
             self.classes,
         );
         copy.optimizer_state = self.optimizer_state.clone();
@@ -350,7 +351,7 @@ mod tests {
     /// parameter tensor: checks the whole backward pass, gather, concat and
     /// max included.
     fn check_gradients(config: ModelConfig, rows: usize, cols: usize) {
-        let net = Net::new(&config, rows, cols, 3, 11);
+        let net = Net::new(&config, crate::data::Shape::gray(rows, cols), 3, 11);
         let batch = 2;
         let x = random(batch * rows * cols, 5);
         let labels = [0u8, 2];
@@ -376,7 +377,7 @@ mod tests {
         // Weight gradients: one SGD step with lr 1 and no momentum moves
         // each parameter by exactly minus its mean-loss gradient.
         let before = net.host_parameters();
-        let mut stepped = Net::from_parts(Cpu::default(), net.layers.clone(), &before, net.input_dim, net.classes);
+        let mut stepped = Net::from_parts(Cpu::default(), net.layers.clone(), &before, net.shape, net.classes);
         stepped.train_step(&x, &loss, &Optimizer::constant(OptimizerConfig::sgd(1.0, 0.0, 0.0)));
         let after = stepped.host_parameters();
         for (t, (b, a)) in before.iter().zip(&after).enumerate() {
@@ -386,8 +387,8 @@ mod tests {
                 let mut down = before.clone();
                 up[t][i] += h;
                 down[t][i] -= h;
-                let net_up = Net::from_parts(Cpu::default(), net.layers.clone(), &up, net.input_dim, net.classes);
-                let net_down = Net::from_parts(Cpu::default(), net.layers.clone(), &down, net.input_dim, net.classes);
+                let net_up = Net::from_parts(Cpu::default(), net.layers.clone(), &up, net.shape, net.classes);
+                let net_down = Net::from_parts(Cpu::default(), net.layers.clone(), &down, net.shape, net.classes);
                 let numeric = (total(&net_up, &x) - total(&net_down, &x)) / (2.0 * h as f64);
                 assert!(
                     (numeric - analytic).abs() < 2e-2 + 0.05 * numeric.abs(),
@@ -399,19 +400,12 @@ mod tests {
 
     #[test]
     fn mlp_gradients_match_finite_differences() {
-        check_gradients(ModelConfig::Mlp { hidden: vec![16, 8] }, 4, 5);
+        check_gradients(ModelConfig::mlp(vec![16, 8]), 4, 5);
     }
 
     #[test]
     fn cnn_gradients_match_finite_differences() {
-        check_gradients(
-            ModelConfig::Cnn {
-                channels: [3, 4],
-                dense: 8,
-            },
-            8,
-            8,
-        );
+        check_gradients(ModelConfig::cnn([3, 4], 8), 8, 8);
     }
 
     #[test]
@@ -433,7 +427,7 @@ mod tests {
             }
             y.push(label);
         }
-        let mut net = Net::new(&ModelConfig::Mlp { hidden: vec![16] }, rows, cols, 2, 1);
+        let mut net = Net::new(&ModelConfig::mlp(vec![16]), crate::data::Shape::gray(rows, cols), 2, 1);
         let before = accuracy(&net, &x, &y);
         for _ in 0..30 {
             net.train_step(
@@ -448,7 +442,7 @@ mod tests {
 
     #[test]
     fn clones_are_independent() {
-        let mut net = Net::new(&ModelConfig::Mlp { hidden: vec![4] }, 2, 2, 2, 3);
+        let mut net = Net::new(&ModelConfig::mlp(vec![4]), crate::data::Shape::gray(2, 2), 2, 3);
         let copy = net.boxed_clone();
         assert_eq!(copy.parameters(), net.parameters());
         net.train_step(

@@ -484,7 +484,7 @@ mod tests {
     use crate::model::{Engine, ModelConfig};
 
     fn model() -> Box<dyn Classifier> {
-        ModelConfig::Mlp { hidden: vec![8] }.init(Engine::Native, 4, 4, 3, 7)
+        ModelConfig::mlp(vec![8]).init(Engine::Native, crate::data::Shape::gray(4, 4), 3, 7)
     }
 
     fn data(n: usize) -> (Vec<f32>, Vec<u8>) {

@@ -376,14 +376,24 @@ pub struct Shard {
     pub count: usize,
 }
 
+fn one() -> usize {
+    1
+}
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
+
 /// One adversarial example for the report's gallery (`gallery.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GalleryItem {
     /// The attack's label.
     pub attack: String,
+    /// 1 (grayscale, and left out of the file) or 3 (RGB).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub channels: usize,
     pub rows: usize,
     pub cols: usize,
-    /// Pixels, row-major, 0..=255.
+    /// Pixels, row-major, channels last, 0..=255.
     pub clean: Vec<u8>,
     pub adversarial: Vec<u8>,
     pub true_label: usize,
@@ -588,6 +598,10 @@ impl RunFiles {
     }
     pub fn rounds(&self) -> PathBuf {
         self.dir.join("rounds.jsonl")
+    }
+    /// Where `--save-models` keeps each match's final defender.
+    pub fn models(&self) -> PathBuf {
+        self.dir.join("models")
     }
     pub fn summary(&self) -> PathBuf {
         self.dir.join("summary.json")

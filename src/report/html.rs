@@ -224,6 +224,7 @@ fn gallery_plot(gallery: &[GalleryItem], class_names: &[String]) -> Result<Plot>
         .iter()
         .map(|g| plots::GalleryItem {
             attack: g.attack.clone(),
+            channels: g.channels,
             rows: g.rows,
             cols: g.cols,
             clean: g.clean.iter().map(|&p| p as f32 / 255.0).collect(),
@@ -414,9 +415,10 @@ fn tournament_setup(file: &crate::config::TournamentFile) -> Vec<String> {
         )
         .chain([format!("{} queries per image", rules.queries)])
         .collect();
-    let pretraining = match &file.pretrain.attack {
-        Some(a) => format!("adversarial, against {}", a.label()),
-        None => "clean".into(),
+    let pretraining = match (file.model.weights(), &file.pretrain.attack) {
+        (Some(path), _) => format!("none: the weights in {} (PyTorch layout)", path.display()),
+        (None, Some(a)) => format!("adversarial, against {}", a.label()),
+        (None, None) => "clean".into(),
     };
     let mut rows = vec![
         setup_row("data", data_text(&file.data)),
@@ -461,8 +463,9 @@ fn setup_row(what: &str, text: String) -> String {
 
 fn data_text(d: &crate::config::DataConfig) -> String {
     format!(
-        "{}: {} training images, {} test images{}",
+        "{}{}: {} training images, {} test images{}",
         d.dataset,
+        d.known_shape().map_or(String::new(), |s| format!(" ({s} images)")),
         d.train,
         d.test,
         d.path
@@ -473,8 +476,8 @@ fn data_text(d: &crate::config::DataConfig) -> String {
 
 fn model_text(m: &crate::model::ModelConfig) -> String {
     match m {
-        crate::model::ModelConfig::Mlp { hidden } => format!("mlp, hidden layers {hidden:?}"),
-        crate::model::ModelConfig::Cnn { channels, dense } => {
+        crate::model::ModelConfig::Mlp { hidden, .. } => format!("mlp, hidden layers {hidden:?}"),
+        crate::model::ModelConfig::Cnn { channels, dense, .. } => {
             format!("cnn, 5x5 conv channels {channels:?}, dense {dense}")
         }
     }

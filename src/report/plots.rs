@@ -860,6 +860,8 @@ fn draw_colour_scale(root: &Area, layout: &HeatLayout, value_label: &str, unit: 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GalleryItem {
     pub attack: String,
+    /// 1 (grayscale) or 3 (RGB, channels last).
+    pub channels: usize,
     pub rows: usize,
     pub cols: usize,
     pub clean: Vec<f32>,
@@ -874,6 +876,29 @@ pub struct GalleryItem {
 }
 
 impl GalleryItem {
+    /// Pixel `p` of `image` (this item's clean or adversarial picture).
+    fn color(&self, image: &[f32], p: usize) -> RGBColor {
+        match self.channels {
+            3 => {
+                let [r, g, b] = [0, 1, 2].map(|c| gray(image[3 * p + c]).0);
+                RGBColor(r, g, b)
+            }
+            _ => gray(image[p]),
+        }
+    }
+
+    /// The change at pixel `p`: adversarial minus clean, averaged over the
+    /// channels (what the perturbation picture colours).
+    fn change_at(&self, p: usize) -> f32 {
+        let c = self.channels;
+        let sum: f32 = (c * p..c * (p + 1)).map(|v| self.adversarial[v] - self.clean[v]).sum();
+        if c == 1 {
+            sum
+        } else {
+            sum / c as f32
+        }
+    }
+
     /// Label `k` as a person reads it: its class name, else the number.
     fn class(&self, k: usize) -> String {
         self.class_names.get(k).cloned().unwrap_or_else(|| k.to_string())
@@ -1001,14 +1026,22 @@ pub fn gallery(items: &[GalleryItem]) -> PlotResult {
 /// Every item has as many clean and adversarial pixels as its size says.
 fn check_gallery_items(items: &[GalleryItem]) -> Result<(), PlotError> {
     for (k, it) in items.iter().enumerate() {
+        if it.channels != 1 && it.channels != 3 {
+            return Err(PlotError(format!(
+                "gallery item {k} ({}): images of 1 (grayscale) or 3 (RGB) channels, got {}",
+                it.attack, it.channels
+            )));
+        }
         let n = it
             .rows
             .checked_mul(it.cols)
+            .and_then(|n| n.checked_mul(it.channels))
             .ok_or_else(|| PlotError(format!("gallery item {k}: image too large")))?;
         if it.clean.len() != n || it.adversarial.len() != n {
             return Err(PlotError(format!(
-                "gallery item {k} ({}): {}x{} image needs {n} pixels, got {} clean and {} adversarial",
+                "gallery item {k} ({}): {}x{}x{} image needs {n} values, got {} clean and {} adversarial",
                 it.attack,
+                it.channels,
                 it.rows,
                 it.cols,
                 it.clean.len(),
@@ -1065,8 +1098,8 @@ impl GalleryLayout {
 
 /// The largest finite |adversarial - clean| of an item, 0 if none.
 fn largest_change(it: &GalleryItem) -> f32 {
-    (0..it.clean.len())
-        .map(|p| it.adversarial[p] - it.clean[p])
+    (0..it.rows * it.cols)
+        .map(|p| it.change_at(p))
         .filter(|d| d.is_finite())
         .fold(0.0f32, |m, d| m.max(d.abs()))
 }
@@ -1087,11 +1120,9 @@ fn draw_example(root: &Area, layout: &GalleryLayout, top: i32, it: &GalleryItem)
     let max_abs = largest_change(it);
     let amp = if max_abs > 0.0 { 1.0 / max_abs } else { 0.0 };
     let images = [
-        image_element((left(0), img_y), dims, |p| gray(it.clean[p]))?,
-        image_element((left(1), img_y), dims, |p| gray(it.adversarial[p]))?,
-        image_element((left(2), img_y), dims, |p| {
-            diverging((it.adversarial[p] - it.clean[p]) * amp)
-        })?,
+        image_element((left(0), img_y), dims, |p| it.color(&it.clean, p))?,
+        image_element((left(1), img_y), dims, |p| it.color(&it.adversarial, p))?,
+        image_element((left(2), img_y), dims, |p| diverging(it.change_at(p) * amp))?,
     ];
     draw_captions(root, layout, top + 24 + layout.img + 6, it, (max_abs, amp))?;
     Ok(images)
@@ -1161,6 +1192,7 @@ mod tests {
             .collect();
         GalleryItem {
             attack: attack.into(),
+            channels: 1,
             rows,
             cols,
             clean,
@@ -1371,6 +1403,26 @@ mod tests {
         let mut bad = item("bad", 2, 2);
         bad.clean.pop();
         assert!(gallery(&[bad]).is_err());
+        let mut four = item("four channels", 1, 1);
+        four.channels = 4;
+        assert!(gallery(&[four]).is_err());
+    }
+
+    #[test]
+    fn gallery_draws_rgb_images_in_colour() {
+        // One red pixel, made green by the attack.
+        let mut rgb = item("rgb", 1, 1);
+        rgb.channels = 3;
+        rgb.clean = vec![1.0, 0.0, 0.0];
+        rgb.adversarial = vec![0.0, 1.0, 0.0];
+        assert_eq!(rgb.color(&rgb.clean, 0), RGBColor(255, 0, 0));
+        assert_eq!(rgb.color(&rgb.adversarial, 0), RGBColor(0, 255, 0));
+        assert_eq!(rgb.change_at(0), 0.0, "the mean change over channels");
+        let svg = gallery(&[rgb.clone(), item("gray", 2, 2)]).unwrap();
+        assert_svg(&svg);
+        assert_eq!(svg.matches("<image ").count(), 6);
+        rgb.clean.pop();
+        assert!(gallery(&[rgb]).is_err(), "3 values a pixel");
     }
 
     #[test]

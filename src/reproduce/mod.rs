@@ -12,6 +12,7 @@
 mod expr;
 mod page;
 
+use crate::arena::worst_case::{worst_case, WorstCase};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +27,6 @@ use crate::config::{self, DataConfig, PretrainConfig};
 use crate::defense::{DefenseConfig, RoundData};
 use crate::error::{Error, Result};
 use crate::model::cache::{fingerprint, ModelCache};
-use crate::model::metrics::correct;
 use crate::model::{kernels, Classifier, Engine, Length, ModelConfig};
 use crate::path;
 use crate::record::{self, stats::wilson95};
@@ -421,15 +421,13 @@ impl ReproductionFile {
             }
             match (&m.model, &m.pretrain, &m.from, &m.defense) {
                 (Some(model), Some(pretrain), None, None) => {
-                    model
-                        .validate(config::IMAGE_SIZE.0, config::IMAGE_SIZE.1)
-                        .map_err(within)?;
+                    model.refuse_weights("model").map_err(within)?;
+                    model.validate(self.data.known_shape()).map_err(within)?;
                     pretrain.validate(self.data.train).map_err(within)?;
                 }
                 (Some(model), None, None, Some(defense)) => {
-                    model
-                        .validate(config::IMAGE_SIZE.0, config::IMAGE_SIZE.1)
-                        .map_err(within)?;
+                    model.refuse_weights("model").map_err(within)?;
+                    model.validate(self.data.known_shape()).map_err(within)?;
                     defense.validate().map_err(within)?;
                 }
                 (None, None, Some(from), Some(defense)) => {
@@ -866,10 +864,8 @@ fn check_claims(claims: &[Claim], evaluations: &[Measured], models: &[TrainedMod
         .collect()
 }
 
-/// The per-image worst case of `e.attacks` on `model`: the first attack
-/// runs on every image, each later one only on the images all earlier ones
-/// left standing (as AutoAttack runs its attacks; an image one attack
-/// fooled stays fooled). Transfer attacks train their surrogate on `train`.
+/// The per-image worst case of `e.attacks` on `model` (see
+/// [`worst_case`](crate::arena::worst_case::worst_case)).
 fn evaluate(
     model: &dyn Classifier,
     e: &Evaluation,
@@ -878,22 +874,8 @@ fn evaluate(
     seed: u64,
 ) -> Measured {
     let began = Instant::now();
-    let clean = correct(model, &eval.images, &eval.labels);
-    let mut survives = clean.clone();
-    for (a, attack) in e.attacks.iter().enumerate() {
-        let standing: Vec<usize> = (0..eval.len()).filter(|&i| a == 0 || survives[i]).collect();
-        if standing.is_empty() {
-            break;
-        }
-        let images = eval.subset(&standing);
-        let mut rng = stream(seed, path!["reproduce", &e.name, &attack.label()]);
-        let crafted = attack.run_with(model, &images.images, &images.labels, &mut rng, 128, Some(train));
-        let verdict = referee::check(attack.threat(), crafted.examples, &images.images, eval.dim());
-        let still_correct = correct(model, &verdict.examples, &images.labels);
-        for (&i, ok) in standing.iter().zip(still_correct) {
-            survives[i] &= ok;
-        }
-    }
+    let rng_for = |attack: &AttackConfig| stream(seed, path!["reproduce", &e.name, &attack.label()]);
+    let WorstCase { clean, survives, .. } = worst_case(model, &e.attacks, eval, train, &rng_for);
     let (count, images) = match e.measure {
         Measure::Accuracy => (survives.iter().filter(|&&s| s).count(), eval.len()),
         Measure::Success => {

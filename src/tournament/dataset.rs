@@ -1,7 +1,7 @@
 //! The data a tournament runs on: the dataset its `[data]` table names, and
 //! the fixed evaluation subset of the test split.
 
-use crate::config::{DataConfig, IMAGE_SIZE};
+use crate::config::DataConfig;
 use crate::data::{self, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::path;
@@ -10,6 +10,13 @@ use crate::rng::stream;
 /// Load the dataset a `[data]` table names, cut to its sizes (synthetic
 /// digits are drawn from `seed`).
 pub fn load_dataset(d: &DataConfig, seed: u64) -> Result<Dataset> {
+    let dataset = load_whole(d, seed)?;
+    Ok(dataset.truncate(d.train, d.test)?)
+}
+
+/// Load the dataset a `[data]` table names, every image of it (synthetic
+/// digits: as many as its sizes say), checking its class names.
+pub fn load_whole(d: &DataConfig, seed: u64) -> Result<Dataset> {
     let dataset = match d.dataset.as_str() {
         "synthetic-digits" => data::synthetic_digits(seed, d.train, d.test),
         "idx" => {
@@ -19,15 +26,15 @@ pub fn load_dataset(d: &DataConfig, seed: u64) -> Result<Dataset> {
                 .ok_or_else(|| Error::invalid("`data.path` is required for the idx dataset"))?;
             data::load_idx_dir(path, "idx")?
         }
-        named => data::load_idx_dir(&data::resolve_named(named)?, named)?,
+        "cifar10" => {
+            let dir = d.path.clone().unwrap_or_else(data::cifar::default_dir);
+            data::cifar::load_cifar_dir(&dir)?
+        }
+        named => match &d.path {
+            Some(dir) => data::load_idx_dir(dir, named)?,
+            None => data::load_idx_dir(&data::resolve_named(named)?, named)?,
+        },
     };
-    if (dataset.train.rows, dataset.train.cols) != IMAGE_SIZE {
-        return Err(Error::ImageSize {
-            rows: dataset.train.rows,
-            cols: dataset.train.cols,
-            expected: IMAGE_SIZE,
-        });
-    }
     if let Some(names) = &d.classes {
         if names.len() != dataset.classes {
             return Err(Error::invalid(format!(
@@ -38,7 +45,7 @@ pub fn load_dataset(d: &DataConfig, seed: u64) -> Result<Dataset> {
             )));
         }
     }
-    Ok(dataset.truncate(d.train, d.test)?)
+    Ok(dataset)
 }
 
 /// The tournament's fixed evaluation subset of the test split.

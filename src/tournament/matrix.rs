@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{eval_subset, load_dataset, prepare_output, pretrain, RunOptions};
+use super::{eval_subset, load_dataset, prepare_output, RunOptions};
 use crate::arena::metrics::{correct, fraction, robust, EVAL_BATCH};
 use crate::arena::referee;
 use crate::attack::AttackConfig;
@@ -111,7 +111,7 @@ pub async fn run_locked(
     let file = Arc::new(file);
     let dataset = Arc::new(dataset);
     let eval = Arc::new(eval_subset(&dataset.test, file.eval, file.seed));
-    let pretrained = pretrain_shared(file.clone(), dataset.clone()).await;
+    let pretrained = pretrain_shared(file.clone(), dataset.clone()).await?;
     let pretrain_s = pretrain_started.elapsed().as_secs_f64();
     kernels::set_threads(options.threads.unwrap_or(cores / options.jobs.max(1)).max(1));
 
@@ -260,21 +260,20 @@ fn begin(
 }
 
 /// The pretrained model every row starts from, trained off the async threads.
-async fn pretrain_shared(file: Arc<MatrixFile>, dataset: Arc<Dataset>) -> Arc<dyn Classifier> {
-    Arc::from(
-        tokio::task::spawn_blocking(move || {
-            pretrain(
-                &file.model,
-                file.engine,
-                &file.pretrain,
-                &dataset.train,
-                dataset.classes,
-                file.seed,
-            )
-        })
-        .await
-        .expect("pretraining does not panic"),
-    )
+async fn pretrain_shared(file: Arc<MatrixFile>, dataset: Arc<Dataset>) -> Result<Arc<dyn Classifier>> {
+    let model = tokio::task::spawn_blocking(move || {
+        super::pretrain::pretrain_or_load(
+            &file.model,
+            file.engine,
+            &file.pretrain,
+            &dataset.train,
+            dataset.classes,
+            file.seed,
+        )
+    })
+    .await
+    .expect("pretraining does not panic")?;
+    Ok(Arc::from(model))
 }
 
 /// The undefended row, then one trained defender per attack, `jobs` at a

@@ -7,7 +7,8 @@
 
 use serde_json::Value;
 
-use crate::config::{Plan, IMAGE_SIZE};
+use crate::config::Plan;
+use crate::data::Shape;
 use crate::model::ModelConfig;
 
 const F32: u64 = 4;
@@ -40,8 +41,10 @@ pub fn gib(bytes: u64) -> String {
 /// The peak memory of `plan` run with `jobs` matches at once.
 pub fn estimate(plan: &Plan, jobs: usize) -> Estimate {
     let file = &plan.file;
-    let pixels = (IMAGE_SIZE.0 * IMAGE_SIZE.1) as u64;
-    let image = pixels * F32;
+    // The shape where it is known before loading (an unreadable idx header
+    // fails the load itself).
+    let shape = file.data.known_shape().unwrap_or(Shape::MNIST);
+    let image = shape.dim() as u64 * F32;
     let seeds = file.seed_list().len() as u64;
     let jobs = (jobs as u64)
         .min((plan.matches().len() as u64).saturating_mul(seeds))
@@ -53,7 +56,7 @@ pub fn estimate(plan: &Plan, jobs: usize) -> Estimate {
     let datasets = (file.data.train as u64 + file.data.test as u64)
         .saturating_mul(image + 1)
         .saturating_mul(seeds);
-    let (parameters, per_image) = model_size(&file.model, pixels);
+    let (parameters, per_image) = model_size(&file.model, shape);
     // Weights, gradients, two optimizer moments, and the copies a match
     // makes (pretrained, deployed, evaluated, the specialist).
     let models = parameters.saturating_mul(F32 * 8);
@@ -86,11 +89,12 @@ pub fn estimate(plan: &Plan, jobs: usize) -> Estimate {
 
 /// A model's parameter count and the floats one image's forward pass
 /// holds (inputs of every layer, im2col buffers included).
-fn model_size(model: &ModelConfig, pixels: u64) -> (u64, u64) {
+fn model_size(model: &ModelConfig, shape: Shape) -> (u64, u64) {
+    let (pixels, depth) = (shape.pixels() as u64, shape.channels as u64);
     const CLASSES: u64 = 10;
     match model {
-        ModelConfig::Mlp { hidden } => {
-            let widths: Vec<u64> = std::iter::once(pixels)
+        ModelConfig::Mlp { hidden, .. } => {
+            let widths: Vec<u64> = std::iter::once(pixels * depth)
                 .chain(hidden.iter().map(|&h| h as u64))
                 .chain([CLASSES])
                 .collect();
@@ -100,11 +104,11 @@ fn model_size(model: &ModelConfig, pixels: u64) -> (u64, u64) {
             let activations = widths.iter().fold(0u64, |s, w| s.saturating_add(w * 2));
             (parameters, activations)
         }
-        ModelConfig::Cnn { channels, dense } => {
+        ModelConfig::Cnn { channels, dense, .. } => {
             let (c1, c2, dense) = (channels[0] as u64, channels[1] as u64, *dense as u64);
             let (full, half, quarter) = (pixels, pixels / 4, pixels / 16);
             let parameters = [
-                25 * c1 + c1,
+                25 * depth * c1 + c1,
                 25 * c1 * c2 + c2,
                 quarter * c2 * dense + dense,
                 dense * CLASSES + CLASSES,
@@ -112,7 +116,7 @@ fn model_size(model: &ModelConfig, pixels: u64) -> (u64, u64) {
             .iter()
             .fold(0u64, |s, p| s.saturating_add(*p));
             let activations = [
-                full * 26,
+                full * depth * 26,
                 full * c1 * 3,
                 half * c1 * 26,
                 half * c2 * 3,
@@ -163,9 +167,7 @@ mod tests {
         assert!(small < 1 << 30, "{}", gib(small));
 
         let mut wide = plan.clone();
-        wide.file.model = ModelConfig::Mlp {
-            hidden: vec![16_384; 3],
-        };
+        wide.file.model = ModelConfig::mlp(vec![16_384; 3]);
         let big = estimate(&wide, 2);
         // Three 16,384-unit layers: 2 x 16,384^2 weights, 8 copies of 4 bytes, 2 matches.
         assert!(big.total() > 30 << 30, "{}", big.describe());

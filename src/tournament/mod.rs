@@ -28,7 +28,7 @@ use crate::model::{kernels, Classifier};
 pub use crate::record::read_manifest;
 use crate::record::{self, RoundRow, RunFiles, RunTiming, Shard, Status, Summary};
 
-pub use dataset::{eval_subset, load_dataset, split_attacker_slice};
+pub use dataset::{eval_subset, load_dataset, load_whole, split_attacker_slice};
 pub use merge::{merge, read_part};
 pub(crate) use prepare::prepare_output;
 pub use prepare::{check_same_config, RunLock};
@@ -67,6 +67,8 @@ pub struct RunOptions {
     /// Where pretrained models and specialists are kept between runs (none:
     /// trained every time).
     pub cache: Option<crate::model::cache::ModelCache>,
+    /// Keep each finished match's final defender in `out/models/`.
+    pub save_models: bool,
 }
 
 /// The (seed, match id) pairs whose every round is in `rows` (or whose
@@ -167,7 +169,7 @@ pub async fn run_locked(
         &replicates,
         schedule,
         &files,
-        options.jobs,
+        (options.jobs, options.save_models),
         observer,
         cancel.clone(),
     )
@@ -230,7 +232,7 @@ async fn pretrain_replicates(
                     &file.pretrain,
                     &train,
                     (dataset.classes, seed, &fingerprint),
-                );
+                )?;
                 let basis = specialists::Basis {
                     pretrained: pretrained.as_ref(),
                     pretrained_key: &key,

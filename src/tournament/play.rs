@@ -20,6 +20,8 @@ struct Shared {
     cancel: Arc<AtomicBool>,
     log: Arc<Mutex<RowLog>>,
     write_error: Arc<Mutex<Option<std::io::Error>>>,
+    /// The folder final defenders are saved into, when asked.
+    save_models: Option<std::path::PathBuf>,
 }
 
 /// The matches left to play: (replicate index, match) in this run's part
@@ -62,7 +64,7 @@ pub(super) async fn play(
     replicates: &[Arc<Replicate>],
     schedule: Schedule,
     files: &RunFiles,
-    jobs: usize,
+    (jobs, save_models): (usize, bool),
     observer: Arc<dyn Observer>,
     cancel: Arc<AtomicBool>,
 ) -> Result<Vec<RoundRow>> {
@@ -72,6 +74,7 @@ pub(super) async fn play(
         cancel,
         log: Arc::new(Mutex::new(log)),
         write_error: Arc::new(Mutex::new(None)),
+        save_models: save_models.then(|| files.models()),
     };
     let semaphore = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
     let per_seed = plan.matches().len();
@@ -132,7 +135,7 @@ fn play_match(plan: &Plan, replicate: &Replicate, m: MatchRef, progress_id: usiz
     };
     let observer = &shared.observer;
     observer.match_started(progress_id, &attacker.name, &defender.name, plan.file.rounds);
-    let rows = arena::play(
+    let (rows, model) = arena::play_to_end(
         &match_plan,
         replicate.pretrained.as_ref(),
         &|round, phase| observer.phase(progress_id, round, phase),
@@ -149,5 +152,70 @@ fn play_match(plan: &Plan, replicate: &Replicate, m: MatchRef, progress_id: usiz
         },
     );
     observer.match_finished(progress_id);
+    let finished = rows.len() == plan.file.rounds || rows.last().is_some_and(|r| r.diverged.is_some());
+    if shared.save_models.is_some() && finished {
+        if let Err(e) = save_model(plan, &match_plan, model.as_ref(), shared) {
+            shared
+                .write_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(e);
+        }
+    }
     rows
+}
+
+/// The file a match's final defender is kept in, under `models/`:
+/// `seed-S-match-ID-DEFENDER-vs-ATTACKER.safetensors`, names cut to
+/// letters, digits, `-`, `_` and `.`.
+pub fn model_file_name(seed: u64, match_id: usize, defender: &str, attacker: &str) -> String {
+    let clean = |name: &str| -> String {
+        name.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    format!(
+        "seed-{seed}-match-{match_id}-{}-vs-{}.safetensors",
+        clean(defender),
+        clean(attacker)
+    )
+}
+
+/// Writes the final defender of a match in PyTorch's layout, with what it
+/// is in the file's metadata.
+fn save_model(
+    plan: &Plan,
+    m: &MatchPlan<'_>,
+    model: &dyn crate::model::Classifier,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    let dir = shared.save_models.as_deref().expect("asked to save");
+    let path = dir.join(model_file_name(m.seed, m.match_id, &m.defender.name, &m.attacker.name));
+    let mut metadata = vec![
+        ("redqueen.tournament", plan.file.name.clone()),
+        ("redqueen.defender", m.defender.name.clone()),
+        ("redqueen.attacker", m.attacker.name.clone()),
+        ("redqueen.seed", m.seed.to_string()),
+        ("redqueen.match_id", m.match_id.to_string()),
+        ("redqueen.rounds", plan.file.rounds.to_string()),
+    ];
+    // What a defender deploys around its network is not in the weights.
+    if model.preprocessed().is_some() {
+        metadata.push((
+            "redqueen.deployed",
+            "behind a preprocessing step (feature squeezing) these weights do not include".into(),
+        ));
+    } else if model.smoothed_base().is_some() {
+        metadata.push((
+            "redqueen.deployed",
+            "as the base of randomized smoothing, which these weights do not include".into(),
+        ));
+    }
+    crate::model::torch::save(&path, model, &plan.file.model, &metadata)
 }

@@ -320,11 +320,14 @@ fn remove_run_files(out: &Path) -> Result<()> {
             std::fs::remove_file(&path).map_err(Error::io(format!("removing {}", path.display())))?;
         }
     }
-    let plots = out.join("plots");
-    match std::fs::symlink_metadata(&plots) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(&plots),
-        Ok(_) => std::fs::remove_file(&plots),
-        Err(_) => Ok(()),
+    for folder in ["plots", "models"] {
+        let path = out.join(folder);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
+            Err(_) => Ok(()),
+        }
+        .map_err(Error::io(format!("removing {}", path.display())))?;
     }
-    .map_err(Error::io(format!("removing {}", plots.display())))
+    Ok(())
 }

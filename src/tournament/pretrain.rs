@@ -95,8 +95,10 @@ pub fn cached<R: Serialize, T: Serialize + serde::de::DeserializeOwned>(
     (key, record, false)
 }
 
-/// [`pretrain`] through the model cache: loaded when it holds the same
-/// model, trained and kept otherwise. Returns the model and its cache key.
+/// The model a run starts from: `model.weights` when given (PyTorch's
+/// layout), else [`pretrain`] through the model cache. Returns the model
+/// and the key that names it to what is trained from it (for weights, a
+/// hash of the file, so that a changed file is a different model).
 pub fn pretrain_cached(
     cache: Option<&ModelCache>,
     model: &ModelConfig,
@@ -104,7 +106,10 @@ pub fn pretrain_cached(
     settings: &PretrainConfig,
     train: &Split,
     (classes, seed, train_fingerprint): (usize, u64, &str),
-) -> (Box<dyn Classifier>, String) {
+) -> crate::Result<(Box<dyn Classifier>, String)> {
+    if let Some(path) = model.weights() {
+        return from_weights(path, model, engine, train, classes);
+    }
     let recipe: Recipe<'_> = Recipe {
         start: Start::New(model),
         pretrain: Some(settings),
@@ -126,7 +131,41 @@ pub fn pretrain_cached(
             seconds: began.elapsed().as_secs_f64(),
         }
     });
-    (net, key)
+    Ok((net, key))
+}
+
+/// The model in the safetensors file `path`, and its key.
+pub fn from_weights(
+    path: &std::path::Path,
+    model: &ModelConfig,
+    engine: Engine,
+    train: &Split,
+    classes: usize,
+) -> crate::Result<(Box<dyn Classifier>, String)> {
+    use sha2::{Digest, Sha256};
+    let net = crate::model::torch::load(path, &model.without_weights(), engine, train.shape, classes)?;
+    let bytes =
+        std::fs::read(path).map_err(|e| crate::Error::invalid(format!("weights file {}: {e}", path.display())))?;
+    let digest = Sha256::digest(&bytes);
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    Ok((net, format!("weights-{hex}")))
+}
+
+/// Pretraining (or, with `model.weights`, the file's model). Depends only on
+/// the model, the pretraining settings, the data and the seed, so every
+/// defender of a model shares it.
+pub fn pretrain_or_load(
+    model: &ModelConfig,
+    engine: Engine,
+    settings: &PretrainConfig,
+    train: &Split,
+    classes: usize,
+    seed: u64,
+) -> crate::Result<Box<dyn Classifier>> {
+    match model.weights() {
+        Some(path) => Ok(from_weights(path, model, engine, train, classes)?.0),
+        None => Ok(pretrain(model, engine, settings, train, classes, seed)),
+    }
 }
 
 /// Pretraining. Depends only on the model, the pretraining settings, the
@@ -148,8 +187,7 @@ pub fn pretrain(
 pub fn init(model: &ModelConfig, engine: Engine, train: &Split, classes: usize, seed: u64) -> Box<dyn Classifier> {
     model.init(
         engine,
-        train.rows,
-        train.cols,
+        train.shape,
         classes,
         derived_seed(seed, path!["init", &key(model, engine)]),
     )
@@ -204,7 +242,7 @@ mod tests {
     #[test]
     fn adversarial_pretraining_is_robust_where_clean_pretraining_is_not() {
         let data = synthetic_digits(3, 1200, 200);
-        let model = ModelConfig::Mlp { hidden: vec![64] };
+        let model = ModelConfig::mlp(vec![64]);
         let clean = PretrainConfig {
             length: Length::Steps(150),
             optimizer: OptimizerConfig::adam(1e-3),

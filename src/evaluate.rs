@@ -1,0 +1,201 @@
+//! `redqueen evaluate`: one model, saved by a run or brought from PyTorch,
+//! under a fixed list of attacks on a dataset's test images, once: the
+//! per-image worst case with its interval, as RobustBench reports it.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::arena::worst_case::{worst_case, WorstCase};
+use crate::attack::autoattack::{AutoAttackConfig, Version};
+use crate::attack::{AttackConfig, Norm};
+use crate::config::DataConfig;
+use crate::error::{Error, Result};
+use crate::model::{torch, Engine};
+use crate::path;
+use crate::record::stats::wilson95;
+use crate::rng::stream;
+
+/// An attack list file: `attacks = [ { family = "...", ... }, ... ]`, each
+/// entry as in a tournament's unseen panel.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttackList {
+    pub attacks: Vec<AttackConfig>,
+}
+
+/// What to evaluate, and on what.
+#[derive(Debug, Clone)]
+pub struct EvaluateOptions {
+    pub model: PathBuf,
+    pub data: DataConfig,
+    /// None: AutoAttack (standard) in linf at the dataset's usual budget.
+    pub attacks: Option<Vec<AttackConfig>>,
+    /// Test images, drawn once from the seed.
+    pub images: usize,
+    pub seed: u64,
+}
+
+/// The usual linf budget of a dataset: 0.3 for MNIST-like digits and
+/// clothes (Madry et al. 2018), 8/255 for CIFAR-10 (RobustBench).
+pub fn default_eps(dataset: &str) -> f32 {
+    match dataset {
+        "cifar10" => 8.0 / 255.0,
+        _ => 0.3,
+    }
+}
+
+/// One attack of the cascade.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttackResult {
+    pub attack: String,
+    /// Images still standing when it ran.
+    pub ran_on: usize,
+    pub fooled: usize,
+    /// Robust accuracy after it (and every attack before it).
+    pub accuracy_after: f64,
+}
+
+/// `evaluation.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationResult {
+    pub model: String,
+    pub architecture: String,
+    pub dataset: String,
+    pub dataset_fingerprint: String,
+    pub images: usize,
+    pub seed: u64,
+    pub clean_accuracy: f64,
+    pub clean_interval: (f64, f64),
+    pub attacks: Vec<AttackResult>,
+    /// Right clean and under every attack (the per-image worst case).
+    pub robust_accuracy: f64,
+    /// Wilson 95% interval over the images.
+    pub robust_interval: (f64, f64),
+    pub seconds: f64,
+}
+
+/// Reads an attack list file, checking every attack.
+pub fn read_attacks(path: &Path) -> Result<Vec<AttackConfig>> {
+    let cited = path.display().to_string();
+    let text = crate::config::read_text(path, &cited)?;
+    let list: AttackList = toml::from_str(&text).map_err(|e| Error::config(&cited, e.to_string()))?;
+    crate::config::limits::check(&list).map_err(|e| Error::config(&cited, e.to_string()))?;
+    if list.attacks.is_empty() {
+        return Err(Error::config(&cited, "`attacks` must list at least one attack"));
+    }
+    for (i, attack) in list.attacks.iter().enumerate() {
+        attack
+            .validate()
+            .map_err(|e| Error::config(&cited, format!("`attacks[{i}]` ({}): {e}", attack.label())))?;
+    }
+    Ok(list.attacks)
+}
+
+/// Loads the model and the data, and runs the cascade.
+pub fn evaluate(options: &EvaluateOptions) -> Result<EvaluationResult> {
+    let began = Instant::now();
+    let architecture = torch::architecture(&options.model)?;
+    crate::config::check_data(&options.data)?;
+    let dataset = crate::tournament::load_whole(&options.data, options.seed)?;
+    architecture.validate(Some(dataset.test.shape))?;
+    let model = torch::load(
+        &options.model,
+        &architecture,
+        Engine::Native,
+        dataset.test.shape,
+        dataset.classes,
+    )?;
+    if options.images == 0 || options.images > dataset.test.len() {
+        return Err(Error::Usage(format!(
+            "--images must be between 1 and the {} test images of {}, got {}",
+            dataset.test.len(),
+            dataset.name,
+            options.images
+        )));
+    }
+    let eval = crate::tournament::eval_subset(&dataset.test, options.images, options.seed);
+    let attacks = options.attacks.clone().unwrap_or_else(|| {
+        vec![AttackConfig::AutoAttack(AutoAttackConfig {
+            name: None,
+            norm: Norm::Linf,
+            eps: default_eps(&options.data.dataset),
+            version: Version::Standard,
+        })]
+    });
+    let rng_for = |attack: &AttackConfig| stream(options.seed, path!["evaluate", &attack.label()]);
+    let WorstCase {
+        clean,
+        survives,
+        per_attack,
+    } = worst_case(model.as_ref(), &attacks, &eval, &dataset.train, &rng_for);
+    let count = |mask: &[bool]| mask.iter().filter(|&&b| b).count();
+    let n = eval.len();
+    let mut standing = count(&clean);
+    let attacks = attacks
+        .iter()
+        .zip(per_attack)
+        .map(|(attack, (ran_on, fooled))| {
+            standing -= fooled;
+            AttackResult {
+                attack: attack.label(),
+                ran_on,
+                fooled,
+                accuracy_after: standing as f64 / n as f64,
+            }
+        })
+        .collect();
+    Ok(EvaluationResult {
+        model: options.model.display().to_string(),
+        architecture: torch::pytorch_code(&architecture, dataset.test.shape, dataset.classes),
+        dataset: dataset.name.clone(),
+        dataset_fingerprint: dataset.fingerprint.clone(),
+        images: n,
+        seed: options.seed,
+        clean_accuracy: count(&clean) as f64 / n as f64,
+        clean_interval: wilson95(count(&clean), n).unwrap_or((0.0, 1.0)),
+        attacks,
+        robust_accuracy: count(&survives) as f64 / n as f64,
+        robust_interval: wilson95(count(&survives), n).unwrap_or((0.0, 1.0)),
+        seconds: began.elapsed().as_secs_f64(),
+    })
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+/// The result as the terminal shows it.
+pub fn table(r: &EvaluationResult) -> String {
+    let mut text = format!(
+        "{}\n  {}\n  on {} test images of {} (fingerprint {}), seed {}\n\n",
+        r.model, r.architecture, r.images, r.dataset, r.dataset_fingerprint, r.seed
+    );
+    text.push_str("| step | ran on | fooled | accuracy after | 95% interval |\n| --- | ---: | ---: | ---: | --- |\n");
+    text.push_str(&format!(
+        "| clean | {} | - | {} | {}–{} |\n",
+        r.images,
+        pct(r.clean_accuracy),
+        pct(r.clean_interval.0),
+        pct(r.clean_interval.1)
+    ));
+    for a in &r.attacks {
+        text.push_str(&format!(
+            "| {} | {} | {} | {} | |\n",
+            a.attack,
+            a.ran_on,
+            a.fooled,
+            pct(a.accuracy_after)
+        ));
+    }
+    text.push_str(&format!(
+        "\nrobust accuracy (per-image worst case over the attacks): {} (95% interval {}–{}, {} images), {:.1} s\n",
+        pct(r.robust_accuracy),
+        pct(r.robust_interval.0),
+        pct(r.robust_interval.1),
+        r.images,
+        r.seconds
+    ));
+    text
+}
