@@ -147,11 +147,7 @@ fn torch_column(i: usize, map: Option<(usize, usize)>) -> usize {
 
 /// The engines' tensors of `layers` from PyTorch's, checking every name and
 /// shape. `tensors` maps a name to its shape and values.
-pub fn from_torch(
-    layers: &[Layer],
-    shape: Shape,
-    tensors: &Tensors,
-) -> Result<Vec<Vec<f32>>, String> {
+pub fn from_torch(layers: &[Layer], shape: Shape, tensors: &Tensors) -> Result<Vec<Vec<f32>>, String> {
     let wanted = to_torch(
         layers,
         &arch::init_parameters(layers, 0)
