@@ -96,8 +96,11 @@ pub fn read_attacks(path: &Path) -> Result<Vec<AttackConfig>> {
 /// Loads the model and the data, and runs the cascade.
 pub fn evaluate(options: &EvaluateOptions) -> Result<EvaluationResult> {
     let began = Instant::now();
+    // One model at a time: its matrix multiplies get every core (thread
+    // counts never change a result).
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    crate::model::kernels::set_threads(cores);
     let architecture = torch::architecture(&options.model)?;
-    crate::config::check_data(&options.data)?;
     let dataset = crate::tournament::load_whole(&options.data, options.seed)?;
     architecture.validate(Some(dataset.test.shape))?;
     let model = torch::load(

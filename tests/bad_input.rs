@@ -565,6 +565,87 @@ const CASES: &[Case] = &[
         expect_out: Out::Absent,
         skip: None,
     },
+    // ---- evaluate ----
+    Case {
+        name: "evaluate: a model file that does not exist",
+        setup: |_| vec!["evaluate".into(), "no-such.safetensors".into()],
+        stderr: &["no-such.safetensors", "cannot read"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "evaluate: a model that is not a safetensors file",
+        setup: |dir| {
+            std::fs::write(dir.join("m.safetensors"), b"not a model").unwrap();
+            vec!["evaluate".into(), "m.safetensors".into()]
+        },
+        stderr: &["m.safetensors", "not a safetensors file"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "evaluate: an unknown dataset",
+        setup: |_| {
+            let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pytorch/cnn-cifar.safetensors");
+            vec![
+                "evaluate".into(),
+                model.display().to_string(),
+                "--data".into(),
+                "cifar100".into(),
+            ]
+        },
+        stderr: &["--data", "cifar100", "cifar10", "did you mean"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "evaluate: a model for other images than the dataset's",
+        setup: |_| {
+            let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pytorch/cnn-cifar.safetensors");
+            vec![
+                "evaluate".into(),
+                model.display().to_string(),
+                "--data".into(),
+                "synthetic-digits".into(),
+            ]
+        },
+        stderr: &[
+            "cnn-cifar.safetensors",
+            "`0.weight` has shape [4, 3, 5, 5]",
+            "[4, 1, 5, 5]",
+            "1x28x28",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "evaluate: --images 0",
+        setup: |_| vec!["evaluate".into(), "m.safetensors".into(), "--images".into(), "0".into()],
+        stderr: &["--images", "at least 1"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "evaluate: an attack list with a bad attack",
+        setup: |dir| {
+            std::fs::write(dir.join("a.toml"), "attacks = [{ family = \"pgd\", eps = -1 }]\n").unwrap();
+            vec![
+                "evaluate".into(),
+                "m.safetensors".into(),
+                "--attacks".into(),
+                "a.toml".into(),
+            ]
+        },
+        stderr: &["a.toml", "attacks[0]", "eps"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
     // ---- the output folder and flags ----
     Case {
         name: "an output folder that exists, without --force",

@@ -139,7 +139,7 @@ repertoire = [{{ family = "pgd", eps = 0.1, steps = 3 }}]
 
 [[defenders]]
 name = "pgd-at"
-strategy = {{ kind = "pgd-at", steps = 20, batch = 32, attack = {{ eps = 0.1, steps = 3 }} }}
+strategy = {{ kind = "pgd-at", steps = 20, batch = 32, optimizer = {{ kind = "adam", lr = 0.001 }}, attack = {{ eps = 0.1, steps = 3 }} }}
 
 [[unseen]]
 family = "square"
@@ -246,7 +246,9 @@ fn a_cifar_format_tournament_runs_from_imported_weights_and_keeps_its_defenders(
         result["clean_accuracy"].as_f64().unwrap(),
         result["robust_accuracy"].as_f64().unwrap(),
     );
-    assert!(robust <= clean && clean > 0.2, "clean {clean}, robust {robust}");
+    // The PyTorch-trained model classifies these images; training at
+    // linf 0.1 keeps it doing so.
+    assert!(robust <= clean && clean > 0.8, "clean {clean}, robust {robust}");
     assert_eq!(result["images"], 50);
     assert_eq!(result["attacks"].as_array().unwrap().len(), 2);
     assert!(

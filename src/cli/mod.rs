@@ -232,15 +232,19 @@ fn bench(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `check`: a tournament or matrix file validated, and what it would run.
 /// `evaluate`: one model under a fixed attack list, its table, and the JSON.
 fn evaluate(args: args::EvaluateArgs) -> anyhow::Result<ExitCode> {
+    if args.images == 0 {
+        return Err(Error::Usage("--images must be at least 1".into()).into());
+    }
     let attacks = args.attacks.as_deref().map(crate::evaluate::read_attacks).transpose()?;
     let data = config::DataConfig {
         dataset: args.data,
         path: args.data_path,
         ..config::DataConfig::default()
     };
+    // The flags' names, not a tournament file's keys.
+    config::check_data(&data).map_err(|e| Error::Usage(format!("--data / --data-path: {e}")))?;
     let options = crate::evaluate::EvaluateOptions {
         model: args.model,
         data,
@@ -256,6 +260,7 @@ fn evaluate(args: args::EvaluateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `check`: a tournament or matrix file validated, and what it would run.
 fn check(file: &Path, strategies: Option<&Path>) -> anyhow::Result<ExitCode> {
     if config::matrix::is_matrix_file(file) {
         let matrix = config::matrix::load_matrix_file(file)?;
@@ -300,13 +305,13 @@ fn check_data(data: &config::DataConfig, seed: u64) -> crate::Result<String> {
         ));
     }
     let dataset = tournament::load_dataset(data, seed)?;
-    let from = match &data.path {
-        Some(path) => path.display().to_string(),
-        None => crate::data::resolve_named(&data.dataset)?.display().to_string(),
-    };
+    let from = crate::data::source_dir(&data.dataset, data.path.as_deref())?
+        .map(|dir| dir.display().to_string())
+        .unwrap_or_default();
     Ok(format!(
-        "data: {} from {from}: {} training and {} test images used, {} classes, labels checked\n",
+        "data: {} from {from}: {} images, {} training and {} test images used, {} classes, labels checked\n",
         dataset.name,
+        dataset.train.shape,
         dataset.train.len(),
         dataset.test.len(),
         dataset.classes

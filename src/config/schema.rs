@@ -197,18 +197,22 @@ impl DataConfig {
         }
     }
 
-    /// The images' shape where it is known before loading: the built-in
-    /// datasets' fixed shapes, or what an `idx` folder's train-images header
-    /// says. `None` when the header cannot be read (loading reports why).
+    /// The images' shape where it is known before loading: the fixed shapes
+    /// of the synthetic digits and CIFAR-10, or what an IDX folder's
+    /// train-images header says (`mnist`, `fashion-mnist` and `idx` alike).
+    /// `None` when the header cannot be read (loading reports why).
     pub fn known_shape(&self) -> Option<Shape> {
         match self.dataset.as_str() {
             "cifar10" => Some(Shape::CIFAR),
-            "idx" => {
-                let path = self.path.as_deref()?;
-                let (_, rows, cols) = crate::data::idx_image_sizes(path).into_iter().next()?;
-                Some(Shape::gray(rows, cols))
+            "synthetic-digits" => Some(Shape::MNIST),
+            // IDX folders, named or not: what the train-images header says.
+            name => {
+                let dir = crate::data::source_dir(name, self.path.as_deref()).ok()??;
+                let (_, rows, cols) = crate::data::idx_image_sizes(&dir).into_iter().next()?;
+                // A header promising more than any file could hold is the
+                // loader's to refuse; no model is sized from it.
+                (rows.checked_mul(cols)? <= 1 << 28).then(|| Shape::gray(rows, cols))
             }
-            _ => Some(Shape::MNIST),
         }
     }
 }

@@ -69,12 +69,23 @@ fn empty_split() -> Split {
 
 /// One batch file, its images converted from CHW bytes to HWC in [0,1].
 pub fn read_batch(path: &Path) -> Result<Split, DataError> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+    let io = |source| DataError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    parse_batch(&bytes, path)
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > MAX_BATCH_BYTES {
+        return Err(DataError::TooLarge {
+            path: path.to_path_buf(),
+            limit: MAX_BATCH_BYTES,
+        });
+    }
+    parse_batch(&std::fs::read(path).map_err(io)?, path)
 }
+
+/// A batch file larger than this is refused before reading: CIFAR-10's are
+/// 30,730,000 bytes.
+pub const MAX_BATCH_BYTES: u64 = 1 << 30;
 
 pub fn parse_batch(bytes: &[u8], path: &Path) -> Result<Split, DataError> {
     if bytes.is_empty() {
@@ -84,12 +95,8 @@ pub fn parse_batch(bytes: &[u8], path: &Path) -> Result<Split, DataError> {
         });
     }
     if !bytes.len().is_multiple_of(RECORD) {
-        return Err(DataError::Truncated {
+        return Err(DataError::CifarTruncated {
             path: path.to_path_buf(),
-            header: format!(
-                "CIFAR-10 records of {RECORD} bytes (1 label + 3x32x32 pixels); the last is cut at {} bytes",
-                bytes.len() % RECORD
-            ),
             found: bytes.len(),
         });
     }
@@ -161,7 +168,10 @@ mod tests {
 
         std::fs::write(&batch, &bytes[..bytes.len() - 5]).unwrap();
         let err = load_cifar_dir(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("data_batch_3.bin") && err.contains("truncated"), "{err}");
+        assert!(
+            err.contains("data_batch_3.bin") && err.contains("truncated") && err.contains("cut after 3068 bytes"),
+            "{err}"
+        );
 
         let mut bad = bytes.clone();
         bad[RECORD] = 10;

@@ -103,6 +103,12 @@ pub enum DataError {
     )]
     CifarFolderMissing { dir: PathBuf },
 
+    #[error(
+        "{}: truncated: {found} bytes is not a whole number of {}-byte CIFAR-10 records (1 label byte, then 3x32x32 pixels); the last record is cut after {} bytes",
+        .path.display(), super::cifar::RECORD, .found % super::cifar::RECORD
+    )]
+    CifarTruncated { path: PathBuf, found: usize },
+
     #[error("{what} file missing in {}: looked for {}", .dir.display(), .tried.join(", "))]
     FileMissing {
         dir: PathBuf,
@@ -116,7 +122,7 @@ pub enum DataError {
     #[error("{} starts with the gzip magic bytes 1f 8b but is not valid gzip: {source}", .path.display())]
     BadGzip { path: PathBuf, source: std::io::Error },
 
-    #[error("{} decompresses to more than {limit} bytes, far beyond any IDX dataset", .path.display())]
+    #[error("{} holds (or decompresses to) more than {limit} bytes, far beyond any dataset redqueen reads", .path.display())]
     TooLarge { path: PathBuf, limit: u64 },
 
     #[error(

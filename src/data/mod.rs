@@ -19,6 +19,17 @@ use std::path::{Path, PathBuf};
 
 use crate::rng::{fnv1a, FNV_OFFSET};
 
+/// The folder a dataset is read from: `path` when given, else the named
+/// dataset's default location; `None` for the generated synthetic digits.
+pub fn source_dir(dataset: &str, path: Option<&Path>) -> Result<Option<PathBuf>, DataError> {
+    match (dataset, path) {
+        ("synthetic-digits", _) => Ok(None),
+        (_, Some(path)) => Ok(Some(path.to_path_buf())),
+        ("cifar10", None) => Ok(Some(cifar::default_dir())),
+        (named, None) => resolve_named(named).map(Some),
+    }
+}
+
 /// The number of classes of every dataset redqueen reads (MNIST,
 /// Fashion-MNIST, IDX folders, CIFAR-10).
 pub const CLASSES: usize = 10;

@@ -80,7 +80,7 @@ impl SqueezeConfig {
     }
 }
 
-/// The squeezing itself, on square images.
+/// The squeezing itself, on images of any shape.
 #[derive(Debug, Clone, Copy)]
 pub struct Squeezer {
     bits: u32,

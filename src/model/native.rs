@@ -467,16 +467,20 @@ mod tests {
     /// both engines from the same weights: the losses and the parameters
     /// after must agree.
     fn steps_agree_with_dfdx(config: ModelConfig, optimizer: OptimizerConfig, steps: usize, batch: usize) {
-        let mut native = Native::new(&config, crate::data::Shape::gray(28, 28), 10, 5);
+        steps_agree_on(config, Shape::MNIST, optimizer, steps, batch);
+    }
+
+    fn steps_agree_on(config: ModelConfig, shape: Shape, optimizer: OptimizerConfig, steps: usize, batch: usize) {
+        let mut native = Native::new(&config, shape, 10, 5);
         let mut reference: Box<dyn Classifier> = Box::new(Net::with_parameters(
             native.layers().to_vec(),
             native.parameter_tensors(),
-            crate::data::Shape::MNIST,
+            shape,
             10,
         ));
         for step in 0..steps {
             let opt = optimizer.at(step, steps);
-            let x = random(batch * 784, 10 + step as u64);
+            let x = random(batch * shape.dim(), 10 + step as u64);
             let labels: Vec<u8> = (0..batch).map(|i| ((i + step) % 10) as u8).collect();
             let a = native.train_step(&x, &CrossEntropy { labels: &labels }, &opt);
             let b = reference.train_step(&x, &CrossEntropy { labels: &labels }, &opt);
@@ -494,6 +498,22 @@ mod tests {
     fn training_steps_agree_with_dfdx_over_several_steps() {
         let config = ModelConfig::mlp(vec![32]);
         steps_agree_with_dfdx(config, OptimizerConfig::sgd(0.05, 0.9, 1e-4), 5, 8);
+    }
+
+    #[test]
+    fn sgd_steps_agree_with_dfdx_on_an_rgb_cnn() {
+        let shape = Shape {
+            channels: 3,
+            rows: 16,
+            cols: 12,
+        };
+        steps_agree_on(
+            ModelConfig::cnn([4, 8], 16),
+            shape,
+            OptimizerConfig::sgd(0.05, 0.9, 0.0),
+            4,
+            6,
+        );
     }
 
     #[test]

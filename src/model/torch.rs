@@ -87,51 +87,85 @@ fn flattened_map(layers: &[Layer], at: usize, shape: Shape) -> Option<(usize, us
     }
 }
 
+/// PyTorch's name and shape of each parameter tensor of `layers`, in the
+/// engines' order (weight, then bias, layer by layer).
+pub fn torch_names(layers: &[Layer]) -> Vec<(String, Vec<usize>)> {
+    let names = sequential_indices(layers);
+    layers
+        .iter()
+        .zip(names)
+        .filter_map(|(layer, index)| {
+            let index = index?;
+            let (weight, out) = match *layer {
+                Layer::Dense { inp, out, .. } => (vec![out, inp], out),
+                Layer::Conv { cin, cout, k, .. } => (vec![cout, cin, k, k], cout),
+                Layer::Pool { .. } => return None,
+            };
+            Some([
+                (format!("{index}.weight"), weight),
+                (format!("{index}.bias"), vec![out]),
+            ])
+        })
+        .flatten()
+        .collect()
+}
+
+/// A weight of `layer` (the `at`-th of `layers`) moved between the engines'
+/// layout and PyTorch's: `to_torch` true reads the engines' and writes
+/// PyTorch's, false the reverse. Biases need no move.
+fn move_weight(layers: &[Layer], at: usize, shape: Shape, from: &[f32], to_torch: bool) -> Vec<f32> {
+    let mut out = vec![0.0; from.len()];
+    let mut put = |ours: usize, theirs: usize| {
+        if to_torch {
+            out[theirs] = from[ours];
+        } else {
+            out[ours] = from[theirs];
+        }
+    };
+    match layers[at] {
+        Layer::Dense { inp, out: width, .. } => {
+            let map = flattened_map(layers, at, shape);
+            for i in 0..inp {
+                let column = torch_column(i, map);
+                for o in 0..width {
+                    put(i * width + o, o * inp + column);
+                }
+            }
+        }
+        Layer::Conv { cin, cout, k, .. } => {
+            for tap in 0..k * k {
+                for ci in 0..cin {
+                    for co in 0..cout {
+                        put((tap * cin + ci) * cout + co, (co * cin + ci) * k * k + tap);
+                    }
+                }
+            }
+        }
+        Layer::Pool { .. } => unreachable!("pooling has no parameters"),
+    }
+    out
+}
+
+/// The layers that hold parameters, by position in `layers`.
+fn parameterized(layers: &[Layer]) -> Vec<usize> {
+    (0..layers.len())
+        .filter(|&at| !matches!(layers[at], Layer::Pool { .. }))
+        .collect()
+}
+
 /// `params` (the engines' tensors of `layers`, in order) in PyTorch's names,
 /// shapes and layouts.
 pub fn to_torch(layers: &[Layer], params: &[Vec<f32>], shape: Shape) -> Vec<TorchTensor> {
-    let names = sequential_indices(layers);
-    let mut tensors = Vec::new();
-    let mut p = 0;
-    for (at, layer) in layers.iter().enumerate() {
-        let Some(index) = names[at] else { continue };
-        let (weight, bias) = (&params[p], &params[p + 1]);
-        p += 2;
-        let (torch_shape, values) = match *layer {
-            Layer::Dense { inp, out, .. } => {
-                let map = flattened_map(layers, at, shape);
-                let mut t = vec![0.0; inp * out];
-                for i in 0..inp {
-                    let column = torch_column(i, map);
-                    for o in 0..out {
-                        t[o * inp + column] = weight[i * out + o];
-                    }
-                }
-                (vec![out, inp], t)
-            }
-            Layer::Conv { cin, cout, k, .. } => {
-                let mut t = vec![0.0; cout * cin * k * k];
-                for tap in 0..k * k {
-                    for ci in 0..cin {
-                        for co in 0..cout {
-                            t[(co * cin + ci) * k * k + tap] = weight[(tap * cin + ci) * cout + co];
-                        }
-                    }
-                }
-                (vec![cout, cin, k, k], t)
-            }
-            Layer::Pool { .. } => unreachable!("pooling has no parameters"),
-        };
-        tensors.push(TorchTensor {
-            name: format!("{index}.weight"),
-            shape: torch_shape,
-            values,
-        });
-        tensors.push(TorchTensor {
-            name: format!("{index}.bias"),
-            shape: vec![bias.len()],
-            values: bias.clone(),
-        });
+    let names = torch_names(layers);
+    let mut tensors = Vec::with_capacity(names.len());
+    for (k, at) in parameterized(layers).into_iter().enumerate() {
+        let values = [
+            move_weight(layers, at, shape, &params[2 * k], true),
+            params[2 * k + 1].clone(),
+        ];
+        for ((name, shape), values) in names[2 * k..2 * k + 2].iter().cloned().zip(values) {
+            tensors.push(TorchTensor { name, shape, values });
+        }
     }
     tensors
 }
@@ -146,22 +180,16 @@ fn torch_column(i: usize, map: Option<(usize, usize)>) -> usize {
 }
 
 /// The engines' tensors of `layers` from PyTorch's, checking every name and
-/// shape. `tensors` maps a name to its shape and values.
+/// shape before anything is allocated (so a file that does not fit costs
+/// nothing, however large the model it is checked against).
 pub fn from_torch(layers: &[Layer], shape: Shape, tensors: &Tensors) -> Result<Vec<Vec<f32>>, String> {
-    let wanted = to_torch(
-        layers,
-        &arch::init_parameters(layers, 0)
-            .into_iter()
-            .map(|t| vec![0.0; t.len()])
-            .collect::<Vec<_>>(),
-        shape,
-    );
+    let wanted = torch_names(layers);
     let names: Vec<&str> = tensors.keys().map(String::as_str).collect();
     let prefix = common_prefix(&wanted, &names)?;
     let mut extra: Vec<&str> = names
         .iter()
         .copied()
-        .filter(|n| !wanted.iter().any(|w| format!("{prefix}{}", w.name) == *n))
+        .filter(|n| !wanted.iter().any(|(w, _)| format!("{prefix}{w}") == *n))
         .collect();
     extra.sort_unstable();
     if !extra.is_empty() {
@@ -171,82 +199,61 @@ pub fn from_torch(layers: &[Layer], shape: Shape, tensors: &Tensors) -> Result<V
             list(&wanted, &prefix)
         ));
     }
-    let mut params = Vec::with_capacity(wanted.len());
-    let names = sequential_indices(layers);
-    let mut w = 0;
-    for (at, layer) in layers.iter().enumerate() {
-        if names[at].is_none() {
-            continue;
+    for (name, expected) in &wanted {
+        let name = format!("{prefix}{name}");
+        let found = &tensors[&name].0;
+        if found != expected {
+            return Err(format!(
+                "tensor `{name}` has shape {found:?}, but the model needs {expected:?} there"
+            ));
         }
-        let mut pair = Vec::with_capacity(2);
-        for expected in &wanted[w..w + 2] {
-            let name = format!("{prefix}{}", expected.name);
-            let (found_shape, values) = &tensors[&name];
-            if *found_shape != expected.shape {
-                return Err(format!(
-                    "tensor `{name}` has shape {found_shape:?}, but the model needs {:?} there",
-                    expected.shape
-                ));
-            }
-            pair.push(values);
-        }
-        w += 2;
-        let (weight, bias) = (pair[0], pair[1]);
-        let ours = match *layer {
-            Layer::Dense { inp, out, .. } => {
-                let map = flattened_map(layers, at, shape);
-                let mut ours = vec![0.0; inp * out];
-                for i in 0..inp {
-                    let column = torch_column(i, map);
-                    for o in 0..out {
-                        ours[i * out + o] = weight[o * inp + column];
-                    }
-                }
-                ours
-            }
-            Layer::Conv { cin, cout, k, .. } => {
-                let mut ours = vec![0.0; cout * cin * k * k];
-                for tap in 0..k * k {
-                    for ci in 0..cin {
-                        for co in 0..cout {
-                            ours[(tap * cin + ci) * cout + co] = weight[(co * cin + ci) * k * k + tap];
-                        }
-                    }
-                }
-                ours
-            }
-            Layer::Pool { .. } => unreachable!("pooling has no parameters"),
-        };
-        params.push(ours);
-        params.push(bias.clone());
     }
-    Ok(params)
+    let value = |k: usize| &tensors[&format!("{prefix}{}", wanted[k].0)].1;
+    Ok(parameterized(layers)
+        .into_iter()
+        .enumerate()
+        .flat_map(|(k, at)| {
+            [
+                move_weight(layers, at, shape, value(2 * k), false),
+                value(2 * k + 1).clone(),
+            ]
+        })
+        .collect())
 }
 
 /// The prefix every wanted name carries in `names` (empty for a plain
 /// `nn.Sequential`'s state dict), or why none fits.
-fn common_prefix(wanted: &[TorchTensor], names: &[&str]) -> Result<String, String> {
-    let first = &wanted[0].name;
+fn common_prefix(wanted: &[(String, Vec<usize>)], names: &[&str]) -> Result<String, String> {
+    let first = &wanted[0].0;
     let mut candidates: Vec<String> = names
         .iter()
         .filter_map(|n| n.strip_suffix(first.as_str()))
         .filter(|p| p.is_empty() || p.ends_with('.'))
         .map(String::from)
         .collect();
+    candidates.push(String::new());
     candidates.sort();
     candidates.dedup();
-    let fits = |prefix: &String| {
+    let present = |prefix: &String| {
         wanted
             .iter()
-            .all(|w| names.contains(&format!("{prefix}{}", w.name).as_str()))
+            .filter(|(w, _)| names.contains(&format!("{prefix}{w}").as_str()))
+            .count()
     };
-    match candidates.iter().filter(|p| fits(p)).collect::<Vec<_>>()[..] {
+    let fitting: Vec<&String> = candidates.iter().filter(|p| present(p) == wanted.len()).collect();
+    match fitting[..] {
         [prefix] => Ok(prefix.clone()),
         [] => {
-            let missing: Vec<&str> = wanted
+            // Said relative to the prefix the file comes closest under.
+            let best = candidates
                 .iter()
-                .map(|w| w.name.as_str())
-                .filter(|w| !names.contains(w))
+                .max_by_key(|p| present(p))
+                .cloned()
+                .unwrap_or_default();
+            let missing: Vec<String> = wanted
+                .iter()
+                .map(|(w, _)| format!("{best}{w}"))
+                .filter(|w| !names.contains(&w.as_str()))
                 .collect();
             let mut found: Vec<&str> = names.to_vec();
             found.sort_unstable();
@@ -258,20 +265,20 @@ fn common_prefix(wanted: &[TorchTensor], names: &[&str]) -> Result<String, Strin
                 } else {
                     found.join(", ")
                 },
-                list(wanted, "")
+                list(wanted, &best)
             ))
         }
         _ => Err(format!(
             "it holds the model's tensors under several prefixes ({}); keep one model per file",
-            candidates.join(", ")
+            fitting.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", ")
         )),
     }
 }
 
-fn list(tensors: &[TorchTensor], prefix: &str) -> String {
+fn list(tensors: &[(String, Vec<usize>)], prefix: &str) -> String {
     tensors
         .iter()
-        .map(|t| format!("{prefix}{} {:?}", t.name, t.shape))
+        .map(|(name, shape)| format!("{prefix}{name} {shape:?}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -335,8 +342,25 @@ pub fn load(
     shape: Shape,
     classes: usize,
 ) -> crate::Result<Box<dyn Classifier>> {
+    Ok(load_keyed(path, config, engine, shape, classes)?.0)
+}
+
+/// [`load`], and a key naming the file's contents (a hash of the bytes the
+/// model was read from), for what is trained from it.
+pub fn load_keyed(
+    path: &Path,
+    config: &ModelConfig,
+    engine: Engine,
+    shape: Shape,
+    classes: usize,
+) -> crate::Result<(Box<dyn Classifier>, String)> {
+    use sha2::{Digest, Sha256};
     let why = |what: String| crate::Error::invalid(format!("weights file {}: {what}", path.display()));
     let bytes = read_file(path).map_err(why)?;
+    let key: String = Sha256::digest(&bytes)[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let tensors = parse(&bytes).map_err(why)?;
     let layers = arch::layers(config, shape, classes);
     let params = from_torch(&layers, shape, &tensors).map_err(|e| {
@@ -348,7 +372,7 @@ pub fn load(
     })?;
     let mut model = config.init(engine, shape, classes, 0);
     model.set_parameters(&params.concat());
-    Ok(model)
+    Ok((model, format!("weights-{key}")))
 }
 
 /// The architecture a safetensors file holds: the one redqueen wrote in its
@@ -359,7 +383,10 @@ pub fn architecture(path: &Path) -> crate::Result<ModelConfig> {
     let bytes = read_file(path).map_err(why)?;
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| why(format!("not a safetensors file: {e}")))?;
     if let Some(model) = header.metadata().as_ref().and_then(|m| m.get("redqueen.model")) {
-        return serde_json::from_str(model).map_err(|e| why(format!("metadata `redqueen.model`: {e}")));
+        // The architecture only: a file never points at another file.
+        return serde_json::from_str::<ModelConfig>(model)
+            .map(|m| m.without_weights())
+            .map_err(|e| why(format!("metadata `redqueen.model`: {e}")));
     }
     let tensors = parse(&bytes).map_err(why)?;
     infer(&tensors).map_err(|e| {

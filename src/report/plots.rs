@@ -1158,7 +1158,11 @@ fn draw_captions(
     let (what, detail) = if max_abs > 0.0 {
         (
             format!("perturbation, amplified x{amp:.1}"),
-            format!("max |delta| {max_abs:.3}; red +, blue -"),
+            // RGB: the picture colours each pixel's mean over its channels.
+            match it.channels {
+                1 => format!("max |delta| {max_abs:.3}; red +, blue -"),
+                _ => format!("max |channel mean| {max_abs:.3}; red +, blue -"),
+            },
         )
     } else {
         ("perturbation: none".to_string(), String::new())

@@ -14,26 +14,25 @@ pub fn load_dataset(d: &DataConfig, seed: u64) -> Result<Dataset> {
     Ok(dataset.truncate(d.train, d.test)?)
 }
 
+/// [`load_dataset`], checking that `model` can take its images (the check
+/// before loading reads only the headers it can find).
+pub fn load_for(d: &DataConfig, model: &crate::model::ModelConfig, seed: u64) -> Result<Dataset> {
+    let dataset = load_dataset(d, seed)?;
+    model
+        .validate(Some(dataset.train.shape))
+        .map_err(|e| e.within("`model`"))?;
+    Ok(dataset)
+}
+
 /// Load the dataset a `[data]` table names, every image of it (synthetic
 /// digits: as many as its sizes say), checking its class names.
 pub fn load_whole(d: &DataConfig, seed: u64) -> Result<Dataset> {
-    let dataset = match d.dataset.as_str() {
-        "synthetic-digits" => data::synthetic_digits(seed, d.train, d.test),
-        "idx" => {
-            let path = d
-                .path
-                .as_deref()
-                .ok_or_else(|| Error::invalid("`data.path` is required for the idx dataset"))?;
-            data::load_idx_dir(path, "idx")?
-        }
-        "cifar10" => {
-            let dir = d.path.clone().unwrap_or_else(data::cifar::default_dir);
-            data::cifar::load_cifar_dir(&dir)?
-        }
-        named => match &d.path {
-            Some(dir) => data::load_idx_dir(dir, named)?,
-            None => data::load_idx_dir(&data::resolve_named(named)?, named)?,
-        },
+    let dataset = match (d.dataset.as_str(), data::source_dir(&d.dataset, d.path.as_deref())?) {
+        ("synthetic-digits", _) => data::synthetic_digits(seed, d.train, d.test),
+        ("idx", None) => return Err(Error::invalid("`data.path` is required for the idx dataset")),
+        ("cifar10", Some(dir)) => data::cifar::load_cifar_dir(&dir)?,
+        (name, Some(dir)) => data::load_idx_dir(&dir, name)?,
+        (name, None) => return Err(Error::invalid(format!("dataset {name} has no folder"))),
     };
     if let Some(names) = &d.classes {
         if names.len() != dataset.classes {

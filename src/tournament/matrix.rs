@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{eval_subset, load_dataset, prepare_output, RunOptions};
+use super::{eval_subset, prepare_output, RunOptions};
 use crate::arena::metrics::{correct, fraction, robust, EVAL_BATCH};
 use crate::arena::referee;
 use crate::attack::AttackConfig;
@@ -239,8 +239,8 @@ fn writing(what: &Path) -> impl FnOnce(std::io::Error) -> Error {
 
 /// The dataset, loaded off the async threads.
 async fn load(file: &MatrixFile) -> Result<Dataset> {
-    let (data, seed) = (file.data.clone(), file.seed);
-    tokio::task::spawn_blocking(move || load_dataset(&data, seed))
+    let (data, seed, model) = (file.data.clone(), file.seed, file.model.clone());
+    tokio::task::spawn_blocking(move || super::dataset::load_for(&data, &model, seed))
         .await
         .expect("dataset loading does not panic")
 }

@@ -22,6 +22,8 @@ struct Shared {
     write_error: Arc<Mutex<Option<std::io::Error>>>,
     /// The folder final defenders are saved into, when asked.
     save_models: Option<std::path::PathBuf>,
+    /// The first model that could not be saved, and why.
+    save_error: Arc<Mutex<Option<(std::path::PathBuf, std::io::Error)>>>,
 }
 
 /// The matches left to play: (replicate index, match) in this run's part
@@ -75,6 +77,7 @@ pub(super) async fn play(
         log: Arc::new(Mutex::new(log)),
         write_error: Arc::new(Mutex::new(None)),
         save_models: save_models.then(|| files.models()),
+        save_error: Arc::new(Mutex::new(None)),
     };
     let semaphore = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
     let per_seed = plan.matches().len();
@@ -110,6 +113,12 @@ pub(super) async fn play(
         return Err(Error::Io {
             context: format!("appending to {}", files.rounds().display()),
             source: e,
+        });
+    }
+    if let Some((path, source)) = shared.save_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        return Err(Error::Io {
+            context: format!("writing {}", path.display()),
+            source,
         });
     }
     Ok(rows)
@@ -153,13 +162,19 @@ fn play_match(plan: &Plan, replicate: &Replicate, m: MatchRef, progress_id: usiz
     );
     observer.match_finished(progress_id);
     let finished = rows.len() == plan.file.rounds || rows.last().is_some_and(|r| r.diverged.is_some());
-    if shared.save_models.is_some() && finished {
-        if let Err(e) = save_model(plan, &match_plan, model.as_ref(), shared) {
+    if let (Some(dir), true) = (&shared.save_models, finished) {
+        let path = dir.join(model_file_name(
+            match_plan.seed,
+            match_plan.match_id,
+            &defender.name,
+            &attacker.name,
+        ));
+        if let Err(e) = save_model(&path, plan, &match_plan, model.as_ref()) {
             shared
-                .write_error
+                .save_error
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get_or_insert(e);
+                .get_or_insert((path, e));
         }
     }
     rows
@@ -190,13 +205,11 @@ pub fn model_file_name(seed: u64, match_id: usize, defender: &str, attacker: &st
 /// Writes the final defender of a match in PyTorch's layout, with what it
 /// is in the file's metadata.
 fn save_model(
+    path: &std::path::Path,
     plan: &Plan,
     m: &MatchPlan<'_>,
     model: &dyn crate::model::Classifier,
-    shared: &Shared,
 ) -> std::io::Result<()> {
-    let dir = shared.save_models.as_deref().expect("asked to save");
-    let path = dir.join(model_file_name(m.seed, m.match_id, &m.defender.name, &m.attacker.name));
     let mut metadata = vec![
         ("redqueen.tournament", plan.file.name.clone()),
         ("redqueen.defender", m.defender.name.clone()),
@@ -217,5 +230,5 @@ fn save_model(
             "as the base of randomized smoothing, which these weights do not include".into(),
         ));
     }
-    crate::model::torch::save(&path, model, &plan.file.model, &metadata)
+    crate::model::torch::save(path, model, &plan.file.model, &metadata)
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{completed_matches, load_dataset, RunOptions};
+use super::{completed_matches, RunOptions};
 use crate::config::Plan;
 use crate::data::Dataset;
 use crate::error::{Error, OutputError, Result, ResumeError};
@@ -49,8 +49,8 @@ pub(super) struct Previous {
 pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepared> {
     let file = &plan.file;
     let first_dataset = {
-        let (data, seed) = (file.data.clone(), file.seed_list()[0]);
-        tokio::task::spawn_blocking(move || load_dataset(&data, seed))
+        let (data, seed, model) = (file.data.clone(), file.seed_list()[0], file.model.clone());
+        tokio::task::spawn_blocking(move || super::dataset::load_for(&data, &model, seed))
             .await
             .expect("dataset loading does not panic")?
     };

@@ -142,13 +142,7 @@ pub fn from_weights(
     train: &Split,
     classes: usize,
 ) -> crate::Result<(Box<dyn Classifier>, String)> {
-    use sha2::{Digest, Sha256};
-    let net = crate::model::torch::load(path, &model.without_weights(), engine, train.shape, classes)?;
-    let bytes =
-        std::fs::read(path).map_err(|e| crate::Error::invalid(format!("weights file {}: {e}", path.display())))?;
-    let digest = Sha256::digest(&bytes);
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    Ok((net, format!("weights-{hex}")))
+    crate::model::torch::load_keyed(path, &model.without_weights(), engine, train.shape, classes)
 }
 
 /// Pretraining (or, with `model.weights`, the file's model). Depends only on
