@@ -88,7 +88,7 @@ fn seeds_give_intervals_ratings_the_game_and_a_self_contained_report() {
     // the unseen panel and the weight of one evaluation image.
     let setup = &page[page.find("<h2>Setup</h2>").expect("a setup section")..page.find("<h2>Defenders</h2>").unwrap()];
     for text in [
-        "synthetic-digits: 600 training images, 200 test images",
+        "synthetic-digits (1x28x28 images): 600 training images, 200 test images",
         "mlp, hidden layers [64]",
         "linf 0.1, l2 2",
         "attacker bandit",

@@ -84,3 +84,46 @@ fn specialists_without_an_unseen_panel_are_refused_naming_the_table() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("`steps`"));
 }
+
+/// Sharded like matches: a part trains the pretrained model and the
+/// specialists of the seeds its matches cover (and part 1 the first seed's,
+/// for the gallery), not every seed's.
+#[test]
+fn a_part_trains_the_specialists_of_its_own_seeds_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tiny_tournament(
+        dir.path(),
+        "[[defenders]]\nname = \"standard\"\nstrategy = { kind = \"standard\" }",
+    );
+    let text = std::fs::read_to_string(&file).unwrap() + "\n[specialists]\nsteps = 20\n";
+    std::fs::write(&file, text).unwrap();
+    let mut trained_per_part = Vec::new();
+    for k in 1..=3 {
+        let (cache, out) = (
+            dir.path().join(format!("cache{k}")),
+            dir.path().join(format!("part{k}")),
+        );
+        let output = redqueen()
+            .env("REDQUEEN_CACHE", &cache)
+            .arg("run")
+            .arg(&file)
+            .args(["--seeds", "3", "--shard", &format!("{k}/3"), "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let mut seeds: std::collections::BTreeSet<u64> =
+            rows(&out).iter().map(|r| r["seed"].as_u64().unwrap()).collect();
+        if k == 1 {
+            seeds.insert(3); // the first seed: the gallery's
+        }
+        // Per seed: its pretrained model and its one specialist.
+        let entries = std::fs::read_dir(cache.join("models")).unwrap().count();
+        assert_eq!(entries, 2 * seeds.len(), "part {k} played seeds {seeds:?}");
+        trained_per_part.push(seeds.len());
+    }
+    assert!(
+        trained_per_part.iter().sum::<usize>() < 9,
+        "no part left out a seed: {trained_per_part:?}"
+    );
+}

@@ -197,14 +197,23 @@ impl DataConfig {
         }
     }
 
+    /// The shape of the datasets whose shape never varies (the synthetic
+    /// digits, CIFAR-10), read from nothing on disk.
+    pub fn fixed_shape(&self) -> Option<Shape> {
+        match self.dataset.as_str() {
+            "cifar10" => Some(Shape::CIFAR),
+            "synthetic-digits" => Some(Shape::MNIST),
+            _ => None,
+        }
+    }
+
     /// The images' shape where it is known before loading: the fixed shapes
     /// of the synthetic digits and CIFAR-10, or what an IDX folder's
     /// train-images header says (`mnist`, `fashion-mnist` and `idx` alike).
     /// `None` when the header cannot be read (loading reports why).
     pub fn known_shape(&self) -> Option<Shape> {
         match self.dataset.as_str() {
-            "cifar10" => Some(Shape::CIFAR),
-            "synthetic-digits" => Some(Shape::MNIST),
+            "cifar10" | "synthetic-digits" => self.fixed_shape(),
             // IDX folders, named or not: what the train-images header says.
             name => {
                 let dir = crate::data::source_dir(name, self.path.as_deref()).ok()??;

@@ -165,10 +165,13 @@ fn default_dense() -> usize {
 
 /// Model names and one line of help each, for `redqueen list`.
 pub const MODELS: &[(&str, &str)] = &[
-    ("mlp", "fully connected ReLU network; `hidden` = layer widths"),
+    (
+        "mlp",
+        "fully connected ReLU network; `hidden` = layer widths; `weights` = a PyTorch safetensors file to start from",
+    ),
     (
         "cnn",
-        "Madry MNIST CNN: two 5x5 conv + 2x2 max-pool, dense head; `channels`, `dense`",
+        "Madry MNIST CNN: two 5x5 conv + 2x2 max-pool, dense head; `channels`, `dense`, `weights`",
     ),
 ];
 

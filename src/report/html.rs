@@ -335,7 +335,7 @@ const GUIDE: &str = "<dl class=\"guide\">
 pub fn page(run: &Run, plots: &[Plot]) -> String {
     let m = &run.manifest;
     let mut body = page_heading(m);
-    body.push_str(&setup(&run.config));
+    body.push_str(&setup(&run.config, &run.gallery));
     let find = |file: &str| plots.iter().find(|p| p.file == file);
     if let Some(s) = &run.summary {
         body.push_str(&leaderboards(s));
@@ -382,16 +382,22 @@ pub fn page(run: &Run, plots: &[Plot]) -> String {
 /// What the run was, at the top of the page: the data, the model, the
 /// budgets, each attacker's repertoire, the defenders, the unseen panel and
 /// how many evaluation images a number rests on (so one image's weight is
-/// visible); read from the run's own resolved `config.toml`. Empty when it
+/// visible); read from the run's own resolved `config.toml`, and the image
+/// shape from its gallery (a report never reads the dataset). Empty when it
 /// is neither a tournament nor a matrix file of this version.
-fn setup(config: &str) -> String {
+fn setup(config: &str, gallery: &[GalleryItem]) -> String {
     use crate::config::matrix::MatrixFile;
     use crate::config::TournamentFile;
+    let shape = gallery.first().map(|g| crate::data::Shape {
+        channels: g.channels,
+        rows: g.rows,
+        cols: g.cols,
+    });
     let rows = if let Ok(file) = toml::from_str::<TournamentFile>(config) {
-        tournament_setup(&file)
+        tournament_setup(&file, shape)
     } else if let Ok(file) = toml::from_str::<MatrixFile>(config) {
         vec![
-            setup_row("data", data_text(&file.data)),
+            setup_row("data", data_text(&file.data, shape)),
             setup_row("model", model_text(&file.model)),
             setup_row("attacks", attack_labels(&file.attacks)),
             setup_row("evaluation images", images_text(file.eval)),
@@ -403,7 +409,7 @@ fn setup(config: &str) -> String {
 }
 
 /// A tournament's setup rows, in the order the page shows them.
-fn tournament_setup(file: &crate::config::TournamentFile) -> Vec<String> {
+fn tournament_setup(file: &crate::config::TournamentFile, shape: Option<crate::data::Shape>) -> Vec<String> {
     let rules = &file.rules;
     let budgets: Vec<String> = [("linf", rules.linf), ("l2", rules.l2), ("l1", rules.l1)]
         .iter()
@@ -421,7 +427,7 @@ fn tournament_setup(file: &crate::config::TournamentFile) -> Vec<String> {
         (None, None) => "clean".into(),
     };
     let mut rows = vec![
-        setup_row("data", data_text(&file.data)),
+        setup_row("data", data_text(&file.data, shape)),
         setup_row("model", model_text(&file.model)),
         setup_row("pretraining", pretraining),
         setup_row("budgets", budgets.join(", ")),
@@ -461,11 +467,13 @@ fn setup_row(what: &str, text: String) -> String {
     format!("<dt>{}</dt><dd>{}</dd>", escape(what), escape(&text))
 }
 
-fn data_text(d: &crate::config::DataConfig) -> String {
+fn data_text(d: &crate::config::DataConfig, shape: Option<crate::data::Shape>) -> String {
     format!(
         "{}{}: {} training images, {} test images{}",
         d.dataset,
-        d.known_shape().map_or(String::new(), |s| format!(" ({s} images)")),
+        shape
+            .or_else(|| d.fixed_shape())
+            .map_or(String::new(), |s| format!(" ({s} images)")),
         d.train,
         d.test,
         d.path

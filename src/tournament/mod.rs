@@ -140,17 +140,10 @@ pub async fn run_locked(
     // cores left per match. Thread counts never change a result.
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     kernels::set_threads(cores);
-    observer.pretraining();
-    let pretrain_started = Instant::now();
-    let replicates = pretrain_replicates(&plan.file, prepared.first_dataset, options.cache.clone(), &cancel).await?;
-    let Some(replicates) = replicates else {
-        // Interrupted before any match: nothing more to write.
-        return Err(Error::Interrupted(options.out));
-    };
-    let pretrain_s = pretrain_started.elapsed().as_secs_f64();
-    kernels::set_threads(options.threads.unwrap_or(cores / options.jobs.max(1)));
-
-    let matches_started = Instant::now();
+    // The matches this run plays (its part, less those a resumed run has),
+    // and so the seeds it prepares: a part trains the pretrained models and
+    // specialists of its own seeds only, and the first part also the first
+    // seed's, which the gallery shows.
     let part = options.shard.map(|shard| {
         let per_seed = plan.matches();
         let costs: Vec<usize> = seeds
@@ -162,6 +155,30 @@ pub async fn run_locked(
     let previous = prepared.previous;
     let done = completed_matches(&previous.kept, plan.file.rounds);
     let schedule = play::Schedule::new(&plan, &seeds, part.as_ref(), &done);
+    let mut needed = vec![false; seeds.len()];
+    for &(s, _) in &schedule.order {
+        needed[s] = true;
+    }
+    needed[0] |= options.shard.is_none_or(|s| s.index == 1);
+
+    observer.pretraining();
+    let pretrain_started = Instant::now();
+    let replicates = pretrain_replicates(
+        &plan.file,
+        prepared.first_dataset,
+        needed,
+        options.cache.clone(),
+        &cancel,
+    )
+    .await?;
+    let Some(replicates) = replicates else {
+        // Interrupted before any match: nothing more to write.
+        return Err(Error::Interrupted(options.out));
+    };
+    let pretrain_s = pretrain_started.elapsed().as_secs_f64();
+    kernels::set_threads(options.threads.unwrap_or(cores / options.jobs.max(1)));
+
+    let matches_started = Instant::now();
     observer.planned(schedule.order.len() * plan.file.rounds);
     let files = prepared.files;
     let played = play::play(
@@ -194,30 +211,37 @@ pub async fn run_locked(
         started,
     };
     let interrupted = cancel.load(Ordering::SeqCst);
-    let summary = summarize(&plan, &replicates[0], options.shard, interrupted, played).await?;
+    let summary = summarize(&plan, replicates[0].as_ref(), options.shard, interrupted, played).await?;
     Ok((summary, lock))
 }
 
-/// Per seed: its data (synthetic digits are drawn from the seed), its
-/// evaluation subset, its pretrained model and its specialists (both from
-/// the model cache when it holds them); `None` when stopped first.
+/// Per seed that is `needed`: its data (synthetic digits are drawn from the
+/// seed), its evaluation subset, its pretrained model and its specialists
+/// (both from the model cache when it holds them); other seeds are `None`.
+/// `None` as a whole when stopped first.
 async fn pretrain_replicates(
     file: &TournamentFile,
     first_dataset: Dataset,
+    needed: Vec<bool>,
     cache: Option<crate::model::cache::ModelCache>,
     cancel: &Arc<AtomicBool>,
-) -> Result<Option<Vec<Arc<Replicate>>>> {
+) -> Result<Option<Vec<Option<Arc<Replicate>>>>> {
     let (file, cancel) = (file.clone(), cancel.clone());
-    tokio::task::spawn_blocking(move || -> Result<Option<Vec<Arc<Replicate>>>> {
+    tokio::task::spawn_blocking(move || -> Result<Option<Vec<Option<Arc<Replicate>>>>> {
         let mut first = Some(first_dataset);
         file.seed_list()
             .iter()
-            .map(|&seed| {
+            .zip(needed)
+            .map(|(&seed, needed)| {
                 // A stop during pretraining stops before the next seed.
                 if cancel.load(Ordering::SeqCst) {
                     return Ok(None);
                 }
-                let dataset = match first.take() {
+                let first = first.take();
+                if !needed {
+                    return Ok(Some(None));
+                }
+                let dataset = match first {
                     Some(dataset) => dataset,
                     None => load_dataset(&file.data, seed)?,
                 };
@@ -244,16 +268,16 @@ async fn pretrain_replicates(
                 };
                 let stop = || cancel.load(Ordering::SeqCst);
                 let specialists = specialists::measure(&file, &basis, cache.as_ref(), &stop);
-                Ok(Some(Arc::new(Replicate {
+                Ok(Some(Some(Arc::new(Replicate {
                     seed,
                     train,
                     attacker_slice,
                     eval,
                     pretrained,
                     specialists,
-                })))
+                }))))
             })
-            .collect::<Result<Option<Vec<_>>>>()
+            .collect::<Result<Option<Vec<Option<_>>>>>()
     })
     .await
     .expect("pretraining does not panic")
@@ -278,7 +302,7 @@ struct Played {
 /// and says so.
 async fn summarize(
     plan: &Arc<Plan>,
-    first: &Arc<Replicate>,
+    first: Option<&Arc<Replicate>>,
     shard: Option<Shard>,
     interrupted: bool,
     mut played: Played,
@@ -291,7 +315,7 @@ async fn summarize(
     // The gallery: a few of the tournament's attacks against the first
     // seed's pretrained (undefended) model. A sharded run's gallery comes
     // from its first part (merge copies it).
-    if !interrupted && shard.is_none_or(|s| s.index == 1) {
+    if let (false, true, Some(first)) = (interrupted, shard.is_none_or(|s| s.index == 1), first) {
         let (plan, replicate) = (plan.clone(), first.clone());
         let items = tokio::task::spawn_blocking(move || {
             arena::gallery::gallery(

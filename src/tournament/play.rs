@@ -63,7 +63,7 @@ pub(super) fn cost(plan: &Plan, m: &MatchRef) -> usize {
 /// A stop (`cancel`) lets the matches in flight finish and starts no more.
 pub(super) async fn play(
     plan: &Arc<Plan>,
-    replicates: &[Arc<Replicate>],
+    replicates: &[Option<Arc<Replicate>>],
     schedule: Schedule,
     files: &RunFiles,
     (jobs, save_models): (usize, bool),
@@ -91,7 +91,8 @@ pub(super) async fn play(
         if shared.cancel.load(Ordering::SeqCst) {
             break;
         }
-        let (plan, replicate, shared) = (plan.clone(), replicates[s].clone(), shared.clone());
+        let replicate = replicates[s].clone().expect("every scheduled match's seed is prepared");
+        let (plan, shared) = (plan.clone(), shared.clone());
         // Progress shows every (seed, match) as its own line.
         let progress_id = s * per_seed + m.id;
         handles.push(tokio::task::spawn_blocking(move || {
