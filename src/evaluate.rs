@@ -102,7 +102,14 @@ pub fn evaluate(options: &EvaluateOptions) -> Result<EvaluationResult> {
     crate::model::kernels::set_threads(cores);
     let architecture = torch::architecture(&options.model)?;
     let dataset = crate::tournament::load_whole(&options.data, options.seed)?;
-    architecture.validate(Some(dataset.test.shape))?;
+    architecture.validate(Some(dataset.test.shape)).map_err(|e| {
+        Error::invalid(format!(
+            "weights file {}: {e} ({}'s images are {})",
+            options.model.display(),
+            dataset.name,
+            dataset.test.shape
+        ))
+    })?;
     let model = torch::load(
         &options.model,
         &architecture,

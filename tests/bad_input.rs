@@ -516,6 +516,14 @@ const CASES: &[Case] = &[
         skip: None,
     },
     Case {
+        name: "a data path for the generated synthetic digits",
+        setup: |dir| run(tiny_with(dir, &[("train = 600", "path = \"data\"\ntrain = 600")])),
+        stderr: &["tiny.toml", "`data.path`", "synthetic-digits"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
         name: "a CIFAR-10 folder that does not exist",
         setup: |dir| {
             run(tiny_with(
@@ -618,6 +626,37 @@ const CASES: &[Case] = &[
             "[4, 1, 5, 5]",
             "1x28x28",
         ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "evaluate: --json into a folder that does not exist",
+        setup: |_| {
+            vec![
+                "evaluate".into(),
+                "m.safetensors".into(),
+                "--json".into(),
+                "no-folder/e.json".into(),
+            ]
+        },
+        stderr: &["--json", "no-folder", "does not exist"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "evaluate: idx data without --data-path",
+        setup: |_| {
+            let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pytorch/cnn-cifar.safetensors");
+            vec![
+                "evaluate".into(),
+                model.display().to_string(),
+                "--data".into(),
+                "idx".into(),
+            ]
+        },
+        stderr: &["--data", "idx", "--data-path"],
         out: OUT,
         expect_out: Out::Absent,
         skip: None,

@@ -122,8 +122,7 @@ fn a_part_trains_the_specialists_of_its_own_seeds_only() {
         assert_eq!(entries, 2 * seeds.len(), "part {k} played seeds {seeds:?}");
         trained_per_part.push(seeds.len());
     }
-    assert!(
-        trained_per_part.iter().sum::<usize>() < 9,
-        "no part left out a seed: {trained_per_part:?}"
-    );
+    // Three seeds on three parts: a seed each, so each seed's models are
+    // trained once in all.
+    assert_eq!(trained_per_part, [1, 1, 1]);
 }

@@ -16,7 +16,7 @@ use crate::tournament::{self, RunOptions};
     name = "redqueen",
     version,
     about = "A tournament simulator for the adversarial-examples arms race",
-    after_help = "Environment:\n  REDQUEEN_DATA   the folder holding mnist/ and fashion-mnist/ (IDX files); else /usr/share/datasets\n  REDQUEEN_CACHE  the model cache (else $XDG_CACHE_HOME/redqueen, else ~/.cache/redqueen)\n\nExit codes:\n  0    success\n  1    redqueen's own fault (a bug; please report it)\n  2    input to fix: a file, flag, dataset or output folder that cannot be used (the message names it)\n  3    `reproduce`: a claim failed\n  130  interrupted (Ctrl-C); `run --resume DIR` continues a tournament"
+    after_help = "Environment:\n  REDQUEEN_DATA   the folder holding mnist/ and fashion-mnist/ (IDX files) and cifar-10-batches-bin/; else /usr/share/datasets\n  REDQUEEN_CACHE  the model cache (else $XDG_CACHE_HOME/redqueen, else ~/.cache/redqueen)\n\nExit codes:\n  0    success\n  1    redqueen's own fault (a bug; please report it)\n  2    input to fix: a file, flag, dataset or output folder that cannot be used (the message names it)\n  3    `reproduce`: a claim failed\n  130  interrupted (Ctrl-C); `run --resume DIR` continues a tournament"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -119,13 +119,15 @@ pub(super) enum Command {
 #[derive(clap::Args, Debug)]
 pub(super) struct EvaluateArgs {
     /// A safetensors file in PyTorch's layout: an nn.Sequential of the mlp or cnn kind
-    /// (`redqueen list` shows them), its architecture read from the tensors.
+    /// (`redqueen list` shows them), its architecture read from its metadata (files redqueen
+    /// saved) or else from its tensors' names and shapes.
     pub(super) model: PathBuf,
     /// The dataset whose test split is attacked: mnist, fashion-mnist, cifar10, synthetic-digits,
     /// or idx (with --data-path).
     #[arg(long, default_value = "mnist")]
     pub(super) data: String,
-    /// The dataset's folder (for idx; for the others it replaces the default location).
+    /// The dataset's folder (required for idx; for mnist, fashion-mnist and cifar10 it replaces
+    /// the default location: for cifar10, the cifar-10-batches-bin folder itself).
     #[arg(long, value_name = "DIR")]
     pub(super) data_path: Option<PathBuf>,
     /// A TOML file `attacks = [ {...}, ... ]` run in turn, each on the images the ones before
@@ -135,6 +137,7 @@ pub(super) struct EvaluateArgs {
     /// Test images, drawn once from the seed.
     #[arg(long, default_value_t = 1000)]
     pub(super) images: usize,
+    /// Draws the test images and every attack's random stream.
     #[arg(long, default_value_t = 0)]
     pub(super) seed: u64,
     /// Also write the result as JSON.

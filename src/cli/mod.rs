@@ -243,8 +243,23 @@ fn evaluate(args: args::EvaluateArgs) -> anyhow::Result<ExitCode> {
         path: args.data_path,
         ..config::DataConfig::default()
     };
-    // The flags' names, not a tournament file's keys.
-    config::check_data(&data).map_err(|e| Error::Usage(format!("--data / --data-path: {e}")))?;
+    // Refused before minutes of attacks, not after.
+    if let Some(parent) = args
+        .json
+        .as_deref()
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        if !parent.is_dir() {
+            return Err(Error::Usage(format!(
+                "--json {}: the folder {} does not exist",
+                args.json.as_deref().unwrap_or(parent).display(),
+                parent.display()
+            ))
+            .into());
+        }
+    }
+    config::check_data(&data).map_err(as_flags)?;
     let options = crate::evaluate::EvaluateOptions {
         model: args.model,
         data,
@@ -252,12 +267,29 @@ fn evaluate(args: args::EvaluateArgs) -> anyhow::Result<ExitCode> {
         images: args.images,
         seed: args.seed,
     };
-    let result = crate::evaluate::evaluate(&options)?;
+    let result = crate::evaluate::evaluate(&options).map_err(as_flags)?;
     say(&crate::evaluate::table(&result));
     if let Some(json) = args.json {
         crate::record::write_json(&json, &result).map_err(crate::Error::io(format!("writing {}", json.display())))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An error about `evaluate`'s data in the flags' names, not a tournament
+/// file's keys.
+fn as_flags(e: Error) -> Error {
+    let text = e.to_string();
+    if !text.contains("`data.") {
+        return e;
+    }
+    let code = e.exit_code();
+    let text = text
+        .replace("`data.dataset`", "--data")
+        .replace("`data.path`", "--data-path");
+    match code {
+        2 => Error::Usage(text),
+        _ => Error::Invalid(text),
+    }
 }
 
 /// `check`: a tournament or matrix file validated, and what it would run.

@@ -278,6 +278,11 @@ pub(crate) fn check_data(data: &DataConfig) -> crate::Result<()> {
         };
         check_idx_folder(path)?;
     }
+    if data.dataset == "synthetic-digits" && data.path.is_some() {
+        return Err(Error::invalid(
+            "`data.path` does not apply to synthetic-digits, which are generated; it names the folder of idx, mnist, fashion-mnist or cifar10",
+        ));
+    }
     if data.train == 0 || data.test == 0 {
         return Err(Error::invalid("`data.train` and `data.test` must be at least 1"));
     }

@@ -39,6 +39,9 @@ pub fn load_cifar_dir(dir: &Path) -> Result<Dataset, DataError> {
     if !dir.is_dir() {
         return Err(DataError::CifarFolderMissing { dir: dir.to_path_buf() });
     }
+    if !dir.join(TRAIN_FILES[0]).exists() && dir.join(FOLDER).is_dir() {
+        return Err(DataError::CifarParentGiven { dir: dir.to_path_buf() });
+    }
     let names: Vec<&str> = TRAIN_FILES.iter().copied().chain([TEST_FILE]).collect();
     for name in &names {
         if !dir.join(name).is_file() {
@@ -192,5 +195,11 @@ mod tests {
 
         let err = load_cifar_dir(&dir.path().join("nope")).unwrap_err().to_string();
         assert!(err.contains("nope"), "{err}");
+
+        // The folder above the batches, as REDQUEEN_DATA would be.
+        let parent = tempfile::tempdir().unwrap();
+        std::fs::create_dir(parent.path().join(FOLDER)).unwrap();
+        let err = load_cifar_dir(parent.path()).unwrap_err().to_string();
+        assert!(err.contains("give that folder itself") && err.contains(FOLDER), "{err}");
     }
 }

@@ -104,6 +104,12 @@ pub enum DataError {
     CifarFolderMissing { dir: PathBuf },
 
     #[error(
+        "{} holds a {}/ folder but no batch files: give that folder itself ({}) as the path",
+        .dir.display(), super::cifar::FOLDER, .dir.join(super::cifar::FOLDER).display()
+    )]
+    CifarParentGiven { dir: PathBuf },
+
+    #[error(
         "{}: truncated: {found} bytes is not a whole number of {}-byte CIFAR-10 records (1 label byte, then 3x32x32 pixels); the last record is cut after {} bytes",
         .path.display(), super::cifar::RECORD, .found % super::cifar::RECORD
     )]

@@ -23,7 +23,7 @@ use crate::rng::{fnv1a, FNV_OFFSET};
 /// dataset's default location; `None` for the generated synthetic digits.
 pub fn source_dir(dataset: &str, path: Option<&Path>) -> Result<Option<PathBuf>, DataError> {
     match (dataset, path) {
-        ("synthetic-digits", _) => Ok(None),
+        ("synthetic-digits", _) | ("idx", None) => Ok(None),
         (_, Some(path)) => Ok(Some(path.to_path_buf())),
         ("cifar10", None) => Ok(Some(cifar::default_dir())),
         (named, None) => resolve_named(named).map(Some),

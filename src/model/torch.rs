@@ -180,8 +180,9 @@ fn torch_column(i: usize, map: Option<(usize, usize)>) -> usize {
 }
 
 /// The engines' tensors of `layers` from PyTorch's, checking every name and
-/// shape before anything is allocated (so a file that does not fit costs
-/// nothing, however large the model it is checked against).
+/// shape before any of them is built (so a file that does not fit costs
+/// no more than its own size, however large the model it is checked
+/// against).
 pub fn from_torch(layers: &[Layer], shape: Shape, tensors: &Tensors) -> Result<Vec<Vec<f32>>, String> {
     let wanted = torch_names(layers);
     let names: Vec<&str> = tensors.keys().map(String::as_str).collect();

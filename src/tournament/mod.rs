@@ -150,7 +150,7 @@ pub async fn run_locked(
             .iter()
             .flat_map(|_| per_seed.iter().map(|m| play::cost(&plan, m)))
             .collect();
-        shard::Part::plan(shard, &costs)
+        shard::Part::plan(shard, &costs, per_seed.len())
     });
     let previous = prepared.previous;
     let done = completed_matches(&previous.kept, plan.file.rounds);
