@@ -227,7 +227,7 @@ fn three_shards_merge_into_the_single_machine_run() {
     redqueen()
         .arg("run")
         .arg(&file)
-        .args(["--seeds", "2", "--out"])
+        .args(["--seeds", "2", "--save-models", "--out"])
         .arg(&whole)
         .assert()
         .success();
@@ -237,7 +237,7 @@ fn three_shards_merge_into_the_single_machine_run() {
         redqueen()
             .arg("run")
             .arg(&file)
-            .args(["--seeds", "2", "--shard", &format!("{k}/3"), "--out"])
+            .args(["--seeds", "2", "--save-models", "--shard", &format!("{k}/3"), "--out"])
             .arg(&part)
             .assert()
             .success();
@@ -281,6 +281,27 @@ fn three_shards_merge_into_the_single_machine_run() {
         .stdout(predicate::str::contains("Merged 3 parts"));
     same_results(&whole, &merged);
     assert_eq!(status(&merged), "complete");
+    // Every part's saved defenders, byte for byte the single run's.
+    let models = |run: &Path| -> Vec<(std::ffi::OsString, Vec<u8>)> {
+        let mut files: Vec<_> = std::fs::read_dir(run.join("models"))
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name(), std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let matches: std::collections::BTreeSet<(u64, u64)> = rows(&whole)
+        .iter()
+        .map(|r| (r["seed"].as_u64().unwrap(), r["match_id"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(models(&merged).len(), matches.len(), "a model per match");
+    assert!(
+        models(&merged) == models(&whole),
+        "the merged models differ from the single run's"
+    );
     assert!(merged.join("report.html").exists());
     redqueen().args(["run", "--quick", "--shard", "4/3"]).assert().code(2);
     redqueen().args(["run", "--quick", "--shard", "x"]).assert().code(2);

@@ -327,11 +327,30 @@ pub fn save(
         ("redqueen.pytorch".into(), pytorch_code(config, shape, model.classes())),
     ]);
     meta.extend(metadata.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    let file = safetensors::serialize(views, Some(meta)).map_err(std::io::Error::other)?;
+    let file = sorted_header(safetensors::serialize(views, Some(meta)).map_err(std::io::Error::other)?)?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
     crate::record::write_atomic(path, &file)
+}
+
+/// `file` with its JSON header's keys in sorted order. safetensors writes
+/// the metadata in a hash map's order, which differs from run to run; a
+/// saved model must be the same bytes every time. Same keys, same values,
+/// so the header keeps its length and every offset stays right.
+fn sorted_header(mut file: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    let bad = || std::io::Error::other("safetensors wrote a header it cannot read back");
+    let len = u64::from_le_bytes(file.get(..8).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
+    let header = file.get(8..8 + len).ok_or_else(bad)?;
+    // serde_json's maps are ordered by key (no `preserve_order` feature).
+    let value: serde_json::Value = serde_json::from_slice(header).map_err(|_| bad())?;
+    let mut sorted = serde_json::to_vec(&value).map_err(std::io::Error::other)?;
+    if sorted.len() > len {
+        return Err(bad());
+    }
+    sorted.resize(len, b' ');
+    file[8..8 + len].copy_from_slice(&sorted);
+    Ok(file)
 }
 
 /// Reads a safetensors file into a new model of `config` for `shape`
@@ -663,6 +682,32 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("cannot read"), "{err}");
+    }
+
+    #[test]
+    fn a_saved_model_is_the_same_bytes_every_time() {
+        let config = ModelConfig::mlp(vec![4]);
+        let model = config.init(Engine::Native, Shape::gray(2, 2), 3, 1);
+        let dir = tempfile::tempdir().unwrap();
+        // Many keys: a hash map's order differs from one map to the next.
+        let keys: Vec<String> = (0..20).map(|i| format!("key{i}")).collect();
+        let meta: Vec<(&str, String)> = keys.iter().map(|k| (k.as_str(), "v".to_string())).collect();
+        let mut files = Vec::new();
+        for n in 0..4 {
+            let path = dir.path().join(format!("{n}.safetensors"));
+            save(&path, model.as_ref(), &config, &meta).unwrap();
+            files.push(std::fs::read(&path).unwrap());
+        }
+        assert!(files.windows(2).all(|w| w[0] == w[1]));
+        let loaded = load(
+            &dir.path().join("0.safetensors"),
+            &config,
+            Engine::Native,
+            Shape::gray(2, 2),
+            3,
+        )
+        .unwrap();
+        assert_eq!(loaded.parameters(), model.parameters());
     }
 
     #[test]

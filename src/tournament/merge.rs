@@ -126,7 +126,8 @@ fn read_rows_and_timing(parts: &[Part]) -> Result<(Vec<RoundRow>, RunTiming)> {
 }
 
 /// The merged run folder's files: the configuration, the rows in canonical
-/// order, the first part's gallery, the summary and the manifest.
+/// order, the first part's gallery, every part's saved models
+/// (`--save-models`), the summary and the manifest.
 fn write_merged(
     parts: &[Part],
     plan: &Plan,
@@ -143,6 +144,7 @@ fn write_merged(
     if let Some(gallery) = gallery {
         record::write_json(&files.gallery(), &gallery).map_err(io(&files.gallery()))?;
     }
+    copy_models(parts, &files.models())?;
     let seeds = plan.file.seed_list();
     let summary = summary::summarize(
         &plan.file.name,
@@ -166,4 +168,25 @@ fn write_merged(
     };
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
     Ok(summary)
+}
+
+/// Every part's `models/*.safetensors` into `dir`: their names (seed and
+/// match) do not collide, since the parts' matches are disjoint.
+fn copy_models(parts: &[Part], dir: &Path) -> Result<()> {
+    for part in parts {
+        let from = part.dir.join("models");
+        let Ok(entries) = std::fs::read_dir(&from) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !path.is_file() || path.extension().is_none_or(|e| e != "safetensors") {
+                continue;
+            }
+            std::fs::create_dir_all(dir).map_err(Error::io(format!("writing {}", dir.display())))?;
+            let to = dir.join(entry.file_name());
+            std::fs::copy(&path, &to).map_err(Error::io(format!("copying {} to {}", path.display(), to.display())))?;
+        }
+    }
+    Ok(())
 }
