@@ -120,6 +120,34 @@ pub async fn run(
     Ok(run_locked(plan, options, observer, cancel).await?.0)
 }
 
+/// The matches this run plays (its part, less those a resumed run has
+/// kept), its part, and so the seeds it prepares: a part trains the
+/// pretrained models and specialists of its own seeds only, and the first
+/// part also the first seed's, which the gallery shows.
+fn share_of_matches(
+    plan: &Plan,
+    seeds: &[u64],
+    shard: Option<Shard>,
+    kept: &[RoundRow],
+) -> (Option<shard::Part>, play::Schedule, Vec<bool>) {
+    let part = shard.map(|shard| {
+        let per_seed = plan.matches();
+        let costs: Vec<usize> = seeds
+            .iter()
+            .flat_map(|_| per_seed.iter().map(|m| play::cost(plan, m)))
+            .collect();
+        shard::Part::plan(shard, &costs, per_seed.len())
+    });
+    let done = completed_matches(kept, plan.file.rounds);
+    let schedule = play::Schedule::new(plan, seeds, part.as_ref(), &done);
+    let mut needed = vec![false; seeds.len()];
+    for &(s, _) in &schedule.order {
+        needed[s] = true;
+    }
+    needed[0] |= shard.is_none_or(|s| s.index == 1);
+    (part, schedule, needed)
+}
+
 /// [`run`], handing back the lock on the run folder too, so that the caller
 /// can write the report before another run may take the folder.
 pub async fn run_locked(
@@ -140,26 +168,8 @@ pub async fn run_locked(
     // cores left per match. Thread counts never change a result.
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     kernels::set_threads(cores);
-    // The matches this run plays (its part, less those a resumed run has),
-    // and so the seeds it prepares: a part trains the pretrained models and
-    // specialists of its own seeds only, and the first part also the first
-    // seed's, which the gallery shows.
-    let part = options.shard.map(|shard| {
-        let per_seed = plan.matches();
-        let costs: Vec<usize> = seeds
-            .iter()
-            .flat_map(|_| per_seed.iter().map(|m| play::cost(&plan, m)))
-            .collect();
-        shard::Part::plan(shard, &costs, per_seed.len())
-    });
     let previous = prepared.previous;
-    let done = completed_matches(&previous.kept, plan.file.rounds);
-    let schedule = play::Schedule::new(&plan, &seeds, part.as_ref(), &done);
-    let mut needed = vec![false; seeds.len()];
-    for &(s, _) in &schedule.order {
-        needed[s] = true;
-    }
-    needed[0] |= options.shard.is_none_or(|s| s.index == 1);
+    let (part, schedule, needed) = share_of_matches(&plan, &seeds, options.shard, &previous.kept);
 
     observer.pretraining();
     let pretrain_started = Instant::now();
