@@ -114,8 +114,9 @@ impl Attack for MimConfig {
         let step = self.eps / self.steps as f32;
         let mut adv = x.to_vec();
         let mut momentum = vec![0.0f32; x.len()];
+        let mut grad = Vec::new();
         for _ in 0..self.steps {
-            let (_, grad) = model.input_grad(&adv, &loss);
+            model.input_grad_into(&adv, &loss, &mut grad);
             for (g_acc, g) in momentum.chunks_mut(dim).zip(grad.chunks(dim)) {
                 let l1 = g.iter().map(|v| v.abs()).sum::<f32>().max(1e-12);
                 for (m, v) in g_acc.iter_mut().zip(g) {

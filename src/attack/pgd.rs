@@ -155,6 +155,7 @@ impl Attack for PgdConfig {
         let threat = self.threat();
         let loss = Objective::new(self.loss, self.target, model, x, y, rng);
         let mut best: Option<(Vec<f32>, Vec<bool>, Vec<f32>)> = None;
+        let mut grad = Vec::new();
         for _ in 0..self.restarts {
             let mut adv = if self.random_start {
                 random_start(threat, x, dim, rng)
@@ -162,7 +163,7 @@ impl Attack for PgdConfig {
                 x.to_vec()
             };
             for _ in 0..self.steps {
-                let (_, grad) = model.input_grad(&adv, &loss);
+                model.input_grad_into(&adv, &loss, &mut grad);
                 ascend_projected(threat, &mut adv, &grad, self.step(), x, dim);
             }
             if self.restarts == 1 {

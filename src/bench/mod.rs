@@ -123,13 +123,13 @@ fn mlp() -> ModelConfig {
 
 /// One PGD-linf step as redqueen's attacks take it: input gradient, a signed
 /// step, projection onto the ball and [0,1].
-fn pgd_step(model: &dyn Classifier, adv: &mut [f32], clean: &[f32], y: &[u8]) {
-    let (_, grad) = model.input_grad(adv, &CrossEntropy { labels: y });
+fn pgd_step(model: &dyn Classifier, adv: &mut [f32], clean: &[f32], y: &[u8], grad: &mut Vec<f32>) {
+    model.input_grad_into(adv, &CrossEntropy { labels: y }, grad);
     let ball = ThreatModel {
         norm: Norm::Linf,
         eps: EPS,
     };
-    ascend_projected(ball, adv, &grad, ALPHA, clean, model.input_dim());
+    ascend_projected(ball, adv, grad, ALPHA, clean, model.input_dim());
 }
 
 /// A train step and a PGD step of `config`, batch 128. It times a bare
@@ -162,8 +162,13 @@ fn bench_model(
     }
     let pgd = format!("{name}_pgd_step");
     if wanted(&pgd) {
-        let mut adv = x.clone();
-        let mut item = time_blocks(|| pgd_step(model.as_ref(), &mut adv, &x, &y), steps, reps, warmup);
+        let (mut adv, mut grad) = (x.clone(), Vec::new());
+        let mut item = time_blocks(
+            || pgd_step(model.as_ref(), &mut adv, &x, &y, &mut grad),
+            steps,
+            reps,
+            warmup,
+        );
         item.gflops = Some(2.0 * forward_flop / item.median_s / 1e9);
         items.insert(pgd, item);
     }
@@ -179,11 +184,12 @@ fn adversarial_epoch(model: &mut dyn Classifier, x: &[f32], y: &[u8], rng: &mut 
         norm: Norm::Linf,
         eps: EPS,
     };
+    let mut grad = Vec::new();
     for (xb, yb) in x.chunks(BATCH * dim).zip(y.chunks(BATCH)) {
         let mut adv: Vec<f32> = xb.iter().map(|v| v + rng.gen_range(-EPS..EPS)).collect();
         ball.project(&mut adv, xb, dim);
         for _ in 0..PGD_STEPS {
-            pgd_step(model, &mut adv, xb, yb);
+            pgd_step(model, &mut adv, xb, yb, &mut grad);
         }
         model.train_step(&adv, &CrossEntropy { labels: yb }, &Optimizer::constant(SGD));
     }

@@ -71,8 +71,9 @@ impl TradesConfig {
             .map(|v| (v + 0.001 * standard_normal(rng)).clamp(0.0, 1.0))
             .collect();
         let loss = KlFrom { reference: clean };
+        let mut grad = Vec::new();
         for _ in 0..self.attack_steps {
-            let (_, grad) = model.input_grad(&adv, &loss);
+            model.input_grad_into(&adv, &loss, &mut grad);
             for ((a, g), c) in adv.iter_mut().zip(&grad).zip(x) {
                 *a = (*a + step * g.signum())
                     .clamp(c - self.eps, c + self.eps)

@@ -43,6 +43,12 @@ pub trait Model: Send + Sync {
     fn logits(&self, x: &[f32]) -> Vec<f32>;
     /// Logits and the gradient of the summed `loss` with respect to `x`.
     fn input_grad(&self, x: &[f32], loss: &dyn Loss) -> (Vec<f32>, Vec<f32>);
+    /// `input_grad`'s gradient alone, into `grad` (whatever it held before).
+    /// For attacks that take many steps: an engine that keeps its buffers
+    /// hands the gradient over without allocating or copying it.
+    fn input_grad_into(&self, x: &[f32], loss: &dyn Loss, grad: &mut Vec<f32>) {
+        *grad = self.input_grad(x, loss).1;
+    }
     /// For a model that preprocesses its input (a non-differentiable step in
     /// front of a network): the step and the network behind it, so that an
     /// attack can differentiate around the step (BPDA).

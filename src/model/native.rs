@@ -331,6 +331,18 @@ impl Model for Native {
             (ws.acts.last().expect("at least one layer").clone(), ws.grad.clone())
         })
     }
+
+    fn input_grad_into(&self, x: &[f32], loss: &dyn Loss, grad: &mut Vec<f32>) {
+        let mut ws = self.lock();
+        let ws = &mut *ws;
+        kernels::in_pool(|| {
+            self.transpose_weights(ws);
+            self.run(x, loss, 1.0, false, true, ws);
+        });
+        // A swap, not a copy: the caller's old buffer becomes the workspace's
+        // gradient buffer, which the next pass refills.
+        std::mem::swap(&mut ws.grad, grad);
+    }
 }
 
 impl Classifier for Native {
@@ -537,6 +549,23 @@ mod tests {
             a.input_grad(&x, &CrossEntropy { labels: &[0, 1] }),
             b.input_grad(&x, &CrossEntropy { labels: &[0, 1] })
         );
+    }
+
+    #[test]
+    fn input_grad_into_gives_input_grads_gradient_whatever_the_buffer_held() {
+        let native = Native::new(&ModelConfig::cnn([2, 3], 8), crate::data::Shape::gray(8, 8), 10, 1);
+        let labels = [3, 1, 4, 1, 5];
+        let (x, y) = (random(5 * 64, 2), random(5 * 64, 3));
+        // Stale contents of other lengths, then buffers the engine handed back.
+        let mut grad = vec![7.0; 3];
+        for input in [&x, &y, &x, &x[..64]] {
+            let batch = input.len() / 64;
+            let loss = CrossEntropy {
+                labels: &labels[..batch],
+            };
+            native.input_grad_into(input, &loss, &mut grad);
+            assert_eq!(grad, native.input_grad(input, &loss).1);
+        }
     }
 
     #[test]
