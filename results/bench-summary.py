@@ -36,15 +36,21 @@ def torch_madry_ms(path):
     return float(found.group(1)) if found else None
 
 
-def load(sitting):
+def best_peak(ours):
+    """The widest FMA unit's probe reading, as `redqueen bench` takes it."""
+    peak = ours.get("fma_peak", {})
+    return peak.get("fma512_gflops") or peak.get("fma256_gflops")
+
+
+def load(sitting, peak):
     ours = json.loads((sitting / "redqueen.json").read_text())
     theirs = json.loads((sitting / "pytorch.json").read_text())
     ratios, shares = {}, {}
     for item, value in ours.items():
         if not isinstance(value, dict) or "median_s" not in value:
             continue
-        if "peak_percent" in value:
-            shares[item] = value["peak_percent"]
+        if "gflops" in value and peak:
+            shares[item] = 100.0 * value["gflops"] / peak
         if item == MADRY:
             torch_ms = torch_madry_ms(sitting / "pytorch-madry-small.txt")
             if torch_ms:
@@ -69,13 +75,19 @@ def main():
     sittings = sorted(root.glob("sitting-*"), key=lambda p: int(p.name.split("-")[1]))
     if not sittings:
         sys.exit(f"{root}: no sitting-N folders (run results/bench first)")
-    loaded = [load(s) for s in sittings]
+    # Shares of the peak are read against the highest probe reading of all
+    # sittings: a low reading means the machine was busy at that moment,
+    # and dividing by it would inflate the share (one sitting here read 98
+    # GFLOP/s where the others read 172 to 193).
+    readings = [best_peak(json.loads((s / "redqueen.json").read_text())) for s in sittings]
+    peak = max((r for r in readings if r), default=None)
+    loaded = [load(s, peak) for s in sittings]
     first = loaded[0][0]
-    peak = first.get("fma_peak", {})
+    width = "512" if first.get("fma_peak", {}).get("fma512_gflops") else "256"
     print(f"{len(sittings)} sitting(s); CPU {first.get('cpu')}, gemm kernels {first.get('kernel_family')}, "
-          f"{first.get('threads')} thread(s); FMA peak by sitting (GFLOP/s, 256-bit): "
-          + ", ".join(f"{o.get('fma_peak', {}).get('fma256_gflops', 0):.0f}" for o, _, _ in loaded)
-          + (f"; 512-bit: {peak['fma512_gflops']:.0f}" if "fma512_gflops" in peak else ""))
+          f"{first.get('threads')} thread(s); {width}-bit FMA peak by sitting (GFLOP/s): "
+          + ", ".join("-" if r is None else f"{r:.0f}" for r in readings)
+          + ("" if peak is None else f"; shares below are of the highest, {peak:.0f}"))
     print()
     items = sorted({k for _, ratios, _ in loaded for k in ratios})
     head = f"{'item':<26} {'ratio by sitting':<22} {'median':>6}  target (<= {REQUIRED}, aimed <= {AIMED})"
@@ -105,6 +117,38 @@ def main():
         print(f"{item:<26} {shown:<26} {median:>5.1f}%  >= {target:.0f}%: {mark}")
     print()
     print("every target met" if missed == 0 else f"{missed} target(s) missed")
+    print()
+    markdown(items, loaded, sittings)
+
+
+def markdown(items, loaded, sittings):
+    """The same medians as a Markdown table, for the docs."""
+    def median_of(values):
+        present = [v for v in values if v is not None]
+        return statistics.median(present) if present else None
+
+    def ms(ours, item):
+        value = ours.get(item)
+        return value["median_s"] * 1e3 if isinstance(value, dict) and "median_s" in value else None
+
+    torch_ms = []
+    for sitting in sittings:
+        theirs = json.loads((sitting / "pytorch.json").read_text())
+        torch_ms.append((theirs, torch_madry_ms(sitting / "pytorch-madry-small.txt")))
+    numbers = " | ".join(str(i + 1) for i in range(len(loaded)))
+    print(f"| item | ratio in sitting {numbers} | median ratio | redqueen ms | PyTorch ms | redqueen % of FMA peak |")
+    print("| --- |" + " ---: |" * (len(loaded) + 4))
+    for item in items:
+        ratios = [r.get(item) for _, r, _ in loaded]
+        ours = median_of([ms(o, item) for o, _, _ in loaded])
+        if item == MADRY:
+            theirs = median_of([madry for _, madry in torch_ms])
+        else:
+            theirs = median_of([ms(t, item) for t, _ in torch_ms])
+        share = median_of([s.get(item) for _, _, s in loaded])
+        cells = " | ".join("" if r is None else f"{r:.2f}" for r in ratios)
+        shown = "" if share is None else f"{share:.0f}%"
+        print(f"| `{item}` | {cells} | {median_of(ratios):.2f} | {ours:.2f} | {theirs:.2f} | {shown} |")
 
 
 if __name__ == "__main__":
