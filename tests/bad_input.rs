@@ -516,6 +516,52 @@ const CASES: &[Case] = &[
         skip: None,
     },
     Case {
+        name: "a transfer surrogate a cnn cannot take on 30x30 IDX images",
+        setup: |dir| {
+            write_idx_dataset(&dir.join("data"), 600, 200, 30, 30);
+            run(tiny_with(
+                dir,
+                &[
+                    ("dataset = \"synthetic-digits\"", "dataset = \"idx\"\npath = \"data\""),
+                    (
+                        "[[unseen]]",
+                        "[[unseen]]\nfamily = \"transfer\"\nsurrogate = { kind = \"cnn\", channels = [2, 2], dense = 8 }\nattack = { family = \"fgsm\", eps = 0.1 }\n\n[[unseen]]",
+                    ),
+                ],
+            ))
+        },
+        stderr: &["tiny.toml", "unseen[0]", "`surrogate`", "multiples of 4", "30x30"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an ensemble's static cnn on 30x30 IDX images",
+        setup: |dir| {
+            write_idx_dataset(&dir.join("data"), 600, 200, 30, 30);
+            run(tiny_with(
+                dir,
+                &[
+                    ("dataset = \"synthetic-digits\"", "dataset = \"idx\"\npath = \"data\""),
+                    (
+                        "strategy = { kind = \"standard\" }",
+                        "strategy = { kind = \"ensemble-at\", eps = 0.1, static_models = [{ kind = \"cnn\", channels = [2, 2], dense = 8 }] }",
+                    ),
+                ],
+            ))
+        },
+        stderr: &[
+            "tiny.toml",
+            "defender \"d\"",
+            "`static_models[0]`",
+            "multiples of 4",
+            "30x30",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
         name: "a data path for the generated synthetic digits",
         setup: |dir| run(tiny_with(dir, &[("train = 600", "path = \"data\"\ntrain = 600")])),
         stderr: &["tiny.toml", "`data.path`", "synthetic-digits"],

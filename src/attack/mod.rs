@@ -29,7 +29,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::data::Split;
+use crate::data::{Shape, Split};
 use crate::model::{argmax_rows, Model};
 use crate::registry::Entry;
 use crate::{Error, Result};
@@ -105,6 +105,12 @@ pub trait AttackSpec: Send + Sync {
     }
     /// Why this configuration is invalid, if it is, naming the key.
     fn validate(&self) -> Result<()>;
+    /// Why a model it trains of its own (a transfer surrogate) cannot take
+    /// images of `shape`, once the dataset's shape is known (a wrapper: its
+    /// inner attack's reason).
+    fn check_shape(&self, shape: Shape) -> Result<()> {
+        self.inner().map_or(Ok(()), |inner| inner.check_shape(shape))
+    }
     /// Queries per image it will spend at most (query attacks; a wrapper:
     /// its inner attack's).
     fn queries(&self) -> Option<usize> {
@@ -246,6 +252,11 @@ impl AttackConfig {
             )));
         }
         self.part().validate()
+    }
+
+    /// See [`AttackSpec::check_shape`].
+    pub fn check_shape(&self, shape: Shape) -> Result<()> {
+        self.part().check_shape(shape)
     }
 
     /// The attack a wrapper runs (BPDA, EOT, transfer).

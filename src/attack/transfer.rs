@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{named, Access, AttackConfig, AttackSpec, Crafted, Norm, PgdConfig, Signal, ThreatModel};
-use crate::data::Split;
+use crate::data::{Shape, Split};
 use crate::model::{Classifier, Engine, Examples, Model, ModelConfig, OptimizerConfig, TrainConfig, TrainSet, Trainer};
 use crate::registry::Describe;
 
@@ -134,7 +134,12 @@ impl AttackSpec for TransferConfig {
         }
         self.surrogate.refuse_weights("surrogate")?;
         self.surrogate
-            .validate(Some(crate::data::Shape::MNIST))
+            .validate(None)
+            .map_err(|e| crate::Error::invalid(format!("`surrogate`: {e}")))
+    }
+    fn check_shape(&self, shape: Shape) -> crate::Result<()> {
+        self.surrogate
+            .validate(Some(shape))
             .map_err(|e| crate::Error::invalid(format!("`surrogate`: {e}")))
     }
     /// The target model is never asked anything.
@@ -170,5 +175,21 @@ impl Describe for TransferConfig {
             attack: Box::new(AttackConfig::Pgd(PgdConfig::new(Norm::Linf, 0.1))),
             ..Self::example()
         }]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_surrogate_is_checked_against_the_datasets_shape() {
+        let mut transfer = TransferConfig::example();
+        transfer.surrogate = ModelConfig::cnn([2, 2], 8);
+        let attack = AttackConfig::Transfer(transfer);
+        attack.validate().expect("valid before the shape is known");
+        attack.check_shape(Shape::MNIST).expect("28x28 pools twice");
+        let err = attack.check_shape(Shape::gray(30, 30)).unwrap_err().to_string();
+        assert!(err.contains("`surrogate`") && err.contains("30x30"), "{err}");
     }
 }

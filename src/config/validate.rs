@@ -7,6 +7,7 @@ use std::path::Path;
 use super::{check_budget, within_rules, DataConfig, Rules, TournamentFile, DATASETS};
 use crate::agent::AttackerConfig;
 use crate::attack::AttackConfig;
+use crate::data::Shape;
 use crate::defense::DefenderConfig;
 use crate::error::did_you_mean;
 use crate::Error;
@@ -62,15 +63,19 @@ pub(super) fn validate(
             "a tournament needs at least one entry in `attackers` and one in `defenders`",
         ));
     }
+    // Read once (an IDX header): the models agents train of their own are
+    // built for the dataset's images too.
+    let shape = file.data.known_shape();
     let mut labels = Labels {
         rules: &file.rules,
+        shape,
         seen: BTreeMap::new(),
     };
     // What the agents use, as configurations without names: the unseen panel
     // may hold none of it.
     let mut used: Vec<AttackConfig> = Vec::new();
     check_attackers(attackers, attacker_sources, &mut labels, &mut used)?;
-    check_defenders(&file.rules, defenders, defender_sources, &mut used)?;
+    check_defenders(&file.rules, shape, defenders, defender_sources, &mut used)?;
     check_unseen(&file.unseen, &mut labels, &used)?;
     if let Some(specialists) = &file.specialists {
         if file.unseen.is_empty() {
@@ -147,6 +152,8 @@ fn check_rules(rules: &Rules) -> crate::Result<()> {
 /// rows, so one label names one configuration.
 struct Labels<'r> {
     rules: &'r Rules,
+    /// The dataset's image shape, where it is known before loading.
+    shape: Option<Shape>,
     seen: BTreeMap<String, AttackConfig>,
 }
 
@@ -155,6 +162,9 @@ impl Labels<'_> {
     /// another configuration; `at` says where it was given.
     fn check(&mut self, at: &str, attack: &AttackConfig) -> crate::Result<()> {
         attack.validate().map_err(|e| e.within(at))?;
+        if let Some(shape) = self.shape {
+            attack.check_shape(shape).map_err(|e| e.within(at))?;
+        }
         within_rules(self.rules, attack).map_err(|e| e.within(at))?;
         let label = attack.label();
         match self.seen.get(&label) {
@@ -203,6 +213,7 @@ fn check_attackers(
 /// budgets (added to `used`).
 fn check_defenders(
     rules: &Rules,
+    shape: Option<Shape>,
     defenders: &[DefenderConfig],
     sources: &[Option<String>],
     used: &mut Vec<AttackConfig>,
@@ -217,6 +228,7 @@ fn check_defenders(
         }
         d.strategy
             .validate()
+            .and_then(|_| shape.map_or(Ok(()), |shape| d.strategy.check_shape(shape)))
             .map_err(|e| e.within(&format!("{at}: `strategy`")))?;
         // The attacks a defense trains with are held to the rules too.
         for attack in d.strategy.training_attacks() {

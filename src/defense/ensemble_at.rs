@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::adversarial::{default_batch, default_opt};
 use super::{sample_train, validate_training, Defense, DefenseSpec, RoundData};
 use crate::attack::{Attack, AttackConfig, FgsmConfig, Norm, ThreatModel};
+use crate::data::Shape;
 use crate::error::Error;
 use crate::model::{
     Batch, Classifier, Engine, Examples, ModelConfig, OptimizerConfig, Step, TrainConfig, TrainSet, Trainer,
@@ -98,11 +99,19 @@ impl DefenseSpec for EnsembleAtConfig {
         }
         for (i, m) in self.static_models.iter().enumerate() {
             m.refuse_weights("static_models")
-                .and_then(|_| m.validate(Some(crate::data::Shape::MNIST)))
+                .and_then(|_| m.validate(None))
                 .map_err(|e| Error::invalid(e.to_string()).within(&format!("`static_models[{i}]`")))?;
         }
         validate_training(("steps", self.steps), self.batch, &self.optimizer)?;
         validate_training(("static_epochs", self.static_epochs), self.batch, &self.optimizer)
+    }
+
+    fn check_shape(&self, shape: Shape) -> crate::Result<()> {
+        for (i, m) in self.static_models.iter().enumerate() {
+            m.validate(Some(shape))
+                .map_err(|e| Error::invalid(e.to_string()).within(&format!("`static_models[{i}]`")))?;
+        }
+        Ok(())
     }
 }
 
@@ -155,5 +164,26 @@ impl Defense for EnsembleAt {
         };
         let training = TrainConfig::steps(self.config.steps, self.config.batch, self.config.optimizer.clone());
         Trainer::new(training).fit(model, Examples::Made(&mut make), rng);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::defense::DefenseConfig;
+
+    #[test]
+    fn the_static_models_are_checked_against_the_datasets_shape() {
+        let mut ensemble: EnsembleAtConfig = super::super::with_defaults();
+        ensemble.static_models.push(ModelConfig::cnn([2, 2], 8));
+        let last = ensemble.static_models.len() - 1;
+        let defense = DefenseConfig::EnsembleAt(ensemble);
+        defense.validate().expect("valid before the shape is known");
+        defense.check_shape(Shape::MNIST).expect("28x28 pools twice");
+        let err = defense.check_shape(Shape::gray(30, 30)).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("`static_models[{last}]`")) && err.contains("30x30"),
+            "{err}"
+        );
     }
 }

@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::attack::AttackConfig;
-use crate::data::Split;
+use crate::data::{Shape, Split};
 use crate::error::Error;
 use crate::model::{Classifier, Model, OptimizerConfig};
 pub use adversarial::AdversarialConfig;
@@ -94,6 +94,12 @@ pub trait DefenseSpec {
 
     /// Whether the configuration's values can be used.
     fn validate(&self) -> crate::Result<()>;
+
+    /// Why a model it trains of its own (an ensemble's static models)
+    /// cannot take images of `shape`, once the dataset's shape is known.
+    fn check_shape(&self, _shape: Shape) -> crate::Result<()> {
+        Ok(())
+    }
 }
 
 crate::registry! {
@@ -151,6 +157,11 @@ impl DefenseConfig {
 
     pub fn validate(&self) -> crate::Result<()> {
         self.part().validate()
+    }
+
+    /// See [`DefenseSpec::check_shape`].
+    pub fn check_shape(&self, shape: Shape) -> crate::Result<()> {
+        self.part().check_shape(shape)
     }
 }
 

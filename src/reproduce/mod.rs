@@ -343,6 +343,7 @@ impl ReproductionFile {
     /// Each evaluation's model, attacks and images; returns the names.
     fn validate_evaluations(&self, seen: &[&str]) -> Result<Vec<&str>> {
         let mut evaluations: Vec<&str> = Vec::new();
+        let shape = self.data.known_shape();
         for e in &self.evaluations {
             if evaluations.contains(&e.name.as_str()) {
                 return Err(Error::invalid(format!("two evaluations are named {:?}", e.name)));
@@ -358,6 +359,7 @@ impl ReproductionFile {
             for attack in &e.attacks {
                 attack
                     .validate()
+                    .and_then(|_| shape.map_or(Ok(()), |s| attack.check_shape(s)))
                     .map_err(|err| Error::invalid(format!("evaluation {:?}: {err}", e.name)))?;
             }
             if e.on == Images::Train && self.eval > self.data.train {
@@ -414,6 +416,11 @@ impl ReproductionFile {
     /// Each model's recipe, or its `from` and defense; returns the names.
     fn validate_models(&self) -> Result<Vec<&str>> {
         let mut seen: Vec<&str> = Vec::new();
+        let shape = self.data.known_shape();
+        // A defense's or an attack's own models (static models, a transfer
+        // surrogate) are built for the dataset's images too.
+        let defense_fits = |d: &DefenseConfig| shape.map_or(Ok(()), |s| d.check_shape(s));
+        let attack_fits = |a: &AttackConfig| shape.map_or(Ok(()), |s| a.check_shape(s));
         for m in &self.models {
             let within = |e: Error| e.within(&format!("in model {:?}", m.name));
             if seen.contains(&m.name.as_str()) {
@@ -422,13 +429,13 @@ impl ReproductionFile {
             match (&m.model, &m.pretrain, &m.from, &m.defense) {
                 (Some(model), Some(pretrain), None, None) => {
                     model.refuse_weights("model").map_err(within)?;
-                    model.validate(self.data.known_shape()).map_err(within)?;
+                    model.validate(shape).map_err(within)?;
                     pretrain.validate(self.data.train).map_err(within)?;
                 }
                 (Some(model), None, None, Some(defense)) => {
                     model.refuse_weights("model").map_err(within)?;
-                    model.validate(self.data.known_shape()).map_err(within)?;
-                    defense.validate().map_err(within)?;
+                    model.validate(shape).map_err(within)?;
+                    defense.validate().and_then(|_| defense_fits(defense)).map_err(within)?;
                 }
                 (None, None, Some(from), Some(defense)) => {
                     if !seen.contains(&from.as_str()) {
@@ -436,7 +443,7 @@ impl ReproductionFile {
                             "`from` = {from:?} must name a model listed before it"
                         ))));
                     }
-                    defense.validate().map_err(within)?;
+                    defense.validate().and_then(|_| defense_fits(defense)).map_err(within)?;
                 }
                 _ => {
                     return Err(within(Error::invalid(
@@ -449,7 +456,11 @@ impl ReproductionFile {
             }
             for (r, round) in m.rounds.iter().enumerate() {
                 let within = |e: Error| within(e.within(&format!("round {}", r + 1)));
-                round.attack.validate().map_err(within)?;
+                round
+                    .attack
+                    .validate()
+                    .and_then(|_| attack_fits(&round.attack))
+                    .map_err(within)?;
                 if round.images == 0 || round.images > self.data.train {
                     return Err(within(Error::invalid(format!(
                         "`images` = {} must be between 1 and `data.train` = {}",
