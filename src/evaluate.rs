@@ -134,6 +134,17 @@ pub fn evaluate(options: &EvaluateOptions) -> Result<EvaluationResult> {
             version: Version::Standard,
         })]
     });
+    // A transfer attack's surrogate is built for the dataset's images.
+    for (i, attack) in attacks.iter().enumerate() {
+        attack.check_shape(dataset.test.shape).map_err(|e| {
+            Error::Usage(format!(
+                "--attacks: `attacks[{i}]` ({}): {e} ({}'s images are {})",
+                attack.label(),
+                dataset.name,
+                dataset.test.shape
+            ))
+        })?;
+    }
     let rng_for = |attack: &AttackConfig| stream(options.seed, path!["evaluate", &attack.label()]);
     let WorstCase {
         clean,

@@ -58,6 +58,32 @@ fn tiny_with(dir: &Path, edits: &[(&str, &str)]) -> String {
     "tiny.toml".to_string()
 }
 
+/// A safetensors file holding an `nn.Sequential(Flatten, Linear(inputs, 4),
+/// ReLU, Linear(4, 10))` with zero weights, written by hand (the format: a
+/// little-endian header length, a JSON header, the float32 data).
+fn write_mlp_safetensors(path: &Path, inputs: usize) {
+    let tensors = [
+        ("1.weight", vec![4, inputs]),
+        ("1.bias", vec![4]),
+        ("3.weight", vec![10, 4]),
+        ("3.bias", vec![10]),
+    ];
+    let (mut header, mut offset) = (Vec::new(), 0);
+    for (name, shape) in &tensors {
+        let bytes = 4 * shape.iter().product::<usize>();
+        header.push(format!(
+            "\"{name}\":{{\"dtype\":\"F32\",\"shape\":{shape:?},\"data_offsets\":[{offset},{}]}}",
+            offset + bytes
+        ));
+        offset += bytes;
+    }
+    let header = format!("{{{}}}", header.join(","));
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(header.as_bytes());
+    file.resize(file.len() + offset, 0);
+    std::fs::write(path, file).unwrap();
+}
+
 /// `redqueen run FILE --out out`.
 fn run(file: String) -> Vec<String> {
     vec!["run".into(), file, "--out".into(), OUT.into()]
@@ -562,6 +588,26 @@ const CASES: &[Case] = &[
         skip: None,
     },
     Case {
+        name: "a pretraining transfer attack whose cnn surrogate cannot take 30x30 IDX images",
+        setup: |dir| {
+            write_idx_dataset(&dir.join("data"), 600, 200, 30, 30);
+            run(tiny_with(
+                dir,
+                &[
+                    ("dataset = \"synthetic-digits\"", "dataset = \"idx\"\npath = \"data\""),
+                    (
+                        "[pretrain]\nepochs = 3",
+                        "[pretrain]\nepochs = 3\nattack = { family = \"transfer\", surrogate = { kind = \"cnn\", channels = [2, 2], dense = 8 }, attack = { family = \"fgsm\", eps = 0.1 } }",
+                    ),
+                ],
+            ))
+        },
+        stderr: &["tiny.toml", "[pretrain]", "`surrogate`", "multiples of 4", "30x30"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
         name: "a data path for the generated synthetic digits",
         setup: |dir| run(tiny_with(dir, &[("train = 600", "path = \"data\"\ntrain = 600")])),
         stderr: &["tiny.toml", "`data.path`", "synthetic-digits"],
@@ -727,6 +773,36 @@ const CASES: &[Case] = &[
             ]
         },
         stderr: &["a.toml", "attacks[0]", "eps"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "evaluate: a transfer attack whose cnn surrogate cannot take the data's 30x30 images",
+        setup: |dir| {
+            write_idx_dataset(&dir.join("data"), 600, 200, 30, 30);
+            write_mlp_safetensors(&dir.join("m.safetensors"), 30 * 30);
+            std::fs::write(
+                dir.join("a.toml"),
+                "attacks = [{ family = \"transfer\", surrogate = { kind = \"cnn\", channels = [2, 2], dense = 8 }, attack = { family = \"fgsm\", eps = 0.1 } }]\n",
+            )
+            .unwrap();
+            [
+                "evaluate",
+                "m.safetensors",
+                "--data",
+                "idx",
+                "--data-path",
+                "data",
+                "--images",
+                "100",
+                "--attacks",
+                "a.toml",
+            ]
+            .map(String::from)
+            .to_vec()
+        },
+        stderr: &["--attacks", "attacks[0]", "`surrogate`", "multiples of 4", "30x30"],
         out: OUT,
         expect_out: Out::Absent,
         skip: None,

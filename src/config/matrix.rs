@@ -156,11 +156,10 @@ pub fn check_matrix(file: MatrixFile, cited: &str) -> Result<MatrixFile> {
             file.data.test, file.eval
         )));
     }
-    file.model
-        .validate(file.data.known_shape())
-        .map_err(|e| in_file(e.within("`model`")))?;
+    let shape = file.data.known_shape();
+    file.model.validate(shape).map_err(|e| in_file(e.within("`model`")))?;
     file.pretrain
-        .validate(file.data.train)
+        .validate(file.data.train, shape)
         .map_err(|e| in_file(e.within("[pretrain]")))?;
     crate::defense::validate_training(
         ("steps", file.training.steps),

@@ -442,8 +442,9 @@ impl PretrainConfig {
         }
     }
 
-    /// Why these settings cannot pretrain on `train` images, if they cannot.
-    pub fn validate(&self, train: usize) -> crate::Result<()> {
+    /// Why these settings cannot pretrain on `train` images of `shape` (where
+    /// it is known before loading), if they cannot.
+    pub fn validate(&self, train: usize, shape: Option<Shape>) -> crate::Result<()> {
         let (key, length) = match self.length {
             Length::Epochs(epochs) => ("epochs", epochs),
             Length::Steps(steps) => ("steps", steps),
@@ -452,6 +453,7 @@ impl PretrainConfig {
         if let Some(attack) = &self.attack {
             attack
                 .validate()
+                .and_then(|_| shape.map_or(Ok(()), |s| attack.check_shape(s)))
                 .map_err(|e| crate::Error::invalid(e.to_string()).within("in `attack`"))?;
         }
         let held_out = self.early_stop.as_ref().map_or(0, |e| e.images);

@@ -56,16 +56,16 @@ pub(super) fn validate(
     defenders: &[DefenderConfig],
     defender_sources: &[Option<String>],
 ) -> crate::Result<()> {
-    check_sizes_and_data(file)?;
+    // Read once (an IDX header): the model, and the models agents train of
+    // their own, are built for the dataset's images.
+    let shape = file.data.known_shape();
+    check_sizes_and_data(file, shape)?;
     check_rules(&file.rules)?;
     if attackers.is_empty() || defenders.is_empty() {
         return Err(Error::invalid(
             "a tournament needs at least one entry in `attackers` and one in `defenders`",
         ));
     }
-    // Read once (an IDX header): the models agents train of their own are
-    // built for the dataset's images too.
-    let shape = file.data.known_shape();
     let mut labels = Labels {
         rules: &file.rules,
         shape,
@@ -90,7 +90,7 @@ pub(super) fn validate(
 
 /// The name, rounds, data, evaluation and crafting sizes, the model and
 /// pretraining.
-fn check_sizes_and_data(file: &TournamentFile) -> crate::Result<()> {
+fn check_sizes_and_data(file: &TournamentFile, shape: Option<Shape>) -> crate::Result<()> {
     check_name(&file.name)?;
     if file.rounds == 0 {
         return Err(Error::invalid("`rounds` must be at least 1"));
@@ -118,11 +118,9 @@ fn check_sizes_and_data(file: &TournamentFile) -> crate::Result<()> {
             file.sizes.craft, file.data.train
         )));
     }
-    file.model
-        .validate(file.data.known_shape())
-        .map_err(|e| e.within("`model`"))?;
+    file.model.validate(shape).map_err(|e| e.within("`model`"))?;
     file.pretrain
-        .validate(defender_train)
+        .validate(defender_train, shape)
         .map_err(|e| e.within("[pretrain]"))
 }
 

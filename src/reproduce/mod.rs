@@ -430,7 +430,7 @@ impl ReproductionFile {
                 (Some(model), Some(pretrain), None, None) => {
                     model.refuse_weights("model").map_err(within)?;
                     model.validate(shape).map_err(within)?;
-                    pretrain.validate(self.data.train).map_err(within)?;
+                    pretrain.validate(self.data.train, shape).map_err(within)?;
                 }
                 (Some(model), None, None, Some(defense)) => {
                     model.refuse_weights("model").map_err(within)?;
