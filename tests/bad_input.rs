@@ -1511,6 +1511,87 @@ fn resuming_a_complete_run_does_nothing() {
     assert_eq!(snapshot(&run), before);
 }
 
+/// A run records what its weights file held: a resume after the file
+/// changed in place is refused (the configuration names only the path),
+/// and the run's files are kept; with the same bytes it resumes.
+#[test]
+fn resuming_after_the_weights_file_changed_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("w.safetensors");
+    write_mlp_safetensors(&weights, 784);
+    let model = format!(
+        "kind = \"mlp\"\nhidden = [4]\nweights = {:?}",
+        weights.display().to_string()
+    );
+    let file = dir
+        .path()
+        .join(tiny_with(dir.path(), &[("kind = \"mlp\"\nhidden = [64]", &model)]));
+    let run = dir.path().join("out");
+    redqueen()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&run)
+        .assert()
+        .success();
+    let manifest = std::fs::read_to_string(run.join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"weights_fingerprint\""), "{manifest}");
+    // As if stopped after its last row (a complete run has nothing to resume).
+    let stopped = manifest.replace("\"status\": \"complete\"", "\"status\": \"partial\"");
+    assert_ne!(stopped, manifest);
+    let resume = || {
+        std::fs::write(run.join("manifest.json"), &stopped).unwrap();
+        redqueen().arg("run").arg("--resume").arg(&run).output().unwrap()
+    };
+    let output = resume();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "the same bytes resume: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // One weight changed in place: the path, and so the configuration, is the same.
+    let mut bytes = std::fs::read(&weights).unwrap();
+    *bytes.last_mut().unwrap() = 0x3f;
+    std::fs::write(&weights, bytes).unwrap();
+    std::fs::write(run.join("manifest.json"), &stopped).unwrap();
+    let before = snapshot(&run);
+    let output = resume();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    for wanted in ["--resume", "w.safetensors", "changed since the run began"] {
+        assert!(stderr.contains(wanted), "stderr lacks {wanted:?}: {stderr}");
+    }
+    assert_eq!(snapshot(&run), before);
+    // Shards of one run, the file changed between them: merge refuses.
+    let parts: Vec<PathBuf> = (1..=2).map(|k| dir.path().join(format!("part{k}"))).collect();
+    for (k, part) in parts.iter().enumerate() {
+        if k == 1 {
+            write_mlp_safetensors(&weights, 784);
+        }
+        let shard = format!("{}/2", k + 1);
+        redqueen()
+            .arg("run")
+            .arg(&file)
+            .args(["--shard", &shard, "--out"])
+            .arg(part)
+            .assert()
+            .success();
+    }
+    let merged = dir.path().join("merged");
+    let output = redqueen()
+        .arg("merge")
+        .args(&parts)
+        .arg("--out")
+        .arg(&merged)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("different weights files"), "{stderr}");
+    assert!(!merged.exists(), "a refused merge writes nothing");
+}
+
 /// A run folder another run holds is refused with that run's pid, and its
 /// files are kept; the lock is the OS's, so it goes with its process.
 #[test]

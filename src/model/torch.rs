@@ -365,6 +365,20 @@ pub fn load(
     Ok(load_keyed(path, config, engine, shape, classes)?.0)
 }
 
+/// The first 16 bytes of the SHA-256 of a weights file's bytes, in hex:
+/// the cache key of the models trained from it, and what a run records.
+fn content_fingerprint(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The content fingerprint of the weights file at `path`.
+pub fn fingerprint(path: &Path) -> crate::Result<String> {
+    read_file(path)
+        .map(|bytes| content_fingerprint(&bytes))
+        .map_err(|what| crate::Error::invalid(format!("weights file {}: {what}", path.display())))
+}
+
 /// [`load`], and a key naming the file's contents (a hash of the bytes the
 /// model was read from), for what is trained from it.
 pub fn load_keyed(
@@ -374,13 +388,9 @@ pub fn load_keyed(
     shape: Shape,
     classes: usize,
 ) -> crate::Result<(Box<dyn Classifier>, String)> {
-    use sha2::{Digest, Sha256};
     let why = |what: String| crate::Error::invalid(format!("weights file {}: {what}", path.display()));
     let bytes = read_file(path).map_err(why)?;
-    let key: String = Sha256::digest(&bytes)[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let key = content_fingerprint(&bytes);
     let tensors = parse(&bytes).map_err(why)?;
     let layers = arch::layers(config, shape, classes);
     let params = from_torch(&layers, shape, &tensors).map_err(|e| {

@@ -349,6 +349,11 @@ pub struct Manifest {
     /// Set for one part of a sharded run (`run --shard K/N`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
+    /// For a run that starts from a weights file (`model.weights`): the
+    /// file's content fingerprint, so that a resume or a merge notices a
+    /// file changed in place (the configuration names only its path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_fingerprint: Option<String>,
 }
 
 impl Manifest {
@@ -365,6 +370,7 @@ impl Manifest {
             finished: None,
             status: Status::Partial,
             shard: None,
+            weights_fingerprint: None,
         }
     }
 }

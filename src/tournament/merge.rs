@@ -98,6 +98,15 @@ fn read_parts(dirs: &[PathBuf]) -> Result<Vec<Part>> {
             }
             .into());
         }
+        let weights = (&parts[0].manifest.weights_fingerprint, &p.manifest.weights_fingerprint);
+        if weights.0 != weights.1 {
+            return Err(MergeError::WeightsDiffer {
+                first,
+                other,
+                fingerprints: (weights.0.clone(), weights.1.clone()),
+            }
+            .into());
+        }
     }
     let indices: Vec<usize> = parts.iter().map(|p| p.shard.index).collect();
     if parts.iter().any(|p| p.shard.count != count) || indices != (1..=count).collect::<Vec<_>>() {
@@ -164,6 +173,7 @@ fn write_merged(
             .unwrap_or_default(),
         finished: Some(record::now_rfc3339()),
         status: Status::Complete,
+        weights_fingerprint: first.weights_fingerprint.clone(),
         ..Manifest::begin(&first.name, first.seed, &first.dataset, &first.dataset_fingerprint)
     };
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;

@@ -57,10 +57,14 @@ pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepare
     let files = RunFiles {
         dir: options.out.clone(),
     };
+    // The configuration names the weights file by path: what it held is
+    // recorded, so that a resume notices a file changed in place.
+    let weights_fingerprint = file.model.weights().map(crate::model::torch::fingerprint).transpose()?;
     let io = |what: &Path| Error::io(format!("writing {}", what.display()));
     let (previous, lock) = if options.resume {
         let lock = RunLock::take(&options.out)?;
-        (resume(options, &first_dataset, &files, file.rounds)?, lock)
+        let weights = file.model.weights().zip(weights_fingerprint.as_deref());
+        (resume(options, &first_dataset, weights, &files, file.rounds)?, lock)
     } else {
         let lock = prepare_output(&options.out, options.force)?;
         let fresh = Previous {
@@ -74,6 +78,7 @@ pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepare
     let manifest = Manifest {
         started: previous.started.clone(),
         shard: options.shard,
+        weights_fingerprint,
         ..Manifest::begin(&file.name, file.seed, &first_dataset.name, &first_dataset.fingerprint)
     };
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
@@ -87,8 +92,15 @@ pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepare
 }
 
 /// Check that the run in `options.out` can be resumed as asked (same part,
-/// same data), and keep the rows of its completed matches.
-fn resume(options: &RunOptions, first_dataset: &Dataset, files: &RunFiles, rounds: usize) -> Result<Previous> {
+/// same data, same weights file contents), and keep the rows of its
+/// completed matches.
+fn resume(
+    options: &RunOptions,
+    first_dataset: &Dataset,
+    weights: Option<(&Path, &str)>,
+    files: &RunFiles,
+    rounds: usize,
+) -> Result<Previous> {
     let previous = read_manifest(&options.out)?;
     if previous.shard != options.shard {
         return Err(ResumeError::ShardDiffers {
@@ -104,6 +116,17 @@ fn resume(options: &RunOptions, first_dataset: &Dataset, files: &RunFiles, round
             now: first_dataset.fingerprint.clone(),
         }
         .into());
+    }
+    if let Some((path, now)) = weights {
+        if previous.weights_fingerprint.as_deref() != Some(now) {
+            return Err(ResumeError::WeightsChanged {
+                dir: options.out.clone(),
+                weights: path.to_path_buf(),
+                then: previous.weights_fingerprint,
+                now: now.to_string(),
+            }
+            .into());
+        }
     }
     // Time already spent counts: the summary's timing is the run's total.
     let mut timing = RunTiming::default();
