@@ -203,11 +203,11 @@ pub enum ResumeError {
     ShardDiffers { dir: PathBuf, recorded: Option<Shard> },
     #[error("--resume {}: the dataset changed since the run began (fingerprint {then} then, {now} now); resume with the same data, or start a new run", .dir.display())]
     DataChanged { dir: PathBuf, then: String, now: String },
-    #[error("--resume {}: the weights file {} changed since the run began (fingerprint {} then, {} now); resume with the same weights, or start a new run", .dir.display(), .weights.display(), .then.as_deref().unwrap_or("none"), .now)]
+    #[error("--resume {}: the weights file {} holds other contents than when the run began (fingerprint {then} then, {now} now); resume with the same weights, or start a new run", .dir.display(), .weights.display())]
     WeightsChanged {
         dir: PathBuf,
         weights: PathBuf,
-        then: Option<String>,
+        then: String,
         now: String,
     },
     #[error("{}: cannot read it ({source}); is {} a redqueen run?", .config.display(), .dir.display())]
@@ -253,11 +253,11 @@ pub enum MergeError {
         other: PathBuf,
         fingerprints: (String, String),
     },
-    #[error("{} and {}: the parts started from different weights files (fingerprints {} and {}); the file changed between them", .first.display(), .other.display(), .fingerprints.0.as_deref().unwrap_or("none"), .fingerprints.1.as_deref().unwrap_or("none"))]
+    #[error("{} and {}: the parts started from weights of different contents (fingerprints {} and {}); the file changed between them", .first.display(), .other.display(), .fingerprints.0, .fingerprints.1)]
     WeightsDiffer {
         first: PathBuf,
         other: PathBuf,
-        fingerprints: (Option<String>, Option<String>),
+        fingerprints: (String, String),
     },
     /// Not every part 1..=count exactly once.
     #[error("merge needs every part 1..{count} exactly once; got parts {}", list_parts(.got))]

@@ -1559,15 +1559,72 @@ fn resuming_after_the_weights_file_changed_is_refused() {
     let output = resume();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    for wanted in ["--resume", "w.safetensors", "changed since the run began"] {
+    for wanted in [
+        "--resume",
+        "w.safetensors",
+        "holds other contents than when the run began",
+    ] {
         assert!(stderr.contains(wanted), "stderr lacks {wanted:?}: {stderr}");
     }
     assert_eq!(snapshot(&run), before);
+    // A run recorded before fingerprints were kept is resumed as it is, and
+    // records the fingerprint from then on.
+    let mut old: serde_json::Value = serde_json::from_str(&stopped).unwrap();
+    old.as_object_mut().unwrap().remove("weights_fingerprint");
+    std::fs::write(run.join("manifest.json"), serde_json::to_string_pretty(&old).unwrap()).unwrap();
+    let output = redqueen().arg("run").arg("--resume").arg(&run).output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let manifest = std::fs::read_to_string(run.join("manifest.json")).unwrap();
+    assert!(
+        manifest.contains("\"weights_fingerprint\"") && manifest.contains("\"complete\""),
+        "{manifest}"
+    );
+    // A matrix from the same file: `matrix --resume` checks it too.
+    let matrix = dir.path().join("m.toml");
+    let text = format!(
+        "name = \"m\"\nseed = 5\neval = 60\n[data]\ndataset = \"synthetic-digits\"\ntrain = 600\ntest = 200\n[model]\n{model}\n[training]\nsteps = 5\n[[attacks]]\nfamily = \"fgsm\"\neps = 0.1\n"
+    );
+    std::fs::write(&matrix, text).unwrap();
+    let matrix_run = dir.path().join("matrix-out");
+    redqueen()
+        .arg("matrix")
+        .arg(&matrix)
+        .arg("--out")
+        .arg(&matrix_run)
+        .assert()
+        .success();
+    let manifest = std::fs::read_to_string(matrix_run.join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"weights_fingerprint\""), "{manifest}");
+    std::fs::write(
+        matrix_run.join("manifest.json"),
+        manifest.replace("\"complete\"", "\"partial\""),
+    )
+    .unwrap();
+    write_mlp_safetensors(&weights, 784);
+    let output = redqueen()
+        .arg("matrix")
+        .arg("--resume")
+        .arg(&matrix_run)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("holds other contents than when the run began"),
+        "{stderr}"
+    );
     // Shards of one run, the file changed between them: merge refuses.
     let parts: Vec<PathBuf> = (1..=2).map(|k| dir.path().join(format!("part{k}"))).collect();
     for (k, part) in parts.iter().enumerate() {
         if k == 1 {
-            write_mlp_safetensors(&weights, 784);
+            let mut bytes = std::fs::read(&weights).unwrap();
+            *bytes.last_mut().unwrap() = 0x3f;
+            std::fs::write(&weights, bytes).unwrap();
         }
         let shard = format!("{}/2", k + 1);
         redqueen()
@@ -1588,7 +1645,7 @@ fn resuming_after_the_weights_file_changed_is_refused() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("different weights files"), "{stderr}");
+    assert!(stderr.contains("weights of different contents"), "{stderr}");
     assert!(!merged.exists(), "a refused merge writes nothing");
 }
 

@@ -194,6 +194,17 @@ fn resume(
         }
         .into());
     }
+    let weights_now = super::prepare::weights_fingerprint(&file.model)?;
+    super::prepare::check_same_weights(
+        dir,
+        &file.model,
+        manifest.weights_fingerprint.as_deref(),
+        weights_now.as_deref(),
+    )?;
+    let manifest = Manifest {
+        weights_fingerprint: manifest.weights_fingerprint.or(weights_now),
+        ..manifest
+    };
     let log = dir.join(ROWS_LOG);
     let text = match std::fs::read_to_string(&log) {
         Ok(text) => text,
@@ -252,9 +263,14 @@ fn begin(
     options: &RunOptions,
     files: &RunFiles,
 ) -> Result<(Manifest, super::prepare::RunLock)> {
+    // Read before the folder is made: an unreadable file leaves nothing behind.
+    let weights_fingerprint = super::prepare::weights_fingerprint(&file.model)?;
     let lock = prepare_output(&options.out, options.force)?;
     record::write_atomic(&files.config(), file.to_toml().as_bytes()).map_err(writing(&files.config()))?;
-    let manifest = Manifest::begin(&file.name, file.seed, &dataset.name, &dataset.fingerprint);
+    let manifest = Manifest {
+        weights_fingerprint,
+        ..Manifest::begin(&file.name, file.seed, &dataset.name, &dataset.fingerprint)
+    };
     record::write_json(&files.manifest(), &manifest).map_err(writing(&files.manifest()))?;
     Ok((manifest, lock))
 }

@@ -98,14 +98,16 @@ fn read_parts(dirs: &[PathBuf]) -> Result<Vec<Part>> {
             }
             .into());
         }
-        let weights = (&parts[0].manifest.weights_fingerprint, &p.manifest.weights_fingerprint);
-        if weights.0 != weights.1 {
-            return Err(MergeError::WeightsDiffer {
-                first,
-                other,
-                fingerprints: (weights.0.clone(), weights.1.clone()),
+        // Parts recorded before fingerprints were kept have none to compare.
+        if let (Some(a), Some(b)) = (&parts[0].manifest.weights_fingerprint, &p.manifest.weights_fingerprint) {
+            if a != b {
+                return Err(MergeError::WeightsDiffer {
+                    first,
+                    other,
+                    fingerprints: (a.clone(), b.clone()),
+                }
+                .into());
             }
-            .into());
         }
     }
     let indices: Vec<usize> = parts.iter().map(|p| p.shard.index).collect();
@@ -173,7 +175,7 @@ fn write_merged(
             .unwrap_or_default(),
         finished: Some(record::now_rfc3339()),
         status: Status::Complete,
-        weights_fingerprint: first.weights_fingerprint.clone(),
+        weights_fingerprint: parts.iter().find_map(|p| p.manifest.weights_fingerprint.clone()),
         ..Manifest::begin(&first.name, first.seed, &first.dataset, &first.dataset_fingerprint)
     };
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;

@@ -8,6 +8,7 @@ use super::{completed_matches, RunOptions};
 use crate::config::Plan;
 use crate::data::Dataset;
 use crate::error::{Error, OutputError, Result, ResumeError};
+use crate::model::ModelConfig;
 use crate::record::{self, read_json, read_manifest, Manifest, RoundRow, RunFiles, RunTiming, Summary};
 
 /// The run files an existing folder may hold, removed by `--force`.
@@ -57,13 +58,11 @@ pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepare
     let files = RunFiles {
         dir: options.out.clone(),
     };
-    // The configuration names the weights file by path: what it held is
-    // recorded, so that a resume notices a file changed in place.
-    let weights_fingerprint = file.model.weights().map(crate::model::torch::fingerprint).transpose()?;
+    let weights_fingerprint = weights_fingerprint(&file.model)?;
     let io = |what: &Path| Error::io(format!("writing {}", what.display()));
     let (previous, lock) = if options.resume {
         let lock = RunLock::take(&options.out)?;
-        let weights = file.model.weights().zip(weights_fingerprint.as_deref());
+        let weights = (&file.model, weights_fingerprint.as_deref());
         (resume(options, &first_dataset, weights, &files, file.rounds)?, lock)
     } else {
         let lock = prepare_output(&options.out, options.force)?;
@@ -97,7 +96,7 @@ pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepare
 fn resume(
     options: &RunOptions,
     first_dataset: &Dataset,
-    weights: Option<(&Path, &str)>,
+    (model, weights_now): (&ModelConfig, Option<&str>),
     files: &RunFiles,
     rounds: usize,
 ) -> Result<Previous> {
@@ -117,17 +116,12 @@ fn resume(
         }
         .into());
     }
-    if let Some((path, now)) = weights {
-        if previous.weights_fingerprint.as_deref() != Some(now) {
-            return Err(ResumeError::WeightsChanged {
-                dir: options.out.clone(),
-                weights: path.to_path_buf(),
-                then: previous.weights_fingerprint,
-                now: now.to_string(),
-            }
-            .into());
-        }
-    }
+    check_same_weights(
+        &options.out,
+        model,
+        previous.weights_fingerprint.as_deref(),
+        weights_now,
+    )?;
     // Time already spent counts: the summary's timing is the run's total.
     let mut timing = RunTiming::default();
     if let Ok(Some(summary)) = read_json::<Summary>(&files.summary()) {
@@ -305,6 +299,30 @@ fn same_file(file: &std::fs::File, path: &Path) -> bool {
 #[cfg(not(unix))]
 fn same_file(_: &std::fs::File, path: &Path) -> bool {
     path.exists()
+}
+
+/// The content fingerprint of the weights file a run starts from, if any:
+/// the configuration names the file by path, so what it held is recorded
+/// for a resume or a merge to compare.
+pub(crate) fn weights_fingerprint(model: &ModelConfig) -> Result<Option<String>> {
+    model.weights().map(crate::model::torch::fingerprint).transpose()
+}
+
+/// A resumed run's weights file must hold what it held when the run began.
+/// A run recorded before fingerprints were kept is taken as it is (its
+/// manifest records the fingerprint from now on).
+pub(crate) fn check_same_weights(dir: &Path, model: &ModelConfig, then: Option<&str>, now: Option<&str>) -> Result<()> {
+    match (model.weights(), then, now) {
+        (Some(path), Some(then), Some(now)) if then != now => Err(ResumeError::WeightsChanged {
+            dir: dir.to_path_buf(),
+            // A relative path is read from the current folder: say which file.
+            weights: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            then: then.to_string(),
+            now: now.to_string(),
+        }
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 /// A resume must continue the same run: `given`, the configuration the
