@@ -11,6 +11,7 @@ use crate::arena::worst_case::{worst_case, WorstCase};
 use crate::attack::autoattack::{AutoAttackConfig, Version};
 use crate::attack::{AttackConfig, Norm};
 use crate::config::DataConfig;
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{torch, Engine};
 use crate::path;
@@ -126,25 +127,7 @@ pub fn evaluate(options: &EvaluateOptions) -> Result<EvaluationResult> {
         )));
     }
     let eval = crate::tournament::eval_subset(&dataset.test, options.images, options.seed);
-    let attacks = options.attacks.clone().unwrap_or_else(|| {
-        vec![AttackConfig::AutoAttack(AutoAttackConfig {
-            name: None,
-            norm: Norm::Linf,
-            eps: default_eps(&options.data.dataset),
-            version: Version::Standard,
-        })]
-    });
-    // A transfer attack's surrogate is built for the dataset's images.
-    for (i, attack) in attacks.iter().enumerate() {
-        attack.check_shape(dataset.test.shape).map_err(|e| {
-            Error::Usage(format!(
-                "--attacks: `attacks[{i}]` ({}): {e} ({}'s images are {})",
-                attack.label(),
-                dataset.name,
-                dataset.test.shape
-            ))
-        })?;
-    }
+    let attacks = attacks_for(options, &dataset)?;
     let rng_for = |attack: &AttackConfig| stream(options.seed, path!["evaluate", &attack.label()]);
     let WorstCase {
         clean,
@@ -181,6 +164,31 @@ pub fn evaluate(options: &EvaluateOptions) -> Result<EvaluationResult> {
         robust_interval: wilson95(count(&survives), n).unwrap_or((0.0, 1.0)),
         seconds: began.elapsed().as_secs_f64(),
     })
+}
+
+/// The attacks `--attacks` lists, or AutoAttack (standard) in linf at the
+/// dataset's usual budget; a transfer attack's surrogate must fit the
+/// dataset's images.
+fn attacks_for(options: &EvaluateOptions, dataset: &Dataset) -> Result<Vec<AttackConfig>> {
+    let Some(attacks) = &options.attacks else {
+        return Ok(vec![AttackConfig::AutoAttack(AutoAttackConfig {
+            name: None,
+            norm: Norm::Linf,
+            eps: default_eps(&options.data.dataset),
+            version: Version::Standard,
+        })]);
+    };
+    for (i, attack) in attacks.iter().enumerate() {
+        attack.check_shape(Some(dataset.test.shape)).map_err(|e| {
+            Error::Usage(format!(
+                "--attacks: `attacks[{i}]` ({}): {e} ({}'s images are {})",
+                attack.label(),
+                dataset.name,
+                dataset.test.shape
+            ))
+        })?;
+    }
+    Ok(attacks.clone())
 }
 
 fn pct(x: f64) -> String {

@@ -109,7 +109,7 @@ pub trait AttackSpec: Send + Sync {
     /// images of `shape`, once the dataset's shape is known (a wrapper: its
     /// inner attack's reason).
     fn check_shape(&self, shape: Shape) -> Result<()> {
-        self.inner().map_or(Ok(()), |inner| inner.check_shape(shape))
+        self.inner().map_or(Ok(()), |inner| inner.check_shape(Some(shape)))
     }
     /// Queries per image it will spend at most (query attacks; a wrapper:
     /// its inner attack's).
@@ -254,9 +254,10 @@ impl AttackConfig {
         self.part().validate()
     }
 
-    /// See [`AttackSpec::check_shape`].
-    pub fn check_shape(&self, shape: Shape) -> Result<()> {
-        self.part().check_shape(shape)
+    /// See [`AttackSpec::check_shape`]; with no shape (not known before
+    /// the data is loaded) there is nothing to check.
+    pub fn check_shape(&self, shape: Option<Shape>) -> Result<()> {
+        shape.map_or(Ok(()), |shape| self.part().check_shape(shape))
     }
 
     /// The attack a wrapper runs (BPDA, EOT, transfer).

@@ -188,8 +188,8 @@ mod tests {
         transfer.surrogate = ModelConfig::cnn([2, 2], 8);
         let attack = AttackConfig::Transfer(transfer);
         attack.validate().expect("valid before the shape is known");
-        attack.check_shape(Shape::MNIST).expect("28x28 pools twice");
-        let err = attack.check_shape(Shape::gray(30, 30)).unwrap_err().to_string();
+        attack.check_shape(Some(Shape::MNIST)).expect("28x28 pools twice");
+        let err = attack.check_shape(Some(Shape::gray(30, 30))).unwrap_err().to_string();
         assert!(err.contains("`surrogate`") && err.contains("30x30"), "{err}");
     }
 }

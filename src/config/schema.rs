@@ -453,7 +453,7 @@ impl PretrainConfig {
         if let Some(attack) = &self.attack {
             attack
                 .validate()
-                .and_then(|_| shape.map_or(Ok(()), |s| attack.check_shape(s)))
+                .and_then(|_| attack.check_shape(shape))
                 .map_err(|e| crate::Error::invalid(e.to_string()).within("in `attack`"))?;
         }
         let held_out = self.early_stop.as_ref().map_or(0, |e| e.images);

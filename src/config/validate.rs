@@ -160,9 +160,7 @@ impl Labels<'_> {
     /// another configuration; `at` says where it was given.
     fn check(&mut self, at: &str, attack: &AttackConfig) -> crate::Result<()> {
         attack.validate().map_err(|e| e.within(at))?;
-        if let Some(shape) = self.shape {
-            attack.check_shape(shape).map_err(|e| e.within(at))?;
-        }
+        attack.check_shape(self.shape).map_err(|e| e.within(at))?;
         within_rules(self.rules, attack).map_err(|e| e.within(at))?;
         let label = attack.label();
         match self.seen.get(&label) {
@@ -226,7 +224,7 @@ fn check_defenders(
         }
         d.strategy
             .validate()
-            .and_then(|_| shape.map_or(Ok(()), |shape| d.strategy.check_shape(shape)))
+            .and_then(|_| d.strategy.check_shape(shape))
             .map_err(|e| e.within(&format!("{at}: `strategy`")))?;
         // The attacks a defense trains with are held to the rules too.
         for attack in d.strategy.training_attacks() {

@@ -179,8 +179,8 @@ mod tests {
         let last = ensemble.static_models.len() - 1;
         let defense = DefenseConfig::EnsembleAt(ensemble);
         defense.validate().expect("valid before the shape is known");
-        defense.check_shape(Shape::MNIST).expect("28x28 pools twice");
-        let err = defense.check_shape(Shape::gray(30, 30)).unwrap_err().to_string();
+        defense.check_shape(Some(Shape::MNIST)).expect("28x28 pools twice");
+        let err = defense.check_shape(Some(Shape::gray(30, 30))).unwrap_err().to_string();
         assert!(
             err.contains(&format!("`static_models[{last}]`")) && err.contains("30x30"),
             "{err}"

@@ -159,9 +159,10 @@ impl DefenseConfig {
         self.part().validate()
     }
 
-    /// See [`DefenseSpec::check_shape`].
-    pub fn check_shape(&self, shape: Shape) -> crate::Result<()> {
-        self.part().check_shape(shape)
+    /// See [`DefenseSpec::check_shape`]; with no shape (not known before
+    /// the data is loaded) there is nothing to check.
+    pub fn check_shape(&self, shape: Option<Shape>) -> crate::Result<()> {
+        shape.map_or(Ok(()), |shape| self.part().check_shape(shape))
     }
 }
 

@@ -359,7 +359,7 @@ impl ReproductionFile {
             for attack in &e.attacks {
                 attack
                     .validate()
-                    .and_then(|_| shape.map_or(Ok(()), |s| attack.check_shape(s)))
+                    .and_then(|_| attack.check_shape(shape))
                     .map_err(|err| Error::invalid(format!("evaluation {:?}: {err}", e.name)))?;
             }
             if e.on == Images::Train && self.eval > self.data.train {
@@ -416,11 +416,9 @@ impl ReproductionFile {
     /// Each model's recipe, or its `from` and defense; returns the names.
     fn validate_models(&self) -> Result<Vec<&str>> {
         let mut seen: Vec<&str> = Vec::new();
-        let shape = self.data.known_shape();
         // A defense's or an attack's own models (static models, a transfer
         // surrogate) are built for the dataset's images too.
-        let defense_fits = |d: &DefenseConfig| shape.map_or(Ok(()), |s| d.check_shape(s));
-        let attack_fits = |a: &AttackConfig| shape.map_or(Ok(()), |s| a.check_shape(s));
+        let shape = self.data.known_shape();
         for m in &self.models {
             let within = |e: Error| e.within(&format!("in model {:?}", m.name));
             if seen.contains(&m.name.as_str()) {
@@ -435,7 +433,10 @@ impl ReproductionFile {
                 (Some(model), None, None, Some(defense)) => {
                     model.refuse_weights("model").map_err(within)?;
                     model.validate(shape).map_err(within)?;
-                    defense.validate().and_then(|_| defense_fits(defense)).map_err(within)?;
+                    defense
+                        .validate()
+                        .and_then(|_| defense.check_shape(shape))
+                        .map_err(within)?;
                 }
                 (None, None, Some(from), Some(defense)) => {
                     if !seen.contains(&from.as_str()) {
@@ -443,7 +444,10 @@ impl ReproductionFile {
                             "`from` = {from:?} must name a model listed before it"
                         ))));
                     }
-                    defense.validate().and_then(|_| defense_fits(defense)).map_err(within)?;
+                    defense
+                        .validate()
+                        .and_then(|_| defense.check_shape(shape))
+                        .map_err(within)?;
                 }
                 _ => {
                     return Err(within(Error::invalid(
@@ -459,7 +463,7 @@ impl ReproductionFile {
                 round
                     .attack
                     .validate()
-                    .and_then(|_| attack_fits(&round.attack))
+                    .and_then(|_| round.attack.check_shape(shape))
                     .map_err(within)?;
                 if round.images == 0 || round.images > self.data.train {
                     return Err(within(Error::invalid(format!(
