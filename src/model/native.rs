@@ -267,19 +267,32 @@ fn two_mut(grads: &mut [Vec<f32>], p: usize) -> (&mut [f32], &mut [f32]) {
     (&mut a[p], &mut b[0])
 }
 
-/// `dst` (cols x rows) = the transpose of `m` (rows x cols), in tiles.
+/// `dst` (cols x rows) = the transpose of `m` (rows x cols). Bands of
+/// `TILE` destination rows run on the engine's threads; within a band each
+/// source row's run of `TILE` floats is read once and written down a column,
+/// so both sides stay within a few cache lines per row. It runs after every
+/// weight update that an attack follows (PGD training), and the tile loop
+/// it replaces took 10 ms for a 3136x1024 layer on one core.
 fn transpose_into(m: &[f32], rows: usize, cols: usize, dst: &mut Vec<f32>) {
-    const TILE: usize = 32;
+    const BAND: usize = 64;
+    const BLOCK: usize = 16;
     resize(dst, rows * cols);
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                for c in c0..(c0 + TILE).min(cols) {
-                    dst[c * rows + r] = m[r * cols + c];
+    if rows == 0 {
+        return;
+    }
+    kernels::for_chunks(dst, BAND * rows, |band, out| {
+        let first = band * BAND;
+        let width = out.len() / rows;
+        for r0 in (0..rows).step_by(BLOCK) {
+            let block = &m[r0 * cols..(r0 + BLOCK).min(rows) * cols];
+            for c in 0..width {
+                let column = &mut out[c * rows + r0..];
+                for (d, row) in column.iter_mut().zip(block.chunks_exact(cols)) {
+                    *d = row[first + c];
                 }
             }
         }
-    }
+    });
 }
 
 fn relu_in_place(x: &mut [f32]) {
@@ -349,12 +362,15 @@ impl Classifier for Native {
     fn train_step(&mut self, x: &[f32], loss: &dyn Loss, optimizer: &Optimizer) -> f32 {
         let batch = self.batch_of(x);
         let mut ws = std::mem::take(self.workspace.get_mut().unwrap_or_else(|e| e.into_inner()));
-        let losses = kernels::in_pool(|| self.run(x, loss, 1.0 / batch as f32, true, false, &mut ws));
-        let tensors = self.params.iter_mut().map(Vec::as_mut_slice);
-        optimizer.update(
-            &mut self.optimizer_state,
-            tensors.zip(ws.param_grads.iter().map(Vec::as_slice)),
-        );
+        let losses = kernels::in_pool(|| {
+            let losses = self.run(x, loss, 1.0 / batch as f32, true, false, &mut ws);
+            let tensors = self.params.iter_mut().map(Vec::as_mut_slice);
+            optimizer.update(
+                &mut self.optimizer_state,
+                tensors.zip(ws.param_grads.iter().map(Vec::as_slice)),
+            );
+            losses
+        });
         ws.transposed_valid = false;
         *self.workspace.get_mut().unwrap_or_else(|e| e.into_inner()) = ws;
         losses.iter().sum::<f32>() / batch as f32
@@ -566,6 +582,25 @@ mod tests {
             native.input_grad_into(input, &loss, &mut grad);
             assert_eq!(grad, native.input_grad(input, &loss).1);
         }
+    }
+
+    #[test]
+    fn transposes_match_the_definition_on_one_thread_and_two() {
+        let before = kernels::threads();
+        for (rows, cols) in [(3136, 300), (100, 130), (7, 5), (1, 64), (64, 1), (0, 3), (3, 0)] {
+            let m: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            for threads in [1, 2] {
+                kernels::set_threads(threads);
+                // A stale buffer of another length, as the workspace keeps.
+                let mut t = vec![-1.0; 17];
+                transpose_into(&m, rows, cols, &mut t);
+                assert_eq!(t.len(), rows * cols);
+                for (r, c) in (0..rows).flat_map(|r| (0..cols).map(move |c| (r, c))) {
+                    assert_eq!(t[c * rows + r], m[r * cols + c], "{rows}x{cols}, {threads} thread(s)");
+                }
+            }
+        }
+        kernels::set_threads(before);
     }
 
     #[test]

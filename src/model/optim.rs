@@ -180,35 +180,67 @@ impl Optimizer {
             }
             let first = &mut state.first[p];
             match c.kind {
-                OptimizerKind::Sgd if c.nesterov => {
-                    for ((w, v), g) in w.iter_mut().zip(first.iter_mut()).zip(g) {
+                OptimizerKind::Sgd if c.nesterov => elementwise(w, first, None, g, |w, v, _, g| {
+                    for ((w, v), g) in w.iter_mut().zip(v).zip(g) {
                         let g = g + c.weight_decay * *w;
                         *v = c.momentum * *v + g;
                         *w -= lr * (g + c.momentum * *v);
                     }
-                }
-                OptimizerKind::Sgd => {
-                    for ((w, v), g) in w.iter_mut().zip(first.iter_mut()).zip(g) {
+                }),
+                OptimizerKind::Sgd => elementwise(w, first, None, g, |w, v, _, g| {
+                    for ((w, v), g) in w.iter_mut().zip(v).zip(g) {
                         *v = c.momentum * *v + g + c.weight_decay * *w;
                         *w -= lr * *v;
                     }
-                }
+                }),
                 OptimizerKind::Adam | OptimizerKind::AdamW => {
                     let decoupled = c.kind == OptimizerKind::AdamW;
-                    let second = &mut state.second[p];
-                    for (((w, m), v), g) in w.iter_mut().zip(first.iter_mut()).zip(second.iter_mut()).zip(g) {
-                        let g = if decoupled { *g } else { g + c.weight_decay * *w };
-                        if decoupled {
-                            *w -= lr * c.weight_decay * *w;
+                    elementwise(w, first, Some(&mut state.second[p]), g, |w, m, v, g| {
+                        for (((w, m), v), g) in w.iter_mut().zip(m).zip(v).zip(g) {
+                            let g = if decoupled { *g } else { g + c.weight_decay * *w };
+                            if decoupled {
+                                *w -= lr * c.weight_decay * *w;
+                            }
+                            *m = beta1 * *m + (1.0 - beta1) * g;
+                            *v = beta2 * *v + (1.0 - beta2) * g * g;
+                            let (m_hat, v_hat) = (*m / correction1, *v / correction2);
+                            *w -= lr * m_hat / (v_hat.sqrt() + c.eps);
                         }
-                        *m = beta1 * *m + (1.0 - beta1) * g;
-                        *v = beta2 * *v + (1.0 - beta2) * g * g;
-                        let (m_hat, v_hat) = (*m / correction1, *v / correction2);
-                        *w -= lr * m_hat / (v_hat.sqrt() + c.eps);
-                    }
+                    })
                 }
             }
         }
+    }
+}
+
+/// Elements per parallel task of an update.
+const UPDATE_CHUNK: usize = 1 << 14;
+
+/// `rule(weights, first, second, gradient)` over matching chunks of one
+/// tensor (`second` is empty where the rule keeps no second buffer), on the
+/// engine's threads when the tensor is large. An update is elementwise, so
+/// the split changes no bits; a dense layer of millions of weights is
+/// otherwise a few milliseconds on one core while the other waits.
+fn elementwise<F>(w: &mut [f32], first: &mut [f32], second: Option<&mut [f32]>, g: &[f32], rule: F)
+where
+    F: Fn(&mut [f32], &mut [f32], &mut [f32], &[f32]) + Send + Sync,
+{
+    use rayon::prelude::*;
+    let parallel = crate::model::kernels::threads() > 1 && w.len() >= 2 * UPDATE_CHUNK;
+    match (second, parallel) {
+        (None, false) => rule(w, first, &mut [], g),
+        (Some(second), false) => rule(w, first, second, g),
+        (None, true) => w
+            .par_chunks_mut(UPDATE_CHUNK)
+            .zip(first.par_chunks_mut(UPDATE_CHUNK))
+            .zip(g.par_chunks(UPDATE_CHUNK))
+            .for_each(|((w, a), g)| rule(w, a, &mut [], g)),
+        (Some(second), true) => w
+            .par_chunks_mut(UPDATE_CHUNK)
+            .zip(first.par_chunks_mut(UPDATE_CHUNK))
+            .zip(second.par_chunks_mut(UPDATE_CHUNK))
+            .zip(g.par_chunks(UPDATE_CHUNK))
+            .for_each(|(((w, a), b), g)| rule(w, a, b, g)),
     }
 }
 
@@ -492,6 +524,37 @@ mod tests {
     /// One update of a single-tensor "model" whose gradient is `g`.
     fn step(opt: &Optimizer, state: &mut OptimizerState, w: &mut [f32], g: &[f32]) {
         opt.update(state, std::iter::once((w, g)));
+    }
+
+    #[test]
+    fn an_update_split_over_threads_gives_the_bits_of_one_thread() {
+        use crate::model::kernels::{set_threads, threads};
+        // Over two chunks and a ragged end, so that two threads split it.
+        let n = 2 * UPDATE_CHUNK + 123;
+        let g: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+        let before = threads();
+        for text in [
+            "optimizer = { lr = 0.05, momentum = 0.9, weight_decay = 0.001 }",
+            "optimizer = { lr = 0.05, momentum = 0.9, nesterov = true, weight_decay = 0.001 }",
+            "optimizer = { kind = \"adam\", lr = 1e-3, weight_decay = 0.001 }",
+            "optimizer = { kind = \"adamw\", lr = 1e-3, weight_decay = 0.01 }",
+        ] {
+            let opt = Optimizer::constant(parse(text).unwrap());
+            let runs: Vec<_> = [1, 2]
+                .into_iter()
+                .map(|t| {
+                    set_threads(t);
+                    let (mut state, mut w) = (OptimizerState::default(), vec![0.5; n]);
+                    for _ in 0..3 {
+                        step(&opt, &mut state, &mut w, &g);
+                    }
+                    (w, state)
+                })
+                .collect();
+            assert_ne!(runs[0].0, vec![0.5; n], "{text}: nothing was updated");
+            assert_eq!(runs[0], runs[1], "{text}");
+        }
+        set_threads(before);
     }
 
     #[test]
