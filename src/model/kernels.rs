@@ -20,6 +20,20 @@ pub fn threads() -> usize {
     THREADS.load(Ordering::Relaxed)
 }
 
+/// `f` with `threads` threads, then the count before. Tests that set the
+/// count take turns through one lock, so that each runs the path it names
+/// (the count is one per process, and tests run side by side).
+#[cfg(test)]
+pub(crate) fn with_threads<R>(threads: usize, f: impl FnOnce() -> R) -> R {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let before = self::threads();
+    set_threads(threads);
+    let result = f();
+    set_threads(before);
+    result
+}
+
 /// Products smaller than this many multiply-adds run on one thread: waking
 /// another costs more than it saves.
 const PARALLEL_MIN_MACS: usize = 1 << 21;
@@ -221,12 +235,8 @@ mod tests {
         let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
         let mut one = vec![0.0; m * n];
         let mut two = vec![0.0; m * n];
-        let before = threads();
-        set_threads(1);
-        matmul(&mut one, View::new(&a, m, k), View::new(&b, k, n), false);
-        set_threads(2);
-        matmul(&mut two, View::new(&a, m, k), View::new(&b, k, n), false);
-        set_threads(before);
+        with_threads(1, || matmul(&mut one, View::new(&a, m, k), View::new(&b, k, n), false));
+        with_threads(2, || matmul(&mut two, View::new(&a, m, k), View::new(&b, k, n), false));
         assert_eq!(one, two);
     }
 }

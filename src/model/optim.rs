@@ -226,16 +226,16 @@ where
     F: Fn(&mut [f32], &mut [f32], &mut [f32], &[f32]) + Send + Sync,
 {
     use rayon::prelude::*;
-    let parallel = crate::model::kernels::threads() > 1 && w.len() >= 2 * UPDATE_CHUNK;
-    match (second, parallel) {
-        (None, false) => rule(w, first, &mut [], g),
-        (Some(second), false) => rule(w, first, second, g),
-        (None, true) => w
+    if crate::model::kernels::threads() < 2 || w.len() < 2 * UPDATE_CHUNK {
+        return rule(w, first, second.unwrap_or(&mut []), g);
+    }
+    match second {
+        None => w
             .par_chunks_mut(UPDATE_CHUNK)
             .zip(first.par_chunks_mut(UPDATE_CHUNK))
             .zip(g.par_chunks(UPDATE_CHUNK))
             .for_each(|((w, a), g)| rule(w, a, &mut [], g)),
-        (Some(second), true) => w
+        Some(second) => w
             .par_chunks_mut(UPDATE_CHUNK)
             .zip(first.par_chunks_mut(UPDATE_CHUNK))
             .zip(second.par_chunks_mut(UPDATE_CHUNK))
@@ -528,11 +528,10 @@ mod tests {
 
     #[test]
     fn an_update_split_over_threads_gives_the_bits_of_one_thread() {
-        use crate::model::kernels::{set_threads, threads};
+        use crate::model::kernels::with_threads;
         // Over two chunks and a ragged end, so that two threads split it.
         let n = 2 * UPDATE_CHUNK + 123;
         let g: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
-        let before = threads();
         for text in [
             "optimizer = { lr = 0.05, momentum = 0.9, weight_decay = 0.001 }",
             "optimizer = { lr = 0.05, momentum = 0.9, nesterov = true, weight_decay = 0.001 }",
@@ -543,18 +542,18 @@ mod tests {
             let runs: Vec<_> = [1, 2]
                 .into_iter()
                 .map(|t| {
-                    set_threads(t);
-                    let (mut state, mut w) = (OptimizerState::default(), vec![0.5; n]);
-                    for _ in 0..3 {
-                        step(&opt, &mut state, &mut w, &g);
-                    }
-                    (w, state)
+                    with_threads(t, || {
+                        let (mut state, mut w) = (OptimizerState::default(), vec![0.5; n]);
+                        for _ in 0..3 {
+                            step(&opt, &mut state, &mut w, &g);
+                        }
+                        (w, state)
+                    })
                 })
                 .collect();
             assert_ne!(runs[0].0, vec![0.5; n], "{text}: nothing was updated");
             assert_eq!(runs[0], runs[1], "{text}");
         }
-        set_threads(before);
     }
 
     #[test]

@@ -62,8 +62,11 @@ pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepare
     let io = |what: &Path| Error::io(format!("writing {}", what.display()));
     let (previous, lock) = if options.resume {
         let lock = RunLock::take(&options.out)?;
-        let weights = (&file.model, weights_fingerprint.as_deref());
-        (resume(options, &first_dataset, weights, &files, file.rounds)?, lock)
+        let weights_now = weights_fingerprint.as_deref();
+        (
+            resume(options, &first_dataset, &file.model, weights_now, &files, file.rounds)?,
+            lock,
+        )
     } else {
         let lock = prepare_output(&options.out, options.force)?;
         let fresh = Previous {
@@ -96,7 +99,8 @@ pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepare
 fn resume(
     options: &RunOptions,
     first_dataset: &Dataset,
-    (model, weights_now): (&ModelConfig, Option<&str>),
+    model: &ModelConfig,
+    weights_now: Option<&str>,
     files: &RunFiles,
     rounds: usize,
 ) -> Result<Previous> {
