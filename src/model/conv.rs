@@ -20,6 +20,7 @@
 
 use std::cell::RefCell;
 
+use super::direct::{pad, padded_len, Direct};
 use super::kernels::{broadcast_rows, for_chunks, matmul_serial, View};
 
 /// A convolution layer's shape: `h x w` pixels, `cin` channels in, `cout`
@@ -34,20 +35,20 @@ pub struct Geometry {
 }
 
 impl Geometry {
-    fn pixels(&self) -> usize {
+    pub(crate) fn pixels(&self) -> usize {
         self.h * self.w
     }
 
-    fn taps(&self) -> usize {
+    pub(crate) fn taps(&self) -> usize {
         self.k * self.k
     }
 
     /// Inputs per output pixel: the rows of the weight matrix.
-    fn patch(&self) -> usize {
+    pub(crate) fn patch(&self) -> usize {
         self.taps() * self.cin
     }
 
-    fn pad(&self) -> usize {
+    pub(crate) fn pad(&self) -> usize {
         self.k / 2
     }
 
@@ -200,10 +201,21 @@ fn im2col<'a>(image: &[f32], columns: &'a mut [f32], g: Geometry) -> View<'a> {
 /// `output = conv(input, weights) + bias` for a batch; `weights` is
 /// `(k, k, cin, cout)`, row-major.
 pub fn forward(input: &[f32], weights: &[f32], bias: &[f32], output: &mut [f32], g: Geometry) {
+    forward_with(input, weights, bias, output, g, Direct::for_forward(g));
+}
+
+/// [`forward`] with the direct kernels of `direct`, or from im2col columns.
+fn forward_with(input: &[f32], weights: &[f32], bias: &[f32], output: &mut [f32], g: Geometry, direct: Option<Direct>) {
     let (pixels, cin, cout) = (g.pixels(), g.cin, g.cout);
     let w = View::new(weights, g.patch(), cout);
     for_chunks(output, pixels * cout, |b, out| {
         let image = &input[b * pixels * cin..(b + 1) * pixels * cin];
+        if let Some(direct) = direct {
+            return with_scratch(padded_len(g), |padded| {
+                pad(image, padded, g);
+                direct.forward(padded, weights, bias, out, g);
+            });
+        }
         // The bias is set image by image, so that the multiply finds it in cache.
         broadcast_rows(out, bias);
         with_scratch(pixels * g.patch(), |columns| {
@@ -242,6 +254,18 @@ const WEIGHT_GRAD_SLOTS: usize = 8;
 /// `grad_weights = d loss / d weights`, summed over the batch;
 /// `slots` is a buffer kept across calls.
 pub fn weight_grad(input: &[f32], grad_out: &[f32], grad_weights: &mut [f32], slots: &mut Vec<f32>, g: Geometry) {
+    weight_grad_with(input, grad_out, grad_weights, slots, g, Direct::for_weight_grad(g));
+}
+
+/// [`weight_grad`] with the direct kernels of `direct`, or from im2col columns.
+fn weight_grad_with(
+    input: &[f32],
+    grad_out: &[f32],
+    grad_weights: &mut [f32],
+    slots: &mut Vec<f32>,
+    g: Geometry,
+    direct: Option<Direct>,
+) {
     let (pixels, cin, cout, patch) = (g.pixels(), g.cin, g.cout, g.patch());
     let batch = grad_out.len() / (pixels * cout);
     if batch == 0 {
@@ -250,12 +274,23 @@ pub fn weight_grad(input: &[f32], grad_out: &[f32], grad_weights: &mut [f32], sl
     }
     let count = WEIGHT_GRAD_SLOTS.min(batch);
     slots.resize(count * patch * cout, 0.0);
+    let scratch = if direct.is_some() {
+        padded_len(g)
+    } else {
+        pixels * patch
+    };
     for_chunks(slots, patch * cout, |s, slot| {
-        with_scratch(pixels * patch, |columns| {
+        with_scratch(scratch, |scratch| {
             for (n, b) in (s..batch).step_by(count).enumerate() {
                 let image = &input[b * pixels * cin..(b + 1) * pixels * cin];
-                let grad = View::new(&grad_out[b * pixels * cout..(b + 1) * pixels * cout], pixels, cout);
-                matmul_serial(slot, im2col(image, columns, g).t(), grad, n > 0);
+                let grad = &grad_out[b * pixels * cout..(b + 1) * pixels * cout];
+                if let Some(direct) = direct {
+                    pad(image, scratch, g);
+                    direct.weight_grad(scratch, grad, slot, n > 0, g);
+                } else {
+                    let grad = View::new(grad, pixels, cout);
+                    matmul_serial(slot, im2col(image, scratch, g).t(), grad, n > 0);
+                }
             }
         });
     });
@@ -437,6 +472,53 @@ mod tests {
             let lhs: f32 = columns.iter().zip(&c).map(|(a, b)| a * b).sum();
             let rhs: f32 = image.iter().zip(&back).map(|(a, b)| a * b).sum();
             assert!((lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0), "adjoint {lhs} vs {rhs}");
+        }
+    }
+
+    /// The direct kernels of every instruction set this CPU runs give the
+    /// bits of the im2col path, in the forward pass and the weight
+    /// gradient (stored and accumulated), at shapes with ragged tiles,
+    /// images smaller than the kernel, and inputs that are half zeros (as
+    /// after a ReLU).
+    #[test]
+    fn direct_kernels_give_the_bits_of_im2col_and_gemm() {
+        for (h, w, cin, cout, k) in [
+            (14, 14, 16, 32, 5),
+            (28, 28, 1, 16, 5),
+            (6, 5, 16, 16, 5),
+            (7, 9, 3, 24, 3),
+            (2, 3, 2, 32, 5),
+            (5, 13, 7, 48, 5),
+            (4, 4, 13, 8, 3),
+        ] {
+            let g = Geometry { h, w, cin, cout, k };
+            let batch = 10;
+            let x: Vec<f32> = pseudo_random(batch * h * w * cin, 1.0)
+                .iter()
+                .map(|v| v.max(0.0))
+                .collect();
+            let weights = pseudo_random(g.patch() * cout, 2.0);
+            let bias = pseudo_random(cout, 3.0);
+            let grad_out = pseudo_random(batch * h * w * cout, 4.0);
+            let mut expected = vec![f32::NAN; batch * h * w * cout];
+            forward_with(&x, &weights, &bias, &mut expected, g, None);
+            let mut expected_grad = vec![f32::NAN; g.patch() * cout];
+            weight_grad_with(&x, &grad_out, &mut expected_grad, &mut vec![], g, None);
+            for isa in Direct::available().into_iter().filter(|isa| cout.is_multiple_of(isa.lanes())) {
+                let mut out = vec![f32::NAN; expected.len()];
+                forward_with(&x, &weights, &bias, &mut out, g, Some(isa));
+                assert!(out == expected, "{isa:?} forward, {:?}", (h, w, cin, cout, k));
+                // Below 8 channels the weight gradient keeps gemm for speed, not bits.
+                if g.pixels() <= 512 {
+                    let mut grad = vec![f32::NAN; expected_grad.len()];
+                    weight_grad_with(&x, &grad_out, &mut grad, &mut vec![], g, Some(isa));
+                    assert!(
+                        grad == expected_grad,
+                        "{isa:?} weight gradient, {:?}",
+                        (h, w, cin, cout, k)
+                    );
+                }
+            }
         }
     }
 

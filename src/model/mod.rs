@@ -8,6 +8,7 @@
 pub mod arch;
 pub mod cache;
 pub(crate) mod conv;
+mod direct;
 pub mod kernels;
 pub mod loss;
 pub mod metrics;
