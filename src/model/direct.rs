@@ -6,13 +6,15 @@
 //! layer's forward pass on the Xeon; the padded image is 20 KB and stays in
 //! L1. Every output is what `gemm` 0.19 computes from the columns, bit for
 //! bit, because both compute it the same way: gemm sums a dot product of
-//! up to 512 terms (its depth block `kc` is never below 512) in one chain
-//! of fused multiply-adds from zero, in the order of the columns, then adds
-//! the chain to the destination once. These kernels run the same chain in
-//! the same order, and read the same zeros at the borders. Longer dot
-//! products, shapes whose channels do not fill whole vectors, and CPUs
-//! without FMA keep the im2col path ([`Direct::for_forward`] and
-//! [`Direct::for_weight_grad`] return `None`).
+//! up to 512 terms in one chain of fused multiply-adds from zero, in the
+//! order of the columns (its depth block `kc` is all of `k` whenever
+//! `k <= 512`), then adds the chain to the destination once. These
+//! kernels run the same chain in the same order, and read the same zeros
+//! at the borders. Longer dot products, shapes whose channels do not fill
+//! whole vectors, and CPUs without AVX2 and FMA keep the im2col path
+//! ([`Direct::for_forward`] and [`Direct::for_weight_grad`] return `None`).
+// Off x86_64 no kernel exists, and the helpers they share go unused.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_macros))]
 
 use super::conv::Geometry;
 
@@ -28,43 +30,56 @@ pub(crate) enum Direct {
 }
 
 impl Direct {
-    /// The instruction sets this CPU runs, widest first.
-    pub(crate) fn available() -> Vec<Direct> {
-        let mut found = Vec::new();
+    /// Whether this CPU runs the set (a cached check, cheap per call).
+    fn supported(self) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                found.push(Direct::Avx512);
-            }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                found.push(Direct::Avx2);
+            match self {
+                Direct::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+                Direct::Avx2 => {
+                    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+                }
             }
         }
-        found
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// The instruction sets this CPU runs, widest first.
+    pub(crate) fn available() -> impl Iterator<Item = Direct> {
+        [Direct::Avx512, Direct::Avx2].into_iter().filter(|isa| isa.supported())
     }
 
     /// The kernels for [`super::conv::forward`] at `g`: the widest set
     /// whose vectors hold `cout` channels exactly, where it gives gemm's
-    /// bits (a dot product over a patch of at most [`MAX_CHAIN`] terms).
+    /// bits (dot products over the patch, one per pixel and channel).
     pub(crate) fn for_forward(g: Geometry) -> Option<Direct> {
-        Direct::choose(g, g.patch())
+        Direct::choose(g, g.patch(), g.pixels())
     }
 
     /// The kernels for [`super::conv::weight_grad`] at `g` (dot products
-    /// over the pixels), with at least 8 input channels: a weight tile
-    /// spans input channels, and with fewer its few accumulators leave
-    /// the FMA units waiting (twice gemm's time with one channel).
+    /// over the pixels, one per weight), with at least 8 input channels:
+    /// a weight tile spans input channels, and with fewer its few
+    /// accumulators leave the FMA units waiting (twice gemm's time with
+    /// one channel). The kernels give the bits with any count.
     pub(crate) fn for_weight_grad(g: Geometry) -> Option<Direct> {
-        Direct::choose(g, g.pixels()).filter(|_| g.cin >= 8)
+        Direct::choose(g, g.pixels(), g.patch()).filter(|_| g.cin >= 8)
     }
 
-    /// gemm takes other routes below 3 terms, above [`MAX_CHAIN`], and
-    /// for a single pixel or output channel.
-    fn choose(g: Geometry, chain: usize) -> Option<Direct> {
-        if !(3..=MAX_CHAIN).contains(&chain) || g.pixels() < 2 || g.cout < 2 {
+    /// The set for dot products of `chain` terms giving a `rows x cout`
+    /// result, where gemm sums each in one chain. `conv` hands gemm that
+    /// result row-major (`kernels::matmul`), so gemm transposes the
+    /// problem to `cout x rows` with the channels' stride in the left
+    /// operand, which rules out its horizontal kernels; below 3 terms it
+    /// takes another route (`gevv`), and for a single row or channel it
+    /// multiplies a vector (`gemv`); past [`MAX_CHAIN`] it splits the chain.
+    fn choose(g: Geometry, chain: usize, rows: usize) -> Option<Direct> {
+        if !(3..=MAX_CHAIN).contains(&chain) || rows < 2 || g.cout < 2 {
             return None;
         }
-        Direct::available().into_iter().find(|isa| g.cout.is_multiple_of(isa.lanes()))
+        Direct::available().find(|isa| g.cout.is_multiple_of(isa.lanes()))
     }
 
     pub(crate) fn lanes(self) -> usize {
@@ -77,12 +92,12 @@ impl Direct {
     /// `out = conv(image) + bias` for one image, from `padded`
     /// ([`pad`]ded image), as `forward` computes it from im2col columns.
     pub(crate) fn forward(self, padded: &[f32], weights: &[f32], bias: &[f32], out: &mut [f32], g: Geometry) {
-        let padded_len = (g.h + 2 * g.pad()) * (g.w + 2 * g.pad()) * g.cin;
-        assert!(padded.len() >= padded_len && weights.len() >= g.patch() * g.cout);
+        assert!(self.supported(), "{self:?} kernels on a CPU without them");
+        assert!(padded.len() >= padded_len(g) && weights.len() >= g.patch() * g.cout);
         assert!(bias.len() >= g.cout && out.len() >= g.pixels() * g.cout);
         assert!(g.cout.is_multiple_of(self.lanes()));
-        // SAFETY: the CPU has the instruction set (`choose` found it), and
-        // the kernels read and write only inside the lengths asserted above.
+        // SAFETY: the CPU has the instruction set, and the kernels read
+        // and write only inside the lengths asserted above.
         #[cfg(target_arch = "x86_64")]
         unsafe {
             match self {
@@ -95,8 +110,8 @@ impl Direct {
     /// `slot = columns(image)^T · grad`, or `slot +=` it with `accumulate`:
     /// one image's weight gradient, as `weight_grad` computes it.
     pub(crate) fn weight_grad(self, padded: &[f32], grad: &[f32], slot: &mut [f32], accumulate: bool, g: Geometry) {
-        let padded_len = (g.h + 2 * g.pad()) * (g.w + 2 * g.pad()) * g.cin;
-        assert!(padded.len() >= padded_len && grad.len() >= g.pixels() * g.cout);
+        assert!(self.supported(), "{self:?} kernels on a CPU without them");
+        assert!(padded.len() >= padded_len(g) && grad.len() >= g.pixels() * g.cout);
         assert!(slot.len() >= g.patch() * g.cout);
         assert!(g.cout.is_multiple_of(self.lanes()));
         // SAFETY: as in `forward`.
@@ -126,31 +141,34 @@ pub(crate) fn pad(image: &[f32], padded: &mut [f32], g: Geometry) {
     }
 }
 
-/// The width of tiles, at most `max`, that cover `n` in as few tiles of
-/// as even a width as can be: a narrow last tile would have too few
-/// accumulators to keep the FMA units busy (14 pixels: 7 and 7, not 12 and 2).
-fn even_tiles(n: usize, max: usize) -> usize {
-    n.div_ceil(n.div_ceil(max).max(1)).max(1)
+/// `(start, width)` of the tiles, each at most `max` wide, that cover
+/// `0..n` in as few tiles of as even widths as can be: a narrow last tile
+/// would have too few accumulators to keep the FMA units busy (14 pixels:
+/// 7 and 7, not 12 and 2; 32 channels by 6: 6, 6, 5, 5, 5, 5).
+fn even_tiles(n: usize, max: usize) -> impl Iterator<Item = (usize, usize)> {
+    let count = n.div_ceil(max.max(1));
+    let (base, wider) = (n.checked_div(count).unwrap_or(0), n.checked_rem(count).unwrap_or(0));
+    (0..count).map(move |i| (i * base + i.min(wider), base + usize::from(i < wider)))
 }
 
-/// `$body!(P)` for the `P` in 1..=12 equal to `$p`: the tile widths, as
-/// constants so that a tile's accumulators live in registers.
-macro_rules! by_width {
-    ($p:expr, $body:ident) => {
+/// `$f::<P, V>(args)` for the tile width `P` (1 to 12) equal to `$p` and
+/// the vectors per tile `V` (4, 2 or 1) equal to `$v`: constants, so that
+/// a tile's accumulators live in registers.
+macro_rules! dispatch {
+    ($f:ident, $p:expr, $v:expr, $args:tt) => {
+        dispatch!(@width $f, $p, $v, $args, [1 2 3 4 5 6 7 8 9 10 11 12])
+    };
+    (@width $f:ident, $p:expr, $v:expr, $args:tt, [$($n:literal)*]) => {
         match $p {
-            1 => $body!(1),
-            2 => $body!(2),
-            3 => $body!(3),
-            4 => $body!(4),
-            5 => $body!(5),
-            6 => $body!(6),
-            7 => $body!(7),
-            8 => $body!(8),
-            9 => $body!(9),
-            10 => $body!(10),
-            11 => $body!(11),
-            12 => $body!(12),
+            $($n => dispatch!(@vectors $f, $n, $v, $args),)*
             _ => unreachable!("tiles are 1 to 12 wide"),
+        }
+    };
+    (@vectors $f:ident, $n:literal, $v:expr, ($($arg:expr),*)) => {
+        match $v {
+            4 => $f::<$n, 4>($($arg),*),
+            2 => $f::<$n, 2>($($arg),*),
+            _ => $f::<$n, 1>($($arg),*),
         }
     };
 }
@@ -169,8 +187,9 @@ macro_rules! kernels {
 
             const LANES: usize = $lanes;
 
-            /// Vectors of output channels per tile (2 where they pair up)
-            /// and the widest tile that keeps its accumulators in registers.
+            /// Vectors of channels per tile (4, 2 or 1: the most that
+            /// divide the channels, 4 only with AVX-512's 32 registers) and
+            /// the widest tile that keeps its accumulators in registers.
             fn tile_shape(cout: usize) -> (usize, usize) {
                 if (cout / LANES) % 4 == 0 && $max_tile >= 24 {
                     (4, $max_tile / 4)
@@ -193,7 +212,7 @@ macro_rules! kernels {
                 g: Geometry,
                 (y, x0, j0): (usize, usize, usize),
             ) {
-                let (cin, cout, padded_w) = (g.cin, g.cout, g.w + 2 * (g.k / 2));
+                let (cin, cout, padded_w) = (g.cin, g.cout, g.w + 2 * g.pad());
                 let mut acc = [[$zero(); V]; P];
                 for ky in 0..g.k {
                     for kx in 0..g.k {
@@ -234,23 +253,10 @@ macro_rules! kernels {
             ) {
                 let (v, max_p) = tile_shape(g.cout);
                 let (padded, weights, bias, out) = (padded.as_ptr(), weights.as_ptr(), bias.as_ptr(), out.as_mut_ptr());
-                let width = even_tiles(g.w, max_p);
                 for j0 in (0..g.cout).step_by(v * LANES) {
                     for y in 0..g.h {
-                        let mut x0 = 0;
-                        while x0 < g.w {
-                            let p = width.min(g.w - x0);
-                            macro_rules! tile {
-                                ($p:literal) => {
-                                    match v {
-                                        4 => forward_tile::<$p, 4>(padded, weights, bias, out, g, (y, x0, j0)),
-                                        2 => forward_tile::<$p, 2>(padded, weights, bias, out, g, (y, x0, j0)),
-                                        _ => forward_tile::<$p, 1>(padded, weights, bias, out, g, (y, x0, j0)),
-                                    }
-                                };
-                            }
-                            by_width!(p, tile);
-                            x0 += p;
+                        for (x0, p) in even_tiles(g.w, max_p) {
+                            dispatch!(forward_tile, p, v, (padded, weights, bias, out, g, (y, x0, j0)));
                         }
                     }
                 }
@@ -268,7 +274,7 @@ macro_rules! kernels {
                 g: Geometry,
                 (ky, kx, c0, j0): (usize, usize, usize, usize),
             ) {
-                let (cin, cout, padded_w) = (g.cin, g.cout, g.w + 2 * (g.k / 2));
+                let (cin, cout, padded_w) = (g.cin, g.cout, g.w + 2 * g.pad());
                 let mut acc = [[$zero(); V]; P];
                 for y in 0..g.h {
                     let input_row = padded.add(((y + ky) * padded_w + kx) * cin + c0);
@@ -305,46 +311,17 @@ macro_rules! kernels {
                 g: Geometry,
             ) {
                 let (v, max_p) = tile_shape(g.cout);
-                let width = even_tiles(g.cin, max_p);
                 let (padded, grad, slot) = (padded.as_ptr(), grad.as_ptr(), slot.as_mut_ptr());
                 for j0 in (0..g.cout).step_by(v * LANES) {
                     for ky in 0..g.k {
                         for kx in 0..g.k {
-                            let mut c0 = 0;
-                            while c0 < g.cin {
-                                let p = width.min(g.cin - c0);
-                                macro_rules! tile {
-                                    ($p:literal) => {
-                                        match v {
-                                            4 => weight_tile::<$p, 4>(
-                                                padded,
-                                                grad,
-                                                slot,
-                                                accumulate,
-                                                g,
-                                                (ky, kx, c0, j0),
-                                            ),
-                                            2 => weight_tile::<$p, 2>(
-                                                padded,
-                                                grad,
-                                                slot,
-                                                accumulate,
-                                                g,
-                                                (ky, kx, c0, j0),
-                                            ),
-                                            _ => weight_tile::<$p, 1>(
-                                                padded,
-                                                grad,
-                                                slot,
-                                                accumulate,
-                                                g,
-                                                (ky, kx, c0, j0),
-                                            ),
-                                        }
-                                    };
-                                }
-                                by_width!(p, tile);
-                                c0 += p;
+                            for (c0, p) in even_tiles(g.cin, max_p) {
+                                dispatch!(
+                                    weight_tile,
+                                    p,
+                                    v,
+                                    (padded, grad, slot, accumulate, g, (ky, kx, c0, j0))
+                                );
                             }
                         }
                     }
@@ -385,12 +362,22 @@ mod tests {
 
     #[test]
     fn tiles_are_as_even_as_can_be() {
-        assert_eq!(even_tiles(14, 12), 7);
-        assert_eq!(even_tiles(28, 12), 10);
-        assert_eq!(even_tiles(12, 12), 12);
-        assert_eq!(even_tiles(16, 6), 6);
-        assert_eq!(even_tiles(1, 12), 1);
-        assert_eq!(even_tiles(0, 12), 1);
+        let widths = |n, max| even_tiles(n, max).map(|(_, width)| width).collect::<Vec<_>>();
+        assert_eq!(widths(14, 12), [7, 7]);
+        assert_eq!(widths(28, 12), [10, 9, 9]);
+        assert_eq!(widths(32, 6), [6, 6, 5, 5, 5, 5]);
+        assert_eq!(widths(12, 12), [12]);
+        assert_eq!(widths(1, 12), [1]);
+        assert!(widths(0, 12).is_empty());
+        // The tiles cover 0..n in order, without gaps.
+        for (n, max) in [(31, 6), (28, 12), (5, 1)] {
+            let mut next = 0;
+            for (start, width) in even_tiles(n, max) {
+                assert!(start == next && (1..=max).contains(&width));
+                next = start + width;
+            }
+            assert_eq!(next, n);
+        }
     }
 
     #[test]
@@ -417,7 +404,7 @@ mod tests {
     /// gemm's bits and are faster, and keep gemm elsewhere.
     #[test]
     fn kernels_are_chosen_only_where_they_keep_the_bits_and_pay() {
-        let widest = Direct::available().first().copied();
+        let widest = Direct::available().next();
         let conv = |h, cin, cout| Geometry {
             h,
             w: h,
@@ -425,10 +412,13 @@ mod tests {
             cout,
             k: 5,
         };
-        // The small CNN's layers: 25- and 400-term patches, 196 pixels.
+        // The small CNN's forward layers (25- and 400-term patches) and
+        // second weight gradient (196 pixels).
         assert_eq!(Direct::for_forward(conv(28, 1, 16)), widest);
         assert_eq!(Direct::for_forward(conv(14, 16, 32)), widest);
         assert_eq!(Direct::for_weight_grad(conv(14, 16, 32)), widest);
+        // The Madry CNN's second weight gradient: 4 vectors of 16 channels with AVX-512.
+        assert_eq!(Direct::for_weight_grad(conv(14, 32, 64)), widest);
         // 784 pixels and 800-term patches are longer than one chain.
         assert_eq!(Direct::for_weight_grad(conv(28, 1, 16)), None);
         assert_eq!(Direct::for_forward(conv(14, 32, 64)), None);
