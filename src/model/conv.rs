@@ -420,6 +420,7 @@ fn route_window(pooled: &[f32], grad: &[f32], x: [&[f32]; 4], d: [&mut [f32]; 4]
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::direct::one_chain;
     use crate::model::net::naive_conv2d;
 
     fn pseudo_random(n: usize, seed: f32) -> Vec<f32> {
@@ -519,16 +520,15 @@ mod tests {
             weight_grad_with(&x, &grad_out, &mut expected_grad, &mut vec![], g, None);
             let label = (h, w, cin, cout, k);
             for isa in Direct::available().filter(|isa| cout.is_multiple_of(isa.lanes())) {
-                // Past 512 terms gemm splits a chain, and below 3 terms or
-                // for a single row it takes other routes: only inside those
-                // bounds must the bits agree. The weight gradient is tested
-                // below 8 input channels too, where it is not chosen (speed).
-                if (3..=512).contains(&g.patch()) && g.pixels() >= 2 {
+                // Only where gemm sums in one chain must the bits agree. The
+                // weight gradient is tested below 8 input channels too,
+                // where it is not chosen (speed).
+                if one_chain(g.patch(), g.pixels()) {
                     let mut out = vec![f32::NAN; expected.len()];
                     forward_with(&x, &weights, &bias, &mut out, g, Some(isa));
                     assert!(out == expected, "{isa:?} forward, {label:?}");
                 }
-                if (3..=512).contains(&g.pixels()) && g.patch() >= 2 {
+                if one_chain(g.pixels(), g.patch()) {
                     let mut grad = vec![f32::NAN; expected_grad.len()];
                     weight_grad_with(&x, &grad_out, &mut grad, &mut vec![], g, Some(isa));
                     assert!(grad == expected_grad, "{isa:?} weight gradient, {label:?}");

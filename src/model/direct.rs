@@ -76,7 +76,7 @@ impl Direct {
     /// takes another route (`gevv`), and for a single row or channel it
     /// multiplies a vector (`gemv`); past [`MAX_CHAIN`] it splits the chain.
     fn choose(g: Geometry, chain: usize, rows: usize) -> Option<Direct> {
-        if !(3..=MAX_CHAIN).contains(&chain) || rows < 2 || g.cout < 2 {
+        if !one_chain(chain, rows) || g.cout < 2 {
             return None;
         }
         Direct::available().find(|isa| g.cout.is_multiple_of(isa.lanes()))
@@ -123,6 +123,12 @@ impl Direct {
             }
         }
     }
+}
+
+/// Whether gemm sums each of a `rows x cout` result's dot products of
+/// `chain` terms in one chain (for `cout >= 2`; [`Direct::choose`] says why).
+pub(crate) fn one_chain(chain: usize, rows: usize) -> bool {
+    (3..=MAX_CHAIN).contains(&chain) && rows >= 2
 }
 
 /// The length of an image of `g` with `k / 2` zeros on every side.
