@@ -305,6 +305,33 @@ fn bench_writes_the_keys_compare_reads() {
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&one).unwrap()).unwrap();
     assert!(report["mlp_pgd_step"]["median_s"].as_f64().unwrap() > 0.0);
     assert!(report.get("mlp_train_step").is_none() && report.get("tournament_default").is_none());
+    // Without the direct convolution kernels, as the report says; a kernel
+    // set that does not exist is refused by name.
+    let im2col = dir.path().join("im2col.json");
+    redqueen()
+        .args([
+            "bench",
+            "--quick",
+            "--threads",
+            "1",
+            "--only",
+            "cnn_small_pgd_step",
+            "--conv",
+            "im2col",
+            "--json",
+        ])
+        .arg(&im2col)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("direct conv kernels: im2col"));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&im2col).unwrap()).unwrap();
+    assert_eq!(report["conv_kernels"], "im2col");
+    assert!(report["cnn_small_pgd_step"]["median_s"].as_f64().unwrap() > 0.0);
+    redqueen()
+        .args(["bench", "--conv", "avx1024"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--conv").and(predicate::str::contains("im2col")));
     redqueen()
         .args(["bench", "--only", "mlp_pgd_stp"])
         .assert()

@@ -113,6 +113,11 @@ pub(super) enum Command {
         /// profile one under `perf record`.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+        /// Which direct convolution kernels the engine may use: auto (the widest the CPU
+        /// runs), avx2 (AVX2 at most), or im2col (none: im2col and gemm for every layer). To
+        /// time the kernels against the path they replace; the results have the same bits.
+        #[arg(long, default_value = "auto")]
+        conv: String,
     },
 }
 

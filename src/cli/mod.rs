@@ -55,7 +55,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
             quick,
             skip_cnn,
             only,
-        } => bench(json, threads, quick, skip_cnn, only),
+            conv,
+        } => bench(json, threads, quick, skip_cnn, only, &conv),
         Command::Check { file, strategies } => check(&file, strategies.as_deref()),
         Command::Reproduce {
             names,
@@ -207,6 +208,7 @@ fn bench(
     quick: bool,
     skip_cnn: bool,
     only: Vec<String>,
+    conv: &str,
 ) -> anyhow::Result<ExitCode> {
     let threads = match threads {
         Some(0) => return Err(Error::Usage("--threads must be at least 1".into()).into()),
@@ -220,6 +222,12 @@ fn bench(
         ))
         .into());
     }
+    use crate::model::ConvKernels;
+    let names = || ConvKernels::ALL.map(ConvKernels::name).join(", ");
+    let conv = ConvKernels::from_name(conv)
+        .ok_or_else(|| Error::Usage(format!("--conv: no kernels `{conv}`; the choices are {}", names())))?;
+    conv.set()
+        .map_err(|why| Error::Usage(format!("--conv {}: {why}", conv.name())))?;
     let wanted =
         |item: &str| (only.is_empty() || only.iter().any(|o| o == item)) && !(skip_cnn && item.starts_with("cnn"));
     let report = crate::bench::run(threads, quick, &wanted)?;

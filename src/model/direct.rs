@@ -16,6 +16,8 @@
 // Off x86_64 no kernel exists, and the helpers they share go unused.
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_macros))]
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use super::conv::Geometry;
 
 /// The longest dot product gemm is certain to sum in one chain.
@@ -52,6 +54,13 @@ impl Direct {
         [Direct::Avx512, Direct::Avx2].into_iter().filter(|isa| isa.supported())
     }
 
+    /// The sets the engine may choose: those [`available`](Direct::available)
+    /// within the process's [`ConvKernels`] setting, widest first.
+    fn allowed() -> impl Iterator<Item = Direct> {
+        let setting = ConvKernels::current();
+        Direct::available().filter(move |isa| setting.allows(*isa))
+    }
+
     /// The kernels for [`super::conv::forward`] at `g`: the widest set
     /// whose vectors hold `cout` channels exactly, where it gives gemm's
     /// bits (dot products over the patch, one per pixel and channel).
@@ -79,7 +88,7 @@ impl Direct {
         if !one_chain(chain, rows) || g.cout < 2 {
             return None;
         }
-        Direct::available().find(|isa| g.cout.is_multiple_of(isa.lanes()))
+        Direct::allowed().find(|isa| g.cout.is_multiple_of(isa.lanes()))
     }
 
     pub(crate) fn lanes(self) -> usize {
@@ -129,6 +138,72 @@ impl Direct {
 /// `chain` terms in one chain (for `cout >= 2`; [`Direct::choose`] says why).
 pub(crate) fn one_chain(chain: usize, rows: usize) -> bool {
     (3..=MAX_CHAIN).contains(&chain) && rows >= 2
+}
+
+/// Which direct kernels the engine may use, process-wide: every set the
+/// CPU runs (the default), AVX2 at most, or none (im2col and gemm for every
+/// layer). Only `redqueen bench --conv` changes it, to time the kernels
+/// against each other and against the path they replace on one machine;
+/// the results have the same bits whichever runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvKernels {
+    Auto,
+    Avx2,
+    Im2col,
+}
+
+/// The process's [`ConvKernels`], as its index in [`ConvKernels::ALL`].
+static CONV_KERNELS: AtomicU8 = AtomicU8::new(0);
+
+impl ConvKernels {
+    pub const ALL: [ConvKernels; 3] = [ConvKernels::Auto, ConvKernels::Avx2, ConvKernels::Im2col];
+
+    /// The name `bench --conv` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvKernels::Auto => "auto",
+            ConvKernels::Avx2 => "avx2",
+            ConvKernels::Im2col => "im2col",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ConvKernels> {
+        ConvKernels::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    fn allows(self, isa: Direct) -> bool {
+        match self {
+            ConvKernels::Auto => true,
+            ConvKernels::Avx2 => isa == Direct::Avx2,
+            ConvKernels::Im2col => false,
+        }
+    }
+
+    /// Make `self` the process's setting; an error (what this CPU runs)
+    /// where it asks for a set the CPU lacks.
+    pub fn set(self) -> Result<(), String> {
+        if self == ConvKernels::Avx2 && !Direct::Avx2.supported() {
+            return Err("this CPU has no AVX2 and FMA, so no avx2 kernels (auto or im2col)".into());
+        }
+        let index = ConvKernels::ALL.iter().position(|k| *k == self).unwrap_or(0);
+        CONV_KERNELS.store(index as u8, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn current() -> ConvKernels {
+        ConvKernels::ALL[usize::from(CONV_KERNELS.load(Ordering::Relaxed)) % ConvKernels::ALL.len()]
+    }
+
+    /// What the process's setting amounts to on this CPU: the widest set a
+    /// layer whose shape suits the kernels gets (`avx512` or `avx2`), or
+    /// `im2col` where none does.
+    pub fn in_use() -> &'static str {
+        match Direct::allowed().next() {
+            Some(Direct::Avx512) => "avx512",
+            Some(Direct::Avx2) => "avx2",
+            None => "im2col",
+        }
+    }
 }
 
 /// The length of an image of `g` with `k / 2` zeros on every side.
@@ -434,5 +509,20 @@ mod tests {
         assert_eq!(Direct::for_forward(conv(14, 16, 12)), None);
         // A single pixel: gemm multiplies a vector there.
         assert_eq!(Direct::for_forward(conv(1, 16, 32)), None);
+    }
+
+    /// `bench --conv`'s settings: each allows what its name says, and names
+    /// round-trip. (The process-wide setting itself is left alone here: the
+    /// tests run in parallel; tests/cli.rs sets it in a child process.)
+    #[test]
+    fn each_conv_kernels_setting_allows_what_it_names() {
+        for setting in ConvKernels::ALL {
+            assert_eq!(ConvKernels::from_name(setting.name()), Some(setting));
+        }
+        assert_eq!(ConvKernels::from_name("avx512"), None);
+        assert!(ConvKernels::Auto.allows(Direct::Avx512) && ConvKernels::Auto.allows(Direct::Avx2));
+        assert!(!ConvKernels::Avx2.allows(Direct::Avx512) && ConvKernels::Avx2.allows(Direct::Avx2));
+        assert!(!ConvKernels::Im2col.allows(Direct::Avx512) && !ConvKernels::Im2col.allows(Direct::Avx2));
+        assert_eq!(ConvKernels::current(), ConvKernels::Auto);
     }
 }
