@@ -362,7 +362,7 @@ pub fn load(
     shape: Shape,
     classes: usize,
 ) -> crate::Result<Box<dyn Classifier>> {
-    Ok(load_keyed(path, config, engine, shape, classes)?.0)
+    Ok(load_fingerprinted(path, config, engine, shape, classes)?.0)
 }
 
 /// The first 16 bytes of the SHA-256 of a weights file's bytes, in hex:
@@ -379,9 +379,9 @@ pub fn fingerprint(path: &Path) -> crate::Result<String> {
         .map_err(|what| crate::Error::invalid(format!("weights file {}: {what}", path.display())))
 }
 
-/// [`load`], and a key naming the file's contents (a hash of the bytes the
-/// model was read from), for what is trained from it.
-pub fn load_keyed(
+/// [`load`], and the content fingerprint of the bytes the model was read
+/// from (as [`fingerprint`] gives it, without a second read).
+pub fn load_fingerprinted(
     path: &Path,
     config: &ModelConfig,
     engine: Engine,
@@ -402,7 +402,7 @@ pub fn load_keyed(
     })?;
     let mut model = config.init(engine, shape, classes, 0);
     model.set_parameters(&params.concat());
-    Ok((model, format!("weights-{key}")))
+    Ok((model, key))
 }
 
 /// The architecture a safetensors file holds: the one redqueen wrote in its

@@ -111,7 +111,7 @@ pub async fn run_locked(
     let file = Arc::new(file);
     let dataset = Arc::new(dataset);
     let eval = Arc::new(eval_subset(&dataset.test, file.eval, file.seed));
-    let pretrained = pretrain_shared(file.clone(), dataset.clone()).await?;
+    let pretrained = pretrain_shared(file.clone(), dataset.clone(), manifest.weights_fingerprint.clone()).await?;
     let pretrain_s = pretrain_started.elapsed().as_secs_f64();
     kernels::set_threads(options.threads.unwrap_or(cores / options.jobs.max(1)).max(1));
 
@@ -275,8 +275,13 @@ fn begin(
     Ok((manifest, lock))
 }
 
-/// The pretrained model every row starts from, trained off the async threads.
-async fn pretrain_shared(file: Arc<MatrixFile>, dataset: Arc<Dataset>) -> Result<Arc<dyn Classifier>> {
+/// The pretrained model every row starts from, trained off the async
+/// threads (or the weights file's, which must still hold `recorded_weights`).
+async fn pretrain_shared(
+    file: Arc<MatrixFile>,
+    dataset: Arc<Dataset>,
+    recorded_weights: Option<String>,
+) -> Result<Arc<dyn Classifier>> {
     let model = tokio::task::spawn_blocking(move || {
         super::pretrain::pretrain_or_load(
             &file.model,
@@ -285,6 +290,7 @@ async fn pretrain_shared(file: Arc<MatrixFile>, dataset: Arc<Dataset>) -> Result
             &dataset.train,
             dataset.classes,
             file.seed,
+            recorded_weights.as_deref(),
         )
     })
     .await

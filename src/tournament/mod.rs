@@ -178,6 +178,7 @@ pub async fn run_locked(
         prepared.first_dataset,
         needed,
         options.cache.clone(),
+        prepared.manifest.weights_fingerprint.clone(),
         &cancel,
     )
     .await?;
@@ -228,12 +229,14 @@ pub async fn run_locked(
 /// Per seed that is `needed`: its data (synthetic digits are drawn from the
 /// seed), its evaluation subset, its pretrained model and its specialists
 /// (both from the model cache when it holds them); other seeds are `None`.
-/// `None` as a whole when stopped first.
+/// `None` as a whole when stopped first. `recorded_weights`: the weights
+/// file's fingerprint when the run began, which each seed's read must match.
 async fn pretrain_replicates(
     file: &TournamentFile,
     first_dataset: Dataset,
     needed: Vec<bool>,
     cache: Option<crate::model::cache::ModelCache>,
+    recorded_weights: Option<String>,
     cancel: &Arc<AtomicBool>,
 ) -> Result<Option<Vec<Option<Arc<Replicate>>>>> {
     let (file, cancel) = (file.clone(), cancel.clone());
@@ -266,6 +269,7 @@ async fn pretrain_replicates(
                     &file.pretrain,
                     &train,
                     (dataset.classes, seed, &fingerprint),
+                    recorded_weights.as_deref(),
                 )?;
                 let basis = specialists::Basis {
                     pretrained: pretrained.as_ref(),

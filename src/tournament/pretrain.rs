@@ -96,9 +96,11 @@ pub fn cached<R: Serialize, T: Serialize + serde::de::DeserializeOwned>(
 }
 
 /// The model a run starts from: `model.weights` when given (PyTorch's
-/// layout), else [`pretrain`] through the model cache. Returns the model
-/// and the key that names it to what is trained from it (for weights, a
-/// hash of the file, so that a changed file is a different model).
+/// layout; `recorded_weights`, the file's fingerprint when the run began,
+/// as in [`from_weights`]), else [`pretrain`] through the model cache.
+/// Returns the model and the key that names it to what is trained from it
+/// (for weights, a hash of the file, so that a changed file is a different
+/// model).
 pub fn pretrain_cached(
     cache: Option<&ModelCache>,
     model: &ModelConfig,
@@ -106,9 +108,10 @@ pub fn pretrain_cached(
     settings: &PretrainConfig,
     train: &Split,
     (classes, seed, train_fingerprint): (usize, u64, &str),
+    recorded_weights: Option<&str>,
 ) -> crate::Result<(Box<dyn Classifier>, String)> {
     if let Some(path) = model.weights() {
-        return from_weights(path, model, engine, train, classes);
+        return from_weights(path, model, engine, train, classes, recorded_weights);
     }
     let recipe: Recipe<'_> = Recipe {
         start: Start::New(model),
@@ -134,20 +137,43 @@ pub fn pretrain_cached(
     Ok((net, key))
 }
 
-/// The model in the safetensors file `path`, and its key.
+/// The model in the safetensors file `path`, and its key. `recorded` is
+/// the file's fingerprint when the run began: the configuration names the
+/// file by path, and a run reads it again for each seed (and a matrix once
+/// more for its model), so a file replaced meanwhile would start some
+/// seeds from another model. That is an error, not a silent mix.
 pub fn from_weights(
     path: &std::path::Path,
     model: &ModelConfig,
     engine: Engine,
     train: &Split,
     classes: usize,
+    recorded: Option<&str>,
 ) -> crate::Result<(Box<dyn Classifier>, String)> {
-    crate::model::torch::load_keyed(path, &model.without_weights(), engine, train.shape, classes)
+    let (net, now) =
+        crate::model::torch::load_fingerprinted(path, &model.without_weights(), engine, train.shape, classes)?;
+    check_unchanged(path, recorded, &now)?;
+    Ok((net, format!("weights-{now}")))
 }
 
-/// Pretraining (or, with `model.weights`, the file's model). Depends only on
-/// the model, the pretraining settings, the data and the seed, so every
-/// defender of a model shares it.
+/// An error naming `path` when its fingerprint `now` is not the `recorded` one.
+fn check_unchanged(path: &std::path::Path, recorded: Option<&str>, now: &str) -> crate::Result<()> {
+    match recorded {
+        Some(then) if then != now => Err(crate::Error::invalid(format!(
+            "weights file {}: its contents changed while the run was under way (fingerprint {then} when the run \
+             began, {now} now); put back the file the run began with and resume the run (--resume), or start a new run",
+            std::path::absolute(path)
+                .unwrap_or_else(|_| path.to_path_buf())
+                .display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Pretraining (or, with `model.weights`, the file's model, checked against
+/// `recorded_weights` as in [`from_weights`]). Depends only on the model,
+/// the pretraining settings, the data and the seed, so every defender of a
+/// model shares it.
 pub fn pretrain_or_load(
     model: &ModelConfig,
     engine: Engine,
@@ -155,9 +181,10 @@ pub fn pretrain_or_load(
     train: &Split,
     classes: usize,
     seed: u64,
+    recorded_weights: Option<&str>,
 ) -> crate::Result<Box<dyn Classifier>> {
     match model.weights() {
-        Some(path) => Ok(from_weights(path, model, engine, train, classes)?.0),
+        Some(path) => Ok(from_weights(path, model, engine, train, classes, recorded_weights)?.0),
         None => Ok(pretrain(model, engine, settings, train, classes, seed)),
     }
 }
@@ -271,5 +298,32 @@ mod tests {
             adv_robust > clean_robust + 0.15,
             "PGD accuracy at linf 0.1: adversarial {adv_robust}, clean {clean_robust}"
         );
+    }
+
+    /// A weights file is read again for each seed: a file that no longer
+    /// holds what the run recorded is refused by name, with both
+    /// fingerprints; the same file (or a run with nothing recorded) loads.
+    #[test]
+    fn a_weights_file_changed_under_a_run_is_refused() {
+        let data = synthetic_digits(1, 20, 10);
+        let config = ModelConfig::mlp(vec![8]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("start.safetensors");
+        let save = |seed| {
+            let net = init(&config, Engine::Native, &data.train, 10, seed);
+            crate::model::torch::save(&path, net.as_ref(), &config, &[]).unwrap();
+            crate::model::torch::fingerprint(&path).unwrap()
+        };
+        let then = save(1);
+        let load = |recorded: Option<&str>| from_weights(&path, &config, Engine::Native, &data.train, 10, recorded);
+        let (_, key) = load(Some(&then)).unwrap();
+        assert_eq!(key, format!("weights-{then}"));
+        let now = save(2);
+        assert_ne!(then, now);
+        let message = load(Some(&then)).err().expect("a changed file is refused").to_string();
+        for part in ["start.safetensors", &then, &now, "--resume"] {
+            assert!(message.contains(part), "{message}");
+        }
+        assert!(load(None).is_ok() && load(Some(&now)).is_ok());
     }
 }
