@@ -331,7 +331,7 @@ fn bench_writes_the_keys_compare_reads() {
         .args(["bench", "--conv", "avx1024"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("--conv").and(predicate::str::contains("im2col")));
+        .stderr(predicate::str::contains("`avx1024`").and(predicate::str::contains("auto, avx2, im2col")));
     redqueen()
         .args(["bench", "--only", "mlp_pgd_stp"])
         .assert()

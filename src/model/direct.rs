@@ -54,10 +54,10 @@ impl Direct {
         [Direct::Avx512, Direct::Avx2].into_iter().filter(|isa| isa.supported())
     }
 
-    /// The sets the engine may choose: those [`available`](Direct::available)
-    /// within the process's [`ConvKernels`] setting, widest first.
-    fn allowed() -> impl Iterator<Item = Direct> {
-        let setting = ConvKernels::current();
+    /// The sets the engine may choose under `setting` (the process's
+    /// [`ConvKernels::current`]): those [`available`](Direct::available)
+    /// that it allows, widest first.
+    fn allowed(setting: ConvKernels) -> impl Iterator<Item = Direct> {
         Direct::available().filter(move |isa| setting.allows(*isa))
     }
 
@@ -65,7 +65,7 @@ impl Direct {
     /// whose vectors hold `cout` channels exactly, where it gives gemm's
     /// bits (dot products over the patch, one per pixel and channel).
     pub(crate) fn for_forward(g: Geometry) -> Option<Direct> {
-        Direct::choose(g, g.patch(), g.pixels())
+        Direct::choose(g, g.patch(), g.pixels(), ConvKernels::current())
     }
 
     /// The kernels for [`super::conv::weight_grad`] at `g` (dot products
@@ -74,7 +74,7 @@ impl Direct {
     /// accumulators leave the FMA units waiting (twice gemm's time with
     /// one channel). The kernels give the bits with any count.
     pub(crate) fn for_weight_grad(g: Geometry) -> Option<Direct> {
-        Direct::choose(g, g.pixels(), g.patch()).filter(|_| g.cin >= 8)
+        Direct::choose(g, g.pixels(), g.patch(), ConvKernels::current()).filter(|_| g.cin >= 8)
     }
 
     /// The set for dot products of `chain` terms giving a `rows x cout`
@@ -84,11 +84,12 @@ impl Direct {
     /// operand, which rules out its horizontal kernels; below 3 terms it
     /// takes another route (`gevv`), and for a single row or channel it
     /// multiplies a vector (`gemv`); past [`MAX_CHAIN`] it splits the chain.
-    fn choose(g: Geometry, chain: usize, rows: usize) -> Option<Direct> {
+    /// `setting` caps the sets it may take.
+    fn choose(g: Geometry, chain: usize, rows: usize, setting: ConvKernels) -> Option<Direct> {
         if !one_chain(chain, rows) || g.cout < 2 {
             return None;
         }
-        Direct::allowed().find(|isa| g.cout.is_multiple_of(isa.lanes()))
+        Direct::allowed(setting).find(|isa| g.cout.is_multiple_of(isa.lanes()))
     }
 
     pub(crate) fn lanes(self) -> usize {
@@ -198,7 +199,7 @@ impl ConvKernels {
     /// layer whose shape suits the kernels gets (`avx512` or `avx2`), or
     /// `im2col` where none does.
     pub fn in_use() -> &'static str {
-        match Direct::allowed().next() {
+        match Direct::allowed(ConvKernels::current()).next() {
             Some(Direct::Avx512) => "avx512",
             Some(Direct::Avx2) => "avx2",
             None => "im2col",
@@ -524,5 +525,22 @@ mod tests {
         assert!(!ConvKernels::Avx2.allows(Direct::Avx512) && ConvKernels::Avx2.allows(Direct::Avx2));
         assert!(!ConvKernels::Im2col.allows(Direct::Avx512) && !ConvKernels::Im2col.allows(Direct::Avx2));
         assert_eq!(ConvKernels::current(), ConvKernels::Auto);
+        // The chooser honours each: the small CNN's second forward layer
+        // (400 terms, 196 pixels, 32 channels) gets the widest set the
+        // setting allows on this CPU, AVX2 at most, or none.
+        let g = Geometry {
+            h: 14,
+            w: 14,
+            cin: 16,
+            cout: 32,
+            k: 5,
+        };
+        let under = |setting| Direct::choose(g, g.patch(), g.pixels(), setting);
+        assert_eq!(under(ConvKernels::Auto), Direct::available().next());
+        assert_eq!(
+            under(ConvKernels::Avx2),
+            Direct::available().find(|isa| *isa == Direct::Avx2)
+        );
+        assert_eq!(under(ConvKernels::Im2col), None);
     }
 }

@@ -362,7 +362,7 @@ pub fn load(
     shape: Shape,
     classes: usize,
 ) -> crate::Result<Box<dyn Classifier>> {
-    Ok(load_fingerprinted(path, config, engine, shape, classes)?.0)
+    Ok(load_recorded(path, config, engine, shape, classes, None)?.0)
 }
 
 /// The first 16 bytes of the SHA-256 of a weights file's bytes, in hex:
@@ -380,17 +380,31 @@ pub fn fingerprint(path: &Path) -> crate::Result<String> {
 }
 
 /// [`load`], and the content fingerprint of the bytes the model was read
-/// from (as [`fingerprint`] gives it, without a second read).
-pub fn load_fingerprinted(
+/// from (as [`fingerprint`] gives it, without a second read). `recorded`:
+/// the fingerprint a run recorded when it began. The configuration names
+/// the file by path and a run reads it again (per seed, and a matrix once
+/// more), so a file replaced meanwhile is refused as changed, checked
+/// before parsing so that the message says so whatever the file holds now.
+pub fn load_recorded(
     path: &Path,
     config: &ModelConfig,
     engine: Engine,
     shape: Shape,
     classes: usize,
+    recorded: Option<&str>,
 ) -> crate::Result<(Box<dyn Classifier>, String)> {
     let why = |what: String| crate::Error::invalid(format!("weights file {}: {what}", path.display()));
     let bytes = read_file(path).map_err(why)?;
     let key = content_fingerprint(&bytes);
+    if let Some(then) = recorded.filter(|then| *then != key) {
+        return Err(crate::Error::invalid(format!(
+            "weights file {}: its contents changed while the run was under way (fingerprint {then} when the run \
+             began, {key} now); put back the file the run began with and resume the run (--resume), or start a new run",
+            std::path::absolute(path)
+                .unwrap_or_else(|_| path.to_path_buf())
+                .display()
+        )));
+    }
     let tensors = parse(&bytes).map_err(why)?;
     let layers = arch::layers(config, shape, classes);
     let params = from_torch(&layers, shape, &tensors).map_err(|e| {

@@ -141,7 +141,8 @@ pub fn pretrain_cached(
 /// the file's fingerprint when the run began: the configuration names the
 /// file by path, and a run reads it again for each seed (and a matrix once
 /// more for its model), so a file replaced meanwhile would start some
-/// seeds from another model. That is an error, not a silent mix.
+/// seeds from another model. That is an error, not a silent mix
+/// ([`crate::model::torch::load_recorded`]).
 pub fn from_weights(
     path: &std::path::Path,
     model: &ModelConfig,
@@ -151,23 +152,8 @@ pub fn from_weights(
     recorded: Option<&str>,
 ) -> crate::Result<(Box<dyn Classifier>, String)> {
     let (net, now) =
-        crate::model::torch::load_fingerprinted(path, &model.without_weights(), engine, train.shape, classes)?;
-    check_unchanged(path, recorded, &now)?;
+        crate::model::torch::load_recorded(path, &model.without_weights(), engine, train.shape, classes, recorded)?;
     Ok((net, format!("weights-{now}")))
-}
-
-/// An error naming `path` when its fingerprint `now` is not the `recorded` one.
-fn check_unchanged(path: &std::path::Path, recorded: Option<&str>, now: &str) -> crate::Result<()> {
-    match recorded {
-        Some(then) if then != now => Err(crate::Error::invalid(format!(
-            "weights file {}: its contents changed while the run was under way (fingerprint {then} when the run \
-             began, {now} now); put back the file the run began with and resume the run (--resume), or start a new run",
-            std::path::absolute(path)
-                .unwrap_or_else(|_| path.to_path_buf())
-                .display()
-        ))),
-        _ => Ok(()),
-    }
 }
 
 /// Pretraining (or, with `model.weights`, the file's model, checked against
@@ -325,5 +311,9 @@ mod tests {
             assert!(message.contains(part), "{message}");
         }
         assert!(load(None).is_ok() && load(Some(&now)).is_ok());
+        // Whatever the file holds now, the message is that it changed.
+        std::fs::write(&path, b"not a safetensors file").unwrap();
+        let message = load(Some(&then)).err().expect("a changed file is refused").to_string();
+        assert!(message.contains("changed") && message.contains(&then), "{message}");
     }
 }
