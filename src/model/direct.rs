@@ -184,7 +184,7 @@ impl ConvKernels {
     /// where it asks for a set the CPU lacks.
     pub fn set(self) -> Result<(), String> {
         if self == ConvKernels::Avx2 && !Direct::Avx2.supported() {
-            return Err("this CPU has no AVX2 and FMA, so no avx2 kernels (auto or im2col)".into());
+            return Err("this CPU has no AVX2 and FMA, so it runs no avx2 kernels; use auto or im2col".into());
         }
         let index = ConvKernels::ALL.iter().position(|k| *k == self).unwrap_or(0);
         CONV_KERNELS.store(index as u8, Ordering::Relaxed);
