@@ -358,23 +358,32 @@ fn check_data(data: &config::DataConfig, seed: u64) -> crate::Result<String> {
     ))
 }
 
+/// Whether `matrix --resume dir` has anything left to do: an error for a
+/// tournament's folder, `false` (and a line saying so) for a complete matrix.
+fn matrix_to_resume(dir: &Path) -> anyhow::Result<bool> {
+    let manifest = tournament::read_manifest(dir)?;
+    if !config::matrix::is_matrix_file(&dir.join("config.toml")) {
+        return Err(Error::Usage(format!(
+            "--resume {}: is a tournament run, not a matrix; continue it with `redqueen run --resume {}`",
+            dir.display(),
+            dir.display()
+        ))
+        .into());
+    }
+    if manifest.status == crate::record::Status::Complete {
+        say(&format!(
+            "{}: the matrix is already complete; nothing to resume (`redqueen report {}` prints it again)\n",
+            dir.display(),
+            dir.display()
+        ));
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.resume {
-        let manifest = tournament::read_manifest(dir)?;
-        if !config::matrix::is_matrix_file(&dir.join("config.toml")) {
-            return Err(Error::Usage(format!(
-                "--resume {}: is a tournament run, not a matrix; continue it with `redqueen run --resume {}`",
-                dir.display(),
-                dir.display()
-            ))
-            .into());
-        }
-        if manifest.status == crate::record::Status::Complete {
-            say(&format!(
-                "{}: the matrix is already complete; nothing to resume (`redqueen report {}` prints it again)\n",
-                dir.display(),
-                dir.display()
-            ));
+        if !matrix_to_resume(dir)? {
             return Ok(ExitCode::SUCCESS);
         }
     }

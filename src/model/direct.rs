@@ -147,14 +147,16 @@ pub(crate) fn one_chain(chain: usize, rows: usize) -> bool {
 /// against each other and against the path they replace on one machine;
 /// the results have the same bits whichever runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum ConvKernels {
     Auto,
     Avx2,
     Im2col,
 }
 
-/// The process's [`ConvKernels`], as its index in [`ConvKernels::ALL`].
-static CONV_KERNELS: AtomicU8 = AtomicU8::new(0);
+/// The process's [`ConvKernels`], as its discriminant (its index in
+/// [`ConvKernels::ALL`]).
+static CONV_KERNELS: AtomicU8 = AtomicU8::new(ConvKernels::Auto as u8);
 
 impl ConvKernels {
     pub const ALL: [ConvKernels; 3] = [ConvKernels::Auto, ConvKernels::Avx2, ConvKernels::Im2col];
@@ -186,13 +188,13 @@ impl ConvKernels {
         if self == ConvKernels::Avx2 && !Direct::Avx2.supported() {
             return Err("this CPU has no AVX2 and FMA, so it runs no avx2 kernels; use auto or im2col".into());
         }
-        let index = ConvKernels::ALL.iter().position(|k| *k == self).unwrap_or(0);
-        CONV_KERNELS.store(index as u8, Ordering::Relaxed);
+        CONV_KERNELS.store(self as u8, Ordering::Relaxed);
         Ok(())
     }
 
     pub fn current() -> ConvKernels {
-        ConvKernels::ALL[usize::from(CONV_KERNELS.load(Ordering::Relaxed)) % ConvKernels::ALL.len()]
+        // Only `set` stores, and only a discriminant.
+        ConvKernels::ALL[usize::from(CONV_KERNELS.load(Ordering::Relaxed))]
     }
 
     /// What the process's setting amounts to on this CPU: the widest set a
@@ -517,8 +519,9 @@ mod tests {
     /// tests run in parallel; tests/cli.rs sets it in a child process.)
     #[test]
     fn each_conv_kernels_setting_allows_what_it_names() {
-        for setting in ConvKernels::ALL {
+        for (index, setting) in ConvKernels::ALL.into_iter().enumerate() {
             assert_eq!(ConvKernels::from_name(setting.name()), Some(setting));
+            assert_eq!(setting as usize, index, "`current` reads ALL by discriminant");
         }
         assert_eq!(ConvKernels::from_name("avx512"), None);
         assert!(ConvKernels::Auto.allows(Direct::Avx512) && ConvKernels::Auto.allows(Direct::Avx2));
