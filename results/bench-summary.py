@@ -132,7 +132,9 @@ def main():
     first = sittings[0].ours
     width = "512" if any(s.ours.get("fma_peak", {}).get("fma512_gflops") for s in sittings) else "256"
     print(f"{len(sittings)} sitting(s) ({', '.join(s.name for s in sittings)}); CPU {first.get('cpu')}, "
-          f"gemm kernels {first.get('kernel_family')}, {first.get('threads')} thread(s); "
+          f"gemm kernels {first.get('kernel_family')}"
+          f"{'' if first.get('avx512_build', True) else ' (redqueen built without AVX-512)'}, "
+          f"{first.get('threads')} thread(s); "
           f"{width}-bit FMA peak by sitting (GFLOP/s, redqueen's probe): "
           + ", ".join("-" if r is None else f"{r:.0f}" for r in readings)
           + ("" if peak is None else f"; shares below are of the highest, {peak:.0f}"))

@@ -77,6 +77,10 @@ pub struct Report {
     pub cpu: String,
     /// The microkernels gemm dispatched to: `avx512`, `avx2-fma` or `scalar`.
     pub kernel_family: &'static str,
+    /// Whether the engine was built with AVX-512 (the `avx512` feature, on
+    /// by default). Without it, gemm and the convolutions run AVX2 code
+    /// even on a CPU with AVX-512.
+    pub avx512_build: bool,
     /// The direct convolution kernels the engine may use (`avx512`, `avx2`,
     /// or `im2col` for none; `bench --conv` sets it), where a layer's shape
     /// suits them.
@@ -231,6 +235,7 @@ pub fn run(threads: usize, quick: bool, wanted: &dyn Fn(&str) -> bool) -> anyhow
         batch: BATCH,
         cpu: cpu_name(),
         kernel_family: peak::kernel_family(),
+        avx512_build: cfg!(feature = "avx512"),
         conv_kernels: crate::model::ConvKernels::in_use(),
         fma_peak,
         items,
@@ -414,8 +419,14 @@ fn bench_tournament(threads: usize, quick: bool) -> anyhow::Result<Item> {
 /// The report as a table for the terminal.
 pub fn table(report: &Report) -> String {
     let mut out = format!(
-        "redqueen bench, {} thread(s), batch {} ({} for the Madry step)\n{}, gemm kernels: {}, direct conv kernels: {}\n",
-        report.threads, report.batch, MADRY_BATCH, report.cpu, report.kernel_family, report.conv_kernels
+        "redqueen bench, {} thread(s), batch {} ({} for the Madry step)\n{}, gemm kernels: {}, direct conv kernels: {}{}\n",
+        report.threads,
+        report.batch,
+        MADRY_BATCH,
+        report.cpu,
+        report.kernel_family,
+        report.conv_kernels,
+        if report.avx512_build { "" } else { " (built without AVX-512)" }
     );
     let peak = |g: Option<f64>| g.map(|g| format!("{g:.1} GFLOP/s")).unwrap_or_else(|| "none".into());
     out.push_str(&format!(

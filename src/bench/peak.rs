@@ -28,13 +28,13 @@ impl FmaPeak {
     }
 }
 
-/// Which microkernels `gemm` 0.19 dispatches to on this CPU: it tests
-/// `avx512f`, then `fma`, at run time (gemm-common's `gemm_def!`), the same
-/// tests as here.
+/// Which microkernels `gemm` 0.19 dispatches to on this CPU: where built
+/// with AVX-512 ([`crate::model::uses_avx512`]) it tests `avx512f`, then
+/// `fma`, at run time (gemm-common's `gemm_def!`), the same tests as here.
 pub fn kernel_family() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
-        if is_x86_feature_detected!("avx512f") {
+        if crate::model::uses_avx512() {
             return "avx512";
         }
         if is_x86_feature_detected!("fma") {
@@ -45,7 +45,9 @@ pub fn kernel_family() -> &'static str {
 }
 
 /// Median of 5 timed runs per width after a warm-up, every thread running
-/// the loop at once (`quick`: shorter runs).
+/// the loop at once (`quick`: shorter runs). Only the widths the engine
+/// runs: no 512-bit figure from a build without AVX-512, whose kernels
+/// cannot reach it.
 pub fn measure(threads: usize, quick: bool) -> FmaPeak {
     #[cfg(target_arch = "x86_64")]
     {
@@ -54,8 +56,8 @@ pub fn measure(threads: usize, quick: bool) -> FmaPeak {
             // SAFETY: the CPU has AVX2 and FMA (checked just above).
             median_gflops(threads, iterations, 8, |n| unsafe { x86::fma256(n) })
         });
-        let fma512_gflops = is_x86_feature_detected!("avx512f").then(|| {
-            // SAFETY: the CPU has AVX-512F (checked just above).
+        let fma512_gflops = crate::model::uses_avx512().then(|| {
+            // SAFETY: the CPU has AVX-512F (`uses_avx512` checks it).
             median_gflops(threads, iterations, 16, |n| unsafe { x86::fma512(n) })
         });
         FmaPeak {

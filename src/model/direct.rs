@@ -20,6 +20,21 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::conv::Geometry;
 
+/// Whether the engine runs AVX-512 code on this CPU: where the CPU has
+/// AVX-512F and the build has the `avx512` feature (the default). gemm
+/// follows the same two tests: its AVX-512 kernels exist only with that
+/// feature (gemm's `x86-v4`) and run only where the CPU has AVX-512F.
+pub fn uses_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        cfg!(feature = "avx512") && std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// The longest dot product gemm is certain to sum in one chain.
 const MAX_CHAIN: usize = 512;
 
@@ -37,7 +52,7 @@ impl Direct {
         #[cfg(target_arch = "x86_64")]
         {
             match self {
-                Direct::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+                Direct::Avx512 => uses_avx512(),
                 Direct::Avx2 => {
                     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
                 }
@@ -141,8 +156,9 @@ pub(crate) fn one_chain(chain: usize, rows: usize) -> bool {
     (3..=MAX_CHAIN).contains(&chain) && rows >= 2
 }
 
-/// Which direct kernels the engine may use, process-wide: every set the
-/// CPU runs (the default), AVX2 at most, or none (im2col and gemm for every
+/// Which direct kernels the engine may use, process-wide: every set it
+/// runs on this CPU (the default; [`uses_avx512`] says whether that
+/// includes AVX-512), AVX2 at most, or none (im2col and gemm for every
 /// layer). Only `redqueen bench --conv` changes it, to time the kernels
 /// against each other and against the path they replace on one machine;
 /// the results have the same bits whichever runs.
@@ -512,6 +528,18 @@ mod tests {
         assert_eq!(Direct::for_forward(conv(14, 16, 12)), None);
         // A single pixel: gemm multiplies a vector there.
         assert_eq!(Direct::for_forward(conv(1, 16, 32)), None);
+    }
+
+    /// AVX-512 code runs only from a build with the `avx512` feature, and
+    /// there wherever the CPU has AVX-512F (gemm's own two tests).
+    #[test]
+    fn avx512_kernels_run_only_in_an_avx512_build() {
+        #[cfg(target_arch = "x86_64")]
+        let cpu_has_it = std::arch::is_x86_feature_detected!("avx512f");
+        #[cfg(not(target_arch = "x86_64"))]
+        let cpu_has_it = false;
+        assert_eq!(uses_avx512(), cfg!(feature = "avx512") && cpu_has_it);
+        assert_eq!(Direct::available().any(|isa| isa == Direct::Avx512), uses_avx512());
     }
 
     /// `bench --conv`'s settings: each allows what its name says, and names

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Shape;
 
-pub use direct::ConvKernels;
+pub use direct::{uses_avx512, ConvKernels};
 pub use loss::{argmax_rows, softmax, CrossEntropy, CwMargin, Dlr, Loss, SoftCrossEntropy, TargetedDlr};
 pub use native::Native;
 pub use net::{naive_conv2d, Net};
