@@ -1,7 +1,8 @@
 //! Matrix multiply and the parallel loops the native engine is built on.
 //!
-//! `gemm` 0.19 with its `x86-v4` feature picks 512-bit FMA kernels at run
-//! time where the CPU has them; dfdx 0.13's gemm 0.15 stops at 256-bit.
+//! `gemm` 0.19 with its `x86-v4` feature (the `avx512` feature, on by
+//! default) picks 512-bit FMA kernels at run time where the CPU has them;
+//! dfdx 0.13's gemm 0.15 stops at 256-bit.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -125,30 +126,60 @@ fn matmul_with(dst: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool, para
     }
     let (a_rs, a_cs) = a.strides();
     let (b_rs, b_cs) = b.strides();
-    // SAFETY: the views and dst are in bounds for the strides given (checked
-    // above), and dst does not alias a or b (it is a distinct &mut).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a_cs,
-            a_rs,
-            b.data.as_ptr(),
-            b_cs,
-            b_rs,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
+    let block = depth_block(m, n, k);
+    for depth in (0..k).step_by(block) {
+        // SAFETY: the views and dst are in bounds for the strides given
+        // (checked above; `depth + depth_len <= k` offsets a's columns and
+        // b's rows), and dst does not alias a or b (it is a distinct &mut).
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                block.min(k - depth),
+                dst.as_mut_ptr(),
+                1,
+                n as isize,
+                // Past the first block, add to what the blocks before left.
+                accumulate || depth > 0,
+                a.data.as_ptr().offset(depth as isize * a_cs),
+                a_cs,
+                a_rs,
+                b.data.as_ptr().offset(depth as isize * b_rs),
+                b_cs,
+                b_rs,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+    }
+}
+
+/// The longest dot product gemm sums in one chain on every machine.
+const MAX_DEPTH_BLOCK: usize = 512;
+
+/// How many terms of each dot product one gemm call sums, so that the
+/// results are the same on every machine. gemm 0.19 sums a dot product in
+/// depth blocks, each a chain of fused multiply-adds from zero added to the
+/// destination in turn; for a product with more than 64 rows or columns
+/// it sizes the blocks from the CPU's L1 cache and its kernels' width: 392
+/// terms for the 784 of an MNIST image on the project's EPYC (AVX2) and
+/// Xeon (AVX-512) alike, but all 784 in one chain on the same Xeon running
+/// AVX2 code, or on an AVX2 CPU with that Xeon's 48 KiB 12-way L1. So past
+/// 512 terms the engine splits the depth itself, as gemm does on those two
+/// machines (the fewest blocks of at most 512, of equal size but the
+/// last), and each call then sums its block in one chain everywhere. The
+/// other cases need no split: with at most 64 rows and columns gemm's
+/// blocks are 512 terms on every CPU, and a single row or column is a
+/// matrix-vector product, whose sums follow the vector width.
+fn depth_block(m: usize, n: usize, k: usize) -> usize {
+    if k > MAX_DEPTH_BLOCK && m > 1 && n > 1 && (m > 64 || n > 64) {
+        k.div_ceil(k.div_ceil(MAX_DEPTH_BLOCK))
+    } else {
+        k
     }
 }
 
@@ -203,6 +234,57 @@ mod tests {
             }
         }
         t
+    }
+
+    /// The depth split that keeps results machine-independent: each dot
+    /// product of 784 terms, in a product with more than 64 rows, is two
+    /// chains of 392 fused multiply-adds from zero, added in turn, whatever
+    /// the CPU's cache and vector width (a Xeon running AVX2 code used to
+    /// sum all 784 in one chain). Both with and without `accumulate`, and
+    /// with a transposed operand, as the backward pass reads them.
+    #[test]
+    fn long_dot_products_are_split_the_same_way_on_every_machine() {
+        let (m, k, n) = (96, 784, 10);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 977) as f32 / 977.0 - 0.5).collect();
+        let start: Vec<f32> = (0..m * n).map(|i| i as f32 * 0.25).collect();
+        assert_eq!(depth_block(m, n, k), 392);
+        let chain = |i: usize, j: usize, terms: std::ops::Range<usize>| {
+            terms.fold(0.0f32, |sum, p| a[i * k + p].mul_add(b[p * n + j], sum))
+        };
+        let expected = |accumulate: bool| -> Vec<f32> {
+            (0..m * n)
+                .map(|e| {
+                    let (i, j) = (e / n, e % n);
+                    let first = if accumulate {
+                        start[e] + chain(i, j, 0..392)
+                    } else {
+                        chain(i, j, 0..392)
+                    };
+                    first + chain(i, j, 392..784)
+                })
+                .collect()
+        };
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for threads in [1, 2] {
+            with_threads(threads, || {
+                let mut c = vec![f32::NAN; m * n];
+                matmul(&mut c, View::new(&a, m, k), View::new(&b, k, n), false);
+                assert_eq!(bits(&c), bits(&expected(false)), "{threads} thread(s)");
+                let mut c = start.clone();
+                matmul(&mut c, View::new(&a, m, k), View::new(&b, k, n), true);
+                assert_eq!(bits(&c), bits(&expected(true)), "{threads} thread(s), accumulate");
+                let a_t = transpose(&a, m, k);
+                let mut c = vec![f32::NAN; m * n];
+                matmul(&mut c, View::new(&a_t, k, m).t(), View::new(&b, k, n), false);
+                assert_eq!(bits(&c), bits(&expected(false)), "{threads} thread(s), a transposed");
+            });
+        }
+        // Short depths, small products and vectors are left to gemm whole.
+        assert_eq!(depth_block(96, 10, 512), 512);
+        assert_eq!(depth_block(64, 64, 784), 784);
+        assert_eq!(depth_block(1, 256, 784), 784);
+        assert_eq!(depth_block(128, 1024, 3136), 448);
     }
 
     #[test]
