@@ -172,6 +172,85 @@ fn sigterm_keeps_a_partial_run_that_resumes_and_a_changed_config_is_refused() {
     assert_eq!(before, without_timing(&stopped.join("rounds.jsonl")));
 }
 
+/// A model whose save fails (here a folder stands where the file goes)
+/// stops the run with its rounds kept; `--resume --save-models` then plays
+/// that match again and saves it, with the same rows as before.
+#[test]
+fn a_failed_model_save_is_made_good_by_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tournament(dir.path());
+    let run = dir.path().join("run");
+    redqueen()
+        .arg("run")
+        .arg(&file)
+        .args(["--save-models", "--out"])
+        .arg(&run)
+        .assert()
+        .success();
+    let whole = without_timing(&run.join("rounds.jsonl"));
+    let models = run.join("models");
+    let mut saved: Vec<_> = std::fs::read_dir(&models).unwrap().map(|e| e.unwrap().path()).collect();
+    saved.sort();
+    assert_eq!(saved.len(), 6, "one model per match: {saved:?}");
+    let lost = saved[1].clone();
+    let original = std::fs::read(&lost).unwrap();
+    // A complete run with every model has nothing to resume.
+    redqueen()
+        .arg("run")
+        .args(["--save-models", "--resume"])
+        .arg(&run)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("already complete"));
+
+    // The model is gone and its save cannot succeed: the run plays the
+    // match again, fails to save it, and says how to go on.
+    std::fs::remove_file(&lost).unwrap();
+    std::fs::create_dir(&lost).unwrap();
+    let failed = redqueen()
+        .arg("run")
+        .args(["--save-models", "--resume"])
+        .arg(&run)
+        .assert()
+        .code(predicate::in_iter([1, 2]))
+        .get_output()
+        .stderr
+        .clone();
+    let message = String::from_utf8_lossy(&failed);
+    assert!(message.contains(&*lost.to_string_lossy()), "{message}");
+    assert!(message.contains("--save-models"), "{message}");
+    assert_eq!(status(&run), "partial");
+    // Every round kept (the replayed match's appended, so in another order
+    // until the run ends).
+    let sorted = |text: String| {
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        lines.sort();
+        lines
+    };
+    assert!(
+        sorted(whole.clone()) == sorted(without_timing(&run.join("rounds.jsonl"))),
+        "the rounds were not kept"
+    );
+
+    // Without --save-models, a resume asks no model back.
+    std::fs::remove_dir(&lost).unwrap();
+    redqueen().arg("run").arg("--resume").arg(&run).assert().success();
+    assert!(!lost.exists());
+    // With it, the match is played again and its model saved.
+    redqueen()
+        .arg("run")
+        .args(["--save-models", "--resume"])
+        .arg(&run)
+        .assert()
+        .success();
+    assert_eq!(status(&run), "complete");
+    assert_eq!(std::fs::read(&lost).unwrap(), original, "the same model, byte for byte");
+    assert!(
+        whole == without_timing(&run.join("rounds.jsonl")),
+        "other rows than the first run's"
+    );
+}
+
 #[test]
 fn ctrl_c_then_sigterm_exits_at_once_and_leaves_the_files_whole() {
     let dir = tempfile::tempdir().unwrap();

@@ -455,7 +455,10 @@ fn run_tournament(args: RunArgs) -> anyhow::Result<ExitCode> {
         if config::matrix::is_matrix_file(&dir.join("config.toml")) {
             return Err(crate::error::ResumeError::Matrix(dir.clone()).into());
         }
-        if manifest.status == crate::record::Status::Complete {
+        // A complete run still plays again the matches whose model a
+        // --save-models resume asks for and finds missing.
+        let models_wanted = args.save_models && tournament::models_missing(dir)?;
+        if manifest.status == crate::record::Status::Complete && !models_wanted {
             say(&format!(
                 "{}: the run is already complete; nothing to resume (`redqueen report {}` prints its tables again)\n",
                 dir.display(),

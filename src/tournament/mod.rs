@@ -71,6 +71,16 @@ pub struct RunOptions {
     pub save_models: bool,
 }
 
+/// Whether a match of the run in `dir` has rows but no model in its
+/// `models/`: `run --resume DIR --save-models` then replays it (a complete
+/// run included), which gives the same rows and saves the model.
+pub fn models_missing(dir: &std::path::Path) -> Result<bool> {
+    let files = RunFiles { dir: dir.to_path_buf() };
+    let rows = crate::record::read_rows(&files.rounds())
+        .map_err(Error::io(format!("reading {}", files.rounds().display())))?;
+    Ok(!prepare::without_model(&files, &rows).is_empty())
+}
+
 /// The (seed, match id) pairs whose every round is in `rows` (or whose
 /// defender diverged, which ends a match early).
 pub fn completed_matches(rows: &[RoundRow], rounds: usize) -> BTreeSet<(u64, usize)> {

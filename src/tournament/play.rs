@@ -118,7 +118,11 @@ pub(super) async fn play(
     }
     if let Some((path, source)) = shared.save_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
         return Err(Error::Io {
-            context: format!("writing {}", path.display()),
+            context: format!(
+                "writing {} (every round is kept; once the cause is fixed, `redqueen run --resume {} --save-models` plays again the matches whose model is missing)",
+                path.display(),
+                files.dir.display()
+            ),
             source,
         });
     }

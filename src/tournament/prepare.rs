@@ -2,6 +2,7 @@
 //! against its folder (or a fresh folder made ready), and the
 //! configuration and manifest written.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::{completed_matches, RunOptions};
@@ -37,8 +38,9 @@ pub(super) struct Prepared {
 }
 
 /// What a resumed run keeps: the rows of every completed match (a match
-/// cut short is replayed from its start, which gives the same rows again),
-/// when it started, and the time already spent.
+/// cut short is replayed from its start, which gives the same rows again;
+/// with `--save-models`, so is a completed match whose model is missing,
+/// as when its save failed), when it started, and the time already spent.
 pub(super) struct Previous {
     pub kept: Vec<RoundRow>,
     pub started: String,
@@ -133,7 +135,11 @@ fn resume(
     }
     let rows =
         record::read_rows(&files.rounds()).map_err(Error::io(format!("reading {}", files.rounds().display())))?;
-    let done = completed_matches(&rows, rounds);
+    let mut done = completed_matches(&rows, rounds);
+    if options.save_models {
+        let unsaved = without_model(files, &rows);
+        done.retain(|key| !unsaved.contains(key));
+    }
     let mut kept: Vec<RoundRow> = rows
         .into_iter()
         .filter(|r| done.contains(&(r.seed, r.match_id)))
@@ -145,6 +151,19 @@ fn resume(
         started: previous.started,
         timing,
     })
+}
+
+/// The (seed, match id) of the matches among `rows` whose model is not in
+/// the run's `models/`: never saved, or a save that failed.
+pub(super) fn without_model(files: &RunFiles, rows: &[RoundRow]) -> BTreeSet<(u64, usize)> {
+    let models = files.models();
+    rows.iter()
+        .filter(|r| {
+            let name = super::play::model_file_name(r.seed, r.match_id, &r.defender, &r.attacker);
+            !models.join(name).is_file()
+        })
+        .map(|r| (r.seed, r.match_id))
+        .collect()
 }
 
 /// Make `out` an empty run folder and lock it for this process: create it,
