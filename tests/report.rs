@@ -7,7 +7,7 @@ mod recompute;
 
 use std::path::Path;
 
-use common::{redqueen, rows, tiny_tournament, without_timing};
+use common::{redqueen, rows, tiny_tournament, without_timing, write_idx_dataset};
 use predicates::prelude::*;
 
 const DEFENDERS: &str = "[[defenders]]\nname = \"standard\"\nstrategy = { kind = \"standard\" }\n\n[[defenders]]\nname = \"pgd-at\"\nstrategy = { kind = \"pgd-at\", steps = 10, attack = { eps = 0.1, steps = 3 } }";
@@ -293,6 +293,38 @@ fn matrix_trains_one_defender_per_attack_deterministically() {
     assert!(read(&one.join("plots/matrix.svg")).contains("trained on pgd-l2-2-5steps"));
     assert!(read(&one.join("report.html")).contains("Generalization matrix"));
     assert_eq!(json(&one.join("manifest.json"))["status"], "complete");
+}
+
+/// A matrix has no gallery, so it keeps its images' shape for the report:
+/// an IDX folder's 30x30 images are named on the page, as a tournament's
+/// are from its gallery.
+#[test]
+fn a_matrix_on_idx_images_names_their_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    write_idx_dataset(&dir.path().join("data"), 600, 200, 30, 30);
+    let file = dir.path().join("matrix.toml");
+    let text = MATRIX.replace("dataset = \"synthetic-digits\"", "dataset = \"idx\"\npath = \"data\"");
+    assert_ne!(text, MATRIX);
+    std::fs::write(&file, text).unwrap();
+    let out = dir.path().join("out");
+    redqueen()
+        .current_dir(dir.path())
+        .arg("matrix")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    assert_eq!(
+        json(&out.join("matrix.json"))["image_shape"],
+        serde_json::json!({"channels": 1, "rows": 30, "cols": 30})
+    );
+    let page = read(&out.join("report.html"));
+    assert!(
+        page.contains("idx (1x30x30 images)"),
+        "{}",
+        &page[..page.len().min(2000)]
+    );
 }
 
 #[test]

@@ -423,6 +423,10 @@ pub struct MatrixResult {
     /// Wilson intervals rest on them; 0 in files written before they did).
     #[serde(default)]
     pub eval_images: usize,
+    /// The images' shape, for the report (absent in files written before
+    /// it was kept: the report then names it only for built-in datasets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_shape: Option<crate::data::Shape>,
     /// The pretrained model first (`trained_on` = "none"), then one row per
     /// attack trained against.
     pub rows: Vec<MatrixRow>,

@@ -335,7 +335,11 @@ const GUIDE: &str = "<dl class=\"guide\">
 pub fn page(run: &Run, plots: &[Plot]) -> String {
     let m = &run.manifest;
     let mut body = page_heading(m);
-    body.push_str(&setup(&run.config, &run.gallery));
+    body.push_str(&setup(
+        &run.config,
+        &run.gallery,
+        run.matrix.as_ref().and_then(|m| m.image_shape),
+    ));
     let find = |file: &str| plots.iter().find(|p| p.file == file);
     if let Some(s) = &run.summary {
         body.push_str(&leaderboards(s));
@@ -383,16 +387,20 @@ pub fn page(run: &Run, plots: &[Plot]) -> String {
 /// budgets, each attacker's repertoire, the defenders, the unseen panel and
 /// how many evaluation images a number rests on (so one image's weight is
 /// visible); read from the run's own resolved `config.toml`, and the image
-/// shape from its gallery (a report never reads the dataset). Empty when it
+/// shape from its gallery, else as the run `recorded` it (a matrix has no
+/// gallery; a report never reads the dataset). Empty when it
 /// is neither a tournament nor a matrix file of this version.
-fn setup(config: &str, gallery: &[GalleryItem]) -> String {
+fn setup(config: &str, gallery: &[GalleryItem], recorded: Option<crate::data::Shape>) -> String {
     use crate::config::matrix::MatrixFile;
     use crate::config::TournamentFile;
-    let shape = gallery.first().map(|g| crate::data::Shape {
-        channels: g.channels,
-        rows: g.rows,
-        cols: g.cols,
-    });
+    let shape = gallery
+        .first()
+        .map(|g| crate::data::Shape {
+            channels: g.channels,
+            rows: g.rows,
+            cols: g.cols,
+        })
+        .or(recorded);
     let rows = if let Ok(file) = toml::from_str::<TournamentFile>(config) {
         tournament_setup(&file, shape)
     } else if let Ok(file) = toml::from_str::<MatrixFile>(config) {

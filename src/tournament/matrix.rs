@@ -109,6 +109,7 @@ pub async fn run_locked(
     kernels::set_threads(cores);
     let pretrain_started = Instant::now();
     let file = Arc::new(file);
+    let image_shape = dataset.test.shape;
     let dataset = Arc::new(dataset);
     let eval = Arc::new(eval_subset(&dataset.test, file.eval, file.seed));
     let pretrained = pretrain_shared(file.clone(), dataset.clone(), manifest.weights_fingerprint.clone()).await?;
@@ -147,6 +148,7 @@ pub async fn run_locked(
         seed: file.seed,
         attacks: file.attacks.iter().map(|a| a.label()).collect(),
         eval_images: file.eval,
+        image_shape: Some(image_shape),
         rows,
         timing: MatrixTiming {
             pretrain_s,
