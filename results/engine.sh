@@ -9,6 +9,10 @@
 # same instruction set, not the same machine: an AVX2-only CPU has its own
 # caches and clocks, so such figures stand for that Xeon alone.
 isa=${ISA:-native}
+# The default output folders hold the native engine's files: an AVX2
+# build's go where the caller says ($out_given: whether it said).
+[[ $isa == native || ${out_given:-no} == yes ]] \
+    || { echo "$0: with ISA=$isa, name the output folder (the default holds the native engine's files)" >&2; exit 2; }
 case $isa in
     native)
         cargo build --release

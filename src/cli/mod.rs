@@ -450,24 +450,37 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_tournament(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut complete = false;
     if let Some(dir) = &args.resume {
         let manifest = tournament::read_manifest(dir)?;
         if config::matrix::is_matrix_file(&dir.join("config.toml")) {
             return Err(crate::error::ResumeError::Matrix(dir.clone()).into());
         }
-        // A complete run still plays again the matches whose model a
-        // --save-models resume asks for and finds missing.
-        let models_wanted = args.save_models && tournament::models_missing(dir)?;
-        if manifest.status == crate::record::Status::Complete && !models_wanted {
-            say(&format!(
-                "{}: the run is already complete; nothing to resume (`redqueen report {}` prints its tables again)\n",
-                dir.display(),
-                dir.display()
-            ));
-            return Ok(ExitCode::SUCCESS);
-        }
+        complete = manifest.status == crate::record::Status::Complete;
     }
     let RunPlan { plan, options } = check_run_args(args)?;
+    // A --save-models resume plays again the finished matches whose model is
+    // missing (a failed save, or sittings without the flag), a complete
+    // run's too; it says so first, as it may take a while.
+    let unsaved = if options.resume && options.save_models {
+        tournament::models_missing(&options.out, plan.file.rounds)?
+    } else {
+        0
+    };
+    if complete && unsaved == 0 {
+        say(&format!(
+            "{}: the run is already complete; nothing to resume (`redqueen report {}` prints its tables again)\n",
+            options.out.display(),
+            options.out.display()
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if unsaved > 0 {
+        eprintln!(
+            "redqueen: {unsaved} finished match(es) in {} have no model in models/; playing them again to save their models (their rounds come out the same)",
+            options.out.display()
+        );
+    }
     let out = options.out.clone();
     let bars = Arc::new(Bars::new(
         plan.matches().len() * plan.file.seed_list().len() * plan.file.rounds,

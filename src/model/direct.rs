@@ -36,7 +36,7 @@ pub fn uses_avx512() -> bool {
 }
 
 /// The longest dot product gemm is certain to sum in one chain.
-const MAX_CHAIN: usize = 512;
+const MAX_CHAIN: usize = super::kernels::MAX_DEPTH_BLOCK;
 
 /// Which instruction set the kernels use: both give the same bits (one
 /// chain per output whatever the vector width).

@@ -126,7 +126,7 @@ fn matmul_with(dst: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool, para
     }
     let (a_rs, a_cs) = a.strides();
     let (b_rs, b_cs) = b.strides();
-    let block = depth_block(m, n, k);
+    let block = depth_block(m, n, k, (a_cs, b_rs));
     for depth in (0..k).step_by(block) {
         // SAFETY: the views and dst are in bounds for the strides given
         // (checked above; `depth + depth_len <= k` offsets a's columns and
@@ -158,25 +158,32 @@ fn matmul_with(dst: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool, para
     }
 }
 
-/// The longest dot product gemm sums in one chain on every machine.
-const MAX_DEPTH_BLOCK: usize = 512;
+/// The longest dot product gemm sums in one chain on every machine (the
+/// direct convolution kernels rely on it too).
+pub(crate) const MAX_DEPTH_BLOCK: usize = 512;
 
 /// How many terms of each dot product one gemm call sums, so that the
 /// results are the same on every machine. gemm 0.19 sums a dot product in
 /// depth blocks, each a chain of fused multiply-adds from zero added to the
 /// destination in turn; for a product with more than 64 rows or columns
-/// it sizes the blocks from the CPU's L1 cache and its kernels' width: 392
-/// terms for the 784 of an MNIST image on the project's EPYC (AVX2) and
-/// Xeon (AVX-512) alike, but all 784 in one chain on the same Xeon running
-/// AVX2 code, or on an AVX2 CPU with that Xeon's 48 KiB 12-way L1. So past
-/// 512 terms the engine splits the depth itself, as gemm does on those two
-/// machines (the fewest blocks of at most 512, of equal size but the
-/// last), and each call then sums its block in one chain everywhere. The
-/// other cases need no split: with at most 64 rows and columns gemm's
-/// blocks are 512 terms on every CPU, and a single row or column is a
-/// matrix-vector product, whose sums follow the vector width.
-fn depth_block(m: usize, n: usize, k: usize) -> usize {
-    if k > MAX_DEPTH_BLOCK && m > 1 && n > 1 && (m > 64 || n > 64) {
+/// it sizes the blocks from the CPU's L1 cache and its kernels' width
+/// (never below 512 terms): 392 terms for the 784 of an MNIST image on the
+/// project's EPYC (AVX2) and Xeon (AVX-512) alike, but all 784 in one chain
+/// on the same Xeon running AVX2 code, or on an AVX2 CPU with that Xeon's
+/// 48 KiB 12-way L1. So past 512 terms the engine splits the depth itself,
+/// as gemm does on those two machines (the fewest blocks of at most 512,
+/// of equal size but the last), and each call then sums its block in one
+/// chain everywhere. The other cases are left to gemm whole, as the
+/// machine's vector width does not change them or changes them anyway: a
+/// product of at most 64 rows and columns is cut into 512-term blocks on
+/// every CPU; a single row or column is a matrix-vector product, and a
+/// product of at most 256 outputs with `a` read along its rows and `b`
+/// down its columns (`a_cs == 1`, `b_rs == 1`) takes gemm's horizontal
+/// kernels, which sum across a vector's lanes (`strides`: `a`'s column and
+/// `b`'s row stride).
+fn depth_block(m: usize, n: usize, k: usize, (a_cs, b_rs): (isize, isize)) -> usize {
+    let horizontal = a_cs == 1 && b_rs == 1 && m * n <= 256;
+    if k > MAX_DEPTH_BLOCK && m > 1 && n > 1 && (m > 64 || n > 64) && !horizontal {
         k.div_ceil(k.div_ceil(MAX_DEPTH_BLOCK))
     } else {
         k
@@ -240,15 +247,18 @@ mod tests {
     /// product of 784 terms, in a product with more than 64 rows, is two
     /// chains of 392 fused multiply-adds from zero, added in turn, whatever
     /// the CPU's cache and vector width (a Xeon running AVX2 code used to
-    /// sum all 784 in one chain). Both with and without `accumulate`, and
-    /// with a transposed operand, as the backward pass reads them.
+    /// sum all 784 in one chain). With and without `accumulate`, with
+    /// either operand read transposed (as the backward pass reads them),
+    /// on one thread and on two (the product is large enough to split).
     #[test]
     fn long_dot_products_are_split_the_same_way_on_every_machine() {
-        let (m, k, n) = (96, 784, 10);
+        let (m, k, n) = (256, 784, 64);
+        assert!(m * k * n >= PARALLEL_MIN_MACS);
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5).collect();
         let b: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 977) as f32 / 977.0 - 0.5).collect();
+        let (a_t, b_t) = (transpose(&a, m, k), transpose(&b, k, n));
         let start: Vec<f32> = (0..m * n).map(|i| i as f32 * 0.25).collect();
-        assert_eq!(depth_block(m, n, k), 392);
+        assert_eq!(depth_block(m, n, k, (1, n as isize)), 392);
         let chain = |i: usize, j: usize, terms: std::ops::Range<usize>| {
             terms.fold(0.0f32, |sum, p| a[i * k + p].mul_add(b[p * n + j], sum))
         };
@@ -265,26 +275,33 @@ mod tests {
                 })
                 .collect()
         };
+        let (plain, added) = (expected(false), expected(true));
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let views = [
+            ("plain", View::new(&a, m, k), View::new(&b, k, n)),
+            ("a transposed", View::new(&a_t, k, m).t(), View::new(&b, k, n)),
+            ("b transposed", View::new(&a, m, k), View::new(&b_t, n, k).t()),
+        ];
         for threads in [1, 2] {
             with_threads(threads, || {
-                let mut c = vec![f32::NAN; m * n];
-                matmul(&mut c, View::new(&a, m, k), View::new(&b, k, n), false);
-                assert_eq!(bits(&c), bits(&expected(false)), "{threads} thread(s)");
-                let mut c = start.clone();
-                matmul(&mut c, View::new(&a, m, k), View::new(&b, k, n), true);
-                assert_eq!(bits(&c), bits(&expected(true)), "{threads} thread(s), accumulate");
-                let a_t = transpose(&a, m, k);
-                let mut c = vec![f32::NAN; m * n];
-                matmul(&mut c, View::new(&a_t, k, m).t(), View::new(&b, k, n), false);
-                assert_eq!(bits(&c), bits(&expected(false)), "{threads} thread(s), a transposed");
+                for (what, a, b) in views {
+                    let mut c = vec![f32::NAN; m * n];
+                    matmul(&mut c, a, b, false);
+                    assert!(bits(&c) == bits(&plain), "{what}, {threads} thread(s)");
+                    let mut c = start.clone();
+                    matmul(&mut c, a, b, true);
+                    assert!(bits(&c) == bits(&added), "{what}, {threads} thread(s), accumulate");
+                }
             });
         }
-        // Short depths, small products and vectors are left to gemm whole.
-        assert_eq!(depth_block(96, 10, 512), 512);
-        assert_eq!(depth_block(64, 64, 784), 784);
-        assert_eq!(depth_block(1, 256, 784), 784);
-        assert_eq!(depth_block(128, 1024, 3136), 448);
+        // Short depths, small products, vectors and gemm's horizontal
+        // kernels are left to gemm whole.
+        assert_eq!(depth_block(96, 10, 512, (1, 10)), 512);
+        assert_eq!(depth_block(64, 64, 784, (1, 64)), 784);
+        assert_eq!(depth_block(1, 256, 784, (1, 256)), 784);
+        assert_eq!(depth_block(2, 100, 784, (1, 1)), 784);
+        assert_eq!(depth_block(2, 100, 784, (1, 100)), 392);
+        assert_eq!(depth_block(128, 1024, 3136, (1, 1024)), 448);
     }
 
     #[test]

@@ -71,14 +71,15 @@ pub struct RunOptions {
     pub save_models: bool,
 }
 
-/// Whether a match of the run in `dir` has rows but no model in its
-/// `models/`: `run --resume DIR --save-models` then replays it (a complete
-/// run included), which gives the same rows and saves the model.
-pub fn models_missing(dir: &std::path::Path) -> Result<bool> {
+/// How many matches of the run in `dir` have every round but no model in
+/// its `models/`: `run --resume DIR --save-models` plays them again (a
+/// complete run included), which gives the same rows and saves the models.
+pub fn models_missing(dir: &std::path::Path, rounds: usize) -> Result<usize> {
     let files = RunFiles { dir: dir.to_path_buf() };
     let rows = crate::record::read_rows(&files.rounds())
         .map_err(Error::io(format!("reading {}", files.rounds().display())))?;
-    Ok(!prepare::without_model(&files, &rows).is_empty())
+    let unsaved = prepare::without_model(&files, &rows);
+    Ok(completed_matches(&rows, rounds).intersection(&unsaved).count())
 }
 
 /// The (seed, match id) pairs whose every round is in `rows` (or whose
