@@ -361,7 +361,8 @@ fn three_shards_merge_into_the_single_machine_run() {
         .arg(&merged)
         .assert()
         .success()
-        .stdout(predicate::str::contains("Merged 3 parts"));
+        .stdout(predicate::str::contains("Merged 3 parts"))
+        .stderr(predicate::str::contains("have no model").not());
     same_results(&whole, &merged);
     assert_eq!(status(&merged), "complete");
     // Every part's saved defenders, byte for byte the single run's.
@@ -386,6 +387,22 @@ fn three_shards_merge_into_the_single_machine_run() {
         "the merged models differ from the single run's"
     );
     assert!(merged.join("report.html").exists());
+    // A part short of a model (a save that failed) merges, saying so.
+    let lost = std::fs::read_dir(parts[0].join("models"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(&lost).unwrap();
+    redqueen()
+        .arg("merge")
+        .args(&parts)
+        .args(["--force", "--out"])
+        .arg(&merged)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("1 match(es) have no model"));
     redqueen().args(["run", "--quick", "--shard", "4/3"]).assert().code(2);
     redqueen().args(["run", "--quick", "--shard", "x"]).assert().code(2);
 }

@@ -163,6 +163,18 @@ fn merge(dirs: &[PathBuf], out: Option<PathBuf>, force: bool) -> anyhow::Result<
     say(&report::leaderboards(&summary));
     report::write_report(&out)?;
     say(&format!("\nMerged {} parts into {}\n", dirs.len(), out.display()));
+    // Parts that saved models, but not every one (a save that failed, a
+    // sitting without --save-models): the merged run says which are short.
+    if out.join("models").is_dir() {
+        let rounds = config::load_file(&out.join("config.toml"))?.file.rounds;
+        let missing = tournament::models_missing(&out, rounds)?;
+        if missing > 0 {
+            eprintln!(
+                "redqueen: {missing} match(es) have no model in {}; `redqueen run --resume PART --save-models` on their parts saves them, then merge again",
+                out.join("models").display()
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
