@@ -129,8 +129,9 @@ fn matmul_with(dst: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool, para
     let block = depth_block(m, n, k, (a_cs, b_rs));
     for depth in (0..k).step_by(block) {
         // SAFETY: the views and dst are in bounds for the strides given
-        // (checked above; `depth + depth_len <= k` offsets a's columns and
-        // b's rows), and dst does not alias a or b (it is a distinct &mut).
+        // (checked above); a block starts `depth < k` columns into `a` and
+        // rows into `b` and ends by column and row k; dst does not alias a
+        // or b (it is a distinct &mut).
         unsafe {
             gemm::gemm(
                 m,
