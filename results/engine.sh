@@ -1,5 +1,6 @@
 # Sourced by results/bench, results/conv-ab and results/profile: builds the
-# engine they time and sets $redqueen to it.
+# engine they time and sets $redqueen to it. They set $out (where the files
+# go) and $default_out (their default folder) first.
 #
 # ISA=native (the default) builds the usual engine: the widest kernels the
 # CPU runs. ISA=avx2 builds it without AVX-512 (`--no-default-features`,
@@ -9,15 +10,14 @@
 # same instruction set, not the same machine: an AVX2-only CPU has its own
 # caches and clocks, so such figures stand for that Xeon alone.
 isa=${ISA:-native}
-# The default output folders hold the native engine's files: an AVX2
-# build's go where the caller says ($out_given: whether it said).
-[[ $isa == native || ${out_given:-no} == yes ]] \
-    || { echo "$0: with ISA=$isa, name the output folder (the default holds the native engine's files)" >&2; exit 2; }
 case $isa in
     native)
         cargo build --release
         redqueen=target/release/redqueen ;;
     avx2)
+        # The default folder ($default_out) holds the native engine's files.
+        [[ $(realpath -m -- "$out") != "$(realpath -m -- "$default_out")" ]] \
+            || { echo "$0: with ISA=avx2, name an output folder other than $default_out (it holds the native engine's files)" >&2; exit 2; }
         grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo \
             || { echo "$0: ISA=avx2 needs a CPU with AVX2 and FMA" >&2; exit 2; }
         cargo build --release --no-default-features --target-dir target/avx2

@@ -165,13 +165,16 @@ fn merge(dirs: &[PathBuf], out: Option<PathBuf>, force: bool) -> anyhow::Result<
     say(&format!("\nMerged {} parts into {}\n", dirs.len(), out.display()));
     // Parts that saved models, but not every one (a save that failed, a
     // sitting without --save-models): the merged run says which are short.
-    if out.join("models").is_dir() {
-        let rounds = config::load_file(&out.join("config.toml"))?.file.rounds;
-        let missing = tournament::models_missing(&out, rounds)?;
-        if missing > 0 {
+    // Only a warning: the merge itself is done.
+    let rounds = config::load_file(&out.join("config.toml")).map(|plan| plan.file.rounds);
+    if let (true, Ok(rounds)) = (out.join("models").is_dir(), rounds) {
+        let missing = tournament::models_missing(&out, rounds).unwrap_or_default();
+        if !missing.is_empty() {
             eprintln!(
-                "redqueen: {missing} match(es) have no model in {}; `redqueen run --resume PART --save-models` on their parts saves them, then merge again",
-                out.join("models").display()
+                "redqueen: {} match(es) have no model in {}: {}; `redqueen run --resume PART --save-models` on the parts that played them saves them, then merge again",
+                missing.len(),
+                out.join("models").display(),
+                missing.join(", ")
             );
         }
     }
@@ -462,6 +465,14 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_tournament(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let already_complete = |dir: &Path| {
+        say(&format!(
+            "{}: the run is already complete; nothing to resume (`redqueen report {}` prints its tables again)\n",
+            dir.display(),
+            dir.display()
+        ));
+        Ok(ExitCode::SUCCESS)
+    };
     let mut complete = false;
     if let Some(dir) = &args.resume {
         let manifest = tournament::read_manifest(dir)?;
@@ -469,29 +480,16 @@ fn run_tournament(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Err(crate::error::ResumeError::Matrix(dir.clone()).into());
         }
         complete = manifest.status == crate::record::Status::Complete;
+        if complete && !args.save_models {
+            return already_complete(dir);
+        }
     }
     let RunPlan { plan, options } = check_run_args(args)?;
     // A --save-models resume plays again the finished matches whose model is
     // missing (a failed save, or sittings without the flag), a complete
-    // run's too; it says so first, as it may take a while.
-    let unsaved = if options.resume && options.save_models {
-        tournament::models_missing(&options.out, plan.file.rounds)?
-    } else {
-        0
-    };
-    if complete && unsaved == 0 {
-        say(&format!(
-            "{}: the run is already complete; nothing to resume (`redqueen report {}` prints its tables again)\n",
-            options.out.display(),
-            options.out.display()
-        ));
-        return Ok(ExitCode::SUCCESS);
-    }
-    if unsaved > 0 {
-        eprintln!(
-            "redqueen: {unsaved} finished match(es) in {} have no model in models/; playing them again to save their models (their rounds come out the same)",
-            options.out.display()
-        );
+    // run's too (the run says how many once the folder is checked).
+    if complete && tournament::models_missing(&options.out, plan.file.rounds)?.is_empty() {
+        return already_complete(&options.out);
     }
     let out = options.out.clone();
     let bars = Arc::new(Bars::new(

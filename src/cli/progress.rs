@@ -39,6 +39,18 @@ impl Bars {
 }
 
 impl Observer for Bars {
+    fn replaying_for_models(&self, matches: usize) {
+        let note = format!(
+            "redqueen: {matches} finished match(es) have no model in models/; playing them again to save their models (their rounds come out the same)"
+        );
+        // Above the bars on a terminal; plain stderr where they are hidden.
+        if self.multi.is_hidden() {
+            eprintln!("{note}");
+        } else {
+            let _ = self.multi.println(note);
+        }
+    }
+
     fn pretraining(&self) {
         self.overall.set_message("pretraining");
         self.overall.set_prefix("pretraining");

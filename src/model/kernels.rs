@@ -166,22 +166,22 @@ pub(crate) const MAX_DEPTH_BLOCK: usize = 512;
 /// How many terms of each dot product one gemm call sums, so that the
 /// results are the same on every machine. gemm 0.19 sums a dot product in
 /// depth blocks, each a chain of fused multiply-adds from zero added to the
-/// destination in turn; for a product with more than 64 rows or columns
-/// it sizes the blocks from the CPU's L1 cache and its kernels' width
-/// (never below 512 terms): 392 terms for the 784 of an MNIST image on the
-/// project's EPYC (AVX2) and Xeon (AVX-512) alike, but all 784 in one chain
-/// on the same Xeon running AVX2 code, or on an AVX2 CPU with that Xeon's
-/// 48 KiB 12-way L1. So past 512 terms the engine splits the depth itself,
-/// as gemm does on those two machines (the fewest blocks of at most 512,
-/// of equal size but the last), and each call then sums its block in one
-/// chain everywhere. The other cases are left to gemm whole, as the
-/// machine's vector width does not change them or changes them anyway: a
-/// product of at most 64 rows and columns is cut into 512-term blocks on
-/// every CPU; a single row or column is a matrix-vector product, and a
-/// product of at most 256 outputs with `a` read along its rows and `b`
-/// down its columns (`a_cs == 1`, `b_rs == 1`) takes gemm's horizontal
-/// kernels, which sum across a vector's lanes (`strides`: `a`'s column and
-/// `b`'s row stride).
+/// destination in turn. For a product with more than 64 rows or columns it
+/// sizes the blocks from the CPU's L1 cache and its kernels' width, aiming
+/// at 512 terms or more and then evening the blocks out: the 784 terms of
+/// an MNIST image become two blocks of 392 on the project's EPYC (AVX2)
+/// and Xeon (AVX-512) alike, but one chain of 784 on the same Xeon running
+/// AVX2 code, or on an AVX2 CPU with that Xeon's 48 KiB 12-way L1. So past
+/// 512 terms the engine splits the depth itself, as gemm does on those two
+/// machines (the fewest blocks of at most 512, of equal size but the last),
+/// and each call then sums its block in one chain everywhere. The other
+/// cases are left to gemm whole, as the machine does not change them or
+/// its vector width changes them anyway: a product of at most 64 rows and
+/// columns is cut into 512-term blocks on every CPU; a single row or column
+/// is a matrix-vector product; and a product of at most 256 outputs with
+/// `a` read along its rows and `b` down its columns (`a_cs == 1`,
+/// `b_rs == 1`: `a`'s column and `b`'s row stride) takes gemm's horizontal
+/// kernels, which sum across a vector's lanes.
 fn depth_block(m: usize, n: usize, k: usize, (a_cs, b_rs): (isize, isize)) -> usize {
     let horizontal = a_cs == 1 && b_rs == 1 && m * n <= 256;
     if k > MAX_DEPTH_BLOCK && m > 1 && n > 1 && (m > 64 || n > 64) && !horizontal {

@@ -37,6 +37,10 @@ pub use pretrain::pretrain;
 /// What a tournament reports while it runs (progress bars live above).
 pub trait Observer: Send + Sync {
     fn pretraining(&self) {}
+    /// A `--save-models` resume plays again `matches` finished matches
+    /// whose model is missing (told once the run folder is locked and
+    /// checked, before pretraining).
+    fn replaying_for_models(&self, _matches: usize) {}
     /// The rounds this run will play (fewer than the plan's when resuming
     /// or running one part of a sharded run).
     fn planned(&self, _rounds: usize) {}
@@ -71,15 +75,25 @@ pub struct RunOptions {
     pub save_models: bool,
 }
 
-/// How many matches of the run in `dir` have every round but no model in
-/// its `models/`: `run --resume DIR --save-models` plays them again (a
-/// complete run included), which gives the same rows and saves the models.
-pub fn models_missing(dir: &std::path::Path, rounds: usize) -> Result<usize> {
+/// The model files missing from the `models/` of the run in `dir`, one per
+/// match that has every round but no model: `run --resume DIR
+/// --save-models` plays those matches again (a complete run's too), which
+/// gives the same rows and saves the models.
+pub fn models_missing(dir: &std::path::Path, rounds: usize) -> Result<Vec<String>> {
     let files = RunFiles { dir: dir.to_path_buf() };
     let rows = crate::record::read_rows(&files.rounds())
         .map_err(Error::io(format!("reading {}", files.rounds().display())))?;
-    let unsaved = prepare::without_model(&files, &rows);
-    Ok(completed_matches(&rows, rounds).intersection(&unsaved).count())
+    let missing = completed_matches(&rows, rounds)
+        .intersection(&prepare::without_model(&files, &rows))
+        .copied()
+        .collect::<BTreeSet<_>>();
+    let mut names: Vec<String> = rows
+        .iter()
+        .filter(|r| r.round == 1 && missing.contains(&(r.seed, r.match_id)))
+        .map(|r| play::model_file_name(r.seed, r.match_id, &r.defender, &r.attacker))
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 /// The (seed, match id) pairs whose every round is in `rows` (or whose
@@ -180,6 +194,9 @@ pub async fn run_locked(
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     kernels::set_threads(cores);
     let previous = prepared.previous;
+    if previous.replayed_for_models > 0 {
+        observer.replaying_for_models(previous.replayed_for_models);
+    }
     let (part, schedule, needed) = share_of_matches(&plan, &seeds, options.shard, &previous.kept);
 
     observer.pretraining();

@@ -43,6 +43,8 @@ pub(super) struct Prepared {
 /// as when its save failed), when it started, and the time already spent.
 pub(super) struct Previous {
     pub kept: Vec<RoundRow>,
+    /// Finished matches played again to save their missing models.
+    pub replayed_for_models: usize,
     pub started: String,
     pub timing: RunTiming,
 }
@@ -73,6 +75,7 @@ pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepare
         let lock = prepare_output(&options.out, options.force)?;
         let fresh = Previous {
             kept: Vec::new(),
+            replayed_for_models: 0,
             started: record::now_rfc3339(),
             timing: RunTiming::default(),
         };
@@ -136,6 +139,7 @@ fn resume(
     let rows =
         record::read_rows(&files.rounds()).map_err(Error::io(format!("reading {}", files.rounds().display())))?;
     let mut done = completed_matches(&rows, rounds);
+    let finished = done.len();
     if options.save_models {
         let unsaved = without_model(files, &rows);
         done.retain(|key| !unsaved.contains(key));
@@ -148,6 +152,7 @@ fn resume(
         .map_err(Error::io(format!("writing {}", files.rounds().display())))?;
     Ok(Previous {
         kept,
+        replayed_for_models: finished - done.len(),
         started: previous.started,
         timing,
     })
