@@ -166,9 +166,11 @@ fn merge(dirs: &[PathBuf], out: Option<PathBuf>, force: bool) -> anyhow::Result<
     // Parts that saved models, but not every one (a save that failed, a
     // sitting without --save-models): the merged run says which are short.
     // Only a warning: the merge itself is done.
-    let rounds = config::load_file(&out.join("config.toml")).map(|plan| plan.file.rounds);
-    if let (true, Ok(rounds)) = (out.join("models").is_dir(), rounds) {
-        let missing = tournament::models_missing(&out, rounds).unwrap_or_default();
+    if out.join("models").is_dir() {
+        let missing = config::load_file(&out.join("config.toml"))
+            .ok()
+            .and_then(|plan| tournament::models_missing(&out, plan.file.rounds).ok())
+            .unwrap_or_default();
         if !missing.is_empty() {
             eprintln!(
                 "redqueen: {} match(es) have no model in {}: {}; `redqueen run --resume PART --save-models` on the parts that played them saves them, then merge again",

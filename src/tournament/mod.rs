@@ -83,17 +83,13 @@ pub fn models_missing(dir: &std::path::Path, rounds: usize) -> Result<Vec<String
     let files = RunFiles { dir: dir.to_path_buf() };
     let rows = crate::record::read_rows(&files.rounds())
         .map_err(Error::io(format!("reading {}", files.rounds().display())))?;
-    let missing = completed_matches(&rows, rounds)
-        .intersection(&prepare::without_model(&files, &rows))
-        .copied()
-        .collect::<BTreeSet<_>>();
-    let mut names: Vec<String> = rows
-        .iter()
-        .filter(|r| r.round == 1 && missing.contains(&(r.seed, r.match_id)))
-        .map(|r| play::model_file_name(r.seed, r.match_id, &r.defender, &r.attacker))
-        .collect();
-    names.sort();
-    Ok(names)
+    let finished = completed_matches(&rows, rounds);
+    // In (seed, match) order.
+    Ok(prepare::without_model(&files, &rows)
+        .into_iter()
+        .filter(|(key, _)| finished.contains(key))
+        .map(|(_, name)| name)
+        .collect())
 }
 
 /// The (seed, match id) pairs whose every round is in `rows` (or whose

@@ -2,7 +2,7 @@
 //! against its folder (or a fresh folder made ready), and the
 //! configuration and manifest written.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{completed_matches, RunOptions};
@@ -142,7 +142,7 @@ fn resume(
     let finished = done.len();
     if options.save_models {
         let unsaved = without_model(files, &rows);
-        done.retain(|key| !unsaved.contains(key));
+        done.retain(|key| !unsaved.contains_key(key));
     }
     let mut kept: Vec<RoundRow> = rows
         .into_iter()
@@ -158,17 +158,19 @@ fn resume(
     })
 }
 
-/// The (seed, match id) of the matches among `rows` whose model is not in
-/// the run's `models/`: never saved, or a save that failed.
-pub(super) fn without_model(files: &RunFiles, rows: &[RoundRow]) -> BTreeSet<(u64, usize)> {
+/// The matches among `rows` whose model is not in the run's `models/`
+/// (never saved, or a save that failed), by (seed, match id), with the
+/// model file's name. One look per match, not per row.
+pub(super) fn without_model(files: &RunFiles, rows: &[RoundRow]) -> BTreeMap<(u64, usize), String> {
     let models = files.models();
-    rows.iter()
-        .filter(|r| {
-            let name = super::play::model_file_name(r.seed, r.match_id, &r.defender, &r.attacker);
-            !models.join(name).is_file()
-        })
-        .map(|r| (r.seed, r.match_id))
-        .collect()
+    let mut names = BTreeMap::new();
+    for r in rows {
+        names
+            .entry((r.seed, r.match_id))
+            .or_insert_with(|| super::play::model_file_name(r.seed, r.match_id, &r.defender, &r.attacker));
+    }
+    names.retain(|_, name| !models.join(name).is_file());
+    names
 }
 
 /// Make `out` an empty run folder and lock it for this process: create it,
