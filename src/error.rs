@@ -1,6 +1,6 @@
 //! The library's error type, and which errors are the user's input.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::data::DataError;
 use crate::record::Shard;
@@ -37,11 +37,15 @@ pub enum Error {
     #[error(transparent)]
     Compare(#[from] CompareError),
     /// The run was interrupted; what completed is on disk.
-    #[error("interrupted: partial results kept in {dir}; a tournament continues with `redqueen run --resume {dir}`", dir = .0.display())]
+    #[error("interrupted: partial results kept in {}; a tournament continues with `redqueen run --resume {}`", .0.display(), shell_word(.0))]
     Interrupted(PathBuf),
+    /// A complete run resumed to save its missing models was interrupted:
+    /// it stays complete (every round kept), some models still missing.
+    #[error("interrupted: the run in {} stays complete, every round kept, but not every missing model was saved; `redqueen run --resume {} --save-models` saves the rest", .0.display(), shell_word(.0))]
+    ModelsInterrupted(PathBuf),
     /// A matrix run was interrupted: a row cut short would be a wrong
     /// number, so none is written.
-    #[error("interrupted: the generalization matrix in {dir} is incomplete (its finished rows are kept); continue it with `redqueen matrix --resume {dir}`", dir = .0.display())]
+    #[error("interrupted: the generalization matrix in {} is incomplete (its finished rows are kept); continue it with `redqueen matrix --resume {}`", .0.display(), shell_word(.0))]
     MatrixInterrupted(PathBuf),
     /// A reproduction was interrupted: its numbers would be of models
     /// trained short, so none is written.
@@ -108,10 +112,25 @@ impl Error {
             | Error::Resume(_)
             | Error::Merge(_)
             | Error::Compare(_) => 2,
-            Error::Interrupted(_) | Error::MatrixInterrupted(_) | Error::ReproductionInterrupted(_) => 130,
+            Error::Interrupted(_)
+            | Error::ModelsInterrupted(_)
+            | Error::MatrixInterrupted(_)
+            | Error::ReproductionInterrupted(_) => 130,
             Error::Io { source, .. } if users_to_fix(source) => 2,
             Error::Io { .. } => 1,
         }
+    }
+}
+
+/// `path` as one shell word, for the commands that messages suggest: quoted
+/// where it holds spaces or shell syntax (`'my runs'`), as it is otherwise,
+/// so that the command can be pasted. A path shlex cannot quote (a NUL
+/// byte, which no file name holds) is shown as it reads.
+pub fn shell_word(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    match shlex::try_quote(&text) {
+        Ok(word) => word.into_owned(),
+        Err(_) => text.into_owned(),
     }
 }
 
@@ -196,7 +215,7 @@ pub enum RunFolderError {
 /// A run that `--resume` cannot continue.
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
-    #[error("--resume {}: is a generalization-matrix run; continue it with `redqueen matrix --resume {}`", .0.display(), .0.display())]
+    #[error("--resume {}: is a generalization-matrix run; continue it with `redqueen matrix --resume {}`", .0.display(), shell_word(.0))]
     Matrix(PathBuf),
     /// Resumed with a `--shard` other than the one it was run with.
     #[error("--resume {}: {}; resume it with the same --shard, or without --shard", .dir.display(), shard_role(.recorded))]
@@ -241,7 +260,7 @@ fn shard_role(shard: &Option<Shard>) -> String {
 pub enum MergeError {
     #[error("merge needs the folders of every part of a sharded run")]
     NoParts,
-    #[error("{}: shard {}/{} is partial; finish it first with `redqueen run --resume {} --shard {}/{}`", .dir.display(), .shard.index, .shard.count, .dir.display(), .shard.index, .shard.count)]
+    #[error("{}: shard {}/{} is partial; finish it first with `redqueen run --resume {} --shard {}/{}`", .dir.display(), .shard.index, .shard.count, shell_word(.dir), .shard.index, .shard.count)]
     Partial { dir: PathBuf, shard: Shard },
     #[error("{}: cannot read it: {source}", .config.display())]
     ConfigUnreadable { config: PathBuf, source: std::io::Error },
@@ -428,6 +447,18 @@ mod tests {
             explain_serde_message("invalid type: string \"x\", expected usize"),
             "invalid type: string \"x\", expected a whole number, 0 or more"
         );
+    }
+
+    /// The commands that messages suggest can be pasted: a folder with
+    /// spaces or quotes in its name is one shell word there.
+    #[test]
+    fn suggested_commands_quote_the_folder() {
+        assert_eq!(shell_word(Path::new("runs/seed-1")), "runs/seed-1");
+        assert_eq!(shell_word(Path::new("my runs/it's")), r#""my runs/it's""#);
+        assert_eq!(shell_word(Path::new("a$b")), "'a$b'");
+        let message = Error::Interrupted(PathBuf::from("my runs/a")).to_string();
+        assert!(message.ends_with("`redqueen run --resume 'my runs/a'`"), "{message}");
+        assert_eq!(Error::ModelsInterrupted(PathBuf::from("a")).exit_code(), 130);
     }
 
     /// A read-only or full disk, a permission or a missing path is the

@@ -223,22 +223,22 @@ fn a_failed_model_save_is_made_good_by_resume() {
     );
     assert!(message.contains(&*lost.to_string_lossy()), "{message}");
     assert!(message.contains("--save-models"), "{message}");
-    assert_eq!(status(&run), "partial");
-    // Every round kept (the replayed match's appended, so in another order
-    // until the run ends).
-    let sorted = |text: String| {
-        let mut lines: Vec<String> = text.lines().map(String::from).collect();
-        lines.sort();
-        lines
-    };
+    // The run stays complete, every round kept as it was.
+    assert_eq!(status(&run), "complete");
     assert!(
-        sorted(whole.clone()) == sorted(without_timing(&run.join("rounds.jsonl"))),
+        whole == without_timing(&run.join("rounds.jsonl")),
         "the rounds were not kept"
     );
 
     // Without --save-models, a resume asks no model back.
     std::fs::remove_dir(&lost).unwrap();
-    redqueen().arg("run").arg("--resume").arg(&run).assert().success();
+    redqueen()
+        .arg("run")
+        .arg("--resume")
+        .arg(&run)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("already complete"));
     assert!(!lost.exists());
     // With it, the match is played again and its model saved.
     redqueen()
@@ -253,6 +253,81 @@ fn a_failed_model_save_is_made_good_by_resume() {
         whole == without_timing(&run.join("rounds.jsonl")),
         "other rows than the first run's"
     );
+}
+
+/// A `--save-models` resume that replays a complete run's matches, killed
+/// at random moments: the run stays complete with every round as it was,
+/// and a last resume saves every model, the same bytes as the first run's.
+#[test]
+fn a_killed_replay_for_models_keeps_the_run_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tournament(dir.path());
+    let run = dir.path().join("run");
+    redqueen()
+        .arg("run")
+        .arg(&file)
+        .args(["--save-models", "--out"])
+        .arg(&run)
+        .assert()
+        .success();
+    let rounds = std::fs::read(run.join("rounds.jsonl")).unwrap();
+    let whole = without_timing(&run.join("rounds.jsonl"));
+    let models = run.join("models");
+    let originals: Vec<(std::path::PathBuf, Vec<u8>)> = std::fs::read_dir(&models)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|path| (path.clone(), std::fs::read(&path).unwrap()))
+        .collect();
+    assert_eq!(originals.len(), 6);
+    let mut kills = 0;
+    for delay_ms in [5, 40, 80, 120, 160] {
+        // Gone (a kill before the replay saved a model leaves no folder).
+        if models.exists() {
+            std::fs::remove_dir_all(&models).unwrap();
+        }
+        let mut child = Command::new(binary())
+            .arg("run")
+            .args(["--save-models", "--jobs", "1", "--resume"])
+            .arg(&run)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+            child.wait().unwrap();
+            // Not a byte touched: the replayed rows are not appended.
+            assert!(
+                std::fs::read(run.join("rounds.jsonl")).unwrap() == rounds,
+                "killed after {delay_ms} ms"
+            );
+        }
+        assert_eq!(status(&run), "complete", "killed after {delay_ms} ms");
+        assert!(
+            whole == without_timing(&run.join("rounds.jsonl")),
+            "killed after {delay_ms} ms"
+        );
+    }
+    assert!(
+        kills >= 2,
+        "the replay was killed {kills} times; the test needs it cut short"
+    );
+    if models.exists() {
+        std::fs::remove_dir_all(&models).unwrap();
+    }
+    redqueen()
+        .arg("run")
+        .args(["--save-models", "--resume"])
+        .arg(&run)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("6 finished match(es)"));
+    for (path, bytes) in originals {
+        assert!(std::fs::read(&path).unwrap() == bytes, "{} differs", path.display());
+    }
+    assert!(whole == without_timing(&run.join("rounds.jsonl")));
 }
 
 #[test]

@@ -273,7 +273,7 @@ pub(super) fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
             return Err(Error::Usage(format!(
             "{} is a generalization matrix file (it has `attacks`), not a tournament; run it with `redqueen matrix {}`",
             file.display(),
-            file.display()
+            crate::error::shell_word(file)
         )))
         }
         (Some(file), _) => config::load_file_with(file, args.strategies.as_deref())?,

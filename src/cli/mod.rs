@@ -16,7 +16,7 @@ use crate::agent::PolicyConfig;
 use crate::attack::ATTACKS;
 use crate::config::{self, builtin, DATASETS};
 use crate::defense::DefenseConfig;
-use crate::error::Error;
+use crate::error::{shell_word, Error};
 use crate::model::MODELS;
 use crate::registry::Entry;
 use crate::report;
@@ -383,7 +383,7 @@ fn matrix_to_resume(dir: &Path) -> anyhow::Result<bool> {
         return Err(Error::Usage(format!(
             "--resume {}: is a tournament run, not a matrix; continue it with `redqueen run --resume {}`",
             dir.display(),
-            dir.display()
+            shell_word(dir)
         ))
         .into());
     }
@@ -391,7 +391,7 @@ fn matrix_to_resume(dir: &Path) -> anyhow::Result<bool> {
         say(&format!(
             "{}: the matrix is already complete; nothing to resume (`redqueen report {}` prints it again)\n",
             dir.display(),
-            dir.display()
+            shell_word(dir)
         ));
         return Ok(false);
     }
@@ -471,7 +471,7 @@ fn run_tournament(args: RunArgs) -> anyhow::Result<ExitCode> {
         say(&format!(
             "{}: the run is already complete; nothing to resume (`redqueen report {}` prints its tables again)\n",
             dir.display(),
-            dir.display()
+            shell_word(dir)
         ));
         Ok(ExitCode::SUCCESS)
     };

@@ -142,14 +142,14 @@ pub async fn run(
 }
 
 /// The matches this run plays (its part, less those a resumed run has
-/// kept), its part, and so the seeds it prepares: a part trains the
+/// kept, but for those it plays again to save their models), its part, and so the seeds it prepares: a part trains the
 /// pretrained models and specialists of its own seeds only, and the first
 /// part also the first seed's, which the gallery shows.
 fn share_of_matches(
     plan: &Plan,
     seeds: &[u64],
     shard: Option<Shard>,
-    kept: &[RoundRow],
+    previous: &prepare::Previous,
 ) -> (Option<shard::Part>, play::Schedule, Vec<bool>) {
     let part = shard.map(|shard| {
         let per_seed = plan.matches();
@@ -159,8 +159,10 @@ fn share_of_matches(
             .collect();
         shard::Part::plan(shard, &costs, per_seed.len())
     });
-    let done = completed_matches(kept, plan.file.rounds);
-    let schedule = play::Schedule::new(plan, seeds, part.as_ref(), &done);
+    let mut done = completed_matches(&previous.kept, plan.file.rounds);
+    done.retain(|key| !previous.replay_for_models.contains(key));
+    let mut schedule = play::Schedule::new(plan, seeds, part.as_ref(), &done);
+    schedule.replaying = previous.replay_for_models.clone();
     let mut needed = vec![false; seeds.len()];
     for &(s, _) in &schedule.order {
         needed[s] = true;
@@ -190,10 +192,10 @@ pub async fn run_locked(
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     kernels::set_threads(cores);
     let previous = prepared.previous;
-    if previous.replayed_for_models > 0 {
-        observer.replaying_for_models(previous.replayed_for_models);
+    if !previous.replay_for_models.is_empty() {
+        observer.replaying_for_models(previous.replay_for_models.len());
     }
-    let (part, schedule, needed) = share_of_matches(&plan, &seeds, options.shard, &previous.kept);
+    let (part, schedule, needed) = share_of_matches(&plan, &seeds, options.shard, &previous);
 
     observer.pretraining();
     let pretrain_started = Instant::now();
@@ -208,7 +210,10 @@ pub async fn run_locked(
     .await?;
     let Some(replicates) = replicates else {
         // Interrupted before any match: nothing more to write.
-        return Err(Error::Interrupted(options.out));
+        return Err(match previous.completed {
+            Some(_) => Error::ModelsInterrupted(options.out),
+            None => Error::Interrupted(options.out),
+        });
     };
     let pretrain_s = pretrain_started.elapsed().as_secs_f64();
     kernels::set_threads(options.threads.unwrap_or(cores / options.jobs.max(1)));
@@ -226,13 +231,13 @@ pub async fn run_locked(
         cancel.clone(),
     )
     .await?;
-    let mut rows: Vec<RoundRow> = previous.kept;
-    rows.extend(played);
+    let rows = with_replays(previous.kept, played, &previous.replay_for_models, plan.file.rounds);
     let matches_s = matches_started.elapsed().as_secs_f64();
 
     let played = Played {
         rows,
         files,
+        was_complete: previous.completed.is_some(),
         manifest: prepared.manifest,
         expected: match &part {
             Some(part) => part.match_count(),
@@ -248,6 +253,43 @@ pub async fn run_locked(
     let interrupted = cancel.load(Ordering::SeqCst);
     let summary = summarize(&plan, replicates[0].as_ref(), options.shard, interrupted, played).await?;
     Ok((summary, lock))
+}
+
+/// The run's rows: those `kept` from before and those `played` now. A
+/// match replayed to save its model keeps its rows from before, timings
+/// and all, unless it finished again with other rows (play is
+/// deterministic, so that would be a bug): then the new rows, which the
+/// saved model goes with. A replay cut short adds nothing.
+fn with_replays(
+    kept: Vec<RoundRow>,
+    played: Vec<RoundRow>,
+    replayed: &BTreeSet<(u64, usize)>,
+    rounds: usize,
+) -> Vec<RoundRow> {
+    let key = |r: &RoundRow| (r.seed, r.match_id);
+    let (replays, mut rows): (Vec<RoundRow>, Vec<RoundRow>) =
+        played.into_iter().partition(|r| replayed.contains(&key(r)));
+    let finished_again = completed_matches(&replays, rounds);
+    // A match's rows in round order, timings left out.
+    let rounds_of = |rows: &[RoundRow], match_key: (u64, usize)| {
+        let mut untimed: Vec<RoundRow> = rows
+            .iter()
+            .filter(|r| key(r) == match_key)
+            .map(|r| RoundRow {
+                timing: Default::default(),
+                ..r.clone()
+            })
+            .collect();
+        untimed.sort_by_key(|r| r.round);
+        untimed
+    };
+    let changed: BTreeSet<(u64, usize)> = finished_again
+        .into_iter()
+        .filter(|&k| rounds_of(&kept, k) != rounds_of(&replays, k))
+        .collect();
+    rows.extend(kept.into_iter().filter(|r| !changed.contains(&key(r))));
+    rows.extend(replays.into_iter().filter(|r| changed.contains(&key(r))));
+    rows
 }
 
 /// Per seed that is `needed`: its data (synthetic digits are drawn from the
@@ -326,6 +368,9 @@ struct Played {
     /// Every row of the run: kept from before a resume, and played now.
     rows: Vec<RoundRow>,
     files: RunFiles,
+    /// The run was complete before this resume (which only replays
+    /// matches to save their models): it stays complete if interrupted.
+    was_complete: bool,
     manifest: record::Manifest,
     /// The matches this run (or this part) covers.
     expected: usize,
@@ -385,10 +430,14 @@ async fn summarize(
     record::write_json(&files.summary(), &summary).map_err(io(&files.summary()))?;
     let mut manifest = played.manifest;
     manifest.finished = Some(record::now_rfc3339());
-    manifest.status = if interrupted { Status::Partial } else { Status::Complete };
+    let partial = interrupted && !played.was_complete;
+    manifest.status = if partial { Status::Partial } else { Status::Complete };
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
     if interrupted {
-        return Err(Error::Interrupted(files.dir.clone()));
+        return Err(match played.was_complete {
+            true => Error::ModelsInterrupted(files.dir.clone()),
+            false => Error::Interrupted(files.dir.clone()),
+        });
     }
     Ok(summary)
 }
@@ -408,4 +457,56 @@ fn gallery_attacks(plan: &Plan) -> Vec<AttackConfig> {
         }
     }
     attacks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Round `round` of match `id` (seed 1), timed `secs` and scored `acc`.
+    fn row(id: usize, round: usize, acc: f64, secs: f64) -> RoundRow {
+        serde_json::from_value(serde_json::json!({
+            "match_id": id, "attacker": "a", "defender": "d", "seed": 1, "round": round,
+            "attack": "pgd", "zero_day_acc": acc, "reward": 0.0, "agent_reward": 0.0, "clean_acc": 0.9,
+            "seen_acc": {}, "seen_worst": acc, "seen_union_acc": acc, "unseen_acc": {}, "unseen_worst": null,
+            "unseen_mean": null, "gap": null, "stale_acc": 0.5, "stale_inflation": 0.0,
+            "wrong_confidence": null, "perturbation": null, "diverged": null,
+            "violations": 0, "timing": { "attack_s": secs, "defense_s": 0.0, "eval_s": 0.0 }
+        }))
+        .unwrap()
+    }
+
+    /// A match replayed for its model keeps its rows from before (timings
+    /// too) when it finishes again with the same rows, brings its new rows
+    /// when they differ, and adds nothing when cut short; other matches'
+    /// rows pass through.
+    #[test]
+    fn replayed_matches_keep_their_rows_unless_they_changed() {
+        let kept = vec![
+            row(0, 1, 0.5, 1.0),
+            row(0, 2, 0.6, 1.0),
+            row(1, 1, 0.7, 1.0),
+            row(1, 2, 0.8, 1.0),
+        ];
+        let replayed = BTreeSet::from([(1, 0)]);
+        let sorted = |mut rows: Vec<RoundRow>| {
+            rows.sort_by_key(|r| (r.match_id, r.round));
+            rows
+        };
+        let fresh = vec![row(2, 1, 0.1, 3.0)];
+        let with = |played: Vec<RoundRow>| sorted(with_replays(kept.clone(), played, &replayed, 2));
+        let mut expected = kept.clone();
+        expected.extend(fresh.clone());
+        // The same rows, other timings: the kept ones stay.
+        let again = vec![row(0, 2, 0.6, 2.0), row(0, 1, 0.5, 2.0)];
+        assert_eq!(with([again, fresh.clone()].concat()), expected);
+        // Cut short: the kept ones stay.
+        assert_eq!(with([vec![row(0, 1, 0.5, 2.0)], fresh.clone()].concat()), expected);
+        // Other rows: the new ones replace them.
+        let changed = vec![row(0, 1, 0.5, 2.0), row(0, 2, 0.9, 2.0)];
+        let mut expected = changed.clone();
+        expected.extend([kept[2].clone(), kept[3].clone()]);
+        expected.extend(fresh.clone());
+        assert_eq!(with([changed, fresh].concat()), sorted(expected));
+    }
 }

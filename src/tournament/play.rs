@@ -24,12 +24,18 @@ struct Shared {
     save_models: Option<std::path::PathBuf>,
     /// The first model that could not be saved, and why.
     save_error: Arc<Mutex<Option<(std::path::PathBuf, std::io::Error)>>>,
+    /// Finished matches played again to save their models: their rows are
+    /// in the log already, so their replayed rows are not appended.
+    replaying: Arc<BTreeSet<(u64, usize)>>,
 }
 
 /// The matches left to play: (replicate index, match) in this run's part
 /// and not completed yet, costliest first.
 pub(super) struct Schedule {
     pub order: Vec<(usize, MatchRef)>,
+    /// Completed matches among them, played again to save their models:
+    /// their rows are in the row log already.
+    pub replaying: BTreeSet<(u64, usize)>,
 }
 
 impl Schedule {
@@ -47,7 +53,10 @@ impl Schedule {
         // Costliest first, so that no long match starts last (the order of
         // execution does not change any result).
         order.sort_by_key(|(_, m)| std::cmp::Reverse(cost(plan, m)));
-        Schedule { order }
+        Schedule {
+            order,
+            replaying: BTreeSet::new(),
+        }
     }
 }
 
@@ -59,7 +68,9 @@ pub(super) fn cost(plan: &Plan, m: &MatchRef) -> usize {
 }
 
 /// Play the scheduled matches, `jobs` at a time, appending each row to
-/// `rounds.jsonl` as it comes; returns the rows played (in no set order).
+/// `rounds.jsonl` as it comes (but those of the matches the schedule
+/// replays, whose rows are there already); returns the rows played (in no
+/// set order).
 /// A stop (`cancel`) lets the matches in flight finish and starts no more.
 pub(super) async fn play(
     plan: &Arc<Plan>,
@@ -78,6 +89,7 @@ pub(super) async fn play(
         write_error: Arc::new(Mutex::new(None)),
         save_models: save_models.then(|| files.models()),
         save_error: Arc::new(Mutex::new(None)),
+        replaying: Arc::new(schedule.replaying),
     };
     let semaphore = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
     let per_seed = plan.matches().len();
@@ -121,7 +133,7 @@ pub(super) async fn play(
             context: format!(
                 "writing {} (every round is kept; once the cause is fixed, `redqueen run --resume {} --save-models` plays again the matches whose model is missing)",
                 path.display(),
-                files.dir.display()
+                crate::error::shell_word(&files.dir)
             ),
             source,
         });
@@ -148,6 +160,7 @@ fn play_match(plan: &Plan, replicate: &Replicate, m: MatchRef, progress_id: usiz
         specialists: &replicate.specialists,
     };
     let observer = &shared.observer;
+    let logged = !shared.replaying.contains(&(replicate.seed, m.id));
     observer.match_started(progress_id, &attacker.name, &defender.name, plan.file.rounds);
     let (rows, model) = arena::play_to_end(
         &match_plan,
@@ -155,7 +168,11 @@ fn play_match(plan: &Plan, replicate: &Replicate, m: MatchRef, progress_id: usiz
         &|round, phase| observer.phase(progress_id, round, phase),
         &|| shared.cancel.load(Ordering::SeqCst),
         &mut |row| {
-            if let Err(e) = shared.log.lock().unwrap_or_else(|e| e.into_inner()).append(row) {
+            let appended = match logged {
+                true => shared.log.lock().unwrap_or_else(|e| e.into_inner()).append(row),
+                false => Ok(()),
+            };
+            if let Err(e) = appended {
                 shared
                     .write_error
                     .lock()

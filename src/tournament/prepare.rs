@@ -2,7 +2,7 @@
 //! against its folder (or a fresh folder made ready), and the
 //! configuration and manifest written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::{completed_matches, RunOptions};
@@ -10,7 +10,7 @@ use crate::config::Plan;
 use crate::data::Dataset;
 use crate::error::{Error, OutputError, Result, ResumeError};
 use crate::model::ModelConfig;
-use crate::record::{self, read_json, read_manifest, Manifest, RoundRow, RunFiles, RunTiming, Summary};
+use crate::record::{self, read_json, read_manifest, Manifest, RoundRow, RunFiles, RunTiming, Status, Summary};
 
 /// The run files an existing folder may hold, removed by `--force`.
 const RUN_FILES: &[&str] = &[
@@ -38,13 +38,18 @@ pub(super) struct Prepared {
 }
 
 /// What a resumed run keeps: the rows of every completed match (a match
-/// cut short is replayed from its start, which gives the same rows again;
-/// with `--save-models`, so is a completed match whose model is missing,
-/// as when its save failed), when it started, and the time already spent.
+/// cut short is replayed from its start, which gives the same rows again),
+/// when it started, and the time already spent. With `--save-models`, a
+/// completed match whose model is missing (a failed save, or a sitting
+/// without the flag) is played again too; its rows stay in `rounds.jsonl`
+/// meanwhile, so that a replay cut short loses nothing.
 pub(super) struct Previous {
     pub kept: Vec<RoundRow>,
-    /// Finished matches played again to save their missing models.
-    pub replayed_for_models: usize,
+    /// Finished matches (in `kept`) played again to save their models.
+    pub replay_for_models: BTreeSet<(u64, usize)>,
+    /// When the run completed, for a complete run (resumed only to save
+    /// models): it stays complete whatever becomes of the replays.
+    pub completed: Option<String>,
     pub started: String,
     pub timing: RunTiming,
 }
@@ -75,7 +80,8 @@ pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepare
         let lock = prepare_output(&options.out, options.force)?;
         let fresh = Previous {
             kept: Vec::new(),
-            replayed_for_models: 0,
+            replay_for_models: BTreeSet::new(),
+            completed: None,
             started: record::now_rfc3339(),
             timing: RunTiming::default(),
         };
@@ -84,6 +90,12 @@ pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepare
     record::write_atomic(&files.config(), plan.to_toml().as_bytes()).map_err(io(&files.config()))?;
     let manifest = Manifest {
         started: previous.started.clone(),
+        finished: previous.completed.clone(),
+        status: if previous.completed.is_some() {
+            Status::Complete
+        } else {
+            Status::Partial
+        },
         shard: options.shard,
         weights_fingerprint,
         ..Manifest::begin(&file.name, file.seed, &first_dataset.name, &first_dataset.fingerprint)
@@ -138,12 +150,15 @@ fn resume(
     }
     let rows =
         record::read_rows(&files.rounds()).map_err(Error::io(format!("reading {}", files.rounds().display())))?;
-    let mut done = completed_matches(&rows, rounds);
-    let finished = done.len();
-    if options.save_models {
-        let unsaved = without_model(files, &rows);
-        done.retain(|key| !unsaved.contains_key(key));
-    }
+    let done = completed_matches(&rows, rounds);
+    let replay_for_models = if options.save_models {
+        without_model(files, &rows)
+            .into_keys()
+            .filter(|key| done.contains(key))
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
     let mut kept: Vec<RoundRow> = rows
         .into_iter()
         .filter(|r| done.contains(&(r.seed, r.match_id)))
@@ -152,7 +167,8 @@ fn resume(
         .map_err(Error::io(format!("writing {}", files.rounds().display())))?;
     Ok(Previous {
         kept,
-        replayed_for_models: finished - done.len(),
+        replay_for_models,
+        completed: (previous.status == Status::Complete).then(|| previous.finished.unwrap_or_else(record::now_rfc3339)),
         started: previous.started,
         timing,
     })
