@@ -122,6 +122,27 @@ impl Error {
     }
 }
 
+/// The exit code for an error that reached `main`: [`Error::exit_code`]
+/// for redqueen's own errors, 2 for the input errors inside them when one
+/// arrives unwrapped (a `ResumeError` turned straight into `anyhow`), and 1
+/// for anything else (a bug).
+pub fn exit_code_of(e: &anyhow::Error) -> u8 {
+    if let Some(own) = e.downcast_ref::<Error>() {
+        return own.exit_code();
+    }
+    let input = e.is::<OutputError>()
+        || e.is::<RunFolderError>()
+        || e.is::<ResumeError>()
+        || e.is::<MergeError>()
+        || e.is::<CompareError>()
+        || e.is::<DataError>();
+    if input {
+        2
+    } else {
+        1
+    }
+}
+
 /// `path` as one shell word, for the commands that messages suggest: quoted
 /// where it holds spaces or shell syntax (`'my runs'`), as it is otherwise,
 /// so that the command can be pasted. A path shlex cannot quote (a NUL
@@ -190,7 +211,7 @@ pub enum RunFolderError {
     #[error("{}: not a folder; give a run folder written by `redqueen run` or `redqueen matrix`", .0.display())]
     NotAFolder(PathBuf),
     /// A file every run of its kind has.
-    #[error("{}: missing; the run folder is incomplete (rerun it, or `redqueen run --resume` it)", .0.display())]
+    #[error("{}: missing; the run folder is incomplete ({})", .0.display(), missing_advice(.0))]
     Missing(PathBuf),
     /// A line of `rounds.jsonl` that is not a row.
     #[error("{}, line {line}: not a round row of this version: {source}", .path.display())]
@@ -245,6 +266,23 @@ pub enum ResumeError {
         recorded: String,
         given: String,
     },
+}
+
+/// What to do about a run folder that lacks `missing`: its configuration
+/// cannot be made again, anything else a resume rebuilds (`run` or
+/// `matrix`, whichever the folder holds).
+fn missing_advice(missing: &Path) -> String {
+    let dir = missing.parent().unwrap_or(Path::new("."));
+    if missing.file_name().is_some_and(|n| n == "config.toml") {
+        return "its configuration cannot be rebuilt; run it again".into();
+    }
+    let matrix = missing.file_name().is_some_and(|n| n == "matrix.json")
+        || crate::config::matrix::is_matrix_file(&dir.join("config.toml"));
+    let command = if matrix { "matrix" } else { "run" };
+    format!(
+        "`redqueen {command} --resume {}` rebuilds it from what it has",
+        shell_word(dir)
+    )
 }
 
 /// What a run folder was, for [`ResumeError::ShardDiffers`].
@@ -459,6 +497,17 @@ mod tests {
         let message = Error::Interrupted(PathBuf::from("my runs/a")).to_string();
         assert!(message.ends_with("`redqueen run --resume 'my runs/a'`"), "{message}");
         assert_eq!(Error::ModelsInterrupted(PathBuf::from("a")).exit_code(), 130);
+    }
+
+    /// An input error that reaches `main` unwrapped still exits 2 (a
+    /// matrix folder given to `run --resume` once exited 1).
+    #[test]
+    fn input_errors_exit_2_however_they_arrive() {
+        let resume = anyhow::Error::from(ResumeError::Matrix(PathBuf::from("m")));
+        assert_eq!(exit_code_of(&resume), 2);
+        let wrapped = anyhow::Error::from(Error::from(ResumeError::Matrix(PathBuf::from("m"))));
+        assert_eq!(exit_code_of(&wrapped), 2);
+        assert_eq!(exit_code_of(&anyhow::anyhow!("a bug")), 1);
     }
 
     /// A read-only or full disk, a permission or a missing path is the

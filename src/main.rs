@@ -7,15 +7,10 @@ fn main() -> ExitCode {
             // redqueen's own errors already say their cause; anything else
             // prints its chain of causes.
             match e.downcast_ref::<redqueen::Error>() {
-                Some(own) => {
-                    eprintln!("error: {own}");
-                    ExitCode::from(own.exit_code())
-                }
-                None => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(1)
-                }
+                Some(own) => eprintln!("error: {own}"),
+                None => eprintln!("error: {e:#}"),
             }
+            ExitCode::from(redqueen::error::exit_code_of(&e))
         }
     }
 }

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{redqueen, strategies, tiny_tournament, write_idx_dataset};
+use common::{redqueen, strategies, tiny_tournament, without_timing, write_idx_dataset};
 
 /// The tiny tournament's one defender.
 const DEFENDER: &str = "[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }";
@@ -733,6 +733,86 @@ const CASES: &[Case] = &[
             ]
         },
         stderr: &["--json", "no-folder", "does not exist"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "bench: --json naming a folder, refused before the timing",
+        setup: |dir| {
+            std::fs::create_dir(dir.join("a-folder")).unwrap();
+            vec![
+                "bench".into(),
+                "--quick".into(),
+                "--only".into(),
+                "mlp_pgd_step".into(),
+                "--json".into(),
+                "a-folder".into(),
+            ]
+        },
+        stderr: &["--json a-folder", "is a folder", "name of a file"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "attacks: --json into a folder that does not exist, refused before the attacks",
+        setup: |_| {
+            vec![
+                "attacks".into(),
+                "--quick".into(),
+                "--json".into(),
+                "no-folder/a.json".into(),
+            ]
+        },
+        stderr: &["--json", "no-folder", "does not exist"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "run: --threads far past any machine's cores",
+        setup: |_| {
+            vec![
+                "run".into(),
+                "--threads".into(),
+                "100000".into(),
+                "--out".into(),
+                "out".into(),
+            ]
+        },
+        stderr: &["--threads 100000", "at most 1024"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "bench: --threads past the limit",
+        setup: |_| vec!["bench".into(), "--threads".into(), "5000".into()],
+        stderr: &["--threads 5000", "at most 1024"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "run --resume on a matrix's folder",
+        setup: |dir| {
+            let m = dir.join("m");
+            std::fs::create_dir(&m).unwrap();
+            let manifest = serde_json::json!({
+                "schema_version": 1, "redqueen_version": "0.1.0", "name": "m", "seed": 1,
+                "dataset": "synthetic-digits", "dataset_fingerprint": "0", "started": "2026-01-01T00:00:00Z",
+                "finished": null, "status": "partial"
+            });
+            std::fs::write(m.join("manifest.json"), manifest.to_string()).unwrap();
+            std::fs::write(m.join("config.toml"), "name = \"m\"\nattacks = []\n").unwrap();
+            vec!["run".into(), "--resume".into(), "m".into()]
+        },
+        stderr: &[
+            "--resume m",
+            "generalization-matrix run",
+            "`redqueen matrix --resume m`",
+        ],
         out: OUT,
         expect_out: Out::Absent,
         skip: None,
@@ -1495,6 +1575,30 @@ fn reading_a_damaged_run_back_is_refused_and_rebuilds_nothing() {
             }
             assert_eq!(text.matches("error:").count(), 1, "{what}: printed once: {text}");
             assert_eq!(snapshot(&run), before, "{what}, {args:?}: the run folder changed");
+        }
+        // A missing file's message says which command rebuilds it.
+        if what.ends_with(".json deleted") || what.ends_with(".jsonl deleted") {
+            let text =
+                String::from_utf8_lossy(&redqueen().arg("report").arg(&run).output().unwrap().stderr).to_string();
+            assert!(
+                text.contains(&format!("`redqueen run --resume {}`", run.display())),
+                "{what}: {text}"
+            );
+        }
+        // The run is marked complete, but `run --resume` does not call it
+        // so: it rebuilds the files from the rows it has, playing again any
+        // match whose rows were lost, and the run reads back as the good one.
+        let output = redqueen().arg("run").arg("--resume").arg(&run).output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{what}: {text}");
+        assert!(text.contains("does not read back"), "{what}: {text}");
+        redqueen().arg("report").arg(&run).assert().success();
+        for file in ["rounds.jsonl", "summary.json"] {
+            assert_eq!(
+                without_timing(&run.join(file)),
+                without_timing(&good.join(file)),
+                "{what}: {file} differs from the undamaged run's"
+            );
         }
     }
 }

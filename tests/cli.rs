@@ -307,6 +307,34 @@ fn bench_writes_the_keys_compare_reads() {
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&one).unwrap()).unwrap();
     assert!(report["mlp_pgd_step"]["median_s"].as_f64().unwrap() > 0.0);
     assert!(report.get("mlp_train_step").is_none() && report.get("tournament_default").is_none());
+    // --json writes through a link (into a file, or into a device such as
+    // /dev/null), never replacing the link or what it leads to.
+    let (to_file, to_device, target) = (
+        dir.path().join("to-file"),
+        dir.path().join("to-null"),
+        dir.path().join("t.json"),
+    );
+    std::fs::write(&target, "old").unwrap();
+    std::os::unix::fs::symlink(&target, &to_file).unwrap();
+    std::os::unix::fs::symlink("/dev/null", &to_device).unwrap();
+    for link in [&to_file, &to_device] {
+        redqueen()
+            .args(["bench", "--quick", "--threads", "1", "--only", "mlp_pgd_step", "--json"])
+            .arg(link)
+            .assert()
+            .success();
+        assert!(
+            std::fs::symlink_metadata(link).unwrap().file_type().is_symlink(),
+            "{}",
+            link.display()
+        );
+    }
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&target).unwrap()).unwrap();
+    assert!(written["mlp_pgd_step"]["median_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        std::fs::read_link(&to_device).unwrap(),
+        std::path::Path::new("/dev/null")
+    );
     // Without the direct convolution kernels, as the report says; a kernel
     // set that does not exist is refused by name.
     let im2col = dir.path().join("im2col.json");

@@ -395,17 +395,28 @@ fn check_memory(plan: &Plan, jobs: usize) -> Result<(), Error> {
     )))
 }
 
-/// `--jobs` and `--threads`: at least one when given.
-pub(super) fn check_jobs(jobs: Option<usize>, threads: Option<usize>) -> Result<(usize, Option<usize>), Error> {
-    let jobs = match jobs {
-        Some(0) => return Err(Error::Usage("--jobs must be at least 1".into())),
-        Some(j) => j,
-        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-    };
-    match threads {
-        Some(0) => Err(Error::Usage("--threads must be at least 1".into())),
-        threads => Ok((jobs, threads)),
+/// The most `--jobs` or `--threads` a command takes: more than any machine
+/// has cores today, so a typo (`--threads 100000`) is refused rather than
+/// left to start that many threads.
+pub(super) const MAX_THREADS: usize = 1024;
+
+/// A `--jobs` or `--threads` value (`flag`), when given: 1 to [`MAX_THREADS`].
+pub(super) fn check_count(flag: &str, value: Option<usize>) -> Result<Option<usize>, Error> {
+    match value {
+        Some(0) => Err(Error::Usage(format!("{flag} must be at least 1"))),
+        Some(n) if n > MAX_THREADS => Err(Error::Usage(format!(
+            "{flag} {n}: at most {MAX_THREADS} (this machine has {} cores; more threads than cores only slow a run down)",
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        ))),
+        value => Ok(value),
     }
+}
+
+/// `--jobs` and `--threads`: 1 to [`MAX_THREADS`] when given.
+pub(super) fn check_jobs(jobs: Option<usize>, threads: Option<usize>) -> Result<(usize, Option<usize>), Error> {
+    let jobs = check_count("--jobs", jobs)?
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    Ok((jobs, check_count("--threads", threads)?))
 }
 
 #[cfg(test)]

@@ -206,14 +206,44 @@ fn compare(dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A `--json` path that cannot be written is refused before the work, not
+/// after: a folder, or a file in a folder that does not exist.
+fn check_json_path(json: Option<&Path>) -> Result<(), Error> {
+    let Some(path) = json else { return Ok(()) };
+    if path.is_dir() {
+        return Err(Error::Usage(format!(
+            "--json {}: is a folder; give the name of a file to write",
+            path.display()
+        )));
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            return Err(Error::Usage(format!(
+                "--json {}: the folder {} does not exist",
+                path.display(),
+                parent.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `value` as pretty JSON, with a final newline, to the `--json` path.
+fn write_json_output<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    crate::record::write_output(path, text.as_bytes())
+        .map_err(Error::io(format!("--json {}: writing it", path.display())))?;
+    Ok(())
+}
+
 /// `attacks`: every attack against an undefended and a PGD-trained model.
 fn attacks(quick: bool, json: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    check_json_path(json.as_deref())?;
     let rows = crate::arsenal::run(quick);
     say(&crate::arsenal::table(&rows));
     if let Some(path) = json {
-        let text = serde_json::to_string_pretty(&rows)?;
-        crate::record::write_atomic(&path, text.as_bytes())
-            .map_err(Error::io(format!("writing {}", path.display())))?;
+        write_json_output(&path, &rows)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -227,11 +257,8 @@ fn bench(
     only: Vec<String>,
     conv: &str,
 ) -> anyhow::Result<ExitCode> {
-    let threads = match threads {
-        Some(0) => return Err(Error::Usage("--threads must be at least 1".into()).into()),
-        Some(t) => t,
-        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-    };
+    let threads = args::check_count("--threads", threads)?
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     if let Some(unknown) = only.iter().find(|name| !crate::bench::ITEMS.contains(&name.as_str())) {
         return Err(Error::Usage(format!(
             "--only: no bench item `{unknown}`; the items are {}",
@@ -247,12 +274,11 @@ fn bench(
         .map_err(|why| Error::Usage(format!("--conv {}: {why}", conv.name())))?;
     let wanted =
         |item: &str| (only.is_empty() || only.iter().any(|o| o == item)) && !(skip_cnn && item.starts_with("cnn"));
+    check_json_path(json.as_deref())?;
     let report = crate::bench::run(threads, quick, &wanted)?;
     say(&crate::bench::table(&report));
     if let Some(path) = json {
-        let text = serde_json::to_string_pretty(&report)?;
-        crate::record::write_atomic(&path, text.as_bytes())
-            .map_err(Error::io(format!("writing {}", path.display())))?;
+        write_json_output(&path, &report)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -269,21 +295,7 @@ fn evaluate(args: args::EvaluateArgs) -> anyhow::Result<ExitCode> {
         ..config::DataConfig::default()
     };
     // Refused before minutes of attacks, not after.
-    if let Some(parent) = args
-        .json
-        .as_deref()
-        .and_then(Path::parent)
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        if !parent.is_dir() {
-            return Err(Error::Usage(format!(
-                "--json {}: the folder {} does not exist",
-                args.json.as_deref().unwrap_or(parent).display(),
-                parent.display()
-            ))
-            .into());
-        }
-    }
+    check_json_path(args.json.as_deref())?;
     config::check_data(&data).map_err(as_flags)?;
     let options = crate::evaluate::EvaluateOptions {
         model: args.model,
@@ -295,7 +307,7 @@ fn evaluate(args: args::EvaluateArgs) -> anyhow::Result<ExitCode> {
     let result = crate::evaluate::evaluate(&options).map_err(as_flags)?;
     say(&crate::evaluate::table(&result));
     if let Some(json) = args.json {
-        crate::record::write_json(&json, &result).map_err(crate::Error::io(format!("writing {}", json.display())))?;
+        write_json_output(&json, &result)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -387,7 +399,7 @@ fn matrix_to_resume(dir: &Path) -> anyhow::Result<bool> {
         ))
         .into());
     }
-    if manifest.status == crate::record::Status::Complete {
+    if manifest.status == crate::record::Status::Complete && reads_back(dir) {
         say(&format!(
             "{}: the matrix is already complete; nothing to resume (`redqueen report {}` prints it again)\n",
             dir.display(),
@@ -466,6 +478,23 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether a run folder marked complete reads back whole (as `report` reads
+/// it). One that does not (a summary deleted, a row torn) is resumed rather
+/// than called complete: the resume rebuilds its files from the rows it
+/// has, and plays again any match whose rows were lost.
+fn reads_back(dir: &Path) -> bool {
+    match report::load_run(dir) {
+        Ok(_) => true,
+        Err(why) => {
+            say(&format!(
+                "{}: marked complete, but it does not read back ({why}); resuming it to rebuild its files\n",
+                dir.display()
+            ));
+            false
+        }
+    }
+}
+
 fn run_tournament(args: RunArgs) -> anyhow::Result<ExitCode> {
     let already_complete = |dir: &Path| {
         say(&format!(
@@ -479,9 +508,9 @@ fn run_tournament(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.resume {
         let manifest = tournament::read_manifest(dir)?;
         if config::matrix::is_matrix_file(&dir.join("config.toml")) {
-            return Err(crate::error::ResumeError::Matrix(dir.clone()).into());
+            return Err(Error::from(crate::error::ResumeError::Matrix(dir.clone())).into());
         }
-        complete = manifest.status == crate::record::Status::Complete;
+        complete = manifest.status == crate::record::Status::Complete && reads_back(dir);
         if complete && !args.save_models {
             return already_complete(dir);
         }

@@ -499,11 +499,19 @@ fn parse(bytes: &[u8]) -> Result<Tensors, String> {
                 view.dtype()
             ));
         }
-        let values = view
+        let values: Vec<f32> = view
             .data()
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
+        // A NaN weight would make every match look like a defender that
+        // diverged; the file is at fault, so it is named here.
+        if let Some(first) = values.iter().position(|v| !v.is_finite()) {
+            let count = values.iter().filter(|v| !v.is_finite()).count();
+            return Err(format!(
+                "tensor `{name}` holds {count} NaN or infinite value(s) (the first at flat index {first});                  redqueen starts from and evaluates finite weights only"
+            ));
+        }
         out.insert(name, (view.shape().to_vec(), values));
     }
     Ok(out)
@@ -692,6 +700,24 @@ mod tests {
         let err = load(&path, &cnn, Engine::Native, shape, 10).err().unwrap().to_string();
         assert!(
             err.contains("lacks tensors") && err.contains("0.weight") && err.contains("1.weight"),
+            "{err}"
+        );
+
+        // A weight that is NaN: the file is refused by tensor, not read as
+        // a model that diverges in every match.
+        let mut nan = config.init(Engine::Native, shape, 10, 1);
+        let mut weights = nan.parameters();
+        weights[3] = f32::NAN;
+        nan.set_parameters(&weights);
+        save(&path, nan.as_ref(), &config, &[]).unwrap();
+        let err = load(&path, &config, Engine::Native, shape, 10)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("m.safetensors")
+                && err.contains("1 NaN or infinite value(s)")
+                && err.contains("finite weights"),
             "{err}"
         );
 

@@ -457,14 +457,39 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .unwrap_or(Path::new("."));
     // Readable by others, like any file the user writes (tempfile's 0600
     // would otherwise survive the rename).
+    // The OS's own error, without tempfile's note of the temporary file's
+    // name, which would only puzzle: the caller names `path`.
+    let plain = |e: io::Error| e.raw_os_error().map(io::Error::from_raw_os_error).unwrap_or(e);
     let mut tmp = tempfile::Builder::new()
         .prefix(".redqueen-")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
+        .tempfile_in(dir)
+        .map_err(plain)?;
+    tmp.write_all(bytes).map_err(plain)?;
+    tmp.as_file().sync_all().map_err(plain)?;
+    tmp.persist(path).map_err(|e| plain(e.error))?;
     Ok(())
+}
+
+/// Write `bytes` to a path the user named for output (`--json`):
+/// atomically ([`write_atomic`]) where it is a regular file or not there
+/// yet, so that no reader sees half a file; straight into anything else
+/// that is there (a device such as `/dev/stdout` or `/dev/null`, a named
+/// pipe), and through a link into what it leads to, which a rename would
+/// replace instead.
+pub fn write_output(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => write_atomic(path, bytes),
+        Ok(meta) if meta.is_file() => write_atomic(path, bytes),
+        Ok(meta) if meta.file_type().is_symlink() && fs::metadata(path).is_ok_and(|m| m.is_file()) => {
+            write_atomic(&fs::canonicalize(path)?, bytes)
+        }
+        _ => {
+            let mut file = fs::OpenOptions::new().write(true).truncate(true).open(path)?;
+            file.write_all(bytes)?;
+            file.flush()
+        }
+    }
 }
 
 /// Serialize `value` as pretty JSON (with a final newline) atomically.

@@ -165,10 +165,14 @@ fn resume(
         .collect();
     record::write_rows_sorted(&files.rounds(), &mut kept)
         .map_err(Error::io(format!("writing {}", files.rounds().display())))?;
+    // Only a replay for models keeps a complete run complete: one resumed
+    // because its files did not read back is partial until they are rebuilt.
+    let completed = (previous.status == Status::Complete && !replay_for_models.is_empty())
+        .then(|| previous.finished.unwrap_or_else(record::now_rfc3339));
     Ok(Previous {
         kept,
         replay_for_models,
-        completed: (previous.status == Status::Complete).then(|| previous.finished.unwrap_or_else(record::now_rfc3339)),
+        completed,
         started: previous.started,
         timing,
     })
