@@ -250,6 +250,13 @@ pub enum ResumeError {
         then: String,
         now: String,
     },
+    #[error("--resume {}: {} was edited since the run began (fingerprint {then} then, {now} now), so the rows already played would sit beside rows played under other settings; put back the configuration it began with, or start a new run", .dir.display(), .config.display())]
+    ConfigEdited {
+        dir: PathBuf,
+        config: PathBuf,
+        then: String,
+        now: String,
+    },
     #[error("{}: cannot read it ({source}); is {} a redqueen run?", .config.display(), .dir.display())]
     ConfigUnreadable {
         dir: PathBuf,

@@ -1615,6 +1615,93 @@ fn resuming_a_complete_run_does_nothing() {
     assert_eq!(snapshot(&run), before);
 }
 
+/// A run records a fingerprint of its configuration: a partial run whose
+/// `config.toml` was edited by hand is not resumed (its rows so far were
+/// played under the old settings), and nothing in it changes; put back,
+/// it resumes. A run recorded before the fingerprint was kept resumes as
+/// it is.
+#[test]
+fn resuming_after_the_configuration_was_edited_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = finished_run(dir.path(), "edited");
+    let manifest = std::fs::read_to_string(run.join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"config_fingerprint\""), "{manifest}");
+    let stopped = manifest.replace("\"status\": \"complete\"", "\"status\": \"partial\"");
+    assert_ne!(stopped, manifest);
+    std::fs::write(run.join("manifest.json"), &stopped).unwrap();
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    let edited = config.replace("eval = 60", "eval = 30");
+    assert_ne!(edited, config);
+    std::fs::write(run.join("config.toml"), &edited).unwrap();
+    let before = snapshot(&run);
+    let output = redqueen().arg("run").arg("--resume").arg(&run).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    for wanted in ["--resume", "config.toml", "was edited since the run began", "put back"] {
+        assert!(stderr.contains(wanted), "stderr lacks {wanted:?}: {stderr}");
+    }
+    assert_eq!(snapshot(&run), before, "the run folder changed");
+    // The same file given explicitly is the same configuration: refused too.
+    let given = dir.path().join("given.toml");
+    std::fs::write(&given, &edited).unwrap();
+    let output = redqueen()
+        .arg("run")
+        .arg(&given)
+        .arg("--resume")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Put back, it resumes.
+    std::fs::write(run.join("config.toml"), &config).unwrap();
+    redqueen().arg("run").arg("--resume").arg(&run).assert().success();
+    // Recorded before the fingerprint was kept: taken as it is, and the
+    // fingerprint recorded from then on.
+    let mut old: serde_json::Value = serde_json::from_str(&stopped).unwrap();
+    old.as_object_mut().unwrap().remove("config_fingerprint");
+    std::fs::write(run.join("manifest.json"), serde_json::to_string_pretty(&old).unwrap()).unwrap();
+    redqueen().arg("run").arg("--resume").arg(&run).assert().success();
+    let manifest = std::fs::read_to_string(run.join("manifest.json")).unwrap();
+    assert!(
+        manifest.contains("\"config_fingerprint\"") && manifest.contains("\"complete\""),
+        "{manifest}"
+    );
+    // `matrix --resume` checks it too.
+    let matrix = dir.path().join("m.toml");
+    let text = "name = \"m\"\nseed = 5\neval = 60\n[data]\ndataset = \"synthetic-digits\"\ntrain = 600\ntest = 200\n[model]\nkind = \"mlp\"\nhidden = [4]\n[training]\nsteps = 5\n[[attacks]]\nfamily = \"fgsm\"\neps = 0.1\n";
+    std::fs::write(&matrix, text).unwrap();
+    let matrix_run = dir.path().join("matrix-out");
+    redqueen()
+        .arg("matrix")
+        .arg(&matrix)
+        .arg("--out")
+        .arg(&matrix_run)
+        .assert()
+        .success();
+    let manifest = std::fs::read_to_string(matrix_run.join("manifest.json")).unwrap();
+    std::fs::write(
+        matrix_run.join("manifest.json"),
+        manifest.replace("\"complete\"", "\"partial\""),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(matrix_run.join("config.toml")).unwrap();
+    std::fs::write(matrix_run.join("config.toml"), config.replace("eval = 60", "eval = 30")).unwrap();
+    let output = redqueen()
+        .arg("matrix")
+        .arg("--resume")
+        .arg(&matrix_run)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("was edited since the run began"), "{stderr}");
+}
+
 /// A run records what its weights file held: a resume after the file
 /// changed in place is refused (the configuration names only the path),
 /// and the run's files are kept; with the same bytes it resumes.

@@ -367,10 +367,7 @@ pub fn load(
 
 /// The first 16 bytes of the SHA-256 of a weights file's bytes, in hex:
 /// the cache key of the models trained from it, and what a run records.
-fn content_fingerprint(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)[..16].iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::record::content_fingerprint;
 
 /// The content fingerprint of the weights file at `path`.
 pub fn fingerprint(path: &Path) -> crate::Result<String> {

@@ -354,6 +354,11 @@ pub struct Manifest {
     /// file changed in place (the configuration names only its path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights_fingerprint: Option<String>,
+    /// A fingerprint of `config.toml` as the run began, so that a resume
+    /// notices the file edited by hand (rows already played would then sit
+    /// beside rows played under other settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_fingerprint: Option<String>,
 }
 
 impl Manifest {
@@ -371,8 +376,15 @@ impl Manifest {
             status: Status::Partial,
             shard: None,
             weights_fingerprint: None,
+            config_fingerprint: None,
         }
     }
+}
+
+/// A content fingerprint: the first 16 bytes of the SHA-256 of `bytes`, in hex.
+pub fn content_fingerprint(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Part `index` (1-based) of `count` disjoint parts of a tournament's matches.

@@ -187,7 +187,10 @@ fn resume(
     let dir = &options.out;
     let lock = super::prepare::RunLock::take(dir)?;
     let manifest = record::read_manifest(dir)?;
-    super::check_same_config(dir, &file.to_toml())?;
+    let config_text = file.to_toml();
+    super::check_same_config(dir, &config_text)?;
+    let config_now = record::content_fingerprint(config_text.as_bytes());
+    super::prepare::check_config_unedited(dir, manifest.config_fingerprint.as_deref(), &config_now)?;
     if manifest.dataset_fingerprint != dataset.fingerprint {
         return Err(ResumeError::DataChanged {
             dir: dir.clone(),
@@ -205,6 +208,7 @@ fn resume(
     )?;
     let manifest = Manifest {
         weights_fingerprint: manifest.weights_fingerprint.or(weights_now),
+        config_fingerprint: manifest.config_fingerprint.or(Some(config_now)),
         ..manifest
     };
     let log = dir.join(ROWS_LOG);
@@ -268,9 +272,11 @@ fn begin(
     // Read before the folder is made: an unreadable file leaves nothing behind.
     let weights_fingerprint = super::prepare::weights_fingerprint(&file.model)?;
     let lock = prepare_output(&options.out, options.force)?;
-    record::write_atomic(&files.config(), file.to_toml().as_bytes()).map_err(writing(&files.config()))?;
+    let config_text = file.to_toml();
+    record::write_atomic(&files.config(), config_text.as_bytes()).map_err(writing(&files.config()))?;
     let manifest = Manifest {
         weights_fingerprint,
+        config_fingerprint: Some(record::content_fingerprint(config_text.as_bytes())),
         ..Manifest::begin(&file.name, file.seed, &dataset.name, &dataset.fingerprint)
     };
     record::write_json(&files.manifest(), &manifest).map_err(writing(&files.manifest()))?;

@@ -69,11 +69,20 @@ pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepare
     };
     let weights_fingerprint = weights_fingerprint(&file.model)?;
     let io = |what: &Path| Error::io(format!("writing {}", what.display()));
+    let config_text = plan.to_toml();
+    let config_fingerprint = record::content_fingerprint(config_text.as_bytes());
     let (previous, lock) = if options.resume {
         let lock = RunLock::take(&options.out)?;
         let weights_now = weights_fingerprint.as_deref();
         (
-            resume(options, &first_dataset, &file.model, weights_now, &files, file.rounds)?,
+            resume(
+                options,
+                &first_dataset,
+                (&file.model, weights_now),
+                &config_fingerprint,
+                &files,
+                file.rounds,
+            )?,
             lock,
         )
     } else {
@@ -87,7 +96,7 @@ pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepare
         };
         (fresh, lock)
     };
-    record::write_atomic(&files.config(), plan.to_toml().as_bytes()).map_err(io(&files.config()))?;
+    record::write_atomic(&files.config(), config_text.as_bytes()).map_err(io(&files.config()))?;
     let manifest = Manifest {
         started: previous.started.clone(),
         finished: previous.completed.clone(),
@@ -98,6 +107,7 @@ pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepare
         },
         shard: options.shard,
         weights_fingerprint,
+        config_fingerprint: Some(config_fingerprint),
         ..Manifest::begin(&file.name, file.seed, &first_dataset.name, &first_dataset.fingerprint)
     };
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
@@ -116,12 +126,13 @@ pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepare
 fn resume(
     options: &RunOptions,
     first_dataset: &Dataset,
-    model: &ModelConfig,
-    weights_now: Option<&str>,
+    (model, weights_now): (&ModelConfig, Option<&str>),
+    config_now: &str,
     files: &RunFiles,
     rounds: usize,
 ) -> Result<Previous> {
     let previous = read_manifest(&options.out)?;
+    check_config_unedited(&options.out, previous.config_fingerprint.as_deref(), config_now)?;
     if previous.shard != options.shard {
         return Err(ResumeError::ShardDiffers {
             dir: options.out.clone(),
@@ -367,6 +378,23 @@ pub(crate) fn check_same_weights(dir: &Path, model: &ModelConfig, then: Option<&
             dir: dir.to_path_buf(),
             // A relative path is read from the current folder: say which file.
             weights: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            then: then.to_string(),
+            now: now.to_string(),
+        }
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+/// A resume must continue the configuration the run began with: the
+/// fingerprint of its configuration now (`now`, as the run's `config.toml`
+/// or the file given resolve) must be the one recorded (`then`; runs
+/// recorded before it was kept are taken as they are).
+pub(super) fn check_config_unedited(dir: &Path, then: Option<&str>, now: &str) -> Result<()> {
+    match then {
+        Some(then) if then != now => Err(ResumeError::ConfigEdited {
+            dir: dir.to_path_buf(),
+            config: dir.join("config.toml"),
             then: then.to_string(),
             now: now.to_string(),
         }
