@@ -49,8 +49,11 @@ pub enum Error {
     MatrixInterrupted(PathBuf),
     /// A reproduction was interrupted: its numbers would be of models
     /// trained short, so none is written.
-    #[error("interrupted: reproduction {0} stopped before its evaluations; nothing was written; run `redqueen reproduce {0}` again")]
-    ReproductionInterrupted(String),
+    /// `command`: what to run again (the name or file as given, the flags).
+    #[error(
+        "interrupted: reproduction {name} stopped before its evaluations; nothing was written; run `{command}` again"
+    )]
+    ReproductionInterrupted { name: String, command: String },
     /// Anything else (disk full, a folder that vanished).
     #[error("{context}: {source}")]
     Io {
@@ -115,7 +118,7 @@ impl Error {
             Error::Interrupted(_)
             | Error::ModelsInterrupted(_)
             | Error::MatrixInterrupted(_)
-            | Error::ReproductionInterrupted(_) => 130,
+            | Error::ReproductionInterrupted { .. } => 130,
             Error::Io { source, .. } if users_to_fix(source) => 2,
             Error::Io { .. } => 1,
         }
@@ -144,11 +147,16 @@ pub fn exit_code_of(e: &anyhow::Error) -> u8 {
 }
 
 /// `path` as one shell word, for the commands that messages suggest: quoted
-/// where it holds spaces or shell syntax (`'my runs'`), as it is otherwise,
-/// so that the command can be pasted. A path shlex cannot quote (a NUL
-/// byte, which no file name holds) is shown as it reads.
+/// where it holds spaces or shell syntax (`'my runs'`), after `./` where it
+/// starts with `-`, as it is otherwise, so that the command can be pasted.
+/// A path shlex cannot quote (a NUL byte, which no file name holds) is
+/// shown as it reads.
 pub fn shell_word(path: &Path) -> String {
-    let text = path.to_string_lossy();
+    // A leading `-` would read as a flag: `./-runs` is the same folder.
+    let text = match path.to_string_lossy() {
+        text if text.starts_with('-') => format!("./{text}").into(),
+        text => text,
+    };
     match shlex::try_quote(&text) {
         Ok(word) => word.into_owned(),
         Err(_) => text.into_owned(),
@@ -191,6 +199,16 @@ pub enum OutputError {
     NotARun(PathBuf),
     #[error("the output folder {} is the root of the filesystem; choose a folder with --out", .0.display())]
     Root(PathBuf),
+    /// `--force` on a folder that holds more than a reproduction's files.
+    #[error("the output folder {} holds files that are not a reproduction's (it has {}); --force replaces only a reproduction's own files (config.toml, reproduction.json, report.html, table.md); choose another with --out", .dir.display(), .foreign)]
+    NotAReproduction { dir: PathBuf, foreign: String },
+    /// Two reproductions of one command would write the same folder.
+    #[error("{first} and {second} would both write {}; give each reproduction once", .dir.display())]
+    SameFolder {
+        first: String,
+        second: String,
+        dir: PathBuf,
+    },
     /// Another process holds the folder's lock.
     #[error("the output folder {} is in use by another redqueen run (pid {pid}); wait for it to finish, or choose another folder", .dir.display())]
     Locked { dir: PathBuf, pid: String },
@@ -501,6 +519,7 @@ mod tests {
         assert_eq!(shell_word(Path::new("runs/seed-1")), "runs/seed-1");
         assert_eq!(shell_word(Path::new("my runs/it's")), r#""my runs/it's""#);
         assert_eq!(shell_word(Path::new("a$b")), "'a$b'");
+        assert_eq!(shell_word(Path::new("-runs")), "./-runs");
         let message = Error::Interrupted(PathBuf::from("my runs/a")).to_string();
         assert!(message.ends_with("`redqueen run --resume 'my runs/a'`"), "{message}");
         assert_eq!(Error::ModelsInterrupted(PathBuf::from("a")).exit_code(), 130);

@@ -795,6 +795,39 @@ const CASES: &[Case] = &[
         skip: None,
     },
     Case {
+        name: "reproduce: one reproduction twice, refused before either runs",
+        setup: |_| {
+            ["reproduce", "madry-mnist", "madry-mnist", "--quick", "--out", "out"]
+                .map(String::from)
+                .to_vec()
+        },
+        stderr: &[
+            "madry-mnist and madry-mnist would both write",
+            "give each reproduction once",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "reproduce --force on a folder holding other files",
+        setup: |dir| {
+            std::fs::create_dir(dir.join("out")).unwrap();
+            std::fs::write(dir.join("out/notes.txt"), "mine").unwrap();
+            ["reproduce", "madry-mnist", "--quick", "--out", "out", "--force"]
+                .map(String::from)
+                .to_vec()
+        },
+        stderr: &[
+            "out holds files that are not a reproduction's",
+            "notes.txt",
+            "choose another with --out",
+        ],
+        out: OUT,
+        expect_out: Out::Untouched,
+        skip: None,
+    },
+    Case {
         name: "run --resume on a matrix's folder",
         setup: |dir| {
             let m = dir.join("m");

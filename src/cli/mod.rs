@@ -104,23 +104,40 @@ fn reproduce(
         .map(|name| reproduce::load(name))
         .collect::<crate::Result<Vec<_>>>()?;
     let several = files.len() > 1;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let cancel = Arc::new(AtomicBool::new(false));
-    let mut failed = Vec::new();
-    for mut file in files {
-        if quick {
-            file.shrink()?;
-        }
+    let folder_of = |file: &reproduce::ReproductionFile| {
         let folder = if quick {
             format!("{}-quick", file.name)
         } else {
             file.name.clone()
         };
-        let dir = match &out {
+        match &out {
             Some(out) if several => out.join(&folder),
             Some(out) => out.clone(),
             None => PathBuf::from("results").join("reproduce").join(&folder),
-        };
+        }
+    };
+    // Two that would write one folder are refused before either runs.
+    let mut folders: Vec<(PathBuf, &String)> = Vec::new();
+    for (file, given) in files.iter().zip(&names) {
+        let dir = folder_of(file);
+        if let Some((_, first)) = folders.iter().find(|(d, _)| *d == dir) {
+            return Err(Error::from(crate::error::OutputError::SameFolder {
+                first: (*first).clone(),
+                second: given.clone(),
+                dir,
+            })
+            .into());
+        }
+        folders.push((dir, given));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let mut failed = Vec::new();
+    for (mut file, given) in files.into_iter().zip(&names) {
+        if quick {
+            file.shrink()?;
+        }
+        let dir = folder_of(&file);
         eprintln!(
             "redqueen: reproducing {} ({}){}; results in {}",
             file.name,
@@ -134,6 +151,21 @@ fn reproduce(
             tokio::task::spawn_blocking(move || reproduce::run(&file, quick, &dir, force, cache.as_ref(), &cancel))
                 .await
                 .expect("a reproduction does not panic")
+        });
+        // An interrupted one says how to run it again: as given, with its
+        // flags and its folder.
+        let result = result.map_err(|e| match e {
+            Error::ReproductionInterrupted { name, .. } => Error::ReproductionInterrupted {
+                name,
+                command: format!(
+                    "redqueen reproduce {}{} --out {}{}",
+                    shell_word(Path::new(given)),
+                    if quick { " --quick" } else { "" },
+                    shell_word(&dir),
+                    if no_cache { " --no-cache" } else { "" }
+                ),
+            },
+            e => e,
         })?;
         say(&reproduce::table(&result));
         say(&format!("Results in {}\n", dir.display()));

@@ -661,7 +661,11 @@ pub fn run(
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     kernels::set_threads(threads);
     let stop = || cancel.load(Ordering::SeqCst);
-    let interrupted = || Error::ReproductionInterrupted(file.name.clone());
+    // The CLI puts the command that reruns it in place of this one.
+    let interrupted = || Error::ReproductionInterrupted {
+        name: file.name.clone(),
+        command: format!("redqueen reproduce {}", file.name),
+    };
 
     let trainer = ModelTrainer {
         file,
@@ -926,9 +930,18 @@ fn prepare(out: &Path, force: bool) -> Result<()> {
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
-        let foreign = names.iter().any(|n| !ours.contains(&n.as_str()));
-        if !names.is_empty() && (!force || foreign) {
+        if !names.is_empty() && !force {
             return Err(crate::error::OutputError::Exists(out.to_path_buf()).into());
+        }
+        let mut foreign: Vec<&String> = names.iter().filter(|n| !ours.contains(&n.as_str())).collect();
+        if !foreign.is_empty() {
+            foreign.sort();
+            let shown: Vec<&str> = foreign.iter().take(3).map(|n| n.as_str()).collect();
+            return Err(crate::error::OutputError::NotAReproduction {
+                dir: out.to_path_buf(),
+                foreign: shown.join(", ") + if foreign.len() > 3 { ", …" } else { "" },
+            }
+            .into());
         }
         // An earlier run's files go now, so that an interrupted run leaves
         // none that could pass for its own.
