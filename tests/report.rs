@@ -208,6 +208,32 @@ fn compare_puts_defenders_side_by_side_with_the_noise() {
         let line = printed.lines().find(|l| l.contains(name)).unwrap();
         assert!(line.contains(&cell), "{name}: expected {cell} in\n{printed}");
     }
+    // A run stopped before its first match has nothing to rank: beside a
+    // finished run it shows dashes, not an error about mixed metrics.
+    let stopped = dir.path().join("stopped");
+    std::fs::create_dir(&stopped).unwrap();
+    std::fs::copy(a.join("config.toml"), stopped.join("config.toml")).unwrap();
+    let manifest = std::fs::read_to_string(a.join("manifest.json")).unwrap();
+    std::fs::write(
+        stopped.join("manifest.json"),
+        manifest.replace("\"complete\"", "\"partial\""),
+    )
+    .unwrap();
+    std::fs::write(stopped.join("rounds.jsonl"), "").unwrap();
+    let mut empty = first.clone();
+    for key in ["matches", "defenders", "attackers"] {
+        empty[key] = serde_json::json!([]);
+    }
+    empty["payoff"] = serde_json::json!({ "attackers": [], "defenders": [], "reward": [] });
+    empty["equilibrium"] = serde_json::Value::Null;
+    std::fs::write(stopped.join("summary.json"), empty.to_string()).unwrap();
+    redqueen()
+        .arg("compare")
+        .arg(&a)
+        .arg(&stopped)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("partial: 0 of"));
     // One folder is not a comparison; a folder that is no run is bad input.
     redqueen().arg("compare").arg(&a).assert().code(2);
     redqueen()

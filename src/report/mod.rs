@@ -603,8 +603,14 @@ fn comparable_summaries(runs: &[Run]) -> Result<Vec<&Summary>> {
             })
         })
         .collect::<Result<_>>()?;
+    // Judged on the runs with a completed match: one without (stopped
+    // before its first) has no AURC of either kind to mix.
     let has_unseen = |s: &Summary| s.defenders.iter().any(|d| d.aurc_unseen.is_some());
-    if summaries.iter().any(|s| has_unseen(s)) && !summaries.iter().all(|s| has_unseen(s)) {
+    let played: Vec<&&Summary> = summaries
+        .iter()
+        .filter(|s| s.defenders.iter().any(|d| d.matches > 0))
+        .collect();
+    if played.iter().any(|s| has_unseen(s)) && !played.iter().all(|s| has_unseen(s)) {
         return Err(CompareError::MixedMetrics.into());
     }
     Ok(summaries)
