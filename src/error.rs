@@ -448,6 +448,9 @@ pub fn explain_serde_message(message: &str) -> String {
             if line == "invalid basic string" || line == "invalid literal string" {
                 line.push_str(": a string needs its closing quote on the same line");
             }
+            if line == "number too large to fit in target type" {
+                line.push_str(" (TOML's whole numbers stop at 9223372036854775807; redqueen's limit for each key is in docs/LIMITS.md)");
+            }
             for what in ["unknown field `", "unknown variant `"] {
                 let Some(at) = line.find(what) else { continue };
                 let rest = &line[at + what.len()..];
@@ -506,6 +509,7 @@ mod tests {
             explain_serde_message("invalid basic string"),
             "invalid basic string: a string needs its closing quote on the same line"
         );
+        assert!(explain_serde_message("number too large to fit in target type").ends_with("docs/LIMITS.md)"));
         assert_eq!(
             explain_serde_message("invalid type: string \"x\", expected usize"),
             "invalid type: string \"x\", expected a whole number, 0 or more"

@@ -828,6 +828,14 @@ const CASES: &[Case] = &[
         skip: None,
     },
     Case {
+        name: "a layer of 0 units",
+        setup: |dir| run(tiny_with(dir, &[("hidden = [64]", "hidden = [0]")])),
+        stderr: &["tiny.toml", "`hidden`", "at least 1", "[0]"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
         name: "run --resume on a matrix's folder",
         setup: |dir| {
             let m = dir.join("m");

@@ -142,6 +142,21 @@ fn check_text(path: &str, key: Option<&str>, text: &str) -> Result<()> {
             c
         )));
     }
+    // Bidirectional controls reorder what follows them on screen (a name
+    // could show as another's), so they are refused with the rest.
+    if let Some(c) = text
+        .chars()
+        .find(|c| matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+    {
+        return Err(Error::invalid(format!(
+            "`{path}` = {text:?} holds the bidirectional control {c:?}, which reorders text on screen; names and text may not hold it"
+        )));
+    }
+    if key == Some("name") && text.trim().is_empty() {
+        return Err(Error::invalid(format!(
+            "`{path}` = {text:?} is blank; a name needs at least one visible character (it labels tables and plots)"
+        )));
+    }
     if key == Some("name") && text.chars().count() > MAX_NAME {
         return Err(Error::invalid(format!(
             "`{path}` is {} characters long; a name may have at most {MAX_NAME}",
@@ -155,6 +170,20 @@ fn check_text(path: &str, key: Option<&str>, text: &str) -> Result<()> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn blank_names_and_bidirectional_controls_are_refused() {
+        let message = check(&json!({ "attackers": [{ "name": "  " }] }))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("`attackers[0].name`") && message.contains("blank"),
+            "{message}"
+        );
+        let message = check(&json!({ "name": "evil\u{202E}txt" })).unwrap_err().to_string();
+        assert!(message.contains("bidirectional control"), "{message}");
+        assert!(check(&json!({ "name": "pgd-linf", "note": "plain text" })).is_ok());
+    }
 
     #[test]
     fn numbers_lists_and_names_within_limits_pass() {

@@ -212,16 +212,28 @@ impl ModelConfig {
     pub fn validate(&self, shape: Option<Shape>) -> crate::Result<()> {
         match self {
             ModelConfig::Mlp { hidden, .. } => {
-                if hidden.iter().any(|&h| h == 0 || h > MAX_WIDTH) {
+                // Past the limits of LIMITS.md a file is refused before
+                // this; what is left to say is a zero (or a model built in code).
+                if hidden.contains(&0) {
                     return Err(crate::Error::invalid(format!(
-                        "every entry of `hidden` must be between 1 and {MAX_WIDTH}"
+                        "every entry of `hidden` must be at least 1 (units of a layer), got {hidden:?}"
+                    )));
+                }
+                if hidden.iter().any(|&h| h > MAX_WIDTH) {
+                    return Err(crate::Error::invalid(format!(
+                        "every entry of `hidden` must be at most {MAX_WIDTH}, got {hidden:?}"
                     )));
                 }
             }
             ModelConfig::Cnn { channels, dense, .. } => {
-                if channels.iter().chain([dense]).any(|&c| c == 0 || c > MAX_WIDTH) {
+                if channels.contains(&0) || *dense == 0 {
                     return Err(crate::Error::invalid(format!(
-                        "`channels` and `dense` must be between 1 and {MAX_WIDTH}"
+                        "every entry of `channels`, and `dense`, must be at least 1, got channels = {channels:?}, dense = {dense}"
+                    )));
+                }
+                if channels.iter().chain([dense]).any(|&c| c > MAX_WIDTH) {
+                    return Err(crate::Error::invalid(format!(
+                        "`channels` and `dense` must be at most {MAX_WIDTH}"
                     )));
                 }
                 if let Some(Shape { rows, cols, .. }) = shape {
