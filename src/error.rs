@@ -228,6 +228,11 @@ pub enum OutputError {
 pub enum RunFolderError {
     #[error("{}: not a folder; give a run folder written by `redqueen run` or `redqueen matrix`", .0.display())]
     NotAFolder(PathBuf),
+    #[error("{}: no such folder; give a run folder written by `redqueen run` or `redqueen matrix`", .0.display())]
+    NoSuchFolder(PathBuf),
+    /// A manifest of a later schema than this redqueen reads.
+    #[error("{}: written by a newer redqueen (schema_version {found}; this one reads {reads}); read it with that version", .path.display())]
+    NewerSchema { path: PathBuf, found: u32, reads: u32 },
     /// A file every run of its kind has.
     #[error("{}: missing; the run folder is incomplete ({})", .0.display(), missing_advice(.0))]
     Missing(PathBuf),
@@ -257,7 +262,7 @@ pub enum ResumeError {
     #[error("--resume {}: is a generalization-matrix run; continue it with `redqueen matrix --resume {}`", .0.display(), shell_word(.0))]
     Matrix(PathBuf),
     /// Resumed with a `--shard` other than the one it was run with.
-    #[error("--resume {}: {}; resume it with the same --shard, or without --shard", .dir.display(), shard_role(.recorded))]
+    #[error("--resume {}: {}", .dir.display(), shard_role(.recorded))]
     ShardDiffers { dir: PathBuf, recorded: Option<Shard> },
     #[error("--resume {}: the dataset changed since the run began (fingerprint {then} then, {now} now); resume with the same data, or start a new run", .dir.display())]
     DataChanged { dir: PathBuf, then: String, now: String },
@@ -313,8 +318,11 @@ fn missing_advice(missing: &Path) -> String {
 /// What a run folder was, for [`ResumeError::ShardDiffers`].
 fn shard_role(shard: &Option<Shard>) -> String {
     match shard {
-        Some(s) => format!("it is part {}/{} of a sharded run", s.index, s.count),
-        None => "it is a whole run, not a part of a sharded one".into(),
+        Some(s) => format!(
+            "it is part {}/{} of a sharded run; resume it with --shard {}/{}, or without --shard",
+            s.index, s.count, s.index, s.count
+        ),
+        None => "it is a whole run, not a part of a sharded one; resume it without --shard".into(),
     }
 }
 

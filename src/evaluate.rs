@@ -81,6 +81,12 @@ pub struct EvaluationResult {
 pub fn read_attacks(path: &Path) -> Result<Vec<AttackConfig>> {
     let cited = path.display().to_string();
     let text = crate::config::read_text(path, &cited)?;
+    if crate::config::matrix::is_tournament_file(path) {
+        return Err(Error::config(
+            &cited,
+            "a tournament file (it has `attackers` or `defenders`); --attacks takes a file of `attacks = [...]`, written as a tournament's unseen panel",
+        ));
+    }
     let list: AttackList = toml::from_str(&text).map_err(|e| Error::config(&cited, e.to_string()))?;
     crate::config::limits::check(&list).map_err(|e| Error::config(&cited, e.to_string()))?;
     if list.attacks.is_empty() {

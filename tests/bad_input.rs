@@ -828,6 +828,80 @@ const CASES: &[Case] = &[
         skip: None,
     },
     Case {
+        name: "merge: a part that does not exist, and a file for a part",
+        setup: |dir| {
+            std::fs::write(dir.join("a-file"), "").unwrap();
+            ["merge", "no-such-run", "a-file"].map(String::from).to_vec()
+        },
+        stderr: &["no-such-run: no such folder"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "merge: a file for a part",
+        setup: |dir| {
+            std::fs::write(dir.join("a-file"), "").unwrap();
+            ["merge", "a-file"].map(String::from).to_vec()
+        },
+        stderr: &["a-file: not a folder"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "report: a run written by a newer redqueen",
+        setup: |dir| {
+            std::fs::create_dir(dir.join("newer")).unwrap();
+            let manifest = serde_json::json!({
+                "schema_version": 99, "redqueen_version": "9.0.0", "name": "m", "seed": 1,
+                "dataset": "synthetic-digits", "dataset_fingerprint": "0", "started": "2026-01-01T00:00:00Z",
+                "finished": null, "status": "complete"
+            });
+            std::fs::write(dir.join("newer/manifest.json"), manifest.to_string()).unwrap();
+            vec!["report".into(), "newer".into()]
+        },
+        stderr: &["manifest.json", "newer redqueen", "schema_version 99", "reads 1"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "bench: --only CNN items with --skip-cnn",
+        setup: |_| {
+            ["bench", "--only", "cnn_train_step", "--skip-cnn"]
+                .map(String::from)
+                .to_vec()
+        },
+        stderr: &["--only cnn_train_step with --skip-cnn leaves nothing to time"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "reproduce: given a tournament file",
+        setup: |dir| vec!["reproduce".into(), tiny_with(dir, &[]), "--quick".into()],
+        stderr: &["tiny.toml is a tournament file", "`redqueen run tiny.toml`"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "evaluate: --attacks given a tournament file",
+        setup: |dir| {
+            let file = tiny_with(dir, &[]);
+            vec!["evaluate".into(), "m.safetensors".into(), "--attacks".into(), file]
+        },
+        stderr: &[
+            "tiny.toml",
+            "a tournament file",
+            "--attacks takes a file of `attacks = [...]`",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
         name: "a layer of 0 units",
         setup: |dir| run(tiny_with(dir, &[("hidden = [64]", "hidden = [0]")])),
         stderr: &["tiny.toml", "`hidden`", "at least 1", "[0]"],

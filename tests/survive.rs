@@ -253,6 +253,16 @@ fn a_failed_model_save_is_made_good_by_resume() {
         whole == without_timing(&run.join("rounds.jsonl")),
         "other rows than the first run's"
     );
+    // A file where models/ goes is refused before any match replays.
+    std::fs::rename(&models, run.join("models-kept")).unwrap();
+    std::fs::write(&models, "").unwrap();
+    redqueen()
+        .arg("run")
+        .args(["--save-models", "--resume"])
+        .arg(&run)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("models: is not a folder"));
 }
 
 /// A `--save-models` resume that replays a complete run's matches, killed
@@ -418,6 +428,16 @@ fn three_shards_merge_into_the_single_machine_run() {
         .assert()
         .success()
         .stdout(predicate::str::contains("Part 1 of 3 of a sharded run"));
+    // A complete part resumed as another part is refused, not called complete.
+    redqueen()
+        .arg("run")
+        .args(["--shard", "2/3", "--resume"])
+        .arg(&parts[0])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "it is part 1/3 of a sharded run; resume it with --shard 1/3",
+        ));
     // Missing a part is refused; all three merge.
     let merged = dir.path().join("merged");
     redqueen()

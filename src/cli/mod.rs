@@ -306,6 +306,13 @@ fn bench(
         .map_err(|why| Error::Usage(format!("--conv {}: {why}", conv.name())))?;
     let wanted =
         |item: &str| (only.is_empty() || only.iter().any(|o| o == item)) && !(skip_cnn && item.starts_with("cnn"));
+    if !crate::bench::ITEMS.iter().any(|item| wanted(item)) {
+        return Err(Error::Usage(format!(
+            "--only {} with --skip-cnn leaves nothing to time; drop --skip-cnn, or name items that are not CNN items",
+            only.join(",")
+        ))
+        .into());
+    }
     check_json_path(json.as_deref())?;
     let report = crate::bench::run(threads, quick, &wanted)?;
     say(&crate::bench::table(&report));
@@ -541,6 +548,14 @@ fn run_tournament(args: RunArgs) -> anyhow::Result<ExitCode> {
         let manifest = tournament::read_manifest(dir)?;
         if config::matrix::is_matrix_file(&dir.join("config.toml")) {
             return Err(Error::from(crate::error::ResumeError::Matrix(dir.clone())).into());
+        }
+        // A --shard other than the run's is refused, complete or not.
+        if args.shard.is_some_and(|given| manifest.shard != Some(given)) {
+            return Err(Error::from(crate::error::ResumeError::ShardDiffers {
+                dir: dir.clone(),
+                recorded: manifest.shard,
+            })
+            .into());
         }
         complete = manifest.status == crate::record::Status::Complete && reads_back(dir);
         if complete && !args.save_models {

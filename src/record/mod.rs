@@ -616,7 +616,24 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> crate::error::R
 /// The manifest of a run folder, or a clear error when the folder is not a
 /// redqueen run.
 pub fn read_manifest(dir: &Path) -> crate::error::Result<Manifest> {
-    read_json(&dir.join("manifest.json"))?.ok_or_else(|| RunFolderError::NoManifest(dir.to_path_buf()).into())
+    match fs::metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(RunFolderError::NoSuchFolder(dir.to_path_buf()).into())
+        }
+        Ok(meta) if !meta.is_dir() => return Err(RunFolderError::NotAFolder(dir.to_path_buf()).into()),
+        _ => {}
+    }
+    let path = dir.join("manifest.json");
+    let manifest: Manifest = read_json(&path)?.ok_or_else(|| RunFolderError::NoManifest(dir.to_path_buf()))?;
+    if manifest.schema_version > SCHEMA_VERSION {
+        return Err(RunFolderError::NewerSchema {
+            path,
+            found: manifest.schema_version,
+            reads: SCHEMA_VERSION,
+        }
+        .into());
+    }
+    Ok(manifest)
 }
 
 /// Rewrite `rounds.jsonl` with `rows` in canonical order (seed, match, round), so

@@ -294,6 +294,18 @@ pub fn load(name: &str) -> Result<ReproductionFile> {
         Some((n, text)) => ((*text).to_string(), format!("strategies/reproduce/{n}.toml")),
         None if name.ends_with(".toml") || Path::new(name).is_file() => {
             let text = config::read_text(Path::new(name), name)?;
+            let word = crate::error::shell_word(Path::new(name));
+            // Another kind of file is named as such, not by its first unknown key.
+            if config::matrix::is_matrix_file(Path::new(name)) {
+                return Err(Error::Usage(format!(
+                    "{name} is a generalization matrix file (it has `attacks`), not a reproduction; run it with `redqueen matrix {word}`"
+                )));
+            }
+            if config::matrix::is_tournament_file(Path::new(name)) {
+                return Err(Error::Usage(format!(
+                    "{name} is a tournament file (it has `attackers` or `defenders`), not a reproduction; run it with `redqueen run {word}`"
+                )));
+            }
             (text, name.to_string())
         }
         None => {

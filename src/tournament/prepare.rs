@@ -133,6 +133,14 @@ fn resume(
 ) -> Result<Previous> {
     let previous = read_manifest(&options.out)?;
     check_config_unedited(&options.out, previous.config_fingerprint.as_deref(), config_now)?;
+    // Said now, not after the first match has played.
+    let models = files.models();
+    if options.save_models && std::fs::symlink_metadata(&models).is_ok_and(|m| !m.is_dir()) {
+        return Err(Error::Usage(format!(
+            "{}: is not a folder, but --save-models keeps each match's final defender there; move it away, then resume",
+            models.display()
+        )));
+    }
     if previous.shard != options.shard {
         return Err(ResumeError::ShardDiffers {
             dir: options.out.clone(),
