@@ -839,6 +839,14 @@ const CASES: &[Case] = &[
         skip: None,
     },
     Case {
+        name: "report and compare: a folder that does not exist",
+        setup: |_| ["report", "no-such-run"].map(String::from).to_vec(),
+        stderr: &["no-such-run: no such folder"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
         name: "merge: a file for a part",
         setup: |dir| {
             std::fs::write(dir.join("a-file"), "").unwrap();

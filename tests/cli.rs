@@ -335,6 +335,29 @@ fn bench_writes_the_keys_compare_reads() {
         std::fs::read_link(&to_device).unwrap(),
         std::path::Path::new("/dev/null")
     );
+    // --json /dev/stdout with stdout sent to a file: the JSON follows the
+    // table in that file (reopening it would have replaced the table).
+    let captured = dir.path().join("captured.txt");
+    let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("redqueen"))
+        .args([
+            "bench",
+            "--quick",
+            "--threads",
+            "1",
+            "--only",
+            "mlp_pgd_step",
+            "--json",
+            "/dev/stdout",
+        ])
+        .stdout(std::fs::File::create(&captured).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&captured).unwrap();
+    let json_start = text.find("\n{").expect("the JSON after the table") + 1;
+    assert!(text[..json_start].contains("mlp_pgd_step"), "the table first: {text}");
+    let report: serde_json::Value = serde_json::from_str(&text[json_start..]).unwrap();
+    assert!(report["mlp_pgd_step"]["median_s"].as_f64().unwrap() > 0.0);
     // Without the direct convolution kernels, as the report says; a kernel
     // set that does not exist is refused by name.
     let im2col = dir.path().join("im2col.json");

@@ -27,6 +27,26 @@ fn binary() -> std::path::PathBuf {
     assert_cmd::cargo::cargo_bin("redqueen")
 }
 
+/// The binary as a plain child process (to signal it), with the tests'
+/// model cache, as `redqueen()` gives it.
+fn spawnable() -> Command {
+    let mut command = Command::new(binary());
+    command.env("REDQUEEN_CACHE", common::model_cache());
+    command
+}
+
+/// `run --save-models --jobs 1 --resume DIR`, its output captured.
+fn replay_command(run: &Path) -> Command {
+    let mut command = spawnable();
+    command
+        .arg("run")
+        .args(["--save-models", "--jobs", "1", "--resume"])
+        .arg(run)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
 fn same_results(a: &Path, b: &Path) {
     for file in ["rounds.jsonl", "summary.json", "gallery.json"] {
         assert_eq!(
@@ -71,7 +91,7 @@ fn killed_at_random_moments_and_resumed_it_ends_as_an_uninterrupted_run() {
     // Five runs cut short at random moments (or finishing first), then one
     // left to finish.
     for attempt in 0..6 {
-        let mut command = Command::new(binary());
+        let mut command = spawnable();
         command.arg("run");
         if attempt == 0 || !killed.join("manifest.json").exists() {
             // Killed before the manifest was written: nothing to resume yet.
@@ -111,7 +131,7 @@ fn sigterm_keeps_a_partial_run_that_resumes_and_a_changed_config_is_refused() {
         .assert()
         .success();
 
-    let child = Command::new(binary())
+    let child = spawnable()
         .arg("run")
         .arg(&file)
         .args(["--jobs", "1", "--out"])
@@ -289,40 +309,44 @@ fn a_killed_replay_for_models_keeps_the_run_complete() {
         .map(|path| (path.clone(), std::fs::read(&path).unwrap()))
         .collect();
     assert_eq!(originals.len(), 6);
-    let mut kills = 0;
-    for delay_ms in [5, 40, 80, 120, 160] {
-        // Gone (a kill before the replay saved a model leaves no folder).
+    // The replay, started with no model on disk, is stopped once its first
+    // model is saved (five matches still to play, one at a time): by
+    // SIGKILL, then by Ctrl-C. Tried a few times, in case one finishes first.
+    let saved = || std::fs::read_dir(&models).map_or(0, |d| d.count());
+    let replay = |signal: &str| -> Option<std::process::Output> {
         if models.exists() {
             std::fs::remove_dir_all(&models).unwrap();
         }
-        let mut child = Command::new(binary())
-            .arg("run")
-            .args(["--save-models", "--jobs", "1", "--resume"])
-            .arg(&run)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            kills += 1;
-            child.wait().unwrap();
-            // Not a byte touched: the replayed rows are not appended.
-            assert!(
-                std::fs::read(run.join("rounds.jsonl")).unwrap() == rounds,
-                "killed after {delay_ms} ms"
-            );
+        let child = replay_command(&run).spawn().unwrap();
+        for _ in 0..2000 {
+            if saved() > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
-        assert_eq!(status(&run), "complete", "killed after {delay_ms} ms");
-        assert!(
-            whole == without_timing(&run.join("rounds.jsonl")),
-            "killed after {delay_ms} ms"
-        );
-    }
+        Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        (saved() < 6).then_some(output)
+    };
+    let killed = (0..3).filter_map(|_| replay("-KILL")).count();
+    assert!(killed >= 1, "no kill landed during the replay");
+    // Not a byte touched: the replayed rows are not appended.
+    assert!(std::fs::read(run.join("rounds.jsonl")).unwrap() == rounds);
+    assert_eq!(status(&run), "complete");
+    let interrupted = (0..3)
+        .filter_map(|_| replay("-INT"))
+        .find(|output| output.status.code() == Some(130))
+        .expect("no Ctrl-C landed during the replay");
+    let message = String::from_utf8_lossy(&interrupted.stderr);
+    assert!(message.contains("stays complete, every round kept"), "{message}");
+    assert!(message.contains("--save-models` saves the rest"), "{message}");
+    assert_eq!(status(&run), "complete");
     assert!(
-        kills >= 2,
-        "the replay was killed {kills} times; the test needs it cut short"
+        std::fs::read(run.join("rounds.jsonl")).unwrap() == rounds,
+        "the rows were rewritten otherwise"
     );
     if models.exists() {
         std::fs::remove_dir_all(&models).unwrap();
@@ -352,7 +376,7 @@ fn ctrl_c_then_sigterm_exits_at_once_and_leaves_the_files_whole() {
         .arg(&whole)
         .assert()
         .success();
-    let child = Command::new(binary())
+    let child = spawnable()
         .arg("run")
         .arg(&file)
         .args(["--jobs", "1", "--out"])
@@ -551,7 +575,7 @@ fn an_interrupted_matrix_resumes_keeping_its_finished_rows() {
         .arg(&whole)
         .assert()
         .success();
-    let child = Command::new(binary())
+    let child = spawnable()
         .args(["matrix", "--quick", "--jobs", "1", "--out"])
         .arg(&stopped)
         .stdout(Stdio::null())

@@ -405,8 +405,9 @@ pub(super) fn check_count(flag: &str, value: Option<usize>) -> Result<Option<usi
     match value {
         Some(0) => Err(Error::Usage(format!("{flag} must be at least 1"))),
         Some(n) if n > MAX_THREADS => Err(Error::Usage(format!(
-            "{flag} {n}: at most {MAX_THREADS} (this machine has {} cores; more threads than cores only slow a run down)",
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            "{flag} {n}: at most {MAX_THREADS} (this machine has {} cores; more {} than cores only slow a run down)",
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            if flag == "--jobs" { "matches at once" } else { "threads" }
         ))),
         value => Ok(value),
     }

@@ -19,6 +19,9 @@
 //! common prefix (`net.0.weight` of a module holding the Sequential as
 //! `net`) are found too.
 
+// A weights file's fingerprint: the cache key of the models trained from
+// it, and what a run records.
+use crate::record::content_fingerprint;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -365,10 +368,6 @@ pub fn load(
     Ok(load_recorded(path, config, engine, shape, classes, None)?.0)
 }
 
-/// The first 16 bytes of the SHA-256 of a weights file's bytes, in hex:
-/// the cache key of the models trained from it, and what a run records.
-use crate::record::content_fingerprint;
-
 /// The content fingerprint of the weights file at `path`.
 pub fn fingerprint(path: &Path) -> crate::Result<String> {
     read_file(path)
@@ -506,7 +505,7 @@ fn parse(bytes: &[u8]) -> Result<Tensors, String> {
         if let Some(first) = values.iter().position(|v| !v.is_finite()) {
             let count = values.iter().filter(|v| !v.is_finite()).count();
             return Err(format!(
-                "tensor `{name}` holds {count} NaN or infinite value(s) (the first at flat index {first});                  redqueen starts from and evaluates finite weights only"
+                "tensor `{name}` holds {count} NaN or infinite value(s) (the first at flat index {first}); redqueen starts from and evaluates finite weights only"
             ));
         }
         out.insert(name, (view.shape().to_vec(), values));

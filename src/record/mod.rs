@@ -469,35 +469,65 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .unwrap_or(Path::new("."));
     // Readable by others, like any file the user writes (tempfile's 0600
     // would otherwise survive the rename).
-    // The OS's own error, without tempfile's note of the temporary file's
-    // name, which would only puzzle: the caller names `path`.
-    let plain = |e: io::Error| e.raw_os_error().map(io::Error::from_raw_os_error).unwrap_or(e);
     let mut tmp = tempfile::Builder::new()
         .prefix(".redqueen-")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(dir)
-        .map_err(plain)?;
-    tmp.write_all(bytes).map_err(plain)?;
-    tmp.as_file().sync_all().map_err(plain)?;
-    tmp.persist(path).map_err(|e| plain(e.error))?;
+        .map_err(without_temp_name)?;
+    // Through the File: NamedTempFile's own writes add its name to errors.
+    tmp.as_file_mut().write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 
+/// The OS's error without tempfile's note of the temporary file's name
+/// ("… at path \".redqueen-XXXX\""), which would only puzzle: the caller
+/// names the file it writes. The kind, which decides the exit code, stays.
+fn without_temp_name(e: io::Error) -> io::Error {
+    let text = e.to_string();
+    match text.rfind(" at path ") {
+        Some(at) if e.raw_os_error().is_none() => io::Error::new(e.kind(), text[..at].to_string()),
+        _ => e,
+    }
+}
+
 /// Write `bytes` to a path the user named for output (`--json`):
-/// atomically ([`write_atomic`]) where it is a regular file or not there
-/// yet, so that no reader sees half a file; straight into anything else
-/// that is there (a device such as `/dev/stdout` or `/dev/null`, a named
-/// pipe), and through a link into what it leads to, which a rename would
-/// replace instead.
+/// - the process's own standard output or error (`/dev/stdout`, or any
+///   path to the file or terminal behind it) through that stream, at its
+///   place: reopening a redirected file would truncate or replace it;
+/// - atomically ([`write_atomic`]) where it is a regular file or not there
+///   yet, so that no reader sees half a file, and so through a link to a
+///   regular file, into the file it leads to (the link stays);
+/// - straight into anything else (a device such as `/dev/null`, a named
+///   pipe, or through a link that leads nowhere yet, creating its target),
+///   which a rename would replace instead.
 pub fn write_output(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => write_atomic(path, bytes),
-        Ok(meta) if meta.is_file() => write_atomic(path, bytes),
-        Ok(meta) if meta.file_type().is_symlink() && fs::metadata(path).is_ok_and(|m| m.is_file()) => {
+    use std::os::unix::fs::MetadataExt;
+    let same_file =
+        |a: &fs::Metadata, stream: &str| fs::metadata(stream).is_ok_and(|b| a.dev() == b.dev() && a.ino() == b.ino());
+    if let Ok(target) = fs::metadata(path) {
+        if same_file(&target, "/dev/stdout") {
+            let mut out = io::stdout().lock();
+            out.write_all(bytes)?;
+            return out.flush();
+        }
+        if same_file(&target, "/dev/stderr") {
+            return io::stderr().lock().write_all(bytes);
+        }
+    }
+    match (fs::symlink_metadata(path), fs::metadata(path)) {
+        (Err(e), _) if e.kind() == io::ErrorKind::NotFound => write_atomic(path, bytes),
+        (Ok(meta), _) if meta.is_file() => write_atomic(path, bytes),
+        (Ok(meta), Ok(target)) if meta.file_type().is_symlink() && target.is_file() => {
             write_atomic(&fs::canonicalize(path)?, bytes)
         }
         _ => {
-            let mut file = fs::OpenOptions::new().write(true).truncate(true).open(path)?;
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)?;
             file.write_all(bytes)?;
             file.flush()
         }
@@ -692,6 +722,35 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A write that fails says the OS's reason, not the temporary file's
+    /// name, and keeps the kind that decides the exit code.
+    #[test]
+    fn a_failed_write_does_not_name_the_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        fs::write(&file, "").unwrap();
+        let e = write_atomic(&file.join("x.json"), b"{}").unwrap_err();
+        assert!(!e.to_string().contains(".redqueen-"), "{e}");
+        assert_eq!(e.kind(), io::ErrorKind::NotADirectory, "{e}");
+    }
+
+    /// `--json` through a link: into the regular file it leads to (the link
+    /// stays), or creating the file a dangling link names.
+    #[test]
+    fn output_goes_through_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, link) = (dir.path().join("t.json"), dir.path().join("link.json"));
+        fs::write(&target, "old").unwrap();
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write_output(&link, b"new").unwrap();
+        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "new");
+        let (nowhere, dangling) = (dir.path().join("later.json"), dir.path().join("dangling.json"));
+        std::os::unix::fs::symlink(&nowhere, &dangling).unwrap();
+        write_output(&dangling, b"made").unwrap();
+        assert_eq!(fs::read_to_string(&nowhere).unwrap(), "made");
+    }
 
     #[test]
     fn atomic_write_replaces_whole_file() {

@@ -444,9 +444,7 @@ pub struct Run {
 
 /// Read a run folder (a tournament's or a matrix's).
 pub fn load_run(dir: &Path) -> Result<Run> {
-    if !dir.is_dir() {
-        return Err(RunFolderError::NotAFolder(dir.to_path_buf()).into());
-    }
+    // read_manifest names a folder that does not exist, or a file, as such.
     let files = RunFiles { dir: dir.to_path_buf() };
     let manifest = record::read_manifest(dir)?;
     let config = record::read_config_text(&files.config()).map_err(|e| match e.kind() {

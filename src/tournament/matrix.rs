@@ -206,11 +206,16 @@ fn resume(
         manifest.weights_fingerprint.as_deref(),
         weights_now.as_deref(),
     )?;
+    // Partial until it finishes: a complete matrix is resumed only when its
+    // files did not read back, and it is rebuilt then.
     let manifest = Manifest {
         weights_fingerprint: manifest.weights_fingerprint.or(weights_now),
         config_fingerprint: manifest.config_fingerprint.or(Some(config_now)),
+        status: Status::Partial,
+        finished: None,
         ..manifest
     };
+    record::write_json(&dir.join("manifest.json"), &manifest).map_err(writing(&dir.join("manifest.json")))?;
     let log = dir.join(ROWS_LOG);
     let text = match std::fs::read_to_string(&log) {
         Ok(text) => text,

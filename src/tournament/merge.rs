@@ -176,8 +176,9 @@ fn write_merged(
         finished: Some(record::now_rfc3339()),
         status: Status::Complete,
         weights_fingerprint: parts.iter().find_map(|p| p.manifest.weights_fingerprint.clone()),
-        // The parts' config.toml are the same (checked above).
-        config_fingerprint: parts.iter().find_map(|p| p.manifest.config_fingerprint.clone()),
+        // Of the parts' config.toml (the same in every part, checked above),
+        // as written, rather than a fingerprint some part recorded.
+        config_fingerprint: Some(record::content_fingerprint(parts[0].config.as_bytes())),
         ..Manifest::begin(&first.name, first.seed, &first.dataset, &first.dataset_fingerprint)
     };
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;

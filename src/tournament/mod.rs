@@ -428,13 +428,18 @@ async fn summarize(
         timing,
     );
     record::write_json(&files.summary(), &summary).map_err(io(&files.summary()))?;
+    // A complete run interrupted while it replayed matches for their models
+    // stays complete, as long as every match is still in its rows.
+    let still_complete = played.was_complete && completed_matches(&played.rows, file.rounds).len() >= played.expected;
     let mut manifest = played.manifest;
-    manifest.finished = Some(record::now_rfc3339());
-    let partial = interrupted && !played.was_complete;
+    if !(interrupted && still_complete) {
+        manifest.finished = Some(record::now_rfc3339());
+    }
+    let partial = interrupted && !still_complete;
     manifest.status = if partial { Status::Partial } else { Status::Complete };
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
     if interrupted {
-        return Err(match played.was_complete {
+        return Err(match still_complete {
             true => Error::ModelsInterrupted(files.dir.clone()),
             false => Error::Interrupted(files.dir.clone()),
         });

@@ -135,7 +135,8 @@ fn resume(
     check_config_unedited(&options.out, previous.config_fingerprint.as_deref(), config_now)?;
     // Said now, not after the first match has played.
     let models = files.models();
-    if options.save_models && std::fs::symlink_metadata(&models).is_ok_and(|m| !m.is_dir()) {
+    // (A link to a folder is a folder here: saving goes through it.)
+    if options.save_models && std::fs::metadata(&models).is_ok_and(|m| !m.is_dir()) {
         return Err(Error::Usage(format!(
             "{}: is not a folder, but --save-models keeps each match's final defender there; move it away, then resume",
             models.display()
@@ -164,8 +165,10 @@ fn resume(
     )?;
     // Time already spent counts: the summary's timing is the run's total.
     let mut timing = RunTiming::default();
+    let mut summarized = None;
     if let Ok(Some(summary)) = read_json::<Summary>(&files.summary()) {
         timing = summary.timing;
+        summarized = Some(summary.matches_expected);
     }
     let rows =
         record::read_rows(&files.rounds()).map_err(Error::io(format!("reading {}", files.rounds().display())))?;
@@ -184,9 +187,12 @@ fn resume(
         .collect();
     record::write_rows_sorted(&files.rounds(), &mut kept)
         .map_err(Error::io(format!("writing {}", files.rounds().display())))?;
-    // Only a replay for models keeps a complete run complete: one resumed
-    // because its files did not read back is partial until they are rebuilt.
-    let completed = (previous.status == Status::Complete && !replay_for_models.is_empty())
+    // Only a replay for models keeps a complete run complete, and only
+    // while every match it covers is still whole on disk: one resumed
+    // because its files did not read back (a row lost, a summary gone) is
+    // partial until they are rebuilt.
+    let whole = summarized == Some(done.len());
+    let completed = (previous.status == Status::Complete && whole && !replay_for_models.is_empty())
         .then(|| previous.finished.unwrap_or_else(record::now_rfc3339));
     Ok(Previous {
         kept,
