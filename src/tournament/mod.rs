@@ -142,9 +142,10 @@ pub async fn run(
 }
 
 /// The matches this run plays (its part, less those a resumed run has
-/// kept, but for those it plays again to save their models), its part, and so the seeds it prepares: a part trains the
-/// pretrained models and specialists of its own seeds only, and the first
-/// part also the first seed's, which the gallery shows.
+/// kept, but for those it plays again to save their models), its part,
+/// and so the seeds it prepares: a part trains the pretrained models and
+/// specialists of its own seeds only, and the first part also the first
+/// seed's, which the gallery shows.
 fn share_of_matches(
     plan: &Plan,
     seeds: &[u64],

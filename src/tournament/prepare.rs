@@ -47,8 +47,9 @@ pub(super) struct Previous {
     pub kept: Vec<RoundRow>,
     /// Finished matches (in `kept`) played again to save their models.
     pub replay_for_models: BTreeSet<(u64, usize)>,
-    /// When the run completed, for a complete run (resumed only to save
-    /// models): it stays complete whatever becomes of the replays.
+    /// When the run completed, for a complete run resumed only to save
+    /// models with every match whole on disk: it stays complete whatever
+    /// becomes of the replays.
     pub completed: Option<String>,
     pub started: String,
     pub timing: RunTiming,
