@@ -1616,6 +1616,33 @@ fn finished_run(dir: &Path, name: &str) -> PathBuf {
     out
 }
 
+/// A tiny generalization matrix with `model` (a `[model]` table's body),
+/// run into `dir/matrix-out` and then marked as if stopped before its end
+/// (`partial`), for `matrix --resume` to check.
+fn stopped_matrix(dir: &Path, model: &str) -> PathBuf {
+    let matrix = dir.join("m.toml");
+    let text = format!(
+        "name = \"m\"\nseed = 5\neval = 60\n[data]\ndataset = \"synthetic-digits\"\ntrain = 600\ntest = 200\n[model]\n{model}\n[training]\nsteps = 5\n[[attacks]]\nfamily = \"fgsm\"\neps = 0.1\n"
+    );
+    std::fs::write(&matrix, text).unwrap();
+    let matrix_run = dir.join("matrix-out");
+    redqueen()
+        .arg("matrix")
+        .arg(&matrix)
+        .arg("--out")
+        .arg(&matrix_run)
+        .assert()
+        .success();
+    let manifest = std::fs::read_to_string(matrix_run.join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"config_fingerprint\""), "{manifest}");
+    std::fs::write(
+        matrix_run.join("manifest.json"),
+        manifest.replace("\"complete\"", "\"partial\""),
+    )
+    .unwrap();
+    matrix_run
+}
+
 /// A copy of the run folder `from` at `to` (files only; plots too).
 fn copy_run(from: &Path, to: &Path) {
     for (path, bytes) in snapshot(from).unwrap() {
@@ -1795,23 +1822,7 @@ fn resuming_after_the_configuration_was_edited_is_refused() {
         "{manifest}"
     );
     // `matrix --resume` checks it too.
-    let matrix = dir.path().join("m.toml");
-    let text = "name = \"m\"\nseed = 5\neval = 60\n[data]\ndataset = \"synthetic-digits\"\ntrain = 600\ntest = 200\n[model]\nkind = \"mlp\"\nhidden = [4]\n[training]\nsteps = 5\n[[attacks]]\nfamily = \"fgsm\"\neps = 0.1\n";
-    std::fs::write(&matrix, text).unwrap();
-    let matrix_run = dir.path().join("matrix-out");
-    redqueen()
-        .arg("matrix")
-        .arg(&matrix)
-        .arg("--out")
-        .arg(&matrix_run)
-        .assert()
-        .success();
-    let manifest = std::fs::read_to_string(matrix_run.join("manifest.json")).unwrap();
-    std::fs::write(
-        matrix_run.join("manifest.json"),
-        manifest.replace("\"complete\"", "\"partial\""),
-    )
-    .unwrap();
+    let matrix_run = stopped_matrix(dir.path(), "kind = \"mlp\"\nhidden = [4]");
     let config = std::fs::read_to_string(matrix_run.join("config.toml")).unwrap();
     std::fs::write(matrix_run.join("config.toml"), config.replace("eval = 60", "eval = 30")).unwrap();
     let output = redqueen()
@@ -1899,26 +1910,9 @@ fn resuming_after_the_weights_file_changed_is_refused() {
         "{manifest}"
     );
     // A matrix from the same file: `matrix --resume` checks it too.
-    let matrix = dir.path().join("m.toml");
-    let text = format!(
-        "name = \"m\"\nseed = 5\neval = 60\n[data]\ndataset = \"synthetic-digits\"\ntrain = 600\ntest = 200\n[model]\n{model}\n[training]\nsteps = 5\n[[attacks]]\nfamily = \"fgsm\"\neps = 0.1\n"
-    );
-    std::fs::write(&matrix, text).unwrap();
-    let matrix_run = dir.path().join("matrix-out");
-    redqueen()
-        .arg("matrix")
-        .arg(&matrix)
-        .arg("--out")
-        .arg(&matrix_run)
-        .assert()
-        .success();
+    let matrix_run = stopped_matrix(dir.path(), &model);
     let manifest = std::fs::read_to_string(matrix_run.join("manifest.json")).unwrap();
     assert!(manifest.contains("\"weights_fingerprint\""), "{manifest}");
-    std::fs::write(
-        matrix_run.join("manifest.json"),
-        manifest.replace("\"complete\"", "\"partial\""),
-    )
-    .unwrap();
     write_mlp_safetensors(&weights, 784);
     let output = redqueen()
         .arg("matrix")

@@ -192,14 +192,11 @@ fn sigterm_keeps_a_partial_run_that_resumes_and_a_changed_config_is_refused() {
     assert_eq!(before, without_timing(&stopped.join("rounds.jsonl")));
 }
 
-/// A model whose save fails (here a folder stands where the file goes)
-/// stops the run with its rounds kept; `--resume --save-models` then plays
-/// that match again and saves it, with the same rows as before.
-#[test]
-fn a_failed_model_save_is_made_good_by_resume() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = tournament(dir.path());
-    let run = dir.path().join("run");
+/// The test tournament run with `--save-models` into `dir/run`: the folder,
+/// and its six models (path and bytes), in name order.
+fn run_saving_models(dir: &Path) -> (std::path::PathBuf, Vec<(std::path::PathBuf, Vec<u8>)>) {
+    let file = tournament(dir);
+    let run = dir.join("run");
     redqueen()
         .arg("run")
         .arg(&file)
@@ -207,13 +204,26 @@ fn a_failed_model_save_is_made_good_by_resume() {
         .arg(&run)
         .assert()
         .success();
+    let mut models: Vec<_> = std::fs::read_dir(run.join("models"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|path| (path.clone(), std::fs::read(&path).unwrap()))
+        .collect();
+    models.sort();
+    assert_eq!(models.len(), 6, "one model per match");
+    (run, models)
+}
+
+/// A model whose save fails (here a folder stands where the file goes)
+/// stops the run with its rounds kept; `--resume --save-models` then plays
+/// that match again and saves it, with the same rows as before.
+#[test]
+fn a_failed_model_save_is_made_good_by_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let (run, saved) = run_saving_models(dir.path());
     let whole = without_timing(&run.join("rounds.jsonl"));
     let models = run.join("models");
-    let mut saved: Vec<_> = std::fs::read_dir(&models).unwrap().map(|e| e.unwrap().path()).collect();
-    saved.sort();
-    assert_eq!(saved.len(), 6, "one model per match: {saved:?}");
-    let lost = saved[1].clone();
-    let original = std::fs::read(&lost).unwrap();
+    let (lost, original) = saved[1].clone();
     // A complete run with every model has nothing to resume.
     redqueen()
         .arg("run")
@@ -291,24 +301,10 @@ fn a_failed_model_save_is_made_good_by_resume() {
 #[test]
 fn a_killed_replay_for_models_keeps_the_run_complete() {
     let dir = tempfile::tempdir().unwrap();
-    let file = tournament(dir.path());
-    let run = dir.path().join("run");
-    redqueen()
-        .arg("run")
-        .arg(&file)
-        .args(["--save-models", "--out"])
-        .arg(&run)
-        .assert()
-        .success();
+    let (run, originals) = run_saving_models(dir.path());
     let rounds = std::fs::read(run.join("rounds.jsonl")).unwrap();
     let whole = without_timing(&run.join("rounds.jsonl"));
     let models = run.join("models");
-    let originals: Vec<(std::path::PathBuf, Vec<u8>)> = std::fs::read_dir(&models)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .map(|path| (path.clone(), std::fs::read(&path).unwrap()))
-        .collect();
-    assert_eq!(originals.len(), 6);
     // The replay, started with no model on disk, is stopped once its first
     // model is saved (five matches still to play, one at a time): by
     // SIGKILL, then by Ctrl-C. Tried a few times, in case one finishes first.
