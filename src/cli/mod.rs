@@ -103,41 +103,14 @@ fn reproduce(
         .iter()
         .map(|name| reproduce::load(name))
         .collect::<crate::Result<Vec<_>>>()?;
-    let several = files.len() > 1;
-    let folder_of = |file: &reproduce::ReproductionFile| {
-        let folder = if quick {
-            format!("{}-quick", file.name)
-        } else {
-            file.name.clone()
-        };
-        match &out {
-            Some(out) if several => out.join(&folder),
-            Some(out) => out.clone(),
-            None => PathBuf::from("results").join("reproduce").join(&folder),
-        }
-    };
-    // Two that would write one folder are refused before either runs.
-    let mut folders: Vec<(PathBuf, &String)> = Vec::new();
-    for (file, given) in files.iter().zip(&names) {
-        let dir = folder_of(file);
-        if let Some((_, first)) = folders.iter().find(|(d, _)| *d == dir) {
-            return Err(Error::from(crate::error::OutputError::SameFolder {
-                first: (*first).clone(),
-                second: given.clone(),
-                dir,
-            })
-            .into());
-        }
-        folders.push((dir, given));
-    }
+    let folders = reproduction_folders(&files, &names, quick, out.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let cancel = Arc::new(AtomicBool::new(false));
     let mut failed = Vec::new();
-    for (mut file, given) in files.into_iter().zip(&names) {
+    for ((mut file, given), dir) in files.into_iter().zip(&names).zip(folders) {
         if quick {
             file.shrink()?;
         }
-        let dir = folder_of(&file);
         eprintln!(
             "redqueen: reproducing {} ({}){}; results in {}",
             file.name,
@@ -179,6 +152,41 @@ fn reproduce(
         eprintln!("redqueen: a claim failed in: {}", failed.join(", "));
         Ok(ExitCode::from(CLAIM_FAILED))
     }
+}
+
+/// Where each reproduction of one command writes (`NAME` or `NAME-quick`
+/// under `results/reproduce/`, or `--out`, which with several names holds a
+/// folder per name), in order; two that would write one folder are refused
+/// before either runs.
+fn reproduction_folders(
+    files: &[crate::reproduce::ReproductionFile],
+    names: &[String],
+    quick: bool,
+    out: Option<&Path>,
+) -> Result<Vec<PathBuf>, Error> {
+    let mut folders: Vec<PathBuf> = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        let folder = if quick {
+            format!("{}-quick", file.name)
+        } else {
+            file.name.clone()
+        };
+        let dir = match out {
+            Some(out) if files.len() > 1 => out.join(&folder),
+            Some(out) => out.to_path_buf(),
+            None => PathBuf::from("results").join("reproduce").join(&folder),
+        };
+        if let Some(first) = folders.iter().position(|d| *d == dir) {
+            return Err(crate::error::OutputError::SameFolder {
+                first: names[first].clone(),
+                second: names[i].clone(),
+                dir,
+            }
+            .into());
+        }
+        folders.push(dir);
+    }
+    Ok(folders)
 }
 
 /// `merge`: the parts into one run folder, then its tables and report.

@@ -211,10 +211,7 @@ pub async fn run_locked(
     .await?;
     let Some(replicates) = replicates else {
         // Interrupted before any match: nothing more to write.
-        return Err(match previous.completed {
-            Some(_) => Error::ModelsInterrupted(options.out),
-            None => Error::Interrupted(options.out),
-        });
+        return Err(interrupted(options.out, previous.completed.is_some()));
     };
     let pretrain_s = pretrain_started.elapsed().as_secs_f64();
     kernels::set_threads(options.threads.unwrap_or(cores / options.jobs.max(1)));
@@ -440,12 +437,19 @@ async fn summarize(
     manifest.status = if partial { Status::Partial } else { Status::Complete };
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
     if interrupted {
-        return Err(match still_complete {
-            true => Error::ModelsInterrupted(files.dir.clone()),
-            false => Error::Interrupted(files.dir.clone()),
-        });
+        return Err(self::interrupted(files.dir.clone(), still_complete));
     }
     Ok(summary)
+}
+
+/// The error of a run in `dir` stopped by a signal: a complete run that was
+/// only replaying matches for their models stays complete, and says so.
+fn interrupted(dir: PathBuf, still_complete: bool) -> Error {
+    if still_complete {
+        Error::ModelsInterrupted(dir)
+    } else {
+        Error::Interrupted(dir)
+    }
 }
 
 /// Up to four distinct attacks for the gallery: each attacker's first
