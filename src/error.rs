@@ -36,9 +36,11 @@ pub enum Error {
     /// Runs that cannot be compared.
     #[error(transparent)]
     Compare(#[from] CompareError),
-    /// The run was interrupted; what completed is on disk.
-    #[error("interrupted: partial results kept in {}; a tournament continues with `redqueen run --resume {}`", .0.display(), shell_word(.0))]
-    Interrupted(PathBuf),
+    /// The run was interrupted; what completed is on disk. `save_models`:
+    /// the run saves its models, so the resume it suggests does too (one
+    /// without would play the rest unsaved, and a later one replay them).
+    #[error("interrupted: partial results kept in {}; a tournament continues with `redqueen run --resume {}{}`", dir.display(), shell_word(dir), if *save_models { " --save-models" } else { "" })]
+    Interrupted { dir: PathBuf, save_models: bool },
     /// A complete run resumed to save its missing models was interrupted:
     /// it stays complete (every round kept), some models still missing.
     #[error("interrupted: the run in {} stays complete, every round kept, but not every missing model was saved; `redqueen run --resume {} --save-models` saves the rest", .0.display(), shell_word(.0))]
@@ -55,7 +57,7 @@ pub enum Error {
     )]
     ReproductionInterrupted { name: String, command: String },
     /// Anything else (disk full, a folder that vanished).
-    #[error("{context}: {source}")]
+    #[error("{context}: {source}{}", next_step(source))]
     Io {
         context: String,
         #[source]
@@ -103,7 +105,8 @@ impl Error {
         move |source| Error::Io { context, source }
     }
 
-    /// The process exit code DESIGN.md assigns to this error.
+    /// The process exit code for this error (docs/GUIDE.md lists them):
+    /// 2 for what the user can fix, 130 for an interruption, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config { .. }
@@ -115,7 +118,7 @@ impl Error {
             | Error::Resume(_)
             | Error::Merge(_)
             | Error::Compare(_) => 2,
-            Error::Interrupted(_)
+            Error::Interrupted { .. }
             | Error::ModelsInterrupted(_)
             | Error::MatrixInterrupted(_)
             | Error::ReproductionInterrupted { .. } => 130,
@@ -165,6 +168,17 @@ pub fn shell_word(path: &Path) -> String {
 
 /// Whether an I/O error is the user's to fix (a read-only or full disk, a
 /// permission, a path that is not there or not a folder), not redqueen's.
+/// What to do about an I/O error where that is not plain from it.
+fn next_step(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        StorageFull | QuotaExceeded => {
+            "; free some space and run the command again (an interrupted tournament keeps its finished rounds: `redqueen run --resume DIR` continues it)"
+        }
+        _ => "",
+    }
+}
+
 fn users_to_fix(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(
@@ -335,8 +349,14 @@ pub enum MergeError {
     Partial { dir: PathBuf, shard: Shard },
     #[error("{}: cannot read it: {source}", .config.display())]
     ConfigUnreadable { config: PathBuf, source: std::io::Error },
-    #[error("{} and {}: the parts were run with different configurations (config.toml differs)", .first.display(), .other.display())]
-    ConfigDiffers { first: PathBuf, other: PathBuf },
+    #[error("{} and {}: the parts were run with different configurations (config.toml first differs at line {line}: {in_first:?} in the first, {in_other:?} in the other); merge parts of one run", .first.display(), .other.display())]
+    ConfigDiffers {
+        first: PathBuf,
+        other: PathBuf,
+        line: usize,
+        in_first: String,
+        in_other: String,
+    },
     #[error("{} and {}: the parts were run on different data (dataset fingerprints {} and {})", .first.display(), .other.display(), .fingerprints.0, .fingerprints.1)]
     DataDiffers {
         first: PathBuf,
@@ -459,6 +479,9 @@ pub fn explain_serde_message(message: &str) -> String {
             if line == "number too large to fit in target type" {
                 line.push_str(" (TOML's whole numbers stop at 9223372036854775807; redqueen's limit for each key is in docs/LIMITS.md)");
             }
+            if line == "number too small to fit in target type" {
+                line.push_str(" (TOML's whole numbers start at -9223372036854775808, and redqueen's counts at 0; its limits are in docs/LIMITS.md)");
+            }
             for what in ["unknown field `", "unknown variant `"] {
                 let Some(at) = line.find(what) else { continue };
                 let rest = &line[at + what.len()..];
@@ -518,6 +541,7 @@ mod tests {
             "invalid basic string: a string needs its closing quote on the same line"
         );
         assert!(explain_serde_message("number too large to fit in target type").ends_with("docs/LIMITS.md)"));
+        assert!(explain_serde_message("number too small to fit in target type").ends_with("docs/LIMITS.md)"));
         assert_eq!(
             explain_serde_message("invalid type: string \"x\", expected usize"),
             "invalid type: string \"x\", expected a whole number, 0 or more"
@@ -532,9 +556,31 @@ mod tests {
         assert_eq!(shell_word(Path::new("my runs/it's")), r#""my runs/it's""#);
         assert_eq!(shell_word(Path::new("a$b")), "'a$b'");
         assert_eq!(shell_word(Path::new("-runs")), "./-runs");
-        let message = Error::Interrupted(PathBuf::from("my runs/a")).to_string();
+        let dir = PathBuf::from("my runs/a");
+        let message = Error::Interrupted {
+            dir: dir.clone(),
+            save_models: false,
+        }
+        .to_string();
         assert!(message.ends_with("`redqueen run --resume 'my runs/a'`"), "{message}");
+        let message = Error::Interrupted { dir, save_models: true }.to_string();
+        assert!(
+            message.ends_with("`redqueen run --resume 'my runs/a' --save-models`"),
+            "{message}"
+        );
         assert_eq!(Error::ModelsInterrupted(PathBuf::from("a")).exit_code(), 130);
+    }
+
+    /// A full disk says what to do next.
+    #[test]
+    fn a_full_disk_says_what_to_do() {
+        let full = Error::io("writing runs/a/rounds.jsonl")(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        let message = full.to_string();
+        assert!(message.starts_with("writing runs/a/rounds.jsonl: "), "{message}");
+        assert!(message.contains("free some space"), "{message}");
+        assert_eq!(full.exit_code(), 2);
+        let gone = Error::io("reading x")(std::io::Error::from(std::io::ErrorKind::NotFound)).to_string();
+        assert!(!gone.contains("free some space"), "{gone}");
     }
 
     /// An input error that reaches `main` unwrapped still exits 2 (a

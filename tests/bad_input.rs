@@ -271,6 +271,19 @@ const CASES: &[Case] = &[
         skip: None,
     },
     Case {
+        name: "an attacker's strategy file used under [[defenders]]",
+        setup: |dir| defender_use(dir, "attackers/adaptive-linf.toml"),
+        stderr: &[
+            "strategies/tournaments/tiny.toml",
+            "defenders[0]",
+            "`use = \"attackers/adaptive-linf.toml\"` is a strategy file for [[attackers]]",
+            "under defenders/",
+        ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
         name: "an unknown strategy file in `use` (suggests, lists the folder)",
         setup: |dir| defender_use(dir, "defenders/standrd.toml"),
         stderr: &[
@@ -965,6 +978,21 @@ const CASES: &[Case] = &[
         skip: None,
     },
     Case {
+        name: "evaluate: --seed past the seeds a tournament can record",
+        setup: |_| {
+            vec![
+                "evaluate".into(),
+                "m.safetensors".into(),
+                "--seed".into(),
+                u64::MAX.to_string(),
+            ]
+        },
+        stderr: &["--seed 18446744073709551615", "9223372036854775807"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
         name: "evaluate: an attack list with a bad attack",
         setup: |dir| {
             std::fs::write(dir.join("a.toml"), "attacks = [{ family = \"pgd\", eps = -1 }]\n").unwrap();
@@ -1148,6 +1176,14 @@ const CASES: &[Case] = &[
             args
         },
         stderr: &["--seed 18446744073709551615", "9223372036854775807"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "seeds = [] (an empty list once ran seed 0 alone)",
+        setup: |dir| run(tiny_with(dir, &[("seed = 3", "seeds = []")])),
+        stderr: &["tiny.toml", "`seeds = []` lists no seed", "remove `seeds`"],
         out: OUT,
         expect_out: Out::Absent,
         skip: None,

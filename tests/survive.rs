@@ -469,6 +469,23 @@ fn three_shards_merge_into_the_single_machine_run() {
         .code(2)
         .stderr(predicate::str::contains("every part 1..3"));
     assert!(!merged.exists(), "a refused merge writes nothing");
+    // Parts of two configurations are refused, showing where they differ.
+    let config = parts[1].join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replacen("rounds = 6", "rounds = 7", 1)).unwrap();
+    redqueen()
+        .arg("merge")
+        .args(&parts)
+        .arg("--out")
+        .arg(&merged)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("different configurations"))
+        .stderr(predicate::str::contains(
+            "\"rounds = 6\" in the first, \"rounds = 7\" in the other",
+        ));
+    assert!(!merged.exists(), "a refused merge writes nothing");
+    std::fs::write(&config, text).unwrap();
     redqueen()
         .arg("merge")
         .args(&parts)
@@ -596,6 +613,16 @@ fn an_interrupted_matrix_resumes_keeping_its_finished_rows() {
     assert!(stderr.contains("redqueen matrix --resume"), "{stderr}");
     assert_eq!(status(&stopped), "partial");
     assert!(!stopped.join("matrix.json").exists());
+    // `report` says how far it got, and how to finish it.
+    let report = redqueen().arg("report").arg(&stopped).assert().success();
+    let tables = String::from_utf8_lossy(&report.get_output().stdout).to_string();
+    let partial = format!("Partial: {} of ", logged());
+    assert!(tables.contains(&partial), "{tables}");
+    assert!(
+        tables.contains("rows of the generalization matrix finished"),
+        "{tables}"
+    );
+    assert!(tables.contains("redqueen matrix --resume"), "{tables}");
 
     // A finished row is kept as it is, not trained again: mark it.
     let text = std::fs::read_to_string(&log).unwrap();

@@ -155,10 +155,13 @@ impl AttackSpec for FabConfig {
                 self.beta
             )));
         }
-        if self.targets == Some(0) {
-            return Err(Error::invalid(
-                "`targets` must be at least 1 (or absent, for untargeted fab)",
-            ));
+        // Every dataset has CLASSES classes, so each image has one fewer to
+        // target: more would silently run the same targets.
+        let other_classes = crate::data::CLASSES - 1;
+        if let Some(k) = self.targets.filter(|&k| k == 0 || k > other_classes) {
+            return Err(Error::invalid(format!(
+                "`targets` must be between 1 and {other_classes} (the classes other than an image's own), or absent for untargeted fab; got {k}"
+            )));
         }
         Ok(())
     }
@@ -772,9 +775,15 @@ mod tests {
             let message = AttackConfig::Fab(config).validate().unwrap_err().to_string();
             assert!(message.contains(key), "{message} should name {key}");
         }
+        for k in [0, 10, 1000] {
+            let mut config = ok.clone();
+            config.targets = Some(k);
+            let message = config.validate().unwrap_err().to_string();
+            assert!(message.contains("`targets` must be between 1 and 9"), "{message}");
+        }
         let mut config = ok.clone();
-        config.targets = Some(0);
-        assert!(config.validate().unwrap_err().to_string().contains("`targets`"));
+        config.targets = Some(9);
+        assert!(config.validate().is_ok(), "9 targets is AutoAttack's FAB-T");
     }
 
     #[test]

@@ -347,12 +347,7 @@ pub(super) fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
 /// within the range a run can record.
 fn apply_seed_flags(plan: &mut Plan, seed: Option<u64>, seeds: Option<usize>) -> Result<(), Error> {
     let first = seed.unwrap_or(plan.file.seed);
-    if first > limits::MAX_SEED {
-        return Err(Error::Usage(format!(
-            "--seed {first}: seeds run from 0 to {} (a run records its seeds in TOML, whose integers stop there)",
-            limits::MAX_SEED
-        )));
-    }
+    check_seed_flag(first)?;
     match seeds {
         Some(0) => return Err(Error::Usage("--seeds must be at least 1".into())),
         Some(n) if n > limits::MAX_SEEDS => {
@@ -373,6 +368,18 @@ fn apply_seed_flags(plan: &mut Plan, seed: Option<u64>, seeds: Option<usize>) ->
         }
         None if seed.is_some() => plan.file.set_seeds(vec![first]),
         None => {}
+    }
+    Ok(())
+}
+
+/// `--seed` within the seeds a run can record. `evaluate` records none,
+/// but holds to the same range, so its seed can be a tournament's.
+pub(super) fn check_seed_flag(seed: u64) -> Result<(), Error> {
+    if seed > limits::MAX_SEED {
+        return Err(Error::Usage(format!(
+            "--seed {seed}: seeds run from 0 to {} (runs record their seeds in TOML, whose integers stop there)",
+            limits::MAX_SEED
+        )));
     }
     Ok(())
 }

@@ -335,6 +335,7 @@ fn evaluate(args: args::EvaluateArgs) -> anyhow::Result<ExitCode> {
     if args.images == 0 {
         return Err(Error::Usage("--images must be at least 1".into()).into());
     }
+    args::check_seed_flag(args.seed)?;
     let attacks = args.attacks.as_deref().map(crate::evaluate::read_attacks).transpose()?;
     let data = config::DataConfig {
         dataset: args.data,
@@ -469,13 +470,7 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
         (None, None) => config::matrix::load_default_matrix()?,
     };
     if let Some(seed) = args.seed {
-        if seed > config::limits::MAX_SEED {
-            return Err(Error::Usage(format!(
-                "--seed {seed}: seeds run from 0 to {} (a run records its seed in TOML, whose integers stop there)",
-                config::limits::MAX_SEED
-            ))
-            .into());
-        }
+        args::check_seed_flag(seed)?;
         file.seed = seed;
     }
     if args.quick {
@@ -532,6 +527,8 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
 fn reads_back(dir: &Path) -> bool {
     match report::load_run(dir) {
         Ok(_) => true,
+        // Nothing to rebuild from: the resume that follows refuses, saying so.
+        Err(_) if !dir.join("config.toml").is_file() => false,
         Err(why) => {
             say(&format!(
                 "{}: marked complete, but it does not read back ({why}); resuming it to rebuild its files\n",
@@ -578,24 +575,8 @@ fn run_tournament(args: RunArgs) -> anyhow::Result<ExitCode> {
         return already_complete(&options.out);
     }
     let out = options.out.clone();
-    let bars = Arc::new(Bars::new(
-        plan.matches().len() * plan.file.seed_list().len() * plan.file.rounds,
-    ));
-    eprintln!(
-        "redqueen: tournament {:?}, seed{} {}: {} matches of {} rounds, {} at a time; results in {}",
-        plan.file.name,
-        if plan.file.seed_list().len() > 1 { "s" } else { "" },
-        plan.file
-            .seed_list()
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        plan.matches().len() * plan.file.seed_list().len(),
-        plan.file.rounds,
-        options.jobs,
-        out.display()
-    );
+    let all_rounds = plan.matches().len() * plan.file.seed_list().len() * plan.file.rounds;
+    let bars = Arc::new(Bars::new(all_rounds, run_heading(&plan, &options)));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let cancel = Arc::new(AtomicBool::new(false));
     let summary = runtime.block_on(async {
@@ -615,6 +596,31 @@ fn run_tournament(args: RunArgs) -> anyhow::Result<ExitCode> {
         summary.timing.total_s
     ));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The line that opens a run, given the matches it covers (fewer than the
+/// tournament's on a shard).
+fn run_heading(plan: &config::Plan, options: &RunOptions) -> progress::Heading {
+    let seeds = plan.file.seed_list();
+    let all_matches = plan.matches().len() * seeds.len();
+    let tournament = format!(
+        "redqueen: tournament {:?}, seed{} {}",
+        plan.file.name,
+        if seeds.len() > 1 { "s" } else { "" },
+        seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
+    );
+    let (rounds, jobs, shard) = (plan.file.rounds, options.jobs, options.shard);
+    let results_in = options.out.display().to_string();
+    Box::new(move |matches| {
+        let matches = match shard {
+            Some(s) => format!(
+                "part {} of {}, {matches} of its {all_matches} matches",
+                s.index, s.count
+            ),
+            None => format!("{matches} matches"),
+        };
+        format!("{tournament}: {matches} of {rounds} rounds, {jobs} at a time; results in {results_in}")
+    })
 }
 
 /// Everything registered, one line of help each.

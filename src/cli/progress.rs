@@ -14,10 +14,14 @@ pub(super) struct Bars {
     multi: MultiProgress,
     overall: ProgressBar,
     matches: Mutex<HashMap<usize, (ProgressBar, String)>>,
+    /// The line that opens the run, given the matches it covers.
+    heading: Heading,
 }
 
+pub(super) type Heading = Box<dyn Fn(usize) -> String + Send + Sync>;
+
 impl Bars {
-    pub(super) fn new(total_rounds: usize) -> Bars {
+    pub(super) fn new(total_rounds: usize, heading: Heading) -> Bars {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let overall = multi.add(ProgressBar::new(total_rounds as u64));
         overall.set_style(
@@ -30,6 +34,17 @@ impl Bars {
             multi,
             overall,
             matches: Mutex::new(HashMap::new()),
+            heading,
+        }
+    }
+
+    /// A line above the bars on a terminal; plain stderr where they are
+    /// hidden.
+    fn note(&self, line: String) {
+        if self.multi.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            let _ = self.multi.println(line);
         }
     }
 
@@ -39,16 +54,14 @@ impl Bars {
 }
 
 impl Observer for Bars {
+    fn starting(&self, matches: usize) {
+        self.note((self.heading)(matches));
+    }
+
     fn replaying_for_models(&self, matches: usize) {
-        let note = format!(
+        self.note(format!(
             "redqueen: {matches} finished match(es) have no model in models/; playing them again to save their models (their rounds come out the same)"
-        );
-        // Above the bars on a terminal; plain stderr where they are hidden.
-        if self.multi.is_hidden() {
-            eprintln!("{note}");
-        } else {
-            let _ = self.multi.println(note);
-        }
+        ));
     }
 
     fn pretraining(&self) {

@@ -117,6 +117,12 @@ pub fn is_tournament_file(path: &std::path::Path) -> bool {
     top_level_keys(path).is_some_and(|keys| keys.contains_key("attackers") || keys.contains_key("defenders"))
 }
 
+/// How many attacks a matrix file lists, read without checking the rest
+/// (a report must not need the data or weights the run was trained on).
+pub fn attack_count(path: &std::path::Path) -> Option<usize> {
+    top_level_keys(path)?.get("attacks")?.as_array().map(Vec::len)
+}
+
 fn top_level_keys(path: &std::path::Path) -> Option<toml::Table> {
     super::read_text(path, "")
         .ok()

@@ -21,7 +21,7 @@ pub struct TournamentFile {
     /// Several seeds: every match is played once per seed, and the summary
     /// gives means with 95% confidence intervals. When given, `seed` is the
     /// first of them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "listed_seeds")]
     pub seeds: Vec<u64>,
     pub rounds: usize,
     /// The engine models run on: `native` (default) or `dfdx`.
@@ -70,6 +70,18 @@ pub struct SpecialistsConfig {
     /// Steps over which the training attack's budget grows from 0.
     #[serde(default, skip_serializing_if = "is_zero_steps")]
     pub eps_warmup: usize,
+}
+
+/// `seeds` as written: absent means `seed` alone, but an empty list would
+/// too, silently, and whoever wrote it meant some seeds.
+fn listed_seeds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<u64>, D::Error> {
+    let seeds = Vec::<u64>::deserialize(deserializer)?;
+    if seeds.is_empty() {
+        return Err(serde::de::Error::custom(
+            "`seeds = []` lists no seed; list at least one (`seeds = [0, 1, 2]`), or remove `seeds` to run `seed` alone",
+        ));
+    }
+    Ok(seeds)
 }
 
 fn is_zero_steps(n: &usize) -> bool {

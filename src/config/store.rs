@@ -158,6 +158,9 @@ pub(super) trait Entry {
     const AGENT: &'static str;
     /// The keys `use` replaces, for errors (`` `strategy` ``).
     const WHOLE: &'static str;
+    /// The other list, and a key only its strategy files have: a file
+    /// `use`d from the wrong list is named as such, not as a bad key.
+    const OTHER: (&'static str, &'static str);
 
     fn include(&self) -> Option<&str>;
     fn name(&self) -> Option<&String>;
@@ -192,6 +195,14 @@ pub(super) fn resolve<E: Entry>(entries: &[E], store: &Store, cited: &str) -> Re
                     )));
                 }
                 let (source, text) = store.read(include, cited)?;
+                let (other_list, other_key) = E::OTHER;
+                if text.parse::<toml::Table>().is_ok_and(|t| t.contains_key(other_key)) {
+                    return Err(err(format!(
+                        "{at}: `use = {include:?}` is a strategy file for [[{other_list}]] (it has `{other_key}`), not for [[{}]]; give a file under {}/",
+                        E::LIST,
+                        E::LIST
+                    )));
+                }
                 let mut config: E::Config = parse(&text, &source)?;
                 if let Some(name) = entry.name() {
                     E::rename(&mut config, name.clone());
@@ -214,6 +225,7 @@ impl Entry for AttackerEntry {
     const LIST: &'static str = "attackers";
     const AGENT: &'static str = "attacker";
     const WHOLE: &'static str = "`policy` and `repertoire`";
+    const OTHER: (&'static str, &'static str) = ("defenders", "strategy");
 
     fn include(&self) -> Option<&str> {
         self.include.as_deref()
@@ -261,6 +273,7 @@ impl Entry for DefenderEntry {
     const LIST: &'static str = "defenders";
     const AGENT: &'static str = "defender";
     const WHOLE: &'static str = "`strategy`";
+    const OTHER: (&'static str, &'static str) = ("attackers", "policy");
 
     fn include(&self) -> Option<&str> {
         self.include.as_deref()

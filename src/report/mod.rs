@@ -440,6 +440,8 @@ pub struct Run {
     pub summary: Option<Summary>,
     pub gallery: Vec<GalleryItem>,
     pub matrix: Option<MatrixResult>,
+    /// A matrix stopped short: its rows finished, and its rows in all.
+    pub matrix_progress: Option<(usize, usize)>,
 }
 
 /// Read a run folder (a tournament's or a matrix's).
@@ -457,9 +459,14 @@ pub fn load_run(dir: &Path) -> Result<Run> {
     // A matrix run has no rounds; a tournament's rows and summary are its
     // results, so a complete one must have both, and they must agree.
     let is_matrix = crate::config::matrix::is_matrix_file(&files.config());
+    let mut matrix_progress = None;
     let rows = if is_matrix {
         if complete && matrix.is_none() {
             return Err(RunFolderError::Missing(files.matrix()).into());
+        }
+        if !complete {
+            matrix_progress = crate::config::matrix::attack_count(&files.config())
+                .map(|attacks| crate::tournament::matrix::progress(dir, attacks));
         }
         Vec::new()
     } else {
@@ -479,6 +486,7 @@ pub fn load_run(dir: &Path) -> Result<Run> {
         summary,
         gallery: read_json(&files.gallery())?.unwrap_or_default(),
         matrix,
+        matrix_progress,
     })
 }
 
@@ -529,6 +537,12 @@ pub fn tables(run: &Run) -> String {
     }
     if let Some(matrix) = &run.matrix {
         out.push_str(&matrix_table(matrix));
+    }
+    if let Some((finished, all)) = run.matrix_progress {
+        out.push_str(&format!(
+            "Partial: {finished} of {all} rows of the generalization matrix finished; its table waits for every row (`redqueen matrix --resume {}` trains the rest).\n",
+            crate::error::shell_word(&run.dir)
+        ));
     }
     out
 }

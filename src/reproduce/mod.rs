@@ -608,6 +608,9 @@ pub struct Verdict {
     pub share: bool,
     /// The bound checked (the full one, or `--quick`'s).
     pub bound: String,
+    /// Not finite where the claim divides by zero: JSON writes that as
+    /// `null`, read back as NaN, so the file stays readable.
+    #[serde(deserialize_with = "nan_if_null")]
     pub value: f64,
     pub holds: bool,
 }
@@ -615,6 +618,10 @@ pub struct Verdict {
 /// Files written before value claims existed bound only evaluations.
 fn yes() -> bool {
     true
+}
+
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
 }
 
 /// What a reproduction run writes to `reproduction.json`.
@@ -641,7 +648,10 @@ pub struct Reproduction {
 impl Verdict {
     /// The value as printed: a percentage for shares, else a number.
     pub fn shown(&self) -> String {
-        if self.share {
+        if !self.value.is_finite() {
+            // Not `inf` or `NaN`: the claim has no value, and says why.
+            "undefined (it divides by zero)".to_string()
+        } else if self.share {
             pct(self.value)
         } else {
             format!("{:.3}", self.value)
@@ -1109,6 +1119,20 @@ mod tests {
         // A division by zero passes no bound.
         assert!(!b.holds(f64::INFINITY) && !b.holds(f64::NAN));
         assert_eq!(b.describe(true), "at least 85.0%");
+        // ... and is written, read back and shown as undefined.
+        let verdict = Verdict {
+            text: "a ratio".into(),
+            evaluation: "a / b".into(),
+            share: false,
+            bound: b.describe(false),
+            value: f64::INFINITY,
+            holds: false,
+        };
+        let json = serde_json::to_string(&verdict).unwrap();
+        assert!(json.contains("\"value\":null"), "{json}");
+        let read: Verdict = serde_json::from_str(&json).unwrap();
+        assert!(read.value.is_nan());
+        assert_eq!(read.shown(), "undefined (it divides by zero)");
         assert!(Bound {
             at_least: None,
             at_most: None

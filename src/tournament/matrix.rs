@@ -166,6 +166,23 @@ pub async fn run_locked(
 /// until the matrix completes so that an interrupted one can be resumed.
 pub(crate) const ROWS_LOG: &str = "matrix-rows.jsonl";
 
+/// A matrix stopped short in `dir`: the rows it finished (each logged in
+/// [`ROWS_LOG`]) and the rows it has in all (the undefended one and one per
+/// of its `attacks`).
+pub fn progress(dir: &Path, attacks: usize) -> (usize, usize) {
+    let all = attacks + 1;
+    let text = std::fs::read_to_string(dir.join(ROWS_LOG)).unwrap_or_default();
+    let mut finished: Vec<usize> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<LoggedRow>(line).ok())
+        .map(|logged| logged.row)
+        .filter(|&row| row < all)
+        .collect();
+    finished.sort_unstable();
+    finished.dedup();
+    (finished.len(), all)
+}
+
 /// A finished row, as the log keeps it: its index (0, the undefended
 /// model; `i`, trained against attack `i - 1`) and its numbers.
 #[derive(serde::Serialize, serde::Deserialize)]

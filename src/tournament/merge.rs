@@ -87,7 +87,15 @@ fn read_parts(dirs: &[PathBuf]) -> Result<Vec<Part>> {
     for p in &parts[1..] {
         let (first, other) = (parts[0].dir.clone(), p.dir.clone());
         if p.config != parts[0].config {
-            return Err(MergeError::ConfigDiffers { first, other }.into());
+            let (line, in_first, in_other) = super::prepare::first_difference(&parts[0].config, &p.config);
+            return Err(MergeError::ConfigDiffers {
+                first,
+                other,
+                line,
+                in_first,
+                in_other,
+            }
+            .into());
         }
         let fingerprints = (&parts[0].manifest.dataset_fingerprint, &p.manifest.dataset_fingerprint);
         if fingerprints.0 != fingerprints.1 {

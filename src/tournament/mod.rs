@@ -36,6 +36,10 @@ pub use pretrain::pretrain;
 
 /// What a tournament reports while it runs (progress bars live above).
 pub trait Observer: Send + Sync {
+    /// The run folder is locked and checked: the run will cover `matches`
+    /// (its part's, on a shard). Nothing is said before, so a refused
+    /// folder prints only its error.
+    fn starting(&self, _matches: usize) {}
     fn pretraining(&self) {}
     /// A `--save-models` resume plays again `matches` finished matches
     /// whose model is missing (told once the run folder is locked and
@@ -193,10 +197,15 @@ pub async fn run_locked(
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     kernels::set_threads(cores);
     let previous = prepared.previous;
+    let (part, schedule, needed) = share_of_matches(&plan, &seeds, options.shard, &previous);
+    let expected = match &part {
+        Some(part) => part.match_count(),
+        None => seeds.len() * plan.matches().len(),
+    };
+    observer.starting(expected);
     if !previous.replay_for_models.is_empty() {
         observer.replaying_for_models(previous.replay_for_models.len());
     }
-    let (part, schedule, needed) = share_of_matches(&plan, &seeds, options.shard, &previous);
 
     observer.pretraining();
     let pretrain_started = Instant::now();
@@ -211,7 +220,11 @@ pub async fn run_locked(
     .await?;
     let Some(replicates) = replicates else {
         // Interrupted before any match: nothing more to write.
-        return Err(interrupted(options.out, previous.completed.is_some()));
+        return Err(interrupted(
+            options.out,
+            previous.completed.is_some(),
+            options.save_models,
+        ));
     };
     let pretrain_s = pretrain_started.elapsed().as_secs_f64();
     kernels::set_threads(options.threads.unwrap_or(cores / options.jobs.max(1)));
@@ -236,11 +249,9 @@ pub async fn run_locked(
         rows,
         files,
         was_complete: previous.completed.is_some(),
+        save_models: options.save_models,
         manifest: prepared.manifest,
-        expected: match &part {
-            Some(part) => part.match_count(),
-            None => seeds.len() * plan.matches().len(),
-        },
+        expected,
         timing: RunTiming {
             pretrain_s: previous.timing.pretrain_s + pretrain_s,
             matches_s: previous.timing.matches_s + matches_s,
@@ -372,6 +383,8 @@ struct Played {
     manifest: record::Manifest,
     /// The matches this run (or this part) covers.
     expected: usize,
+    /// `--save-models`: a resume after an interruption should save too.
+    save_models: bool,
     /// Time spent so far (a resumed run's earlier time included), but for
     /// this run's own total, which runs until the summary.
     timing: RunTiming,
@@ -437,18 +450,18 @@ async fn summarize(
     manifest.status = if partial { Status::Partial } else { Status::Complete };
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
     if interrupted {
-        return Err(self::interrupted(files.dir.clone(), still_complete));
+        return Err(self::interrupted(files.dir.clone(), still_complete, played.save_models));
     }
     Ok(summary)
 }
 
 /// The error of a run in `dir` stopped by a signal: a complete run that was
 /// only replaying matches for their models stays complete, and says so.
-fn interrupted(dir: PathBuf, still_complete: bool) -> Error {
+fn interrupted(dir: PathBuf, still_complete: bool, save_models: bool) -> Error {
     if still_complete {
         Error::ModelsInterrupted(dir)
     } else {
-        Error::Interrupted(dir)
+        Error::Interrupted { dir, save_models }
     }
 }
 

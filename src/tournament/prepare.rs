@@ -430,19 +430,27 @@ pub fn check_same_config(dir: &Path, given: &str) -> Result<()> {
     if recorded == given {
         return Ok(());
     }
-    let line = recorded
-        .lines()
-        .zip(given.lines())
-        .position(|(a, b)| a != b)
-        .unwrap_or_else(|| recorded.lines().count().min(given.lines().count()));
+    let (line, recorded, given) = first_difference(&recorded, given);
     Err(ResumeError::ConfigDiffers {
         dir: dir.to_path_buf(),
         config: path,
-        line: line + 1,
-        recorded: recorded.lines().nth(line).unwrap_or("").to_string(),
-        given: given.lines().nth(line).unwrap_or("").to_string(),
+        line,
+        recorded,
+        given,
     }
     .into())
+}
+
+/// Where two configurations first differ: the line (1-based), and that
+/// line of each (empty past one's end).
+pub(crate) fn first_difference(a: &str, b: &str) -> (usize, String, String) {
+    let line = a
+        .lines()
+        .zip(b.lines())
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| a.lines().count().min(b.lines().count()));
+    let nth = |text: &str| text.lines().nth(line).unwrap_or("").to_string();
+    (line + 1, nth(a), nth(b))
 }
 
 /// Remove the run files and plots of an existing folder (`--force`).
