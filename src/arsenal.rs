@@ -23,6 +23,8 @@ pub struct Row {
     pub access: Access,
     pub model: String,
     pub robust_acc: f64,
+    /// The evaluation images `robust_acc` is a share of.
+    pub images: usize,
     /// Per evaluation image, for query attacks.
     pub queries: Option<f64>,
     /// Mean norms of the successful examples.
@@ -88,6 +90,7 @@ pub fn run(quick: bool) -> Vec<Row> {
                 access: config.access(),
                 model: name.to_string(),
                 robust_acc: fraction(&robust),
+                images: eval.labels.len(),
                 queries: crafted.queries.map(|q| q as f64 / eval.labels.len() as f64),
                 norms: Norms::mean(&checked.examples, &eval.images, dim, &success),
             });
@@ -112,12 +115,31 @@ pub fn table(rows: &[Row]) -> String {
             .map(|n| format!("{:.2} / {:.3}", n.l2, n.linf))
             .unwrap_or_else(|| "-".into());
         out.push_str(&format!(
-            "| `{}` | {} | {:.1}% | {:.1}% | {queries} | {norms} |\n",
+            "| `{}` | {} | {} | {} | {queries} | {norms} |\n",
             s.attack,
             s.access.name(),
-            100.0 * s.robust_acc,
-            100.0 * p.robust_acc
+            with_interval(s),
+            with_interval(p)
+        ));
+    }
+    if let Some(first) = rows.first() {
+        out.push_str(&format!(
+            "\n[..]: 95% Wilson intervals over {} evaluation images, one seed.\n",
+            first.images
         ));
     }
     out
+}
+
+/// A robust accuracy with its interval over the images.
+fn with_interval(row: &Row) -> String {
+    match crate::record::stats::wilson95_acc(row.robust_acc, row.images) {
+        Some((low, high)) => format!(
+            "{:.1}% [{:.1}, {:.1}]",
+            100.0 * row.robust_acc,
+            100.0 * low,
+            100.0 * high
+        ),
+        None => format!("{:.1}%", 100.0 * row.robust_acc),
+    }
 }

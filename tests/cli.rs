@@ -409,6 +409,12 @@ fn attacks_prints_a_row_per_attack() {
         );
     }
     assert!(out.contains("scores"), "the square attack's access is shown");
+    // Each accuracy with its interval, and what the intervals rest on.
+    assert!(out.contains("% ["), "no interval: {out}");
+    assert!(
+        out.contains("95% Wilson intervals over 100 evaluation images, one seed"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -577,6 +577,61 @@ fn a_diverging_defender_is_recorded_and_the_tournament_carries_on() {
     assert_eq!(d["diverged_matches"], 2);
 }
 
+/// Ctrl-C during a long pretraining stops it at its next step (it once ran
+/// to the end first): exit 130 within seconds, the folder `partial`.
+#[test]
+fn ctrl_c_stops_pretraining() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tiny_tournament(
+        dir.path(),
+        "[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }",
+    );
+    // A million steps: hours, were it not stopped.
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("epochs = 3", "steps = 1000000");
+    std::fs::write(&file, text).unwrap();
+    let out = dir.path().join("out");
+    let child = spawnable()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..3000 {
+        if out.join("manifest.json").exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Into pretraining (the data is a few hundred images: loaded at once).
+    std::thread::sleep(Duration::from_millis(500));
+    let mut child = child;
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    // Not a timing: a liveness bound, so that a pretraining that ignores
+    // the signal fails the test instead of hanging it for hours.
+    let stopped = (0..1200).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        child.try_wait().unwrap().is_some()
+    });
+    if !stopped {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stopped, "pretraining went on after Ctrl-C: {stderr}");
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("redqueen run --resume"), "{stderr}");
+    assert_eq!(status(&out), "partial");
+    assert_eq!(rows_in(&out), 0);
+}
+
 /// An interrupted matrix keeps its finished rows; `matrix --resume DIR`
 /// trains only the others and ends as the uninterrupted matrix.
 #[test]

@@ -3,8 +3,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Ctrl-C (SIGINT) or SIGTERM cancels: the rounds in flight finish, what
-/// completed is written, the manifest says `partial`. A second signal exits
+/// Ctrl-C (SIGINT) or SIGTERM cancels: the rounds in flight finish (or
+/// pretraining stops at its next step), what completed is written, the
+/// manifest says `partial`. A second signal exits
 /// at once; every file is still whole, since each is written atomically and
 /// rows are appended a line at a time.
 pub(super) fn cancel_on_ctrl_c(cancel: Arc<AtomicBool>) {
@@ -28,7 +29,7 @@ pub(super) fn cancel_on_ctrl_c(cancel: Arc<AtomicBool>) {
             }
             cancel.store(true, Ordering::SeqCst);
             eprintln!(
-                "redqueen: interrupted; finishing the rounds in flight (a second Ctrl-C or SIGTERM stops at once)"
+                "redqueen: interrupted; finishing the rounds in flight, or the training step under way, then writing what completed (a second Ctrl-C or SIGTERM stops at once)"
             );
         }
     });

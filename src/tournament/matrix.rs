@@ -112,7 +112,13 @@ pub async fn run_locked(
     let image_shape = dataset.test.shape;
     let dataset = Arc::new(dataset);
     let eval = Arc::new(eval_subset(&dataset.test, file.eval, file.seed));
-    let pretrained = pretrain_shared(file.clone(), dataset.clone(), manifest.weights_fingerprint.clone()).await?;
+    let pretrained = pretrain_shared(
+        file.clone(),
+        dataset.clone(),
+        manifest.weights_fingerprint.clone(),
+        cancel.clone(),
+    )
+    .await?;
     let pretrain_s = pretrain_started.elapsed().as_secs_f64();
     kernels::set_threads(options.threads.unwrap_or(cores / options.jobs.max(1)).max(1));
 
@@ -311,16 +317,16 @@ async fn pretrain_shared(
     file: Arc<MatrixFile>,
     dataset: Arc<Dataset>,
     recorded_weights: Option<String>,
+    cancel: Arc<AtomicBool>,
 ) -> Result<Arc<dyn Classifier>> {
     let model = tokio::task::spawn_blocking(move || {
         super::pretrain::pretrain_or_load(
-            &file.model,
-            file.engine,
+            (&file.model, file.engine),
             &file.pretrain,
             &dataset.train,
-            dataset.classes,
-            file.seed,
+            (dataset.classes, file.seed),
             recorded_weights.as_deref(),
+            &|| cancel.load(Ordering::SeqCst),
         )
     })
     .await

@@ -321,7 +321,7 @@ async fn pretrain_replicates(
             .iter()
             .zip(needed)
             .map(|(&seed, needed)| {
-                // A stop during pretraining stops before the next seed.
+                // A stop during pretraining stops it, and no seed after it starts.
                 if cancel.load(Ordering::SeqCst) {
                     return Ok(None);
                 }
@@ -339,13 +339,17 @@ async fn pretrain_replicates(
                 let fingerprint = crate::model::cache::fingerprint(&train);
                 let (pretrained, key) = pretrain::pretrain_cached(
                     cache.as_ref(),
-                    &file.model,
-                    file.engine,
+                    (&file.model, file.engine),
                     &file.pretrain,
                     &train,
                     (dataset.classes, seed, &fingerprint),
                     recorded_weights.as_deref(),
+                    &|| cancel.load(Ordering::SeqCst),
                 )?;
+                // Stopped mid-way: that model is not the seed's.
+                if cancel.load(Ordering::SeqCst) {
+                    return Ok(None);
+                }
                 let basis = specialists::Basis {
                     pretrained: pretrained.as_ref(),
                     pretrained_key: &key,

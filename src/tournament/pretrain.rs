@@ -103,12 +103,12 @@ pub fn cached<R: Serialize, T: Serialize + serde::de::DeserializeOwned>(
 /// model).
 pub fn pretrain_cached(
     cache: Option<&ModelCache>,
-    model: &ModelConfig,
-    engine: Engine,
+    (model, engine): (&ModelConfig, Engine),
     settings: &PretrainConfig,
     train: &Split,
     (classes, seed, train_fingerprint): (usize, u64, &str),
     recorded_weights: Option<&str>,
+    stop: &dyn Fn() -> bool,
 ) -> crate::Result<(Box<dyn Classifier>, String)> {
     if let Some(path) = model.weights() {
         return from_weights(path, model, engine, train, classes, recorded_weights);
@@ -126,9 +126,11 @@ pub fn pretrain_cached(
         specialist: None,
     };
     let mut net = init(model, engine, train, classes, seed);
-    let (key, _, _) = cached(cache, &recipe, "the pretrained model", net.as_mut(), &|| false, |net| {
+    // Cut short by `stop` (Ctrl-C), the model is not kept: the caller
+    // checks `stop` too and uses none of it.
+    let (key, _, _) = cached(cache, &recipe, "the pretrained model", net.as_mut(), stop, |net| {
         let began = Instant::now();
-        fit(net, model, engine, settings, train, seed, &|| false);
+        fit(net, model, engine, settings, train, seed, stop);
         TrainingRecord {
             name: "pretrained".into(),
             seconds: began.elapsed().as_secs_f64(),
@@ -161,17 +163,20 @@ pub fn from_weights(
 /// the pretraining settings, the data and the seed, so every defender of a
 /// model shares it.
 pub fn pretrain_or_load(
-    model: &ModelConfig,
-    engine: Engine,
+    (model, engine): (&ModelConfig, Engine),
     settings: &PretrainConfig,
     train: &Split,
-    classes: usize,
-    seed: u64,
+    (classes, seed): (usize, u64),
     recorded_weights: Option<&str>,
+    stop: &dyn Fn() -> bool,
 ) -> crate::Result<Box<dyn Classifier>> {
     match model.weights() {
         Some(path) => Ok(from_weights(path, model, engine, train, classes, recorded_weights)?.0),
-        None => Ok(pretrain(model, engine, settings, train, classes, seed)),
+        None => {
+            let mut net = init(model, engine, train, classes, seed);
+            fit(net.as_mut(), model, engine, settings, train, seed, stop);
+            Ok(net)
+        }
     }
 }
 
