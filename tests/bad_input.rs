@@ -871,12 +871,12 @@ const CASES: &[Case] = &[
         skip: None,
     },
     Case {
-        name: "report: a run written by a newer redqueen",
+        name: "report: a run written by a newer redqueen (which dropped a field this one needs)",
         setup: |dir| {
             std::fs::create_dir(dir.join("newer")).unwrap();
             let manifest = serde_json::json!({
                 "schema_version": 99, "redqueen_version": "9.0.0", "name": "m", "seed": 1,
-                "dataset": "synthetic-digits", "dataset_fingerprint": "0", "started": "2026-01-01T00:00:00Z",
+                "dataset": "synthetic-digits", "started": "2026-01-01T00:00:00Z",
                 "finished": null, "status": "complete"
             });
             std::fs::write(dir.join("newer/manifest.json"), manifest.to_string()).unwrap();

@@ -107,7 +107,7 @@ fn reproduce(
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let cancel = Arc::new(AtomicBool::new(false));
     let mut failed = Vec::new();
-    for ((mut file, given), dir) in files.into_iter().zip(&names).zip(folders) {
+    for (i, (mut file, dir)) in files.into_iter().zip(folders).enumerate() {
         if quick {
             file.shrink()?;
         }
@@ -125,18 +125,12 @@ fn reproduce(
                 .await
                 .expect("a reproduction does not panic")
         });
-        // An interrupted one says how to run it again: as given, with its
-        // flags and its folder.
+        // An interrupted one says how to run it again, and the ones after
+        // it: as given, with their flags and folders.
         let result = result.map_err(|e| match e {
             Error::ReproductionInterrupted { name, .. } => Error::ReproductionInterrupted {
                 name,
-                command: format!(
-                    "redqueen reproduce {}{} --out {}{}",
-                    shell_word(Path::new(given)),
-                    if quick { " --quick" } else { "" },
-                    shell_word(&dir),
-                    if no_cache { " --no-cache" } else { "" }
-                ),
+                command: rerun_command(&names[i..], quick, (out.as_deref(), &dir), no_cache),
             },
             e => e,
         })?;
@@ -158,6 +152,23 @@ fn reproduce(
 /// under `results/reproduce/`, or `--out`, which with several names holds a
 /// folder per name), in order; two that would write one folder are refused
 /// before either runs.
+/// The command that runs again the reproductions `rest` (as given; the
+/// first was cut short) with the same flags: one into its own folder
+/// `dir`, several under `--out` as before, if it was given.
+fn rerun_command(rest: &[String], quick: bool, (out, dir): (Option<&Path>, &Path), no_cache: bool) -> String {
+    let out = if rest.len() == 1 { Some(dir) } else { out };
+    format!(
+        "redqueen reproduce {}{}{}{}",
+        rest.iter()
+            .map(|n| shell_word(Path::new(n)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        if quick { " --quick" } else { "" },
+        out.map(|o| format!(" --out {}", shell_word(o))).unwrap_or_default(),
+        if no_cache { " --no-cache" } else { "" }
+    )
+}
+
 fn reproduction_folders(
     files: &[crate::reproduce::ReproductionFile],
     names: &[String],
@@ -675,4 +686,29 @@ pub fn list() -> String {
             .collect(),
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An interrupted reproduction's command runs it again and the ones
+    /// not yet run, into the folders the first command chose.
+    #[test]
+    fn the_rerun_command_names_the_cut_reproduction_and_those_after_it() {
+        let names: Vec<String> = ["madry-mnist", "my file.toml"].map(String::from).to_vec();
+        let dir = Path::new("out/madry-mnist-quick");
+        assert_eq!(
+            rerun_command(&names, true, (Some(Path::new("out")), dir), false),
+            "redqueen reproduce madry-mnist 'my file.toml' --quick --out out"
+        );
+        assert_eq!(
+            rerun_command(&names, false, (None, dir), true),
+            "redqueen reproduce madry-mnist 'my file.toml' --no-cache"
+        );
+        assert_eq!(
+            rerun_command(&names[..1], true, (Some(Path::new("out")), dir), false),
+            "redqueen reproduce madry-mnist --quick --out out/madry-mnist-quick"
+        );
+    }
 }

@@ -654,16 +654,19 @@ pub fn read_manifest(dir: &Path) -> crate::error::Result<Manifest> {
         _ => {}
     }
     let path = dir.join("manifest.json");
-    let manifest: Manifest = read_json(&path)?.ok_or_else(|| RunFolderError::NoManifest(dir.to_path_buf()))?;
-    if manifest.schema_version > SCHEMA_VERSION {
+    // The version first: a newer manifest may lack a field this one needs,
+    // and should read as newer, not as malformed.
+    let value: serde_json::Value = read_json(&path)?.ok_or_else(|| RunFolderError::NoManifest(dir.to_path_buf()))?;
+    let version = value.get("schema_version").and_then(serde_json::Value::as_u64);
+    if let Some(found) = version.filter(|&v| v > u64::from(SCHEMA_VERSION)) {
         return Err(RunFolderError::NewerSchema {
             path,
-            found: manifest.schema_version,
+            found: u32::try_from(found).unwrap_or(u32::MAX),
             reads: SCHEMA_VERSION,
         }
         .into());
     }
-    Ok(manifest)
+    serde_json::from_value(value).map_err(|source| RunFolderError::NotThisVersion { path, source }.into())
 }
 
 /// Rewrite `rounds.jsonl` with `rows` in canonical order (seed, match, round), so
