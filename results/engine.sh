@@ -1,4 +1,5 @@
-# Sourced by results/bench, results/conv-ab and results/profile: builds the
+# Sourced by results/bench, results/conv-ab, results/profile and
+# results/jobs-scaling (the native engine only): builds the
 # engine they time and sets $redqueen to it. They set $out (where the files
 # go) and $default_out (their default folder) first.
 #

@@ -166,19 +166,21 @@ pub fn shell_word(path: &Path) -> String {
     }
 }
 
-/// Whether an I/O error is the user's to fix (a read-only or full disk, a
-/// permission, a path that is not there or not a folder), not redqueen's.
-/// What to do about an I/O error where that is not plain from it.
+/// What to do about an I/O error where that is not plain from it. The
+/// error does not know which command met it, so a full disk's advice
+/// covers each kind of run folder.
 fn next_step(e: &std::io::Error) -> &'static str {
     use std::io::ErrorKind::*;
     match e.kind() {
         StorageFull | QuotaExceeded => {
-            "; free some space and run the command again (an interrupted tournament keeps its finished rounds: `redqueen run --resume DIR` continues it)"
+            "; free some space, then: an unfinished run continues with `redqueen run --resume DIR` (a matrix: `redqueen matrix --resume DIR`), keeping what it finished; a finished run's pages are rebuilt by `redqueen report DIR`; anything else, run the command again"
         }
         _ => "",
     }
 }
 
+/// Whether an I/O error is the user's to fix (a read-only or full disk, a
+/// permission, a path that is not there or not a folder), not redqueen's.
 fn users_to_fix(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(
@@ -301,14 +303,12 @@ pub enum ResumeError {
         source: std::io::Error,
     },
     /// The arguments resolve to another configuration than the run's;
-    /// `line` (1-based) is the first that differs.
-    #[error("--resume {}: the configuration given differs from the run's {} (first difference at line {line}: {recorded:?} in the run, {given:?} given); resume with the same file and flags, or with no file to use the run's own", .dir.display(), .config.display())]
+    /// `difference` says where (see `first_difference`).
+    #[error("--resume {}: the configuration given differs from the run's {} ({difference}); resume with the same file and flags, or with no file to use the run's own", .dir.display(), .config.display())]
     ConfigDiffers {
         dir: PathBuf,
         config: PathBuf,
-        line: usize,
-        recorded: String,
-        given: String,
+        difference: String,
     },
 }
 
@@ -349,13 +349,11 @@ pub enum MergeError {
     Partial { dir: PathBuf, shard: Shard },
     #[error("{}: cannot read it: {source}", .config.display())]
     ConfigUnreadable { config: PathBuf, source: std::io::Error },
-    #[error("{} and {}: the parts were run with different configurations (config.toml first differs at line {line}: {in_first:?} in the first, {in_other:?} in the other); merge parts of one run", .first.display(), .other.display())]
+    #[error("{} and {}: the parts were run with different configurations (config.toml: {difference}); merge parts of one run", .first.display(), .other.display())]
     ConfigDiffers {
         first: PathBuf,
         other: PathBuf,
-        line: usize,
-        in_first: String,
-        in_other: String,
+        difference: String,
     },
     #[error("{} and {}: the parts were run on different data (dataset fingerprints {} and {})", .first.display(), .other.display(), .fingerprints.0, .fingerprints.1)]
     DataDiffers {

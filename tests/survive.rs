@@ -578,25 +578,57 @@ fn a_diverging_defender_is_recorded_and_the_tournament_carries_on() {
 }
 
 /// Ctrl-C during a long pretraining stops it at its next step (it once ran
-/// to the end first): exit 130 within seconds, the folder `partial`.
+/// to the end first), for a tournament, its specialists and a matrix: exit
+/// 130, the folder `partial`, nothing played.
 #[test]
 fn ctrl_c_stops_pretraining() {
     let dir = tempfile::tempdir().unwrap();
+    // A million steps: hours, were it not stopped.
     let file = tiny_tournament(
         dir.path(),
         "[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }",
     );
-    // A million steps: hours, were it not stopped.
     let text = std::fs::read_to_string(&file)
         .unwrap()
         .replace("epochs = 3", "steps = 1000000");
     std::fs::write(&file, text).unwrap();
     let out = dir.path().join("out");
-    let child = spawnable()
-        .arg("run")
-        .arg(&file)
+    let stderr = stopped_in_pretraining(&["run".as_ref(), file.as_os_str()], &out);
+    assert!(stderr.contains("redqueen run --resume"), "{stderr}");
+    assert_eq!(rows_in(&out), 0);
+
+    // Likewise a specialist's training, and the specialist cut short is not
+    // then evaluated (a million-step unseen attack would take minutes).
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("steps = 1000000", "epochs = 3")
+        .replace("eps = 2.0\nsteps = 5", "eps = 2.0\nsteps = 1000000")
+        + "\n[specialists]\nsteps = 1000000\n";
+    std::fs::write(&file, text).unwrap();
+    let out = dir.path().join("specialists-out");
+    stopped_in_pretraining(&["run".as_ref(), file.as_os_str()], &out);
+    assert_eq!(rows_in(&out), 0);
+
+    let matrix = dir.path().join("m.toml");
+    std::fs::write(
+        &matrix,
+        "name = \"m\"\neval = 60\n[data]\ndataset = \"synthetic-digits\"\ntrain = 600\ntest = 200\n[model]\nkind = \"mlp\"\nhidden = [8]\n[pretrain]\nsteps = 1000000\n[training]\nsteps = 5\n[[attacks]]\nfamily = \"fgsm\"\neps = 0.1\n",
+    )
+    .unwrap();
+    let out = dir.path().join("matrix-out");
+    let stderr = stopped_in_pretraining(&["matrix".as_ref(), matrix.as_os_str()], &out);
+    assert!(stderr.contains("redqueen matrix --resume"), "{stderr}");
+    assert!(!out.join("matrix.json").exists());
+}
+
+/// `args --out out`, stopped by Ctrl-C once its folder is made (its data
+/// is a few hundred images, loaded at once: it is pretraining then); its
+/// stderr, after checking that it stopped, with 130, leaving `partial`.
+fn stopped_in_pretraining(args: &[&std::ffi::OsStr], out: &Path) -> String {
+    let mut child = spawnable()
+        .args(args)
         .arg("--out")
-        .arg(&out)
+        .arg(out)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -607,9 +639,7 @@ fn ctrl_c_stops_pretraining() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    // Into pretraining (the data is a few hundred images: loaded at once).
     std::thread::sleep(Duration::from_millis(500));
-    let mut child = child;
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -624,12 +654,11 @@ fn ctrl_c_stops_pretraining() {
         let _ = child.kill();
     }
     let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
     assert!(stopped, "pretraining went on after Ctrl-C: {stderr}");
     assert_eq!(output.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("redqueen run --resume"), "{stderr}");
-    assert_eq!(status(&out), "partial");
-    assert_eq!(rows_in(&out), 0);
+    assert_eq!(status(out), "partial");
+    stderr
 }
 
 /// An interrupted matrix keeps its finished rows; `matrix --resume DIR`

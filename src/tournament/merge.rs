@@ -87,13 +87,12 @@ fn read_parts(dirs: &[PathBuf]) -> Result<Vec<Part>> {
     for p in &parts[1..] {
         let (first, other) = (parts[0].dir.clone(), p.dir.clone());
         if p.config != parts[0].config {
-            let (line, in_first, in_other) = super::prepare::first_difference(&parts[0].config, &p.config);
+            let difference =
+                super::prepare::first_difference(&parts[0].config, &p.config, ("in the first", "in the other"));
             return Err(MergeError::ConfigDiffers {
                 first,
                 other,
-                line,
-                in_first,
-                in_other,
+                difference,
             }
             .into());
         }

@@ -337,6 +337,8 @@ async fn pretrain_replicates(
                 let slice = file.sizes.attacker_slice(dataset.train.len());
                 let (train, attacker_slice) = split_attacker_slice(&dataset.train, slice, seed);
                 let fingerprint = crate::model::cache::fingerprint(&train);
+                // Stopped mid-way, a model is not the seed's: none is used.
+                let stop = || cancel.load(Ordering::SeqCst);
                 let (pretrained, key) = pretrain::pretrain_cached(
                     cache.as_ref(),
                     (&file.model, file.engine),
@@ -344,10 +346,9 @@ async fn pretrain_replicates(
                     &train,
                     (dataset.classes, seed, &fingerprint),
                     recorded_weights.as_deref(),
-                    &|| cancel.load(Ordering::SeqCst),
+                    &stop,
                 )?;
-                // Stopped mid-way: that model is not the seed's.
-                if cancel.load(Ordering::SeqCst) {
+                if stop() {
                     return Ok(None);
                 }
                 let basis = specialists::Basis {
@@ -359,8 +360,10 @@ async fn pretrain_replicates(
                     classes: dataset.classes,
                     seed,
                 };
-                let stop = || cancel.load(Ordering::SeqCst);
                 let specialists = specialists::measure(&file, &basis, cache.as_ref(), &stop);
+                if stop() {
+                    return Ok(None);
+                }
                 Ok(Some(Some(Arc::new(Replicate {
                     seed,
                     train,

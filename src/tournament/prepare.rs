@@ -430,27 +430,36 @@ pub fn check_same_config(dir: &Path, given: &str) -> Result<()> {
     if recorded == given {
         return Ok(());
     }
-    let (line, recorded, given) = first_difference(&recorded, given);
     Err(ResumeError::ConfigDiffers {
         dir: dir.to_path_buf(),
         config: path,
-        line,
-        recorded,
-        given,
+        difference: first_difference(&recorded, given, ("in the run", "given")),
     }
     .into())
 }
 
-/// Where two configurations first differ: the line (1-based), and that
-/// line of each (empty past one's end).
-pub(crate) fn first_difference(a: &str, b: &str) -> (usize, String, String) {
-    let line = a
-        .lines()
-        .zip(b.lines())
-        .position(|(a, b)| a != b)
-        .unwrap_or_else(|| a.lines().count().min(b.lines().count()));
-    let nth = |text: &str| text.lines().nth(line).unwrap_or("").to_string();
-    (line + 1, nth(a), nth(b))
+/// Where two configurations that differ first do, for a message: the line
+/// and each side's text of it (`sides` name them), or that only line
+/// endings or blank lines at the end differ.
+pub(crate) fn first_difference(a: &str, b: &str, sides: (&str, &str)) -> String {
+    let (mut a_lines, mut b_lines) = (a.lines(), b.lines());
+    for line in 1.. {
+        match (a_lines.next(), b_lines.next()) {
+            (Some(x), Some(y)) if x == y => continue,
+            (None, None) => break,
+            (x, y) => {
+                let shown = |l: Option<&str>| l.map_or("the end of the file".to_string(), |l| format!("{l:?}"));
+                return format!(
+                    "first difference at line {line}: {} {}, {} {}",
+                    shown(x),
+                    sides.0,
+                    shown(y),
+                    sides.1
+                );
+            }
+        }
+    }
+    "the same lines: only line endings or blank lines at the end differ".to_string()
 }
 
 /// Remove the run files and plots of an existing folder (`--force`).
@@ -472,4 +481,25 @@ fn remove_run_files(out: &Path) -> Result<()> {
         .map_err(Error::io(format!("removing {}", path.display())))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_difference;
+
+    #[test]
+    fn the_first_difference_is_named_even_past_an_end_or_in_line_endings() {
+        let sides = ("in a", "in b");
+        assert_eq!(
+            first_difference("x = 1\ny = 2\n", "x = 1\ny = 3\n", sides),
+            r#"first difference at line 2: "y = 2" in a, "y = 3" in b"#
+        );
+        assert_eq!(
+            first_difference("x = 1\n", "x = 1\ny = 3\n", sides),
+            r#"first difference at line 2: the end of the file in a, "y = 3" in b"#
+        );
+        let only_endings = "the same lines: only line endings or blank lines at the end differ";
+        assert_eq!(first_difference("x = 1\r\n", "x = 1\n", sides), only_endings);
+        assert_eq!(first_difference("x = 1", "x = 1\n", sides), only_endings);
+    }
 }

@@ -38,7 +38,8 @@ pub struct Basis<'a> {
 
 /// Trains (or loads from `cache`) the specialist of every threat model of
 /// `file`'s unseen panel and measures it under the panel's attacks of that
-/// threat model. Empty without `[specialists]`.
+/// threat model. Empty without `[specialists]`; incomplete once `stop`
+/// says so (the caller then uses none of it).
 pub fn measure(
     file: &TournamentFile,
     start: &Basis<'_>,
@@ -87,6 +88,10 @@ pub fn measure(
                 seconds: began.elapsed().as_secs_f64(),
             }
         });
+        // Cut short, it is no specialist: the caller drops the seed.
+        if stop() {
+            break;
+        }
         let eval = start.eval;
         let clean = correct(model.as_ref(), &eval.images, &eval.labels);
         for attack in unseen {
