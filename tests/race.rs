@@ -238,13 +238,31 @@ strategy = { kind = "smoothing" }"#,
         redqueen()
             .arg("run")
             .arg(&changed)
-            .arg("--out")
+            .args(["--save-models", "--out"])
             .arg(&out)
             .assert()
             .success();
-        rows(&out)
+        out
     };
-    let (a, b) = (run(60), run(100));
+    let (out_a, out_b) = (run(60), run(100));
+    // Every match's final defender, byte for byte.
+    let models = |out: &std::path::Path| -> Vec<(std::ffi::OsString, Vec<u8>)> {
+        let mut files: Vec<_> = std::fs::read_dir(out.join("models"))
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name(), std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    assert!(!models(&out_a).is_empty());
+    assert!(
+        models(&out_a) == models(&out_b),
+        "the defenders trained differently under another evaluation subset"
+    );
+    let (a, b) = (rows(&out_a), rows(&out_b));
     assert_eq!(a.len(), b.len());
     let key = |r: &serde_json::Value| (r["match_id"].clone(), r["round"].clone());
     let mut evaluated_differently = false;

@@ -41,7 +41,7 @@ fn default_exploration() -> f64 {
 }
 
 impl Describe for BanditConfig {
-    const HELP: &'static str = "EXP3 (adversarial bandit) or UCB1 over its repertoire, rewarded by 1 - zero_day_acc";
+    const HELP: &'static str = "EXP3 (adversarial bandit) or UCB1 over its repertoire, rewarded by agent_reward (1 - accuracy on the attacker slice, never the evaluation images)";
     fn example() -> Self {
         BanditConfig {
             algorithm: BanditAlgorithm::default(),

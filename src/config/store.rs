@@ -158,8 +158,11 @@ pub(super) trait Entry {
     const AGENT: &'static str;
     /// The keys `use` replaces, for errors (`` `strategy` ``).
     const WHOLE: &'static str;
-    /// The other list, and a key only its strategy files have: a file
-    /// `use`d from the wrong list is named as such, not as a bad key.
+    /// The key every strategy file of this list has.
+    const KEY: &'static str;
+    /// The other list, and its `KEY`: a file `use`d from the wrong list
+    /// (it has the other's key and not this one's) is named as such, not
+    /// as a bad key.
     const OTHER: (&'static str, &'static str);
 
     fn include(&self) -> Option<&str>;
@@ -196,7 +199,8 @@ pub(super) fn resolve<E: Entry>(entries: &[E], store: &Store, cited: &str) -> Re
                 }
                 let (source, text) = store.read(include, cited)?;
                 let (other_list, other_key) = E::OTHER;
-                if text.parse::<toml::Table>().is_ok_and(|t| t.contains_key(other_key)) {
+                let keys = text.parse::<toml::Table>().unwrap_or_default();
+                if keys.contains_key(other_key) && !keys.contains_key(E::KEY) {
                     return Err(err(format!(
                         "{at}: `use = {include:?}` is a strategy file for [[{other_list}]] (it has `{other_key}`), not for [[{}]]; give a file under {}/",
                         E::LIST,
@@ -225,6 +229,7 @@ impl Entry for AttackerEntry {
     const LIST: &'static str = "attackers";
     const AGENT: &'static str = "attacker";
     const WHOLE: &'static str = "`policy` and `repertoire`";
+    const KEY: &'static str = "policy";
     const OTHER: (&'static str, &'static str) = ("defenders", "strategy");
 
     fn include(&self) -> Option<&str> {
@@ -273,6 +278,7 @@ impl Entry for DefenderEntry {
     const LIST: &'static str = "defenders";
     const AGENT: &'static str = "defender";
     const WHOLE: &'static str = "`strategy`";
+    const KEY: &'static str = "strategy";
     const OTHER: (&'static str, &'static str) = ("attackers", "policy");
 
     fn include(&self) -> Option<&str> {
