@@ -148,10 +148,6 @@ fn reproduce(
     }
 }
 
-/// Where each reproduction of one command writes (`NAME` or `NAME-quick`
-/// under `results/reproduce/`, or `--out`, which with several names holds a
-/// folder per name), in order; two that would write one folder are refused
-/// before either runs.
 /// The command that runs again the reproductions `rest` (as given; the
 /// first was cut short) with the same flags: one into its own folder
 /// `dir`, several under `--out` as before, if it was given.
@@ -169,6 +165,10 @@ fn rerun_command(rest: &[String], quick: bool, (out, dir): (Option<&Path>, &Path
     )
 }
 
+/// Where each reproduction of one command writes (`NAME` or `NAME-quick`
+/// under `results/reproduce/`, or `--out`, which with several names holds a
+/// folder per name), in order; two that would write one folder are refused
+/// before either runs.
 fn reproduction_folders(
     files: &[crate::reproduce::ReproductionFile],
     names: &[String],

@@ -459,7 +459,7 @@ pub(crate) fn first_difference(a: &str, b: &str, sides: (&str, &str)) -> String 
             }
         }
     }
-    "the same lines: only line endings or blank lines at the end differ".to_string()
+    "the same lines: only line endings, or the newline after the last line, differ".to_string()
 }
 
 /// Remove the run files and plots of an existing folder (`--force`).
@@ -498,7 +498,7 @@ mod tests {
             first_difference("x = 1\n", "x = 1\ny = 3\n", sides),
             r#"first difference at line 2: the end of the file in a, "y = 3" in b"#
         );
-        let only_endings = "the same lines: only line endings or blank lines at the end differ";
+        let only_endings = "the same lines: only line endings, or the newline after the last line, differ";
         assert_eq!(first_difference("x = 1\r\n", "x = 1\n", sides), only_endings);
         assert_eq!(first_difference("x = 1", "x = 1\n", sides), only_endings);
     }
