@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{redqueen, rows, tiny_tournament};
+use common::{redqueen, rows, saved_models, tiny_tournament};
 
 #[test]
 fn pgd_at_is_more_robust_than_standard() {
@@ -246,20 +246,9 @@ strategy = { kind = "smoothing" }"#,
     };
     let (out_a, out_b) = (run(60), run(100));
     // Every match's final defender, byte for byte.
-    let models = |out: &std::path::Path| -> Vec<(std::ffi::OsString, Vec<u8>)> {
-        let mut files: Vec<_> = std::fs::read_dir(out.join("models"))
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                (e.file_name(), std::fs::read(e.path()).unwrap())
-            })
-            .collect();
-        files.sort();
-        files
-    };
-    assert!(!models(&out_a).is_empty());
+    assert!(!saved_models(&out_a).is_empty());
     assert!(
-        models(&out_a) == models(&out_b),
+        saved_models(&out_a) == saved_models(&out_b),
         "the defenders trained differently under another evaluation subset"
     );
     let (a, b) = (rows(&out_a), rows(&out_b));

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{redqueen, rows, tiny_tournament, without_timing};
+use common::{redqueen, rows, saved_models, tiny_tournament, without_timing};
 use predicates::prelude::*;
 
 /// A tournament of about a quarter of a second: signals land mid-run.
@@ -498,24 +498,13 @@ fn three_shards_merge_into_the_single_machine_run() {
     same_results(&whole, &merged);
     assert_eq!(status(&merged), "complete");
     // Every part's saved defenders, byte for byte the single run's.
-    let models = |run: &Path| -> Vec<(std::ffi::OsString, Vec<u8>)> {
-        let mut files: Vec<_> = std::fs::read_dir(run.join("models"))
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                (e.file_name(), std::fs::read(e.path()).unwrap())
-            })
-            .collect();
-        files.sort();
-        files
-    };
     let matches: std::collections::BTreeSet<(u64, u64)> = rows(&whole)
         .iter()
         .map(|r| (r["seed"].as_u64().unwrap(), r["match_id"].as_u64().unwrap()))
         .collect();
-    assert_eq!(models(&merged).len(), matches.len(), "a model per match");
+    assert_eq!(saved_models(&merged).len(), matches.len(), "a model per match");
     assert!(
-        models(&merged) == models(&whole),
+        saved_models(&merged) == saved_models(&whole),
         "the merged models differ from the single run's"
     );
     assert!(merged.join("report.html").exists());

@@ -68,6 +68,20 @@ pub fn rows(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The files of a run folder's `models/` (`--save-models`), by name, with
+/// their bytes, in name order.
+pub fn saved_models(dir: &Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("models"))
+        .unwrap_or_else(|e| panic!("{}/models: {e}", dir.display()))
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name(), std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 /// A tiny tournament for fast end-to-end tests, written to `dir`.
 pub fn tiny_tournament(dir: &Path, defenders: &str) -> PathBuf {
     let text = format!(
