@@ -888,6 +888,28 @@ const CASES: &[Case] = &[
         skip: None,
     },
     Case {
+        name: "a reproduction file given to check (run likewise)",
+        setup: |_| {
+            let file = strategies().join("reproduce/distillation-cw.toml");
+            vec!["check".into(), file.display().to_string()]
+        },
+        stderr: &["distillation-cw.toml", "is a reproduction file", "redqueen reproduce"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "a reproduction file given to matrix",
+        setup: |_| {
+            let file = strategies().join("reproduce/distillation-cw.toml");
+            vec!["matrix".into(), file.display().to_string(), "--out".into(), OUT.into()]
+        },
+        stderr: &["distillation-cw.toml", "is a reproduction file", "not a matrix file"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
         name: "bench: --only CNN items with --skip-cnn",
         setup: |_| {
             ["bench", "--only", "cnn_train_step", "--skip-cnn"]
@@ -1798,6 +1820,19 @@ fn resuming_a_complete_run_does_nothing() {
     let output = redqueen().arg("run").arg("--resume").arg(&run).output().unwrap();
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stdout).contains("already complete"));
+    assert_eq!(snapshot(&run), before);
+    // Another configuration is refused, complete or not (it was called
+    // complete, exit 0).
+    let output = redqueen()
+        .arg("run")
+        .arg("--resume")
+        .arg(&run)
+        .args(["--seed", "99"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("differs from the run's"), "{stderr}");
     assert_eq!(snapshot(&run), before);
 }
 

@@ -482,7 +482,7 @@ fn three_shards_merge_into_the_single_machine_run() {
         .code(2)
         .stderr(predicate::str::contains("different configurations"))
         .stderr(predicate::str::contains(
-            "\"rounds = 6\" in the first, \"rounds = 7\" in the other",
+            "`rounds = 6` in the first, `rounds = 7` in the other",
         ));
     assert!(!merged.exists(), "a refused merge writes nothing");
     std::fs::write(&config, text).unwrap();

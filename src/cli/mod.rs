@@ -404,16 +404,16 @@ fn check(file: &Path, strategies: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
     let plan = config::load_file_with(file, strategies)?;
     let data = check_data(&plan.file.data, plan.file.seed)?;
+    let count = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     say(&format!(
-        "{}: ok ({} attackers x {} defenders x {} seed{} = {} matches of {} rounds, {} unseen attacks)\n",
+        "{}: ok ({} x {} x {} = {} of {}, {})\n",
         file.display(),
-        plan.attackers.len(),
-        plan.defenders.len(),
-        plan.file.seed_list().len(),
-        if plan.file.seed_list().len() == 1 { "" } else { "s" },
-        plan.matches().len() * plan.file.seed_list().len(),
-        plan.file.rounds,
-        plan.file.unseen.len()
+        count(plan.attackers.len(), "attacker", "attackers"),
+        count(plan.defenders.len(), "defender", "defenders"),
+        count(plan.file.seed_list().len(), "seed", "seeds"),
+        count(plan.matches().len() * plan.file.seed_list().len(), "match", "matches"),
+        count(plan.file.rounds, "round", "rounds"),
+        count(plan.file.unseen.len(), "unseen attack", "unseen attacks")
     ));
     if !plan.strategy_files.is_empty() {
         say(&format!("strategy files used: {}\n", plan.strategy_files.join(", ")));
@@ -574,15 +574,14 @@ fn run_tournament(args: RunArgs) -> anyhow::Result<ExitCode> {
             .into());
         }
         complete = manifest.status == crate::record::Status::Complete && reads_back(dir);
-        if complete && !args.save_models {
-            return already_complete(dir);
-        }
     }
+    // A file or flags that resolve to another configuration are refused
+    // here, complete or not.
     let RunPlan { plan, options } = check_run_args(args)?;
     // A --save-models resume plays again the finished matches whose model is
     // missing (a failed save, or sittings without the flag), a complete
     // run's too (the run says how many once the folder is checked).
-    if complete && tournament::models_missing(&options.out, plan.file.rounds)?.is_empty() {
+    if complete && (!options.save_models || tournament::models_missing(&options.out, plan.file.rounds)?.is_empty()) {
         return already_complete(&options.out);
     }
     let out = options.out.clone();

@@ -123,6 +123,27 @@ pub fn attack_count(path: &std::path::Path) -> Option<usize> {
     top_level_keys(path)?.get("attacks")?.as_array().map(Vec::len)
 }
 
+/// Whether the file at `path` reads as a reproduction file (it has
+/// `paper` and `evaluations`), for `run`, `check` and `matrix` to name it.
+pub fn is_reproduction_file(path: &std::path::Path) -> bool {
+    top_level_keys(path).is_some_and(|keys| keys.contains_key("paper") && keys.contains_key("evaluations"))
+}
+
+/// A reproduction file given where a tournament or matrix file goes: an
+/// error that says so and how to run it, rather than its first unknown key.
+pub fn refuse_reproduction(path: &std::path::Path, expected: &str) -> Result<()> {
+    if is_reproduction_file(path) {
+        return Err(Error::config(
+            path.display().to_string(),
+            format!(
+                "is a reproduction file (it has `paper` and `evaluations`), not {expected}; run it with `redqueen reproduce {}`",
+                crate::error::shell_word(path)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn top_level_keys(path: &std::path::Path) -> Option<toml::Table> {
     super::read_text(path, "")
         .ok()
@@ -133,6 +154,7 @@ fn top_level_keys(path: &std::path::Path) -> Option<toml::Table> {
 pub fn load_matrix_file(path: &std::path::Path) -> Result<MatrixFile> {
     let cited = path.display().to_string();
     let text = super::read_text(path, &cited)?;
+    refuse_reproduction(path, "a matrix file")?;
     if is_tournament_file(path) && !is_matrix_file(path) {
         return Err(Error::config(
             cited,

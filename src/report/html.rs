@@ -538,6 +538,9 @@ fn leaderboards(s: &Summary) -> String {
             escape(&partial)
         ));
     }
+    if s.matches.is_empty() {
+        return out;
+    }
     let key = s
         .defenders
         .first()

@@ -139,6 +139,13 @@ pub fn partial_line(summary: &Summary) -> String {
 /// Defenders ranked by `aurc_unseen` (`aurc_seen` without an unseen panel);
 /// attackers by mean reward; ratings and, with several seeds, 95% intervals.
 pub fn leaderboards(summary: &Summary) -> String {
+    // Tables of no rows would print as headers on a broken frame.
+    if summary.matches.is_empty() {
+        return format!(
+            "Partial: 0 of {} matches completed; there is nothing to rank yet (resume the run to play them).\n",
+            summary.matches_expected
+        );
+    }
     let key_name = summary
         .defenders
         .first()

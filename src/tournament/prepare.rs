@@ -448,7 +448,8 @@ pub(crate) fn first_difference(a: &str, b: &str, sides: (&str, &str)) -> String 
             (Some(x), Some(y)) if x == y => continue,
             (None, None) => break,
             (x, y) => {
-                let shown = |l: Option<&str>| l.map_or("the end of the file".to_string(), |l| format!("{l:?}"));
+                // In backquotes, not Rust's escaping: a TOML line is full of quotes.
+                let shown = |l: Option<&str>| l.map_or("the end of the file".to_string(), |l| format!("`{l}`"));
                 return format!(
                     "first difference at line {line}: {} {}, {} {}",
                     shown(x),
@@ -492,11 +493,11 @@ mod tests {
         let sides = ("in a", "in b");
         assert_eq!(
             first_difference("x = 1\ny = 2\n", "x = 1\ny = 3\n", sides),
-            r#"first difference at line 2: "y = 2" in a, "y = 3" in b"#
+            "first difference at line 2: `y = 2` in a, `y = 3` in b"
         );
         assert_eq!(
             first_difference("x = 1\n", "x = 1\ny = 3\n", sides),
-            r#"first difference at line 2: the end of the file in a, "y = 3" in b"#
+            "first difference at line 2: the end of the file in a, `y = 3` in b"
         );
         let only_endings = "the same lines: only line endings, or the newline after the last line, differ";
         assert_eq!(first_difference("x = 1\r\n", "x = 1\n", sides), only_endings);
