@@ -16,7 +16,7 @@ use crate::tournament::{self, RunOptions};
     name = "redqueen",
     version,
     about = "A tournament simulator for the adversarial-examples arms race",
-    after_help = "Environment:\n  REDQUEEN_DATA   the folder holding mnist/ and fashion-mnist/ (IDX files) and cifar-10-batches-bin/; else /usr/share/datasets\n  REDQUEEN_CACHE  the model cache (else $XDG_CACHE_HOME/redqueen, else ~/.cache/redqueen)\n\nExit codes:\n  0    success\n  1    redqueen's own fault (a bug; please report it)\n  2    input to fix: a file, flag, dataset or output folder that cannot be used (the message names it)\n  3    `reproduce`: a claim failed\n  130  interrupted (Ctrl-C); `run --resume DIR` continues a tournament"
+    after_help = "Environment:\n  REDQUEEN_DATA   the folder holding mnist/ and fashion-mnist/ (IDX files) and cifar-10-batches-bin/; else /usr/share/datasets\n  REDQUEEN_CACHE  the model cache (else $XDG_CACHE_HOME/redqueen, else ~/.cache/redqueen)\n\nExit codes:\n  0    success\n  1    redqueen's own fault (a bug; please report it)\n  2    input to fix: a file, flag, dataset or output folder that cannot be used (the message names it)\n  3    `reproduce`: a claim failed\n  130  interrupted (Ctrl-C); `run --resume DIR` continues a tournament, `matrix --resume DIR` a matrix"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -45,7 +45,7 @@ pub(super) enum Command {
         /// The folders of parts 1..N.
         #[arg(required = true, num_args = 1..)]
         dirs: Vec<PathBuf>,
-        /// The merged run folder (default: results/<name>-<seed>).
+        /// The merged run folder (default: the run's own, results/<name>-<seed> or results/<name>-seeds-<s1>-<s2>-...).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Replace the run files in an existing output folder.
