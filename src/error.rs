@@ -264,6 +264,10 @@ pub enum RunFolderError {
     Inconsistent { path: PathBuf, message: String },
     #[error("{}: not a redqueen run folder (it has no manifest.json); give a folder written by `redqueen run` or `redqueen matrix`", .0.display())]
     NoManifest(PathBuf),
+    /// A reproduction's folder given where a run folder goes: it has its
+    /// own table and page, which `report` does not rebuild.
+    #[error("{}: a reproduction's folder, not a run's: its table is table.md and its page report.html, both written by `redqueen reproduce`", .0.display())]
+    Reproduction(PathBuf),
     /// A run file that does not parse.
     #[error("{}: not a redqueen file of this version: {source}", .path.display())]
     NotThisVersion { path: PathBuf, source: serde_json::Error },

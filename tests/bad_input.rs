@@ -910,6 +910,26 @@ const CASES: &[Case] = &[
         skip: None,
     },
     Case {
+        name: "report on a reproduction's folder",
+        setup: |dir| {
+            std::fs::create_dir(dir.join("repro")).unwrap();
+            std::fs::write(dir.join("repro/reproduction.json"), "{}").unwrap();
+            vec!["report".into(), "repro".into()]
+        },
+        stderr: &["repro", "a reproduction's folder", "table.md"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "reproduce: a mistyped name (suggests), also with --list",
+        setup: |_| ["reproduce", "--list", "madyr-mnist"].map(String::from).to_vec(),
+        stderr: &["no reproduction named \"madyr-mnist\"", "did you mean `madry-mnist`?"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
         name: "bench: --only CNN items with --skip-cnn",
         setup: |_| {
             ["bench", "--only", "cnn_train_step", "--skip-cnn"]

@@ -90,7 +90,11 @@ fn reproduce(
         crate::model::cache::ModelCache::from_env()
     };
     if list {
-        say(&reproduce::list());
+        // Names given with --list: those only, each checked.
+        for name in &names {
+            reproduce::load(name)?;
+        }
+        say(&reproduce::list(&names));
         return Ok(ExitCode::SUCCESS);
     }
     let names = if names.is_empty() {

@@ -49,7 +49,12 @@ impl Store {
             Store::Builtin => builtin::get(relative)
                 .map(|text| (format!("strategies/{relative} (built in)"), text.to_string()))
                 .ok_or_else(|| {
-                    let known: Vec<&str> = builtin::STRATEGIES.iter().map(|(p, _)| *p).collect();
+                    // Only agents' files: a tournament or matrix file is no agent.
+                    let known: Vec<&str> = builtin::STRATEGIES
+                        .iter()
+                        .map(|(p, _)| *p)
+                        .filter(|p| p.starts_with("attackers/") || p.starts_with("defenders/"))
+                        .collect();
                     Error::config(
                         cited_from,
                         format!(

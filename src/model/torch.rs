@@ -415,13 +415,24 @@ pub fn load_recorded(
     Ok((model, key))
 }
 
+/// Why `bytes` are not a safetensors file, with what they look like when
+/// that is plainer than the parser's words (a TOML file given as a model
+/// reads "header too large").
+fn not_safetensors(bytes: &[u8], e: impl std::fmt::Display) -> String {
+    let head = &bytes[..bytes.len().min(512)];
+    if !head.is_empty() && std::str::from_utf8(head).is_ok_and(|t| !t.contains('\0')) {
+        return "not a safetensors file: it holds text (a .toml or .json file?); give a model's .safetensors file (saved by `redqueen run --save-models`, or by PyTorch's safetensors.torch.save_file)".to_string();
+    }
+    format!("not a safetensors file: {e}")
+}
+
 /// The architecture a safetensors file holds: the one redqueen wrote in its
 /// metadata, else the one its tensors' names and shapes spell (a
 /// `nn.Sequential` of the kinds above, as PyTorch saved it).
 pub fn architecture(path: &Path) -> crate::Result<ModelConfig> {
     let why = |what: String| crate::Error::invalid(format!("weights file {}: {what}", path.display()));
     let bytes = read_file(path).map_err(why)?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| why(format!("not a safetensors file: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| why(not_safetensors(&bytes, e)))?;
     if let Some(model) = header.metadata().as_ref().and_then(|m| m.get("redqueen.model")) {
         // The architecture only: a file never points at another file.
         return serde_json::from_str::<ModelConfig>(model)
@@ -486,7 +497,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, String> {
 
 /// Every tensor of a safetensors file as f32, by name.
 fn parse(bytes: &[u8]) -> Result<Tensors, String> {
-    let tensors = SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| not_safetensors(bytes, e))?;
     let mut out = HashMap::new();
     for (name, view) in tensors.tensors() {
         if view.dtype() != Dtype::F32 {
@@ -722,7 +733,13 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("not a safetensors file"), "{err}");
+        assert!(err.contains("not a safetensors file: it holds text"), "{err}");
+        std::fs::write(&path, [0xff_u8, 0, 1, 2]).unwrap();
+        let err = load(&path, &config, Engine::Native, shape, 10)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("not a safetensors file") && !err.contains("text"), "{err}");
         let err = load(&dir.path().join("none"), &config, Engine::Native, shape, 10)
             .err()
             .unwrap()

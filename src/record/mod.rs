@@ -656,7 +656,13 @@ pub fn read_manifest(dir: &Path) -> crate::error::Result<Manifest> {
     let path = dir.join("manifest.json");
     // The version first: a newer manifest may lack a field this one needs,
     // and should read as newer, not as malformed.
-    let value: serde_json::Value = read_json(&path)?.ok_or_else(|| RunFolderError::NoManifest(dir.to_path_buf()))?;
+    let value: serde_json::Value = read_json(&path)?.ok_or_else(|| {
+        if dir.join("reproduction.json").is_file() {
+            RunFolderError::Reproduction(dir.to_path_buf())
+        } else {
+            RunFolderError::NoManifest(dir.to_path_buf())
+        }
+    })?;
     let version = value.get("schema_version").and_then(serde_json::Value::as_u64);
     if let Some(found) = version.filter(|&v| v > u64::from(SCHEMA_VERSION)) {
         return Err(RunFolderError::NewerSchema {

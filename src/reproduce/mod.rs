@@ -310,8 +310,9 @@ pub fn load(name: &str) -> Result<ReproductionFile> {
         }
         None => {
             return Err(Error::Usage(format!(
-                "no reproduction named {name:?}; built in: {} (or give the path of a .toml file)",
-                names().join(", ")
+                "no reproduction named {name:?}; built in: {} (or give the path of a .toml file){}",
+                names().join(", "),
+                crate::error::did_you_mean(name, names())
             )))
         }
     };
@@ -1073,10 +1074,16 @@ pub fn table(result: &Reproduction) -> String {
     text
 }
 
-/// `reproduce --list`.
-pub fn list() -> String {
+/// `reproduce --list`: each reproduction of `only` (names or files; all built in when empty)
+/// with its paper, finding and claims.
+pub fn list(only: &[String]) -> String {
+    let chosen: Vec<String> = if only.is_empty() {
+        names().iter().map(|n| n.to_string()).collect()
+    } else {
+        only.to_vec()
+    };
     let mut text = String::new();
-    for name in names() {
+    for name in &chosen {
         match load(name) {
             Ok(file) => {
                 text.push_str(&format!("{name}: {}\n  {}\n", file.paper, file.finding));
