@@ -208,6 +208,30 @@ fn compare_puts_defenders_side_by_side_with_the_noise() {
         let line = printed.lines().find(|l| l.contains(name)).unwrap();
         assert!(line.contains(&cell), "{name}: expected {cell} in\n{printed}");
     }
+    // Other seeds are what compare weighs; another configuration is noted.
+    assert!(!printed.contains("another configuration"), "{printed}");
+    let longer = dir.path().join("longer.toml");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("rounds = 2", "rounds = 3");
+    std::fs::write(&longer, text).unwrap();
+    let other = dir.path().join("other");
+    redqueen()
+        .arg("run")
+        .arg(&longer)
+        .arg("--out")
+        .arg(&other)
+        .assert()
+        .success();
+    redqueen()
+        .arg("compare")
+        .arg(&a)
+        .arg(&other)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "[2] ran another configuration than [1], seeds aside",
+        ));
     // A run stopped before its first match has nothing to rank: beside a
     // finished run it shows dashes, not an error about mixed metrics.
     let stopped = dir.path().join("stopped");

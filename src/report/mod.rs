@@ -592,6 +592,7 @@ pub fn compare(runs: &[Run]) -> Result<String> {
             notes.push(format!("{name} is not in every run"));
         }
     }
+    notes.extend(setup_notes(runs));
     let mut out = runs_lines(runs, &summaries);
     let mut rendered = table.build();
     rendered
@@ -604,6 +605,33 @@ pub fn compare(runs: &[Run]) -> Result<String> {
         out.push_str(&format!("Note: {note}.\n"));
     }
     Ok(out)
+}
+
+/// What sets runs apart besides their seeds, which `compare` exists to
+/// weigh: another configuration (a `--quick` run beside a full one, two
+/// tournaments) makes a difference that is not the seeds' noise.
+fn setup_notes(runs: &[Run]) -> Vec<String> {
+    let without_seeds = |config: &str| -> String {
+        config
+            .lines()
+            .filter(|l| !(l.starts_with("seed = ") || l.starts_with("seeds = ")))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    let first = without_seeds(&runs[0].config);
+    runs.iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, r)| without_seeds(&r.config) != first)
+        .map(|(i, _)| {
+            let difference =
+                crate::tournament::first_difference(&first, &without_seeds(&runs[i].config), ("in [1]", "here"));
+            format!(
+                "[{}] ran another configuration than [1], seeds aside (config.toml: {difference}), so its difference is not only the seeds' noise",
+                i + 1
+            )
+        })
+        .collect()
 }
 
 /// Each run's summary, if every run is a tournament with one, and all

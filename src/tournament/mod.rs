@@ -30,8 +30,8 @@ use crate::record::{self, RoundRow, RunFiles, RunTiming, Shard, Status, Summary}
 
 pub use dataset::{eval_subset, load_dataset, load_whole, split_attacker_slice};
 pub use merge::{merge, read_part};
-pub(crate) use prepare::prepare_output;
 pub use prepare::{check_same_config, RunLock};
+pub(crate) use prepare::{first_difference, prepare_output};
 pub use pretrain::pretrain;
 
 /// What a tournament reports while it runs (progress bars live above).
