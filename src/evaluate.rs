@@ -75,6 +75,10 @@ pub struct EvaluationResult {
     /// Wilson 95% interval over the images.
     pub robust_interval: (f64, f64),
     pub seconds: f64,
+    /// What the file's metadata says that bears on the numbers: a defense
+    /// outside the weights, or another dataset than the one evaluated on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Reads an attack list file, checking every attack.
@@ -169,7 +173,26 @@ pub fn evaluate(options: &EvaluateOptions) -> Result<EvaluationResult> {
         robust_accuracy: count(&survives) as f64 / n as f64,
         robust_interval: wilson95(count(&survives), n).unwrap_or((0.0, 1.0)),
         seconds: began.elapsed().as_secs_f64(),
+        notes: metadata_notes(&torch::metadata(&options.model)?, &options.data.dataset),
     })
+}
+
+/// Notes from a saved model's metadata (`run --save-models` writes it): a
+/// defense its weights leave out, and the dataset it was trained on when
+/// that is not the one evaluated.
+fn metadata_notes(metadata: &std::collections::HashMap<String, String>, evaluated_on: &str) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(deployed) = metadata.get("redqueen.deployed") {
+        notes.push(format!(
+            "the file says its model was deployed {deployed}: these numbers are of the bare network"
+        ));
+    }
+    if let Some(trained_on) = metadata.get("redqueen.dataset").filter(|d| d.as_str() != evaluated_on) {
+        notes.push(format!(
+            "the file says its model was trained on {trained_on}, and it was evaluated on {evaluated_on} (--data {trained_on} evaluates it on its own data)"
+        ));
+    }
+    notes
 }
 
 /// The attacks `--attacks` lists, or AutoAttack (standard) in linf at the
@@ -232,5 +255,31 @@ pub fn table(r: &EvaluationResult) -> String {
         r.images,
         r.seconds
     ));
+    for note in &r.notes {
+        text.push_str(&format!("note: {note}\n"));
+    }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A saved model's metadata that bears on the numbers becomes a note.
+    #[test]
+    fn metadata_notes_name_what_the_weights_leave_out_and_the_data() {
+        let metadata = std::collections::HashMap::from([
+            ("redqueen.dataset".to_string(), "synthetic-digits".to_string()),
+            (
+                "redqueen.deployed".to_string(),
+                "behind a preprocessing step (feature squeezing) these weights do not include".to_string(),
+            ),
+        ]);
+        let notes = metadata_notes(&metadata, "mnist");
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].contains("feature squeezing") && notes[0].contains("bare network"));
+        assert!(notes[1].contains("trained on synthetic-digits") && notes[1].contains("--data synthetic-digits"));
+        assert_eq!(metadata_notes(&metadata, "synthetic-digits").len(), 1);
+        assert!(metadata_notes(&Default::default(), "mnist").is_empty());
+    }
 }

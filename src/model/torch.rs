@@ -426,6 +426,15 @@ fn not_safetensors(bytes: &[u8], e: impl std::fmt::Display) -> String {
     format!("not a safetensors file: {e}")
 }
 
+/// The text metadata of a safetensors file (redqueen's keys start with
+/// `redqueen.`); empty for a file without any.
+pub fn metadata(path: &Path) -> crate::Result<HashMap<String, String>> {
+    let why = |what: String| crate::Error::invalid(format!("weights file {}: {what}", path.display()));
+    let bytes = read_file(path).map_err(why)?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| why(not_safetensors(&bytes, e)))?;
+    Ok(header.metadata().clone().unwrap_or_default())
+}
+
 /// The architecture a safetensors file holds: the one redqueen wrote in its
 /// metadata, else the one its tensors' names and shapes spell (a
 /// `nn.Sequential` of the kinds above, as PyTorch saved it).

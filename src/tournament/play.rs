@@ -239,6 +239,8 @@ fn save_model(
         ("redqueen.seed", m.seed.to_string()),
         ("redqueen.match_id", m.match_id.to_string()),
         ("redqueen.rounds", plan.file.rounds.to_string()),
+        // For `evaluate`, which is told the data by flags.
+        ("redqueen.dataset", plan.file.data.dataset.clone()),
     ];
     // What a defender deploys around its network is not in the weights.
     if model.preprocessed().is_some() {
