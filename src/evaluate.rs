@@ -188,8 +188,12 @@ fn metadata_notes(metadata: &std::collections::HashMap<String, String>, evaluate
         ));
     }
     if let Some(trained_on) = metadata.get("redqueen.dataset").filter(|d| d.as_str() != evaluated_on) {
+        let flags = match trained_on.as_str() {
+            "idx" | "cifar10" => format!("--data {trained_on} with --data-path naming its folder"),
+            _ => format!("--data {trained_on}"),
+        };
         notes.push(format!(
-            "the file says its model was trained on {trained_on}, and it was evaluated on {evaluated_on} (--data {trained_on} evaluates it on its own data)"
+            "the file says its model was trained on {trained_on}, and it was evaluated on {evaluated_on} ({flags} evaluates it on its own data)"
         ));
     }
     notes

@@ -1856,6 +1856,30 @@ fn resuming_a_complete_run_does_nothing() {
     assert_eq!(snapshot(&run), before);
 }
 
+/// A complete run on IDX data at a relative path, resumed from another
+/// folder, is still complete (its configuration is not loaded again, so
+/// the data path that no longer resolves does not matter); given flags
+/// that could change it, it is checked, and here refused for the data.
+#[test]
+fn a_complete_run_resumed_from_elsewhere_is_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = on_idx(dir.path(), (600, 200), (28, 28), |_| {});
+    redqueen().current_dir(dir.path()).args(&args).assert().success();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    redqueen()
+        .current_dir(&sub)
+        .args(["run", "--resume", &format!("../{OUT}")])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("already complete"));
+    redqueen()
+        .current_dir(&sub)
+        .args(["run", "--resume", &format!("../{OUT}"), "--seed", "3"])
+        .assert()
+        .code(2);
+}
+
 /// A run records a fingerprint of its configuration: a partial run whose
 /// `config.toml` was edited by hand is not resumed (its rows so far were
 /// played under the old settings), and nothing in it changes; put back,

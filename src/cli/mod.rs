@@ -578,6 +578,13 @@ fn run_tournament(args: RunArgs) -> anyhow::Result<ExitCode> {
             .into());
         }
         complete = manifest.status == crate::record::Status::Complete && reads_back(dir);
+        // With nothing that could change its configuration, a complete run
+        // is answered before its configuration is loaded again (its data
+        // may have moved since, or this machine have less memory free).
+        let may_differ = args.file.is_some() || args.seed.is_some() || args.seeds.is_some() || args.quick;
+        if complete && !args.save_models && !may_differ {
+            return already_complete(dir);
+        }
     }
     // A file or flags that resolve to another configuration are refused
     // here, complete or not.
