@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{redqueen, strategies, tiny_tournament, without_timing, write_idx_dataset};
+use common::{redqueen, strategies, tiny_tournament, tiny_tournament_with, without_timing, write_idx_dataset};
 
 /// The tiny tournament's one defender.
 const DEFENDER: &str = "[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }";
@@ -48,13 +48,7 @@ struct Case {
 /// `from` replaced once by its `to`; every `from` must occur, so that a row
 /// cannot silently test an unbroken file.
 fn tiny_with(dir: &Path, edits: &[(&str, &str)]) -> String {
-    let path = tiny_tournament(dir, DEFENDER);
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    for (from, to) in edits {
-        assert!(text.contains(from), "the tiny tournament lacks {from:?}");
-        text = text.replacen(from, to, 1);
-    }
-    std::fs::write(&path, text).unwrap();
+    tiny_tournament_with(dir, DEFENDER, edits);
     "tiny.toml".to_string()
 }
 

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{redqueen, rows, strategies, tiny_tournament, without_timing};
+use common::{redqueen, rows, strategies, tiny_tournament, tiny_tournament_with, without_timing};
 use predicates::prelude::*;
 
 #[test]
@@ -420,18 +420,17 @@ fn attacks_prints_a_row_per_attack() {
 #[test]
 fn an_evolving_attacker_breeds_new_attacks_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let file = tiny_tournament(
+    let file = tiny_tournament_with(
         dir.path(),
         "[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }",
+        &[
+            ("rounds = 2", "rounds = 4"),
+            (
+                "policy = { kind = \"fixed\" }",
+                "policy = { kind = \"evolve\", population = 3 }",
+            ),
+        ],
     );
-    let text = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("rounds = 2", "rounds = 4")
-        .replace(
-            "policy = { kind = \"fixed\" }",
-            "policy = { kind = \"evolve\", population = 3 }",
-        );
-    std::fs::write(&file, text).unwrap();
     let out = dir.path().join("out");
     redqueen()
         .arg("run")

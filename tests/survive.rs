@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{redqueen, rows, saved_models, tiny_tournament, without_timing};
+use common::{redqueen, rows, saved_models, tiny_tournament, tiny_tournament_with, without_timing};
 use predicates::prelude::*;
 
 /// A tournament of about a quarter of a second: signals land mid-run.
@@ -573,14 +573,11 @@ fn a_diverging_defender_is_recorded_and_the_tournament_carries_on() {
 fn ctrl_c_stops_pretraining() {
     let dir = tempfile::tempdir().unwrap();
     // A million steps: hours, were it not stopped.
-    let file = tiny_tournament(
+    let file = tiny_tournament_with(
         dir.path(),
         "[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }",
+        &[("epochs = 3", "steps = 1000000")],
     );
-    let text = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("epochs = 3", "steps = 1000000");
-    std::fs::write(&file, text).unwrap();
     let out = dir.path().join("out");
     let stderr = stopped_in_pretraining(&["run".as_ref(), file.as_os_str()], &out);
     assert!(stderr.contains("redqueen run --resume"), "{stderr}");

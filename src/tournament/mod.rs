@@ -145,9 +145,9 @@ pub async fn run(
     Ok(run_locked(plan, options, observer, cancel).await?.0)
 }
 
-/// The matches this run plays (its part, less those a resumed run has
-/// kept, but for those it plays again to save their models), its part,
-/// and so the seeds it prepares: a part trains the pretrained models and
+/// The matches this run covers (its part's, on a shard), those it plays
+/// (less those a resumed run has kept, but for those it plays again to
+/// save their models), and so the seeds it prepares: a part trains the pretrained models and
 /// specialists of its own seeds only, and the first part also the first
 /// seed's, which the gallery shows.
 fn share_of_matches(
@@ -155,7 +155,7 @@ fn share_of_matches(
     seeds: &[u64],
     shard: Option<Shard>,
     previous: &prepare::Previous,
-) -> (Option<shard::Part>, play::Schedule, Vec<bool>) {
+) -> (usize, play::Schedule, Vec<bool>) {
     let part = shard.map(|shard| {
         let per_seed = plan.matches();
         let costs: Vec<usize> = seeds
@@ -173,7 +173,8 @@ fn share_of_matches(
         needed[s] = true;
     }
     needed[0] |= shard.is_none_or(|s| s.index == 1);
-    (part, schedule, needed)
+    let covered = part.map_or(seeds.len() * plan.matches().len(), |p| p.match_count());
+    (covered, schedule, needed)
 }
 
 /// [`run`], handing back the lock on the run folder too, so that the caller
@@ -197,11 +198,7 @@ pub async fn run_locked(
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     kernels::set_threads(cores);
     let previous = prepared.previous;
-    let (part, schedule, needed) = share_of_matches(&plan, &seeds, options.shard, &previous);
-    let expected = match &part {
-        Some(part) => part.match_count(),
-        None => seeds.len() * plan.matches().len(),
-    };
+    let (expected, schedule, needed) = share_of_matches(&plan, &seeds, options.shard, &previous);
     observer.starting(expected);
     if !previous.replay_for_models.is_empty() {
         observer.replaying_for_models(previous.replay_for_models.len());
@@ -220,11 +217,8 @@ pub async fn run_locked(
     .await?;
     let Some(replicates) = replicates else {
         // Interrupted before any match: nothing more to write.
-        return Err(interrupted(
-            options.out,
-            previous.completed.is_some(),
-            options.save_models,
-        ));
+        let still_complete = previous.completed.is_some();
+        return Err(interrupted(options.out, still_complete, options.save_models));
     };
     let pretrain_s = pretrain_started.elapsed().as_secs_f64();
     kernels::set_threads(options.threads.unwrap_or(cores / options.jobs.max(1)));

@@ -134,6 +134,19 @@ steps = 5
     path
 }
 
+/// [`tiny_tournament`] with each `from` replaced once by its `to`; every
+/// `from` must occur, so that a test cannot silently run an unchanged file.
+pub fn tiny_tournament_with(dir: &Path, defenders: &str, edits: &[(&str, &str)]) -> PathBuf {
+    let path = tiny_tournament(dir, defenders);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in edits {
+        assert!(text.contains(from), "the tiny tournament lacks {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// Writes an MNIST-format IDX folder (the four raw files) with `train` and
 /// `test` images of `rows` x `cols` into `dir`: deterministic pixels and
 /// labels cycling through 0..10. Returns `dir`.
