@@ -1945,6 +1945,65 @@ fn resuming_after_the_configuration_was_edited_is_refused() {
     assert!(stderr.contains("was edited since the run began"), "{stderr}");
 }
 
+/// Runs recorded before f32s were written in their shortest form hold
+/// `eps = 0.10000000149011612` where runs now hold `eps = 0.1`, and the
+/// fingerprint of that text: they still resume (with no file, and with the
+/// file they ran), and `compare` sees the same configuration.
+#[test]
+fn a_run_recorded_with_f32s_widened_still_resumes() {
+    use redqueen::config::{self, matrix::MatrixFile, TournamentFile};
+    use redqueen::record::content_fingerprint;
+    /// Rewrite `run`'s config.toml as earlier versions wrote it (a `T`),
+    /// its manifest `partial` with that text's fingerprint.
+    fn widen<T: serde::Serialize + serde::de::DeserializeOwned>(run: &Path) {
+        let text = std::fs::read_to_string(run.join("config.toml")).unwrap();
+        let widened = toml::to_string(&config::parse::<T>(&text, "config.toml").unwrap()).unwrap();
+        assert!(
+            widened.contains("0.10000000149011612") && !text.contains("0.10000000149011612"),
+            "{text}"
+        );
+        std::fs::write(run.join("config.toml"), &widened).unwrap();
+        let manifest = std::fs::read_to_string(run.join("manifest.json")).unwrap();
+        let mut manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+        manifest["status"] = "partial".into();
+        manifest["config_fingerprint"] = content_fingerprint(widened.as_bytes()).into();
+        std::fs::write(run.join("manifest.json"), manifest.to_string()).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = finished_run(dir.path(), "widened");
+    let fresh = finished_run(dir.path(), "fresh");
+    let rows = without_timing(&run.join("rounds.jsonl"));
+    widen::<TournamentFile>(&run);
+    let output = redqueen().args(["compare"]).arg(&run).arg(&fresh).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!stdout.contains("another configuration"), "{stdout}");
+    let file = dir.path().join("tiny.toml");
+    for given in [None, Some(&file)] {
+        let mut resume = redqueen();
+        resume
+            .arg("run")
+            .args(given)
+            .arg("--resume")
+            .arg(&run)
+            .assert()
+            .success();
+        assert!(std::fs::read_to_string(run.join("manifest.json"))
+            .unwrap()
+            .contains("\"complete\""));
+        assert_eq!(without_timing(&run.join("rounds.jsonl")), rows);
+        widen::<TournamentFile>(&run);
+    }
+    let matrix_run = stopped_matrix(dir.path(), "kind = \"mlp\"\nhidden = [4]");
+    widen::<MatrixFile>(&matrix_run);
+    redqueen()
+        .arg("matrix")
+        .arg("--resume")
+        .arg(&matrix_run)
+        .assert()
+        .success();
+}
+
 /// A run records what its weights file held: a resume after the file
 /// changed in place is refused (the configuration names only the path),
 /// and the run's files are kept; with the same bytes it resumes.

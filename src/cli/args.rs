@@ -311,7 +311,7 @@ pub(super) fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
     }
     let out = match (&args.resume, args.out) {
         (Some(dir), _) => {
-            tournament::check_same_config(dir, &plan.to_toml())?;
+            tournament::check_same_config::<config::TournamentFile>(dir, &plan.to_toml())?;
             dir.clone()
         }
         (None, Some(out)) => out,

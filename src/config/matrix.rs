@@ -86,7 +86,12 @@ impl Default for MatrixTraining {
 impl MatrixFile {
     /// The resolved configuration as TOML.
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("a checked matrix file serializes")
+        super::to_toml(self)
+    }
+
+    /// The fingerprints a run of this matrix may have recorded.
+    pub fn fingerprints(&self) -> [String; 2] {
+        super::fingerprints(self)
     }
 
     /// Shrink for a quick run (tests, smoke checks).

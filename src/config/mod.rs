@@ -10,6 +10,7 @@ pub mod builtin;
 pub mod limits;
 pub mod matrix;
 pub mod schema;
+pub mod short_floats;
 pub mod store;
 mod validate;
 
@@ -60,10 +61,40 @@ impl Plan {
             .collect()
     }
 
-    /// The resolved configuration as TOML.
+    /// The resolved configuration as TOML, as a run folder records it.
     pub fn to_toml(&self) -> String {
-        toml::to_string(&self.file).expect("a checked plan serializes")
+        to_toml(&self.file)
     }
+
+    /// The fingerprints a run of this configuration may have recorded.
+    pub fn fingerprints(&self) -> [String; 2] {
+        fingerprints(&self.file)
+    }
+}
+
+/// A checked configuration as TOML, as a run folder records it: each `f32`
+/// in its shortest form (see [`short_floats`]).
+pub(crate) fn to_toml<T: serde::Serialize>(value: &T) -> String {
+    short_floats::to_string(value).expect("a checked configuration serializes")
+}
+
+/// The fingerprints of `value`'s text that a run of it may have recorded
+/// (`config_fingerprint`): as [`to_toml`] writes it, and as runs recorded it
+/// before f32s were written shortest (widened to f64, `toml`'s own way), so
+/// that those runs still resume.
+pub(crate) fn fingerprints<T: serde::Serialize>(value: &T) -> [String; 2] {
+    let widened = toml::to_string(value).expect("a checked configuration serializes");
+    [to_toml(value), widened].map(|text| crate::record::content_fingerprint(text.as_bytes()))
+}
+
+/// A configuration a run folder recorded, as this version writes it (a run
+/// recorded before f32s were written shortest then reads like one recorded
+/// now); `text` itself where it does not read as a `T`.
+pub fn rewritten<T: serde::Serialize + serde::de::DeserializeOwned>(text: &str) -> String {
+    toml::from_str::<T>(text)
+        .ok()
+        .and_then(|value| short_floats::to_string(&value).ok())
+        .unwrap_or_else(|| text.to_string())
 }
 
 /// Parse a TOML document, naming `file` in the error.

@@ -987,7 +987,7 @@ fn prepare(out: &Path, force: bool) -> Result<()> {
 fn write(out: &Path, file: &ReproductionFile, result: &Reproduction) -> Result<()> {
     let io = |path: PathBuf| Error::io(format!("writing {}", path.display()));
     let config = out.join("config.toml");
-    let text = toml::to_string(file).expect("a checked reproduction serializes");
+    let text = crate::config::to_toml(file);
     record::write_atomic(&config, text.as_bytes()).map_err(io(config.clone()))?;
     let json = out.join("reproduction.json");
     record::write_json(&json, result).map_err(io(json.clone()))?;

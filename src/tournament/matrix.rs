@@ -210,10 +210,8 @@ fn resume(
     let dir = &options.out;
     let lock = super::prepare::RunLock::take(dir)?;
     let manifest = record::read_manifest(dir)?;
-    let config_text = file.to_toml();
-    super::check_same_config(dir, &config_text)?;
-    let config_now = record::content_fingerprint(config_text.as_bytes());
-    super::prepare::check_config_unedited(dir, manifest.config_fingerprint.as_deref(), &config_now)?;
+    super::check_same_config::<MatrixFile>(dir, &file.to_toml())?;
+    super::prepare::check_config_unedited(dir, manifest.config_fingerprint.as_deref(), &file.fingerprints())?;
     if manifest.dataset_fingerprint != dataset.fingerprint {
         return Err(ResumeError::DataChanged {
             dir: dir.clone(),
@@ -233,7 +231,7 @@ fn resume(
     // files did not read back, and it is rebuilt then.
     let manifest = Manifest {
         weights_fingerprint: manifest.weights_fingerprint.or(weights_now),
-        config_fingerprint: manifest.config_fingerprint.or(Some(config_now)),
+        config_fingerprint: manifest.config_fingerprint.or(Some(file.fingerprints()[0].clone())),
         status: Status::Partial,
         finished: None,
         ..manifest

@@ -72,6 +72,8 @@ fn read_parts(dirs: &[PathBuf]) -> Result<Vec<Part>> {
             config: config_path.clone(),
             source,
         })?;
+        // As this version writes it: a part recorded by an earlier one matches.
+        let config = config::rewritten::<config::TournamentFile>(&config);
         parts.push(Part {
             dir: dir.clone(),
             manifest,

@@ -71,7 +71,7 @@ pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepare
     let weights_fingerprint = weights_fingerprint(&file.model)?;
     let io = |what: &Path| Error::io(format!("writing {}", what.display()));
     let config_text = plan.to_toml();
-    let config_fingerprint = record::content_fingerprint(config_text.as_bytes());
+    let config_fingerprints = plan.fingerprints();
     let (previous, lock) = if options.resume {
         let lock = RunLock::take(&options.out)?;
         let weights_now = weights_fingerprint.as_deref();
@@ -80,7 +80,7 @@ pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepare
                 options,
                 &first_dataset,
                 (&file.model, weights_now),
-                &config_fingerprint,
+                &config_fingerprints,
                 &files,
                 file.rounds,
             )?,
@@ -108,7 +108,7 @@ pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepare
         },
         shard: options.shard,
         weights_fingerprint,
-        config_fingerprint: Some(config_fingerprint),
+        config_fingerprint: Some(config_fingerprints[0].clone()),
         ..Manifest::begin(&file.name, file.seed, &first_dataset.name, &first_dataset.fingerprint)
     };
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
@@ -128,7 +128,7 @@ fn resume(
     options: &RunOptions,
     first_dataset: &Dataset,
     (model, weights_now): (&ModelConfig, Option<&str>),
-    config_now: &str,
+    config_now: &[String; 2],
     files: &RunFiles,
     rounds: usize,
 ) -> Result<Previous> {
@@ -402,16 +402,17 @@ pub(crate) fn check_same_weights(dir: &Path, model: &ModelConfig, then: Option<&
 }
 
 /// A resume must continue the configuration the run began with: the
-/// fingerprint of its configuration now (`now`, as the run's `config.toml`
-/// or the file given resolve) must be the one recorded (`then`; runs
-/// recorded before it was kept are taken as they are).
-pub(super) fn check_config_unedited(dir: &Path, then: Option<&str>, now: &str) -> Result<()> {
+/// fingerprint recorded (`then`; runs recorded before it was kept are taken
+/// as they are) must be one its configuration now may have (`now`, as the
+/// run's `config.toml` or the file given resolve: see
+/// [`crate::config::fingerprints`]).
+pub(super) fn check_config_unedited(dir: &Path, then: Option<&str>, now: &[String; 2]) -> Result<()> {
     match then {
-        Some(then) if then != now => Err(ResumeError::ConfigEdited {
+        Some(then) if !now.iter().any(|n| n == then) => Err(ResumeError::ConfigEdited {
             dir: dir.to_path_buf(),
             config: dir.join("config.toml"),
             then: then.to_string(),
-            now: now.to_string(),
+            now: now[0].clone(),
         }
         .into()),
         _ => Ok(()),
@@ -419,14 +420,19 @@ pub(super) fn check_config_unedited(dir: &Path, then: Option<&str>, now: &str) -
 }
 
 /// A resume must continue the same run: `given`, the configuration the
-/// arguments resolve to (as TOML), must be the one `dir` records.
-pub fn check_same_config(dir: &Path, given: &str) -> Result<()> {
+/// arguments resolve to (as TOML), must be the one `dir` records (a `T`:
+/// a tournament or a matrix file), as this version writes it.
+pub fn check_same_config<T>(dir: &Path, given: &str) -> Result<()>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
     let path = dir.join("config.toml");
     let recorded = record::read_config_text(&path).map_err(|source| ResumeError::ConfigUnreadable {
         dir: dir.to_path_buf(),
         config: path.clone(),
         source,
     })?;
+    let recorded = crate::config::rewritten::<T>(&recorded);
     if recorded == given {
         return Ok(());
     }
