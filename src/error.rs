@@ -56,8 +56,21 @@ pub enum Error {
         "interrupted: reproduction {name} stopped before its evaluations; nothing was written; run `{command}` again"
     )]
     ReproductionInterrupted { name: String, command: String },
+    /// A model whose training diverged before anything was measured on it
+    /// (pretraining, a specialist's or a matrix row's training): a NaN
+    /// model predicts one class and every attack on it fails, so any
+    /// number of it would be meaningless. `settings`: the table to change.
+    /// `of`: what is not finite (weights, or outputs).
+    #[error("{what} diverged: {bad} of {total} {of} are NaN or infinite after its training, so nothing is measured on it; lower the learning rate (or the weight decay) in {settings}")]
+    Diverged {
+        what: String,
+        bad: usize,
+        total: usize,
+        of: String,
+        settings: String,
+    },
     /// Anything else (disk full, a folder that vanished).
-    #[error("{context}: {source}{}", next_step(source))]
+    #[error("{context}: {source}{}", next_step(context, source))]
     Io {
         context: String,
         #[source]
@@ -117,7 +130,8 @@ impl Error {
             | Error::RunFolder(_)
             | Error::Resume(_)
             | Error::Merge(_)
-            | Error::Compare(_) => 2,
+            | Error::Compare(_)
+            | Error::Diverged { .. } => 2,
             Error::Interrupted { .. }
             | Error::ModelsInterrupted(_)
             | Error::MatrixInterrupted(_)
@@ -166,18 +180,27 @@ pub fn shell_word(path: &Path) -> String {
     }
 }
 
-/// What to do about an I/O error where that is not plain from it. The
-/// error does not know which command met it, so a full disk's advice
-/// covers each kind of run folder.
-fn next_step(e: &std::io::Error) -> &'static str {
+/// What to do about an I/O error where that is not plain from it. Output
+/// that is no run folder's (standard output, a `--json` file) is written
+/// again by running the command again; otherwise the error does not know
+/// which command met it, so a full disk's advice covers each kind of run
+/// folder.
+fn next_step(context: &str, e: &std::io::Error) -> &'static str {
     use std::io::ErrorKind::*;
     match e.kind() {
+        StorageFull | QuotaExceeded if context.starts_with(STDOUT) => {
+            "; free some space, then run the command again (a finished run's tables: `redqueen report DIR`)"
+        }
+        StorageFull | QuotaExceeded if context.starts_with("--json ") => "; free some space, then run the command again",
         StorageFull | QuotaExceeded => {
             "; free some space, then: an unfinished run continues with `redqueen run --resume DIR` (a matrix: `redqueen matrix --resume DIR`), keeping what it finished; a finished run's pages are rebuilt by `redqueen report DIR`; anything else, run the command again"
         }
         _ => "",
     }
 }
+
+/// The context of an error writing to standard output.
+pub const STDOUT: &str = "writing to standard output";
 
 /// Whether an I/O error is the user's to fix (a read-only or full disk, a
 /// permission, a path that is not there or not a folder), not redqueen's.
@@ -259,6 +282,10 @@ pub enum RunFolderError {
         line: usize,
         source: serde_json::Error,
     },
+    /// A row whose seed, match and round an earlier line has (added by
+    /// hand, or a file damaged).
+    #[error("{}: line {line} repeats the seed, match and round of line {first}; a run records each round once, so the file was edited or damaged (`redqueen run --resume` on the run plays that match again)", .path.display())]
+    RepeatedRow { path: PathBuf, line: usize, first: usize },
     /// Rows and summary that disagree (a row deleted or added by hand).
     #[error("{}: {message}", .path.display())]
     Inconsistent { path: PathBuf, message: String },
@@ -583,6 +610,12 @@ mod tests {
         assert_eq!(full.exit_code(), 2);
         let gone = Error::io("reading x")(std::io::Error::from(std::io::ErrorKind::NotFound)).to_string();
         assert!(!gone.contains("free some space"), "{gone}");
+        // Output that is no run folder's: no run folder advice.
+        for context in [STDOUT, "--json e.json: writing it"] {
+            let full = Error::io(context)(std::io::Error::from(std::io::ErrorKind::StorageFull)).to_string();
+            assert!(full.contains("free some space, then run the command again"), "{full}");
+            assert!(!full.contains("--resume"), "{full}");
+        }
     }
 
     /// An input error that reaches `main` unwrapped still exits 2 (a

@@ -104,6 +104,33 @@ pub fn read_attacks(path: &Path) -> Result<Vec<AttackConfig>> {
     Ok(list.attacks)
 }
 
+/// A model whose outputs overflow (finite weights, NaN or infinite logits)
+/// rejects every adversarial example as it does every clean one, so it
+/// would read as robust: refused, naming the file.
+fn check_outputs_finite(model: &dyn crate::model::Model, eval: &crate::data::Split, file: &Path) -> Result<()> {
+    let dim = eval.dim();
+    let bad: usize = eval
+        .images
+        .chunks(crate::model::metrics::EVAL_BATCH * dim)
+        .map(|batch| {
+            let logits = model.logits(batch);
+            let classes = logits.len() / (batch.len() / dim);
+            logits
+                .chunks(classes)
+                .filter(|row| row.iter().any(|v| !v.is_finite()))
+                .count()
+        })
+        .sum();
+    if bad == 0 {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "weights file {}: the model's outputs are NaN or infinite on {bad} of the {} images, so no accuracy of it would mean anything (its weights overflow in the forward pass)",
+        file.display(),
+        eval.len()
+    )))
+}
+
 /// Loads the model and the data, and runs the cascade.
 pub fn evaluate(options: &EvaluateOptions) -> Result<EvaluationResult> {
     let began = Instant::now();
@@ -137,6 +164,7 @@ pub fn evaluate(options: &EvaluateOptions) -> Result<EvaluationResult> {
         )));
     }
     let eval = crate::tournament::eval_subset(&dataset.test, options.images, options.seed);
+    check_outputs_finite(model.as_ref(), &eval, &options.model)?;
     let attacks = attacks_for(options, &dataset)?;
     let rng_for = |attack: &AttackConfig| stream(options.seed, path!["evaluate", &attack.label()]);
     let WorstCase {

@@ -56,6 +56,11 @@ fn tiny_with(dir: &Path, edits: &[(&str, &str)]) -> String {
 /// ReLU, Linear(4, 10))` with zero weights, written by hand (the format: a
 /// little-endian header length, a JSON header, the float32 data).
 fn write_mlp_safetensors(path: &Path, inputs: usize) {
+    write_mlp_safetensors_filled(path, inputs, 0.0);
+}
+
+/// [`write_mlp_safetensors`] with every weight `value`.
+fn write_mlp_safetensors_filled(path: &Path, inputs: usize, value: f32) {
     let tensors = [
         ("1.weight", vec![4, inputs]),
         ("1.bias", vec![4]),
@@ -74,7 +79,7 @@ fn write_mlp_safetensors(path: &Path, inputs: usize) {
     let header = format!("{{{}}}", header.join(","));
     let mut file = (header.len() as u64).to_le_bytes().to_vec();
     file.extend_from_slice(header.as_bytes());
-    file.resize(file.len() + offset, 0);
+    file.extend(std::iter::repeat_n(value.to_le_bytes(), offset / 4).flatten());
     std::fs::write(path, file).unwrap();
 }
 
@@ -725,6 +730,27 @@ const CASES: &[Case] = &[
             "[4, 1, 5, 5]",
             "1x28x28",
         ],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "evaluate: a model whose outputs overflow (every attack would fail on it)",
+        setup: |dir| {
+            write_mlp_safetensors_filled(&dir.join("big.safetensors"), 784, 3e38);
+            let args = [
+                "evaluate",
+                "big.safetensors",
+                "--data",
+                "synthetic-digits",
+                "--images",
+                "50",
+                "--json",
+                OUT,
+            ];
+            args.map(String::from).to_vec()
+        },
+        stderr: &["big.safetensors", "outputs are NaN or infinite on 50 of the 50 images"],
         out: OUT,
         expect_out: Out::Absent,
         skip: None,
@@ -1770,6 +1796,14 @@ fn reading_a_damaged_run_back_is_refused_and_rebuilds_nothing() {
             vec!["rounds.jsonl", "summary.json says it played 2"],
         ),
         (
+            // It once looked complete: resume summed the round twice.
+            "a row repeated",
+            Box::new(|run: &Path| {
+                std::fs::write(run.join("rounds.jsonl"), format!("{rows}{first}\n")).unwrap();
+            }),
+            vec!["rounds.jsonl", "repeats the seed, match and round of line 1"],
+        ),
+        (
             "rounds.jsonl deleted",
             Box::new(|run: &Path| std::fs::remove_file(run.join("rounds.jsonl")).unwrap()),
             vec!["rounds.jsonl: missing"],
@@ -1943,6 +1977,72 @@ fn resuming_after_the_configuration_was_edited_is_refused() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("was edited since the run began"), "{stderr}");
+}
+
+/// A model whose training diverged is never measured: pretraining (a
+/// tournament's, a matrix's) and a matrix row's training that end with NaN
+/// weights stop the run with exit 2, naming the table whose learning rate
+/// to lower; no round or row of it is recorded, and the model cache keeps
+/// none of it.
+#[test]
+fn a_diverged_model_is_refused_before_anything_is_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let lr = ("epochs = 3", "epochs = 3\noptimizer = { lr = 1e30 }");
+    let file = tiny_tournament_with(dir.path(), DEFENDER, &[lr]);
+    let out = dir.path().join("run");
+    let output = redqueen()
+        .env("REDQUEEN_CACHE", &cache)
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("pretraining diverged") && stderr.contains("`[pretrain]`"),
+        "{stderr}"
+    );
+    assert!(std::fs::read_to_string(out.join("rounds.jsonl"))
+        .unwrap_or_default()
+        .is_empty());
+    assert!(!out.join("summary.json").exists());
+    let cached = std::fs::read_dir(cache.join("models")).map_or(0, |entries| entries.count());
+    assert_eq!(cached, 0, "the diverged model was cached");
+
+    let matrix = |pretrain: &str, training: &str| {
+        let text = format!(
+            "name = \"m\"\nseed = 5\neval = 60\n[data]\ndataset = \"synthetic-digits\"\ntrain = 600\ntest = 200\n[model]\nkind = \"mlp\"\nhidden = [16]\n[pretrain]\nepochs = 1\nbatch = 32\n{pretrain}\n[training]\nsteps = 5\nbatch = 32\n{training}\n[[attacks]]\nfamily = \"fgsm\"\neps = 0.1\n"
+        );
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = dir.path().join("matrix-out");
+        let output = redqueen()
+            .arg("matrix")
+            .arg(&path)
+            .arg("--out")
+            .arg(&out)
+            .arg("--force")
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!out.join("matrix.json").exists());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = matrix("optimizer = { lr = 1e30 }", "");
+    assert!(stderr.contains("pretraining diverged"), "{stderr}");
+    let stderr = matrix("", "optimizer = { lr = 1e30 }");
+    assert!(
+        stderr.contains("row 1 (against fgsm-linf-0.1) diverged") && stderr.contains("`[training]`"),
+        "{stderr}"
+    );
 }
 
 /// Runs recorded before f32s were written in their shortest form hold

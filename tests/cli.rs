@@ -446,3 +446,38 @@ fn an_evolving_attacker_breeds_new_attacks_and_says_so() {
     assert!(!evolved.is_empty(), "no evolved attack was played");
     assert!(evolved[0]["agent_note"].as_str().unwrap().starts_with("mutated"));
 }
+
+/// Output that cannot be written (stdout on a full disk) fails the command
+/// with exit 2 and says so; a reader that stops early (`| head`) does not.
+#[test]
+fn lost_output_is_an_error_but_a_closed_pipe_is_not() {
+    use std::process::Stdio;
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        eprintln!("skipped: this system has no /dev/full");
+        return;
+    };
+    let binary = assert_cmd::cargo::cargo_bin("redqueen");
+    let output = std::process::Command::new(&binary)
+        .arg("list")
+        .stdout(full)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("writing to standard output"), "{stderr}");
+    // A pipe closed before the first byte: `list` still exits 0.
+    let mut child = std::process::Command::new(&binary)
+        .arg("list")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -566,7 +566,7 @@ fn record(
 fn divergence(model: &dyn Classifier, eval_x: &[f32], dim: usize) -> Option<String> {
     // ReLU maps NaN to 0, so NaN weights can hide behind finite outputs:
     // look at the weights too.
-    let bad_weights = model.parameters().iter().filter(|v| !v.is_finite()).count();
+    let bad_weights = crate::tournament::pretrain::non_finite_weights(model);
     if bad_weights > 0 {
         return Some(format!(
             "the defender's training diverged: {bad_weights} weights are NaN or infinite after its update"

@@ -28,14 +28,36 @@ use signals::cancel_on_ctrl_c;
 pub use args::Cli;
 
 /// Write to stdout; a reader that went away (`redqueen report DIR | head`)
-/// is not an error, and the command still finishes its files.
+/// is not an error, and the command still finishes its files. Any other
+/// failure (a full disk under `> file`) is kept for [`run`] to report once
+/// the command is done: its output is lost, so it must not exit 0.
 fn say(text: &str) {
     use std::io::Write;
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            let _ = STDOUT_FAILED.set(e);
+        }
+        _ => {}
+    }
 }
 
-/// Parse the process arguments and run the subcommand.
+/// The first failure to write to stdout, other than a closed pipe.
+static STDOUT_FAILED: std::sync::OnceLock<std::io::Error> = std::sync::OnceLock::new();
+
+/// Parse the process arguments and run the subcommand; a command that
+/// succeeded but could not write its output fails with that.
 pub fn run() -> anyhow::Result<ExitCode> {
+    let code = run_command()?;
+    let flushed = std::io::Write::flush(&mut std::io::stdout());
+    let failed = match (STDOUT_FAILED.get(), flushed) {
+        (Some(e), _) => std::io::Error::new(e.kind(), e.to_string()),
+        (None, Err(e)) if e.kind() != std::io::ErrorKind::BrokenPipe => e,
+        _ => return Ok(code),
+    };
+    Err(Error::io(crate::error::STDOUT)(failed).into())
+}
+
+fn run_command() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run_tournament(args),
@@ -498,11 +520,12 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
         (None, None) => PathBuf::from("results").join(format!("{}-{}", file.name, file.seed)),
     };
     eprintln!(
-        "redqueen: matrix {:?}, seed {}: {} defenders trained against one attack each, {} at a time; results in {}",
+        "redqueen: matrix {:?}, seed {}: {} trained against one attack each, {} at a time; results in {}",
         file.name,
         file.seed,
-        file.attacks.len(),
-        jobs,
+        counted(file.attacks.len(), "defender", "defenders"),
+        // Rows: the undefended model's, and one per attack.
+        jobs.min(file.attacks.len() + 1).max(1),
         out.display()
     );
     let options = RunOptions {
@@ -633,15 +656,23 @@ fn run_heading(plan: &config::Plan, options: &RunOptions) -> progress::Heading {
     let (rounds, jobs, shard) = (plan.file.rounds, options.jobs, options.shard);
     let results_in = options.out.display().to_string();
     Box::new(move |matches| {
+        // No more at a time than there are matches to play.
+        let at_a_time = jobs.min(matches).max(1);
         let matches = match shard {
             Some(s) => format!(
                 "part {} of {}, {matches} of its {all_matches} matches",
                 s.index, s.count
             ),
-            None => format!("{matches} matches"),
+            None => counted(matches, "match", "matches"),
         };
-        format!("{tournament}: {matches} of {rounds} rounds, {jobs} at a time; results in {results_in}")
+        let rounds = counted(rounds, "round", "rounds");
+        format!("{tournament}: {matches} of {rounds}, {at_a_time} at a time; results in {results_in}")
     })
+}
+
+/// `n` and its noun, singular or plural.
+fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Everything registered, one line of help each.

@@ -610,9 +610,21 @@ pub fn read_rows_strict(path: &Path, torn_last_allowed: bool) -> crate::error::R
     })?;
     let lines: Vec<&str> = text.lines().collect();
     let mut rows = Vec::with_capacity(lines.len());
+    // Each (seed, match, round) once: a repeat would count a round twice.
+    let mut lines_of = std::collections::BTreeMap::new();
     for (i, line) in lines.iter().enumerate() {
         match serde_json::from_str::<RoundRow>(line) {
-            Ok(row) => rows.push(row),
+            Ok(row) => {
+                if let Some(first) = lines_of.insert((row.seed, row.match_id, row.round), i + 1) {
+                    return Err(RunFolderError::RepeatedRow {
+                        path: path.to_path_buf(),
+                        line: i + 1,
+                        first,
+                    }
+                    .into());
+                }
+                rows.push(row)
+            }
             Err(_) if torn_last_allowed && i + 1 == lines.len() && !text.ends_with('\n') => {}
             Err(source) => {
                 return Err(RunFolderError::BadRow {

@@ -704,6 +704,9 @@ pub fn run(
         if stop() {
             return Err(interrupted());
         }
+        let what = format!("model {:?}", entry.name);
+        let settings = format!("its entry under `[[models]]` (`{}`)", entry.name);
+        crate::tournament::pretrain::check_trained(model.as_ref(), &dataset.train, &what, &settings)?;
         trained.push(record);
         models.insert(entry.name.clone(), (model, key));
     }

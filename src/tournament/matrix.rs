@@ -345,7 +345,14 @@ async fn play_rows(shared: Shared, jobs: usize, done: &[usize]) -> Result<Vec<Lo
         }
         let shared = shared.clone();
         handles.push(tokio::task::spawn_blocking(move || -> Result<Option<LoggedRow>> {
-            let result = play_row(&shared, row).map(|result| LoggedRow { row, result });
+            let result = match play_row(&shared, row) {
+                Ok(result) => result.map(|result| LoggedRow { row, result }),
+                Err(diverged) => {
+                    // The matrix fails: the rows under way stop, unlogged.
+                    shared.cancel.store(true, Ordering::SeqCst);
+                    return Err(diverged);
+                }
+            };
             if let Some(logged) = &result {
                 log_row(&shared, logged)?;
             }
@@ -376,17 +383,18 @@ fn log_row(shared: &Shared, row: &LoggedRow) -> Result<()> {
 }
 
 /// Row 0 evaluates the pretrained model; row `i` trains against attack
-/// `i - 1` first. `None` when cancelled during training.
-fn play_row(shared: &Shared, row: usize) -> Option<MatrixRow> {
+/// `i - 1` first. `None` when cancelled during training; an error when
+/// that training diverged.
+fn play_row(shared: &Shared, row: usize) -> Result<Option<MatrixRow>> {
     let file = &shared.file;
     if row == 0 {
-        return Some(evaluate(
+        return Ok(Some(evaluate(
             shared.pretrained.as_ref(),
             UNDEFENDED,
             &file.attacks,
             &shared.eval,
             file.seed,
-        ));
+        )));
     }
     let attack = &file.attacks[row - 1];
     let stop = || shared.cancel.load(Ordering::SeqCst);
@@ -400,15 +408,18 @@ fn play_row(shared: &Shared, row: usize) -> Option<MatrixRow> {
     );
     if stop() {
         // Cut short: its numbers would be wrong, and are dropped.
-        return None;
+        return Ok(None);
     }
-    Some(evaluate(
+    let what = format!("the training of row {row} (against {})", attack.label());
+    let train = &shared.dataset.train;
+    super::pretrain::check_trained(model.as_ref(), train, &what, "`[training]` (its `optimizer`)")?;
+    Ok(Some(evaluate(
         model.as_ref(),
         &attack.label(),
         &file.attacks,
         &shared.eval,
         file.seed,
-    ))
+    )))
 }
 
 /// `matrix.json`, and the manifest marked complete.

@@ -96,13 +96,14 @@ pub fn models_missing(dir: &std::path::Path, rounds: usize) -> Result<Vec<String
         .collect())
 }
 
-/// The (seed, match id) pairs whose every round is in `rows` (or whose
-/// defender diverged, which ends a match early).
+/// The (seed, match id) pairs whose every round is in `rows` once (or whose
+/// defender diverged, which ends a match early). A round twice (a file
+/// damaged by hand) leaves its match incomplete: a resume plays it again.
 pub fn completed_matches(rows: &[RoundRow], rounds: usize) -> BTreeSet<(u64, usize)> {
-    let mut by_match: BTreeMap<(u64, usize), BTreeSet<usize>> = BTreeMap::new();
+    let mut by_match: BTreeMap<(u64, usize), Vec<usize>> = BTreeMap::new();
     let mut diverged = BTreeSet::new();
     for r in rows {
-        by_match.entry((r.seed, r.match_id)).or_default().insert(r.round);
+        by_match.entry((r.seed, r.match_id)).or_default().push(r.round);
         if r.diverged.is_some() {
             diverged.insert((r.seed, r.match_id));
         }
@@ -110,8 +111,10 @@ pub fn completed_matches(rows: &[RoundRow], rounds: usize) -> BTreeSet<(u64, usi
     by_match
         .into_iter()
         .filter(|(key, played)| {
-            let until = played.iter().max().copied().unwrap_or(0);
-            let contiguous = played.len() == until && played.iter().copied().eq(1..=until);
+            let mut played = played.clone();
+            played.sort_unstable();
+            let until = played.last().copied().unwrap_or(0);
+            let contiguous = played.iter().copied().eq(1..=until);
             contiguous && (until == rounds || diverged.contains(key))
         })
         .map(|(key, _)| key)
@@ -354,7 +357,7 @@ async fn pretrain_replicates(
                     classes: dataset.classes,
                     seed,
                 };
-                let specialists = specialists::measure(&file, &basis, cache.as_ref(), &stop);
+                let specialists = specialists::measure(&file, &basis, cache.as_ref(), &stop)?;
                 if stop() {
                     return Ok(None);
                 }
@@ -498,6 +501,17 @@ mod tests {
             "violations": 0, "timing": { "attack_s": secs, "defense_s": 0.0, "eval_s": 0.0 }
         }))
         .unwrap()
+    }
+
+    /// A match is complete with each of its rounds once: a gap, a missing
+    /// last round or a round twice leaves it to be played again.
+    #[test]
+    fn a_match_is_complete_with_each_round_once() {
+        let rows = |rounds: &[usize]| rounds.iter().map(|&r| row(0, r, 0.5, 1.0)).collect::<Vec<_>>();
+        assert_eq!(completed_matches(&rows(&[2, 1]), 2), BTreeSet::from([(1, 0)]));
+        for incomplete in [&[1][..], &[2], &[1, 1], &[1, 1, 2], &[1, 2, 2], &[1, 3]] {
+            assert!(completed_matches(&rows(incomplete), 2).is_empty(), "{incomplete:?}");
+        }
     }
 
     /// A match replayed for its model keeps its rows from before (timings

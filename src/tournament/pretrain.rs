@@ -69,6 +69,14 @@ pub fn cached<R: Serialize, T: Serialize + serde::de::DeserializeOwned>(
         let (parameters, state) = (net.parameters(), net.optimizer_state());
         match cache.load(&key, net) {
             Ok(None) => {}
+            Ok(Some(found)) if non_finite_weights(net) > 0 => {
+                eprintln!(
+                    "warning: ignoring a model cache entry whose weights are not all finite, training instead: {}",
+                    found.path.display()
+                );
+                net.set_parameters(&parameters);
+                net.set_optimizer_state(state);
+            }
             Ok(Some(found)) => match serde_json::from_value::<T>(found.record) {
                 Ok(record) => return (key, record, true),
                 Err(e) => {
@@ -84,7 +92,8 @@ pub fn cached<R: Serialize, T: Serialize + serde::de::DeserializeOwned>(
         }
     }
     let record = train(net);
-    if let (Some(cache), false) = (cache, stop()) {
+    // A diverged model is never kept: its caller refuses it.
+    if let (Some(cache), false, 0) = (cache, stop(), non_finite_weights(net)) {
         if let Err(e) = cache.store(&key, net, recipe, &record) {
             eprintln!(
                 "warning: the model cache in {} could not keep {name}: {e}",
@@ -94,6 +103,40 @@ pub fn cached<R: Serialize, T: Serialize + serde::de::DeserializeOwned>(
     }
     (key, record, false)
 }
+
+/// How many of the model's weights are NaN or infinite.
+pub fn non_finite_weights(model: &dyn Classifier) -> usize {
+    model.parameters().iter().filter(|v| !v.is_finite()).count()
+}
+
+/// [`crate::Error::Diverged`] unless every weight of `net`, trained as
+/// `what` on `train`, is finite, and so are its outputs on the first batch
+/// of `train` (weights grown huge overflow there; never evaluation images,
+/// which steer nothing); `settings` names the table whose learning rate to
+/// lower.
+pub fn check_trained(net: &dyn Classifier, train: &Split, what: &str, settings: &str) -> crate::Result<()> {
+    let diverged = |bad: usize, total: usize, of: &str| crate::Error::Diverged {
+        what: what.to_string(),
+        bad,
+        total,
+        of: of.to_string(),
+        settings: settings.to_string(),
+    };
+    let bad = non_finite_weights(net);
+    if bad > 0 {
+        return Err(diverged(bad, net.parameters().len(), "weights"));
+    }
+    let n = train.len().min(crate::model::metrics::EVAL_BATCH);
+    let logits = net.logits(&train.images[..n * train.dim()]);
+    match logits.iter().filter(|v| !v.is_finite()).count() {
+        0 => Ok(()),
+        bad => Err(diverged(bad, logits.len(), "outputs on training images")),
+    }
+}
+
+/// The table a pretraining's learning rate is set in, for
+/// [`check_trained`].
+const PRETRAIN_SETTINGS: &str = "`[pretrain]` (its `optimizer`)";
 
 /// The model a run starts from: `model.weights` when given (PyTorch's
 /// layout; `recorded_weights`, the file's fingerprint when the run began,
@@ -136,6 +179,9 @@ pub fn pretrain_cached(
             seconds: began.elapsed().as_secs_f64(),
         }
     });
+    if !stop() {
+        check_trained(net.as_ref(), train, "pretraining", PRETRAIN_SETTINGS)?;
+    }
     Ok((net, key))
 }
 
@@ -175,6 +221,9 @@ pub fn pretrain_or_load(
         None => {
             let mut net = init(model, engine, train, classes, seed);
             fit(net.as_mut(), model, engine, settings, train, seed, stop);
+            if !stop() {
+                check_trained(net.as_ref(), train, "pretraining", PRETRAIN_SETTINGS)?;
+            }
             Ok(net)
         }
     }

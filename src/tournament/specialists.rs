@@ -39,15 +39,16 @@ pub struct Basis<'a> {
 /// Trains (or loads from `cache`) the specialist of every threat model of
 /// `file`'s unseen panel and measures it under the panel's attacks of that
 /// threat model. Empty without `[specialists]`; incomplete once `stop`
-/// says so (the caller then uses none of it).
+/// says so (the caller then uses none of it); an error when a
+/// specialist's training diverged.
 pub fn measure(
     file: &TournamentFile,
     start: &Basis<'_>,
     cache: Option<&ModelCache>,
     stop: &dyn Fn() -> bool,
-) -> SpecialistMasks {
+) -> crate::Result<SpecialistMasks> {
     let Some(config) = &file.specialists else {
-        return SpecialistMasks::new();
+        return Ok(SpecialistMasks::new());
     };
     let (training, attack_steps) = config.training(file.rounds);
     // One specialist per distinct training attack, for every unseen attack
@@ -92,6 +93,7 @@ pub fn measure(
         if stop() {
             break;
         }
+        super::pretrain::check_trained(model.as_ref(), start.train, &name, "`[specialists]` (its `optimizer`)")?;
         let eval = start.eval;
         let clean = correct(model.as_ref(), &eval.images, &eval.labels);
         for attack in unseen {
@@ -111,5 +113,5 @@ pub fn measure(
             );
         }
     }
-    masks
+    Ok(masks)
 }
