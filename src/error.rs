@@ -295,8 +295,9 @@ pub enum RunFolderError {
     /// own table and page, which `report` does not rebuild.
     #[error("{}: a reproduction's folder, not a run's: its table is table.md and its page report.html, both written by `redqueen reproduce`", .0.display())]
     Reproduction(PathBuf),
-    /// A run file that does not parse.
-    #[error("{}: not a redqueen file of this version: {source}", .path.display())]
+    /// A run file that does not parse: cut short, not JSON, or JSON of
+    /// another shape.
+    #[error("{}: {}: {source}", .path.display(), unreadable_json(source))]
     NotThisVersion { path: PathBuf, source: serde_json::Error },
     /// A run folder given to `merge` that is not one part of a sharded run.
     #[error("{}: not a shard (it was not run with --shard K/N); merge combines the parts of one sharded run", .0.display())]
@@ -358,6 +359,18 @@ fn missing_advice(missing: &Path) -> String {
         "`redqueen {command} --resume {}` rebuilds it from what it has",
         shell_word(dir)
     )
+}
+
+/// Why a run's JSON file does not read, in words: a file cut short or
+/// garbled is damaged; well-formed JSON of another shape is another
+/// version's (or no redqueen file).
+fn unreadable_json(e: &serde_json::Error) -> &'static str {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Eof => "cut short (the file is damaged)",
+        Category::Syntax => "damaged (it is not JSON)",
+        Category::Data | Category::Io => "not a redqueen file of this version",
+    }
 }
 
 /// What a run folder was, for [`ResumeError::ShardDiffers`].

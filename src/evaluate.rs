@@ -91,7 +91,8 @@ pub fn read_attacks(path: &Path) -> Result<Vec<AttackConfig>> {
             "a tournament file (it has `attackers` or `defenders`); --attacks takes a file of `attacks = [...]`, written as a tournament's unseen panel",
         ));
     }
-    let list: AttackList = toml::from_str(&text).map_err(|e| Error::config(&cited, e.to_string()))?;
+    // As a tournament file is parsed: the same hints (TOML's number range).
+    let list: AttackList = crate::config::parse(&text, &cited)?;
     crate::config::limits::check(&list).map_err(|e| Error::config(&cited, e.to_string()))?;
     if list.attacks.is_empty() {
         return Err(Error::config(&cited, "`attacks` must list at least one attack"));

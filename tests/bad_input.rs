@@ -1442,6 +1442,31 @@ const CASES: &[Case] = &[
         skip: None,
     },
     Case {
+        name: "the same attack twice in a repertoire (a bandit took it for two arms)",
+        setup: |dir| {
+            let twice = "repertoire = [{ family = \"fgsm\", eps = 0.1 }, { family = \"fgsm\", eps = 0.1 }]";
+            run(tiny_with(
+                dir,
+                &[("repertoire = [{ family = \"pgd\", eps = 0.1, steps = 5 }]", twice)],
+            ))
+        },
+        stderr: &["tiny.toml", "repertoire[1]", "already repertoire[0]"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "a bandit key of the other algorithm (it was ignored)",
+        setup: |dir| {
+            let ucb1 = "{ kind = \"bandit\", algorithm = \"ucb1\", gamma = 0.3 }";
+            run(tiny_with(dir, &[("{ kind = \"bandit\", algorithm = \"ucb1\" }", ucb1)]))
+        },
+        stderr: &["tiny.toml", "`gamma` = 0.3 belongs to `algorithm = \"exp3\"`"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
         name: "a matrix file given to run",
         setup: |dir| {
             let matrix = std::fs::read_to_string(strategies().join("matrix/default.toml")).unwrap();
@@ -1496,6 +1521,22 @@ const CASES: &[Case] = &[
             ))
         },
         stderr: &["tiny.toml", "`data.classes`", "distinct"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "class names for a shipped dataset, miscounted (check said ok)",
+        setup: |dir| {
+            let mut args = run(tiny_with(
+                dir,
+                &[("train = 600", "train = 600\nclasses = [\"a\", \"b\"]")],
+            ));
+            args.truncate(2);
+            args[0] = "check".into();
+            args
+        },
+        stderr: &["tiny.toml", "`data.classes` names 2 classes", "synthetic-digits has 10"],
         out: OUT,
         expect_out: Out::Absent,
         skip: None,

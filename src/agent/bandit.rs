@@ -66,7 +66,20 @@ impl PolicySpec for BanditConfig {
                 self.exploration
             )));
         }
-        Ok(())
+        // Each key belongs to one algorithm; set for the other, it would be
+        // ignored. (Both are filled with their defaults, so only a value
+        // other than the default shows that it was written.)
+        match self.algorithm {
+            BanditAlgorithm::Ucb1 if self.gamma != default_gamma() => Err(Error::invalid(format!(
+                "`gamma` = {} belongs to `algorithm = \"exp3\"`; UCB1 explores by `exploration`",
+                self.gamma
+            ))),
+            BanditAlgorithm::Exp3 if self.exploration != default_exploration() => Err(Error::invalid(format!(
+                "`exploration` = {} belongs to `algorithm = \"ucb1\"`; EXP3 explores by `gamma`",
+                self.exploration
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -182,6 +195,18 @@ mod tests {
         best as f64 / (rounds / 2) as f64
     }
 
+    /// A key of the other algorithm is refused, not ignored; defaults pass.
+    #[test]
+    fn each_key_belongs_to_its_algorithm() {
+        let parse = |text: &str| toml::from_str::<BanditConfig>(text).unwrap().validate();
+        assert!(parse("algorithm = \"ucb1\"\nexploration = 1.0").is_ok());
+        assert!(parse("algorithm = \"exp3\"\ngamma = 0.3").is_ok());
+        let err = parse("algorithm = \"ucb1\"\ngamma = 0.3").unwrap_err().to_string();
+        assert!(err.contains("`gamma` = 0.3 belongs to"), "{err}");
+        let err = parse("exploration = 1.0").unwrap_err().to_string();
+        assert!(err.contains("`exploration` = 1 belongs to"), "{err}");
+    }
+
     #[test]
     fn exp3_learns_the_best_arm() {
         assert!(share_of_best_arm(BanditAlgorithm::Exp3) > 0.7);
@@ -216,7 +241,7 @@ mod tests {
         let mut c = BanditConfig {
             algorithm: BanditAlgorithm::Exp3,
             gamma: 0.0,
-            exploration: 1.0,
+            exploration: default_exploration(),
         };
         assert!(c.validate().is_err());
         c.gamma = 0.5;

@@ -359,8 +359,13 @@ fn apply_seed_flags(plan: &mut Plan, seed: Option<u64>, seeds: Option<usize>) ->
         Some(n) => {
             let last = first.checked_add(n as u64 - 1).filter(|&s| s <= limits::MAX_SEED);
             if last.is_none() {
+                // Name where the first seed came from: the flag, or the file.
+                let from = match seed {
+                    Some(_) => format!("--seed {first} --seeds {n}"),
+                    None => format!("--seeds {n} from the file's `seed = {first}`"),
+                };
                 return Err(Error::Usage(format!(
-                    "--seed {first} --seeds {n}: the last seed would pass {}, the largest seed",
+                    "{from}: the last seed would pass {}, the largest seed",
                     limits::MAX_SEED
                 )));
             }

@@ -420,9 +420,9 @@ fn check(file: &Path, strategies: Option<&Path>) -> anyhow::Result<ExitCode> {
         let matrix = config::matrix::load_matrix_file(file)?;
         let data = check_data(&matrix.data, matrix.seed)?;
         say(&format!(
-            "{}: ok (a generalization matrix: {} defenders, each trained against one attack and evaluated under all {})\n",
+            "{}: ok (a generalization matrix: {}, each trained against one attack and evaluated under all {})\n",
             file.display(),
-            matrix.attacks.len(),
+            counted(matrix.attacks.len(), "defender", "defenders"),
             matrix.attacks.len()
         ));
         say(&data);
@@ -430,16 +430,15 @@ fn check(file: &Path, strategies: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
     let plan = config::load_file_with(file, strategies)?;
     let data = check_data(&plan.file.data, plan.file.seed)?;
-    let count = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     say(&format!(
         "{}: ok ({} x {} x {} = {} of {}, {})\n",
         file.display(),
-        count(plan.attackers.len(), "attacker", "attackers"),
-        count(plan.defenders.len(), "defender", "defenders"),
-        count(plan.file.seed_list().len(), "seed", "seeds"),
-        count(plan.matches().len() * plan.file.seed_list().len(), "match", "matches"),
-        count(plan.file.rounds, "round", "rounds"),
-        count(plan.file.unseen.len(), "unseen attack", "unseen attacks")
+        counted(plan.attackers.len(), "attacker", "attackers"),
+        counted(plan.defenders.len(), "defender", "defenders"),
+        counted(plan.file.seed_list().len(), "seed", "seeds"),
+        counted(plan.matches().len() * plan.file.seed_list().len(), "match", "matches"),
+        counted(plan.file.rounds, "round", "rounds"),
+        counted(plan.file.unseen.len(), "unseen attack", "unseen attacks")
     ));
     if !plan.strategy_files.is_empty() {
         say(&format!("strategy files used: {}\n", plan.strategy_files.join(", ")));
@@ -476,6 +475,7 @@ fn check_data(data: &config::DataConfig, seed: u64) -> crate::Result<String> {
 /// tournament's folder, `false` (and a line saying so) for a complete matrix.
 fn matrix_to_resume(dir: &Path) -> anyhow::Result<bool> {
     let manifest = tournament::read_manifest(dir)?;
+    config_to_resume(dir)?;
     if !config::matrix::is_matrix_file(&dir.join("config.toml")) {
         return Err(Error::Usage(format!(
             "--resume {}: is a tournament run, not a matrix; continue it with `redqueen run --resume {}`",
@@ -558,6 +558,16 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A run folder without its `config.toml` cannot be continued (nor told a
+/// matrix from a tournament by it): said so, with what to do.
+fn config_to_resume(dir: &Path) -> Result<(), Error> {
+    let config = dir.join("config.toml");
+    match std::fs::symlink_metadata(&config) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(crate::error::RunFolderError::Missing(config).into()),
+        _ => Ok(()),
+    }
+}
+
 /// Whether a run folder marked complete reads back whole (as `report` reads
 /// it). One that does not (a summary deleted, a row torn) is resumed rather
 /// than called complete: the resume rebuilds its files from the rows it
@@ -589,6 +599,7 @@ fn run_tournament(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut complete = false;
     if let Some(dir) = &args.resume {
         let manifest = tournament::read_manifest(dir)?;
+        config_to_resume(dir)?;
         if config::matrix::is_matrix_file(&dir.join("config.toml")) {
             return Err(Error::from(crate::error::ResumeError::Matrix(dir.clone())).into());
         }

@@ -134,19 +134,32 @@ pub fn is_reproduction_file(path: &std::path::Path) -> bool {
     top_level_keys(path).is_some_and(|keys| keys.contains_key("paper") && keys.contains_key("evaluations"))
 }
 
-/// A reproduction file given where a tournament or matrix file goes: an
-/// error that says so and how to run it, rather than its first unknown key.
-pub fn refuse_reproduction(path: &std::path::Path, expected: &str) -> Result<()> {
-    if is_reproduction_file(path) {
-        return Err(Error::config(
-            path.display().to_string(),
-            format!(
-                "is a reproduction file (it has `paper` and `evaluations`), not {expected}; run it with `redqueen reproduce {}`",
-                crate::error::shell_word(path)
-            ),
-        ));
-    }
-    Ok(())
+/// A file of another kind given where a tournament or matrix file goes (a
+/// reproduction, a strategy file, an `evaluate --attacks` list): an error
+/// that says what it is and how to use it, rather than its first unknown
+/// or missing key.
+pub fn refuse_other_kinds(path: &std::path::Path, expected: &str) -> Result<()> {
+    let Some(keys) = top_level_keys(path) else {
+        return Ok(());
+    };
+    let has = |key: &str| keys.contains_key(key);
+    let what = if has("paper") && has("evaluations") {
+        format!(
+            "is a reproduction file (it has `paper` and `evaluations`), not {expected}; run it with `redqueen reproduce {}`",
+            crate::error::shell_word(path)
+        )
+    } else if has("policy") && has("repertoire") {
+        format!("is an attacker's strategy file (it has `policy` and `repertoire`), not {expected}; a tournament uses it from `[[attackers]]` as `use = \"attackers/<file>.toml\"` (`redqueen check` on that tournament checks it)")
+    } else if has("strategy") && !has("defenders") {
+        format!("is a defender's strategy file (it has `strategy`), not {expected}; a tournament uses it from `[[defenders]]` as `use = \"defenders/<file>.toml\"` (`redqueen check` on that tournament checks it)")
+    } else if !has("attackers") && !has("defenders") && !has("attacks") && (has("training") || has("eval")) {
+        "reads as a generalization matrix file (it has `training` or `eval`) that lists no `attacks`; add them as `[[attacks]]` tables and run it with `redqueen matrix`".to_string()
+    } else if has("attacks") && keys.len() == 1 {
+        format!("is a list of attacks (it has only `attacks`), not {expected}; evaluate a model under it with `redqueen evaluate MODEL --attacks {}`", crate::error::shell_word(path))
+    } else {
+        return Ok(());
+    };
+    Err(Error::config(path.display().to_string(), what))
 }
 
 fn top_level_keys(path: &std::path::Path) -> Option<toml::Table> {
@@ -159,7 +172,7 @@ fn top_level_keys(path: &std::path::Path) -> Option<toml::Table> {
 pub fn load_matrix_file(path: &std::path::Path) -> Result<MatrixFile> {
     let cited = path.display().to_string();
     let text = super::read_text(path, &cited)?;
-    refuse_reproduction(path, "a matrix file")?;
+    refuse_other_kinds(path, "a matrix file")?;
     if is_tournament_file(path) && !is_matrix_file(path) {
         return Err(Error::config(
             cited,

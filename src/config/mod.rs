@@ -161,7 +161,7 @@ pub fn load_file(path: &Path) -> Result<Plan> {
 pub fn load_file_with(path: &Path, strategies: Option<&Path>) -> Result<Plan> {
     let cited = path.display().to_string();
     let text = read_text(path, &cited)?;
-    matrix::refuse_reproduction(path, "a tournament file")?;
+    matrix::refuse_other_kinds(path, "a tournament file")?;
     let store = match strategies {
         Some(dir) if !dir.is_dir() => {
             return Err(Error::Usage(format!(

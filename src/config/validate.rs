@@ -198,6 +198,12 @@ fn check_attackers(
             )));
         }
         for (j, attack) in a.repertoire.iter().enumerate() {
+            if let Some(first) = a.repertoire[..j].iter().position(|b| b.unnamed() == attack.unnamed()) {
+                return Err(Error::invalid(format!(
+                    "{at}, repertoire[{j}]: {:?} is already repertoire[{first}]; a repertoire lists each attack once (a policy would take the two for two arms)",
+                    attack.label()
+                )));
+            }
             labels.check(&format!("{at}, repertoire[{j}]"), attack)?;
             used.push(attack.unnamed());
         }
@@ -301,6 +307,15 @@ pub(crate) fn check_data(data: &DataConfig) -> crate::Result<()> {
         if names.len() < 2 || names.iter().any(|n| n.trim().is_empty()) || distinct.len() != names.len() {
             return Err(Error::invalid(format!(
                 "`data.classes` = {names:?} must list at least 2 distinct, non-empty names, label 0 first"
+            )));
+        }
+        // The shipped datasets have ten classes; an IDX folder's count is
+        // known once its labels are read (checked then).
+        if data.dataset != "idx" && names.len() != 10 {
+            return Err(Error::invalid(format!(
+                "`data.classes` names {} classes, but dataset {} has 10; list one name per class, label 0 first",
+                names.len(),
+                data.dataset
             )));
         }
     }

@@ -297,7 +297,7 @@ struct RawOptimizer {
     nesterov: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     weight_decay: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "two_betas", skip_serializing_if = "Option::is_none")]
     betas: Option<[f32; 2]>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     eps: Option<f32>,
@@ -414,6 +414,18 @@ impl TryFrom<RawOptimizer> for OptimizerConfig {
         config.validate()?;
         Ok(config)
     }
+}
+
+/// `betas` as written: exactly two numbers (TOML's reader fills a pair
+/// from the first two of a longer list, silently dropping the rest).
+fn two_betas<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<[f32; 2]>, D::Error> {
+    let betas = Vec::<f32>::deserialize(deserializer)?;
+    <[f32; 2]>::try_from(betas).map(Some).map_err(|betas| {
+        serde::de::Error::custom(format!(
+            "`betas` takes two numbers, [beta1, beta2] (as `betas = [0.9, 0.999]`); got {}",
+            betas.len()
+        ))
+    })
 }
 
 fn kind_name(kind: OptimizerKind) -> &'static str {
@@ -618,6 +630,15 @@ mod tests {
             ("optimizer = { kind = \"rmsprop\", lr = 0.1 }", "rmsprop"),
             ("optimizer = { lr = 0.1, nesterov = true, momentum = 0.0 }", "nesterov"),
             ("optimizer = { lr = 0.1, speed = 2 }", "speed"),
+            // A longer list once lost its tail silently.
+            (
+                "optimizer = { kind = \"adam\", lr = 1e-3, betas = [0.5, 0.6, 0.7] }",
+                "got 3",
+            ),
+            (
+                "optimizer = { kind = \"adam\", lr = 1e-3, betas = [0.5] }",
+                "two numbers",
+            ),
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.contains(needle), "{text}: {err}");

@@ -508,7 +508,10 @@ fn read_file(path: &Path) -> Result<Vec<u8>, String> {
 fn parse(bytes: &[u8]) -> Result<Tensors, String> {
     let tensors = SafeTensors::deserialize(bytes).map_err(|e| not_safetensors(bytes, e))?;
     let mut out = HashMap::new();
-    for (name, view) in tensors.tensors() {
+    // In name order: the tensor an error names must not follow a hash.
+    let mut named = tensors.tensors();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, view) in named {
         if view.dtype() != Dtype::F32 {
             return Err(format!(
                 "tensor `{name}` is {:?}; redqueen reads float32 (in PyTorch: `model.float()` before saving)",

@@ -100,8 +100,9 @@ fn robustness_series(run: &Run, defender: &str) -> (Vec<usize>, Vec<Series>) {
         ));
     }
     // The headline lines get their 95% bands: Wilson over the evaluation
-    // images, as the leaderboards' intervals (conservative for means over
-    // matches and seeds).
+    // images (conservative for means over matches; with several seeds the
+    // leaderboards' intervals are over seeds instead, as the figure's
+    // caption says).
     let images = run.summary.as_ref().map_or(0, |s| s.intervals.eval_images);
     for s in series
         .iter_mut()
@@ -355,7 +356,7 @@ pub fn page(run: &Run, plots: &[Plot]) -> String {
             if let Some(p) = find(&format!("robustness-{}", file_stem(&d.defender))) {
                 body.push_str(&figure(
                     p,
-                    "Mean over the defender's matches (a match whose defender diverged drops out after that round). The shaded band is the gap between seen and unseen robustness.",
+                    "Mean over the defender's matches (a match whose defender diverged drops out after that round). The shaded band is the gap between seen and unseen robustness; the light bands around seen, all and unseen, all are 95% Wilson intervals over the evaluation images at each round (with several seeds, not the tables' intervals over seeds).",
                 ));
             }
         }

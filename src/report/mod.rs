@@ -136,7 +136,8 @@ pub fn partial_line(summary: &Summary) -> String {
     }
 }
 
-/// Defenders ranked by `aurc_unseen` (`aurc_seen` without an unseen panel);
+/// Defenders ranked by `aurc_unseen_union` (`aurc_seen_union` without an
+/// unseen panel: the per-image worst cases);
 /// attackers by mean reward; ratings and, with several seeds, 95% intervals.
 pub fn leaderboards(summary: &Summary) -> String {
     // Tables of no rows would print as headers on a broken frame.

@@ -184,7 +184,7 @@ fn paired_ties(values: &[(String, Option<Vec<f64>>)]) -> Vec<Vec<String>> {
 
 /// The whole summary of the completed matches among `rows` (`expected` is
 /// how many the run should hold): per match; per defender (ranked by
-/// `aurc_unseen`, then `aurc_seen`) and per attacker (ranked by mean
+/// `aurc_unseen_union`, then `aurc_seen_union`) and per attacker (ranked by mean
 /// reward), with 95% intervals over seeds and ratings; the payoff matrix
 /// and, when every pairing was played, its equilibrium.
 pub fn summarize(
