@@ -1467,6 +1467,52 @@ const CASES: &[Case] = &[
         skip: None,
     },
     Case {
+        name: "an attacker's strategy file given to check (an unknown key `policy`)",
+        setup: |dir| {
+            std::fs::copy(strategies().join("attackers/pgd-linf.toml"), dir.join("sa.toml")).unwrap();
+            vec!["check".into(), "sa.toml".into()]
+        },
+        stderr: &["sa.toml", "an attacker's strategy file", "[[attackers]]", "use ="],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "an evaluate --attacks list given to matrix (a missing `name`)",
+        setup: |dir| {
+            std::fs::write(dir.join("atk.toml"), "attacks = [{ family = \"fgsm\", eps = 0.1 }]\n").unwrap();
+            vec!["matrix".into(), "atk.toml".into()]
+        },
+        stderr: &["atk.toml", "a list of attacks", "redqueen evaluate MODEL --attacks atk.toml"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
+        name: "matrix --resume on a matrix folder without config.toml (called a tournament's)",
+        setup: |dir| {
+            let matrix = stopped_matrix(dir, "kind = \"mlp\"\nhidden = [4]");
+            std::fs::remove_file(matrix.join("config.toml")).unwrap();
+            vec!["matrix".into(), "--resume".into(), "matrix-out".into()]
+        },
+        stderr: &["matrix-out/config.toml: missing", "cannot be rebuilt"],
+        out: "matrix-out",
+        expect_out: Out::Untouched,
+        skip: None,
+    },
+    Case {
+        name: "report on a run whose manifest is cut short",
+        setup: |dir| {
+            finished_run(dir, "cut");
+            std::fs::write(dir.join("cut/manifest.json"), "{").unwrap();
+            vec!["report".into(), "cut".into()]
+        },
+        stderr: &["cut/manifest.json", "cut short (the file is damaged)"],
+        out: "cut",
+        expect_out: Out::Untouched,
+        skip: None,
+    },
+    Case {
         name: "a matrix file given to run",
         setup: |dir| {
             let matrix = std::fs::read_to_string(strategies().join("matrix/default.toml")).unwrap();
