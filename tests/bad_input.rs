@@ -476,6 +476,20 @@ const CASES: &[Case] = &[
         skip: None,
     },
     Case {
+        name: "an IDX file that is a folder (it was called missing)",
+        setup: |dir| {
+            on_idx(dir, (600, 200), (28, 28), |data| {
+                let labels = data.join("t10k-labels-idx1-ubyte");
+                std::fs::remove_file(&labels).unwrap();
+                std::fs::create_dir(&labels).unwrap();
+            })
+        },
+        stderr: &["t10k-labels-idx1-ubyte", "not a regular file"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
         name: "a truncated IDX file",
         setup: |dir| {
             on_idx(dir, (600, 200), (28, 28), |data| {
@@ -1442,6 +1456,14 @@ const CASES: &[Case] = &[
         skip: None,
     },
     Case {
+        name: "a number beyond a 32-bit float (it read as `got 0` or `got inf`)",
+        setup: |dir| run(tiny_with(dir, &[("linf = 0.1", "linf = 1e300")])),
+        stderr: &["tiny.toml", "`rules.linf` = 1e300", "32-bit float"],
+        out: OUT,
+        expect_out: Out::Absent,
+        skip: None,
+    },
+    Case {
         name: "the same attack twice in a repertoire (a bandit took it for two arms)",
         setup: |dir| {
             let twice = "repertoire = [{ family = \"fgsm\", eps = 0.1 }, { family = \"fgsm\", eps = 0.1 }]";
@@ -1483,7 +1505,11 @@ const CASES: &[Case] = &[
             std::fs::write(dir.join("atk.toml"), "attacks = [{ family = \"fgsm\", eps = 0.1 }]\n").unwrap();
             vec!["matrix".into(), "atk.toml".into()]
         },
-        stderr: &["atk.toml", "a list of attacks", "redqueen evaluate MODEL --attacks atk.toml"],
+        stderr: &[
+            "atk.toml",
+            "a list of attacks",
+            "redqueen evaluate MODEL --attacks atk.toml",
+        ],
         out: OUT,
         expect_out: Out::Absent,
         skip: None,

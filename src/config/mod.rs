@@ -99,7 +99,32 @@ pub fn rewritten<T: serde::Serialize + serde::de::DeserializeOwned>(text: &str) 
 
 /// Parse a TOML document, naming `file` in the error.
 pub fn parse<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T> {
+    if let Ok(table) = text.parse::<toml::Table>() {
+        check_float_range(&toml::Value::Table(table), "").map_err(|message| Error::config(file, message))?;
+    }
     toml::from_str(text).map_err(|e| Error::config(file, crate::error::explain_serde_message(e.to_string().trim_end())))
+}
+
+/// Every number redqueen reads it keeps as a 32-bit float, where `1e300`
+/// becomes infinite and `1e-50` becomes 0: a value that would is refused
+/// at its key, rather than checked (and reported) as `inf` or `0`.
+fn check_float_range(value: &toml::Value, at: &str) -> std::result::Result<(), String> {
+    match value {
+        toml::Value::Float(f) if f.is_finite() && ((*f as f32).is_infinite() || (*f != 0.0 && *f as f32 == 0.0)) => {
+            Err(format!(
+                "`{at}` = {f:e} is beyond what a 32-bit float holds (magnitudes from about 1e-45 to 3.4e38), which redqueen computes in"
+            ))
+        }
+        toml::Value::Table(table) => table.iter().try_for_each(|(key, v)| {
+            let at = if at.is_empty() { key.clone() } else { format!("{at}.{key}") };
+            check_float_range(v, &at)
+        }),
+        toml::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| check_float_range(v, &format!("{at}[{i}]"))),
+        _ => Ok(()),
+    }
 }
 
 /// The most a tournament, matrix, strategy or reproduction file may hold.

@@ -402,18 +402,30 @@ pub fn check_labels(labels: &[u8], classes: usize, file: &Path) -> Result<(), Da
     }
 }
 
-/// The path of `which` in `dir`, trying every accepted name.
+/// The path of `which` in `dir`, trying every accepted name. A name that
+/// is there but no regular file (a pipe, a device, a folder) is named as
+/// such: reading it could hang, and "missing" would send the user looking
+/// for a file that is there.
 pub fn find_idx_file(dir: &Path, which: IdxFile) -> Result<PathBuf, DataError> {
     let names = which.candidate_names();
-    names
-        .iter()
-        .map(|name| dir.join(name))
-        .find(|path| path.is_file())
-        .ok_or_else(|| DataError::FileMissing {
-            dir: dir.to_path_buf(),
-            what: which.describe(),
-            tried: names.clone(),
-        })
+    let paths: Vec<PathBuf> = names.iter().map(|name| dir.join(name)).collect();
+    if let Some(found) = paths.iter().find(|path| path.is_file()) {
+        return Ok(found.clone());
+    }
+    if let Some(odd) = paths.iter().find(|path| path.exists()) {
+        return Err(DataError::Io {
+            path: odd.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file (a folder, a pipe or a device); give the IDX file itself",
+            ),
+        });
+    }
+    Err(DataError::FileMissing {
+        dir: dir.to_path_buf(),
+        what: which.describe(),
+        tried: names.clone(),
+    })
 }
 
 /// Reads one split from its images and labels files.

@@ -492,8 +492,11 @@ fn infer(tensors: &Tensors) -> Result<ModelConfig, String> {
 /// The file's bytes: a regular file, at most [`MAX_FILE_BYTES`].
 fn read_file(path: &Path) -> Result<Vec<u8>, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read it: {e}"))?;
+    if meta.is_dir() {
+        return Err("is a folder; give a model's .safetensors file".into());
+    }
     if !meta.is_file() {
-        return Err("not a regular file".into());
+        return Err("not a regular file (a device, a pipe or a socket); give a model's .safetensors file".into());
     }
     if meta.len() > MAX_FILE_BYTES {
         return Err(format!(

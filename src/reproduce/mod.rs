@@ -292,7 +292,9 @@ pub fn names() -> Vec<&'static str> {
 pub fn load(name: &str) -> Result<ReproductionFile> {
     let (text, cited) = match BUILTIN.iter().find(|(n, _)| *n == name) {
         Some((n, text)) => ((*text).to_string(), format!("strategies/reproduce/{n}.toml")),
-        None if name.ends_with(".toml") || Path::new(name).is_file() => {
+        // Something there that is no file (a folder, a device): read_text
+        // says what it is, rather than "no reproduction named".
+        None if name.ends_with(".toml") || Path::new(name).exists() => {
             let text = config::read_text(Path::new(name), name)?;
             let word = crate::error::shell_word(Path::new(name));
             // Another kind of file is named as such, not by its first unknown key.

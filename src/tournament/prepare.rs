@@ -333,7 +333,10 @@ impl RunLock {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(Error::io(format!("opening {}", path.display())))?;
+            .map_err(Error::io(format!(
+                "opening {} (the lock redqueen keeps while it writes the folder; if it is not a file, remove it)",
+                path.display()
+            )))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
