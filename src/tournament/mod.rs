@@ -239,7 +239,15 @@ pub async fn run_locked(
         cancel.clone(),
     )
     .await?;
-    let rows = with_replays(previous.kept, played, &previous.replay_for_models, plan.file.rounds);
+    let (rows, differed) = with_replays(previous.kept, played, &previous.replay_for_models, plan.file.rounds);
+    if !differed.is_empty() {
+        let which: Vec<String> = differed.iter().map(|(seed, id)| format!("seed {seed} match {id}")).collect();
+        eprintln!(
+            "warning: {} replayed to save its model played out otherwise than its recorded rows ({}); the replay's rows replace them, as its saved model goes with them. Play is deterministic on one machine and build; another CPU's kernels (AVX2 or AVX-512) or another redqueen version change the last bits",
+            if which.len() == 1 { "a match" } else { "matches" },
+            which.join(", ")
+        );
+    }
     let matches_s = matches_started.elapsed().as_secs_f64();
 
     let played = Played {
@@ -264,14 +272,16 @@ pub async fn run_locked(
 /// The run's rows: those `kept` from before and those `played` now. A
 /// match replayed to save its model keeps its rows from before, timings
 /// and all, unless it finished again with other rows (play is
-/// deterministic, so that would be a bug): then the new rows, which the
-/// saved model goes with. A replay cut short adds nothing.
+/// deterministic on one machine and build, so that is another machine or
+/// a bug): then the new rows, which the saved model goes with; those
+/// matches are returned too, to be reported. A replay cut short adds
+/// nothing.
 fn with_replays(
     kept: Vec<RoundRow>,
     played: Vec<RoundRow>,
     replayed: &BTreeSet<(u64, usize)>,
     rounds: usize,
-) -> Vec<RoundRow> {
+) -> (Vec<RoundRow>, BTreeSet<(u64, usize)>) {
     let key = |r: &RoundRow| (r.seed, r.match_id);
     let (replays, mut rows): (Vec<RoundRow>, Vec<RoundRow>) =
         played.into_iter().partition(|r| replayed.contains(&key(r)));
@@ -295,7 +305,7 @@ fn with_replays(
         .collect();
     rows.extend(kept.into_iter().filter(|r| !changed.contains(&key(r))));
     rows.extend(replays.into_iter().filter(|r| changed.contains(&key(r))));
-    rows
+    (rows, changed)
 }
 
 /// Per seed that is `needed`: its data (synthetic digits are drawn from the
@@ -532,19 +542,28 @@ mod tests {
             rows
         };
         let fresh = vec![row(2, 1, 0.1, 3.0)];
-        let with = |played: Vec<RoundRow>| sorted(with_replays(kept.clone(), played, &replayed, 2));
+        // The rows, and the matches reported as played out otherwise.
+        let with = |played: Vec<RoundRow>| {
+            let (rows, differed) = with_replays(kept.clone(), played, &replayed, 2);
+            (sorted(rows), differed)
+        };
         let mut expected = kept.clone();
         expected.extend(fresh.clone());
+        let none = BTreeSet::new();
         // The same rows, other timings: the kept ones stay.
         let again = vec![row(0, 2, 0.6, 2.0), row(0, 1, 0.5, 2.0)];
-        assert_eq!(with([again, fresh.clone()].concat()), expected);
+        assert_eq!(with([again, fresh.clone()].concat()), (expected.clone(), none.clone()));
         // Cut short: the kept ones stay.
-        assert_eq!(with([vec![row(0, 1, 0.5, 2.0)], fresh.clone()].concat()), expected);
-        // Other rows: the new ones replace them.
+        let cut = vec![row(0, 1, 0.5, 2.0)];
+        assert_eq!(with([cut, fresh.clone()].concat()), (expected, none));
+        // Other rows: the new ones replace them, and the match is reported.
         let changed = vec![row(0, 1, 0.5, 2.0), row(0, 2, 0.9, 2.0)];
         let mut expected = changed.clone();
         expected.extend([kept[2].clone(), kept[3].clone()]);
         expected.extend(fresh.clone());
-        assert_eq!(with([changed, fresh].concat()), sorted(expected));
+        assert_eq!(
+            with([changed, fresh].concat()),
+            (sorted(expected), BTreeSet::from([(1, 0)]))
+        );
     }
 }
