@@ -397,21 +397,18 @@ fn evaluate(args: args::EvaluateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// An error about `evaluate`'s data in the flags' names, not a tournament
-/// file's keys.
+/// An input error about `evaluate`'s data in the flags' names, not a
+/// tournament file's keys. Any other error passes as it is (its exit code
+/// too: an I/O failure that happens to quote a key stays exit 1).
 fn as_flags(e: Error) -> Error {
     let text = e.to_string();
-    if !text.contains("`data.") {
+    if !text.contains("`data.") || e.exit_code() != 2 {
         return e;
     }
-    let code = e.exit_code();
-    let text = text
-        .replace("`data.dataset`", "--data")
-        .replace("`data.path`", "--data-path");
-    match code {
-        2 => Error::Usage(text),
-        _ => Error::Invalid(text),
-    }
+    Error::Usage(
+        text.replace("`data.dataset`", "--data")
+            .replace("`data.path`", "--data-path"),
+    )
 }
 
 /// `check`: a tournament or matrix file validated, and what it would run.
