@@ -36,6 +36,12 @@ fn seeds_give_intervals_ratings_the_game_and_a_self_contained_report() {
         .stdout(predicate::str::contains("Nash equilibrium"));
     let summary = json(&three.join("summary.json"));
     assert_eq!(summary["seeds"], serde_json::json!([3, 4, 5]));
+    // The manifest lists them too (it held only the first).
+    let manifest = json(&three.join("manifest.json"));
+    assert_eq!(
+        (&manifest["seed"], &manifest["seeds"]),
+        (&serde_json::json!(3), &serde_json::json!([3, 4, 5]))
+    );
     assert_eq!(summary["payoff"]["attackers"], serde_json::json!(["fixed", "bandit"]));
     assert_eq!(
         summary["payoff"]["defenders"],

@@ -340,7 +340,11 @@ pub struct Manifest {
     pub schema_version: u32,
     pub redqueen_version: String,
     pub name: String,
+    /// The run's seed; with several, the first.
     pub seed: u64,
+    /// A run of several seeds: every one, in order (absent for one seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seeds: Option<Vec<u64>>,
     pub dataset: String,
     pub dataset_fingerprint: String,
     pub started: String,
@@ -362,6 +366,11 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// `seeds` as a manifest records them: only when there are several.
+    pub fn several(seeds: &[u64]) -> Option<Vec<u64>> {
+        (seeds.len() > 1).then(|| seeds.to_vec())
+    }
+
     /// The manifest of a run that starts now: `partial` until it completes.
     pub fn begin(name: &str, seed: u64, dataset: &str, fingerprint: &str) -> Manifest {
         Manifest {
@@ -369,6 +378,7 @@ impl Manifest {
             redqueen_version: env!("CARGO_PKG_VERSION").to_string(),
             name: name.to_string(),
             seed,
+            seeds: None,
             dataset: dataset.to_string(),
             dataset_fingerprint: fingerprint.to_string(),
             started: now_rfc3339(),

@@ -188,6 +188,7 @@ fn write_merged(
         // Of the parts' config.toml (the same in every part, checked above),
         // as written, rather than a fingerprint some part recorded.
         config_fingerprint: Some(record::content_fingerprint(parts[0].config.as_bytes())),
+        seeds: Manifest::several(&plan.file.seed_list()),
         ..Manifest::begin(&first.name, first.seed, &first.dataset, &first.dataset_fingerprint)
     };
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;

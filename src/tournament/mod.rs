@@ -241,7 +241,10 @@ pub async fn run_locked(
     .await?;
     let (rows, differed) = with_replays(previous.kept, played, &previous.replay_for_models, plan.file.rounds);
     if !differed.is_empty() {
-        let which: Vec<String> = differed.iter().map(|(seed, id)| format!("seed {seed} match {id}")).collect();
+        let which: Vec<String> = differed
+            .iter()
+            .map(|(seed, id)| format!("seed {seed} match {id}"))
+            .collect();
         eprintln!(
             "warning: {} replayed to save its model played out otherwise than its recorded rows ({}); the replay's rows replace them, as its saved model goes with them. Play is deterministic on one machine and build; another CPU's kernels (AVX2 or AVX-512) or another redqueen version change the last bits",
             if which.len() == 1 { "a match" } else { "matches" },

@@ -109,6 +109,7 @@ pub(super) async fn prepare(plan: &Plan, options: &RunOptions) -> Result<Prepare
         shard: options.shard,
         weights_fingerprint,
         config_fingerprint: Some(config_fingerprints[0].clone()),
+        seeds: Manifest::several(&file.seed_list()),
         ..Manifest::begin(&file.name, file.seed, &first_dataset.name, &first_dataset.fingerprint)
     };
     record::write_json(&files.manifest(), &manifest).map_err(io(&files.manifest()))?;
