@@ -280,6 +280,13 @@ pub fn table(r: &EvaluationResult) -> String {
             pct(a.accuracy_after)
         ));
     }
+    if r.attacks.len() > 1 {
+        // Why "ran on" drops from the first attack to the second by more
+        // than the first one fooled.
+        text.push_str(
+            "\nThe first attack runs on every image; each later one only on the images still classified right (clean, and under every attack before it).\n",
+        );
+    }
     text.push_str(&format!(
         "\nrobust accuracy (per-image worst case over the attacks): {} (95% interval {}–{}, {} images), {:.1} s\n",
         pct(r.robust_accuracy),
