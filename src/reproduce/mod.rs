@@ -702,13 +702,10 @@ pub fn run(
     let mut models: BTreeMap<String, (Box<dyn Classifier>, String)> = BTreeMap::new();
     let mut trained = Vec::new();
     for entry in &file.models {
-        let (model, key, record) = trainer.train(entry, &models);
+        let (model, key, record) = trainer.train(entry, &models)?;
         if stop() {
             return Err(interrupted());
         }
-        let what = format!("model {:?}", entry.name);
-        let settings = format!("its entry under `[[models]]` (`{}`)", entry.name);
-        crate::tournament::pretrain::check_trained(model.as_ref(), &dataset.train, &what, &settings)?;
         trained.push(record);
         models.insert(entry.name.clone(), (model, key));
     }
@@ -764,12 +761,14 @@ struct ModelTrainer<'a> {
 
 impl ModelTrainer<'_> {
     /// One model of the file: loaded from the cache, or trained (and then
-    /// cached). Returns it deployed, its cache key, and its record.
+    /// cached). Returns it deployed, its cache key, and its record; an
+    /// error when its training diverged (cut short by `stop`, it is the
+    /// caller's to drop).
     fn train(
         &self,
         entry: &ModelEntry,
         models: &BTreeMap<String, (Box<dyn Classifier>, String)>,
-    ) -> (Box<dyn Classifier>, String, TrainedModel) {
+    ) -> Result<(Box<dyn Classifier>, String, TrainedModel)> {
         let (file, dataset) = (self.file, self.dataset);
         let from = entry.from.as_ref().map(|from| &models[from]);
         let recipe = Recipe {
@@ -803,11 +802,16 @@ impl ModelTrainer<'_> {
             record.name = entry.name.clone();
             record.cached = true;
         }
+        if !(self.stop)() {
+            let what = format!("model {:?}", entry.name);
+            let settings = format!("its entry under `[[models]]` (`{}`)", entry.name);
+            crate::tournament::pretrain::check_trained(net.as_ref(), &dataset.train, &what, &settings)?;
+        }
         let net = match &entry.defense {
             Some(defense) => defense.deploy(net, file.seed),
             None => net,
         };
-        (net, key, record)
+        Ok((net, key, record))
     }
 
     /// Trains `net` as `entry` says: its recipe, or its defense's rounds.

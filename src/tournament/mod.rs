@@ -240,17 +240,7 @@ pub async fn run_locked(
     )
     .await?;
     let (rows, differed) = with_replays(previous.kept, played, &previous.replay_for_models, plan.file.rounds);
-    if !differed.is_empty() {
-        let which: Vec<String> = differed
-            .iter()
-            .map(|(seed, id)| format!("seed {seed} match {id}"))
-            .collect();
-        eprintln!(
-            "warning: {} replayed to save its model played out otherwise than its recorded rows ({}); the replay's rows replace them, as its saved model goes with them. Play is deterministic on one machine and build; another CPU's kernels (AVX2 or AVX-512) or another redqueen version change the last bits",
-            if which.len() == 1 { "a match" } else { "matches" },
-            which.join(", ")
-        );
-    }
+    warn_replays_differed(&differed);
     let matches_s = matches_started.elapsed().as_secs_f64();
 
     let played = Played {
@@ -270,6 +260,23 @@ pub async fn run_locked(
     let interrupted = cancel.load(Ordering::SeqCst);
     let summary = summarize(&plan, replicates[0].as_ref(), options.shard, interrupted, played).await?;
     Ok((summary, lock))
+}
+
+/// Matches replayed to save their models whose rows came out otherwise
+/// (see [`with_replays`]), said on stderr.
+fn warn_replays_differed(differed: &BTreeSet<(u64, usize)>) {
+    if differed.is_empty() {
+        return;
+    }
+    let which: Vec<String> = differed
+        .iter()
+        .map(|(seed, id)| format!("seed {seed} match {id}"))
+        .collect();
+    eprintln!(
+        "warning: {} replayed to save its model played out otherwise than its recorded rows ({}); the replay's rows replace them, as its saved model goes with them. Play is deterministic on one machine and build; another CPU's kernels (AVX2 or AVX-512) or another redqueen version change the last bits",
+        if which.len() == 1 { "a match" } else { "matches" },
+        which.join(", ")
+    );
 }
 
 /// The run's rows: those `kept` from before and those `played` now. A
