@@ -61,7 +61,7 @@ pub enum Error {
     /// model predicts one class and every attack on it fails, so any
     /// number of it would be meaningless. `settings`: the table to change.
     /// `of`: what is not finite (weights, or outputs).
-    #[error("{what} diverged: {bad} of {total} {of} are NaN or infinite after its training, so nothing is measured on it; lower the learning rate (or the weight decay) in {settings}")]
+    #[error("{what} diverged: {bad} of {total} {of} are NaN or infinite after its training, so nothing is measured on it; lower the learning rate (or the weight decay) in {settings}, then start the run again with `--force` over its folder (what it holds was made under the old settings)")]
     Diverged {
         what: String,
         bad: usize,

@@ -1458,7 +1458,7 @@ const CASES: &[Case] = &[
     Case {
         name: "a number beyond a 32-bit float (it read as `got 0` or `got inf`)",
         setup: |dir| run(tiny_with(dir, &[("linf = 0.1", "linf = 1e300")])),
-        stderr: &["tiny.toml", "`rules.linf` = 1e300", "32-bit float"],
+        stderr: &["tiny.toml", "`rules.linf` = 1e300", "out of the range"],
         out: OUT,
         expect_out: Out::Absent,
         skip: None,
@@ -2125,6 +2125,26 @@ fn a_diverged_model_is_refused_before_anything_is_measured() {
     let cached = std::fs::read_dir(cache.join("models")).map_or(0, |entries| entries.count());
     assert_eq!(cached, 0, "the diverged model was cached");
 
+    // A weights file whose finite weights overflow the outputs: refused
+    // too (it was measured, and its gallery did not read back).
+    write_mlp_safetensors_filled(&dir.path().join("big.safetensors"), 784, 3e38);
+    let weights = ("hidden = [64]", "hidden = [4]\nweights = \"big.safetensors\"");
+    let file = tiny_tournament_with(dir.path(), DEFENDER, &[weights]);
+    let output = redqueen()
+        .current_dir(dir.path())
+        .arg("run")
+        .arg(&file)
+        .args(["--out", "weights-run"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("big.safetensors") && stderr.contains("outputs on training images are NaN or infinite"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("weights-run/summary.json").exists());
+
     let matrix = |pretrain: &str, training: &str| {
         let text = format!(
             "name = \"m\"\nseed = 5\neval = 60\n[data]\ndataset = \"synthetic-digits\"\ntrain = 600\ntest = 200\n[model]\nkind = \"mlp\"\nhidden = [16]\n[pretrain]\nepochs = 1\nbatch = 32\n{pretrain}\n[training]\nsteps = 5\nbatch = 32\n{training}\n[[attacks]]\nfamily = \"fgsm\"\neps = 0.1\n"
@@ -2215,6 +2235,47 @@ fn a_run_recorded_with_f32s_widened_still_resumes() {
         .arg(&matrix_run)
         .assert()
         .success();
+}
+
+/// Rules added for written files (an attack twice in a repertoire, a
+/// bandit key of the other algorithm) do not apply to a run's own
+/// `config.toml`: a run recorded before them still resumes, while the same
+/// settings in a file given are refused.
+#[test]
+fn a_recorded_configuration_is_not_held_to_rules_added_since() {
+    use redqueen::record::content_fingerprint;
+    let dir = tempfile::tempdir().unwrap();
+    let run = finished_run(dir.path(), "older");
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    // Recorded with both algorithms' keys at their defaults.
+    let ucb1 = "algorithm = \"ucb1\"\ngamma = 0.2\n";
+    assert!(config.contains(ucb1), "{config}");
+    let older = config.replacen(ucb1, "algorithm = \"ucb1\"\ngamma = 0.3\n", 1);
+    std::fs::write(run.join("config.toml"), &older).unwrap();
+    let manifest = std::fs::read_to_string(run.join("manifest.json")).unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    manifest["status"] = "partial".into();
+    manifest["config_fingerprint"] = content_fingerprint(older.as_bytes()).into();
+    std::fs::write(run.join("manifest.json"), manifest.to_string()).unwrap();
+    let given = dir.path().join("given.toml");
+    std::fs::write(&given, &older).unwrap();
+    let output = redqueen()
+        .arg("run")
+        .arg(&given)
+        .arg("--resume")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("given.toml") && stderr.contains("`gamma` = 0.3 belongs to"),
+        "{stderr}"
+    );
+    redqueen().arg("run").arg("--resume").arg(&run).assert().success();
+    assert!(std::fs::read_to_string(run.join("manifest.json"))
+        .unwrap()
+        .contains("\"complete\""));
 }
 
 /// A run records what its weights file held: a resume after the file

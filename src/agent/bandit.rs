@@ -66,6 +66,15 @@ impl PolicySpec for BanditConfig {
                 self.exploration
             )));
         }
+        Ok(())
+    }
+}
+
+impl BanditConfig {
+    /// A key set for the other algorithm, which would be ignored: refused
+    /// in written files (not in a run's recorded configuration, which may
+    /// predate the rule: [`crate::config::load_recorded`]).
+    pub fn refuse_other_algorithms_keys(&self) -> crate::Result<()> {
         // Each key belongs to one algorithm; set for the other, it would be
         // ignored. (Both are filled with their defaults, so only a value
         // other than the default shows that it was written.)
@@ -81,9 +90,7 @@ impl PolicySpec for BanditConfig {
             _ => Ok(()),
         }
     }
-}
 
-impl BanditConfig {
     /// A fresh bandit over `arms` arms.
     pub fn over_arms(&self, arms: usize) -> Box<dyn Policy> {
         match self.algorithm {
@@ -198,7 +205,10 @@ mod tests {
     /// A key of the other algorithm is refused, not ignored; defaults pass.
     #[test]
     fn each_key_belongs_to_its_algorithm() {
-        let parse = |text: &str| toml::from_str::<BanditConfig>(text).unwrap().validate();
+        let parse = |text: &str| {
+            let config = toml::from_str::<BanditConfig>(text).unwrap();
+            config.validate().and_then(|_| config.refuse_other_algorithms_keys())
+        };
         assert!(parse("algorithm = \"ucb1\"\nexploration = 1.0").is_ok());
         assert!(parse("algorithm = \"exp3\"\ngamma = 0.3").is_ok());
         let err = parse("algorithm = \"ucb1\"\ngamma = 0.3").unwrap_err().to_string();

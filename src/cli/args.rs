@@ -270,11 +270,13 @@ pub(super) fn default_out(name: &str, seeds: &[u64]) -> PathBuf {
 pub(super) fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
     let mut plan = match (&args.file, &args.resume) {
         (Some(file), _) if config::matrix::is_matrix_file(file) => {
+            // An attack list has `attacks` too: named as what it is.
+            config::matrix::refuse_other_kinds(file, "a tournament file")?;
             return Err(Error::Usage(format!(
             "{} is a generalization matrix file (it has `attacks`), not a tournament; run it with `redqueen matrix {}`",
             file.display(),
             crate::error::shell_word(file)
-        )))
+        )));
         }
         (Some(file), _) => config::load_file_with(file, args.strategies.as_deref())?,
         // Resuming with no file: the run's own resolved configuration.
@@ -284,7 +286,7 @@ pub(super) fn check_run_args(args: RunArgs) -> Result<RunPlan, Error> {
             if config::matrix::is_matrix_file(&config) {
                 return Err(ResumeError::Matrix(dir.clone()).into());
             }
-            config::load_file(&config)?
+            config::load_recorded(&config)?
         }
         (None, None) => config::load_default()?,
     };

@@ -232,7 +232,7 @@ fn merge(dirs: &[PathBuf], out: Option<PathBuf>, force: bool) -> anyhow::Result<
         Some(out) => out,
         None => {
             let (first, _) = tournament::read_part(&dirs[0])?;
-            let plan = config::load_file(&dirs[0].join("config.toml"))?;
+            let plan = config::load_recorded(&dirs[0].join("config.toml"))?;
             default_out(&first.name, &plan.file.seed_list())
         }
     };
@@ -244,7 +244,7 @@ fn merge(dirs: &[PathBuf], out: Option<PathBuf>, force: bool) -> anyhow::Result<
     // sitting without --save-models): the merged run says which are short.
     // Only a warning: the merge itself is done.
     if out.join("models").is_dir() {
-        let missing = config::load_file(&out.join("config.toml"))
+        let missing = config::load_recorded(&out.join("config.toml"))
             .ok()
             .and_then(|plan| tournament::models_missing(&out, plan.file.rounds).ok())
             .unwrap_or_default();

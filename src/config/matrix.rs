@@ -143,14 +143,17 @@ pub fn refuse_other_kinds(path: &std::path::Path, expected: &str) -> Result<()> 
         return Ok(());
     };
     let has = |key: &str| keys.contains_key(key);
+    // A tournament or matrix file with a stray key is still one: its own
+    // checks name the key.
+    let agent_file = !has("attackers") && !has("defenders") && !has("attacks");
     let what = if has("paper") && has("evaluations") {
         format!(
             "is a reproduction file (it has `paper` and `evaluations`), not {expected}; run it with `redqueen reproduce {}`",
             crate::error::shell_word(path)
         )
-    } else if has("policy") && has("repertoire") {
+    } else if agent_file && has("policy") && has("repertoire") {
         format!("is an attacker's strategy file (it has `policy` and `repertoire`), not {expected}; a tournament uses it from `[[attackers]]` as `use = \"attackers/<file>.toml\"` (`redqueen check` on that tournament checks it)")
-    } else if has("strategy") && !has("defenders") {
+    } else if agent_file && has("strategy") {
         format!("is a defender's strategy file (it has `strategy`), not {expected}; a tournament uses it from `[[defenders]]` as `use = \"defenders/<file>.toml\"` (`redqueen check` on that tournament checks it)")
     } else if !has("attackers") && !has("defenders") && !has("attacks") && (has("training") || has("eval")) {
         "reads as a generalization matrix file (it has `training` or `eval`) that lists no `attacks`; add them as `[[attacks]]` tables and run it with `redqueen matrix`".to_string()

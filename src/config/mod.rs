@@ -112,7 +112,7 @@ fn check_float_range(value: &toml::Value, at: &str) -> std::result::Result<(), S
     match value {
         toml::Value::Float(f) if f.is_finite() && ((*f as f32).is_infinite() || (*f != 0.0 && *f as f32 == 0.0)) => {
             Err(format!(
-                "`{at}` = {f:e} is beyond what a 32-bit float holds (magnitudes from about 1e-45 to 3.4e38), which redqueen computes in"
+                "`{at}` = {f:e} is out of the range redqueen reads a number in (magnitudes from about 1e-45 to 3.4e38, a 32-bit float's, which most of its numbers are)"
             ))
         }
         toml::Value::Table(table) => table.iter().try_for_each(|(key, v)| {
@@ -175,15 +175,26 @@ pub fn read_text(path: &Path, cited: &str) -> Result<String> {
     })
 }
 
-/// Load and check a tournament file from disk.
-pub fn load_file(path: &Path) -> Result<Plan> {
-    load_file_with(path, None)
+/// A run folder's own `config.toml`, checked as when the run began: not by
+/// the rules refused in written files only
+/// ([`validate::refuse_ignored_settings`]), which runs recorded before them
+/// may break, and which must keep resuming and merging.
+pub fn load_recorded(path: &Path) -> Result<Plan> {
+    load_checked(path, None)
 }
 
-/// [`load_file`], its `use` entries read from `strategies` when given
-/// (`--strategies DIR`), else from the strategies tree the file sits in.
-/// Either way a reference missing on disk falls back to the built-in copy.
+/// A tournament file someone wrote, checked, its `use` entries read from
+/// `strategies` when given (`--strategies DIR`), else from the strategies
+/// tree the file sits in. Either way a reference missing on disk falls
+/// back to the built-in copy.
 pub fn load_file_with(path: &Path, strategies: Option<&Path>) -> Result<Plan> {
+    let plan = load_checked(path, strategies)?;
+    validate::refuse_ignored_settings(&plan).map_err(|e| e.in_file(&path.display().to_string()))?;
+    Ok(plan)
+}
+
+/// [`load_file_with`] without the rules for written files only.
+fn load_checked(path: &Path, strategies: Option<&Path>) -> Result<Plan> {
     let cited = path.display().to_string();
     let text = read_text(path, &cited)?;
     matrix::refuse_other_kinds(path, "a tournament file")?;

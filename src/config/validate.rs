@@ -175,6 +175,31 @@ impl Labels<'_> {
     }
 }
 
+/// Settings refused in the files people write, but not in a run's own
+/// `config.toml` (see [`super::load_recorded`]): runs recorded before
+/// these rules may hold them, and must keep resuming. Each was accepted
+/// and then ignored or miscounted: an attack twice in a repertoire (a
+/// policy took the two for two arms), a bandit key of the other algorithm.
+pub(super) fn refuse_ignored_settings(plan: &super::Plan) -> crate::Result<()> {
+    for (i, a) in plan.attackers.iter().enumerate() {
+        let at = format!("attackers[{i}] ({:?})", a.name);
+        for (j, attack) in a.repertoire.iter().enumerate() {
+            if let Some(first) = a.repertoire[..j].iter().position(|b| b.unnamed() == attack.unnamed()) {
+                return Err(Error::invalid(format!(
+                    "{at}, repertoire[{j}]: {:?} is already repertoire[{first}]; a repertoire lists each attack once (a policy would take the two for two arms)",
+                    attack.label()
+                )));
+            }
+        }
+        if let crate::agent::PolicyConfig::Bandit(bandit) = &a.policy {
+            bandit
+                .refuse_other_algorithms_keys()
+                .map_err(|e| e.within(&format!("{at}: `policy`")))?;
+        }
+    }
+    Ok(())
+}
+
 /// Unique names, valid policies, and non-empty repertoires of valid attacks
 /// (added to `used`).
 fn check_attackers(
@@ -198,12 +223,6 @@ fn check_attackers(
             )));
         }
         for (j, attack) in a.repertoire.iter().enumerate() {
-            if let Some(first) = a.repertoire[..j].iter().position(|b| b.unnamed() == attack.unnamed()) {
-                return Err(Error::invalid(format!(
-                    "{at}, repertoire[{j}]: {:?} is already repertoire[{first}]; a repertoire lists each attack once (a policy would take the two for two arms)",
-                    attack.label()
-                )));
-            }
             labels.check(&format!("{at}, repertoire[{j}]"), attack)?;
             used.push(attack.unnamed());
         }

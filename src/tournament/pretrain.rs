@@ -111,9 +111,8 @@ pub fn non_finite_weights(model: &dyn Classifier) -> usize {
 
 /// [`crate::Error::Diverged`] unless every weight of `net`, trained as
 /// `what` on `train`, is finite, and so are its outputs on the first batch
-/// of `train` (weights grown huge overflow there; never evaluation images,
-/// which steer nothing); `settings` names the table whose learning rate to
-/// lower.
+/// of `train` (weights grown huge overflow there); `settings` names the
+/// table whose learning rate to lower.
 pub fn check_trained(net: &dyn Classifier, train: &Split, what: &str, settings: &str) -> crate::Result<()> {
     let diverged = |bad: usize, total: usize, of: &str| crate::Error::Diverged {
         what: what.to_string(),
@@ -126,12 +125,19 @@ pub fn check_trained(net: &dyn Classifier, train: &Split, what: &str, settings: 
     if bad > 0 {
         return Err(diverged(bad, net.parameters().len(), "weights"));
     }
+    match non_finite_outputs(net, train) {
+        (0, _) => Ok(()),
+        (bad, total) => Err(diverged(bad, total, "outputs on training images")),
+    }
+}
+
+/// How many of the model's outputs on the first batch of `train` are NaN
+/// or infinite, and of how many (never evaluation images, which steer
+/// nothing).
+fn non_finite_outputs(net: &dyn Classifier, train: &Split) -> (usize, usize) {
     let n = train.len().min(crate::model::metrics::EVAL_BATCH);
     let logits = net.logits(&train.images[..n * train.dim()]);
-    match logits.iter().filter(|v| !v.is_finite()).count() {
-        0 => Ok(()),
-        bad => Err(diverged(bad, logits.len(), "outputs on training images")),
-    }
+    (logits.iter().filter(|v| !v.is_finite()).count(), logits.len())
 }
 
 /// The table a pretraining's learning rate is set in, for
@@ -201,6 +207,14 @@ pub fn from_weights(
 ) -> crate::Result<(Box<dyn Classifier>, String)> {
     let (net, now) =
         crate::model::torch::load_recorded(path, &model.without_weights(), engine, train.shape, classes, recorded)?;
+    // Its weights are finite (load refuses others), but may overflow.
+    let (bad, total) = non_finite_outputs(net.as_ref(), train);
+    if bad > 0 {
+        return Err(crate::Error::invalid(format!(
+            "`model.weights`: weights file {}: the model's outputs on training images are NaN or infinite ({bad} of {total}): its weights overflow in the forward pass, so nothing can be measured on it",
+            path.display()
+        )));
+    }
     Ok((net, format!("weights-{now}")))
 }
 
