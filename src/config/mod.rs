@@ -105,9 +105,10 @@ pub fn parse<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T
     toml::from_str(text).map_err(|e| Error::config(file, crate::error::explain_serde_message(e.to_string().trim_end())))
 }
 
-/// Every number redqueen reads it keeps as a 32-bit float, where `1e300`
+/// Most numbers redqueen reads it keeps as 32-bit floats, where `1e300`
 /// becomes infinite and `1e-50` becomes 0: a value that would is refused
-/// at its key, rather than checked (and reported) as `inf` or `0`.
+/// at its key, rather than checked (and reported) as `inf` or `0`. The
+/// few 64-bit keys are held to the same range: none needs more.
 fn check_float_range(value: &toml::Value, at: &str) -> std::result::Result<(), String> {
     match value {
         toml::Value::Float(f) if f.is_finite() && ((*f as f32).is_infinite() || (*f != 0.0 && *f as f32 == 0.0)) => {
