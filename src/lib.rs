@@ -4,6 +4,17 @@
 //! ([`arena`], scheduled by [`tournament`]) to rows ([`record`]), rows to
 //! reports ([`report`]).
 
+/// `eprintln!` that never panics: a stderr that cannot be written (a full
+/// disk under `2> file`) loses the line, not the run (`eprintln!` panics,
+/// exit 101, possibly mid-way through writing a run folder).
+#[macro_export]
+macro_rules! warn_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod agent;
 pub mod arena;
 pub mod arsenal;

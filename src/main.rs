@@ -7,8 +7,8 @@ fn main() -> ExitCode {
             // redqueen's own errors already say their cause; anything else
             // prints its chain of causes.
             match e.downcast_ref::<redqueen::Error>() {
-                Some(own) => eprintln!("error: {own}"),
-                None => eprintln!("error: {e:#}"),
+                Some(own) => redqueen::warn_line!("error: {own}"),
+                None => redqueen::warn_line!("error: {e:#}"),
             }
             ExitCode::from(redqueen::error::exit_code_of(&e))
         }

@@ -448,9 +448,10 @@ fn an_evolving_attacker_breeds_new_attacks_and_says_so() {
 }
 
 /// Output that cannot be written (stdout on a full disk) fails the command
-/// with exit 2 and says so; a reader that stops early (`| head`) does not.
+/// with exit 2 and says so; a reader that stops early (`| head`) does not,
+/// and neither does a stderr that cannot be written.
 #[test]
-fn lost_output_is_an_error_but_a_closed_pipe_is_not() {
+fn lost_output_is_an_error_but_a_closed_pipe_or_a_full_stderr_is_not() {
     use std::process::Stdio;
     let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
         eprintln!("skipped: this system has no /dev/full");
@@ -465,6 +466,36 @@ fn lost_output_is_an_error_but_a_closed_pipe_is_not() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("writing to standard output"), "{stderr}");
+    // Nor does a stderr that cannot be written lose the run (eprintln!
+    // panicked: exit 101, the folder half written): the lines are lost, the
+    // exit code still says what happened.
+    let open_full = || std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let output = std::process::Command::new(&binary)
+        .args(["check", "no-such.toml"])
+        .stderr(open_full())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    let file = tiny_tournament(
+        dir.path(),
+        "[[defenders]]\nname = \"d\"\nstrategy = { kind = \"standard\" }",
+    );
+    let out = dir.path().join("run");
+    let output = std::process::Command::new(&binary)
+        .env("REDQUEEN_CACHE", common::model_cache())
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(open_full())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(std::fs::read_to_string(out.join("manifest.json"))
+        .unwrap()
+        .contains("\"complete\""));
     // A pipe closed before the first byte: `list` still exits 0.
     let mut child = std::process::Command::new(&binary)
         .arg("list")

@@ -137,7 +137,7 @@ fn reproduce(
         if quick {
             file.shrink()?;
         }
-        eprintln!(
+        crate::warn_line!(
             "redqueen: reproducing {} ({}){}; results in {}",
             file.name,
             file.paper,
@@ -169,7 +169,7 @@ fn reproduce(
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("redqueen: a claim failed in: {}", failed.join(", "));
+        crate::warn_line!("redqueen: a claim failed in: {}", failed.join(", "));
         Ok(ExitCode::from(CLAIM_FAILED))
     }
 }
@@ -249,7 +249,7 @@ fn merge(dirs: &[PathBuf], out: Option<PathBuf>, force: bool) -> anyhow::Result<
             .and_then(|plan| tournament::models_missing(&out, plan.file.rounds).ok())
             .unwrap_or_default();
         if !missing.is_empty() {
-            eprintln!(
+            crate::warn_line!(
                 "redqueen: {} match(es) have no model in {}: {}; `redqueen run --resume PART --save-models` on the parts that played them saves them, then merge again",
                 missing.len(),
                 out.join("models").display(),
@@ -516,7 +516,7 @@ fn run_matrix(args: MatrixArgs) -> anyhow::Result<ExitCode> {
         (None, Some(out)) => out,
         (None, None) => PathBuf::from("results").join(format!("{}-{}", file.name, file.seed)),
     };
-    eprintln!(
+    crate::warn_line!(
         "redqueen: matrix {:?}, seed {}: {} trained against one attack each, {} at a time; results in {}",
         file.name,
         file.seed,

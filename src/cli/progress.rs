@@ -42,7 +42,7 @@ impl Bars {
     /// hidden.
     fn note(&self, line: String) {
         if self.multi.is_hidden() {
-            eprintln!("{line}");
+            crate::warn_line!("{line}");
         } else {
             let _ = self.multi.println(line);
         }

@@ -28,7 +28,7 @@ pub(super) fn cancel_on_ctrl_c(cancel: Arc<AtomicBool>) {
                 std::process::exit(130);
             }
             cancel.store(true, Ordering::SeqCst);
-            eprintln!(
+            crate::warn_line!(
                 "redqueen: interrupted; finishing the rounds in flight, or the training step under way, then writing what completed (a second Ctrl-C or SIGTERM stops at once)"
             );
         }

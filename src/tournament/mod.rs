@@ -272,7 +272,7 @@ fn warn_replays_differed(differed: &BTreeSet<(u64, usize)>) {
         .iter()
         .map(|(seed, id)| format!("seed {seed} match {id}"))
         .collect();
-    eprintln!(
+    crate::warn_line!(
         "warning: {} replayed to save its model played out otherwise than its recorded rows ({}); the replay's rows replace them, as its saved model goes with them. Play is deterministic on one machine and build; another CPU's kernels (AVX2 or AVX-512) or another redqueen version change the last bits",
         if which.len() == 1 { "a match" } else { "matches" },
         which.join(", ")

@@ -70,7 +70,7 @@ pub fn cached<R: Serialize, T: Serialize + serde::de::DeserializeOwned>(
         match cache.load(&key, net) {
             Ok(None) => {}
             Ok(Some(found)) if non_finite_weights(net) > 0 => {
-                eprintln!(
+                crate::warn_line!(
                     "warning: ignoring a model cache entry whose weights are not all finite, training instead: {}",
                     found.path.display()
                 );
@@ -80,7 +80,7 @@ pub fn cached<R: Serialize, T: Serialize + serde::de::DeserializeOwned>(
             Ok(Some(found)) => match serde_json::from_value::<T>(found.record) {
                 Ok(record) => return (key, record, true),
                 Err(e) => {
-                    eprintln!(
+                    crate::warn_line!(
                         "warning: ignoring a model cache entry, training instead: {}: record: {e}",
                         found.path.display()
                     );
@@ -88,14 +88,14 @@ pub fn cached<R: Serialize, T: Serialize + serde::de::DeserializeOwned>(
                     net.set_optimizer_state(state);
                 }
             },
-            Err(why) => eprintln!("warning: ignoring a model cache entry, training instead: {why}"),
+            Err(why) => crate::warn_line!("warning: ignoring a model cache entry, training instead: {why}"),
         }
     }
     let record = train(net);
     // A diverged model is never kept: its caller refuses it.
     if let (Some(cache), false, 0) = (cache, stop(), non_finite_weights(net)) {
         if let Err(e) = cache.store(&key, net, recipe, &record) {
-            eprintln!(
+            crate::warn_line!(
                 "warning: the model cache in {} could not keep {name}: {e}",
                 cache.dir().display()
             );
