@@ -6,7 +6,8 @@
 
 /// `eprintln!` that never panics: a stderr that cannot be written (a full
 /// disk under `2> file`) loses the line, not the run (`eprintln!` panics,
-/// exit 101, possibly mid-way through writing a run folder).
+/// exit 101, possibly mid-way through writing a run folder). Tests keep
+/// `eprintln!`, whose lines the test harness captures.
 #[macro_export]
 macro_rules! warn_line {
     ($($arg:tt)*) => {{

@@ -422,7 +422,7 @@ mod tests {
         }
         let count = |f: &[bool]| f.iter().filter(|&&f| f).count();
         let (all, ce) = (count(&composite), count(&apgd_ce));
-        crate::warn_line!(
+        eprintln!(
             "fooled of {}: autoattack {all}, apgd-ce {ce}, fab-t {}",
             y.len(),
             count(&fab_t)

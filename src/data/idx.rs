@@ -980,7 +980,7 @@ mod tests {
     fn loads_real_mnist_when_present() {
         let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/datasets/mnist"));
         if !dir.is_dir() {
-            crate::warn_line!("skipped: no MNIST at {}", dir.display());
+            eprintln!("skipped: no MNIST at {}", dir.display());
             return;
         }
         let d = load_idx_dir(dir, "mnist").expect("MNIST loads");

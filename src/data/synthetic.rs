@@ -409,7 +409,7 @@ mod tests {
     fn learnable_by_logistic_regression() {
         let d = synthetic_digits(11, 4000, 1000);
         let (train_acc, test_acc) = logistic_regression(&d, 3, 0.05);
-        crate::warn_line!("logistic regression: train {train_acc:.3}, test {test_acc:.3}");
+        eprintln!("logistic regression: train {train_acc:.3}, test {test_acc:.3}");
         assert!(test_acc > 0.85, "test accuracy {test_acc}");
         // Real intra-class variety: a linear model does not ace it.
         assert!(test_acc < 0.99, "test accuracy {test_acc}");
