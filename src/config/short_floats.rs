@@ -272,7 +272,7 @@ mod tests {
     }
 
     #[test]
-    fn only_the_float_digits_differ_from_toml_s_own_writing() {
+    fn values_exact_in_f32_are_written_as_toml_writes_them() {
         let sample = Sample {
             lr: 0.5,
             exact: 2.0,
